@@ -1,0 +1,293 @@
+"""The one error hierarchy of shoal.
+
+Every error shoal raises is a :class:`ShoalError`. Below it, errors are split
+by whose fault they are, because that decides what a caller should do:
+
+- :class:`UsageError` -- the caller's: a bad argument or configuration. Fix
+  the code; retrying changes nothing.
+- :class:`TargetError` -- the target is gone or unreachable (no such process,
+  no members, node down, protocol or authentication failure).
+- :class:`CalleeError` -- the callee took the request and failed (its handler
+  raised, it exited mid-call, it is overloaded, it rejected the request).
+- :class:`CallTimeout` -- time: the deadline passed.
+- :class:`StoreError` -- the membership store: unavailable, or a node name is
+  already held.
+
+Whether a failed request *provably did not start* is what makes a group call
+safe to retry elsewhere (G3). Each class says so in ``not_started``; a group
+call retries on another member only when it is ``True``, or when the caller
+marked the request idempotent.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from shoal.pid import Pid, Reason
+
+__all__ = [
+    "AuthenticationFailed",
+    "BadArgument",
+    "BadRequest",
+    "CallError",
+    "CallTimeout",
+    "CalleeError",
+    "ConfigError",
+    "NameInUse",
+    "NoMembers",
+    "NoSuchProcess",
+    "NodeDown",
+    "Overloaded",
+    "ProcessExited",
+    "ProtocolError",
+    "SessionEnded",
+    "ShoalError",
+    "StoreError",
+    "StoreUnavailable",
+    "TargetError",
+    "UsageError",
+]
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class ShoalError(Exception):
+    """Base of every error shoal raises."""
+
+    not_started: ClassVar[bool] = False
+    """True when the failed request provably never started on the callee."""
+
+
+# --- the caller's fault ----------------------------------------------------
+
+
+class UsageError(ShoalError):
+    """The caller used the API wrongly. Retrying the same call cannot help."""
+
+
+class BadArgument(UsageError, ValueError):
+    """An argument to a public function has the wrong type or value.
+
+    Raised before anything is done, so nothing needs undoing. Not retryable.
+
+    Attributes:
+        argument: the parameter's name.
+        value: what was passed.
+        expected: a short description of what is accepted.
+    """
+
+    not_started = True
+
+    def __init__(self, argument: str, value: Any, expected: str) -> None:
+        self.argument = argument
+        self.value = value
+        self.expected = expected
+        super().__init__(f"bad argument {argument}={_short(value)}: expected {expected}")
+
+
+class ConfigError(UsageError):
+    """Node or cluster configuration is invalid or unsafe (for instance a
+    world-readable secret file). Raised at start-up; fix the configuration."""
+
+
+# --- the target is gone or unreachable --------------------------------------
+
+
+class TargetError(ShoalError):
+    """The target of a request could not be reached or does not exist."""
+
+
+class NoSuchProcess(TargetError):
+    """The target process is not alive (it exited, or its pid belongs to an
+    earlier incarnation of its node). Its owner said so, so the request
+    provably did not start: a group call retries on another member.
+
+    Attributes:
+        pid: the dead pid.
+    """
+
+    not_started = True
+
+    def __init__(self, pid: Pid) -> None:
+        self.pid = pid
+        super().__init__(f"no such process {pid}")
+
+
+class NoMembers(TargetError):
+    """A group has no live, routable member that could take the request.
+
+    Retry later if members are expected to come back.
+
+    Attributes:
+        scope, group: the group that was asked.
+        tried: how many members were tried and failed before giving up.
+    """
+
+    not_started = True
+
+    def __init__(self, scope: str, group: Any, tried: int = 0) -> None:
+        self.scope = scope
+        self.group = group
+        self.tried = tried
+        where = f"group {_short(group)} in scope {scope!r}"
+        extra = f" ({tried} tried and failed)" if tried else ""
+        super().__init__(f"no live members in {where}{extra}")
+
+
+class NodeDown(TargetError):
+    """The node hosting the target is known down or the connection to it
+    broke. ``not_started`` tells whether the request was sent before the
+    connection failed (unknown delivery) or not at all.
+
+    Attributes:
+        node: the node's name.
+    """
+
+    def __init__(self, node: str, detail: str = "", *, not_started: bool = True) -> None:
+        self.node = node
+        self.not_started = not_started  # type: ignore[misc]
+        super().__init__(f"node {node!r} is down" + (f": {detail}" if detail else ""))
+
+
+class ProtocolError(TargetError):
+    """A peer sent bytes that break the wire protocol (malformed frame,
+    unknown message type, oversized frame). The connection is closed; the
+    node keeps serving others."""
+
+
+class AuthenticationFailed(ProtocolError):
+    """A peer failed the handshake: it does not know the cluster secret, or
+    belongs to another cluster, or speaks an unsupported protocol version."""
+
+
+# --- the callee took it and failed ----------------------------------------
+
+
+class CalleeError(ShoalError):
+    """The callee received the request and could not complete it."""
+
+
+class CallError(CalleeError):
+    """The callee's handler raised; the callee crashed with that exception
+    (let it crash). Not retried automatically: the handler may have had
+    effects.
+
+    Attributes:
+        pid: the callee.
+        remote_type: qualified class name of the exception, e.g. ``"builtins.KeyError"``.
+        remote_message: ``str()`` of the exception.
+        remote_traceback: the traceback text as the callee's node formatted it.
+    """
+
+    def __init__(
+        self, pid: Pid, remote_type: str, remote_message: str, remote_traceback: str = ""
+    ) -> None:
+        self.pid = pid
+        self.remote_type = remote_type
+        self.remote_message = remote_message
+        self.remote_traceback = remote_traceback
+        super().__init__(f"{pid} raised {remote_type}: {remote_message}")
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.remote_traceback:
+            text += "\n--- remote traceback ---\n" + self.remote_traceback.rstrip()
+        return text
+
+
+class ProcessExited(CalleeError):
+    """The callee exited while handling this request (killed, stopped, its
+    node shut down). Delivery is unknown, so it is not retried unless the
+    request is marked idempotent.
+
+    Attributes:
+        pid: the callee.
+        reason: its exit reason.
+    """
+
+    def __init__(self, pid: Pid, reason: Reason) -> None:
+        self.pid = pid
+        self.reason = reason
+        super().__init__(f"{pid} exited during the call: {reason}")
+
+
+class Overloaded(CalleeError):
+    """The callee's mailbox is full; the request was rejected without being
+    queued, so it provably did not start. Retry elsewhere or later.
+
+    Attributes:
+        pid: the callee.
+        limit: its mailbox bound.
+    """
+
+    not_started = True
+
+    def __init__(self, pid: Pid, limit: int) -> None:
+        self.pid = pid
+        self.limit = limit
+        super().__init__(f"{pid} is overloaded: mailbox full ({limit} messages)")
+
+
+class BadRequest(CalleeError):
+    """Raised by a handler to reject one request without crashing.
+
+    ``handle_call`` may raise ``BadRequest(request)``: the caller gets this
+    error (rebuilt on the caller's side, also across nodes) and the process
+    keeps running. Not retryable: the request itself is wrong.
+    """
+
+    def __init__(self, request: Any = None, detail: str = "") -> None:
+        self.request = request
+        self.detail = detail
+        super().__init__(detail or f"bad request {_short(request)}")
+
+
+# --- time -----------------------------------------------------------------
+
+
+class CallTimeout(ShoalError, TimeoutError):
+    """The deadline passed before a reply came. A late reply is discarded.
+    Delivery is unknown: retry only if the request is idempotent.
+
+    Attributes:
+        target: the pid or group that was called.
+        timeout: the deadline in seconds.
+    """
+
+    def __init__(self, target: Any, timeout: float) -> None:
+        self.target = target
+        self.timeout = timeout
+        super().__init__(f"call to {target} timed out after {timeout:g}s")
+
+
+# --- the store --------------------------------------------------------------
+
+
+class StoreError(ShoalError):
+    """The membership store failed or refused an operation."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or used (file unwritable, disk full,
+    server down). Retry with backoff; membership already cached keeps
+    routing calls meanwhile."""
+
+
+class SessionEnded(StoreError):
+    """The store session this write was made under has ended (expired,
+    revoked, closed). The node opens a new session and rewrites what it
+    owns; the write itself did not happen."""
+
+
+class NameInUse(StoreError):
+    """A node name is already held by a live node of the cluster. Pick
+    another name, or stop that node first."""
+
+    def __init__(self, name: str, holder: str = "") -> None:
+        self.name = name
+        super().__init__(
+            f"node name {name!r} is held by a live node" + (f" ({holder})" if holder else "")
+        )

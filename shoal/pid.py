@@ -1,0 +1,121 @@
+"""Process identifiers and exit reasons: the values every layer shares.
+
+A pid is ``(node, creation, serial)``. ``creation`` changes every time a node
+starts, and ``serial`` never repeats within one incarnation, so a pid is never
+reused: a pid of an earlier incarnation is dead by definition (DESIGN.md).
+
+``Pid`` is a ``NamedTuple`` rather than a dataclass on purpose: pids are dict
+keys on every call and every membership operation, and a tuple hashes and
+compares in C. It is immutable and validated when built through ``Pid.of``.
+
+Exit reasons are plain strings for the well-known ones (``"normal"``,
+``"shutdown"``, ``"killed"``, ``"noconnection"``, ``"noproc"``) or a
+:class:`Crash` carrying the exception that ended the process. Any other
+string is a user-chosen reason, as ``exit(Pid, Reason)`` allows in Erlang.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+__all__ = [
+    "KILLED",
+    "NOCONNECTION",
+    "NOPROC",
+    "NORMAL",
+    "SHUTDOWN",
+    "Crash",
+    "Pid",
+    "Reason",
+    "is_abnormal",
+]
+
+NORMAL = "normal"
+"""The process returned or was stopped on purpose; links do not propagate it."""
+SHUTDOWN = "shutdown"
+"""The process was stopped by its node or supervisor; ``terminate`` ran."""
+KILLED = "killed"
+"""The process was killed; it cannot trap this and ``terminate`` did not run."""
+NOCONNECTION = "noconnection"
+"""The node hosting the process was lost (connection broke or went silent)."""
+NOPROC = "noproc"
+"""The process was already dead when the monitor or link was set up."""
+
+MAX_NAME_LENGTH = 255
+
+
+class Pid(NamedTuple):
+    """The address of one process, valid across the cluster and never reused.
+
+    Attributes:
+        node: name of the node hosting the process.
+        creation: the incarnation number of that node (changes every start).
+        serial: the process's number within that incarnation.
+    """
+
+    node: str
+    creation: int
+    serial: int
+
+    @classmethod
+    def of(cls, node: str, creation: int, serial: int) -> Pid:
+        """Build a pid, checking every field.
+
+        Raises:
+            BadArgument: a field has the wrong type or is out of range.
+        """
+        from shoal.errors import BadArgument
+
+        if not isinstance(node, str) or not node or len(node) > MAX_NAME_LENGTH:
+            raise BadArgument("node", node, f"a non-empty str of at most {MAX_NAME_LENGTH} chars")
+        for name, value in (("creation", creation), ("serial", serial)):
+            if type(value) is not int or value < 0 or value >= 1 << 63:
+                raise BadArgument(name, value, "an int in [0, 2**63)")
+        return cls(node, creation, serial)
+
+    def __str__(self) -> str:
+        return f"<{self.node}.{self.creation}.{self.serial}>"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Crash:
+    """Exit reason of a process whose handler raised.
+
+    Attributes:
+        type: qualified name of the exception's class, e.g. ``"builtins.KeyError"``.
+        message: ``str()`` of the exception.
+        traceback: the formatted traceback text, as the crashing node saw it.
+        exception: the exception object itself when the crash happened on this
+            node; ``None`` when the reason came over the network (exceptions
+            are never unpickled, G7).
+    """
+
+    type: str
+    message: str
+    traceback: str = ""
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> Crash:
+        import traceback
+
+        kind = type(exc)
+        return cls(
+            type=f"{kind.__module__}.{kind.__qualname__}",
+            message=str(exc),
+            traceback="".join(traceback.format_exception(exc)),
+            exception=exc,
+        )
+
+    def __str__(self) -> str:
+        return f"crash {self.type}: {self.message}"
+
+
+Reason = str | Crash
+"""An exit reason: one of the constants above, a user string, or a Crash."""
+
+
+def is_abnormal(reason: Reason) -> bool:
+    """Whether an exit with this reason propagates over links (Erlang's rule)."""
+    return reason != NORMAL

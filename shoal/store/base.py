@@ -1,0 +1,206 @@
+"""The store contract: where cluster membership lives.
+
+Every adapter (memory, SQLite, etcd) implements :class:`Store` and passes the
+one contract suite, ``shoal.testing.store_contract.check_store(factory)``.
+
+Rules every adapter keeps:
+
+- Rule 1: keys are ``str`` (``/``-separated, no adapter prefix: the adapter
+  adds its cluster prefix itself), values are ``bytes``. Nothing stored is
+  executed or unpickled by shoal (G7).
+- Rule 2: every write is made under a *session*. When the session ends
+  (closed, expired, revoked, or its owner is found dead) all of its keys
+  disappear in one atomic change, at one revision.
+- Rule 3: the revision rises with every change and is shared by all keys of
+  the store. ``snapshot(prefix)`` returns entries and the revision they are
+  consistent at; ``watch(prefix, revision)`` yields every change after that
+  revision, in order, with no gap. A watcher that cannot be given the missing
+  changes (log compacted) gets a :class:`Resync` with a fresh snapshot and must
+  *replace* its view with it.
+- Rule 4: session names are unique among live sessions: opening a session
+  under a name a live session holds raises :class:`~shoal.errors.NameInUse`.
+- Rule 5: when the store cannot be reached every operation raises
+  :class:`~shoal.errors.StoreUnavailable` within its deadline; nothing blocks
+  forever (G6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+__all__ = [
+    "Changes",
+    "Delete",
+    "Entry",
+    "Event",
+    "Op",
+    "Put",
+    "Resync",
+    "Session",
+    "Snapshot",
+    "Store",
+    "WatchItem",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Entry:
+    """One key in the store.
+
+    Attributes:
+        key: the key, without the adapter's prefix.
+        value: the stored bytes.
+        session: id of the session that owns the key.
+        revision: the revision at which the key was last written.
+    """
+
+    key: str
+    value: bytes
+    session: str
+    revision: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """One change of one key.
+
+    Attributes:
+        kind: ``"put"`` or ``"delete"``.
+        key: the key that changed.
+        value: the new value for a put, ``None`` for a delete.
+        session: the owning session id (for a delete: the session that owned it).
+        revision: the revision of this change. Several events of one atomic
+            batch or one session end share a revision.
+    """
+
+    kind: Literal["put", "delete"]
+    key: str
+    value: bytes | None
+    session: str
+    revision: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snapshot:
+    """All entries under a prefix, consistent at ``revision``."""
+
+    entries: Mapping[str, Entry]
+    revision: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Changes:
+    """A batch of consecutive changes from a watch. ``revision`` is that of
+    the last event; the next batch starts strictly after it."""
+
+    events: tuple[Event, ...]
+    revision: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resync:
+    """The watcher fell behind what the store still remembers. Replace the
+    whole view with ``snapshot``; the watch continues after its revision."""
+
+    snapshot: Snapshot
+
+
+WatchItem = Changes | Resync
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Put:
+    """Write ``value`` under ``key`` in a batch."""
+
+    key: str
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delete:
+    """Delete ``key`` in a batch (no error if it is absent)."""
+
+    key: str
+
+
+Op = Put | Delete
+
+
+@runtime_checkable
+class Session(Protocol):
+    """A live registration of one node; owns the keys written through it.
+
+    The adapter keeps it alive in the background (keepalive every ttl/3 or
+    its equivalent) until :meth:`close` or until the store ends it.
+    """
+
+    @property
+    def id(self) -> str:
+        """Unique id of this session, never reused."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """The unique name the session was opened under (the node name)."""
+        ...
+
+    @property
+    def ended(self) -> bool:
+        """True once the session has ended, for whatever reason."""
+        ...
+
+    async def apply(self, ops: Sequence[Op]) -> int:
+        """Apply puts and deletes atomically; return the new revision.
+
+        Raises:
+            SessionEnded (a StoreError): the session is over; open a new one.
+            StoreUnavailable: the store cannot be reached.
+        """
+        ...
+
+    async def wait_ended(self) -> str:
+        """Wait until the session ends; return why (``"closed"``,
+        ``"expired"``, ``"revoked"``, ``"owner-dead"``)."""
+        ...
+
+    async def close(self) -> None:
+        """End the session now; its keys disappear atomically. Idempotent."""
+        ...
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A membership store. See the module docstring for the rules."""
+
+    async def open_session(self, name: str, info: bytes, ttl: float) -> Session:
+        """Open a session named ``name``, storing ``info`` (opaque bytes)
+        under the key ``nodes/<name>`` owned by the session itself.
+
+        Raises:
+            NameInUse: a live session already holds ``name``.
+            BadArgument: ``name`` is empty or contains ``/``, or ``ttl <= 0``.
+            StoreUnavailable: the store cannot be reached.
+        """
+        ...
+
+    async def snapshot(self, prefix: str) -> Snapshot:
+        """Every entry whose key starts with ``prefix``, and their revision."""
+        ...
+
+    def watch(self, prefix: str, revision: int) -> AsyncIterator[WatchItem]:
+        """Changes to keys under ``prefix`` strictly after ``revision``, in
+        order, with no gap; or a :class:`Resync` when they are gone. Runs
+        until the consumer stops iterating (``aclose``) or the store closes."""
+        ...
+
+    async def probe(self) -> None:
+        """Look for sessions whose owner died or expired and end them now.
+        Called by nodes when a peer connection breaks; adapters also do it
+        in the background."""
+        ...
+
+    async def close(self) -> None:
+        """Release the adapter's resources. Sessions opened through it end."""
+        ...
