@@ -1,6 +1,99 @@
-"""shoal: Erlang/OTP-style processes, process groups and supervision for Python."""
+"""shoal: Erlang/OTP-style processes, process groups and supervision for Python.
 
-from shoal.errors import *  # noqa: F403
+Everything a user needs is re-exported here::
+
+    import shoal
+
+    class Counter(shoal.GenServer):
+        async def init(self, start: int = 0) -> None:
+            self.n = start
+
+        async def handle_call(self, request, caller):
+            self.n += 1
+            return self.n
+
+    async with shoal.Node("api-1") as node:
+        pid = await node.spawn(Counter, start=5)
+        await node.groups.join("counters", pid)
+        n = await node.groups.call("counters", "incr", timeout=1.0)
+"""
+
+import logging as _logging
+
+from shoal.errors import (
+    AuthenticationFailed,
+    BadArgument,
+    BadRequest,
+    CalleeError,
+    CallError,
+    CallTimeout,
+    ConfigError,
+    NameInUse,
+    NoMembers,
+    NodeDown,
+    NoSuchProcess,
+    Overloaded,
+    ProcessExited,
+    ProtocolError,
+    SessionEnded,
+    ShoalError,
+    StoreError,
+    StoreUnavailable,
+    TargetError,
+    UsageError,
+)
 from shoal.pid import KILLED, NOCONNECTION, NOPROC, NORMAL, SHUTDOWN, Crash, Pid, Reason
+from shoal.runtime.genserver import GenServer
+from shoal.runtime.groups import Groups, Subscription, SubscriptionOverflow
+from shoal.runtime.messages import NOREPLY, Down, Exit, GroupEvent, Ref, Stop
+from shoal.runtime.node import Node, NodeStatistics
+from shoal.runtime.process import Caller
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "KILLED",
+    "NOCONNECTION",
+    "NOPROC",
+    "NOREPLY",
+    "NORMAL",
+    "SHUTDOWN",
+    "AuthenticationFailed",
+    "BadArgument",
+    "BadRequest",
+    "CallError",
+    "CallTimeout",
+    "CalleeError",
+    "Caller",
+    "ConfigError",
+    "Crash",
+    "Down",
+    "Exit",
+    "GenServer",
+    "GroupEvent",
+    "Groups",
+    "NameInUse",
+    "NoMembers",
+    "NoSuchProcess",
+    "Node",
+    "NodeDown",
+    "NodeStatistics",
+    "Overloaded",
+    "Pid",
+    "ProcessExited",
+    "ProtocolError",
+    "Reason",
+    "Ref",
+    "SessionEnded",
+    "ShoalError",
+    "Stop",
+    "StoreError",
+    "StoreUnavailable",
+    "Subscription",
+    "SubscriptionOverflow",
+    "TargetError",
+    "UsageError",
+    "__version__",
+]
+
+_logging.getLogger("shoal").addHandler(_logging.NullHandler())

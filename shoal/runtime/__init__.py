@@ -1,0 +1,1 @@
+"""The runtime: nodes, processes, GenServers, monitors, links, groups."""

@@ -1,0 +1,135 @@
+"""Member selection strategies: pick one pid from a group's routable members.
+
+Pure: no IO. Every strategy takes the routable members (already filtered by
+the table) and returns one of them in O(1), except ``hash``, which is
+rendezvous hashing and so looks at every member once (O(n) in the group's
+size; keep hashed groups to hundreds of members, not tens of thousands).
+
+- ``random``: uniform over joins (a pid joined twice is twice as likely).
+- ``round_robin``: a per-group counter on the selecting node.
+- ``local_first``: a random local member if there is one, else a random
+  member (pg2's ``get_closest_pid``).
+- ``least_loaded``: power of two choices: two random members, the one with
+  the lower load wins. Load is this node's in-flight calls to the member plus
+  the queue length the member last reported. It never scans the group for a
+  minimum: every caller would herd onto the same member.
+- ``hash``: rendezvous (highest random weight) hashing of a key: a key stays
+  on its member while other members come and go, and every node picks the
+  same member for the same key (the hash is stable across processes).
+
+``exclude`` lets a group call skip members it already tried; strategies
+fall back to a filtered list only when the cheap pick hits an excluded pid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random as _random
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
+
+import msgpack
+
+from shoal.errors import BadArgument
+from shoal.pid import Pid
+
+__all__ = ["STRATEGIES", "key_digest", "pid_digest", "select"]
+
+STRATEGIES = frozenset({"local_first", "random", "round_robin", "least_loaded", "hash"})
+
+_MASK = (1 << 64) - 1
+_pid_digests: dict[Pid, int] = {}
+
+
+def pid_digest(pid: Pid) -> int:
+    """A 64-bit hash of a pid that is the same in every process."""
+    digest = _pid_digests.get(pid)
+    if digest is None:
+        raw = f"{pid.node}\x00{pid.creation}\x00{pid.serial}".encode()
+        digest = int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big")
+        if len(_pid_digests) > 1_000_000:
+            _pid_digests.clear()
+        _pid_digests[pid] = digest
+    return digest
+
+
+def key_digest(key: Any) -> int:
+    """A 64-bit hash of a routing key that is the same in every process.
+
+    Raises:
+        BadArgument: the key cannot be encoded (only msgpack-able values —
+            str, bytes, int, float, bool, None, lists and dicts of them — are keys).
+    """
+    try:
+        raw = msgpack.packb(key, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise BadArgument("key", key, f"a msgpack-encodable value ({exc})") from None
+    return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big")
+
+
+def _mix(x: int) -> int:
+    # splitmix64 finaliser: spreads (member ^ key) into a uniform weight.
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9 & _MASK
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EB & _MASK
+    return x ^ (x >> 31)
+
+
+def select(
+    strategy: str,
+    members: Sequence[Pid],
+    *,
+    local: Sequence[Pid] = (),
+    load: Callable[[Pid], int] | None = None,
+    counter: int = 0,
+    key_hash: int | None = None,
+    exclude: Collection[Pid] = (),
+    rng: _random.Random | None = None,
+) -> Pid | None:
+    """Pick one member, or ``None`` when no member is left to pick.
+
+    Args:
+        strategy: one of :data:`STRATEGIES`.
+        members: the routable members (once per join).
+        local: the routable local members, for ``local_first``.
+        load: load of a member, for ``least_loaded``.
+        counter: a rising per-group counter, for ``round_robin``.
+        key_hash: :func:`key_digest` of the key, for ``hash``.
+        exclude: members not to pick (already tried).
+        rng: the random source (injected for tests).
+
+    Raises:
+        BadArgument: unknown strategy, or ``hash`` without a key hash.
+    """
+    rand = rng or _random
+    if exclude:
+        members = [p for p in members if p not in exclude]
+        local = [p for p in local if p not in exclude]
+    n = len(members)
+    if n == 0:
+        return None
+    if strategy == "random":
+        return members[rand.randrange(n)]
+    if strategy == "local_first":
+        if local:
+            return local[rand.randrange(len(local))]
+        return members[rand.randrange(n)]
+    if strategy == "round_robin":
+        return members[counter % n]
+    if strategy == "least_loaded":
+        a = members[rand.randrange(n)]
+        if n == 1 or load is None:
+            return a
+        b = members[rand.randrange(n)]
+        return b if load(b) < load(a) else a
+    if strategy == "hash":
+        if key_hash is None:
+            raise BadArgument("key", None, "a routing key when strategy='hash'")
+        best: Pid | None = None
+        best_weight = -1
+        for pid in members:
+            weight = _mix(pid_digest(pid) ^ key_hash)
+            if weight > best_weight or (weight == best_weight and best is not None
+                                        and pid < best):
+                best, best_weight = pid, weight
+        return best
+    raise BadArgument("strategy", strategy, f"one of {sorted(STRATEGIES)}")

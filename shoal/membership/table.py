@@ -1,0 +1,298 @@
+"""The group table: who is a member of which group, as one node sees it.
+
+Pure: no IO, no event loop. The runtime owns one table per node and is its
+only writer; every read (``members``, selection) is a plain lookup.
+
+Rules (after Erlang's ``pg``):
+
+- Rule 1: a group with no members does not exist. There is no create or
+  delete; ``members`` of a missing group is empty and ``which_groups`` lists
+  only non-empty groups. (A group has no originating node, so a delete could
+  not be resolved after a net split; removing the state removes the problem.)
+- Rule 2: a pid may join a group several times and is listed once per join;
+  a leave removes one join.
+- Rule 3: a pid's memberships are removed all at once, in one call, when the
+  pid is known dead (``remove_pid``) or when its node's view is replaced
+  (``replace_node``). The runtime calls ``remove_pid`` in the exit path of a
+  process before any other code on its node runs (G1).
+- Rule 4: every change returns the membership events it caused, as data;
+  the runtime delivers them to subscribers.
+
+*Member* and *routable* differ: a member on a node that is suspected stays
+in the table but ``routable`` skips it. Routability is kept here so
+selection is one cached list read: each group caches its routable members
+and rebuilds that cache lazily when membership or node suspicion changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from shoal.pid import Pid, Reason
+
+__all__ = ["GroupTable", "MembershipEvent"]
+
+LEFT = "left"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MembershipEvent:
+    """One change of one group, as subscribers receive it.
+
+    Attributes:
+        scope: the scope of the group.
+        group: the group.
+        kind: ``"join"`` or ``"leave"``.
+        pids: the pids that joined or left (once per join).
+        reason: for a leave, ``"left"`` when the pid left on purpose, or its
+            exit reason when it exited (or ``"nodedown"`` when its node's
+            entries were dropped); ``None`` for a join.
+    """
+
+    scope: str
+    group: Hashable
+    kind: Literal["join", "leave"]
+    pids: tuple[Pid, ...]
+    reason: Reason | None = None
+
+
+class _Group:
+    __slots__ = ("local", "members", "routable", "rr", "version")
+
+    def __init__(self) -> None:
+        # Invariant: members holds one entry per join, in join order.
+        self.members: list[Pid] = []
+        # Invariant: local is the sub-list of members owned by this node.
+        self.local: list[Pid] = []
+        # Invariant: routable is members minus pids on unroutable nodes,
+        # valid while version == table._route_version; None means stale.
+        self.routable: list[Pid] | None = None
+        self.version = -1
+        self.rr = 0
+
+
+class GroupTable:
+    """Membership of every scope and group known to one node.
+
+    Args:
+        node: the name of the node owning this table; its pids are local.
+    """
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        # Invariant: no _Group in here has an empty members list (Rule 1).
+        self._scopes: dict[str, dict[Hashable, _Group]] = {}
+        # Invariant: _by_pid[pid][(scope, group)] == number of joins of pid in
+        # that group, > 0; a pid with no memberships has no entry.
+        self._by_pid: dict[Pid, dict[tuple[str, Hashable], int]] = {}
+        # Invariant: nodes whose members are not routable (suspected).
+        self._unroutable: set[str] = set()
+        self._route_version = 0
+
+    # -- reads ----------------------------------------------------------------
+
+    def members(self, scope: str, group: Hashable) -> list[Pid]:
+        """All members of a group, once per join (a copy)."""
+        entry = self._scopes.get(scope, {}).get(group)
+        return list(entry.members) if entry else []
+
+    def local_members(self, scope: str, group: Hashable) -> list[Pid]:
+        """Members of a group owned by this node, once per join (a copy)."""
+        entry = self._scopes.get(scope, {}).get(group)
+        return list(entry.local) if entry else []
+
+    def which_groups(self, scope: str) -> list[Hashable]:
+        """Every non-empty group of a scope."""
+        return list(self._scopes.get(scope, ()))
+
+    def scopes(self) -> list[str]:
+        """Every scope with at least one group."""
+        return list(self._scopes)
+
+    def groups_of(self, pid: Pid) -> list[tuple[str, Hashable]]:
+        """The (scope, group) pairs a pid is in."""
+        return list(self._by_pid.get(pid, ()))
+
+    def pids(self) -> Iterator[Pid]:
+        """Every pid with at least one membership."""
+        return iter(self._by_pid)
+
+    def is_member(self, pid: Pid) -> bool:
+        """Whether the pid is in any group."""
+        return pid in self._by_pid
+
+    def routable(self, scope: str, group: Hashable) -> list[Pid]:
+        """Members on routable nodes. The returned list is shared: do not
+        mutate it. Cost: O(1) unless membership or routability changed."""
+        entry = self._scopes.get(scope, {}).get(group)
+        if entry is None:
+            return []
+        if entry.version != self._route_version or entry.routable is None:
+            self._refresh(entry)
+        assert entry.routable is not None
+        return entry.routable
+
+    def local_routable(self, scope: str, group: Hashable) -> list[Pid]:
+        """Local members (always routable from their own node)."""
+        entry = self._scopes.get(scope, {}).get(group)
+        return entry.local if entry else []
+
+    def next_round_robin(self, scope: str, group: Hashable) -> int:
+        """A rising counter per group, for round-robin selection."""
+        entry = self._scopes.get(scope, {}).get(group)
+        if entry is None:
+            return 0
+        entry.rr += 1
+        return entry.rr
+
+    def _refresh(self, entry: _Group) -> None:
+        if self._unroutable:
+            bad = self._unroutable
+            entry.routable = [p for p in entry.members if p.node not in bad]
+        else:
+            entry.routable = entry.members
+        entry.version = self._route_version
+
+    # -- routability ------------------------------------------------------------
+
+    def set_routable(self, node: str, routable: bool) -> bool:
+        """Mark a node's members routable or not; return whether it changed.
+        Not a membership change: members stay, selection skips them."""
+        if routable == (node not in self._unroutable):
+            return False
+        if routable:
+            self._unroutable.discard(node)
+        else:
+            self._unroutable.add(node)
+        self._route_version += 1
+        return True
+
+    def is_routable(self, node: str) -> bool:
+        """Whether members on ``node`` may be selected."""
+        return node not in self._unroutable
+
+    # -- writes -----------------------------------------------------------------
+
+    def join(self, scope: str, group: Hashable, pids: Iterable[Pid]) -> list[MembershipEvent]:
+        """Add one join per pid. Returns the join event (empty if no pids)."""
+        added = tuple(pids)
+        if not added:
+            return []
+        groups = self._scopes.setdefault(scope, {})
+        entry = groups.get(group)
+        if entry is None:
+            entry = groups[group] = _Group()
+        key = (scope, group)
+        for pid in added:
+            entry.members.append(pid)
+            if pid.node == self.node:
+                entry.local.append(pid)
+            counts = self._by_pid.get(pid)
+            if counts is None:
+                counts = self._by_pid[pid] = {}
+            counts[key] = counts.get(key, 0) + 1
+        entry.routable = None
+        return [MembershipEvent(scope=scope, group=group, kind="join", pids=added)]
+
+    def leave(
+        self, scope: str, group: Hashable, pids: Iterable[Pid], reason: Reason = LEFT
+    ) -> tuple[list[MembershipEvent], list[Pid]]:
+        """Remove one join per pid.
+
+        Returns:
+            The leave event (if anything left) and the pids that were not
+            joined (as ``pg:leave`` reports ``not_joined``).
+        """
+        key = (scope, group)
+        gone: list[Pid] = []
+        not_joined: list[Pid] = []
+        for pid in pids:
+            counts = self._by_pid.get(pid)
+            if counts is None or key not in counts:
+                not_joined.append(pid)
+                continue
+            self._drop_one(scope, group, pid, counts)
+            gone.append(pid)
+        events = (
+            [MembershipEvent(scope=scope, group=group, kind="leave", pids=tuple(gone),
+                             reason=reason)]
+            if gone
+            else []
+        )
+        return events, not_joined
+
+    def remove_pid(self, pid: Pid, reason: Reason) -> list[MembershipEvent]:
+        """Remove every membership of a dead pid (Rule 3)."""
+        counts = self._by_pid.get(pid)
+        if counts is None:
+            return []
+        events = []
+        for (scope, group), n in list(counts.items()):
+            for _ in range(n):
+                self._drop_one(scope, group, pid, counts)
+            events.append(
+                MembershipEvent(scope=scope, group=group, kind="leave", pids=(pid,) * n,
+                                reason=reason)
+            )
+        return events
+
+    def replace_node(
+        self, node: str, entries: Iterable[tuple[str, Hashable, Pid, int]], reason: Reason
+    ) -> list[MembershipEvent]:
+        """Replace everything known about ``node``'s pids with ``entries``
+        (scope, group, pid, join count). The view is replaced wholesale,
+        never merged: a re-sync cannot resurrect a group the node left."""
+        wanted: dict[Pid, dict[tuple[str, Hashable], int]] = {}
+        for scope, group, pid, count in entries:
+            if pid.node != node or count <= 0:
+                continue
+            slot = wanted.setdefault(pid, {})
+            slot[(scope, group)] = slot.get((scope, group), 0) + count
+        events: list[MembershipEvent] = []
+        for pid in [p for p in self._by_pid if p.node == node]:
+            have = self._by_pid[pid]
+            want = wanted.get(pid, {})
+            for (scope, group), n in list(have.items()):
+                extra = n - want.get((scope, group), 0)
+                if extra > 0:
+                    left, _ = self.leave(scope, group, [pid] * extra, reason)
+                    events.extend(left)
+        for pid, want in wanted.items():
+            have = self._by_pid.get(pid, {})
+            for (scope, group), n in want.items():
+                missing = n - have.get((scope, group), 0)
+                if missing > 0:
+                    events.extend(self.join(scope, group, [pid] * missing))
+        return events
+
+    def _drop_one(
+        self, scope: str, group: Hashable, pid: Pid, counts: dict[tuple[str, Hashable], int]
+    ) -> None:
+        key = (scope, group)
+        if counts[key] == 1:
+            del counts[key]
+            if not counts:
+                del self._by_pid[pid]
+        else:
+            counts[key] -= 1
+        groups = self._scopes[scope]
+        entry = groups[group]
+        # Remove the most recent join: lists are short per pid and the tail
+        # is where a join/leave pair in quick succession finds it.
+        _remove_last(entry.members, pid)
+        if pid.node == self.node:
+            _remove_last(entry.local, pid)
+        entry.routable = None
+        if not entry.members:
+            del groups[group]
+            if not groups:
+                del self._scopes[scope]
+
+
+def _remove_last(items: list[Pid], pid: Pid) -> None:
+    for i in range(len(items) - 1, -1, -1):
+        if items[i] == pid:
+            del items[i]
+            return

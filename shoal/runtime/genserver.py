@@ -1,0 +1,155 @@
+"""The GenServer behaviour: what users write.
+
+Failure rules, decided once in the process loop (``process.py``) and stated
+here, on the hooks, where users look:
+
+- One message at a time: a process runs one hook at a time, in mailbox order.
+- Let it crash: if ``init`` or any handler raises (other than ``BadRequest``
+  and ``Stop``), the process exits with a :class:`~shoal.Crash` reason. The
+  caller being served gets :class:`~shoal.CallError` carrying the exception's
+  type, message and traceback text. Callers still queued get
+  :class:`~shoal.NoSuchProcess` (their request never started, so a group call
+  retries them elsewhere). Linked processes get the crash as an exit signal.
+- Before anything else runs on the node, an exiting process is out of every
+  group (G1). ``terminate`` runs after that; it need not leave groups.
+- ``terminate(reason)`` runs on every exit except ``"killed"``: a return, a
+  crash, ``Stop``, an exit signal, node shutdown. It has ``shutdown_timeout``
+  seconds (default 5) before the process is killed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from shoal.errors import BadRequest
+from shoal.pid import Pid, Reason
+from shoal.runtime.messages import Ref, Stop
+
+if TYPE_CHECKING:
+    from shoal.runtime.node import Node
+    from shoal.runtime.process import Caller, Process
+
+__all__ = ["GenServer"]
+
+
+class GenServer:
+    """Base class of every process behaviour. Override the hooks you need.
+
+    Class attributes (override in a subclass, or per process with
+    ``Node.spawn_opt``):
+
+    - ``mailbox_size``: bound of the mailbox (``None``: unbounded). A call,
+      cast or send to a full mailbox raises :class:`~shoal.Overloaded`
+      instead of queueing; monitor, link and group notices are never refused.
+    - ``shutdown_timeout``: seconds ``terminate`` may take before the process
+      is killed.
+    """
+
+    mailbox_size: ClassVar[int | None] = None
+    shutdown_timeout: ClassVar[float] = 5.0
+
+    _process: Process
+
+    # -- hooks --------------------------------------------------------------------
+
+    async def init(self, *args: Any, **kwargs: Any) -> None:
+        """Set up state. Receives the arguments given to ``spawn``.
+
+        ``spawn`` returns only after ``init`` returned; if ``init`` raises,
+        ``spawn`` raises :class:`~shoal.CallError` and the process never
+        existed for anyone else.
+        """
+
+    async def handle_call(self, request: Any, caller: Caller) -> Any:
+        """Answer a call. Return the reply, or return :data:`~shoal.NOREPLY`
+        and keep ``caller`` to answer later with ``caller.reply(value)``
+        (from any hook, any time before the caller's deadline).
+
+        Raise :class:`~shoal.BadRequest` to reject the request without
+        crashing. The default rejects every request.
+        """
+        raise BadRequest(request, f"{type(self).__name__} does not handle calls")
+
+    async def handle_cast(self, request: Any) -> None:
+        """Handle a cast (no reply). The default ignores it."""
+
+    async def handle_info(self, message: Any) -> None:
+        """Handle a plain message (``send``), a :class:`~shoal.Down` from a
+        monitor, an :class:`~shoal.Exit` from a link while trapping exits, or
+        a :class:`~shoal.GroupEvent` from a subscription. The default ignores
+        it."""
+
+    async def terminate(self, reason: Reason) -> None:
+        """Clean up; called on every exit except ``"killed"``. The process
+        has already left its groups. Exceptions here are logged, not raised."""
+
+    async def code_change(self, old_version: Any, extra: Any) -> None:
+        """Migrate state after a code reload (called through
+        ``Node.code_change``, one message in line like any other)."""
+
+    # -- helpers available inside hooks -------------------------------------------
+
+    @property
+    def pid(self) -> Pid:
+        """This process's pid."""
+        return self._process.pid
+
+    @property
+    def node(self) -> Node:
+        """The node hosting this process."""
+        return self._process.node
+
+    @property
+    def trap_exit(self) -> bool:
+        """Whether exit signals from links arrive as :class:`~shoal.Exit`
+        messages instead of stopping this process (``"kill"`` always kills)."""
+        return self._process.trap_exit
+
+    @trap_exit.setter
+    def trap_exit(self, value: bool) -> None:
+        self._process.trap_exit = bool(value)
+
+    def stop(self, reason: Reason = "normal", *, reply: Any = Stop._UNSET) -> None:
+        """Stop this process after the current hook: raises :class:`~shoal.Stop`."""
+        raise Stop(reason, reply=reply)
+
+    async def call(self, pid: Pid, request: Any, timeout: float = 5.0) -> Any:
+        """``Node.call`` from this process."""
+        return await self._process.node.call(pid, request, timeout)
+
+    def cast(self, pid: Pid, request: Any) -> None:
+        """``Node.cast`` from this process."""
+        self._process.node.cast(pid, request)
+
+    def send(self, pid: Pid, message: Any) -> None:
+        """``Node.send`` from this process."""
+        self._process.node.send(pid, message)
+
+    def monitor(self, pid: Pid) -> Ref:
+        """Monitor ``pid``; a :class:`~shoal.Down` arrives in ``handle_info``."""
+        return self._process.node.monitor(pid, watcher=self._process.pid)
+
+    def demonitor(self, ref: Ref) -> None:
+        """Drop a monitor; no Down for it arrives afterwards."""
+        self._process.node.demonitor(ref)
+
+    def link(self, pid: Pid) -> None:
+        """Link this process with ``pid``: an abnormal exit of either one
+        stops the other (or reaches it as :class:`~shoal.Exit` if trapping)."""
+        self._process.node.link(self._process.pid, pid)
+
+    def unlink(self, pid: Pid) -> None:
+        """Remove the link with ``pid``."""
+        self._process.node.unlink(self._process.pid, pid)
+
+    async def spawn(self, behaviour: type[GenServer], *args: Any, **kwargs: Any) -> Pid:
+        """Spawn a child linked to this process (stopped before its parent)."""
+        return await self._process.node.spawn_opt(
+            behaviour, args=args, kwargs=kwargs, link=True, parent=self._process.pid
+        )
+
+    def monitor_group(self, group: Hashable, *, scope: str = "default") -> tuple[Ref, list[Pid]]:
+        """Subscribe this process to a group's joins and leaves; returns the
+        subscription's ref and the current members."""
+        return self._process.node.scope(scope).monitor(group, watcher=self._process.pid)

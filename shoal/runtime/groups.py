@@ -1,0 +1,406 @@
+"""Process groups as users see them: join, leave, read, subscribe, select, call.
+
+``Groups`` is a view of one scope of its node's ``GroupTable``. Reads and
+selection are local lookups; the table is written only here and in the
+node's exit path.
+
+Group calls follow G3 exactly: a member is retried elsewhere only when the
+request provably did not start on it (``NoSuchProcess``, ``Overloaded``, a
+node known down before sending), or, for requests the caller marked
+``idempotent``, when delivery is unknown (the callee exited mid-call, the
+connection broke). Every attempt shares one deadline.
+
+Subscribers are either processes (events arrive in ``handle_info`` as
+``GroupEvent``) or ``Subscription`` iterators for code outside processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Hashable
+from typing import TYPE_CHECKING, Any
+
+from shoal.errors import (
+    BadArgument,
+    CallTimeout,
+    NoMembers,
+    NodeDown,
+    NoSuchProcess,
+    ProcessExited,
+    ShoalError,
+)
+from shoal.membership.strategies import STRATEGIES, key_digest, select
+from shoal.membership.table import MembershipEvent
+from shoal.pid import Pid
+from shoal.runtime.checks import check_group, check_pids, check_timeout
+from shoal.runtime.messages import GroupEvent, Ref
+
+if TYPE_CHECKING:
+    from shoal.runtime.node import Node
+
+__all__ = ["Groups", "Subscription", "SubscriptionHub", "SubscriptionOverflow"]
+
+DEFAULT_STRATEGY = "local_first"
+MAX_PENDING = 10_000
+
+
+class SubscriptionOverflow(ShoalError):
+    """A :class:`Subscription` was not read and more than its bound of events
+    piled up; it was closed. Subscribe again and re-read the members."""
+
+
+class Subscription:
+    """Join and leave events of one group (or a whole scope), for code that
+    is not a process. Iterate it with ``async for``; ``members`` holds the
+    membership at the moment of subscribing (a dict group → pids for a scope
+    subscription). Close it with :meth:`close` or ``async with``.
+    """
+
+    def __init__(self, hub: SubscriptionHub, ref: Ref, members: Any, limit: int) -> None:
+        self.ref = ref
+        self.members = members
+        self._hub = hub
+        self._events: deque[GroupEvent] = deque()
+        self._limit = limit
+        self._wake: asyncio.Future[None] | None = None
+        self._closed = False
+        self._overflowed = False
+
+    def _push(self, event: GroupEvent) -> None:
+        if self._closed:
+            return
+        if len(self._events) >= self._limit:
+            self._overflowed = True
+            self.close()
+        else:
+            self._events.append(event)
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    def get_nowait(self) -> GroupEvent | None:
+        """The next event if one is queued, else None."""
+        return self._events.popleft() if self._events else None
+
+    async def get(self) -> GroupEvent:
+        """Wait for the next event.
+
+        Raises:
+            SubscriptionOverflow: the subscription fell behind and was closed.
+            StopAsyncIteration: the subscription is closed.
+        """
+        while not self._events:
+            if self._overflowed:
+                raise SubscriptionOverflow(
+                    f"subscription {self.ref} fell more than {self._limit} events behind"
+                )
+            if self._closed:
+                raise StopAsyncIteration
+            self._wake = asyncio.get_running_loop().create_future()
+            await self._wake
+        return self._events.popleft()
+
+    def __aiter__(self) -> AsyncIterator[GroupEvent]:
+        return self
+
+    async def __anext__(self) -> GroupEvent:
+        return await self.get()
+
+    def close(self) -> None:
+        """Stop receiving events. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._hub.remove(self.ref)
+            if self._wake is not None and not self._wake.done():
+                self._wake.set_result(None)
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SubscriptionHub:
+    """Routes membership events to subscribers (internal)."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        # Invariant: key (scope, group) for a group subscription, (scope, None)
+        # for a scope subscription; value ref -> watcher pid or Subscription.
+        self._subs: dict[tuple[str, Hashable | None], dict[Ref, Pid | Subscription]] = {}
+        self._keys: dict[Ref, tuple[str, Hashable | None]] = {}
+        self._by_owner: dict[Pid, set[Ref]] = {}
+
+    def add(self, key: tuple[str, Hashable | None], ref: Ref, sub: Pid | Subscription) -> None:
+        self._subs.setdefault(key, {})[ref] = sub
+        self._keys[ref] = key
+        if isinstance(sub, Pid):
+            self._by_owner.setdefault(sub, set()).add(ref)
+
+    def remove(self, ref: Ref) -> None:
+        key = self._keys.pop(ref, None)
+        if key is None:
+            return
+        subs = self._subs.get(key, {})
+        sub = subs.pop(ref, None)
+        if not subs:
+            self._subs.pop(key, None)
+        if isinstance(sub, Pid):
+            refs = self._by_owner.get(sub)
+            if refs is not None:
+                refs.discard(ref)
+                if not refs:
+                    del self._by_owner[sub]
+
+    def drop_owner(self, pid: Pid) -> None:
+        """A subscribing process exited: its subscriptions go with it."""
+        for ref in list(self._by_owner.get(pid, ())):
+            self.remove(ref)
+
+    def publish(self, events: list[MembershipEvent]) -> None:
+        if not self._subs:
+            return
+        for event in events:
+            for key in ((event.scope, event.group), (event.scope, None)):
+                for ref, sub in list(self._subs.get(key, {}).items()):
+                    notice = GroupEvent(ref=ref, scope=event.scope, group=event.group,
+                                        kind=event.kind, pids=event.pids, reason=event.reason)
+                    if isinstance(sub, Subscription):
+                        sub._push(notice)
+                    else:
+                        proc = self._node.local_process(sub)
+                        if proc is not None:
+                            proc.notify(notice)
+
+
+class Groups:
+    """The process groups of one scope, as seen from one node.
+
+    Get one with ``node.groups`` (scope ``"default"``) or ``node.scope(name)``.
+    """
+
+    def __init__(self, node: Node, scope: str) -> None:
+        self.node = node
+        self.scope = scope
+
+    # -- membership ----------------------------------------------------------------
+
+    async def join(self, group: str, pids: Pid | list[Pid]) -> None:
+        """Add ``pids`` (one pid or a list) to ``group``, once per pid per
+        call: a pid joined twice is listed twice. Members must be live
+        processes of this node; all are checked before any joins.
+
+        Raises:
+            BadArgument: ``group`` is not a non-empty str, ``pids`` not pids,
+                or a pid belongs to another node.
+            NoSuchProcess: a pid is not alive.
+        """
+        check_group(group)
+        members = check_pids("pids", pids)
+        node = self.node
+        for pid in members:
+            if pid.node != node.name or pid.creation != node.creation:
+                if pid.node != node.name:
+                    raise BadArgument("pids", pid, f"a pid of this node ({node.name!r})")
+                raise NoSuchProcess(pid)  # an earlier incarnation's pid is dead
+            if node.local_process(pid) is None:
+                raise NoSuchProcess(pid)
+        node._dispatch(node.table.join(self.scope, group, members))
+
+    async def leave(self, group: str, pids: Pid | list[Pid]) -> bool:
+        """Remove one join of each pid from ``group``.
+
+        Returns:
+            False if any pid was not joined (the others still left), else True.
+
+        Raises:
+            BadArgument: bad ``group`` or ``pids``, or a pid of another node.
+        """
+        check_group(group)
+        members = check_pids("pids", pids)
+        for pid in members:
+            if pid.node != self.node.name:
+                raise BadArgument("pids", pid, f"a pid of this node ({self.node.name!r})")
+        events, not_joined = self.node.table.leave(self.scope, group, members)
+        self.node._dispatch(events)
+        return not not_joined
+
+    def get_members(self, group: str) -> list[Pid]:
+        """Every member of ``group`` (once per join); empty if none."""
+        return self.node.table.members(self.scope, check_group(group))
+
+    def get_local_members(self, group: str) -> list[Pid]:
+        """Members of ``group`` hosted on this node."""
+        return self.node.table.local_members(self.scope, check_group(group))
+
+    def which_groups(self) -> list[str]:
+        """Every non-empty group of this scope."""
+        return [str(g) for g in self.node.table.which_groups(self.scope)]
+
+    # -- subscriptions ----------------------------------------------------------------
+
+    def monitor(self, group: str, *, watcher: Pid | None = None) -> tuple[Ref, list[Pid]]:
+        """Subscribe a process (the caller by default) to ``group``: each join
+        and leave arrives in its ``handle_info`` as a ``GroupEvent``.
+
+        Returns:
+            The subscription's ref (for ``demonitor``) and the current members.
+
+        Raises:
+            BadArgument: bad ``group``, or no watcher outside a process.
+            NoSuchProcess: ``watcher`` is dead.
+        """
+        check_group(group)
+        proc = self.node._watcher(watcher)
+        ref = self.node.make_ref()
+        self.node.hub.add((self.scope, group), ref, proc.pid)
+        return ref, self.get_members(group)
+
+    def monitor_scope(self, *, watcher: Pid | None = None) -> tuple[Ref, dict[str, list[Pid]]]:
+        """Like :meth:`monitor`, for every group of the scope."""
+        proc = self.node._watcher(watcher)
+        ref = self.node.make_ref()
+        self.node.hub.add((self.scope, None), ref, proc.pid)
+        return ref, {g: self.get_members(g) for g in self.which_groups()}
+
+    def demonitor(self, ref: Ref) -> None:
+        """End a subscription made with :meth:`monitor` or :meth:`monitor_scope`."""
+        if not isinstance(ref, Ref):
+            raise BadArgument("ref", ref, "a shoal.Ref")
+        self.node.hub.remove(ref)
+
+    def subscribe(self, group: str | None = None, *, limit: int = MAX_PENDING) -> Subscription:
+        """Subscribe code outside processes to ``group``'s events, or to the
+        whole scope's when ``group`` is None. At most ``limit`` unread events
+        are kept; past that the subscription closes and raises
+        :class:`SubscriptionOverflow`.
+
+        Raises:
+            BadArgument: bad ``group`` or ``limit``.
+        """
+        if group is not None:
+            check_group(group)
+        if type(limit) is not int or limit < 1:
+            raise BadArgument("limit", limit, "an int >= 1")
+        ref = self.node.make_ref()
+        members: Any = (
+            self.get_members(group) if group is not None
+            else {g: self.get_members(g) for g in self.which_groups()}
+        )
+        sub = Subscription(self.node.hub, ref, members, limit)
+        self.node.hub.add((self.scope, group), ref, sub)
+        return sub
+
+    # -- selection and calls ---------------------------------------------------------
+
+    def _load(self, pid: Pid) -> int:
+        node = self.node
+        proc = node.local_process(pid)
+        queued = len(proc.mailbox) if proc is not None else node.queue_lengths.get(pid, 0)
+        return node.inflight.get(pid, 0) + queued
+
+    def select(self, group: str, *, strategy: str = DEFAULT_STRATEGY, key: Any = None,
+               exclude: frozenset[Pid] | set[Pid] = frozenset()) -> Pid:
+        """Pick one routable member of ``group``.
+
+        Args:
+            group: the group.
+            strategy: ``"local_first"`` (default), ``"random"``,
+                ``"round_robin"``, ``"least_loaded"`` or ``"hash"``.
+            key: the routing key, required for ``"hash"``.
+            exclude: members not to pick.
+
+        Raises:
+            BadArgument: unknown strategy, or ``"hash"`` without a key.
+            NoMembers: no routable member is left.
+        """
+        check_group(group)
+        if strategy not in STRATEGIES:
+            raise BadArgument("strategy", strategy, f"one of {sorted(STRATEGIES)}")
+        table = self.node.table
+        key_hash = None
+        if strategy == "hash":
+            if key is None:
+                raise BadArgument("key", key, "a routing key when strategy='hash'")
+            key_hash = key_digest(key)
+        pid = select(
+            strategy,
+            table.routable(self.scope, group),
+            local=table.local_routable(self.scope, group),
+            load=self._load,
+            counter=table.next_round_robin(self.scope, group) if strategy == "round_robin"
+            else 0,
+            key_hash=key_hash,
+            exclude=exclude,
+            rng=self.node.rng,
+        )
+        if pid is None:
+            raise NoMembers(self.scope, group, len(exclude))
+        return pid
+
+    async def call(self, group: str, request: Any, *, timeout: float = 5.0,
+                   strategy: str = DEFAULT_STRATEGY, key: Any = None,
+                   idempotent: bool = False) -> Any:
+        """Call one member of ``group``, retrying on another member when the
+        request provably did not start (G3).
+
+        Args:
+            group: the group.
+            request: the request.
+            timeout: one deadline for all attempts, in seconds.
+            strategy, key: as for :meth:`select`.
+            idempotent: also retry when delivery is unknown (the member
+                exited mid-call, its connection broke).
+
+        Returns:
+            The reply.
+
+        Raises:
+            NoMembers: no live member could take the request.
+            CallTimeout: the deadline passed.
+            CallError, BadRequest: the member's handler raised or rejected it.
+            ProcessExited, NodeDown: delivery unknown and not ``idempotent``.
+            BadArgument: a bad argument, named.
+        """
+        seconds = check_timeout(timeout)
+        node = self.node
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        tried: set[Pid] = set()
+        inflight = node.inflight
+        while True:
+            pid = self.select(group, strategy=strategy, key=key, exclude=tried)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise CallTimeout(f"group {group!r}", seconds)
+            inflight[pid] = inflight.get(pid, 0) + 1
+            try:
+                return await node.call(pid, request, remaining)
+            except ShoalError as exc:
+                if not (exc.not_started or (idempotent and _unknown_delivery(exc))):
+                    raise
+                tried.add(pid)
+            finally:
+                left = inflight.get(pid, 1) - 1
+                if left > 0:
+                    inflight[pid] = left
+                else:
+                    inflight.pop(pid, None)
+
+    def cast(self, group: str, request: Any, *, strategy: str = DEFAULT_STRATEGY,
+             key: Any = None) -> Pid:
+        """Cast ``request`` to one member; returns the member chosen.
+
+        Raises:
+            NoMembers: the group has no routable member.
+            Overloaded: the chosen member's mailbox is full.
+        """
+        pid = self.select(group, strategy=strategy, key=key)
+        self.node.cast(pid, request)
+        return pid
+
+
+def _unknown_delivery(exc: ShoalError) -> bool:
+    return isinstance(exc, (ProcessExited, NodeDown))
+

@@ -1,0 +1,518 @@
+"""The Node: one OS process's share of the cluster, hosting processes.
+
+A node owns its processes (the ``_procs`` table), its view of group
+membership (a pure ``GroupTable``), monitors and links. It is the only
+writer of all of them, and all of it runs on one event loop, so "before any
+other code on this node runs" means "before the next ``await``".
+
+Rules:
+
+- Rule 1: a process that exits leaves every group in ``_process_exiting``,
+  called from the synchronous half of its exit path (G1).
+- Rule 2: stopping runs in the order of G4: leave every group, drain the
+  calls in flight (bounded by ``drain_timeout``), run every ``terminate``
+  newest process first (so children stop before the parents that spawned
+  them), each bounded by its ``shutdown_timeout``.
+- Rule 3: every call has a deadline (G6); a late reply is discarded.
+- Rule 4: serial 0 names the node itself: exit signals sent from code
+  outside any process come from ``Pid(node, creation, 0)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from shoal.errors import BadArgument, CallTimeout, NoSuchProcess, ShoalError
+from shoal.membership.table import GroupTable, MembershipEvent
+from shoal.pid import NOPROC, NORMAL, SHUTDOWN, Pid, Reason
+from shoal.runtime.checks import check_name, check_pid, check_timeout
+from shoal.runtime.genserver import GenServer
+from shoal.runtime.groups import Groups, SubscriptionHub
+from shoal.runtime.messages import Down, Exit, Ref
+from shoal.runtime.process import CALL, CAST, INFO, Caller, Process, current_process
+
+__all__ = ["Node", "NodeStatistics"]
+
+log = logging.getLogger("shoal")
+
+DEFAULT_TIMEOUT = 5.0
+
+
+def _expire(future: asyncio.Future[Any], target: Any, timeout: float) -> None:
+    if not future.done():
+        future.set_exception(CallTimeout(target, timeout))
+
+
+class NodeStatistics:
+    """A frozen summary of a node, from :meth:`Node.statistics`."""
+
+    __slots__ = ("groups", "memberships", "monitors", "name", "processes", "queued")
+
+    def __init__(self, **fields: Any) -> None:
+        for key, value in fields.items():
+            object.__setattr__(self, key, value)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("NodeStatistics is frozen")
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
+        return f"NodeStatistics({inner})"
+
+
+class Node:
+    """A node hosting processes; use it as an async context manager.
+
+    Args:
+        name: the node's name, unique in its cluster (default ``"node"``).
+        drain_timeout: seconds ``stop`` waits for in-flight calls.
+        seed: seed for the node's random selection (tests).
+
+    Raises:
+        BadArgument: a bad name or timeout.
+    """
+
+    def __init__(self, name: str = "node", *, drain_timeout: float = 5.0,
+                 seed: int | None = None) -> None:
+        self.name = check_name("name", name)
+        self.drain_timeout = check_timeout(drain_timeout, "drain_timeout")
+        # Invariant: creation differs between any two starts of this name
+        # on one host (microseconds since the epoch at construction).
+        self.creation = time.time_ns() // 1000
+        self.self_pid = Pid(self.name, self.creation, 0)
+        self._serials = itertools.count(1)
+        self._refs = itertools.count(1)
+        # Invariant: every process not yet DEAD, in spawn order.
+        self._procs: dict[Pid, Process] = {}
+        self.table = GroupTable(self.name)
+        self.hub = SubscriptionHub(self)
+        # Invariant: in-flight calls this node made per callee, for least_loaded.
+        self.inflight: dict[Pid, int] = {}
+        # Invariant: the last queue length a remote callee reported.
+        self.queue_lengths: dict[Pid, int] = {}
+        self.rng = random.Random(seed)
+        self._scopes: dict[str, Groups] = {}
+        # Invariant: every live monitor set up by a local watcher: ref -> (watcher, target).
+        self._monitors: dict[Ref, tuple[Pid, Pid]] = {}
+        self._running = False
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def __aenter__(self) -> Node:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Start the node. Idempotent."""
+        if self._running:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._running = True
+
+    async def stop(self) -> None:
+        """Stop the node in the order of G4 (see the module header).
+        Idempotent; returns when every process is dead."""
+        if not self._running or self._stopping:
+            return
+        self._stopping = True
+        try:
+            for pid in [p for p in self.table.pids() if p.node == self.name]:
+                self._dispatch(self.table.remove_pid(pid, SHUTDOWN))
+            await self._drain()
+            for proc in reversed(list(self._procs.values())):
+                await self._stop_process(proc)
+        finally:
+            self._running = False
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.drain_timeout
+        for proc in list(self._procs.values()):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                log.warning("node %s: drain timed out after %gs", self.name, self.drain_timeout)
+                return
+            idle = proc.wait_idle()
+            if idle is None:
+                continue
+            try:
+                await asyncio.wait_for(idle, remaining)
+            except TimeoutError:
+                log.warning("node %s: drain timed out after %gs", self.name, self.drain_timeout)
+                return
+
+    async def _stop_process(self, proc: Process) -> None:
+        proc.kill(SHUTDOWN)
+        try:
+            await asyncio.wait_for(asyncio.shield(proc.done), proc.shutdown_timeout + 1.0)
+        except TimeoutError:
+            proc.kill(SHUTDOWN, brutal=True)
+            await asyncio.shield(proc.done)
+
+    @property
+    def running(self) -> bool:
+        """True between start and the end of stop."""
+        return self._running
+
+    # -- processes ------------------------------------------------------------------
+
+    async def spawn(self, behaviour: type[GenServer], *args: Any, **kwargs: Any) -> Pid:
+        """Start a process running ``behaviour``; ``args`` and ``kwargs`` go
+        to its ``init``. Returns once ``init`` returned.
+
+        Raises:
+            BadArgument: ``behaviour`` is not a GenServer subclass.
+            CallError: ``init`` raised (the process never became visible).
+            ShoalError: the node is not running.
+        """
+        return await self.spawn_opt(behaviour, args=args, kwargs=kwargs)
+
+    async def spawn_opt(
+        self,
+        behaviour: type[GenServer],
+        *,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        link: bool = False,
+        mailbox_size: int | None = -1,
+        trap_exit: bool = False,
+        shutdown_timeout: float | None = None,
+        parent: Pid | None = None,
+    ) -> Pid:
+        """``spawn`` with options.
+
+        Args:
+            behaviour: a GenServer subclass.
+            args, kwargs: passed to ``init``.
+            link: link the new process with the calling process (or ``parent``)
+                before ``init`` runs.
+            mailbox_size: bound of the mailbox; ``None`` unbounded; default:
+                the behaviour's ``mailbox_size``.
+            trap_exit: start trapping exits (``init`` may also set it).
+            shutdown_timeout: seconds ``terminate`` may take; default: the
+                behaviour's ``shutdown_timeout``.
+            parent: the process to link with when ``link`` is set.
+
+        Raises:
+            BadArgument: a bad option, named.
+            CallError: ``init`` raised.
+        """
+        if not (isinstance(behaviour, type) and issubclass(behaviour, GenServer)):
+            raise BadArgument("behaviour", behaviour, "a subclass of shoal.GenServer")
+        if not isinstance(args, tuple):
+            raise BadArgument("args", args, "a tuple")
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise BadArgument("kwargs", kwargs, "a dict")
+        limit = behaviour.mailbox_size if mailbox_size == -1 else mailbox_size
+        if limit is not None and (type(limit) is not int or limit < 1):
+            raise BadArgument("mailbox_size", limit, "None or an int >= 1")
+        timeout = check_timeout(
+            behaviour.shutdown_timeout if shutdown_timeout is None else shutdown_timeout,
+            "shutdown_timeout",
+        )
+        if not self._running or self._stopping:
+            raise ShoalError(f"node {self.name!r} is not running")
+        if link and parent is None:
+            me = current_process.get()
+            if me is None:
+                raise BadArgument("link", link, "link=True only from inside a process")
+            parent = me.pid
+        pid = Pid(self.name, self.creation, next(self._serials))
+        proc = Process(self, pid, behaviour(), limit=limit, trap_exit=bool(trap_exit),
+                       shutdown_timeout=timeout, parent=parent)
+        self._procs[pid] = proc
+        if link and parent is not None:
+            self.link(parent, pid)
+        loop = asyncio.get_running_loop()
+        started: asyncio.Future[None] = loop.create_future()
+        proc.task = loop.create_task(proc.run(args, kwargs or {}, started), name=f"shoal {pid}")
+        await started
+        return pid
+
+    def is_alive(self, pid: Pid) -> bool:
+        """Whether a local pid is alive (not exiting). Remote pids: False."""
+        proc = self._procs.get(check_pid("pid", pid))
+        return proc is not None and proc.alive
+
+    def processes(self) -> list[Pid]:
+        """Pids of every live local process, oldest first."""
+        return [p.pid for p in self._procs.values() if p.alive]
+
+    async def wait_exit(self, pid: Pid, timeout: float = DEFAULT_TIMEOUT) -> Reason:
+        """Wait until a local process is dead; return its exit reason
+        (``"noproc"`` if it was not alive).
+
+        Raises:
+            CallTimeout: it is still alive after ``timeout`` seconds.
+        """
+        proc = self._procs.get(check_pid("pid", pid))
+        seconds = check_timeout(timeout)
+        if proc is None:
+            return NOPROC
+        try:
+            return await asyncio.wait_for(asyncio.shield(proc.done), seconds)
+        except TimeoutError:
+            raise CallTimeout(pid, seconds) from None
+
+    # -- messaging --------------------------------------------------------------------
+
+    async def call(self, pid: Pid, request: Any, timeout: float = DEFAULT_TIMEOUT) -> Any:
+        """Send ``request`` to ``pid`` and wait for the reply.
+
+        Args:
+            pid: the callee.
+            request: any value (msgpack-encodable if the callee is remote).
+            timeout: seconds to wait for the reply (default 5).
+
+        Returns:
+            What the callee's ``handle_call`` returned or replied.
+
+        Raises:
+            BadArgument: ``pid`` is not a Pid or ``timeout`` is not > 0.
+            NoSuchProcess: the callee is dead (its request never started).
+            Overloaded: the callee's mailbox is full (never started).
+            CallError: the callee's handler raised while handling it.
+            BadRequest: the callee rejected the request.
+            ProcessExited: the callee exited while handling it.
+            CallTimeout: no reply within ``timeout``; a late reply is dropped.
+        """
+        proc = self._procs.get(pid)  # type: ignore[call-overload]
+        if proc is None:
+            check_pid("pid", pid)
+            check_timeout(timeout)
+            raise NoSuchProcess(pid)
+        if type(timeout) is not float:
+            timeout = check_timeout(timeout)
+        elif not 0 < timeout < 1e9:
+            check_timeout(timeout)
+        loop = self._loop or asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        me = current_process.get()
+        proc.deliver(CALL, request, Caller(me.pid if me is not None else None, future))
+        handle = loop.call_later(timeout, _expire, future, pid, timeout)
+        try:
+            return await future
+        finally:
+            handle.cancel()
+
+    def cast(self, pid: Pid, request: Any) -> None:
+        """Deliver ``request`` to ``pid``'s ``handle_cast``. A cast to a dead
+        pid is dropped silently, as in Erlang.
+
+        Raises:
+            BadArgument: ``pid`` is not a Pid.
+            Overloaded: the callee's mailbox is full.
+        """
+        proc = self._procs.get(check_pid("pid", pid))
+        if proc is not None and proc.alive:
+            proc.deliver(CAST, request, None)
+
+    def send(self, pid: Pid, message: Any) -> None:
+        """Deliver ``message`` to ``pid``'s ``handle_info``. A message to a
+        dead pid is dropped silently, as in Erlang.
+
+        Raises:
+            BadArgument: ``pid`` is not a Pid.
+            Overloaded: the receiver's mailbox is full.
+        """
+        proc = self._procs.get(check_pid("pid", pid))
+        if proc is not None and proc.alive:
+            proc.deliver(INFO, message, None)
+
+    # -- monitors and links -------------------------------------------------------------
+
+    def make_ref(self) -> Ref:
+        """A new unique reference."""
+        return Ref(self.name, self.creation, next(self._refs))
+
+    def _watcher(self, watcher: Pid | None) -> Process:
+        if watcher is None:
+            me = current_process.get()
+            if me is None:
+                raise BadArgument("watcher", None, "a pid, or a call from inside a process")
+            return me
+        proc = self._procs.get(check_pid("watcher", watcher))
+        if proc is None or not proc.alive:
+            raise NoSuchProcess(watcher)
+        return proc
+
+    def monitor(self, pid: Pid, *, watcher: Pid | None = None) -> Ref:
+        """Monitor ``pid``: when it exits, the watcher (the calling process by
+        default) gets ``Down(ref, pid, reason)`` in ``handle_info``. A dead
+        pid gives an immediate Down with reason ``"noproc"``.
+
+        Raises:
+            BadArgument: ``pid`` is not a Pid, or no watcher (outside a process).
+            NoSuchProcess: ``watcher`` is dead.
+        """
+        check_pid("pid", pid)
+        me = self._watcher(watcher)
+        ref = self.make_ref()
+        target = self._procs.get(pid)
+        if target is None or not target.alive:
+            me.notify(Down(ref=ref, pid=pid, reason=NOPROC))
+            return ref
+        target.monitored_by[ref] = me.pid
+        me.monitoring[ref] = pid
+        self._monitors[ref] = (me.pid, pid)
+        return ref
+
+    def demonitor(self, ref: Ref) -> None:
+        """Remove a monitor; no Down for it is delivered afterwards (one
+        already queued is removed as well). Unknown refs are ignored."""
+        if not isinstance(ref, Ref):
+            raise BadArgument("ref", ref, "a shoal.Ref")
+        pair = self._monitors.pop(ref, None)
+        if pair is None:
+            return
+        watcher, target = pair
+        owner = self._procs.get(target)
+        if owner is not None:
+            owner.monitored_by.pop(ref, None)
+        proc = self._procs.get(watcher)
+        if proc is not None:
+            proc.monitoring.pop(ref, None)
+            _purge(proc, lambda m: isinstance(m, Down) and m.ref == ref)
+
+    def link(self, a: Pid, b: Pid) -> None:
+        """Link two processes: when one exits abnormally the other gets an
+        exit signal (it stops too, unless it traps exits and gets ``Exit``).
+        Linking to a dead pid sends the live side an exit signal ``"noproc"``.
+
+        Raises:
+            BadArgument: an argument is not a Pid.
+        """
+        pa = self._procs.get(check_pid("a", a))
+        pb = self._procs.get(check_pid("b", b))
+        if a == b:
+            return
+        if pa is None or not pa.alive or pb is None or not pb.alive:
+            live, dead = (pa, b) if pa is not None and pa.alive else (pb, a)
+            if live is not None and live.alive:
+                self.exit_signal(live, dead, NOPROC)
+            return
+        pa.links.add(b)
+        pb.links.add(a)
+
+    def unlink(self, a: Pid, b: Pid) -> None:
+        """Remove the link between ``a`` and ``b`` (no error if absent)."""
+        for x, y in ((check_pid("a", a), check_pid("b", b)), (b, a)):
+            proc = self._procs.get(x)
+            if proc is not None:
+                proc.links.discard(y)
+
+    def exit(self, pid: Pid, reason: Reason) -> None:
+        """Send an exit signal to ``pid`` from the calling process (or from
+        the node itself). ``"kill"`` kills it unconditionally, without
+        ``terminate``; other reasons stop it (running ``terminate``) unless it
+        traps exits, in which case it gets ``Exit``; ``"normal"`` is ignored
+        by a process that does not trap exits.
+
+        Raises:
+            BadArgument: ``pid`` is not a Pid or ``reason`` is not a str.
+        """
+        proc = self._procs.get(check_pid("pid", pid))
+        if not isinstance(reason, str) or not reason:
+            raise BadArgument("reason", reason, "a non-empty str")
+        me = current_process.get()
+        if proc is not None:
+            self.exit_signal(proc, me.pid if me is not None else self.self_pid, reason)
+
+    def kill(self, pid: Pid) -> None:
+        """``exit(pid, "kill")``: stop it now, skipping ``terminate``."""
+        self.exit(pid, "kill")
+
+    def exit_signal(self, proc: Process, sender: Pid, reason: Reason) -> None:
+        """Apply Erlang's exit-signal rules to a local process."""
+        if not proc.alive:
+            return
+        if reason == "kill":
+            proc.kill("killed", brutal=True)
+        elif proc.trap_exit:
+            proc.notify(Exit(pid=sender, reason=reason))
+        elif reason != NORMAL:
+            proc.kill(reason)
+
+    # -- groups ---------------------------------------------------------------------
+
+    @property
+    def groups(self) -> Groups:
+        """Process groups of the default scope."""
+        return self.scope("default")
+
+    def scope(self, name: str) -> Groups:
+        """Process groups of the scope ``name`` (scopes are independent)."""
+        groups = self._scopes.get(name)
+        if groups is None:
+            groups = self._scopes[check_name("scope", name)] = Groups(self, name)
+        return groups
+
+    def local_process(self, pid: Pid) -> Process | None:
+        """The live local process for ``pid``, if any (internal)."""
+        proc = self._procs.get(pid)
+        return proc if proc is not None and proc.alive else None
+
+    def _dispatch(self, events: list[MembershipEvent]) -> None:
+        if events:
+            self.hub.publish(events)
+
+    # -- exit path hooks (called by Process) ------------------------------------------------
+
+    def _process_exiting(self, proc: Process, reason: Reason) -> None:
+        # G1: runs inside the synchronous half of the exit path.
+        self._dispatch(self.table.remove_pid(proc.pid, reason))
+        self.hub.drop_owner(proc.pid)
+        for ref, target in proc.monitoring.items():
+            self._monitors.pop(ref, None)
+            owner = self._procs.get(target)
+            if owner is not None:
+                owner.monitored_by.pop(ref, None)
+        proc.monitoring.clear()
+
+    def _process_dead(self, proc: Process, reason: Reason) -> None:
+        self._procs.pop(proc.pid, None)
+        self.inflight.pop(proc.pid, None)
+        for ref, watcher in proc.monitored_by.items():
+            self._monitors.pop(ref, None)
+            other = self._procs.get(watcher)
+            if other is not None:
+                other.monitoring.pop(ref, None)
+                other.notify(Down(ref=ref, pid=proc.pid, reason=reason))
+        proc.monitored_by.clear()
+        for linked in proc.links:
+            other = self._procs.get(linked)
+            if other is not None:
+                other.links.discard(proc.pid)
+                self.exit_signal(other, proc.pid, reason)
+        proc.links.clear()
+
+    # -- introspection -----------------------------------------------------------------
+
+    def statistics(self) -> NodeStatistics:
+        """Counts describing the node now."""
+        live = [p for p in self._procs.values() if p.alive]
+        return NodeStatistics(
+            name=self.name,
+            processes=len(live),
+            queued=sum(len(p.mailbox) for p in live),
+            monitors=sum(len(p.monitoring) for p in live),
+            groups=sum(len(self.table.which_groups(s)) for s in self.table.scopes()),
+            memberships=sum(len(self.table.groups_of(p)) for p in self.table.pids()),
+        )
+
+
+def _purge(proc: Process, match: Callable[[Any], bool]) -> None:
+    kept = [item for item in proc.mailbox if not (item[0] == INFO and match(item[1]))]
+    proc.mailbox.clear()
+    proc.mailbox.extend(kept)

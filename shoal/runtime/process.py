@@ -1,0 +1,359 @@
+"""One process: a mailbox, the loop that feeds the behaviour, and the exit path.
+
+The exit path has two halves, and the split is the point of this module:
+
+- ``begin_exit`` is synchronous and runs the moment the process is doomed
+  (its handler raised, it returned ``Stop``, it was killed, its node stops).
+  It marks the process dead for routing, removes it from every group, and
+  fails the callers still queued. Because it never awaits, no other code on
+  the node runs between "doomed" and "out of every group" (G1).
+- ``_finish`` runs in the process's own task afterwards: ``terminate``
+  (bounded by ``shutdown_timeout``), then DOWN to monitors and exit signals
+  to links, then removal from the node's process table.
+
+Failure rules for callers, decided here once:
+
+- the caller being served when the handler raises gets ``CallError``;
+- when the process exits while serving a call for another reason, that
+  caller gets ``ProcessExited`` (delivery unknown);
+- callers still queued get ``NoSuchProcess`` (their request never started);
+- a caller that gave up (timed out, cancelled) before its request started
+  is skipped: its request is dropped unrun.
+
+The mailbox is a deque plus one waiter future: cheaper than an
+``asyncio.Queue`` and enough for a single consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from shoal.errors import BadRequest, CallError, NoSuchProcess, Overloaded, ProcessExited
+from shoal.pid import KILLED, NORMAL, Crash, Pid, Reason
+from shoal.runtime.messages import NOREPLY, Stop
+
+if TYPE_CHECKING:
+    from shoal.runtime.genserver import GenServer
+    from shoal.runtime.node import Node
+
+__all__ = ["Caller", "Process", "current_process"]
+
+log = logging.getLogger("shoal")
+
+CALL, CAST, INFO = 0, 1, 2
+STARTING, RUNNING, EXITING, DEAD = 0, 1, 2, 3
+
+current_process: contextvars.ContextVar[Process | None] = contextvars.ContextVar(
+    "shoal_current_process", default=None
+)
+
+
+class Caller:
+    """The other end of one call; ``handle_call`` receives it.
+
+    Keep it and call :meth:`reply` later to answer after returning
+    :data:`~shoal.NOREPLY`. Replying twice, or after the caller gave up, does
+    nothing (a late reply is discarded, never leaked).
+
+    Attributes:
+        pid: the calling process, or ``None`` for code outside any process.
+    """
+
+    __slots__ = ("_future", "pid")
+
+    def __init__(self, pid: Pid | None, future: asyncio.Future[Any]) -> None:
+        self.pid = pid
+        self._future = future
+
+    def reply(self, value: Any) -> None:
+        """Send the reply (at most once; later replies are ignored)."""
+        if not self._future.done():
+            self._future.set_result(value)
+
+    def fail(self, error: BaseException) -> None:
+        """Answer with an error the caller will raise."""
+        if not self._future.done():
+            self._future.set_exception(error)
+
+    @property
+    def gave_up(self) -> bool:
+        """Whether the caller stopped waiting (answered, timed out, cancelled)."""
+        return self._future.done()
+
+    def __repr__(self) -> str:
+        return f"<Caller from {self.pid}>"
+
+
+class Process:
+    """Runtime state of one process. Internal: users see pids and GenServers."""
+
+    __slots__ = (
+        "_idle",
+        "_waiter",
+        "brutal",
+        "current",
+        "done",
+        "links",
+        "mailbox",
+        "monitored_by",
+        "monitoring",
+        "node",
+        "parent",
+        "pid",
+        "reason",
+        "server",
+        "shutdown_timeout",
+        "state",
+        "subscriptions",
+        "task",
+        "trap_exit",
+        "limit",
+    )
+
+    def __init__(
+        self,
+        node: Node,
+        pid: Pid,
+        server: GenServer,
+        *,
+        limit: int | None,
+        trap_exit: bool,
+        shutdown_timeout: float,
+        parent: Pid | None,
+    ) -> None:
+        self.node = node
+        self.pid = pid
+        self.server = server
+        # Invariant: holds (kind, payload, caller) tuples; len <= limit for
+        # calls, casts and sends when limit is set (notices may exceed it).
+        self.mailbox: deque[tuple[int, Any, Caller | None]] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._idle: asyncio.Future[None] | None = None
+        self.limit = limit
+        self.trap_exit = trap_exit
+        self.shutdown_timeout = shutdown_timeout
+        self.parent = parent
+        self.state = STARTING
+        # Invariant: set once, by begin_exit.
+        self.reason: Reason | None = None
+        self.current: Caller | None = None
+        # Invariant: True only after an untrappable kill; terminate is skipped.
+        self.brutal = False
+        self.links: set[Pid] = set()
+        # Invariant: monitored_by maps monitor refs on this process to the
+        # watcher pid; monitoring maps refs this process holds to targets.
+        self.monitored_by: dict[Any, Pid] = {}
+        self.monitoring: dict[Any, Pid] = {}
+        self.subscriptions: set[Any] = set()
+        self.task: asyncio.Task[None] | None = None
+        self.done: asyncio.Future[Reason] = asyncio.get_running_loop().create_future()
+        server._process = self
+
+    # -- delivery ---------------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        return self.state <= RUNNING
+
+    def deliver(self, kind: int, payload: Any, caller: Caller | None) -> None:
+        """Queue a call, cast or send; bounded by ``limit``.
+
+        Raises:
+            NoSuchProcess: the process is exiting or dead.
+            Overloaded: the mailbox is full.
+        """
+        if self.state > RUNNING:
+            raise NoSuchProcess(self.pid)
+        limit = self.limit
+        if limit is not None and len(self.mailbox) >= limit:
+            raise Overloaded(self.pid, limit)
+        self.mailbox.append((kind, payload, caller))
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def notify(self, message: Any) -> None:
+        """Queue a notice (Down, Exit, GroupEvent): never refused while alive."""
+        if self.state > RUNNING:
+            return
+        self.mailbox.append((INFO, message, None))
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def wait_idle(self) -> asyncio.Future[None] | None:
+        """A future resolved when the mailbox is empty and no hook runs, or
+        None if that is already so (or the process is not running)."""
+        if self.state != RUNNING or (not self.mailbox and self.current is None
+                                     and self._waiter is not None):
+            return None
+        if self._idle is None:
+            self._idle = asyncio.get_running_loop().create_future()
+        return self._idle
+
+    # -- the loop ---------------------------------------------------------------
+
+    async def run(self, args: tuple[Any, ...], kwargs: dict[str, Any],
+                  started: asyncio.Future[None]) -> None:
+        current_process.set(self)
+        server = self.server
+        try:
+            await server.init(*args, **kwargs)
+        except asyncio.CancelledError:
+            if self.reason is None:
+                self.begin_exit(KILLED)
+                self._end()
+                raise
+            started.set_exception(ProcessExited(self.pid, self.reason))
+            self._end()
+            return
+        except Stop as stop:
+            self.begin_exit(stop.reason)
+            started.set_exception(ProcessExited(self.pid, stop.reason))
+            self._end()
+            return
+        except Exception as exc:
+            crash = Crash.from_exception(exc)
+            self.begin_exit(crash)
+            started.set_exception(CallError(self.pid, crash.type, crash.message, crash.traceback))
+            self._end()
+            return
+        if self.state == STARTING:
+            self.state = RUNNING
+        started.set_result(None)
+        reason: Reason
+        try:
+            await self._loop(server)
+            # The loop returns only when the process doomed itself from its
+            # own task (an exit signal it sent to itself).
+            reason = self.reason if self.reason is not None else NORMAL
+        except Stop as stop:
+            caller = self.current
+            if caller is not None and stop.has_reply:
+                caller.reply(stop.reply)
+            reason = stop.reason
+        except asyncio.CancelledError:
+            if self.reason is None:
+                # Cancelled by someone else than its own exit path (the event
+                # loop is closing): clean up as killed, and let it propagate.
+                self.begin_exit(KILLED)
+                self._end()
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # our own exit path cancelled us on purpose
+            reason = self.reason
+        except Exception as exc:
+            reason = Crash.from_exception(exc)
+            caller = self.current
+            if caller is not None:
+                caller.fail(CallError(self.pid, reason.type, reason.message, reason.traceback))
+            log.error("process %s crashed: %s\n%s", self.pid, reason, reason.traceback.rstrip())
+        await self._finish(reason)
+
+    async def _loop(self, server: GenServer) -> None:
+        mailbox = self.mailbox
+        popleft = mailbox.popleft
+        loop = asyncio.get_running_loop()
+        while self.state == RUNNING:
+            if not mailbox:
+                idle = self._idle
+                if idle is not None:
+                    self._idle = None
+                    if not idle.done():
+                        idle.set_result(None)
+                self._waiter = waiter = loop.create_future()
+                await waiter
+                continue
+            kind, payload, caller = popleft()
+            if kind == CALL:
+                assert caller is not None
+                if caller._future.done():
+                    continue  # the caller gave up before we started: drop unrun
+                self.current = caller
+                try:
+                    result = await server.handle_call(payload, caller)
+                except BadRequest as exc:
+                    caller.fail(exc)
+                    self.current = None
+                    continue
+                self.current = None
+                if result is not NOREPLY:
+                    caller.reply(result)
+            elif kind == CAST:
+                await server.handle_cast(payload)
+            else:
+                await server.handle_info(payload)
+
+    # -- exit path ----------------------------------------------------------------
+
+    def begin_exit(self, reason: Reason) -> bool:
+        """The synchronous half of the exit path (see the module header).
+        Returns False if the process was already exiting."""
+        if self.state >= EXITING:
+            return False
+        self.state = EXITING
+        self.reason = reason
+        self.node._process_exiting(self, reason)
+        caller = self.current
+        if caller is not None:  # a crash already answered it with CallError
+            caller.fail(ProcessExited(self.pid, reason))
+        mailbox = self.mailbox
+        while mailbox:
+            kind, _, queued = mailbox.popleft()
+            if kind == CALL and queued is not None:
+                queued.fail(NoSuchProcess(self.pid))
+        return True
+
+    def kill(self, reason: Reason, *, brutal: bool = False) -> None:
+        """Exit now with ``reason``: the synchronous half runs here, the rest
+        in the process's task. ``brutal`` (an untrappable kill) skips
+        ``terminate``, or interrupts it if it is already running."""
+        first = self.begin_exit(reason)
+        if not first and not (brutal and not self.brutal):
+            return
+        self.brutal = self.brutal or brutal
+        task = self.task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+
+    async def _finish(self, reason: Reason) -> None:
+        self.begin_exit(reason)
+        if not self.brutal:
+            try:
+                async with asyncio.timeout(self.shutdown_timeout):
+                    await self.server.terminate(self.reason if self.reason is not None
+                                                else reason)
+            except asyncio.CancelledError:
+                if not self.brutal:
+                    self._end()
+                    raise
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()  # a brutal kill interrupted terminate on purpose
+            except TimeoutError:
+                log.warning("process %s: terminate took longer than %gs; killed",
+                            self.pid, self.shutdown_timeout)
+            except Exception:
+                log.exception("process %s: terminate raised", self.pid)
+        self._end()
+
+    def _end(self) -> None:
+        if self.state == DEAD:
+            return
+        self.state = DEAD
+        reason = self.reason if self.reason is not None else KILLED
+        self.node._process_dead(self, reason)
+        if not self.done.done():
+            self.done.set_result(reason)
+
+    def __repr__(self) -> str:
+        return f"<Process {self.pid} {type(self.server).__name__}>"
