@@ -1,0 +1,454 @@
+"""EtcdStore: the store contract on an etcd v3 cluster, for clusters spanning hosts.
+
+What it owns: the mapping of :mod:`shoal.store.base` onto etcd. Keys live under
+``/shoal/<cluster>/``; a session is one etcd lease (:mod:`.etcd_session`); a
+session's node record is ``nodes/<name>``, created by a transaction only if
+absent; a batch is one transaction (one revision); a session end is a lease
+revoke or expiry (all its keys vanish at one revision); a watch is an etcd
+watch from a revision. :mod:`.etcd_client` holds the gRPC calls.
+
+Rules:
+
+- Rule 1: every operation runs under one deadline (``timeout``) across all
+  endpoints; an endpoint that fails or stays silent for ``attempt_timeout`` is
+  left for the next one. When the deadline passes, :class:`StoreUnavailable`
+  names every endpoint and its last error (G6). No gRPC exception escapes.
+- Rule 2: a watch's position is ``last``, the revision of the last event it
+  handed out (or of its last Resync). Every (re)opened etcd stream starts at
+  ``last + 1``, never at a revision the client library remembers: libraries
+  that resume on their own were seen to skip revisions.
+- Rule 3: an event at or below ``last`` is dropped (a defence: etcd should
+  never send one), so a resume cannot repeat.
+- Rule 4: "compacted" means the events after ``last`` are gone: the watch
+  hands out one Resync with a fresh snapshot and continues after it.
+- Rule 5: watch trouble is bounded: after ``watch_give_up`` seconds in which
+  no stream could be opened, the watch raises StoreUnavailable.
+- Rule 6: when the store closes, its watches end quietly; a cancellation of
+  the consumer's own task is never swallowed.
+
+Why etcd and this client layout: see ``docs/etcd.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from shoal.errors import BadArgument, NameInUse, StoreError, StoreUnavailable
+from shoal.store._validate import (
+    check_info,
+    check_name,
+    check_prefix,
+    check_revision,
+    check_ttl,
+    node_key,
+)
+from shoal.store.base import Changes, Entry, Event, Resync, Snapshot, WatchItem
+from shoal.store.etcd_client import (
+    ChannelConfig,
+    EndpointConnection,
+    EtcdCallError,
+    KeyValue,
+    WatchEvent,
+    WatchStream,
+    compare_created,
+    put_op,
+    range_op,
+)
+from shoal.store.etcd_session import EtcdSession, session_id
+from shoal.store.etcd_url import channel_config, check_endpoints, parse_etcd_url
+
+__all__ = ["DEFAULT_TTL", "EtcdSession", "EtcdStore"]
+
+DEFAULT_TTL = 5.0
+"""Session TTL in seconds that shoal uses unless configured otherwise."""
+
+_log = logging.getLogger("shoal.store.etcd")
+_T = TypeVar("_T")
+
+
+class EtcdStore:
+    """The store contract on etcd v3 (see the module docstring for the rules).
+
+    Args:
+        endpoints: ``"host:port"`` or several of them (a list, or one string
+            separated by commas); tried in order, failing over when one is down.
+        cluster: the shoal cluster name; keys live under ``/shoal/<cluster>/``.
+        timeout: deadline in seconds of every operation across all endpoints.
+        attempt_timeout: how long one endpoint may stay silent before the
+            next is tried.
+        watch_give_up: a watch raises :class:`StoreUnavailable` after failing
+            to reach any endpoint for this many seconds.
+        ca, cert, key: paths of PEM files for TLS (``ca`` to verify the
+            server; ``cert`` and ``key`` for a client certificate).
+        user, password: etcd authentication (both or neither).
+
+    Raises:
+        BadArgument: an argument is malformed.
+        ConfigError: a TLS file cannot be read, or TLS/auth options conflict.
+    """
+
+    def __init__(
+        self,
+        endpoints: str | Sequence[str] = "127.0.0.1:2379",
+        *,
+        cluster: str = "default",
+        timeout: float = 5.0,
+        attempt_timeout: float = 2.0,
+        watch_give_up: float = 30.0,
+        ca: str | None = None,
+        cert: str | None = None,
+        key: str | None = None,
+        user: str | None = None,
+        password: str | None = None,
+    ) -> None:
+        self._endpoints = check_endpoints(endpoints)
+        if not isinstance(cluster, str) or not cluster or "/" in cluster:
+            raise BadArgument("cluster", cluster, "a non-empty str without '/'")
+        self._cluster = cluster
+        self._prefix = f"/shoal/{cluster}/".encode()
+        self._timeout = check_ttl(timeout)
+        self._attempt_timeout = check_ttl(attempt_timeout)
+        self._watch_give_up = check_ttl(watch_give_up)
+        config: ChannelConfig = channel_config(ca, cert, key, user, password)
+        self._conns = [EndpointConnection(e, config) for e in self._endpoints]
+        # Invariant: _current indexes the endpoint that answered last.
+        self._current = 0
+        self._sessions: set[EtcdSession] = set()
+        self._streams: set[WatchStream] = set()
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str) -> EtcdStore:
+        """Build a store from an ``etcd://h1:p1[,h2:p2...][?option=value&...]`` URL.
+
+        Args:
+            url: the store URL. Options: ``cluster``, ``timeout``,
+                ``attempt_timeout``, ``watch_give_up``, ``ca``, ``cert``,
+                ``key``, ``user``, ``password`` (see the constructor);
+                unknown options are refused.
+
+        Returns:
+            An unconnected store (connections are made on first use).
+
+        Raises:
+            ConfigError: the URL is malformed or names an unknown option.
+        """
+        endpoints, options = parse_etcd_url(url)
+        return cls(endpoints, **options)
+
+    @property
+    def cluster(self) -> str:
+        """The shoal cluster name."""
+        return self._cluster
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        """The configured ``host:port`` endpoints."""
+        return self._endpoints
+
+    def _encode(self, key: str) -> bytes:
+        return self._prefix + key.encode()
+
+    def _decode(self, key: bytes) -> str:
+        return key[len(self._prefix) :].decode(errors="replace")
+
+    def _entry(self, kv: KeyValue) -> Entry:
+        return Entry(
+            key=self._decode(kv.key),
+            value=kv.value,
+            session=session_id(kv.lease),
+            revision=kv.mod_revision,
+        )
+
+    def _event(self, event: WatchEvent) -> Event:
+        if event.kind == "put":
+            return Event(
+                kind="put",
+                key=self._decode(event.kv.key),
+                value=event.kv.value,
+                session=session_id(event.kv.lease),
+                revision=event.kv.mod_revision,
+            )
+        return Event(
+            kind="delete",
+            key=self._decode(event.kv.key),
+            value=None,
+            session=session_id(event.prev.lease) if event.prev is not None else "",
+            revision=event.kv.mod_revision,
+        )
+
+    async def _call(
+        self,
+        what: str,
+        run: Callable[[EndpointConnection, float], Awaitable[_T]],
+        *,
+        budget: float | None = None,
+    ) -> _T:
+        """Run ``run(connection, attempt_deadline)``, failing over between
+        endpoints until the operation's deadline (Rule 1)."""
+        if self._closed:
+            raise StoreUnavailable(f"etcd store for {','.join(self._endpoints)} is closed")
+        budget = self._timeout if budget is None else budget
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget
+        failures: dict[str, str] = {}
+        attempt = 0
+        while True:
+            conn = self._conns[self._current]
+            remaining = deadline - loop.time()
+            try:
+                result = await run(conn, max(0.05, min(remaining, self._attempt_timeout)))
+            except EtcdCallError as error:
+                if error.kind == "auth":
+                    raise StoreUnavailable(
+                        f"etcd {what} refused at {error.endpoint}: {error.detail} "
+                        "(check user/password and the user's role)"
+                    ) from None
+                if error.kind != "unavailable":
+                    raise
+                failures[conn.endpoint] = error.detail
+                self._failed(conn.endpoint)
+            else:
+                return result
+            attempt += 1
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                detail = "; ".join(f"{e}: {d}" for e, d in failures.items())
+                raise StoreUnavailable(
+                    f"etcd {what} failed: no endpoint answered within {budget:g}s ({detail})"
+                )
+            if attempt % len(self._conns) == 0:
+                # Every endpoint failed once: back off (an election takes ~1 s).
+                await asyncio.sleep(min(remaining, 0.05 * 2 ** min(attempt, 4)))
+
+    def _failed(self, endpoint: str) -> None:
+        # Move on only if nobody moved on already: concurrent failures of one
+        # endpoint must not skip a healthy one.
+        if self._conns[self._current].endpoint == endpoint:
+            self._current = (self._current + 1) % len(self._conns)
+
+    def _refused(self, what: str, error: EtcdCallError) -> StoreError:
+        return StoreError(f"etcd refused {what} at {error.endpoint}: {error.detail}")
+
+    async def open_session(self, name: str, info: bytes, ttl: float) -> EtcdSession:
+        """Grant a lease and create ``nodes/<name>`` under it, only if absent.
+
+        Args:
+            name: unique node name (non-empty, no ``/``).
+            info: opaque bytes stored under ``nodes/<name>``.
+            ttl: seconds; rounded up to whole seconds (etcd may grant more).
+
+        Returns:
+            The live session, kept alive every TTL/3 in the background.
+
+        Raises:
+            BadArgument: an argument is malformed.
+            NameInUse: a live session holds ``name``.
+            StoreUnavailable: no endpoint answered before the deadline.
+        """
+        check_name(name)
+        check_info(info)
+        lease_ttl = max(1, math.ceil(check_ttl(ttl)))
+
+        async def grant(conn: EndpointConnection, seconds: float) -> tuple[int, int]:
+            return await conn.lease_grant(lease_ttl, seconds)
+
+        try:
+            lease, granted = await self._call("lease grant", grant)
+        except EtcdCallError as error:
+            raise self._refused("lease grant", error) from None
+        key = self._encode(node_key(name))
+
+        async def create(conn: EndpointConnection, seconds: float) -> tuple[bool, list[KeyValue]]:
+            ok, _, read = await conn.txn(
+                [compare_created(key)], [put_op(key, info, lease)], [range_op(key)], seconds
+            )
+            return ok, read
+
+        try:
+            created, holders = await self._call("open session", create)
+        except BaseException as error:
+            await self._revoke(lease)
+            if isinstance(error, EtcdCallError):
+                raise self._refused("open session", error) from None
+            raise
+        # A retried create finds the key written by its own first attempt.
+        if not created and not (holders and holders[0].lease == lease):
+            await self._revoke(lease)
+            holder = f"session {session_id(holders[0].lease)}" if holders else ""
+            raise NameInUse(name, holder)
+        session = EtcdSession(self, name, lease, granted)
+        self._sessions.add(session)
+        return session
+
+    async def _revoke(self, lease: int) -> None:
+        async def revoke(conn: EndpointConnection, seconds: float) -> None:
+            await conn.lease_revoke(lease, seconds)
+
+        try:
+            await self._call("lease revoke", revoke)
+        except EtcdCallError as error:
+            if error.kind != "lease_not_found":
+                _log.warning("etcd lease %x revoke refused: %s", lease, error)
+        except StoreUnavailable as error:
+            _log.warning("etcd lease %x not revoked, it expires by itself: %s", lease, error)
+
+    async def snapshot(self, prefix: str) -> Snapshot:
+        """Every entry under ``prefix``, read at one etcd revision.
+
+        Args:
+            prefix: key prefix (``""`` for all keys of the cluster).
+
+        Returns:
+            The entries and the revision they are consistent at.
+
+        Raises:
+            BadArgument: ``prefix`` is not a str.
+            StoreUnavailable: no endpoint answered before the deadline.
+            StoreError: etcd refused the read.
+        """
+        check_prefix(prefix)
+        full = self._encode(prefix)
+
+        async def read(conn: EndpointConnection, seconds: float) -> tuple[list[KeyValue], int]:
+            return await conn.range_prefix(full, seconds)
+
+        try:
+            kvs, revision = await self._call("snapshot", read)
+        except EtcdCallError as error:
+            raise self._refused("snapshot", error) from None
+        entries = {entry.key: entry for entry in map(self._entry, kvs)}
+        return Snapshot(entries=entries, revision=revision)
+
+    def watch(self, prefix: str, revision: int) -> AsyncIterator[WatchItem]:
+        """Changes under ``prefix`` strictly after ``revision``, in order.
+
+        Args:
+            prefix: key prefix (``""`` for all keys of the cluster).
+            revision: the revision the caller's view is at.
+
+        Returns:
+            An async iterator of :class:`Changes` (one per etcd watch
+            response, whole revisions only) and :class:`Resync`; it ends when
+            the store closes, and raises :class:`StoreUnavailable` after
+            ``watch_give_up`` seconds without any endpoint.
+
+        Raises:
+            BadArgument: ``prefix`` or ``revision`` is malformed.
+            StoreUnavailable: the store is closed.
+        """
+        check_prefix(prefix)
+        check_revision(revision)
+        if self._closed:
+            raise StoreUnavailable("etcd store is closed")
+        return _resuming_watch(self, prefix, revision)
+
+    async def probe(self) -> None:
+        """Refresh every session of this store once now; a session whose
+        lease is gone is reported ended (etcd itself deletes expired keys).
+
+        Raises:
+            StoreUnavailable: no endpoint answered before the deadline.
+        """
+        for session in list(self._sessions):
+            await session.check()
+
+    async def close(self) -> None:
+        """Close this store's sessions (revoking their leases), end its
+        watches and close its connections. Idempotent."""
+        if self._closed:
+            return
+        await asyncio.gather(*(s.close() for s in list(self._sessions)))
+        self._closed = True
+        for stream in list(self._streams):
+            stream.cancel()
+        for conn in self._conns:
+            await conn.close()
+
+
+async def _resuming_watch(store: EtcdStore, prefix: str, revision: int) -> AsyncIterator[WatchItem]:
+    """Watch ``prefix`` after ``revision``, resuming across stream failures.
+
+    Args:
+        store: the store whose endpoints, deadlines and key prefix are used.
+        prefix: key prefix without the store's cluster prefix.
+        revision: the revision the consumer's view is at.
+
+    Yields:
+        :class:`Changes` (the events of one etcd response: whole revisions)
+        and :class:`Resync` after a compaction.
+
+    Raises:
+        StoreUnavailable: no stream could be opened for ``watch_give_up``
+            seconds.
+        StoreError: etcd refused the watch (for instance permission denied).
+    """
+    key = store._encode(prefix)
+    loop = asyncio.get_running_loop()
+    # Invariant: every event with revision <= last has been handed out (or
+    # is covered by the last Resync), and none above it.
+    last = revision
+    need_resync = False
+    trouble_since: float | None = None
+    failures = 0
+    problem = ""
+
+    async def open_stream(conn: EndpointConnection, seconds: float) -> WatchStream:
+        return await conn.open_watch(key, last + 1, seconds)
+
+    while not store._closed:
+        stream: WatchStream | None = None
+        try:
+            if need_resync:
+                snapshot = await store.snapshot(prefix)
+                need_resync = False
+                last = snapshot.revision
+                yield Resync(snapshot=snapshot)
+                continue
+            stream = await store._call("watch", open_stream)
+            store._streams.add(stream)
+            trouble_since, failures = None, 0
+            while True:
+                batch = await stream.next_batch()
+                events = tuple(
+                    store._event(event) for event in batch.events if event.kv.mod_revision > last
+                )
+                if events:
+                    last = events[-1].revision
+                    yield Changes(events=events, revision=last)
+        except EtcdCallError as error:
+            if error.kind == "compacted":
+                need_resync = True
+                continue
+            if error.kind != "unavailable":
+                raise store._refused("watch", error) from None
+            store._failed(error.endpoint)
+            problem = str(error)
+        except StoreUnavailable as error:
+            problem = str(error)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if store._closed and task is not None and task.cancelling() == 0:
+                return  # the store closed under us: end quietly (Rule 6)
+            raise
+        finally:
+            if stream is not None:
+                store._streams.discard(stream)
+                stream.cancel()
+        if store._closed:
+            return
+        now = loop.time()
+        if trouble_since is None:
+            trouble_since = now
+        elif now - trouble_since > store._watch_give_up:
+            raise StoreUnavailable(
+                f"etcd watch of {prefix!r} gave up after {store._watch_give_up:g}s "
+                f"without a working endpoint: {problem}"
+            )
+        failures += 1
+        # Back off a stream that keeps breaking (a member without a leader).
+        await asyncio.sleep(min(1.0, 0.05 * 2**failures))

@@ -1,0 +1,213 @@
+"""The session of :class:`shoal.store.etcd.EtcdStore`: one etcd lease.
+
+What it owns: a lease's life on the client side -- the keepalive task that
+refreshes it every TTL/3, the guarded writes made under it, and deciding when
+and why the session ended.
+
+Rules:
+
+- Rule 1: a write is a transaction guarded by "``nodes/<name>`` is still owned
+  by my lease" (etcd's LEASE comparison), so a write after the session ended
+  never lands, and raises :class:`SessionEnded`.
+- Rule 2: a session ends only on positive evidence: a keepalive answered TTL
+  0, a guarded write found the lease gone, or it was closed. Failing to reach
+  etcd is not evidence: etcd keeps leases across its own restarts (and
+  re-extends them when a new leader takes over), and ends them itself when
+  they expire, which every watcher sees as deletes.
+- Rule 3: the reason is "revoked" when the lease was confirmed alive less than
+  a TTL before it was found gone (it cannot have expired by itself), else
+  "expired".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from shoal.errors import BadArgument, SessionEnded, StoreError
+from shoal.store._validate import check_ops, node_key
+from shoal.store.base import Op, Put
+from shoal.store.etcd_client import EndpointConnection, compare_lease, delete_op, put_op
+
+if TYPE_CHECKING:
+    from shoal.store.etcd import EtcdStore
+
+__all__ = ["MAX_TXN_OPS", "EtcdSession", "session_id"]
+
+MAX_TXN_OPS = 128
+"""etcd's default ``--max-txn-ops``: the largest batch one transaction takes."""
+
+_log = logging.getLogger("shoal.store.etcd")
+
+
+def session_id(lease: int) -> str:
+    """The shoal session id of an etcd lease id (``""`` for no lease)."""
+    return f"{lease:016x}" if lease else ""
+
+
+class EtcdSession:
+    """A session of an :class:`EtcdStore`: one etcd lease kept alive every
+    TTL/3; see :class:`shoal.store.base.Session`."""
+
+    def __init__(self, store: EtcdStore, name: str, lease: int, ttl: int) -> None:
+        self._store = store
+        self._name = name
+        self._lease = lease
+        self._ttl = ttl
+        self._guard = store._encode(node_key(name))
+        loop = asyncio.get_running_loop()
+        # Invariant: the lease was alive at _confirmed (loop time of the last
+        # keepalive answer or successful write).
+        self._confirmed = loop.time()
+        self._reason: str | None = None
+        self._ended_event = asyncio.Event()
+        self._keepalive: asyncio.Task[None] = loop.create_task(
+            self._keep_alive(), name=f"shoal-etcd-keepalive-{name}"
+        )
+
+    @property
+    def id(self) -> str:
+        """The lease id in hex; etcd never reuses it."""
+        return session_id(self._lease)
+
+    @property
+    def name(self) -> str:
+        """The name the session was opened under."""
+        return self._name
+
+    @property
+    def ttl(self) -> int:
+        """The TTL etcd granted, in whole seconds (at least the one asked for)."""
+        return self._ttl
+
+    @property
+    def ended(self) -> bool:
+        """True once the session has ended."""
+        return self._reason is not None
+
+    def _loss_reason(self) -> str:
+        # A lease that was confirmed alive less than a TTL ago cannot have
+        # expired by itself: someone revoked it.
+        elapsed = asyncio.get_running_loop().time() - self._confirmed
+        return "revoked" if elapsed < self._ttl - 0.5 else "expired"
+
+    def _mark_ended(self, reason: str) -> None:
+        if self._reason is not None:
+            return
+        self._reason = reason
+        self._ended_event.set()
+        self._store._sessions.discard(self)
+        if self._keepalive is not asyncio.current_task():
+            self._keepalive.cancel()
+        _log.info("etcd session %s (%s) ended: %s", self.id, self._name, reason)
+
+    def _ended_error(self) -> SessionEnded:
+        return SessionEnded(f"etcd session {self.id} ({self._name}) ended: {self._reason}")
+
+    async def apply(self, ops: Sequence[Op]) -> int:
+        """Apply puts and deletes in one etcd transaction (one revision).
+
+        Args:
+            ops: Put/Delete operations, each key at most once, at most
+                :data:`MAX_TXN_OPS`.
+
+        Returns:
+            The revision after the change (the current one if nothing changed).
+
+        Raises:
+            BadArgument: ``ops`` is malformed or longer than :data:`MAX_TXN_OPS`.
+            SessionEnded: the session ended (also when found ended by this write).
+            StoreUnavailable: no endpoint answered before the deadline.
+            StoreError: etcd refused the request (too large, out of space).
+        """
+        batch = check_ops(ops)
+        if len(batch) > MAX_TXN_OPS:
+            raise BadArgument("ops", f"{len(batch)} operations", f"at most {MAX_TXN_OPS}")
+        if self._reason is not None:
+            raise self._ended_error()
+        encode = self._store._encode
+        success = [
+            put_op(encode(op.key), op.value, self._lease)
+            if isinstance(op, Put)
+            else delete_op(encode(op.key))
+            for op in batch
+        ]
+        guard = [compare_lease(self._guard, self._lease)]
+
+        async def run(conn: EndpointConnection, seconds: float) -> tuple[bool, int]:
+            ok, revision, _ = await conn.txn(guard, success, [], seconds)
+            return ok, revision
+
+        ok, revision = await self._store._call("apply", run)
+        if not ok:
+            self._mark_ended(self._loss_reason())
+            raise self._ended_error()
+        self._confirmed = asyncio.get_running_loop().time()
+        return revision
+
+    async def wait_ended(self) -> str:
+        """Wait until the session ends.
+
+        Returns:
+            ``"closed"``, ``"expired"`` (the lease ran out) or ``"revoked"``
+            (someone else revoked it while it was being kept alive).
+        """
+        await self._ended_event.wait()
+        assert self._reason is not None
+        return self._reason
+
+    async def close(self) -> None:
+        """Revoke the lease: every key of the session vanishes at one revision.
+
+        Idempotent. If etcd cannot be reached the session still counts as
+        closed here; etcd deletes its keys when the lease expires (one TTL).
+        """
+        if self._reason is not None:
+            return
+        self._mark_ended("closed")
+        await self._store._revoke(self._lease)
+
+    def pause_keepalive(self) -> None:
+        """Stop refreshing the lease, as a hung owner would (for tests)."""
+        self._keepalive.cancel()
+
+    async def check(self) -> bool:
+        """Refresh the lease once now and report whether the session lives.
+
+        Returns:
+            False when etcd says the lease is gone (the session is then ended).
+
+        Raises:
+            StoreUnavailable: no endpoint answered before the deadline.
+        """
+        if self._reason is not None:
+            return False
+
+        async def refresh(conn: EndpointConnection, seconds: float) -> int:
+            return await conn.lease_keepalive(self._lease, seconds)
+
+        ttl = await self._store._call("lease keepalive", refresh, budget=self._ttl / 3)
+        if ttl <= 0:
+            self._mark_ended(self._loss_reason())
+            return False
+        self._confirmed = asyncio.get_running_loop().time()
+        return True
+
+    async def _keep_alive(self) -> None:
+        interval = self._ttl / 3
+        delay = interval
+        while self._reason is None:
+            await asyncio.sleep(delay)  # pacing the refresh, not synchronising
+            try:
+                alive = await self.check()
+            except StoreError as error:
+                # Keep trying, twice as often: the lease may well survive (etcd
+                # restarting), and only etcd can say it did not.
+                _log.warning("etcd session %s keepalive failed: %s", self.id, error)
+                delay = interval / 2
+                continue
+            if not alive:
+                return
+            delay = interval
