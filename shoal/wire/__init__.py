@@ -1,0 +1,111 @@
+"""shoal's wire protocol, sans-IO: frames, terms, messages, handshake.
+
+Nothing here does IO: bytes go in, events and bytes come out. The transport
+(:mod:`shoal.transport`) drives a :class:`Connection` per peer; tests drive a
+:class:`ConnectionPair` in memory. ``docs/protocol.md`` is the byte-level
+specification, with test vectors, for implementations in other languages.
+"""
+
+from shoal.wire._codec import (
+    HANDSHAKE_TYPES,
+    IGNORABLE_CODES,
+    MESSAGE_TYPES,
+    Encoder,
+    decode_body,
+    encode_message,
+)
+from shoal.wire._connection import Closed, Connection, ConnectionPair, Established, Event
+from shoal.wire._frames import (
+    DEFAULT_MAX_FRAME,
+    HANDSHAKE_MAX_FRAME,
+    HEADER_SIZE,
+    FrameDecoder,
+    encode_frame,
+)
+from shoal.wire._handshake import (
+    NONCE_SIZE,
+    PROTOCOL_VERSION,
+    Challenge,
+    Handshake,
+    HandshakeConfig,
+    HandshakeResult,
+    Hello,
+    Proof,
+    Refuse,
+    VetPeer,
+    proof_digest,
+    transcript,
+)
+from shoal.wire._messages import (
+    FAIL_KINDS,
+    Bye,
+    Call,
+    Cast,
+    Demonitor,
+    Down,
+    Exit,
+    Fail,
+    FailKind,
+    Link,
+    Message,
+    Monitor,
+    Ping,
+    Pong,
+    Reply,
+    Send,
+    Unlink,
+)
+from shoal.wire._terms import EXT_CRASH, EXT_PID, MAX_DEPTH, pack_term, unpack_term
+
+__all__ = [
+    "DEFAULT_MAX_FRAME",
+    "EXT_CRASH",
+    "EXT_PID",
+    "FAIL_KINDS",
+    "HANDSHAKE_MAX_FRAME",
+    "HANDSHAKE_TYPES",
+    "HEADER_SIZE",
+    "IGNORABLE_CODES",
+    "MAX_DEPTH",
+    "MESSAGE_TYPES",
+    "NONCE_SIZE",
+    "PROTOCOL_VERSION",
+    "Bye",
+    "Call",
+    "Cast",
+    "Challenge",
+    "Closed",
+    "Connection",
+    "ConnectionPair",
+    "Demonitor",
+    "Down",
+    "Encoder",
+    "Established",
+    "Event",
+    "Exit",
+    "Fail",
+    "FailKind",
+    "FrameDecoder",
+    "Handshake",
+    "HandshakeConfig",
+    "HandshakeResult",
+    "Hello",
+    "Link",
+    "Message",
+    "Monitor",
+    "Ping",
+    "Pong",
+    "Proof",
+    "Refuse",
+    "Reply",
+    "Send",
+    "Unlink",
+    "VetPeer",
+    "decode_body",
+    "encode_frame",
+    "encode_message",
+    "pack_term",
+    "proof_digest",
+    "transcript",
+    "unpack_term",
+]

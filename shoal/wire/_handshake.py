@@ -1,0 +1,467 @@
+"""The handshake: both peers prove they know the cluster secret (sans-IO).
+
+Owns: the four handshake messages, the per-connection state machine, and
+the exact bytes fed to HMAC (docs/protocol.md repeats them for other
+implementations).
+
+Exchange (the initiator opened the TCP connection)::
+
+    initiator                                   acceptor
+      HELLO(min_v, max_v, cluster, node, creation, nonce_i)  -->
+                                                checks cluster, versions, vets the peer
+      <--  CHALLENGE(version, cluster, node, creation, nonce_a)
+      checks cluster, version, expected name, vets the peer
+      PROOF(HMAC(secret, transcript("initiator")))  -->
+                                                verifies, then established
+      <--  PROOF(HMAC(secret, transcript("acceptor")))
+      verifies, then established
+
+Rules:
+
+1. The secret never crosses the wire; only HMAC-SHA256 digests do, compared
+   with ``hmac.compare_digest``.
+2. The acceptor proves itself only after the initiator has, so an
+   unauthenticated stranger never obtains a digest computed over its choice
+   of nonce (no oracle). Each digest covers both nonces, a role label, the
+   chosen version, the initiator's offered range and both identities, so a
+   digest from one connection or role is useless on another (reflection and
+   replay fail); a peer echoing our own nonce or name is refused outright.
+3. The highest version both ranges contain is used; none → refused.
+4. Any failure raises ``AuthenticationFailed`` (or ``ProtocolError`` for a
+   message out of order); :attr:`Handshake.refusal` is then the REFUSE
+   message to send before closing, telling the peer why in one word.
+5. Randomness is injected (``random_bytes``) so tests build exact vectors.
+
+Not a goal: confidentiality or integrity after the handshake; a relay in the
+middle can still forward a whole exchange. Use TLS on untrusted networks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final, Literal
+
+from shoal.errors import AuthenticationFailed, BadArgument, ProtocolError
+from shoal.wire._messages import Message
+from shoal.wire._terms import check_name
+
+__all__ = [
+    "NONCE_SIZE",
+    "PROTOCOL_VERSION",
+    "Challenge",
+    "Handshake",
+    "HandshakeConfig",
+    "HandshakeResult",
+    "Hello",
+    "Proof",
+    "Refuse",
+    "VetPeer",
+    "proof_digest",
+    "transcript",
+]
+
+PROTOCOL_VERSION: Final = 1
+"""The protocol version this implementation speaks."""
+NONCE_SIZE: Final = 32
+"""Bytes in each side's random challenge."""
+_VERSION_LIMIT: Final = 1 << 31
+_LIMIT: Final = 1 << 63
+
+VetPeer = Callable[[str, int], "str | None"]
+"""``vet_peer(node, creation)`` → None to go on, or a one-word refusal reason."""
+
+Role = Literal["initiator", "acceptor"]
+
+
+def _check_version(name: str, value: Any) -> None:
+    if type(value) is not int or not 1 <= value < _VERSION_LIMIT:
+        raise BadArgument(name, value, "an int in [1, 2**31)")
+
+
+def _check_creation(value: Any) -> None:
+    if type(value) is not int or not 0 <= value < _LIMIT:
+        raise BadArgument("creation", value, "an int in [0, 2**63)")
+
+
+def _check_bin(name: str, value: Any, size: int) -> None:
+    if type(value) is not bytes or len(value) != size:
+        raise BadArgument(name, value, f"{size} bytes")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hello(Message):
+    """Handshake step 1, initiator → acceptor: who I am, what I speak.
+
+    Attributes:
+        min_version, max_version: the protocol versions the initiator accepts.
+        cluster: the cluster name. node: the initiator's node name.
+        creation: the initiator's incarnation. nonce: its 32 random bytes.
+    """
+
+    code: ClassVar[int] = 1
+    min_version: int
+    max_version: int
+    cluster: str
+    node: str
+    creation: int
+    nonce: bytes
+
+    def __post_init__(self) -> None:
+        _check_version("min_version", self.min_version)
+        _check_version("max_version", self.max_version)
+        if self.max_version < self.min_version:
+            raise BadArgument("max_version", self.max_version, "at least min_version")
+        check_name(self.cluster, "cluster")
+        check_name(self.node, "node")
+        _check_creation(self.creation)
+        _check_bin("nonce", self.nonce, NONCE_SIZE)
+
+    def _wire(self) -> list[Any]:
+        return [1, self.min_version, self.max_version, self.cluster, self.node,
+                self.creation, self.nonce]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Challenge(Message):
+    """Handshake step 2, acceptor → initiator: the chosen version and a challenge.
+
+    Attributes:
+        version: the highest version in both ranges. cluster, node, creation:
+            the acceptor's identity. nonce: its 32 random bytes.
+    """
+
+    code: ClassVar[int] = 2
+    version: int
+    cluster: str
+    node: str
+    creation: int
+    nonce: bytes
+
+    def __post_init__(self) -> None:
+        _check_version("version", self.version)
+        check_name(self.cluster, "cluster")
+        check_name(self.node, "node")
+        _check_creation(self.creation)
+        _check_bin("nonce", self.nonce, NONCE_SIZE)
+
+    def _wire(self) -> list[Any]:
+        return [2, self.version, self.cluster, self.node, self.creation, self.nonce]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Proof(Message):
+    """Handshake steps 3 and 4: an HMAC-SHA256 digest of the transcript.
+
+    Attributes:
+        digest: 32 bytes, see :func:`proof_digest`.
+    """
+
+    code: ClassVar[int] = 3
+    digest: bytes
+
+    def __post_init__(self) -> None:
+        _check_bin("digest", self.digest, hashlib.sha256().digest_size)
+
+    def _wire(self) -> list[Any]:
+        return [3, self.digest]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Refuse(Message):
+    """Sent instead of the next handshake step: why the connection is refused.
+
+    Attributes:
+        reason: one word: ``auth``, ``cluster``, ``version``, ``self``,
+            ``name``, ``reflected``, or a word from the node's vetting
+            (``duplicate``, ``stale``).
+    """
+
+    code: ClassVar[int] = 4
+    reason: str
+
+    def __post_init__(self) -> None:
+        if type(self.reason) is not str or len(self.reason) > 64:
+            raise BadArgument("reason", self.reason, "a str of at most 64 chars")
+
+    def _wire(self) -> list[Any]:
+        return [4, self.reason]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HandshakeConfig:
+    """This node's side of every handshake.
+
+    Attributes:
+        cluster: the cluster name; peers of other clusters are refused.
+        node: this node's name.
+        creation: this node's incarnation number.
+        secret: the cluster secret (HMAC key), never sent.
+        min_version, max_version: the protocol versions accepted.
+
+    Raises:
+        BadArgument: a field is invalid (empty secret, bad name, bad range).
+    """
+
+    cluster: str
+    node: str
+    creation: int
+    secret: bytes = field(repr=False)
+    min_version: int = PROTOCOL_VERSION
+    max_version: int = PROTOCOL_VERSION
+
+    def __post_init__(self) -> None:
+        check_name(self.cluster, "cluster")
+        check_name(self.node, "node")
+        _check_creation(self.creation)
+        if type(self.secret) is not bytes or not self.secret:
+            raise BadArgument("secret", "<hidden>", "non-empty bytes")
+        _check_version("min_version", self.min_version)
+        _check_version("max_version", self.max_version)
+        if self.max_version < self.min_version:
+            raise BadArgument("max_version", self.max_version, "at least min_version")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HandshakeResult:
+    """What a completed handshake established.
+
+    Attributes:
+        version: the protocol version in use.
+        node, creation: the authenticated peer's identity.
+        initiator: True when this side opened the connection.
+    """
+
+    version: int
+    node: str
+    creation: int
+    initiator: bool
+
+
+def _lp(text: str) -> bytes:
+    data = text.encode()
+    return struct.pack(">H", len(data)) + data
+
+
+def transcript(
+    role: Role,
+    *,
+    version: int,
+    min_version: int,
+    max_version: int,
+    cluster: str,
+    initiator: tuple[str, int],
+    acceptor: tuple[str, int],
+    initiator_nonce: bytes,
+    acceptor_nonce: bytes,
+) -> bytes:
+    """The exact bytes a PROOF digest covers (docs/protocol.md, "HMAC input").
+
+    Args:
+        role: whose proof: ``"initiator"`` or ``"acceptor"``.
+        version: the version the acceptor chose.
+        min_version, max_version: the range the initiator offered in HELLO.
+        cluster: the cluster name.
+        initiator, acceptor: each side's ``(node, creation)``.
+        initiator_nonce, acceptor_nonce: the two 32-byte challenges.
+
+    Returns:
+        ``"shoal-handshake" 0x00 role 0x00 u32(version) u32(min) u32(max)
+        lp(cluster) lp(init node) u64(init creation) lp(acc node)
+        u64(acc creation) nonce_i nonce_a`` where ``lp`` is a u16 length and
+        UTF-8 bytes; integers are big-endian.
+    """
+    return b"".join(
+        (
+            b"shoal-handshake\x00",
+            role.encode(),
+            b"\x00",
+            struct.pack(">III", version, min_version, max_version),
+            _lp(cluster),
+            _lp(initiator[0]),
+            struct.pack(">Q", initiator[1]),
+            _lp(acceptor[0]),
+            struct.pack(">Q", acceptor[1]),
+            initiator_nonce,
+            acceptor_nonce,
+        )
+    )
+
+
+def proof_digest(secret: bytes, role: Role, **fields: Any) -> bytes:
+    """HMAC-SHA256 of :func:`transcript` under the cluster secret.
+
+    Args:
+        secret: the cluster secret.
+        role: whose proof.
+        **fields: the keyword arguments of :func:`transcript`.
+
+    Returns:
+        The 32-byte digest.
+    """
+    return hmac.new(secret, transcript(role, **fields), hashlib.sha256).digest()
+
+
+class Handshake:
+    """One side of one handshake, as a state machine over message objects.
+
+    Args:
+        config: this node's identity and secret.
+        initiator: True on the side that opened the connection.
+        random_bytes: source of the nonce, ``random_bytes(32) -> bytes``.
+        vet_peer: asked once the peer's identity is known, before any proof
+            is sent; returns None to go on or a refusal word (the transport
+            uses it for duplicate and stale-incarnation connections).
+        expect_node: on the initiator, the node name it meant to reach.
+    """
+
+    def __init__(
+        self,
+        config: HandshakeConfig,
+        *,
+        initiator: bool,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+        vet_peer: VetPeer | None = None,
+        expect_node: str | None = None,
+    ) -> None:
+        self._config = config
+        self._initiator = initiator
+        self._random = random_bytes
+        self._vet = vet_peer
+        self._expect = expect_node
+        self._nonce = b""
+        self._hello: Hello | None = None
+        self._challenge: Challenge | None = None
+        # Invariant: the next message class accepted; None once done or failed.
+        self._expecting: type[Message] | None = Challenge if initiator else Hello
+        self.result: HandshakeResult | None = None
+        """Set when the handshake has completed."""
+        self.refusal: Refuse | None = None
+        """Set when this side refused: the message to send before closing."""
+        self.peer_refusal: str | None = None
+        """Set when the peer refused us: the word from its REFUSE."""
+
+    def _new_nonce(self) -> bytes:
+        nonce = self._random(NONCE_SIZE)
+        if type(nonce) is not bytes or len(nonce) != NONCE_SIZE:
+            raise BadArgument("random_bytes", nonce, f"a callable returning {NONCE_SIZE} bytes")
+        return nonce
+
+    def start(self) -> list[Message]:
+        """Begin: the initiator's HELLO, nothing for the acceptor.
+
+        Returns:
+            Messages to send.
+
+        Raises:
+            BadArgument: ``random_bytes`` returned something other than 32 bytes.
+        """
+        if not self._initiator or self._hello is not None:
+            return []
+        cfg = self._config
+        self._nonce = self._new_nonce()
+        self._hello = Hello(
+            min_version=cfg.min_version, max_version=cfg.max_version, cluster=cfg.cluster,
+            node=cfg.node, creation=cfg.creation, nonce=self._nonce,
+        )  # fmt: skip
+        return [self._hello]
+
+    def _refuse(self, reason: str, detail: str) -> AuthenticationFailed:
+        self._expecting = None
+        self.refusal = Refuse(reason=reason)
+        return AuthenticationFailed(f"handshake refused ({reason}): {detail}")
+
+    def _digest(self, role: Role) -> bytes:
+        hello, challenge = self._hello, self._challenge
+        assert hello is not None and challenge is not None
+        return proof_digest(
+            self._config.secret, role, version=challenge.version,
+            min_version=hello.min_version, max_version=hello.max_version,
+            cluster=hello.cluster, initiator=(hello.node, hello.creation),
+            acceptor=(challenge.node, challenge.creation),
+            initiator_nonce=hello.nonce, acceptor_nonce=challenge.nonce,
+        )  # fmt: skip
+
+    def _vet_identity(self, node: str, creation: int) -> None:
+        if node == self._config.node:
+            raise self._refuse("self", f"peer claims this node's own name {node!r}")
+        if self._vet is not None:
+            word = self._vet(node, creation)
+            if word is not None:
+                raise self._refuse(word, f"peer {node!r} (creation {creation}) not accepted")
+
+    def receive(self, msg: Message) -> list[Message]:
+        """Take the peer's next handshake message.
+
+        Args:
+            msg: a decoded message.
+
+        Returns:
+            Messages to send in answer (possibly none).
+
+        Raises:
+            AuthenticationFailed: the peer refused us, or we refuse it (then
+                :attr:`refusal` holds the REFUSE to send).
+            ProtocolError: the message is not the handshake step expected now.
+        """
+        if type(msg) is Refuse:
+            self._expecting = None
+            self.peer_refusal = msg.reason
+            raise AuthenticationFailed(f"peer refused the handshake: {msg.reason}")
+        if self._expecting is None or type(msg) is not self._expecting:
+            expected = self._expecting.__name__ if self._expecting else "nothing"
+            self._expecting = None
+            raise ProtocolError(f"handshake expected {expected}, got {type(msg).__name__}")
+        cfg = self._config
+        if type(msg) is Hello:
+            self._hello = msg
+            if msg.cluster != cfg.cluster:
+                raise self._refuse("cluster", f"peer is in cluster {msg.cluster!r}")
+            low = max(msg.min_version, cfg.min_version)
+            high = min(msg.max_version, cfg.max_version)
+            if low > high:
+                raise self._refuse(
+                    "version",
+                    f"peer speaks {msg.min_version}..{msg.max_version}, "
+                    f"this node {cfg.min_version}..{cfg.max_version}",
+                )
+            self._vet_identity(msg.node, msg.creation)
+            self._nonce = self._new_nonce()
+            if self._nonce == msg.nonce:
+                raise self._refuse("reflected", "peer sent this node's own challenge")
+            self._challenge = Challenge(
+                version=high, cluster=cfg.cluster, node=cfg.node,
+                creation=cfg.creation, nonce=self._nonce,
+            )  # fmt: skip
+            self._expecting = Proof
+            return [self._challenge]
+        if type(msg) is Challenge:
+            self._challenge = msg
+            if msg.cluster != cfg.cluster:
+                raise self._refuse("cluster", f"peer is in cluster {msg.cluster!r}")
+            if not cfg.min_version <= msg.version <= cfg.max_version:
+                raise self._refuse("version", f"peer chose version {msg.version}")
+            if self._expect is not None and msg.node != self._expect:
+                raise self._refuse("name", f"expected node {self._expect!r}, reached {msg.node!r}")
+            if msg.nonce == self._nonce:
+                raise self._refuse("reflected", "peer sent this node's own challenge")
+            self._vet_identity(msg.node, msg.creation)
+            self._expecting = Proof
+            return [Proof(digest=self._digest("initiator"))]
+        assert type(msg) is Proof
+        theirs: Role = "acceptor" if self._initiator else "initiator"
+        if not hmac.compare_digest(msg.digest, self._digest(theirs)):
+            raise self._refuse("auth", "peer's proof does not match the cluster secret")
+        self._expecting = None
+        peer = self._challenge if self._initiator else self._hello
+        assert peer is not None and self._challenge is not None
+        self.result = HandshakeResult(
+            version=self._challenge.version, node=peer.node, creation=peer.creation,
+            initiator=self._initiator,
+        )  # fmt: skip
+        # The acceptor proves itself last, only to a peer that proved first.
+        return [] if self._initiator else [Proof(digest=self._digest("acceptor"))]
