@@ -1,0 +1,224 @@
+"""The import direction of DESIGN.md, and the public namespace.
+
+Layers, top to bottom: ``cli → ops → runtime → transport, store, membership,
+wire → pid, errors``. A module may import its own layer and the layers
+below it, never one above. ``wire/`` and ``membership/`` are pure: they
+import nothing that does IO, so they are checked twice — statically, by
+parsing every source file, and dynamically, by importing them in a fresh
+interpreter in which the IO modules cannot be imported at all.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import shoal
+
+PACKAGE = Path(shoal.__file__).resolve().parent
+
+IO_MODULES = frozenset(
+    {"asyncio", "socket", "sqlite3", "ssl", "selectors", "subprocess", "threading",
+     "aetcd", "etcd3", "etcd", "grpc", "grpc_status"}
+)
+PURE_PACKAGES = ("wire", "membership")
+
+ABOVE_PID_ERRORS = ("wire", "membership", "store", "transport", "runtime", "ops", "cli",
+                    "testing")
+# What each layer must not import (shoal sub-packages), from DESIGN.md.
+FORBIDDEN: dict[str, tuple[str, ...]] = {
+    "pid": ABOVE_PID_ERRORS,
+    "errors": ABOVE_PID_ERRORS,
+    "wire": ("membership", "store", "transport", "runtime", "ops", "cli", "testing"),
+    "membership": ("wire", "store", "transport", "runtime", "ops", "cli", "testing"),
+    "store": ("transport", "runtime", "ops", "cli"),
+    "transport": ("store", "runtime", "ops", "cli"),
+    "runtime": ("ops", "cli", "testing"),
+    "ops": ("cli", "testing"),
+}
+
+
+def _layer_files(layer: str) -> list[Path]:
+    single = PACKAGE / f"{layer}.py"
+    if single.exists():
+        return [single]
+    return sorted((PACKAGE / layer).rglob("*.py"))
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Absolute names of every module a file imports, anywhere in it
+    (including imports inside functions and ``if TYPE_CHECKING`` blocks)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    # The package a relative import starts from: the file's directory
+    # (for __init__.py too, which is the package itself).
+    package_parts = path.relative_to(PACKAGE.parent).parts[:-1]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = list(package_parts[: len(package_parts) - node.level + 1])
+                module = ".".join([*base, node.module] if node.module else base)
+            else:
+                module = node.module or ""
+            found.add(module)
+            # "from shoal import runtime" imports shoal.runtime.
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _shoal_layer(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "shoal" or len(parts) < 2:
+        return None
+    return parts[1]
+
+
+LAYER_FILES = [
+    pytest.param(layer, path, id=str(path.relative_to(PACKAGE.parent)))
+    for layer in FORBIDDEN
+    for path in _layer_files(layer)
+]
+
+
+def test_every_layer_has_source_files_to_check() -> None:
+    for layer in ("pid", "errors", "membership", "runtime"):
+        assert _layer_files(layer), layer
+
+
+@pytest.mark.parametrize(("layer", "path"), LAYER_FILES)
+def test_module_imports_only_its_own_layer_and_below(layer: str, path: Path) -> None:
+    bad = sorted(
+        module for module in _imported_modules(path)
+        if _shoal_layer(module) in FORBIDDEN[layer]
+    )
+    assert not bad, f"{path.name} ({layer}) imports layers above it: {bad}"
+
+
+PURE_FILES = [
+    pytest.param(path, id=str(path.relative_to(PACKAGE.parent)))
+    for layer in PURE_PACKAGES
+    for path in _layer_files(layer)
+]
+
+
+@pytest.mark.parametrize("path", PURE_FILES)
+def test_pure_module_source_imports_no_io(path: Path) -> None:
+    bad = sorted(
+        module for module in _imported_modules(path)
+        if module.split(".")[0] in IO_MODULES
+    )
+    assert not bad, f"{path.name} is pure but imports {bad}"
+
+
+def _module_names(layer: str) -> list[str]:
+    names = []
+    for path in _layer_files(layer):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        names.append(".".join(parts))
+    return names
+
+
+# Run in a fresh interpreter: the IO modules are made unimportable (a
+# meta-path finder refusing them, and None in sys.modules, which makes
+# "import x" raise), and shoal/__init__.py is bypassed with a bare package
+# module, because the top-level namespace legitimately imports the runtime.
+_BLOCKED_IMPORT_SCRIPT = textwrap.dedent(
+    """
+    import importlib, importlib.abc, sys, types
+
+    BLOCKED = set(sys.argv[1].split(","))
+    package_dir, modules = sys.argv[2], sys.argv[3].split(",")
+
+    class Refuse(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in BLOCKED:
+                raise ImportError(f"blocked IO module {name!r} imported")
+            return None
+
+    for name in list(sys.modules):
+        if name.split(".")[0] in BLOCKED:
+            del sys.modules[name]
+    for name in BLOCKED:
+        sys.modules[name] = None
+    sys.meta_path.insert(0, Refuse())
+
+    shoal = types.ModuleType("shoal")
+    shoal.__path__ = [package_dir]
+    sys.modules["shoal"] = shoal
+    for module in modules:
+        importlib.import_module(module)
+    loaded = sorted(m for m in sys.modules
+                    if sys.modules[m] is not None and m.split(".")[0] in BLOCKED)
+    assert not loaded, loaded
+    print("ok", len(modules))
+    """
+)
+
+
+@pytest.mark.parametrize("layer", PURE_PACKAGES)
+def test_pure_package_imports_with_io_modules_blocked(layer: str) -> None:
+    modules = _module_names(layer)
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", _BLOCKED_IMPORT_SCRIPT,
+         ",".join(sorted(IO_MODULES)), str(PACKAGE), ",".join(modules)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"ok {len(modules)}"
+
+
+def test_blocked_import_check_does_catch_an_io_import() -> None:
+    # The harness above must fail when an IO module is imported, or the
+    # test that uses it proves nothing.
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", _BLOCKED_IMPORT_SCRIPT,
+         ",".join(sorted(IO_MODULES)), str(PACKAGE), "shoal.runtime.node"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode != 0
+    assert "blocked IO module" in result.stderr or "import of" in result.stderr
+
+
+# -- the public namespace ------------------------------------------------------
+
+
+def test_everything_in_all_exists() -> None:
+    missing = [name for name in shoal.__all__ if not hasattr(shoal, name)]
+    assert not missing
+    assert len(set(shoal.__all__)) == len(shoal.__all__)
+
+
+def _public_callables() -> list[tuple[str, object]]:
+    return [
+        (name, getattr(shoal, name)) for name in shoal.__all__
+        if inspect.isclass(getattr(shoal, name)) or inspect.isfunction(getattr(shoal, name))
+    ]
+
+
+@pytest.mark.parametrize(("name", "obj"), _public_callables(), ids=lambda v: str(v)[:40])
+def test_public_class_or_function_has_a_docstring(name: str, obj: object) -> None:
+    # inspect.getdoc would inherit a base class's docstring; require its own.
+    doc = obj.__dict__.get("__doc__") if inspect.isclass(obj) else obj.__doc__  # type: ignore[attr-defined]
+    assert isinstance(doc, str) and doc.strip(), f"shoal.{name} has no docstring"
+
+
+@pytest.mark.parametrize("name", ["Node", "Groups", "GenServer", "Subscription", "Caller"])
+def test_public_methods_of_user_facing_classes_have_docstrings(name: str) -> None:
+    cls = getattr(shoal, name)
+    undocumented = [
+        attr for attr, value in vars(cls).items()
+        if not attr.startswith("_")
+        and (inspect.isfunction(value) or isinstance(value, property))
+        and not (value.__doc__ or "").strip()
+    ]
+    assert not undocumented, f"shoal.{name}: {undocumented}"
