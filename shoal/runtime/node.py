@@ -32,6 +32,7 @@ from shoal.errors import BadArgument, CallTimeout, NoSuchProcess, ShoalError
 from shoal.membership.table import GroupTable, MembershipEvent
 from shoal.pid import NOPROC, NORMAL, SHUTDOWN, Pid, Reason
 from shoal.runtime.checks import check_name, check_pid, check_timeout
+from shoal.runtime.deadlines import Deadlines
 from shoal.runtime.genserver import GenServer
 from shoal.runtime.groups import Groups, SubscriptionHub
 from shoal.runtime.messages import Down, Exit, Ref
@@ -42,11 +43,6 @@ __all__ = ["Node", "NodeStatistics"]
 log = logging.getLogger("shoal")
 
 DEFAULT_TIMEOUT = 5.0
-
-
-def _expire(future: asyncio.Future[Any], target: Any, timeout: float) -> None:
-    if not future.done():
-        future.set_exception(CallTimeout(target, timeout))
 
 
 class NodeStatistics:
@@ -103,6 +99,7 @@ class Node:
         self._running = False
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._deadlines: Deadlines
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -118,6 +115,7 @@ class Node:
         if self._running:
             return
         self._loop = asyncio.get_running_loop()
+        self._deadlines = Deadlines(self._loop)
         self._running = True
 
     async def stop(self) -> None:
@@ -133,6 +131,7 @@ class Node:
             for proc in reversed(list(self._procs.values())):
                 await self._stop_process(proc)
         finally:
+            self._deadlines.close()
             self._running = False
 
     async def _drain(self) -> None:
@@ -296,15 +295,11 @@ class Node:
             timeout = check_timeout(timeout)
         elif not 0 < timeout < 1e9:
             check_timeout(timeout)
-        loop = self._loop or asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
+        future: asyncio.Future[Any] = self._loop.create_future()  # type: ignore[union-attr]
         me = current_process.get()
         proc.deliver(CALL, request, Caller(me.pid if me is not None else None, future))
-        handle = loop.call_later(timeout, _expire, future, pid, timeout)
-        try:
-            return await future
-        finally:
-            handle.cancel()
+        self._deadlines.add(future, timeout, pid)
+        return await future
 
     def cast(self, pid: Pid, request: Any) -> None:
         """Deliver ``request`` to ``pid``'s ``handle_cast``. A cast to a dead

@@ -275,19 +275,19 @@ class Process:
                 continue
             kind, payload, caller = popleft()
             if kind == CALL:
-                assert caller is not None
-                if caller._future.done():
+                future = caller._future  # type: ignore[union-attr]
+                if future.done():
                     continue  # the caller gave up before we started: drop unrun
                 self.current = caller
                 try:
-                    result = await server.handle_call(payload, caller)
+                    result = await server.handle_call(payload, caller)  # type: ignore[arg-type]
                 except BadRequest as exc:
-                    caller.fail(exc)
+                    caller.fail(exc)  # type: ignore[union-attr]
                     self.current = None
                     continue
                 self.current = None
-                if result is not NOREPLY:
-                    caller.reply(result)
+                if result is not NOREPLY and not future.done():
+                    future.set_result(result)
             elif kind == CAST:
                 await server.handle_cast(payload)
             else:

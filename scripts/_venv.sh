@@ -1,0 +1,28 @@
+# Sourced by scripts/demo and scripts/test: make ./.venv and install shoal into it.
+# Needs only python3 (3.11+); on Debian, installs python3-venv when it is missing.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PY="${PYTHON:-python3}"
+if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "shoal needs Python 3.11 or newer as '$PY' (set PYTHON=/path/to/python3.11)" >&2
+    exit 2
+fi
+if [ ! -x .venv/bin/python ]; then
+    if ! "$PY" -m venv .venv 2>/dev/null; then
+        rm -rf .venv
+        if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+            echo "installing python3-venv from Debian's packages" >&2
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+        fi
+        "$PY" -m venv .venv
+    fi
+fi
+STAMP=.venv/.shoal-installed-$1
+if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
+    .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+    if [ "$1" = base ]; then target="."; else target=".[$1]"; fi
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e "$target" 2>&1 | grep -v '^WARNING: Location' || true
+    .venv/bin/python -c 'import shoal, msgpack' 
+    touch "$STAMP"
+fi

@@ -1,0 +1,83 @@
+"""Command-line entry point and the commands that need no cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+import click
+
+import shoal
+from shoal.cli.demo import DemoReport, run_demo
+
+__all__ = ["main", "run"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _loop_factory() -> None:
+    """Use uvloop when it is installed (it is a dependency on POSIX)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop missing on this platform
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(shoal.__version__, prog_name="shoal")
+@click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
+def cli(verbose: int) -> None:
+    """shoal: Erlang/OTP-style processes and process groups for Python services.
+
+    Exit codes: 0 success, 1 the job failed, 2 bad usage.
+    """
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+@cli.command()
+@click.option("--workers", default=4, show_default=True, type=click.IntRange(2, 1000),
+              help="Worker processes in the group.")
+@click.option("--callers", default=16, show_default=True, type=click.IntRange(1, 1000),
+              help="Concurrent callers.")
+@click.option("--calls", default=20_000, show_default=True, type=click.IntRange(100, 10_000_000),
+              help="Group calls to make in all.")
+@click.option("--strategy", default="least_loaded", show_default=True,
+              type=click.Choice(["local_first", "random", "round_robin", "least_loaded"]),
+              help="How a member is picked for each call.")
+def demo(workers: int, callers: int, calls: int, strategy: str) -> None:
+    """Workers serve group calls; one crashes and one is killed midway.
+
+    Callers keep calling the group throughout. The demo passes (exit 0) when
+    no caller saw a failure and the dead workers left the group at once.
+    """
+    _loop_factory()
+    report: DemoReport = asyncio.run(run_demo(workers=workers, callers=callers, calls=calls,
+                                              strategy=strategy, echo=click.echo))
+    if not report.ok:
+        raise SystemExit(EXIT_FAILED)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``shoal`` command with ``argv``; return its exit code."""
+    try:
+        cli.main(args=argv, prog_name="shoal", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return EXIT_FAILED
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_USAGE
+    except SystemExit as exc:
+        return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_FAILED
+    except shoal.ShoalError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
