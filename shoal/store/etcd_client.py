@@ -373,6 +373,12 @@ class EndpointConnection:
             raise EtcdCallError("unavailable", self.endpoint, "keepalive stream ended")
         return int(response.TTL)
 
+    async def lease_time_to_live(self, lease: int, seconds: float) -> int:
+        """Read a lease's remaining TTL without refreshing it (``-1``: gone)."""
+        request = rpc.LeaseTimeToLiveRequest(ID=lease, keys=False)
+        response = await self._unary(rpc.LeaseStub, "LeaseTimeToLive", request, seconds)
+        return int(response.TTL)
+
     async def compact(self, revision: int, seconds: float) -> None:
         """Discard history below ``revision``."""
         request = rpc.CompactionRequest(revision=revision, physical=True)

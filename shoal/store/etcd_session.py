@@ -29,7 +29,13 @@ from typing import TYPE_CHECKING
 from shoal.errors import BadArgument, SessionEnded, StoreError
 from shoal.store._validate import check_ops, node_key
 from shoal.store.base import Op, Put
-from shoal.store.etcd_client import EndpointConnection, compare_lease, delete_op, put_op
+from shoal.store.etcd_client import (
+    EndpointConnection,
+    EtcdCallError,
+    compare_lease,
+    delete_op,
+    put_op,
+)
 
 if TYPE_CHECKING:
     from shoal.store.etcd import EtcdStore
@@ -140,7 +146,12 @@ class EtcdSession:
             ok, revision, _ = await conn.txn(guard, success, [], seconds)
             return ok, revision
 
-        ok, revision = await self._store._call("apply", run)
+        try:
+            ok, revision = await self._store._call("apply", run)
+        except EtcdCallError as error:
+            if error.kind != "lease_not_found":
+                raise self._store._refused("apply", error) from None
+            ok, revision = False, 0
         if not ok:
             self._mark_ended(self._loss_reason())
             raise self._ended_error()
@@ -170,8 +181,31 @@ class EtcdSession:
         await self._store._revoke(self._lease)
 
     def pause_keepalive(self) -> None:
-        """Stop refreshing the lease, as a hung owner would (for tests)."""
-        self._keepalive.cancel()
+        """Stop refreshing the lease, as a hung owner would (for tests).
+
+        The session still watches the lease without refreshing it, so it
+        reports ``"expired"`` once etcd lets the lease run out.
+        """
+        if self._reason is None:
+            self._keepalive.cancel()
+            self._keepalive = asyncio.get_running_loop().create_task(
+                self._observe(), name=f"shoal-etcd-observe-{self._name}"
+            )
+
+    async def _observe(self) -> None:
+        async def remaining(conn: EndpointConnection, seconds: float) -> int:
+            return await conn.lease_time_to_live(self._lease, seconds)
+
+        while self._reason is None:
+            await asyncio.sleep(self._ttl / 3)  # pacing the check, not synchronising
+            try:
+                ttl = await self._store._call("lease time-to-live", remaining, budget=self._ttl)
+            except EtcdCallError as error:
+                ttl = -1 if error.kind == "lease_not_found" else 1
+            except StoreError:
+                continue
+            if ttl < 0:  # -1: gone. 0 only means under a second left (etcd truncates)
+                self._mark_ended(self._loss_reason())
 
     async def check(self) -> bool:
         """Refresh the lease once now and report whether the session lives.
@@ -188,7 +222,12 @@ class EtcdSession:
         async def refresh(conn: EndpointConnection, seconds: float) -> int:
             return await conn.lease_keepalive(self._lease, seconds)
 
-        ttl = await self._store._call("lease keepalive", refresh, budget=self._ttl / 3)
+        try:
+            ttl = await self._store._call("lease keepalive", refresh, budget=self._ttl / 3)
+        except EtcdCallError as error:
+            if error.kind != "lease_not_found":
+                raise self._store._refused("lease keepalive", error) from None
+            ttl = 0
         if ttl <= 0:
             self._mark_ended(self._loss_reason())
             return False

@@ -318,6 +318,14 @@ class EtcdCluster:
         self._post(self._running()[0], "/v3/kv/compaction", {"revision": target, "physical": True})
         return target
 
+    def revoke_lease(self, lease: int) -> None:
+        """Revoke a lease as an operator would (``etcdctl lease revoke``).
+
+        Args:
+            lease: the lease id (an EtcdStore session id is its hex form).
+        """
+        self._post(self._running()[0], "/v3/lease/revoke", {"ID": str(lease)})
+
     def put(self, key: str, value: str) -> int:
         """Write a key without a lease (for tests that need foreign writes)."""
         body = {
