@@ -100,6 +100,13 @@ def select(
     Raises:
         BadArgument: unknown strategy, or ``hash`` without a key hash.
     """
+    # Check arguments before anything else: an unknown strategy or a missing
+    # hash key must fail even while the group is empty, not only once it
+    # gets members (a typo would otherwise surface in production first).
+    if not isinstance(strategy, str) or strategy not in STRATEGIES:
+        raise BadArgument("strategy", strategy, f"one of {sorted(STRATEGIES)}")
+    if strategy == "hash" and key_hash is None:
+        raise BadArgument("key", None, "a routing key when strategy='hash'")
     rand = rng or _random
     if exclude:
         members = [p for p in members if p not in exclude]
@@ -122,8 +129,7 @@ def select(
         b = members[rand.randrange(n)]
         return b if load(b) < load(a) else a
     if strategy == "hash":
-        if key_hash is None:
-            raise BadArgument("key", None, "a routing key when strategy='hash'")
+        assert key_hash is not None
         best: Pid | None = None
         best_weight = -1
         for pid in members:
