@@ -15,7 +15,6 @@ Last line: ``select_10k_us: X`` (the default strategy, ``local_first``).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import random
 import time

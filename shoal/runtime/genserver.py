@@ -19,7 +19,6 @@ here, on the hooks, where users look:
 
 from __future__ import annotations
 
-from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from shoal.errors import BadRequest
@@ -149,7 +148,7 @@ class GenServer:
             behaviour, args=args, kwargs=kwargs, link=True, parent=self._process.pid
         )
 
-    def monitor_group(self, group: Hashable, *, scope: str = "default") -> tuple[Ref, list[Pid]]:
+    def monitor_group(self, group: str, *, scope: str = "default") -> tuple[Ref, list[Pid]]:
         """Subscribe this process to a group's joins and leaves; returns the
         subscription's ref and the current members."""
-        return self._process.node.scope(scope).monitor(group, watcher=self._process.pid)
+        return self._process.node.scope(scope).monitor(str(group), watcher=self._process.pid)

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 from shoal.errors import (
     BadArgument,
     CallTimeout,
-    NoMembers,
     NodeDown,
+    NoMembers,
     NoSuchProcess,
     ProcessExited,
     ShoalError,
@@ -296,7 +296,7 @@ class Groups:
 
     def _load(self, pid: Pid) -> int:
         node = self.node
-        proc = node.local_process(pid)
+        proc = node._procs.get(pid)
         queued = len(proc.mailbox) if proc is not None else node.queue_lengths.get(pid, 0)
         return node.inflight.get(pid, 0) + queued
 
@@ -315,26 +315,22 @@ class Groups:
             BadArgument: unknown strategy, or ``"hash"`` without a key.
             NoMembers: no routable member is left.
         """
-        check_group(group)
+        if type(group) is not str:
+            check_group(group)
         if strategy not in STRATEGIES:
             raise BadArgument("strategy", strategy, f"one of {sorted(STRATEGIES)}")
         table = self.node.table
+        members, local = table.route(self.scope, group)
         key_hash = None
+        counter = 0
         if strategy == "hash":
             if key is None:
                 raise BadArgument("key", key, "a routing key when strategy='hash'")
             key_hash = key_digest(key)
-        pid = select(
-            strategy,
-            table.routable(self.scope, group),
-            local=table.local_routable(self.scope, group),
-            load=self._load,
-            counter=table.next_round_robin(self.scope, group) if strategy == "round_robin"
-            else 0,
-            key_hash=key_hash,
-            exclude=exclude,
-            rng=self.node.rng,
-        )
+        elif strategy == "round_robin":
+            counter = table.next_round_robin(self.scope, group)
+        pid = select(strategy, members, local=local, load=self._load, counter=counter,
+                     key_hash=key_hash, exclude=exclude, rng=self.node.rng)
         if pid is None:
             raise NoMembers(self.scope, group, len(exclude))
         return pid

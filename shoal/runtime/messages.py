@@ -78,7 +78,7 @@ class GroupEvent:
     reason: Reason | None = None
 
 
-class Stop(Exception):  # noqa: N818 -- a control-flow signal, named like Erlang's {stop, ...}
+class Stop(Exception):
     """Raise from any handler to stop the process cleanly.
 
     ``terminate(reason)`` runs, links and monitors see ``reason``. Raised

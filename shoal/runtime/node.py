@@ -98,7 +98,8 @@ class Node:
         self._monitors: dict[Ref, tuple[Pid, Pid]] = {}
         self._running = False
         self._stopping = False
-        self._loop: asyncio.AbstractEventLoop | None = None
+        # Set by start(); every process exists only after it.
+        self._loop: asyncio.AbstractEventLoop
         self._deadlines: Deadlines
 
     # -- lifecycle ------------------------------------------------------------------
@@ -286,7 +287,10 @@ class Node:
             ProcessExited: the callee exited while handling it.
             CallTimeout: no reply within ``timeout``; a late reply is dropped.
         """
-        proc = self._procs.get(pid)  # type: ignore[call-overload]
+        try:
+            proc = self._procs.get(pid)
+        except TypeError:  # unhashable: certainly not a Pid
+            proc = None
         if proc is None:
             check_pid("pid", pid)
             check_timeout(timeout)
@@ -295,7 +299,7 @@ class Node:
             timeout = check_timeout(timeout)
         elif not 0 < timeout < 1e9:
             check_timeout(timeout)
-        future: asyncio.Future[Any] = self._loop.create_future()  # type: ignore[union-attr]
+        future: asyncio.Future[Any] = self._loop.create_future()
         me = current_process.get()
         proc.deliver(CALL, request, Caller(me.pid if me is not None else None, future))
         self._deadlines.add(future, timeout, pid)

@@ -97,6 +97,7 @@ class Process:
         "brutal",
         "current",
         "done",
+        "limit",
         "links",
         "mailbox",
         "monitored_by",
@@ -111,7 +112,6 @@ class Process:
         "subscriptions",
         "task",
         "trap_exit",
-        "limit",
     )
 
     def __init__(
