@@ -450,5 +450,6 @@ async def _resuming_watch(store: EtcdStore, prefix: str, revision: int) -> Async
                 f"without a working endpoint: {problem}"
             )
         failures += 1
+        _log.info("etcd watch of %r resumes at revision %d after: %s", prefix, last + 1, problem)
         # Back off a stream that keeps breaking (a member without a leader).
         await asyncio.sleep(min(1.0, 0.05 * 2**failures))

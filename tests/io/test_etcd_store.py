@@ -100,8 +100,8 @@ class _Collector:
                 self.events.extend(item.events)
             self.changed.set()
 
-    async def until(self, predicate: Callable[[], bool], timeout: float = WAIT) -> None:
-        async with asyncio.timeout(timeout):
+    async def until(self, predicate: Callable[[], bool], within: float = WAIT) -> None:
+        async with asyncio.timeout(within):
             while not predicate():
                 if self.task.done():
                     self.task.result()
