@@ -270,6 +270,10 @@ class Process:
                     self._idle = None
                     if not idle.done():
                         idle.set_result(None)
+                # Drop the last message before waiting: an idle process must
+                # not keep its last request and Caller (and through it the
+                # caller's future) alive until the next message arrives.
+                payload = caller = None
                 self._waiter = waiter = loop.create_future()
                 await waiter
                 continue
