@@ -1,0 +1,19 @@
+"""shoal's asyncio TCP (and TLS) transport: thin IO around :mod:`shoal.wire`.
+
+:class:`ConnectionManager` listens, dials and keeps one authenticated
+:class:`PeerConnection` per peer node; the runtime implements
+:class:`PeerHandler` to receive messages and peer up/down/silent/alive.
+"""
+
+from shoal.transport._config import PeerHandler, TransportConfig, backoff_delays
+from shoal.transport._manager import ConnectionManager
+from shoal.transport._peer import PeerConnection, PeerStatistics
+
+__all__ = [
+    "ConnectionManager",
+    "PeerConnection",
+    "PeerHandler",
+    "PeerStatistics",
+    "TransportConfig",
+    "backoff_delays",
+]

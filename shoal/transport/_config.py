@@ -1,0 +1,213 @@
+"""Transport configuration, the callback interface to the runtime, and backoff.
+
+Owns: every tunable of the transport (one frozen value, checked when
+built), the :class:`PeerHandler` interface through which the runtime hears
+about peers and messages, and the reconnect backoff schedule.
+
+Rules:
+
+1. Callbacks are plain synchronous functions called on the event loop, from
+   inside the protocol's ``data_received`` / ``connection_lost``. They must
+   not block; they may call ``PeerConnection.send``. An exception a callback
+   raises is logged (``shoal.transport``) and does not close the connection:
+   one bad message must not turn into a node marked down.
+2. Order per peer: ``on_peer_up`` comes before any ``on_message`` of that
+   connection, ``on_peer_down`` after the last one. ``on_peer_silent`` and
+   ``on_peer_alive`` alternate, and only between up and down.
+3. A peer is *up* per incarnation: ``(peer_name, creation)``. A new creation
+   replaces the old connection: the old incarnation is reported down first.
+4. TLS is a pass-through seam: ``server_ssl`` goes to ``loop.create_server``
+   and ``client_ssl`` to ``loop.create_connection`` (``server_hostname`` is
+   ``tls_server_hostname`` or the dialled host). The shoal handshake runs
+   inside TLS unchanged; TLS adds confidentiality and integrity, which the
+   handshake alone does not give.
+"""
+
+from __future__ import annotations
+
+import random
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from shoal.errors import BadArgument
+from shoal.wire import DEFAULT_MAX_FRAME, HANDSHAKE_MAX_FRAME, HandshakeConfig, Message
+
+if TYPE_CHECKING:
+    from shoal.transport._peer import PeerConnection
+
+__all__ = ["PeerHandler", "TransportConfig", "backoff_delays"]
+
+
+def _positive(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise BadArgument(name, value, "a number > 0")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransportConfig:
+    """Everything the transport needs to know, fixed for a node's life.
+
+    Attributes:
+        cluster: the cluster name (peers of other clusters are refused).
+        node: this node's name.
+        creation: this node's incarnation number.
+        secret: the cluster secret; never sent, only proven.
+        host, port: where to listen; port 0 picks a free one (see
+            ``ConnectionManager.address``).
+        server_ssl: TLS context for accepted connections, or None.
+        client_ssl: TLS context for outbound connections, or None.
+        tls_server_hostname: name to verify the peer's certificate against
+            (default: the host dialled).
+        handshake_timeout: seconds a connection may take to authenticate.
+        heartbeat_interval: an idle connection sends PING this often.
+        heartbeat_timeout: a peer that sent nothing for this long is
+            reported silent (DESIGN.md G2: at most 2 s by default).
+        max_frame: largest frame body accepted and sent.
+        connect_timeout: default total budget of one ``connect`` call,
+            retries included.
+        max_connect_attempts: most dials one ``connect`` call makes.
+        backoff_initial, backoff_max, backoff_multiplier: the retry delay
+            starts at ``initial``, is multiplied each failure, capped at ``max``.
+        backoff_jitter: each delay is scaled by a random factor in
+            ``[1 - jitter, 1]``, so peers that failed together do not retry
+            together.
+        write_buffer_high: bytes buffered in the socket transport before
+            writing pauses (``PeerConnection.write_paused``); None keeps
+            asyncio's default.
+    """
+
+    cluster: str
+    node: str
+    creation: int
+    secret: bytes = field(repr=False)
+    host: str = "127.0.0.1"
+    port: int = 0
+    server_ssl: ssl.SSLContext | None = None
+    client_ssl: ssl.SSLContext | None = None
+    tls_server_hostname: str | None = None
+    handshake_timeout: float = 5.0
+    heartbeat_interval: float = 0.5
+    heartbeat_timeout: float = 2.0
+    max_frame: int = DEFAULT_MAX_FRAME
+    connect_timeout: float = 10.0
+    max_connect_attempts: int = 20
+    backoff_initial: float = 0.05
+    backoff_max: float = 2.0
+    backoff_multiplier: float = 2.0
+    backoff_jitter: float = 0.5
+    write_buffer_high: int | None = None
+
+    def __post_init__(self) -> None:
+        self.handshake_config()  # validates cluster, node, creation, secret
+        if type(self.port) is not int or not 0 <= self.port < 65536:
+            raise BadArgument("port", self.port, "an int in [0, 65536)")
+        for name in (
+            "handshake_timeout",
+            "heartbeat_interval",
+            "heartbeat_timeout",
+            "connect_timeout",
+            "backoff_initial",
+            "backoff_max",
+        ):
+            _positive(name, getattr(self, name))
+        if self.heartbeat_timeout <= self.heartbeat_interval:
+            raise BadArgument(
+                "heartbeat_timeout", self.heartbeat_timeout, "greater than heartbeat_interval"
+            )
+        if not self.backoff_multiplier >= 1:
+            raise BadArgument("backoff_multiplier", self.backoff_multiplier, "a number >= 1")
+        if not 0 <= self.backoff_jitter < 1:
+            raise BadArgument("backoff_jitter", self.backoff_jitter, "a number in [0, 1)")
+        if type(self.max_connect_attempts) is not int or self.max_connect_attempts < 1:
+            raise BadArgument("max_connect_attempts", self.max_connect_attempts, "an int >= 1")
+        if type(self.max_frame) is not int or self.max_frame < HANDSHAKE_MAX_FRAME:
+            raise BadArgument("max_frame", self.max_frame, f"an int >= {HANDSHAKE_MAX_FRAME}")
+        if self.write_buffer_high is not None and (
+            type(self.write_buffer_high) is not int or self.write_buffer_high < 1
+        ):
+            raise BadArgument("write_buffer_high", self.write_buffer_high, "an int >= 1 or None")
+
+    def handshake_config(self) -> HandshakeConfig:
+        """The wire-level identity derived from this configuration.
+
+        Returns:
+            A :class:`~shoal.wire.HandshakeConfig` for this node.
+
+        Raises:
+            BadArgument: cluster, node, creation or secret is invalid.
+        """
+        return HandshakeConfig(
+            cluster=self.cluster, node=self.node, creation=self.creation, secret=self.secret
+        )
+
+
+def backoff_delays(config: TransportConfig, rng: random.Random) -> Iterator[float]:
+    """The delays between successive connection attempts.
+
+    Args:
+        config: supplies initial, max, multiplier and jitter.
+        rng: the random source for jitter (injected so tests are repeatable).
+
+    Returns:
+        An endless iterator of delays in seconds: exponential, capped, jittered.
+    """
+    delay = config.backoff_initial
+    while True:
+        yield delay * (1.0 - config.backoff_jitter * rng.random())
+        delay = min(delay * config.backoff_multiplier, config.backoff_max)
+
+
+class PeerHandler(Protocol):
+    """What the runtime implements to hear from the transport.
+
+    All methods are called on the event loop and must not block (rule 1 of
+    this module). Subclass it to inherit no-op defaults, or implement the
+    methods on any object.
+    """
+
+    def on_message(self, peer: PeerConnection, msg: Message) -> None:
+        """A message arrived from an authenticated peer (never PING/PONG).
+
+        Args:
+            peer: the connection it came on; answer with ``peer.send(...)``.
+            msg: the decoded, validated message.
+        """
+
+    def on_peer_up(self, peer_name: str, creation: int, connection: PeerConnection) -> None:
+        """A peer incarnation is connected and authenticated.
+
+        Args:
+            peer_name: the peer's node name.
+            creation: its incarnation.
+            connection: the one connection to it, until ``on_peer_down``.
+        """
+
+    def on_peer_down(self, peer_name: str, creation: int, reason: str) -> None:
+        """The connection to a peer incarnation is gone.
+
+        Args:
+            peer_name: the peer's node name.
+            creation: the incarnation that went down.
+            reason: why, e.g. the peer's BYE reason, ``"connection lost"``,
+                ``"replaced by creation 8"``.
+        """
+
+    def on_peer_silent(self, peer_name: str, creation: int) -> None:
+        """Nothing arrived from the peer for ``heartbeat_timeout`` seconds.
+
+        The connection stays open: silence is suspicion, not death.
+
+        Args:
+            peer_name: the peer's node name.
+            creation: its incarnation.
+        """
+
+    def on_peer_alive(self, peer_name: str, creation: int) -> None:
+        """Bytes arrived again from a peer reported silent.
+
+        Args:
+            peer_name: the peer's node name.
+            creation: its incarnation.
+        """

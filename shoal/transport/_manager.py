@@ -1,0 +1,442 @@
+"""The connection manager: one authenticated connection per peer node.
+
+Owns: the listener, outbound dialling with backoff, and the decision of
+which connection to keep for a peer, with the callbacks that report it.
+
+Rules (each one decided in exactly one place, named here):
+
+1. One connection per peer name (``_peers``). ``connect`` returns the
+   existing one, or joins a dial already in flight, or dials.
+2. Incarnations only move forward (``_vet`` and ``_established``): a peer
+   whose creation is below the highest seen for its name is refused
+   (``stale``); a higher creation replaces the current connection, and the
+   old incarnation is reported down *before* the new one is reported up.
+3. Simultaneous connect (``_vet``, acceptor side, before any proof): when
+   this node is dialling a peer that dials it, both sides keep the
+   connection initiated by the node whose ``(name, creation)`` sorts lower
+   and refuse the other with ``duplicate``. Both sides compute the same
+   answer from the same two identities, and decide before either
+   connection carries a message, so nothing is lost.
+4. If two connections with the same incarnation do get established (a
+   race the vet cannot see: one completed while the other was mid-
+   handshake), ``_established`` applies the same order and closes the loser
+   with BYE ``duplicate``. A silent current connection always yields to a
+   fresh one: the peer dialled because its side is gone.
+5. An inbound dial from a peer we believe connected and responsive is a
+   ``duplicate``; the peer's ``connect`` then waits for the existing
+   connection to show up rather than failing.
+6. A failed handshake or protocol error closes that connection only, and is
+   logged with the address; the listener keeps serving.
+
+Dial failures are retried with capped, jittered exponential backoff, within
+``connect_timeout`` and ``max_connect_attempts``; authentication failures are
+not retried (a wrong secret does not fix itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+from collections.abc import Callable
+from typing import Any
+
+from shoal.errors import AuthenticationFailed, NodeDown, ProtocolError
+from shoal.transport._config import PeerHandler, TransportConfig, backoff_delays
+from shoal.transport._peer import PeerConnection
+from shoal.wire import Connection, Message
+
+__all__ = ["ConnectionManager"]
+
+logger = logging.getLogger("shoal.transport")
+
+
+class _Duplicate(NodeDown):
+    """Internal: our dial was refused because the peer keeps another one."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("?", detail)
+
+
+class ConnectionManager:
+    """Listens, dials, and keeps one authenticated connection per peer node.
+
+    Use as ``async with ConnectionManager(config, handler) as manager:``, or
+    call :meth:`start` and :meth:`close`.
+
+    Args:
+        config: identity, secret, timeouts and limits.
+        handler: receives messages and peer up/down/silent/alive events.
+        random_bytes: nonce source for handshakes (tests may fix it).
+        rng: random source for backoff jitter.
+    """
+
+    def __init__(
+        self,
+        config: TransportConfig,
+        handler: PeerHandler,
+        *,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.handler = handler
+        self._hs_config = config.handshake_config()
+        self._random_bytes = random_bytes
+        self._rng = rng or random.Random()
+        self._server: asyncio.Server | None = None
+        # Invariant: every value is registered, open or closing, and is the
+        # only connection whose on_peer_up was reported and not yet followed
+        # by on_peer_down.
+        self._peers: dict[str, PeerConnection] = {}
+        # Invariant: highest creation ever established per peer name.
+        self._highest: dict[str, int] = {}
+        # Outbound connections still in the handshake, by the name dialled.
+        self._dialling: dict[str, PeerConnection] = {}
+        # One dialling task per peer name; concurrent connect() calls share it.
+        self._connecting: dict[str, asyncio.Task[PeerConnection]] = {}
+        self._all: set[PeerConnection] = set()
+        # connect() calls waiting for a peer's own dial to complete.
+        self._up_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._closing = False
+
+    async def __aenter__(self) -> ConnectionManager:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # --- public API ---------------------------------------------------
+
+    async def start(self) -> tuple[str, int]:
+        """Start listening on ``config.host:config.port``.
+
+        Returns:
+            The bound ``(host, port)``.
+
+        Raises:
+            OSError: the address cannot be bound.
+        """
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: self._new_protocol(initiator=False),
+            self.config.host,
+            self.config.port,
+            ssl=self.config.server_ssl,
+        )
+        return self.address
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound ``(host, port)`` of the listener.
+
+        Raises:
+            NodeDown: the listener is not running.
+        """
+        if self._server is None or not self._server.sockets:
+            raise NodeDown(self.config.node, "listener not started")
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return str(host), int(port)
+
+    def get(self, peer_name: str) -> PeerConnection | None:
+        """The current connection to a peer, if one is up.
+
+        Args:
+            peer_name: the peer's node name.
+
+        Returns:
+            The connection, or None.
+        """
+        conn = self._peers.get(peer_name)
+        return conn if conn is not None and conn.is_open else None
+
+    def peers(self) -> dict[str, PeerConnection]:
+        """A copy of the peers currently up, by name.
+
+        Returns:
+            ``{peer_name: connection}``.
+        """
+        return {name: conn for name, conn in self._peers.items() if conn.is_open}
+
+    def send(self, peer_name: str, msg: Message) -> None:
+        """Queue a message for a connected peer.
+
+        Args:
+            peer_name: the peer's node name.
+            msg: the message.
+
+        Raises:
+            NodeDown: no open connection to that peer (nothing was sent).
+            BadArgument: the message holds an unencodable term.
+        """
+        conn = self.get(peer_name)
+        if conn is None:
+            raise NodeDown(peer_name, "not connected")
+        conn.send(msg)
+
+    async def connect(
+        self, peer_name: str, address: tuple[str, int], *, timeout: float | None = None
+    ) -> PeerConnection:
+        """Return the connection to a peer, dialling it if needed.
+
+        Args:
+            peer_name: the node name expected at ``address``; a different
+                node answering there is refused.
+            address: ``(host, port)`` of the peer's listener.
+            timeout: total seconds for this call, retries included (default
+                ``config.connect_timeout``).
+
+        Returns:
+            The open, authenticated connection.
+
+        Raises:
+            AuthenticationFailed: the peer refused us or failed to prove the
+                secret (not retried).
+            NodeDown: no connection within the timeout or attempts
+                (``not_started=True``: nothing was sent).
+        """
+        current = self.get(peer_name)
+        if current is not None:
+            return current
+        if self._closing:
+            raise NodeDown(peer_name, "this node is shutting down")
+        budget = self.config.connect_timeout if timeout is None else timeout
+        task = self._connecting.get(peer_name)
+        if task is None:
+            task = asyncio.create_task(self._connect_loop(peer_name, address, budget))
+            self._connecting[peer_name] = task
+            task.add_done_callback(lambda _: self._connecting.pop(peer_name, None))
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), budget)
+        except TimeoutError:
+            raise NodeDown(peer_name, f"no connection within {budget:g}s") from None
+
+    async def close(self, reason: str = "shutdown", *, timeout: float = 5.0) -> None:
+        """Stop listening and close every connection with BYE.
+
+        Args:
+            reason: sent to each peer in BYE.
+            timeout: seconds to wait for connections to close before
+                aborting the rest.
+        """
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._connecting.values()):
+            task.cancel()
+        conns = list(self._all)
+        for conn in conns:
+            conn.close(reason)
+        if conns:
+            waiters = [asyncio.ensure_future(c.wait_closed()) for c in conns]
+            _, pending = await asyncio.wait(waiters, timeout=timeout)
+            for waiter in pending:
+                waiter.cancel()
+            for conn in conns:
+                if conn.close_reason is not None and conn in self._all:
+                    conn.abort(conn.close_reason)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    # --- dialling -----------------------------------------------------
+
+    def _new_protocol(self, *, initiator: bool, expect: str | None = None) -> PeerConnection:
+        wire = Connection(
+            self._hs_config,
+            initiator=initiator,
+            max_frame=self.config.max_frame,
+            random_bytes=self._random_bytes,
+            vet_peer=self._vet_outbound if initiator else self._vet,
+            expect_node=expect,
+        )
+        conn = PeerConnection(self, wire, initiator=initiator)
+        if self._closing:
+            conn.abort("this node is shutting down")
+        self._all.add(conn)
+        return conn
+
+    async def _dial(self, peer_name: str, address: tuple[str, int]) -> PeerConnection:
+        loop = asyncio.get_running_loop()
+        config = self.config
+        hostname = None
+        if config.client_ssl is not None:
+            hostname = config.tls_server_hostname or address[0]
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(
+                lambda: self._new_protocol(initiator=True, expect=peer_name),
+                address[0], address[1], ssl=config.client_ssl, server_hostname=hostname,
+            ),
+            config.handshake_timeout,
+        )  # fmt: skip
+        self._dialling[peer_name] = conn
+        try:
+            await conn.wait_established()  # bounded by the handshake timer
+        except AuthenticationFailed as exc:
+            if conn.refusal == "duplicate":
+                raise _Duplicate(str(exc)) from None
+            raise
+        finally:
+            if self._dialling.get(peer_name) is conn:
+                del self._dialling[peer_name]
+        return conn
+
+    async def _wait_up(self, peer_name: str) -> PeerConnection | None:
+        """After our dial was refused as a duplicate, the peer's own dial
+        should complete within one handshake; wait for it, bounded."""
+        current = self.get(peer_name)
+        if current is not None:
+            return current
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._up_waiters.setdefault(peer_name, []).append(waiter)
+        try:
+            await asyncio.wait_for(waiter, self.config.handshake_timeout)
+        except TimeoutError:
+            pass
+        finally:
+            waiters = self._up_waiters.get(peer_name, [])
+            if waiter in waiters:
+                waiters.remove(waiter)
+            if not waiters:
+                self._up_waiters.pop(peer_name, None)
+        return self.get(peer_name)
+
+    async def _connect_loop(
+        self, peer_name: str, address: tuple[str, int], budget: float
+    ) -> PeerConnection:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget
+        delays = backoff_delays(self.config, self._rng)
+        last: BaseException | None = None
+        for attempt in range(1, self.config.max_connect_attempts + 1):
+            current = self.get(peer_name)
+            if current is not None:
+                return current
+            try:
+                conn = await self._dial(peer_name, address)
+                return self.get(peer_name) or conn
+            except _Duplicate as exc:
+                # Rules 3 and 5: the peer keeps another connection with us.
+                found = await self._wait_up(peer_name)
+                if found is not None:
+                    return found
+                last = exc
+            except AuthenticationFailed:
+                raise
+            except (OSError, ProtocolError, NodeDown, TimeoutError) as exc:
+                found = self.get(peer_name)
+                if found is not None:  # rule 4 kept the other connection
+                    return found
+                last = exc
+            delay = next(delays)
+            logger.debug(
+                "connect to %s at %s failed (attempt %d): %s; retrying in %.3fs",
+                peer_name, address, attempt, last, delay,
+            )  # fmt: skip
+            if loop.time() + delay >= deadline:
+                break
+            await asyncio.sleep(delay)  # backoff between attempts, not synchronisation
+        raise NodeDown(peer_name, f"could not connect to {address}: {last}")
+
+    # --- decisions (rules 2-5) ----------------------------------------
+
+    def _vet(self, node: str, creation: int) -> str | None:
+        """Acceptor side, after HELLO and before any proof."""
+        if self._closing:
+            return "closing"
+        if creation < self._highest.get(node, -1):
+            return "stale"
+        current = self._peers.get(node)
+        if current is not None and current.peer_creation == creation and not current.silent:
+            return "duplicate"  # rule 5
+        # Rule 3: both are dialling. Keep the dial of the lower identity.
+        if (
+            current is None
+            and node in self._dialling
+            and (self.config.node, self.config.creation) < (node, creation)
+        ):
+            return "duplicate"
+        return None
+
+    def _vet_outbound(self, node: str, creation: int) -> str | None:
+        """Initiator side, after CHALLENGE and before our proof."""
+        if creation < self._highest.get(node, -1):
+            return "stale"
+        return None
+
+    def _established(self, conn: PeerConnection) -> str | None:
+        """Register a connection that completed its handshake, or refuse it.
+
+        Returns None when kept, or the reason to close it with.
+        """
+        name, creation = conn.peer_node, conn.peer_creation
+        assert name is not None and creation is not None
+        if self._closing:
+            return "shutdown"
+        if creation < self._highest.get(name, -1):
+            return "stale"
+        current = self._peers.get(name)
+        if current is not None:
+            # Rule 4: same incarnation twice; keep the lower initiator's.
+            if (
+                current.peer_creation == creation
+                and not current.silent
+                and self._initiator_id(current) <= self._initiator_id(conn)
+            ):
+                return "duplicate"
+            old_creation = current.peer_creation
+            assert old_creation is not None
+            why = (
+                f"replaced by creation {creation}"
+                if creation > old_creation
+                else "replaced by a new connection"
+            )
+            self._unregister(current, why)
+            current.close(why)
+        self._peers[name] = conn
+        self._highest[name] = creation
+        self._notify(self.handler.on_peer_up, name, creation, conn)
+        for waiter in self._up_waiters.pop(name, []):
+            if not waiter.done():
+                waiter.set_result(None)
+        return None
+
+    def _initiator_id(self, conn: PeerConnection) -> tuple[str, int]:
+        if conn.initiator:
+            return (self.config.node, self.config.creation)
+        assert conn.peer_node is not None and conn.peer_creation is not None
+        return (conn.peer_node, conn.peer_creation)
+
+    def _unregister(self, conn: PeerConnection, reason: str) -> None:
+        name, creation = conn.peer_node, conn.peer_creation
+        if name is None or creation is None or self._peers.get(name) is not conn:
+            return
+        del self._peers[name]
+        conn.registered = False
+        self._notify(self.handler.on_peer_down, name, creation, reason)
+
+    # --- callbacks from PeerConnection ----------------------------------
+
+    def _connection_lost(self, conn: PeerConnection) -> None:
+        self._all.discard(conn)
+        self._unregister(conn, conn.close_reason or "connection lost")
+
+    def _deliver(self, conn: PeerConnection, msg: Message) -> None:
+        self._notify(self.handler.on_message, conn, msg)
+
+    def _peer_silent(self, conn: PeerConnection) -> None:
+        if conn.registered and conn.peer_node is not None:
+            logger.info("peer %s at %s is silent", conn.peer_node, conn.peer_address)
+            self._notify(self.handler.on_peer_silent, conn.peer_node, conn.peer_creation)
+
+    def _peer_alive(self, conn: PeerConnection) -> None:
+        if conn.registered and conn.peer_node is not None:
+            self._notify(self.handler.on_peer_alive, conn.peer_node, conn.peer_creation)
+
+    @staticmethod
+    def _notify(callback: Callable[..., Any], *args: Any) -> None:
+        try:
+            callback(*args)
+        except Exception:
+            logger.exception("transport callback %s failed", getattr(callback, "__name__", "?"))

@@ -1,0 +1,357 @@
+"""One TCP (or TLS) connection to a peer: an asyncio Protocol driving wire.Connection.
+
+Owns: moving bytes between the socket and the sans-IO
+:class:`~shoal.wire.Connection`, write coalescing, backpressure, the
+handshake deadline, heartbeats and the close reason. Everything about
+*which* connection to keep belongs to the manager (``_manager.py``).
+
+Rules:
+
+1. ``send`` never blocks and never writes directly: frames are queued and
+   flushed with one ``transport.write`` per event-loop iteration
+   (``call_soon``), so a burst of replies costs one syscall.
+2. Backpressure is visible, not hidden: when the socket buffer passes its
+   high-water mark ``write_paused`` is True and ``wait_writable`` waits;
+   senders that can wait should.
+3. Heartbeats: a timer every ``heartbeat_interval`` sends PING if nothing
+   was written for that long, and reports the peer silent if nothing was
+   read for ``heartbeat_timeout``. Any bytes read make it alive again.
+   PING is answered with PONG here; neither reaches the runtime.
+4. Every ending records one ``close_reason`` and resolves ``wait_closed``;
+   a protocol error or failed handshake is logged with the peer's address
+   and closes only this connection.
+
+Built on ``asyncio.Protocol`` rather than streams: no reader task, no
+StreamReader buffering, callbacks straight from the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from shoal.errors import BadArgument, NodeDown, ProtocolError
+from shoal.wire import Closed, Connection, Established, Message, Ping, Pong
+
+if TYPE_CHECKING:
+    from shoal.transport._manager import ConnectionManager
+
+__all__ = ["PeerConnection", "PeerStatistics"]
+
+logger = logging.getLogger("shoal.transport")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerStatistics:
+    """A snapshot of one connection's counters.
+
+    Attributes:
+        bytes_sent, bytes_received: totals on the socket.
+        messages_sent, messages_received: frames after the handshake.
+        write_paused: the socket buffer is above its high-water mark.
+        buffered: bytes queued in this object, not yet handed to the socket.
+        silent: the peer is currently reported silent.
+    """
+
+    bytes_sent: int
+    bytes_received: int
+    messages_sent: int
+    messages_received: int
+    write_paused: bool
+    buffered: int
+    silent: bool
+
+
+class PeerConnection(asyncio.Protocol):
+    """One connection to a peer node. Built by the manager, not by users.
+
+    Attributes:
+        initiator: True when this node dialled.
+        peer_node, peer_creation: the authenticated peer (None before the
+            handshake completes).
+        peer_address: the remote socket address, for logs.
+        close_reason: why it closed, once closed.
+        refusal: the word from the peer's REFUSE, if it refused us.
+    """
+
+    def __init__(self, manager: ConnectionManager, wire: Connection, *, initiator: bool) -> None:
+        self._manager = manager
+        self._wire = wire
+        self._config = manager.config
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        # Invariant: frames accepted by send() but not yet written; non-empty
+        # only while a flush is scheduled.
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._established: asyncio.Future[None] = self._loop.create_future()
+        self._closed: asyncio.Future[str] = self._loop.create_future()
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_recv = self._last_send = self._loop.time()
+        self._ping_seq = 0
+        self._counts = [0, 0, 0, 0]  # bytes out, bytes in, messages out, messages in
+        # Invariant: True only while registered and reported silent.
+        self.silent = False
+        self.registered = False
+        self.initiator = initiator
+        self.peer_node: str | None = None
+        self.peer_creation: int | None = None
+        self.peer_address: Any = None
+        self.close_reason: str | None = None
+        self.refusal: str | None = None
+
+    def __repr__(self) -> str:
+        who = f"{self.peer_node}/{self.peer_creation}" if self.peer_node else "unauthenticated"
+        return f"<PeerConnection {who} at {self.peer_address} {self._wire.state}>"
+
+    # --- public API ---------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        """True while messages can be sent."""
+        return self._wire.state == "open" and self.close_reason is None
+
+    @property
+    def write_paused(self) -> bool:
+        """True while the socket buffer is above its high-water mark."""
+        return not self._writable.is_set()
+
+    def send(self, msg: Message) -> None:
+        """Queue a message; it is written with others at the end of this loop turn.
+
+        Args:
+            msg: any post-handshake message.
+
+        Raises:
+            NodeDown: the connection is not open (closed, or still in the
+                handshake); nothing was sent (``not_started=True``).
+            BadArgument: the message holds an unencodable term or is too large.
+        """
+        if not self.is_open:
+            raise NodeDown(self.peer_node or "?", f"connection {self.close_reason or 'not open'}")
+        self._out.append(self._wire.send(msg))
+        self._counts[2] += 1
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    async def wait_writable(self) -> None:
+        """Wait until the socket buffer drains below its low-water mark.
+
+        Raises:
+            NodeDown: the connection closed while waiting.
+        """
+        if self._writable.is_set():
+            return
+        waiter = asyncio.ensure_future(self._writable.wait())
+        closed = asyncio.ensure_future(self.wait_closed())
+        try:
+            await asyncio.wait({waiter, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            closed.cancel()
+        if not self._writable.is_set():
+            raise NodeDown(self.peer_node or "?", f"connection {self.close_reason}")
+
+    async def wait_established(self) -> None:
+        """Wait until the handshake completed and the manager kept this connection.
+
+        Raises:
+            ProtocolError: the handshake failed (``AuthenticationFailed`` when
+                refused or unauthenticated).
+            NodeDown: the connection closed before that for another reason.
+        """
+        await asyncio.shield(self._established)
+
+    async def wait_closed(self) -> str:
+        """Wait until the connection has closed.
+
+        Returns:
+            The close reason.
+        """
+        return await asyncio.shield(self._closed)
+
+    def close(self, reason: str = "shutdown") -> None:
+        """Close in order: flush queued frames, send BYE, close the socket.
+
+        Args:
+            reason: told to the peer in BYE and recorded as the close reason.
+        """
+        if self.close_reason is not None or self._transport is None:
+            self._set_reason(reason)
+            return
+        self._set_reason(reason)
+        self._flush()
+        bye = self._wire.close(reason)
+        if bye:
+            self._transport.write(bye)
+        self._transport.close()
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection at once, without BYE or flushing.
+
+        Args:
+            reason: recorded as the close reason.
+        """
+        self._set_reason(reason)
+        self._wire.close(reason)
+        if self._transport is not None:
+            self._transport.abort()
+
+    def statistics(self) -> PeerStatistics:
+        """Return a frozen snapshot of this connection's counters.
+
+        Returns:
+            A :class:`PeerStatistics`.
+        """
+        out, into, sent, received = self._counts
+        buffered = self._transport.get_write_buffer_size() if self._transport else 0
+        return PeerStatistics(
+            bytes_sent=out, bytes_received=into, messages_sent=sent,
+            messages_received=received, write_paused=self.write_paused,
+            buffered=buffered + sum(map(len, self._out)), silent=self.silent,
+        )  # fmt: skip
+
+    # --- asyncio.Protocol -----------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self.peer_address = transport.get_extra_info("peername")
+        if self.close_reason is not None:  # the manager was closing when we arrived
+            transport.abort()
+            return
+        if self._config.write_buffer_high is not None:
+            transport.set_write_buffer_limits(high=self._config.write_buffer_high)
+        self._timer = self._loop.call_later(self._config.handshake_timeout, self._handshake_late)
+        self._write_now(self._wire.data_to_send())
+
+    def data_received(self, data: bytes) -> None:
+        self._counts[1] += len(data)
+        self._last_recv = self._loop.time()
+        if self.silent:
+            self.silent = False
+            self._manager._peer_alive(self)
+        events = self._wire.receive_data(data)
+        self._write_now(self._wire.data_to_send())
+        self._handle(events)
+
+    def eof_received(self) -> bool:
+        self._handle(self._wire.receive_eof())
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._set_reason(f"connection lost: {exc}" if exc else "connection closed by peer")
+        self._writable.set()
+        self._out.clear()
+        reason = self.close_reason or "closed"
+        if not self._established.done():
+            self._established.set_exception(
+                NodeDown(self.peer_node or str(self.peer_address), reason)
+            )
+            self._established.exception()  # consumed here: callers may not wait
+        self._manager._connection_lost(self)
+        if not self._closed.done():
+            self._closed.set_result(reason)
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    # --- internals ----------------------------------------------------
+
+    def _set_reason(self, reason: str) -> None:
+        if self.close_reason is None:
+            self.close_reason = reason
+
+    def _write_now(self, data: bytes) -> None:
+        if data and self._transport is not None and not self._transport.is_closing():
+            self._counts[0] += len(data)
+            self._transport.write(data)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._out:
+            return
+        data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
+        self._out.clear()
+        self._write_now(data)
+        self._last_send = self._loop.time()
+
+    def _handle(self, events: list[Any]) -> None:
+        manager = self._manager
+        for event in events:
+            if isinstance(event, Message):
+                if not self.registered:
+                    continue  # a connection the manager refused; it is closing
+                self._counts[3] += 1
+                if type(event) is Ping:
+                    self.send(Pong(seq=event.seq))
+                elif type(event) is not Pong:
+                    manager._deliver(self, event)
+            elif isinstance(event, Established):
+                self.peer_node, self.peer_creation = event.node, event.creation
+                if self._timer is not None:
+                    self._timer.cancel()
+                refusal = manager._established(self)
+                if refusal is not None:
+                    self._established.set_exception(NodeDown(event.node, refusal))
+                    self._established.exception()
+                    self.close(refusal)
+                    return
+                self.registered = True
+                self._established.set_result(None)
+                self._last_recv = self._last_send = self._loop.time()
+                self._timer = self._loop.call_later(self._config.heartbeat_interval, self._tick)
+            elif isinstance(event, Closed):
+                self._closed_by_protocol(event)
+                return
+
+    def _closed_by_protocol(self, event: Closed) -> None:
+        self.refusal = event.refusal
+        if event.error is not None:
+            logger.warning(
+                "closing connection with %s (node %s): %s",
+                self.peer_address, self.peer_node or "unauthenticated", event.error,
+            )  # fmt: skip
+            self._set_reason(f"protocol error: {event.error}")
+            if not self._established.done():
+                self._established.set_exception(event.error)
+                self._established.exception()
+        else:
+            self._set_reason(f"peer closed: {event.reason}")
+        self._write_now(self._wire.data_to_send())  # a REFUSE, if we refused
+        if self._transport is not None:
+            self._transport.close()
+
+    def _handshake_late(self) -> None:
+        logger.warning("handshake with %s timed out; closing", self.peer_address)
+        error = ProtocolError(f"handshake not completed in {self._config.handshake_timeout}s")
+        if not self._established.done():
+            self._established.set_exception(error)
+            self._established.exception()
+        self.abort("handshake timed out")
+
+    def _tick(self) -> None:
+        if not self.is_open:
+            return
+        now = self._loop.time()
+        config = self._config
+        if now - self._last_send >= config.heartbeat_interval:
+            self._ping_seq += 1
+            try:
+                self.send(Ping(seq=self._ping_seq))
+            except (NodeDown, BadArgument):  # closing under us; the loss reports it
+                return
+        if not self.silent and now - self._last_recv >= config.heartbeat_timeout:
+            self.silent = True
+            self._manager._peer_silent(self)
+        self._timer = self._loop.call_later(config.heartbeat_interval, self._tick)
