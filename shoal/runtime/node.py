@@ -374,6 +374,12 @@ class Node:
             raise BadArgument("ref", ref, "a shoal.Ref")
         pair = self._monitors.pop(ref, None)
         if pair is None:
+            # The target already exited: its exit path dropped the monitor
+            # and queued the Down in the watcher's mailbox. The watcher is
+            # the calling process (GenServer.demonitor); purge it there.
+            me = current_process.get()
+            if me is not None:
+                _purge(me, lambda m: isinstance(m, Down) and m.ref == ref)
             return
         watcher, target = pair
         owner = self._procs.get(target)
