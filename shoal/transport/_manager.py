@@ -92,8 +92,8 @@ class ConnectionManager:
         self._peers: dict[str, PeerConnection] = {}
         # Invariant: highest creation ever established per peer name.
         self._highest: dict[str, int] = {}
-        # Outbound connections still in the handshake, by the name dialled.
-        self._dialling: dict[str, PeerConnection] = {}
+        # Names this node is dialling (TCP connect or handshake in progress).
+        self._dialling: set[str] = set()
         # One dialling task per peer name; concurrent connect() calls share it.
         self._connecting: dict[str, asyncio.Task[PeerConnection]] = {}
         self._all: set[PeerConnection] = set()
@@ -263,23 +263,25 @@ class ConnectionManager:
         hostname = None
         if config.client_ssl is not None:
             hostname = config.tls_server_hostname or address[0]
-        _, conn = await asyncio.wait_for(
-            loop.create_connection(
-                lambda: self._new_protocol(initiator=True, expect=peer_name),
-                address[0], address[1], ssl=config.client_ssl, server_hostname=hostname,
-            ),
-            config.handshake_timeout,
-        )  # fmt: skip
-        self._dialling[peer_name] = conn
+        # Marked before the TCP connect starts: the peer's own HELLO may
+        # arrive at any moment from now on, and rule 3 must see this dial.
+        self._dialling.add(peer_name)
         try:
-            await conn.wait_established()  # bounded by the handshake timer
-        except AuthenticationFailed as exc:
-            if conn.refusal == "duplicate":
-                raise _Duplicate(str(exc)) from None
-            raise
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: self._new_protocol(initiator=True, expect=peer_name),
+                    address[0], address[1], ssl=config.client_ssl, server_hostname=hostname,
+                ),
+                config.handshake_timeout,
+            )  # fmt: skip
+            try:
+                await conn.wait_established()  # bounded by the handshake timer
+            except AuthenticationFailed as exc:
+                if conn.refusal == "duplicate":
+                    raise _Duplicate(str(exc)) from None
+                raise
         finally:
-            if self._dialling.get(peer_name) is conn:
-                del self._dialling[peer_name]
+            self._dialling.discard(peer_name)
         return conn
 
     async def _wait_up(self, peer_name: str) -> PeerConnection | None:

@@ -318,7 +318,11 @@ class PeerConnection(asyncio.Protocol):
     def _closed_by_protocol(self, event: Closed) -> None:
         self.refusal = event.refusal
         if event.error is not None:
-            logger.warning(
+            # A duplicate is the normal end of a simultaneous connect (rule 3
+            # of the manager), not a fault worth a warning.
+            routine = "duplicate" in (event.refusal, self._wire.refusal_sent)
+            logger.log(
+                logging.INFO if routine else logging.WARNING,
                 "closing connection with %s (node %s): %s",
                 self.peer_address, self.peer_node or "unauthenticated", event.error,
             )  # fmt: skip

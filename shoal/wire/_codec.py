@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import Any, Final
 
-import msgpack  # type: ignore[import-untyped]
+import msgpack
 
 from shoal.errors import BadArgument, ProtocolError
 from shoal.wire._frames import DEFAULT_MAX_FRAME, HEADER_SIZE

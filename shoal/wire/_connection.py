@@ -137,6 +137,8 @@ class Connection:
         # Invariant: "open" iff result is set and no Closed was produced or sent.
         self.state: State = "handshake"
         self._peer_refusal: str | None = None
+        self.refusal_sent: str | None = None
+        """The word this side sent in REFUSE, if it refused the peer."""
         self.result: HandshakeResult | None = None
         """The peer's identity and version once established."""
 
@@ -206,6 +208,7 @@ class Connection:
             except ProtocolError:
                 self._peer_refusal = hs.peer_refusal
                 if hs.refusal is not None:
+                    self.refusal_sent = hs.refusal.reason
                     self._outbox.append(self._encoder.encode(hs.refusal))
                 raise
             self._outbox.extend(self._encoder.encode(m) for m in answers)

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-import msgpack  # type: ignore[import-untyped]
+import msgpack
 
 from shoal.errors import BadArgument, ProtocolError
 from shoal.pid import MAX_NAME_LENGTH, Crash, Pid

@@ -83,7 +83,9 @@ def config(node: str, creation: int = 1, **overrides: Any) -> TransportConfig:
     return replace(base, **overrides)
 
 
-async def start(node: str, creation: int = 1, **overrides: Any) -> tuple[ConnectionManager, Recorder]:
+async def start(
+    node: str, creation: int = 1, **overrides: Any
+) -> tuple[ConnectionManager, Recorder]:
     recorder = Recorder()
     manager = ConnectionManager(config(node, creation, **overrides), recorder)
     await manager.start()
@@ -156,7 +158,7 @@ async def _raw_send(address: tuple[str, int], data: bytes) -> bytes:
 async def test_garbage_bytes_close_that_connection_and_listener_keeps_serving(
     pair: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    a, ra, b, rb = pair
+    a, _ra, b, rb = pair
     caplog.set_level(logging.WARNING, logger="shoal.transport")
     await _raw_send(b.address, struct.pack(">I", 5) + b"\xc1\xc1\xc1\xc1\xc1")
     assert any("protocol error" in r.getMessage() or "malformed" in r.getMessage()
@@ -168,7 +170,7 @@ async def test_garbage_bytes_close_that_connection_and_listener_keeps_serving(
 async def test_oversized_length_prefix_closes_at_once_and_listener_keeps_serving(
     pair: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    a, ra, b, rb = pair
+    a, _ra, b, _rb = pair
     caplog.set_level(logging.WARNING, logger="shoal.transport")
     # Claims 1 GiB; only the header is sent, and the listener must not wait for more.
     await _raw_send(b.address, struct.pack(">I", 1 << 30))
@@ -187,24 +189,28 @@ async def test_message_before_handshake_closes_connection(pair: Any) -> None:
     assert rb.messages == []
 
 
+async def _connect_both_ways_at_once(left: str, right: str) -> None:
+    a, ra = await start(left)
+    b, rb = await start(right)
+    ca, cb = await asyncio.gather(a.connect(right, b.address), b.connect(left, a.address))
+    assert ca.is_open and cb.is_open
+    await ra.wait_for(lambda: a.get(right) is not None)
+    await rb.wait_for(lambda: b.get(left) is not None)
+    ka, kb = a.get(right), b.get(left)
+    assert ka is not None and kb is not None
+    assert ka is ca and kb is cb
+    assert ka.initiator and not kb.initiator  # `left` sorts lower: its dial is kept
+    # Both ends of one and the same TCP connection.
+    assert ka.peer_address == kb._transport.get_extra_info("sockname")  # type: ignore[union-attr]
+    assert len(a.peers()) == 1 and len(b.peers()) == 1
+    assert ra.count("down") == 0 and rb.count("down") == 0  # decided before either was up
+    await a.close()
+    await b.close()
+
+
 async def test_simultaneous_connect_ends_with_exactly_one_connection_on_both_sides() -> None:
     for attempt in range(5):  # several interleavings, bounded
-        a, ra = await start(f"left{attempt}")
-        b, rb = await start(f"right{attempt}")
-        ca, cb = await asyncio.gather(
-            a.connect(f"right{attempt}", b.address), b.connect(f"left{attempt}", a.address)
-        )
-        assert ca.is_open and cb.is_open
-        await ra.wait_for(lambda: a.get(f"right{attempt}") is not None)
-        await rb.wait_for(lambda: b.get(f"left{attempt}") is not None)
-        # Both kept the same connection: its two ends have opposite roles.
-        ka, kb = a.get(f"right{attempt}"), b.get(f"left{attempt}")
-        assert ka is not None and kb is not None
-        assert ka.initiator != kb.initiator
-        assert ka.peer_address[1] in (b.address[1],) or kb.peer_address[1] == a.address[1]
-        assert len(a.peers()) == 1 and len(b.peers()) == 1
-        await a.close()
-        await b.close()
+        await _connect_both_ways_at_once(f"left{attempt}", f"right{attempt}")
 
 
 async def test_peer_close_reports_down_with_bye_reason(pair: Any) -> None:
@@ -336,16 +342,23 @@ async def test_reconnect_after_listener_comes_back() -> None:
     with socket.socket() as probe:  # reserve a port, then free it
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    dial = asyncio.create_task(a.connect("beta", ("127.0.0.1", port), timeout=DEADLINE))
-    # Wait until the dialler has failed at least once (refused), then listen.
-    for _ in range(200):
-        if dial.done():
-            break
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.1):
-                pass
-        except OSError:
-            break
+    failed = asyncio.Event()
+
+    class OnFailure(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "failed (attempt" in record.getMessage():
+                failed.set()
+
+    watcher = OnFailure()
+    logger = logging.getLogger("shoal.transport")
+    logger.addHandler(watcher)
+    logger.setLevel(logging.DEBUG)
+    try:
+        dial = asyncio.create_task(a.connect("beta", ("127.0.0.1", port), timeout=DEADLINE))
+        await asyncio.wait_for(failed.wait(), DEADLINE)  # refused at least once
+    finally:
+        logger.removeHandler(watcher)
+        logger.setLevel(logging.NOTSET)
     b, rb = await start("beta", port=port)
     conn = await asyncio.wait_for(dial, DEADLINE)
     assert conn.peer_node == "beta"
@@ -371,7 +384,7 @@ async def test_connect_gives_up_with_node_down_when_nobody_listens() -> None:
 
 
 async def test_many_sends_in_one_turn_are_coalesced_into_few_writes(pair: Any) -> None:
-    a, ra, b, rb = pair
+    a, _ra, b, rb = pair
     conn = await a.connect("beta", b.address)
     pid = Pid.of("beta", 1, 1)
     writes: list[int] = []
