@@ -31,8 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import grpc  # type: ignore[import-untyped]  # grpcio ships no type information
-from aetcd import rpc  # type: ignore[import-untyped]  # aetcd ships no type information
+import grpc  # type: ignore[import-untyped, unused-ignore]  # grpcio: untyped
+from aetcd import rpc  # type: ignore[import-untyped, unused-ignore]  # aetcd: untyped
 
 __all__ = [
     "ChannelConfig",
@@ -156,7 +156,7 @@ def _translate(error: BaseException, endpoint: str) -> EtcdCallError:
             return EtcdCallError("lease_not_found", endpoint, detail)
         if code == "OUT_OF_RANGE" and "compacted" in detail:
             return EtcdCallError("compacted", endpoint, detail)
-        if code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+        if code in ("UNAUTHENTICATED", "PERMISSION_DENIED") or "authentication failed" in detail:
             return EtcdCallError("auth", endpoint, detail)
         if code == "INVALID_ARGUMENT":
             return EtcdCallError("invalid", endpoint, detail)
@@ -300,6 +300,15 @@ class EndpointConnection:
             self._token = str(response.token)
         return (("token", self._token),)
 
+    def _fail(self, error: BaseException) -> EtcdCallError:
+        """Translate ``error``; a rejected auth token is dropped and reported
+        as retryable, so the next attempt authenticates afresh."""
+        failure = _translate(error, self.endpoint)
+        if failure.kind == "auth" and "token" in failure.detail and self._token is not None:
+            self._token = None
+            return EtcdCallError("unavailable", self.endpoint, failure.detail)
+        return failure
+
     async def _unary(self, stub_class: Any, method: str, request: Any, seconds: float) -> Any:
         """Call one unary method, renewing an expired auth token once."""
         for attempt in range(2):
@@ -365,7 +374,7 @@ class EndpointConnection:
                 await call.write(rpc.LeaseKeepAliveRequest(ID=lease))
                 response = await call.read()
         except Exception as error:
-            raise _translate(error, self.endpoint) from None
+            raise self._fail(error) from None
         finally:
             if call is not None:
                 call.cancel()
@@ -424,7 +433,7 @@ class EndpointConnection:
             if call is not None:
                 call.cancel()
             if isinstance(error, Exception):
-                raise _translate(error, self.endpoint) from None
+                raise self._fail(error) from None
             raise
         return WatchStream(call, self.endpoint)
 

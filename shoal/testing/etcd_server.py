@@ -29,6 +29,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -44,7 +45,9 @@ __all__ = [
     "EtcdMember",
     "EtcdNotInstalled",
     "EtcdServerError",
+    "TlsFiles",
     "etcd_binary",
+    "make_tls_files",
     "start_etcd",
 ]
 
@@ -77,6 +80,68 @@ def etcd_binary() -> str:
     if not found:
         raise EtcdNotInstalled(_INSTALL_HINT)
     return found
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for a TLS-serving test etcd and its clients (all for 127.0.0.1)."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def make_tls_files(directory: str | Path) -> TlsFiles:
+    """Create a throwaway CA, a server certificate for 127.0.0.1 and a client
+    certificate, with the ``openssl`` command.
+
+    Args:
+        directory: where the PEM files go (created if missing).
+
+    Returns:
+        Their paths.
+
+    Raises:
+        EtcdServerError: ``openssl`` is missing or failed.
+    """
+    if shutil.which("openssl") is None:
+        raise EtcdServerError("openssl is needed to make test certificates")
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    files = TlsFiles(
+        *(root / n for n in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key"))
+    )
+    ca_key = root / "ca.key"
+
+    def run(*args: str) -> None:
+        done = subprocess.run(["openssl", *args], capture_output=True, check=False, timeout=30)
+        if done.returncode != 0:
+            raise EtcdServerError(f"openssl {args[0]} failed: {done.stderr.decode()[-500:]}")
+
+    run(
+        *("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+        *("-subj", "/CN=shoal-test-ca", "-keyout", str(ca_key), "-out", str(files.ca)),
+    )
+    for cert, key, name in (
+        (files.server_cert, files.server_key, "127.0.0.1"),
+        (files.client_cert, files.client_key, "shoal-client"),
+    ):
+        request = cert.with_suffix(".csr")
+        run(
+            *("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}"),
+            *("-keyout", str(key), "-out", str(request)),
+        )
+        extensions = cert.with_suffix(".ext")
+        extensions.write_text(
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n"
+        )
+        run(
+            *("x509", "-req", "-in", str(request), "-CA", str(files.ca), "-CAkey", str(ca_key)),
+            *("-CAcreateserial", "-days", "2", "-out", str(cert), "-extfile", str(extensions)),
+        )
+    return files
 
 
 def _free_port() -> int:
@@ -130,8 +195,21 @@ class EtcdMember:
 class EtcdCluster:
     """A set of throwaway members on loopback; see :func:`start_etcd`."""
 
-    def __init__(self, members: list[EtcdMember], base_dir: Path, *, owns_dir: bool) -> None:
+    def __init__(
+        self,
+        members: list[EtcdMember],
+        base_dir: Path,
+        *,
+        owns_dir: bool,
+        tls: TlsFiles | None = None,
+    ) -> None:
         self.members = members
+        self.tls = tls
+        self._scheme = "https" if tls else "http"
+        self._context: ssl.SSLContext | None = None
+        if tls is not None:
+            self._context = ssl.create_default_context(cafile=str(tls.ca))
+            self._context.load_cert_chain(str(tls.client_cert), str(tls.client_key))
         self._base_dir = base_dir
         self._owns_dir = owns_dir
         self._binary = etcd_binary()
@@ -161,8 +239,8 @@ class EtcdCluster:
             self._binary,
             f"--name={member.name}",
             f"--data-dir={member.data_dir}",
-            f"--listen-client-urls=http://127.0.0.1:{member.client_port}",
-            f"--advertise-client-urls=http://127.0.0.1:{member.client_port}",
+            f"--listen-client-urls={self._scheme}://127.0.0.1:{member.client_port}",
+            f"--advertise-client-urls={self._scheme}://127.0.0.1:{member.client_port}",
             f"--listen-peer-urls=http://127.0.0.1:{member.peer_port}",
             f"--initial-advertise-peer-urls=http://127.0.0.1:{member.peer_port}",
             f"--initial-cluster={initial}",
@@ -172,6 +250,17 @@ class EtcdCluster:
             "--election-timeout=500",
             "--log-level=warn",
             "--logger=zap",
+            *self._tls_flags(),
+        ]
+
+    def _tls_flags(self) -> list[str]:
+        if self.tls is None:
+            return []
+        return [
+            f"--cert-file={self.tls.server_cert}",
+            f"--key-file={self.tls.server_key}",
+            f"--trusted-ca-file={self.tls.ca}",
+            "--client-cert-auth",
         ]
 
     def start_member(self, index: int, *, wait: bool = True, ready_timeout: float = 15.0) -> None:
@@ -239,7 +328,7 @@ class EtcdCluster:
                 raise EtcdServerError(f"etcd member {member.name} exited:\n{member.log_tail()}")
             try:
                 with urllib.request.urlopen(
-                    f"http://{member.endpoint}/health", timeout=1.0
+                    f"{self._scheme}://{member.endpoint}/health", timeout=1.0, context=self._context
                 ) as response:
                     if json.loads(response.read()).get("health") == "true":
                         return
@@ -273,12 +362,12 @@ class EtcdCluster:
     def _post(self, index: int, path: str, body: dict[str, Any]) -> dict[str, Any]:
         member = self.members[index]
         request = urllib.request.Request(
-            f"http://{member.endpoint}{path}",
+            f"{self._scheme}://{member.endpoint}{path}",
             data=json.dumps(body).encode(),
             headers={"Content-Type": "application/json"},
         )
         try:
-            with urllib.request.urlopen(request, timeout=5.0) as response:
+            with urllib.request.urlopen(request, timeout=5.0, context=self._context) as response:
                 result: dict[str, Any] = json.loads(response.read())
                 return result
         except (OSError, ValueError) as error:
@@ -336,7 +425,11 @@ class EtcdCluster:
 
 
 def start_etcd(
-    *, members: int = 1, base_dir: str | Path | None = None, ready_timeout: float = 20.0
+    *,
+    members: int = 1,
+    base_dir: str | Path | None = None,
+    ready_timeout: float = 20.0,
+    tls: TlsFiles | None = None,
 ) -> EtcdCluster:
     """Start a throwaway etcd cluster on free loopback ports.
 
@@ -345,6 +438,8 @@ def start_etcd(
         base_dir: where data and logs go; a temporary directory (removed on
             :meth:`EtcdCluster.close`) when omitted.
         ready_timeout: seconds to wait for every member to become healthy.
+        tls: serve clients over TLS with these files (see
+            :func:`make_tls_files`), requiring client certificates.
 
     Returns:
         The running cluster; use it as a context manager or call ``close()``.
@@ -364,6 +459,7 @@ def start_etcd(
         ],
         root,
         owns_dir=owns_dir,
+        tls=tls,
     )
     try:
         for index in range(members):
