@@ -306,6 +306,13 @@ class Process:
             return False
         self.state = EXITING
         self.reason = reason
+        # An exiting process serves nothing more: whoever waits for it to
+        # become idle (a node draining before it stops) must not wait on.
+        idle = self._idle
+        if idle is not None:
+            self._idle = None
+            if not idle.done():
+                idle.set_result(None)
         self.node._process_exiting(self, reason)
         caller = self.current
         if caller is not None:  # a crash already answered it with CallError
