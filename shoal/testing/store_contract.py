@@ -1,0 +1,642 @@
+"""The one contract suite every store adapter passes.
+
+Owns the executable form of :mod:`shoal.store.base`'s rules. An adapter's
+test module supplies a *factory*: a callable returning an async context
+manager that yields a :class:`StoreHarness` around a fresh, empty, isolated
+store. Each check is its own coroutine function taking that factory, so a
+pytest module parametrizes one test per check per adapter (``CHECKS``);
+:func:`check_store` runs them all.
+
+Rules:
+
+- Rule 1: checks wait on watch events or session ends with a bound
+  (``harness.timeout``), never sleep to synchronise. Only the "nothing
+  happens" parts let time pass, through ``harness.advance`` when the adapter
+  has an injectable clock.
+- Rule 2: a check that needs a hook the harness lacks raises
+  :class:`Unsupported` (the pytest module turns it into a skip).
+- Rule 3: every watch item is checked as it arrives (revisions rise, no
+  event at or below the watcher's position, ``Changes.revision`` is that of
+  its last event), and watchers keep a view that must equal a snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from shoal.errors import BadArgument, NameInUse, SessionEnded
+from shoal.store.base import Changes, Delete, Entry, Event, Put, Session, Store, WatchItem
+
+__all__ = [
+    "CHECKS",
+    "ManualClock",
+    "StoreFactory",
+    "StoreHarness",
+    "Unsupported",
+    "check_bad_arguments_name_the_argument",
+    "check_batch_is_atomic_at_one_revision",
+    "check_closing_a_client_ends_its_sessions_and_watches",
+    "check_compacted_watch_resyncs_and_continues",
+    "check_concurrent_writers_seen_in_one_order",
+    "check_name_in_use_until_holder_ends",
+    "check_open_and_close_session",
+    "check_owner_death_ends_session_on_probe",
+    "check_session_end_deletes_all_keys_at_one_revision",
+    "check_slow_watcher_converges",
+    "check_snapshot_is_consistent",
+    "check_store",
+    "check_ttl_expiry_ends_session",
+    "check_watch_replays_from_revision_in_order",
+    "check_write_after_end_raises_session_ended",
+]
+
+Hook = Callable[[Session], Awaitable[None]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoreHarness:
+    """What an adapter gives the contract suite.
+
+    Attributes:
+        store: a fresh, empty store client.
+        another_client: opens a second client on the same data (another node).
+        ttl: session TTL the expiry checks use (short, but above the adapter's floor).
+        timeout: bound in seconds on every wait of a check.
+        advance: move the adapter's injected clock forward (``None``: real time).
+        suspend: stop a session's keepalive as a hung owner would.
+        kill_owner: make a session's owner die without closing it.
+        compact: make the store forget its whole change history.
+    """
+
+    store: Store
+    another_client: Callable[[], AbstractAsyncContextManager[Store]]
+    ttl: float = 1.0
+    timeout: float = 5.0
+    advance: Callable[[float], Awaitable[None]] | None = None
+    suspend: Hook | None = None
+    kill_owner: Hook | None = None
+    compact: Callable[[], Awaitable[None]] | None = None
+
+
+StoreFactory = Callable[[], AbstractAsyncContextManager[StoreHarness]]
+"""Returns an async context manager yielding a harness around an empty store."""
+
+
+class Unsupported(Exception):
+    """The harness lacks a hook that a check needs; the check did nothing."""
+
+
+class ManualClock:
+    """A clock and sleep pair that only move when told to.
+
+    Args:
+        start: the initial time in seconds.
+    """
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
+        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
+
+    def __call__(self) -> float:
+        """Returns: the current manual time."""
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait until the clock has been advanced by ``seconds``.
+
+        Args:
+            seconds: how long to wait in manual time.
+        """
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sleepers.append((self.now + seconds, fut))
+        await fut
+
+    async def advance(self, seconds: float, *, steps: int = 20) -> None:
+        """Move time forward in ``steps`` steps, letting woken tasks run.
+
+        Args:
+            seconds: total time to add.
+            steps: how many increments (keepalives must get a turn between them).
+        """
+        for _ in range(steps):
+            self.now += seconds / steps
+            due = [(t, f) for t, f in self._sleepers if t <= self.now]
+            self._sleepers = [(t, f) for t, f in self._sleepers if t > self.now]
+            for _, fut in due:
+                if not fut.done():
+                    fut.set_result(None)
+            for _ in range(5):
+                await asyncio.sleep(0)
+
+
+# --- helpers ---------------------------------------------------------------
+
+
+class _View:
+    """A watcher's view: checks each item as it arrives and applies it."""
+
+    def __init__(self, revision: int, view: dict[str, Entry] | None = None) -> None:
+        self.view: dict[str, Entry] = dict(view or {})
+        self.events: list[Event] = []
+        self.resyncs = 0
+        self.position = revision
+
+    def check_and_apply(self, item: WatchItem) -> None:
+        if isinstance(item, Changes):
+            assert item.events, "empty Changes"
+            assert item.revision == item.events[-1].revision, item
+            last = self.position
+            for ev in item.events:
+                assert ev.revision > self.position, f"event {ev} at or below {self.position}"
+                assert ev.revision >= last, f"revisions go back in {item}"
+                last = ev.revision
+                self.events.append(ev)
+                if ev.kind == "put":
+                    assert ev.value is not None
+                    self.view[ev.key] = Entry(
+                        key=ev.key, value=ev.value, session=ev.session, revision=ev.revision
+                    )
+                else:
+                    self.view.pop(ev.key, None)
+            self.position = item.revision
+        else:
+            assert item.snapshot.revision >= self.position, "Resync goes back in time"
+            self.resyncs += 1
+            self.view = dict(item.snapshot.entries)
+            self.position = item.snapshot.revision
+
+
+class _Watcher(_View):
+    """Consumes one watch in a task owned by the check."""
+
+    def __init__(
+        self,
+        store: Store,
+        prefix: str,
+        revision: int,
+        timeout: float,
+        view: dict[str, Entry] | None = None,
+    ) -> None:
+        super().__init__(revision, view)
+        self.finished = False
+        self._timeout = timeout
+        self._iter = store.watch(prefix, revision)
+        self._changed = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        async for item in self._iter:
+            self.check_and_apply(item)
+            self._changed.set()
+        self.finished = True
+        self._changed.set()
+
+    async def reach(self, revision: int) -> None:
+        await self.until(lambda: self.position >= revision, f"revision {revision}")
+
+    async def until(self, predicate: Callable[[], bool], what: str) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                while not predicate():
+                    if self._task.done():
+                        self._task.result()
+                        raise AssertionError(f"watch ended while waiting for {what}")
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            raise AssertionError(f"timed out waiting for {what}; last {self.events[-5:]}") from None
+
+    async def aclose(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        aclose = getattr(self._iter, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+@contextlib.asynccontextmanager
+async def _watching(store: Store, prefix: str, h: StoreHarness) -> AsyncIterator[_Watcher]:
+    snap = await store.snapshot(prefix)
+    w = _Watcher(store, prefix, snap.revision, h.timeout, dict(snap.entries))
+    try:
+        yield w
+    finally:
+        await w.aclose()
+
+
+async def _bounded(h: StoreHarness, aw: Awaitable[Any]) -> Any:
+    async with asyncio.timeout(h.timeout):
+        return await aw
+
+
+async def _pass_time(h: StoreHarness, seconds: float) -> None:
+    if h.advance is not None:
+        await h.advance(seconds)
+    else:
+        await asyncio.sleep(seconds)  # nothing must happen meanwhile; no event to wait on
+
+
+async def _expect(exc: type[BaseException], aw: Awaitable[Any]) -> BaseException:
+    try:
+        await aw
+    except exc as caught:
+        return caught
+    raise AssertionError(f"expected {exc.__name__}")
+
+
+# --- the checks ---------------------------------------------------------------
+# Each check takes the adapter's factory and raises AssertionError on a breach.
+
+
+async def check_open_and_close_session(factory: StoreFactory) -> None:
+    """A session stores its info under nodes/<name>; close removes it; ids unique."""
+    async with factory() as h:
+        s = h.store
+        assert isinstance(s, Store)
+        before = await s.snapshot("")
+        ids = set()
+        for _ in range(3):
+            sess = await s.open_session("node-a", b"info-a", h.ttl)
+            assert isinstance(sess, Session) and sess.name == "node-a" and not sess.ended
+            ids.add(sess.id)
+            snap = await s.snapshot("nodes/")
+            entry = snap.entries["nodes/node-a"]
+            assert (entry.value, entry.session) == (b"info-a", sess.id)
+            assert before.revision < entry.revision <= snap.revision
+            await sess.close()
+            assert sess.ended and await _bounded(h, sess.wait_ended()) == "closed"
+            assert "nodes/node-a" not in (await s.snapshot("nodes/")).entries
+            await sess.close()
+        assert len(ids) == 3, "session ids reused"
+
+
+async def check_name_in_use_until_holder_ends(factory: StoreFactory) -> None:
+    """A live name cannot be taken by any client; it is free once the holder ends."""
+    async with factory() as h, h.another_client() as other:
+        a = await h.store.open_session("node-a", b"1", h.ttl)
+        for client in (h.store, other):
+            err = await _expect(NameInUse, client.open_session("node-a", b"2", h.ttl))
+            assert "node-a" in str(err)
+        b = await other.open_session("node-b", b"3", h.ttl)
+        await a.close()
+        again = await other.open_session("node-a", b"4", h.ttl)
+        assert again.id not in (a.id, b.id)
+        entry = (await h.store.snapshot("nodes/")).entries["nodes/node-a"]
+        assert (entry.value, entry.session) == (b"4", again.id)
+
+
+async def check_batch_is_atomic_at_one_revision(factory: StoreFactory) -> None:
+    """One apply is one revision, seen alike by snapshot and watch."""
+    async with factory() as h:
+        sess = await h.store.open_session("node-a", b"", h.ttl)
+        async with _watching(h.store, "b/", h) as w:
+            r1 = await sess.apply(
+                [Put(key="b/1", value=b"x"), Put(key="b/2", value=b"y"), Put(key="b/3", value=b"z")]
+            )
+            r2 = await sess.apply([Put(key="b/1", value=b"x2"), Delete(key="b/2")])
+            assert isinstance(r1, int) and r2 > r1
+            await w.reach(r2)
+            got = [(e.kind, e.key, e.value, e.revision) for e in w.events]
+            assert got == [
+                ("put", "b/1", b"x", r1),
+                ("put", "b/2", b"y", r1),
+                ("put", "b/3", b"z", r1),
+                ("put", "b/1", b"x2", r2),
+                ("delete", "b/2", None, r2),
+            ], got
+            assert all(e.session == sess.id for e in w.events)
+            snap = await h.store.snapshot("b/")
+            assert {k: (e.value, e.revision) for k, e in snap.entries.items()} == {
+                "b/1": (b"x2", r2),
+                "b/3": (b"z", r1),
+            }
+            assert w.view == dict(snap.entries)
+            r3 = await sess.apply([Delete(key="b/absent")])
+            assert r3 >= r2
+
+
+async def check_snapshot_is_consistent(factory: StoreFactory) -> None:
+    """Snapshots filter by prefix and never show half a batch; watch resumes them."""
+    async with factory() as h:
+        sess = await h.store.open_session("node-a", b"", h.ttl)
+        await sess.apply([Put(key="x/1", value=b"1"), Put(key="y/1", value=b"2")])
+        snap = await h.store.snapshot("x/")
+        assert set(snap.entries) == {"x/1"}
+        assert all(e.revision <= snap.revision for e in snap.entries.values())
+        assert not (await h.store.snapshot("zz/")).entries
+        start = await h.store.snapshot("p/")
+        w = _Watcher(h.store, "p/", start.revision, h.timeout, dict(start.entries))
+        try:
+
+            async def writer() -> None:
+                for i in range(30):
+                    await sess.apply(
+                        [Put(key=f"p/c/{i}", value=b"c"), Put(key=f"p/d/{i}", value=b"d")]
+                    )
+                    await asyncio.sleep(0)
+
+            task = asyncio.get_running_loop().create_task(writer())
+            while not task.done():
+                s = await h.store.snapshot("p/")
+                cs = {k[4:] for k in s.entries if k.startswith("p/c/")}
+                ds = {k[4:] for k in s.entries if k.startswith("p/d/")}
+                assert cs == ds, f"half a batch visible at {s.revision}"
+                await asyncio.sleep(0)  # an in-memory snapshot need not yield
+            await task
+            final = await h.store.snapshot("p/")
+            await w.reach(final.revision)
+            assert w.view == dict(final.entries)
+        finally:
+            await w.aclose()
+
+
+async def check_watch_replays_from_revision_in_order(factory: StoreFactory) -> None:
+    """A watch from revision R yields every later change, also those made before it began."""
+    async with factory() as h:
+        sess = await h.store.open_session("node-a", b"", h.ttl)
+        r0 = (await h.store.snapshot("w/")).revision
+        r1 = await sess.apply([Put(key="w/1", value=b"a")])
+        await sess.apply([Put(key="other/1", value=b"b")])
+        r2 = await sess.apply([Put(key="w/2", value=b"c")])
+        r3 = await sess.apply([Delete(key="w/1")])
+        plan = ((r0, [r1, r2, r3]), (r1, [r2, r3]), (r3, []))
+        watchers = [(_Watcher(h.store, "w/", start, h.timeout), want) for start, want in plan]
+        try:
+            r4 = await sess.apply([Put(key="w/last", value=b"d")])
+            for w, want in watchers:
+                await w.reach(r4)
+                assert [e.revision for e in w.events] == [*want, r4], (want, w.events)
+                assert all(e.key.startswith("w/") for e in w.events)
+        finally:
+            for w, _ in watchers:
+                await w.aclose()
+
+
+async def check_concurrent_writers_seen_in_one_order(factory: StoreFactory) -> None:
+    """Sessions on two clients write at once; every watcher sees one identical order."""
+    async with factory() as h, h.another_client() as other:
+        clients = [h.store, other]
+        sessions = [await clients[i % 2].open_session(f"w{i}", b"", h.ttl) for i in range(6)]
+        r0 = (await h.store.snapshot("c/")).revision
+        watchers = [_Watcher(clients[i % 2], "c/", r0, h.timeout) for i in range(4)]
+        try:
+
+            async def write(i: int, sess: Session) -> list[int]:
+                revs = []
+                for j in range(15):
+                    revs.append(
+                        await sess.apply(
+                            [
+                                Put(key=f"c/{i}/{j}", value=b"v"),
+                                Put(key=f"c/{i}/last", value=str(j).encode()),
+                            ]
+                        )
+                    )
+                    await asyncio.sleep(0)
+                return revs
+
+            results = await asyncio.gather(*(write(i, s) for i, s in enumerate(sessions)))
+            revs = sorted(r for rs in results for r in rs)
+            assert len(set(revs)) == len(revs), "two batches share a revision"
+            for w in watchers:
+                await w.reach(revs[-1])
+            seqs = [[(e.revision, e.kind, e.key, e.value) for e in w.events] for w in watchers]
+            assert all(s == seqs[0] for s in seqs), "watchers disagree on the order"
+            assert len(seqs[0]) == 2 * len(revs) and len(set(seqs[0])) == len(seqs[0])
+            assert sorted({r for r, *_ in seqs[0]}) == revs
+            final = await h.store.snapshot("c/")
+            assert all(w.view == dict(final.entries) for w in watchers)
+        finally:
+            for w in watchers:
+                await w.aclose()
+
+
+async def check_session_end_deletes_all_keys_at_one_revision(factory: StoreFactory) -> None:
+    """Closing a session deletes all its keys, and only its keys, at one revision."""
+    async with factory() as h:
+        a = await h.store.open_session("node-a", b"", h.ttl)
+        b = await h.store.open_session("node-b", b"", h.ttl)
+        await a.apply([Put(key=f"k/a/{i}", value=b"a") for i in range(5)])
+        await a.apply([Put(key="k/shared", value=b"a")])
+        await b.apply([Put(key="k/b/1", value=b"b"), Put(key="k/shared", value=b"b")])
+        async with _watching(h.store, "", h) as w:
+            owned = {k for k, e in w.view.items() if e.session == a.id}
+            assert len(owned) == 6 and "k/shared" not in owned  # b took k/shared over
+            await a.close()
+            await w.until(lambda: not owned & set(w.view), "a's keys to go")
+            deletes = [e for e in w.events if e.kind == "delete"]
+            assert {e.key for e in deletes} == owned
+            assert len({e.revision for e in deletes}) == 1, "session end split over revisions"
+            assert all(e.session == a.id for e in deletes)
+            snap = await h.store.snapshot("")
+            assert {"k/b/1", "k/shared", "nodes/node-b"} <= set(snap.entries)
+
+
+async def check_write_after_end_raises_session_ended(factory: StoreFactory) -> None:
+    """Writes under an ended session raise SessionEnded and change nothing."""
+    async with factory() as h:
+        sess = await h.store.open_session("node-a", b"", h.ttl)
+        await sess.close()
+        before = await h.store.snapshot("")
+        await _expect(SessionEnded, sess.apply([Put(key="late", value=b"x")]))
+        after = await h.store.snapshot("")
+        assert after.entries == before.entries
+
+
+async def check_bad_arguments_name_the_argument(factory: StoreFactory) -> None:
+    """Malformed arguments raise BadArgument naming the argument; nothing happens."""
+    async with factory() as h:
+        s = h.store
+        one: Any = 1
+        none: Any = None
+        text: Any = "s"
+        opens: list[tuple[Any, Any, Any, str]] = [
+            ("", b"", 1.0, "name"),
+            ("a/b", b"", 1.0, "name"),
+            (7, b"", 1.0, "name"),
+            ("ok", "text", 1.0, "info"),
+            ("ok", b"", 0, "ttl"),
+            ("ok", b"", -1.0, "ttl"),
+            ("ok", b"", float("nan"), "ttl"),
+            ("ok", b"", "1", "ttl"),
+            ("ok", b"", True, "ttl"),
+        ]
+        for name, info, ttl, arg in opens:
+            err = await _expect(BadArgument, s.open_session(name, info, ttl))
+            assert isinstance(err, BadArgument) and err.argument == arg, (name, info, ttl, err)
+        assert "nodes/ok" not in (await s.snapshot("")).entries
+        sess = await s.open_session("ok", b"", h.ttl)
+        batches: list[tuple[Any, str]] = [
+            ([Put(key=one, value=b"")], "key"),
+            ([Put(key="", value=b"")], "key"),
+            ([Put(key="k", value=text)], "value"),
+            ([Delete(key=none)], "key"),
+            (["k"], "ops"),
+            ("k", "ops"),
+            ([Put(key="k", value=b""), Delete(key="k")], "ops"),
+        ]
+        for ops, arg in batches:
+            err = await _expect(BadArgument, sess.apply(ops))
+            assert isinstance(err, BadArgument) and err.argument == arg, (ops, err)
+        err = await _expect(BadArgument, s.snapshot(one))
+        assert isinstance(err, BadArgument) and err.argument == "prefix"
+        for prefix, rev, arg in ((one, 0, "prefix"), ("", -1, "revision"), ("", "0", "revision")):
+
+            async def first(p: Any = prefix, r: Any = rev) -> None:
+                it = s.watch(p, r)
+                await anext(it)
+
+            err = await _expect(BadArgument, first())
+            assert isinstance(err, BadArgument) and err.argument == arg, err
+        assert not [k for k in (await s.snapshot("")).entries if k != "nodes/ok"]
+
+
+async def check_ttl_expiry_ends_session(factory: StoreFactory) -> None:
+    """A kept-alive session outlives its TTL; once its owner hangs, it expires."""
+    async with factory() as h:
+        if h.suspend is None:
+            raise Unsupported("harness.suspend")
+        sess = await h.store.open_session("node-t", b"", h.ttl)
+        await sess.apply([Put(key="t/1", value=b"x")])
+        async with _watching(h.store, "", h) as w:
+            await _pass_time(h, 3 * h.ttl)
+            assert not sess.ended and "t/1" in (await h.store.snapshot("t/")).entries
+            await h.suspend(sess)
+            if h.advance is not None:
+                await h.advance(2 * h.ttl)
+            await w.until(lambda: "t/1" not in w.view and "nodes/node-t" not in w.view, "expiry")
+            assert await _bounded(h, sess.wait_ended()) == "expired"
+        await _expect(SessionEnded, sess.apply([Put(key="t/2", value=b"y")]))
+        again = await h.store.open_session("node-t", b"", h.ttl)
+        assert again.id != sess.id
+
+
+async def check_owner_death_ends_session_on_probe(factory: StoreFactory) -> None:
+    """probe() ends at once, at one revision, a session whose owner died."""
+    async with factory() as h, h.another_client() as other:
+        if h.kill_owner is None:
+            raise Unsupported("harness.kill_owner")
+        sess = await other.open_session("node-d", b"", h.ttl * 100)
+        await sess.apply([Put(key=f"d/{i}", value=b"x") for i in range(3)])
+        async with _watching(h.store, "", h) as w:
+            await h.kill_owner(sess)
+            await h.store.probe()
+            gone = (await h.store.snapshot("")).entries
+            assert not [k for k in gone if k.startswith(("d/", "nodes/node-d"))], "probe was lazy"
+            await w.until(lambda: not [k for k in w.view if k.startswith("d/")], "deletes")
+            assert len({e.revision for e in w.events if e.kind == "delete"}) == 1
+        await h.store.open_session("node-d", b"", h.ttl)
+
+
+async def check_compacted_watch_resyncs_and_continues(factory: StoreFactory) -> None:
+    """A watch from a forgotten revision starts with a Resync, then continues."""
+    async with factory() as h:
+        if h.compact is None:
+            raise Unsupported("harness.compact")
+        sess = await h.store.open_session("node-a", b"", h.ttl)
+        r0 = (await h.store.snapshot("r/")).revision
+        for i in range(5):
+            await sess.apply([Put(key=f"r/{i}", value=b"x")])
+        await sess.apply([Delete(key="r/0")])
+        await h.compact()
+        w = _Watcher(h.store, "r/", r0, h.timeout)
+        try:
+            await w.until(lambda: w.resyncs > 0, "a Resync")
+            assert set(w.view) == {"r/1", "r/2", "r/3", "r/4"} and not w.events
+            r = await sess.apply([Put(key="r/9", value=b"y")])
+            await w.reach(r)
+            assert [e.key for e in w.events] == ["r/9"]
+            assert w.view == dict((await h.store.snapshot("r/")).entries)
+        finally:
+            await w.aclose()
+
+
+async def check_slow_watcher_converges(factory: StoreFactory) -> None:
+    """A watcher that stops reading while much changes still ends at the true state."""
+    async with factory() as h:
+        sess = await h.store.open_session("node-a", b"", h.ttl)
+        start = await h.store.snapshot("s/")
+        w = _View(start.revision, dict(start.entries))
+        it = h.store.watch("s/", start.revision)
+        try:
+            await sess.apply([Put(key="s/first", value=b"")])
+            w.check_and_apply(await _bounded(h, anext(it)))
+            for i in range(200):
+                await sess.apply([Put(key=f"s/{i % 17}", value=str(i).encode())])
+            if h.compact is not None:
+                await h.compact()
+            final = await h.store.snapshot("s/")
+            async with asyncio.timeout(h.timeout):
+                while w.position < final.revision:
+                    w.check_and_apply(await anext(it))
+            assert w.view == dict(final.entries)
+        finally:
+            aclose = getattr(it, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+async def check_closing_a_client_ends_its_sessions_and_watches(factory: StoreFactory) -> None:
+    """Closing a client ends its sessions (seen by others) and finishes its watches."""
+    async with factory() as h, h.another_client() as other:
+        sess = await other.open_session("node-o", b"", h.ttl)
+        await sess.apply([Put(key="o/1", value=b"x")])
+        theirs = _Watcher(other, "", 0, h.timeout)
+        async with _watching(h.store, "", h) as w:
+            await other.close()
+            await w.until(lambda: "o/1" not in w.view and "nodes/node-o" not in w.view, "deletes")
+            assert await _bounded(h, sess.wait_ended()) == "closed"
+            await theirs.until(lambda: theirs.finished, "the closed client's watch to end")
+        await theirs.aclose()
+
+
+CHECKS: tuple[Callable[[StoreFactory], Awaitable[None]], ...] = (
+    check_open_and_close_session,
+    check_name_in_use_until_holder_ends,
+    check_batch_is_atomic_at_one_revision,
+    check_snapshot_is_consistent,
+    check_watch_replays_from_revision_in_order,
+    check_concurrent_writers_seen_in_one_order,
+    check_session_end_deletes_all_keys_at_one_revision,
+    check_write_after_end_raises_session_ended,
+    check_bad_arguments_name_the_argument,
+    check_ttl_expiry_ends_session,
+    check_owner_death_ends_session_on_probe,
+    check_compacted_watch_resyncs_and_continues,
+    check_slow_watcher_converges,
+    check_closing_a_client_ends_its_sessions_and_watches,
+)
+"""Every check, in a stable order, for ``pytest.mark.parametrize``."""
+
+
+async def check_store(factory: StoreFactory) -> list[str]:
+    """Run every contract check against an adapter.
+
+    Args:
+        factory: returns an async context manager yielding a fresh
+            :class:`StoreHarness`; called once per check.
+
+    Returns:
+        The names of the checks skipped because the harness lacks a hook.
+
+    Raises:
+        AssertionError: the adapter breaks the contract (the message names the check).
+    """
+    skipped = []
+    for check in CHECKS:
+        try:
+            await check(factory)
+        except Unsupported:
+            skipped.append(check.__name__)
+        except AssertionError as exc:
+            raise AssertionError(f"{check.__name__}: {exc}") from exc
+    return skipped
