@@ -263,6 +263,8 @@ class Process:
         mailbox = self.mailbox
         popleft = mailbox.popleft
         loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] | None = None
+        result: Any = None
         while self.state == RUNNING:
             if not mailbox:
                 idle = self._idle
@@ -271,9 +273,9 @@ class Process:
                     if not idle.done():
                         idle.set_result(None)
                 # Drop the last message before waiting: an idle process must
-                # not keep its last request and Caller (and through it the
-                # caller's future) alive until the next message arrives.
-                payload = caller = None
+                # not keep its last request, Caller, future and reply alive
+                # until the next message arrives.
+                payload = caller = future = result = None
                 self._waiter = waiter = loop.create_future()
                 await waiter
                 continue
