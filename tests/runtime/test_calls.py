@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import weakref
 from typing import Any
 
 import pytest
@@ -233,6 +234,21 @@ async def test_no_leak_after_10000_timed_out_calls(node: shoal.Node) -> None:
     gc.collect()
     callers = sum(isinstance(o, shoal.Caller) for o in gc.get_objects())
     assert callers <= baseline_callers
+
+
+async def test_an_idle_process_does_not_keep_its_last_request_or_reply_alive(
+    node: shoal.Node,
+) -> None:
+    class Payload:
+        pass
+
+    pid = await node.spawn(Probe)
+    request = Payload()
+    gone = weakref.ref(request)
+    assert await node.call(pid, request) is request  # Probe echoes it back
+    del request
+    gc.collect()
+    assert gone() is None
 
 
 # -- one message at a time ---------------------------------------------------------------
