@@ -36,7 +36,7 @@ from shoal.runtime.deadlines import Deadlines
 from shoal.runtime.genserver import GenServer
 from shoal.runtime.groups import Groups, SubscriptionHub
 from shoal.runtime.messages import Down, Exit, Ref
-from shoal.runtime.process import CALL, CAST, INFO, Caller, Process, current_process
+from shoal.runtime.process import CALL, CAST, DEAD, INFO, Caller, Process, current_process
 
 __all__ = ["Node", "NodeStatistics"]
 
@@ -440,11 +440,16 @@ class Node:
 
     def exit_signal(self, proc: Process, sender: Pid, reason: Reason) -> None:
         """Apply Erlang's exit-signal rules to a local process."""
+        if reason == "kill":
+            # Untrappable, and it also reaches a process that is exiting but
+            # not dead yet: it cuts short a terminate in progress (a hung
+            # terminate must be killable without waiting shutdown_timeout).
+            if proc.state != DEAD:
+                proc.kill("killed", brutal=True)
+            return
         if not proc.alive:
             return
-        if reason == "kill":
-            proc.kill("killed", brutal=True)
-        elif proc.trap_exit:
+        if proc.trap_exit:
             proc.notify(Exit(pid=sender, reason=reason))
         elif reason != NORMAL:
             proc.kill(reason)
