@@ -98,6 +98,9 @@ class Node:
         self._monitors: dict[Ref, tuple[Pid, Pid]] = {}
         self._running = False
         self._stopping = False
+        # Invariant: True while stop() terminates processes one by one; exit
+        # signals over links are not sent then (see _process_dead).
+        self._halting = False
         # Set by start(); every process exists only after it.
         self._loop: asyncio.AbstractEventLoop
         self._deadlines: Deadlines
@@ -129,6 +132,7 @@ class Node:
             for pid in [p for p in self.table.pids() if p.node == self.name]:
                 self._dispatch(self.table.remove_pid(pid, SHUTDOWN))
             await self._drain()
+            self._halting = True
             for proc in reversed(list(self._procs.values())):
                 await self._stop_process(proc)
         finally:
@@ -504,7 +508,11 @@ class Node:
             other = self._procs.get(linked)
             if other is not None:
                 other.links.discard(proc.pid)
-                self.exit_signal(other, proc.pid, reason)
+                # While the node stops every process itself, newest first, a
+                # child's "shutdown" must not stop its parent through their
+                # link: the parent would terminate before its other children.
+                if not self._halting:
+                    self.exit_signal(other, proc.pid, reason)
         proc.links.clear()
 
     # -- introspection -----------------------------------------------------------------
