@@ -263,6 +263,9 @@ class Connection:
                     events.append(Closed(reason=msg.reason, by_peer=True))
                     break
                 events.append(msg)
+            else:
+                if self._frames.error is not None:  # a bad header after good frames
+                    raise self._frames.error
         except ProtocolError as exc:
             self._fail(events, exc, self._peer_refusal)
         return events

@@ -19,8 +19,11 @@ Rules:
 3. End of stream is an explicit input (:meth:`FrameDecoder.feed_eof`). End
    of stream between frames is a clean end; in the middle of a frame it is a
    ``ProtocolError`` (the peer died or lied about a length).
-4. Once a decoder has raised it stays broken: every later call raises the
+4. Once a decoder has failed it stays broken: every later call raises the
    same error. A stream that lost its framing cannot be resynchronised.
+   Bodies completed earlier in the same chunk as a bad header are still
+   returned (they were valid and came first); the error is then held in
+   :attr:`FrameDecoder.error` and raised by the next call.
 
 The decoder is pure (sans-IO, like h11): bytes in, bodies out. The hot path
 parses headers in place from the caller's chunk and only copies into the
@@ -105,6 +108,11 @@ class FrameDecoder:
         """Bytes held waiting for the rest of a frame."""
         return len(self._buf)
 
+    @property
+    def error(self) -> ProtocolError | None:
+        """The error that broke the stream, if any (rule 4)."""
+        return self._error
+
     def _fail(self, message: str) -> ProtocolError:
         self._error = ProtocolError(message)
         self._buf = bytearray()
@@ -125,8 +133,9 @@ class FrameDecoder:
             The complete bodies, in stream order (possibly none).
 
         Raises:
-            ProtocolError: a length prefix is zero or above ``max_frame``, data
-                arrived after end of stream, or the decoder already failed.
+            ProtocolError: a length prefix is zero or above ``max_frame`` (and
+                no body preceded it in this chunk), data arrived after end of
+                stream, or the decoder already failed.
         """
         if self._error is not None:
             raise self._error
@@ -146,10 +155,15 @@ class FrameDecoder:
             if max_bodies is not None and len(bodies) >= max_bodies:
                 break
             (size,) = _unpack_header(view, pos)
-            if size == 0:
-                raise self._fail("zero-length frame")
-            if size > limit:
-                raise self._fail(f"frame of {size} bytes exceeds the limit of {limit} bytes")
+            if size == 0 or size > limit:
+                error = self._fail(
+                    "zero-length frame"
+                    if size == 0
+                    else f"frame of {size} bytes exceeds the limit of {limit} bytes"
+                )
+                if bodies:
+                    return bodies  # rule 4: the error waits for the next call
+                raise error
             stop = pos + HEADER_SIZE + size
             if stop > end:
                 break

@@ -106,6 +106,8 @@ def pack_default(obj: Any) -> Any:
         return msgpack.ExtType(EXT_CRASH, msgpack.packb(fields, use_bin_type=True))
     if isinstance(obj, tuple):
         return list(obj)
+    if isinstance(obj, str):  # str() of a str-mixin Enum is its name, not its value
+        return str.__str__(obj)
     for base in _BASES:
         if isinstance(obj, base):
             return base(obj)  # type: ignore[arg-type]
