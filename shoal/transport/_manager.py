@@ -125,6 +125,7 @@ class ConnectionManager:
             self.config.host,
             self.config.port,
             ssl=self.config.server_ssl,
+            ssl_handshake_timeout=self.config.handshake_timeout if self.config.server_ssl else None,
         )
         return self.address
 
@@ -251,11 +252,7 @@ class ConnectionManager:
             vet_peer=self._vet_outbound if initiator else self._vet,
             expect_node=expect,
         )
-        conn = PeerConnection(self, wire, initiator=initiator)
-        if self._closing:
-            conn.abort("this node is shutting down")
-        self._all.add(conn)
-        return conn
+        return PeerConnection(self, wire, initiator=initiator)
 
     async def _dial(self, peer_name: str, address: tuple[str, int]) -> PeerConnection:
         loop = asyncio.get_running_loop()
@@ -271,6 +268,7 @@ class ConnectionManager:
                 loop.create_connection(
                     lambda: self._new_protocol(initiator=True, expect=peer_name),
                     address[0], address[1], ssl=config.client_ssl, server_hostname=hostname,
+                    ssl_handshake_timeout=config.handshake_timeout if config.client_ssl else None,
                 ),
                 config.handshake_timeout,
             )  # fmt: skip
@@ -419,6 +417,18 @@ class ConnectionManager:
         self._notify(self.handler.on_peer_down, name, creation, reason)
 
     # --- callbacks from PeerConnection ----------------------------------
+
+    def _connection_made(self, conn: PeerConnection) -> bool:
+        """Track a connection once its socket (and TLS session) is up.
+
+        Not at protocol creation: with TLS, a protocol whose TLS handshake
+        fails never sees ``connection_made`` nor ``connection_lost``.
+        Returns False when this node is closing and the connection must go.
+        """
+        if self._closing:
+            return False
+        self._all.add(conn)
+        return True
 
     def _connection_lost(self, conn: PeerConnection) -> None:
         self._all.discard(conn)

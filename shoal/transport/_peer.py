@@ -222,7 +222,8 @@ class PeerConnection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         self.peer_address = transport.get_extra_info("peername")
-        if self.close_reason is not None:  # the manager was closing when we arrived
+        if not self._manager._connection_made(self):
+            self._set_reason("this node is shutting down")
             transport.abort()
             return
         if self._config.write_buffer_high is not None:
