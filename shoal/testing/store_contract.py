@@ -368,7 +368,7 @@ async def check_watch_replays_from_revision_in_order(factory: StoreFactory) -> N
         await sess.apply([Put(key="other/1", value=b"b")])
         r2 = await sess.apply([Put(key="w/2", value=b"c")])
         r3 = await sess.apply([Delete(key="w/1")])
-        plan = ((r0, [r1, r2, r3]), (r1, [r2, r3]), (r3, []))
+        plan: list[tuple[int, list[int]]] = [(r0, [r1, r2, r3]), (r1, [r2, r3]), (r3, [])]
         watchers = [(_Watcher(h.store, "w/", start, h.timeout), want) for start, want in plan]
         try:
             r4 = await sess.apply([Put(key="w/last", value=b"d")])
