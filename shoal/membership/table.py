@@ -118,6 +118,11 @@ class GroupTable:
         """The (scope, group) pairs a pid is in (each once)."""
         return list(dict.fromkeys(self._by_pid.get(pid, ())))
 
+    def count(self, pid: Pid, scope: str, group: Hashable) -> int:
+        """How many times ``pid`` joined the group (0 if not a member)."""
+        keys = self._by_pid.get(pid)
+        return keys.count((scope, group)) if keys else 0
+
     def pids(self) -> Iterator[Pid]:
         """Every pid with at least one membership."""
         return iter(self._by_pid)

@@ -207,6 +207,7 @@ class Groups:
             if node.local_process(pid) is None:
                 raise NoSuchProcess(pid)
         node._dispatch(node.table.join(self.scope, group, members))
+        await node._replicated()
 
     async def leave(self, group: str, pids: Pid | list[Pid]) -> bool:
         """Remove one join of each pid from ``group``.
@@ -224,6 +225,7 @@ class Groups:
                 raise BadArgument("pids", pid, f"a pid of this node ({self.node.name!r})")
         events, not_joined = self.node.table.leave(self.scope, group, members)
         self.node._dispatch(events)
+        await self.node._replicated()
         return not not_joined
 
     def get_members(self, group: str) -> list[Pid]:

@@ -23,20 +23,27 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import random
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
 
 from shoal.errors import BadArgument, CallTimeout, NoSuchProcess, ShoalError
 from shoal.membership.table import GroupTable, MembershipEvent
-from shoal.pid import NOPROC, NORMAL, SHUTDOWN, Pid, Reason
+from shoal.pid import NOCONNECTION, NOPROC, NORMAL, SHUTDOWN, Pid, Reason
 from shoal.runtime.checks import check_name, check_pid, check_timeout
+from shoal.runtime.config import DEFAULT_STORE, load_secret, parse_listen
 from shoal.runtime.deadlines import Deadlines
 from shoal.runtime.genserver import GenServer
 from shoal.runtime.groups import Groups, SubscriptionHub
 from shoal.runtime.messages import Down, Exit, Ref
 from shoal.runtime.process import CALL, CAST, DEAD, INFO, Caller, Process, current_process
+from shoal.runtime.remote import Remote
+from shoal.runtime.replication import Replication, node_info
+from shoal.store import Store, open_store
+from shoal.transport import ConnectionManager, TransportConfig
 
 __all__ = ["Node", "NodeStatistics"]
 
@@ -65,19 +72,75 @@ class NodeStatistics:
 class Node:
     """A node hosting processes; use it as an async context manager.
 
+    Every setting may also come from the environment (``SHOAL_CLUSTER``,
+    ``SHOAL_SECRET``, ``SHOAL_SECRET_FILE``, ``SHOAL_STORE``, ``SHOAL_LISTEN``);
+    an argument wins over the environment.
+
     Args:
-        name: the node's name, unique in its cluster (default ``"node"``).
+        name: the node's name, unique among the live nodes of its cluster.
+        cluster: the cluster's name (default ``"default"``): nodes of other
+            clusters are refused.
+        secret: the cluster secret (bytes or str, at least 16 bytes). Default:
+            ``SHOAL_SECRET`` or the file named by ``SHOAL_SECRET_FILE``; with
+            the embedded store, one generated beside the database.
+        store: a store URL (``sqlite:///path``, ``etcd://host:port``,
+            ``memory://``) or a Store object. Default: ``SHOAL_STORE`` or the
+            embedded ``sqlite://.shoal/cluster.db`` (relative to the working
+            directory). ``memory://`` makes a private store: a node on its
+            own, reachable by nobody.
+        listen: ``"host:port"`` to accept peers on (default ``127.0.0.1:0``:
+            loopback, any free port); ``None`` for no listener.
+        heartbeat_timeout: seconds of silence after which a peer's members
+            are unroutable (default 2).
+        session_ttl: seconds the store keeps this node's entries after it
+            stops renewing its session (default 5).
         drain_timeout: seconds ``stop`` waits for in-flight calls.
+        server_ssl, client_ssl: TLS contexts for peer connections (optional).
         seed: seed for the node's random selection (tests).
 
     Raises:
-        BadArgument: a bad name or timeout.
+        BadArgument: a bad argument, named.
+        ConfigError: an unsafe or missing secret.
     """
 
-    def __init__(self, name: str = "node", *, drain_timeout: float = 5.0,
-                 seed: int | None = None) -> None:
+    def __init__(
+        self,
+        name: str = "node",
+        *,
+        cluster: str | None = None,
+        secret: bytes | str | None = None,
+        store: str | Store | None = None,
+        listen: str | None = "",
+        heartbeat_timeout: float = 2.0,
+        session_ttl: float = 5.0,
+        drain_timeout: float = 5.0,
+        server_ssl: ssl.SSLContext | None = None,
+        client_ssl: ssl.SSLContext | None = None,
+        seed: int | None = None,
+    ) -> None:
         self.name = check_name("name", name)
+        self.cluster = check_name("cluster", cluster or os.environ.get("SHOAL_CLUSTER")
+                                  or "default")
         self.drain_timeout = check_timeout(drain_timeout, "drain_timeout")
+        self.heartbeat_timeout = check_timeout(heartbeat_timeout, "heartbeat_timeout")
+        self.session_ttl = check_timeout(session_ttl, "session_ttl")
+        if store is None:
+            store = os.environ.get("SHOAL_STORE") or DEFAULT_STORE
+        if not isinstance(store, str) and not isinstance(store, Store):
+            raise BadArgument("store", store, "a store URL or a shoal Store")
+        self._store_arg = store
+        if listen == "":
+            listen = os.environ.get("SHOAL_LISTEN") or (
+                None if store == "memory://" else "127.0.0.1:0")
+        self._listen = parse_listen(listen) if listen is not None else None
+        self._secret = secret
+        self._ssl = (server_ssl, client_ssl)
+        self.store: Store | None = None
+        self.address: tuple[str, int] | None = None
+        self.remote = Remote(self)
+        self.replication: Replication | None = None
+        self._owns_store = False
+        self._background: set[asyncio.Task[None]] = set()
         # Invariant: creation differs between any two starts of this name
         # on one host (microseconds since the epoch at construction).
         self.creation = time.time_ns() // 1000
@@ -115,11 +178,49 @@ class Node:
         await self.stop()
 
     async def start(self) -> None:
-        """Start the node. Idempotent."""
+        """Start the node: open the store, listen for peers, register, and
+        load the cluster's membership. Idempotent.
+
+        Raises:
+            NameInUse: a live node of the cluster already has this name.
+            StoreUnavailable: the store cannot be reached.
+            ConfigError: the secret is missing or unsafe.
+            OSError: the listen address cannot be bound.
+        """
         if self._running:
             return
         self._loop = asyncio.get_running_loop()
         self._deadlines = Deadlines(self._loop)
+        store_arg = self._store_arg
+        owned = isinstance(store_arg, str)
+        store = _open_store(store_arg, self.cluster) if isinstance(store_arg, str) \
+            else store_arg
+        manager: ConnectionManager | None = None
+        try:
+            host, port = "", 0
+            if self._listen is not None:
+                url = store_arg if isinstance(store_arg, str) else "object://"
+                config = TransportConfig(
+                    cluster=self.cluster, node=self.name, creation=self.creation,
+                    secret=load_secret(self._secret, url), host=self._listen[0],
+                    port=self._listen[1], heartbeat_timeout=self.heartbeat_timeout,
+                    heartbeat_interval=self.heartbeat_timeout / 4,
+                    server_ssl=self._ssl[0], client_ssl=self._ssl[1])
+                manager = ConnectionManager(config, self.remote)
+                host, port = await manager.start()
+                self.address = (host, port)
+            self.remote.manager = manager
+            self.replication = Replication(self, store, ttl=self.session_ttl,
+                                           info=node_info(self, host, port))
+            await self.replication.start()
+        except BaseException:
+            if manager is not None:
+                await manager.close()
+            if owned:
+                await store.close()
+            raise
+        self.store = store
+        self._owns_store = owned
         self._running = True
 
     async def stop(self) -> None:
@@ -131,13 +232,26 @@ class Node:
         try:
             for pid in [p for p in self.table.pids() if p.node == self.name]:
                 self._dispatch(self.table.remove_pid(pid, SHUTDOWN))
+            # G4: the leave must be visible before anything else stops.
+            if self.replication is not None and not await self.replication.flush(
+                    self.drain_timeout):
+                log.warning("node %s: leaving groups was not confirmed by the store "
+                                "within %gs", self.name, self.drain_timeout)
             await self._drain()
             self._halting = True
             for proc in reversed(list(self._procs.values())):
                 await self._stop_process(proc)
         finally:
-            self._deadlines.close()
-            self._running = False
+            try:
+                if self.replication is not None:
+                    await self.replication.stop()
+                if self.remote.manager is not None:
+                    await self.remote.manager.close("shutdown")
+                if self.store is not None and self._owns_store:
+                    await self.store.close()
+            finally:
+                self._deadlines.close()
+                self._running = False
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
@@ -297,7 +411,9 @@ class Node:
             proc = None
         if proc is None:
             check_pid("pid", pid)
-            check_timeout(timeout)
+            seconds = check_timeout(timeout)
+            if pid.node != self.name and self._running:
+                return await self.remote.call(pid, request, seconds)
             raise NoSuchProcess(pid)
         if type(timeout) is not float:
             timeout = check_timeout(timeout)
@@ -320,6 +436,8 @@ class Node:
         proc = self._procs.get(check_pid("pid", pid))
         if proc is not None and proc.alive:
             proc.deliver(CAST, request, None)
+        elif pid.node != self.name:
+            self.remote.cast(pid, request)
 
     def send(self, pid: Pid, message: Any) -> None:
         """Deliver ``message`` to ``pid``'s ``handle_info``. A message to a
@@ -332,6 +450,8 @@ class Node:
         proc = self._procs.get(check_pid("pid", pid))
         if proc is not None and proc.alive:
             proc.deliver(INFO, message, None)
+        elif pid.node != self.name:
+            self.remote.send(pid, message)
 
     # -- monitors and links -------------------------------------------------------------
 
@@ -362,6 +482,11 @@ class Node:
         check_pid("pid", pid)
         me = self._watcher(watcher)
         ref = self.make_ref()
+        if pid.node != self.name:
+            me.monitoring[ref] = pid
+            self._monitors[ref] = (me.pid, pid)
+            self.remote.monitor(ref, me.pid, pid)
+            return ref
         target = self._procs.get(pid)
         if target is None or not target.alive:
             me.notify(Down(ref=ref, pid=pid, reason=NOPROC))
@@ -386,6 +511,8 @@ class Node:
                 _purge(me, lambda m: isinstance(m, Down) and m.ref == ref)
             return
         watcher, target = pair
+        if target.node != self.name:
+            self.remote.demonitor(ref)
         owner = self._procs.get(target)
         if owner is not None:
             owner.monitored_by.pop(ref, None)
@@ -406,6 +533,13 @@ class Node:
         pb = self._procs.get(check_pid("b", b))
         if a == b:
             return
+        if a.node != self.name or b.node != self.name:
+            if a.node != self.name and b.node != self.name:
+                raise BadArgument("a", a, "a pid of this node (one side must be local)")
+            local, other = (a, b) if a.node == self.name else (b, a)
+            if self.local_process(local) is not None:
+                self.remote.link(local, other)
+            return
         if pa is None or not pa.alive or pb is None or not pb.alive:
             live, dead = (pa, b) if pa is not None and pa.alive else (pb, a)
             if live is not None and live.alive:
@@ -420,6 +554,8 @@ class Node:
             proc = self._procs.get(x)
             if proc is not None:
                 proc.links.discard(y)
+                if y.node != self.name:
+                    self.remote.unlink(x, y)
 
     def exit(self, pid: Pid, reason: Reason) -> None:
         """Send an exit signal to ``pid`` from the calling process (or from
@@ -435,8 +571,11 @@ class Node:
         if not isinstance(reason, str) or not reason:
             raise BadArgument("reason", reason, "a non-empty str")
         me = current_process.get()
+        sender = me.pid if me is not None else self.self_pid
         if proc is not None:
-            self.exit_signal(proc, me.pid if me is not None else self.self_pid, reason)
+            self.exit_signal(proc, sender, reason)
+        elif pid.node != self.name:
+            self.remote.exit(sender, pid, reason)
 
     def kill(self, pid: Pid) -> None:
         """``exit(pid, "kill")``: stop it now, skipping ``terminate``."""
@@ -477,9 +616,47 @@ class Node:
         proc = self._procs.get(pid)
         return proc if proc is not None and proc.alive else None
 
-    def _dispatch(self, events: list[MembershipEvent]) -> None:
+    def _dispatch(self, events: list[MembershipEvent], *, local: bool = True) -> None:
         if events:
             self.hub.publish(events)
+            if local and self.replication is not None:
+                self.replication.local_changes(events)
+
+    async def _replicated(self) -> None:
+        """Wait until local membership changes are in the store (bounded)."""
+        if self.replication is not None:
+            await self.replication.flush(self.drain_timeout)
+
+    # -- what the cluster layer tells us ---------------------------------------------
+
+    def _node_routable(self, name: str, routable: bool) -> None:
+        self.table.set_routable(name, routable)
+
+    def _remote_node_lost(self, name: str) -> None:
+        """Links to ``name``'s pids break with ``"noconnection"``; monitors
+        that ``name``'s processes held on ours are gone (Rule 3 of remote.py)."""
+        for proc in list(self._procs.values()):
+            for ref in [r for r, w in proc.monitored_by.items() if w.node == name]:
+                del proc.monitored_by[ref]
+            lost = [p for p in proc.links if p.node == name]
+            for pid in lost:
+                proc.links.discard(pid)
+                self.exit_signal(proc, pid, NOCONNECTION)
+
+    def _probe_store(self) -> None:
+        store = self.store
+        if store is None or self._stopping:
+            return
+
+        async def probe() -> None:
+            try:
+                await store.probe()
+            except ShoalError as exc:
+                log.info("node %s: store probe failed: %s", self.name, exc)
+
+        task = self._loop.create_task(probe())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # -- exit path hooks (called by Process) ------------------------------------------------
 
@@ -503,6 +680,12 @@ class Node:
             if other is not None:
                 other.monitoring.pop(ref, None)
                 other.notify(Down(ref=ref, pid=proc.pid, reason=reason))
+        remote_watchers = [(r, w) for r, w in proc.monitored_by.items() if w.node != self.name]
+        remote_links = [p for p in proc.links if p.node != self.name]
+        if remote_watchers or remote_links:
+            self.remote.process_dead(proc.pid, reason, remote_watchers,
+                                     [] if self._halting and reason == SHUTDOWN
+                                     else remote_links)
         proc.monitored_by.clear()
         for linked in proc.links:
             other = self._procs.get(linked)
@@ -528,6 +711,13 @@ class Node:
             groups=sum(len(self.table.which_groups(s)) for s in self.table.scopes()),
             memberships=sum(len(self.table.groups_of(p)) for p in self.table.pids()),
         )
+
+
+def _open_store(url: str, cluster: str) -> Store:
+    # etcd keeps many clusters apart by key prefix; a SQLite file is one cluster.
+    if url.startswith("etcd://") and "cluster=" not in url:
+        url += ("&" if "?" in url else "?") + f"cluster={cluster}"
+    return open_store(url)
 
 
 def _purge(proc: Process, match: Callable[[Any], bool]) -> None:

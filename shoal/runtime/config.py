@@ -1,0 +1,134 @@
+"""Node configuration: names, the cluster secret, the store URL, the listen address.
+
+Every setting can come from an argument or an environment variable, the
+argument winning:
+
+| setting | argument | environment | default |
+| --- | --- | --- | --- |
+| cluster name | ``cluster`` | ``SHOAL_CLUSTER`` | ``"default"`` |
+| secret | ``secret`` | ``SHOAL_SECRET``, ``SHOAL_SECRET_FILE`` | see below |
+| store | ``store`` | ``SHOAL_STORE`` | ``sqlite://.shoal/cluster.db`` (relative path) |
+| listen address | ``listen`` | ``SHOAL_LISTEN`` | ``127.0.0.1:0`` |
+
+The secret proves membership of the cluster in every handshake (G7). A
+secret file must be readable by its owner only: a file that group or others
+can read is refused with :class:`~shoal.ConfigError`, as ssh refuses a
+world-readable key. With the embedded SQLite store and no secret given, the
+nodes of one host share one generated in ``<store dir>/secret`` (mode 0600):
+zero set-up on one host, and only users who can read the store directory
+can join. Any other store needs an explicit secret.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from shoal.errors import BadArgument, ConfigError
+
+__all__ = ["DEFAULT_STORE", "NodeConfig", "load_secret", "parse_listen"]
+
+DEFAULT_STORE = "sqlite://.shoal/cluster.db"
+MIN_SECRET = 16
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeConfig:
+    """Resolved settings of one node (see the module docstring)."""
+
+    cluster: str
+    secret: bytes
+    store_url: str
+    listen_host: str
+    listen_port: int
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Parse ``host:port`` (``[v6]:port`` for IPv6).
+
+    Raises:
+        BadArgument: not of that form, or the port is out of range.
+    """
+    if not isinstance(value, str) or ":" not in value:
+        raise BadArgument("listen", value, "'host:port', e.g. '127.0.0.1:0'")
+    host, _, port_text = value.rpartition(":")
+    host = host.strip("[]")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise BadArgument("listen", value, "'host:port' with a numeric port") from None
+    if not host or not 0 <= port <= 65535:
+        raise BadArgument("listen", value, "'host:port' with a port in 0..65535")
+    return host, port
+
+
+def _read_secret_file(path: Path) -> bytes:
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise ConfigError(f"cannot read secret file {path}: {exc.strerror}") from None
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"secret file {path} is readable by others (mode {stat.filemode(info.st_mode)}); "
+            f"run: chmod 600 {path}"
+        )
+    try:
+        secret = path.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read secret file {path}: {exc.strerror}") from None
+    if len(secret) < MIN_SECRET:
+        raise ConfigError(f"secret in {path} is shorter than {MIN_SECRET} bytes")
+    return secret
+
+
+def _shared_host_secret(store_url: str) -> bytes | None:
+    """The generated secret beside an embedded SQLite store, created once."""
+    if not store_url.startswith("sqlite://"):
+        return None
+    db = Path(store_url[len("sqlite://"):])
+    path = db.parent / "secret"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read_secret_file(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot create secret file {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "wb") as out:
+        out.write(secrets.token_hex(32).encode())
+    return _read_secret_file(path)
+
+
+def load_secret(secret: bytes | str | None, store_url: str) -> bytes:
+    """Resolve the cluster secret (see the module docstring).
+
+    Raises:
+        ConfigError: no secret is configured where one is required, the file
+            is unsafe or unreadable, or the secret is too short.
+        BadArgument: ``secret`` is neither bytes nor str.
+    """
+    if secret is None:
+        if os.environ.get("SHOAL_SECRET"):
+            secret = os.environ["SHOAL_SECRET"]
+        elif os.environ.get("SHOAL_SECRET_FILE"):
+            return _read_secret_file(Path(os.environ["SHOAL_SECRET_FILE"]))
+        elif store_url.startswith("memory://"):
+            return secrets.token_bytes(32)  # a private store: no peer can exist
+        else:
+            shared = _shared_host_secret(store_url)
+            if shared is None:
+                raise ConfigError(
+                    "no cluster secret: pass secret=..., or set SHOAL_SECRET or "
+                    "SHOAL_SECRET_FILE (a file readable only by its owner)"
+                )
+            return shared
+    if isinstance(secret, str):
+        secret = secret.encode()
+    if not isinstance(secret, bytes):
+        raise BadArgument("secret", secret, "bytes or str")
+    if len(secret) < MIN_SECRET:
+        raise ConfigError(f"the cluster secret must be at least {MIN_SECRET} bytes")
+    return secret

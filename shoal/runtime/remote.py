@@ -1,0 +1,434 @@
+"""Messaging between nodes: remote calls, casts, sends, monitors, links.
+
+``Remote`` is the runtime's side of the transport: it implements the
+transport's ``PeerHandler`` callbacks and turns wire messages into local
+deliveries, and local operations on remote pids into wire messages.
+
+Rules:
+
+- Rule 1 (incarnations): a pid whose creation differs from the creation this
+  node knows for its node is dead by definition: calls to it fail at once
+  with ``NoSuchProcess``, and messages about it are dropped. The transport
+  already refuses connections from an older incarnation.
+- Rule 2 (delivery): a call that could not be sent (no connection, refused)
+  raises ``NodeDown(not_started=True)``; a call sent on a connection that
+  then broke raises ``NodeDown(not_started=False)``: delivery unknown (G3).
+- Rule 3 (node loss): when the connection to a node breaks, its members
+  become unroutable at once, calls in flight to it fail, monitors on its
+  pids fire ``Down`` with ``"noconnection"``, links to its pids deliver an
+  exit signal ``"noconnection"``, and the store is asked to probe, so the
+  node's session ends as soon as its death is provable (G2).
+- Rule 4 (silence): a node silent for the heartbeat timeout is unroutable
+  until bytes arrive again; silence is suspicion, not death: its members
+  stay members and calls in flight keep waiting for their deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from shoal.errors import (
+    BadArgument,
+    BadRequest,
+    CallError,
+    CallTimeout,
+    NodeDown,
+    NoSuchProcess,
+    Overloaded,
+    ProcessExited,
+    ShoalError,
+)
+from shoal.pid import NOCONNECTION, NOPROC, Crash, Pid, Reason
+from shoal.runtime.messages import Down, Ref
+from shoal.runtime.process import CALL, CAST, INFO, Caller, current_process
+from shoal.transport import ConnectionManager, PeerConnection
+from shoal.wire import (
+    Bye,
+    Call,
+    Cast,
+    Demonitor,
+    Exit,
+    Fail,
+    Link,
+    Message,
+    Monitor,
+    Reply,
+    Send,
+    Unlink,
+)
+from shoal.wire import Down as WireDown
+
+if TYPE_CHECKING:
+    from shoal.runtime.node import Node
+
+__all__ = ["PeerInfo", "Remote"]
+
+log = logging.getLogger("shoal")
+
+
+class PeerInfo:
+    """What this node knows of another node from the store."""
+
+    __slots__ = ("address", "creation", "info", "name")
+
+    def __init__(self, name: str, creation: int, address: tuple[str, int],
+                 info: dict[str, Any]) -> None:
+        self.name = name
+        self.creation = creation
+        self.address = address
+        self.info = info
+
+
+def _fail_error(msg: Fail) -> ShoalError:
+    kind, pid, detail = msg.kind, msg.pid, msg.detail
+    if kind == "noproc":
+        return NoSuchProcess(pid)
+    if kind == "overloaded":
+        return Overloaded(pid, detail if type(detail) is int else 0)
+    if kind == "badrequest":
+        return BadRequest(None, str(detail))
+    if kind == "crash":
+        if isinstance(detail, Crash):
+            return CallError(pid, detail.type, detail.message, detail.traceback)
+        parts = [str(x) for x in detail] if isinstance(detail, list) else [str(detail)]
+        parts += [""] * (3 - len(parts))
+        return CallError(pid, parts[0], parts[1], parts[2])
+    return ProcessExited(pid, detail if isinstance(detail, (str, Crash)) else str(detail))
+
+
+class Remote:
+    """Cross-node messaging for one node (see the module header)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.manager: ConnectionManager | None = None
+        # Invariant: the latest incarnation of every other node the store
+        # showed us, by name.
+        self.peers: dict[str, PeerInfo] = {}
+        # Invariant: calls sent and not yet answered: ref -> (future, callee).
+        self.pending: dict[int, tuple[asyncio.Future[Any], Pid]] = {}
+        self._next_ref = 1
+        # Monitors held by local watchers on remote targets: wire ref -> (ref, watcher, target).
+        self.monitors: dict[int, tuple[Ref, Pid, Pid]] = {}
+        self.on_node_lost: list[Any] = []
+
+    # -- sending ------------------------------------------------------------------
+
+    def _connection(self, node: str) -> PeerConnection | None:
+        manager = self.manager
+        return manager.get(node) if manager is not None else None
+
+    async def _connect(self, pid: Pid, timeout: float) -> PeerConnection:
+        peer = self.peers.get(pid.node)
+        if peer is None or peer.creation < pid.creation:
+            raise NodeDown(pid.node, "not known to this node (yet)", not_started=True)
+        if peer.creation != pid.creation:
+            raise NoSuchProcess(pid)  # an earlier incarnation: dead by definition
+        conn = self._connection(pid.node)
+        if conn is not None:
+            return conn
+        if self.manager is None:
+            raise NodeDown(pid.node, "this node is not distributed", not_started=True)
+        try:
+            return await self.manager.connect(pid.node, peer.address, timeout=timeout)
+        except NodeDown as exc:
+            raise NodeDown(pid.node, str(exc), not_started=True) from None
+        except ShoalError as exc:
+            raise NodeDown(pid.node, str(exc), not_started=True) from None
+
+    async def call(self, pid: Pid, request: Any, timeout: float) -> Any:
+        """A call to a pid of another node (see ``Node.call``)."""
+        node = self.node
+        loop = node._loop
+        peer = self.peers.get(pid.node)
+        conn = self._connection(pid.node)
+        if conn is None or peer is None or peer.creation != pid.creation:
+            deadline = loop.time() + timeout
+            conn = await self._connect(pid, timeout)
+            timeout = deadline - loop.time()
+            if timeout <= 0:
+                raise CallTimeout(pid, timeout)
+        ref = self._next_ref
+        self._next_ref = ref + 1
+        me = current_process.get()
+        future: asyncio.Future[Any] = loop.create_future()
+        conn.send(Call(ref=ref, sender=me.pid if me is not None else None, to=pid,
+                       request=request, timeout_ms=int(timeout * 1000)))
+        self.pending[ref] = (future, pid)
+        node._deadlines.add(future, timeout, pid)
+        try:
+            return await future
+        finally:
+            self.pending.pop(ref, None)
+
+    def _send(self, node: str, msg: Message) -> bool:
+        conn = self._connection(node)
+        if conn is None:
+            peer = self.peers.get(node)
+            if peer is not None and self.manager is not None:
+                asyncio.get_running_loop().create_task(self._send_later(peer, msg))
+            return False
+        conn.send(msg)
+        return True
+
+    async def _send_later(self, peer: PeerInfo, msg: Message) -> None:
+        assert self.manager is not None
+        try:
+            conn = await self.manager.connect(peer.name, peer.address)
+        except ShoalError as exc:
+            log.info("dropping %s to %s: %s", type(msg).__name__, peer.name, exc)
+            self._undeliverable(msg)
+            return
+        conn.send(msg)
+
+    def _undeliverable(self, msg: Message) -> None:
+        # Erlang's rule: a monitor or link to an unreachable node fires at once.
+        if isinstance(msg, Monitor):
+            self._remote_down(msg.ref, msg.target, NOCONNECTION)
+        elif isinstance(msg, Link):
+            proc = self.node.local_process(msg.a)
+            if proc is not None:
+                proc.links.discard(msg.b)
+                self.node.exit_signal(proc, msg.b, NOCONNECTION)
+
+    def cast(self, pid: Pid, request: Any) -> None:
+        if self._known(pid):
+            self._send(pid.node, Cast(to=pid, request=request))
+
+    def send(self, pid: Pid, message: Any) -> None:
+        if self._known(pid):
+            self._send(pid.node, Send(to=pid, message=message))
+
+    def _known(self, pid: Pid) -> bool:
+        peer = self.peers.get(pid.node)
+        return peer is not None and peer.creation == pid.creation
+
+    def monitor(self, ref: Ref, watcher: Pid, target: Pid) -> None:
+        if not self._known(target):
+            self._deliver_down(ref, watcher, target, NOPROC if self._stale(target)
+                               else NOCONNECTION)
+            return
+        self.monitors[ref.serial] = (ref, watcher, target)
+        self._send(target.node, Monitor(ref=ref.serial, watcher=watcher, target=target))
+
+    def demonitor(self, ref: Ref) -> None:
+        entry = self.monitors.pop(ref.serial, None)
+        if entry is not None:
+            _, watcher, target = entry
+            self._send(target.node, Demonitor(ref=ref.serial, watcher=watcher, target=target))
+
+    def link(self, local: Pid, remote: Pid) -> None:
+        proc = self.node.local_process(local)
+        if proc is None:
+            return
+        if not self._known(remote):
+            self.node.exit_signal(proc, remote, NOPROC if self._stale(remote) else NOCONNECTION)
+            return
+        proc.links.add(remote)
+        self._send(remote.node, Link(a=local, b=remote))
+
+    def unlink(self, local: Pid, remote: Pid) -> None:
+        if self._known(remote):
+            self._send(remote.node, Unlink(a=local, b=remote))
+
+    def exit(self, sender: Pid, target: Pid, reason: Reason) -> None:
+        if self._known(target):
+            self._send(target.node, Exit(sender=sender, to=target, reason=reason))
+
+    def _stale(self, pid: Pid) -> bool:
+        peer = self.peers.get(pid.node)
+        return peer is not None and peer.creation > pid.creation
+
+    # -- notifications from the local exit path -----------------------------------
+
+    def process_dead(self, pid: Pid, reason: Reason, watchers: list[tuple[Ref, Pid]],
+                     links: list[Pid]) -> None:
+        """Tell remote watchers and linked processes that ``pid`` exited."""
+        for ref, watcher in watchers:
+            self._send(watcher.node, WireDown(ref=ref.serial, target=pid, watcher=watcher,
+                                              reason=_wire_reason(reason)))
+        for other in links:
+            self._send(other.node, Exit(sender=pid, to=other, reason=_wire_reason(reason)))
+
+    # -- PeerHandler ----------------------------------------------------------------
+
+    def on_peer_up(self, peer_name: str, creation: int, connection: PeerConnection) -> None:
+        self.node._node_routable(peer_name, True)
+
+    def on_peer_silent(self, peer_name: str, creation: int) -> None:
+        log.warning("node %s is silent: its members are unroutable", peer_name)
+        self.node._node_routable(peer_name, False)
+
+    def on_peer_alive(self, peer_name: str, creation: int) -> None:
+        log.info("node %s answers again", peer_name)
+        self.node._node_routable(peer_name, True)
+
+    def on_peer_down(self, peer_name: str, creation: int, reason: str) -> None:
+        log.info("connection to node %s (creation %d) lost: %s", peer_name, creation, reason)
+        self.node._node_routable(peer_name, False)
+        self.node_lost(peer_name, f"connection lost: {reason}")
+        self.node._probe_store()
+
+    def node_lost(self, name: str, detail: str) -> None:
+        """Fail everything in flight towards ``name`` (Rule 3)."""
+        for future, pid in list(self.pending.values()):
+            if pid.node == name and not future.done():
+                future.set_exception(NodeDown(name, detail, not_started=False))
+        for serial, (mref, watcher, target) in list(self.monitors.items()):
+            if target.node == name:
+                del self.monitors[serial]
+                self._deliver_down(mref, watcher, target, NOCONNECTION)
+        self.node._remote_node_lost(name)
+
+    def _deliver_down(self, ref: Ref, watcher: Pid, target: Pid, reason: Reason) -> None:
+        proc = self.node.local_process(watcher)
+        if proc is not None:
+            proc.monitoring.pop(ref, None)
+            proc.notify(Down(ref=ref, pid=target, reason=reason))
+
+    def _remote_down(self, serial: int, target: Pid, reason: Reason) -> None:
+        entry = self.monitors.pop(serial, None)
+        if entry is not None:
+            ref, watcher, _ = entry
+            self._deliver_down(ref, watcher, target, reason)
+
+    def on_message(self, peer: PeerConnection, msg: Message) -> None:
+        kind = type(msg)
+        if kind is Call:
+            self._on_call(peer, msg)  # type: ignore[arg-type]
+        elif kind is Reply:
+            entry = self.pending.pop(msg.ref, None)  # type: ignore[attr-defined]
+            if entry is not None:
+                future, pid = entry
+                self.node.queue_lengths[pid] = msg.queue_len  # type: ignore[attr-defined]
+                if not future.done():
+                    future.set_result(msg.value)  # type: ignore[attr-defined]
+            # else: the caller gave up (timed out): a late reply is dropped.
+        elif kind is Fail:
+            entry = self.pending.pop(msg.ref, None)  # type: ignore[attr-defined]
+            if entry is not None:
+                future, pid = entry
+                self.node.queue_lengths[pid] = msg.queue_len  # type: ignore[attr-defined]
+                if not future.done():
+                    future.set_exception(_fail_error(msg))  # type: ignore[arg-type]
+        elif kind is Cast or kind is Send:
+            self._on_cast(msg)
+        elif kind is Monitor:
+            self._on_monitor(peer, msg)  # type: ignore[arg-type]
+        elif kind is Demonitor:
+            target = self.node.local_process(msg.target)  # type: ignore[attr-defined]
+            if target is not None:
+                w: Pid = msg.watcher  # type: ignore[attr-defined]
+                target.monitored_by.pop(Ref(w.node, w.creation, msg.ref), None)  # type: ignore[attr-defined]
+        elif kind is WireDown:
+            self._remote_down(msg.ref, msg.target, msg.reason)  # type: ignore[attr-defined]
+        elif kind is Link:
+            self._on_link(peer, msg)  # type: ignore[arg-type]
+        elif kind is Unlink:
+            proc = self.node.local_process(msg.b)  # type: ignore[attr-defined]
+            if proc is not None:
+                proc.links.discard(msg.a)  # type: ignore[attr-defined]
+        elif kind is Exit:
+            proc = self.node.local_process(msg.to)  # type: ignore[attr-defined]
+            if proc is not None:
+                if msg.sender in proc.links:  # type: ignore[attr-defined]
+                    proc.links.discard(msg.sender)  # type: ignore[attr-defined]
+                self.node.exit_signal(proc, msg.sender, msg.reason)  # type: ignore[attr-defined]
+        elif kind is Bye:
+            pass  # the transport reports the peer down right after
+        else:  # pragma: no cover - the codec only yields the types above
+            raise BadArgument("msg", msg, "a known wire message")
+
+    def _on_call(self, peer: PeerConnection, msg: Call) -> None:
+        node = self.node
+        proc = node._procs.get(msg.to)
+        if proc is None:
+            peer.send(Fail(ref=msg.ref, kind="noproc", pid=msg.to, detail=None, queue_len=0))
+            return
+        future: asyncio.Future[Any] = node._loop.create_future()
+        try:
+            proc.deliver(CALL, msg.request, Caller(msg.sender, future))
+        except NoSuchProcess:
+            peer.send(Fail(ref=msg.ref, kind="noproc", pid=msg.to, detail=None, queue_len=0))
+            return
+        except Overloaded as exc:
+            peer.send(Fail(ref=msg.ref, kind="overloaded", pid=msg.to, detail=exc.limit,
+                           queue_len=len(proc.mailbox)))
+            return
+        ref, pid, mailbox = msg.ref, msg.to, proc.mailbox
+
+        def answer(done: asyncio.Future[Any]) -> None:
+            if done.cancelled():
+                return
+            exc = done.exception()
+            if exc is None:
+                try:
+                    peer.send(Reply(ref=ref, value=done.result(), queue_len=len(mailbox)))
+                except BadArgument as bad:
+                    peer.send(Fail(ref=ref, kind="crash", pid=pid, queue_len=len(mailbox),
+                                   detail=["shoal.BadArgument", f"reply not encodable: {bad}",
+                                           ""]))
+                return
+            if isinstance(exc, CallTimeout):
+                return  # the caller's own deadline passed: it is not listening
+            peer.send(_fail_message(ref, pid, exc, len(mailbox)))
+
+        future.add_done_callback(answer)
+        if msg.timeout_ms:
+            # Drop the request unrun if the caller's deadline passes first.
+            node._deadlines.add(future, msg.timeout_ms / 1000, pid)
+
+    def _on_cast(self, msg: Message) -> None:
+        to: Pid = msg.to  # type: ignore[attr-defined]
+        proc = self.node.local_process(to)
+        if proc is None:
+            return  # casts and sends to dead pids are dropped, as in Erlang
+        try:
+            if type(msg) is Cast:
+                proc.deliver(CAST, msg.request, None)
+            else:
+                proc.deliver(INFO, msg.message, None)  # type: ignore[attr-defined]
+        except Overloaded:
+            log.warning("dropped a message to %s: mailbox full", to)
+
+    def _on_monitor(self, peer: PeerConnection, msg: Monitor) -> None:
+        target = self.node.local_process(msg.target)
+        if target is None:
+            peer.send(WireDown(ref=msg.ref, target=msg.target, watcher=msg.watcher,
+                               reason=NOPROC))
+            return
+        w = msg.watcher
+        target.monitored_by[Ref(w.node, w.creation, msg.ref)] = w
+
+    def _on_link(self, peer: PeerConnection, msg: Link) -> None:
+        proc = self.node.local_process(msg.b)
+        if proc is None:
+            peer.send(Exit(sender=msg.b, to=msg.a, reason=NOPROC))
+            return
+        proc.links.add(msg.a)
+
+
+def _wire_reason(reason: Reason) -> Reason:
+    if isinstance(reason, Crash):
+        return Crash(type=reason.type, message=reason.message, traceback=reason.traceback)
+    return reason
+
+
+def _fail_message(ref: int, pid: Pid, exc: BaseException, queue_len: int) -> Fail:
+    if isinstance(exc, CallError):
+        return Fail(ref=ref, kind="crash", pid=pid, queue_len=queue_len,
+                    detail=[exc.remote_type, exc.remote_message, exc.remote_traceback])
+    if isinstance(exc, BadRequest):
+        return Fail(ref=ref, kind="badrequest", pid=pid, detail=str(exc), queue_len=queue_len)
+    if isinstance(exc, NoSuchProcess):
+        return Fail(ref=ref, kind="noproc", pid=pid, detail=None, queue_len=queue_len)
+    if isinstance(exc, Overloaded):
+        return Fail(ref=ref, kind="overloaded", pid=pid, detail=exc.limit, queue_len=queue_len)
+    if isinstance(exc, ProcessExited):
+        return Fail(ref=ref, kind="exited", pid=pid, detail=_wire_reason(exc.reason),
+                    queue_len=queue_len)
+    crash = Crash.from_exception(exc)
+    return Fail(ref=ref, kind="crash", pid=pid, queue_len=queue_len,
+                detail=[crash.type, crash.message, crash.traceback])

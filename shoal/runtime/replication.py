@@ -1,0 +1,399 @@
+"""Replicating group membership through the store.
+
+Each node is authoritative for its own processes (as in Erlang's ``pg``):
+it writes one key per (pid, scope, group) holding the join count, under its
+own store session, and it never takes its own entries from the store. Every
+other node's entries come from the store's watch into the local table, so
+reads and selection stay local.
+
+Key layout under the adapter's cluster prefix::
+
+    nodes/<node>                                       node info (msgpack map)
+    members/<node>/<creation>/<serial>/<scope>/<group> join count (msgpack int)
+
+``scope`` and ``group`` are percent-encoded, so any string is a valid name.
+
+Rules:
+
+- Rule 1: a node's view is *replaced*, never merged: on a re-sync, or when
+  a node shows up with a new creation, its members are recomputed from the
+  store's entries of that incarnation alone (pg2 merged, and resurrected
+  groups after net splits).
+- Rule 2: only positive evidence of death removes a member: the owner
+  deleted the key (it left or exited), the owner's session ended (its
+  ``nodes/`` key was deleted), or its node came back with a new creation.
+  A broken connection only makes members unroutable (``remote.py``).
+- Rule 3: writes are coalesced: joins and leaves mark keys dirty; one task
+  writes them in batches. ``flush`` waits until everything marked before it
+  was written. A store that cannot be reached is retried with backoff while
+  the local table keeps serving; a session that ended is re-opened and every
+  local membership rewritten (this node holds the truth about its own).
+- Rule 4: anything malformed read from the store is logged and skipped,
+  never executed (G7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote
+
+import msgpack
+
+from shoal.errors import SessionEnded, ShoalError, StoreError
+from shoal.membership.table import MembershipEvent
+from shoal.pid import Pid
+from shoal.runtime.remote import PeerInfo
+from shoal.store.base import Changes, Delete, Event, Op, Put, Session, Snapshot, Store
+
+if TYPE_CHECKING:
+    from shoal.runtime.node import Node
+
+__all__ = ["NODEDOWN", "Replication", "member_key", "node_info"]
+
+log = logging.getLogger("shoal")
+
+NODEDOWN = "nodedown"
+MAX_BATCH = 128  # etcd's default transaction limit; other stores take it too
+
+
+def member_key(pid: Pid, scope: str, group: str) -> str:
+    """The store key of one (pid, scope, group) membership."""
+    return (f"members/{pid.node}/{pid.creation}/{pid.serial}/"
+            f"{quote(scope, safe='')}/{quote(group, safe='')}")
+
+
+def parse_member_key(key: str) -> tuple[Pid, str, str] | None:
+    parts = key.split("/")
+    if len(parts) != 6 or parts[0] != "members":
+        return None
+    try:
+        pid = Pid.of(parts[1], int(parts[2]), int(parts[3]))
+    except (ValueError, ShoalError):
+        return None
+    return pid, unquote(parts[4]), unquote(parts[5])
+
+
+def node_info(node: Node, host: str, port: int) -> bytes:
+    """The ``nodes/<name>`` value: what others need to reach and show us."""
+    from shoal import __version__
+
+    packed: bytes = msgpack.packb({
+        "name": node.name, "creation": node.creation, "host": host, "port": port,
+        "os_pid": os.getpid(), "hostname": socket.gethostname(), "version": __version__,
+        "started": time.time(),
+    })
+    return packed
+
+
+def _parse_info(name: str, value: bytes | None) -> PeerInfo | None:
+    try:
+        info = msgpack.unpackb(value or b"", raw=False, strict_map_key=True)
+        creation, host, port = info["creation"], info["host"], info["port"]
+        if type(creation) is not int or not isinstance(host, str) or type(port) is not int:
+            raise TypeError("bad field types")
+    except Exception as exc:  # anything malformed: skip it (Rule 4)
+        log.warning("ignoring malformed node info for %r: %s", name, exc)
+        return None
+    return PeerInfo(name, creation, (host, port), info)
+
+
+class Replication:
+    """Keeps the node's table in step with the store (see the module header)."""
+
+    def __init__(self, node: Node, store: Store, *, ttl: float, info: bytes) -> None:
+        self.node = node
+        self.store = store
+        self.ttl = ttl
+        self.info = info
+        self.session: Session | None = None
+        # Invariant: every remote member key seen in the store -> (pid, scope, group, count).
+        self.entries: dict[str, tuple[Pid, str, str, int]] = {}
+        self._dirty: dict[str, int] = {}
+        self._marked = 0
+        self._written = 0
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._stopping = False
+        self.revision = 0
+        self.synced = asyncio.Event()
+
+    # -- life -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the session, load the snapshot and follow the watch.
+
+        Raises:
+            NameInUse: a live node holds this node's name.
+            StoreUnavailable: the store cannot be reached.
+        """
+        self.session = await self.store.open_session(self.node.name, self.info, self.ttl)
+        snapshot = await self.store.snapshot("")
+        self._resync(snapshot)
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._follow(), name=f"shoal watch {self.node.name}"))
+        self._tasks.append(loop.create_task(self._guard_session(),
+                                            name=f"shoal session {self.node.name}"))
+        self.synced.set()
+
+    async def stop(self) -> None:
+        """Stop following and end the session (its keys vanish at once)."""
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        if self._writer is not None:
+            self._writer.cancel()
+        tasks = [*self._tasks, *([self._writer] if self._writer else [])]
+        # Their own cancellation is expected; a cancel of stop() itself propagates.
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.session is not None:
+            try:
+                await self.session.close()
+            except ShoalError as exc:
+                log.warning("node %s: could not close its store session: %s",
+                            self.node.name, exc)
+        for _, waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- writing our own memberships ----------------------------------------------------
+
+    def local_changes(self, events: Iterable[MembershipEvent]) -> None:
+        """Mark the keys of local pids touched by ``events`` for writing."""
+        table = self.node.table
+        name = self.node.name
+        for event in events:
+            for pid in set(event.pids):
+                if pid.node == name:
+                    group = str(event.group)
+                    self._dirty[member_key(pid, event.scope, group)] = table.count(
+                        pid, event.scope, event.group)
+                    self._marked += 1
+        if self._dirty and not self._stopping and (
+                self._writer is None or self._writer.done()):
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every change marked so far is in the store.
+
+        Returns:
+            True if written, False if ``timeout`` passed first.
+        """
+        if self._written >= self._marked:
+            return True
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((self._marked, future))
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _write(self) -> None:
+        delay = 0.05
+        while self._dirty and not self._stopping:
+            batch, self._dirty = self._dirty, {}
+            target = self._marked
+            ops: list[Op] = [Put(key=k, value=msgpack.packb(c)) if c else Delete(key=k)
+                             for k, c in batch.items()]
+            try:
+                session = self.session
+                if session is None:
+                    raise SessionEnded("no session")
+                for i in range(0, len(ops), MAX_BATCH):
+                    await session.apply(ops[i:i + MAX_BATCH])
+            except SessionEnded:
+                self._requeue(batch)
+                await self._reopen()
+                continue
+            except StoreError as exc:
+                self._requeue(batch)
+                log.warning("node %s: membership write failed (%s); retrying in %.2fs",
+                            self.node.name, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            delay = 0.05
+            self._written = target
+            still = []
+            for mark, waiter in self._waiters:
+                if mark <= target:
+                    if not waiter.done():
+                        waiter.set_result(None)
+                else:
+                    still.append((mark, waiter))
+            self._waiters = still
+
+    def _requeue(self, batch: dict[str, int]) -> None:
+        for key, count in batch.items():
+            self._dirty.setdefault(key, count)  # a newer mark wins
+
+    async def _reopen(self) -> None:
+        """Our session ended under us: open a new one and rewrite everything."""
+        delay = 0.05
+        while not self._stopping:
+            try:
+                self.session = await self.store.open_session(self.node.name, self.info, self.ttl)
+                break
+            except StoreError as exc:
+                log.warning("node %s: cannot re-open its store session (%s); retrying",
+                            self.node.name, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        table = self.node.table
+        for pid in list(table.pids()):
+            if pid.node == self.node.name:
+                for scope, group in table.groups_of(pid):
+                    self._dirty[member_key(pid, scope, str(group))] = table.count(pid, scope, group)
+        log.warning("node %s: store session re-opened; %d memberships rewritten",
+                    self.node.name, len(self._dirty))
+
+    async def _guard_session(self) -> None:
+        while not self._stopping:
+            session = self.session
+            if session is None:
+                return
+            reason = await session.wait_ended()
+            if self._stopping:
+                return
+            if session is self.session:
+                log.warning("node %s: store session ended (%s)", self.node.name, reason)
+                await self._reopen()
+                if self._dirty and (self._writer is None or self._writer.done()):
+                    self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    # -- following everyone else ------------------------------------------------------
+
+    async def _follow(self) -> None:
+        delay = 0.05
+        while not self._stopping:
+            try:
+                async for item in self.store.watch("", self.revision):
+                    if isinstance(item, Changes):
+                        for event in item.events:
+                            self._apply(event)
+                        self.revision = item.revision
+                    else:
+                        self._resync(item.snapshot)
+                    delay = 0.05
+            except StoreError as exc:
+                log.warning("node %s: store watch failed (%s); retrying in %.2fs",
+                            self.node.name, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def _apply(self, event: Event) -> None:
+        key = event.key
+        if key.startswith("members/"):
+            self._apply_member(key, event.value if event.kind == "put" else None)
+        elif key.startswith("nodes/"):
+            name = key[len("nodes/"):]
+            if name == self.node.name:
+                return  # our own registration: _guard_session watches it
+            if event.kind == "put":
+                info = _parse_info(name, event.value)
+                if info is not None:
+                    self._node_seen(info)
+            else:
+                self._node_gone(name)
+
+    def _apply_member(self, key: str, value: bytes | None) -> None:
+        parsed = parse_member_key(key)
+        if parsed is None:
+            log.warning("ignoring malformed membership key %r", key)
+            return
+        pid, scope, group = parsed
+        if pid.node == self.node.name:
+            return  # we are authoritative for our own pids (Rule 2 of the header)
+        count = 0
+        if value is not None:
+            try:
+                count = msgpack.unpackb(value)
+            except Exception:
+                count = -1
+            if type(count) is not int or count < 0:
+                log.warning("ignoring malformed membership value for %r", key)
+                return
+        old = self.entries.pop(key, None)
+        if count:
+            self.entries[key] = (pid, scope, group, count)
+        peer = self.node.remote.peers.get(pid.node)
+        if peer is None or peer.creation != pid.creation:
+            return  # not the current incarnation: kept aside until it is
+        delta = count - (old[3] if old else 0)
+        table = self.node.table
+        if delta > 0:
+            self.node._dispatch(table.join(scope, group, [pid] * delta), local=False)
+        elif delta < 0:
+            events, _ = table.leave(scope, group, [pid] * -delta)
+            self.node._dispatch(events, local=False)
+
+    def _node_seen(self, info: PeerInfo) -> None:
+        peers = self.node.remote.peers
+        old = peers.get(info.name)
+        if old is not None and old.creation > info.creation:
+            return  # an older incarnation's registration arriving late
+        peers[info.name] = info
+        if old is None or old.creation != info.creation:
+            if old is not None:
+                self.node.remote.node_lost(info.name, "restarted with a new creation")
+            self._replace(info.name)
+            self.node._node_routable(info.name, True)
+
+    def _node_gone(self, name: str) -> None:
+        if self.node.remote.peers.pop(name, None) is None:
+            return
+        self.node.remote.node_lost(name, "its store session ended")
+        for key in [k for k, e in self.entries.items() if e[0].node == name]:
+            del self.entries[key]
+        self._replace(name)
+
+    def _replace(self, name: str) -> None:
+        peer = self.node.remote.peers.get(name)
+        creation = peer.creation if peer is not None else None
+        wanted = [(scope, group, pid, count) for pid, scope, group, count in self.entries.values()
+                  if pid.node == name and pid.creation == creation]
+        self.node._dispatch(self.node.table.replace_node(name, wanted, NODEDOWN), local=False)
+
+    def _resync(self, snapshot: Snapshot) -> None:
+        """Replace the whole view of every other node (Rule 1)."""
+        remote = self.node.remote
+        before = set(remote.peers)
+        self.entries.clear()
+        seen: dict[str, PeerInfo] = {}
+        for key, entry in snapshot.entries.items():
+            if key.startswith("nodes/"):
+                name = key[len("nodes/"):]
+                if name != self.node.name:
+                    info = _parse_info(name, entry.value)
+                    if info is not None:
+                        seen[name] = info
+        for key, entry in snapshot.entries.items():
+            if key.startswith("members/"):
+                parsed = parse_member_key(key)
+                if parsed is None or parsed[0].node == self.node.name:
+                    continue
+                try:
+                    count = msgpack.unpackb(entry.value)
+                except Exception:
+                    continue
+                if type(count) is int and count > 0:
+                    self.entries[key] = (parsed[0], parsed[1], parsed[2], count)
+        for name in before - set(seen):
+            remote.peers.pop(name, None)
+            remote.node_lost(name, "gone from the store")
+        for name, info in seen.items():
+            old = remote.peers.get(name)
+            if old is not None and old.creation != info.creation:
+                remote.node_lost(name, "restarted with a new creation")
+            remote.peers[name] = info
+        table_nodes = {pid.node for pid in self.node.table.pids()} - {self.node.name}
+        for name in before | set(seen) | table_nodes:
+            self._replace(name)
+        self.revision = snapshot.revision
