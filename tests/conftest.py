@@ -11,6 +11,7 @@ import shoal
 
 @pytest.fixture
 async def node() -> AsyncIterator[shoal.Node]:
-    """A running node, stopped (G4) when the test ends."""
-    async with shoal.Node("t", seed=1, drain_timeout=2.0) as running:
+    """A running node on its own (a private in-memory store, no listener),
+    stopped (G4) when the test ends."""
+    async with shoal.Node("t", store="memory://", seed=1, drain_timeout=2.0) as running:
         yield running

@@ -165,7 +165,7 @@ async def test_a_terminate_that_hangs_is_cut_off_and_the_node_still_stops(
             rec.add("terminating", self.pid)
             await asyncio.Event().wait()
 
-    node = shoal.Node("t")
+    node = shoal.Node("t", store="memory://")
     await node.start()
     hanging = await node.spawn_opt(Hangs, shutdown_timeout=0.05)
     fine = await node.spawn(Probe, rec)
@@ -181,7 +181,7 @@ async def test_a_terminate_that_hangs_is_cut_off_and_the_node_still_stops(
 
 async def test_stop_drains_a_call_in_progress_before_terminating() -> None:
     rec = Recorder()
-    node = shoal.Node("t", drain_timeout=WAIT)
+    node = shoal.Node("t", store="memory://", drain_timeout=WAIT)
     await node.start()
     pid = await node.spawn(Probe, rec)
     release, started = asyncio.Event(), asyncio.Event()
@@ -206,7 +206,7 @@ async def test_stop_drains_a_call_in_progress_before_terminating() -> None:
 
 
 async def test_stop_leaves_every_group_before_draining() -> None:
-    node = shoal.Node("t", drain_timeout=WAIT)
+    node = shoal.Node("t", store="memory://", drain_timeout=WAIT)
     await node.start()
     pid = await node.spawn(Probe)
     await node.groups.join("g", pid)
@@ -228,7 +228,7 @@ async def test_stop_leaves_every_group_before_draining() -> None:
 
 
 async def test_a_process_crashing_while_draining_does_not_hold_up_stop() -> None:
-    node = shoal.Node("t", drain_timeout=30.0)
+    node = shoal.Node("t", store="memory://", drain_timeout=30.0)
     await node.start()
     pid = await node.spawn(Probe)
     release, started = asyncio.Event(), asyncio.Event()
