@@ -341,6 +341,11 @@ class Node:
         )
         if not self._running or self._stopping:
             raise ShoalError(f"node {self.name!r} is not running")
+        # Checked here, not left to link(): a bad parent found after the
+        # process is registered would leave it in the table, never started,
+        # and stop() would wait for it forever.
+        if parent is not None:
+            check_pid("parent", parent)
         if link and parent is None:
             me = current_process.get()
             if me is None:
@@ -606,7 +611,8 @@ class Node:
 
     def scope(self, name: str) -> Groups:
         """Process groups of the scope ``name`` (scopes are independent)."""
-        groups = self._scopes.get(name)
+        # Unhashable names must raise BadArgument, not TypeError from the dict.
+        groups = self._scopes.get(name) if type(name) is str else None
         if groups is None:
             groups = self._scopes[check_name("scope", name)] = Groups(self, name)
         return groups
