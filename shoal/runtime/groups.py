@@ -317,9 +317,11 @@ class Groups:
             BadArgument: unknown strategy, or ``"hash"`` without a key.
             NoMembers: no routable member is left.
         """
-        if type(group) is not str:
+        # The fast path must still reject what check_group rejects: an empty
+        # or oversized name is not a group (and is never a store key).
+        if type(group) is not str or not 0 < len(group) <= 1024 or "\x00" in group:
             check_group(group)
-        if strategy not in STRATEGIES:
+        if type(strategy) is not str or strategy not in STRATEGIES:  # unhashable: no TypeError
             raise BadArgument("strategy", strategy, f"one of {sorted(STRATEGIES)}")
         table = self.node.table
         members, local = table.route(self.scope, group)
