@@ -26,7 +26,7 @@ import asyncio
 import bisect
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from shoal.errors import BadArgument, NameInUse, SessionEnded, StoreUnavailable
 from shoal.store._validate import (
@@ -39,6 +39,7 @@ from shoal.store._validate import (
     node_key,
 )
 from shoal.store.base import Changes, Delete, Entry, Event, Op, Put, Resync, Snapshot, WatchItem
+from shoal.store.clock import Clock, Sleep
 
 __all__ = ["MemorySession", "MemoryStore"]
 
@@ -48,9 +49,7 @@ _MAX_BATCH_EVENTS = 1000
 class _Backend:
     """The data all clients of one MemoryStore share."""
 
-    def __init__(
-        self, clock: Callable[[], float], sleep: Callable[[float], Awaitable[None]], log_limit: int
-    ) -> None:
+    def __init__(self, clock: Clock, sleep: Sleep, log_limit: int) -> None:
         self.clock = clock
         self.sleep = sleep
         self.log_limit = log_limit
@@ -224,8 +223,8 @@ class MemoryStore:
     def __init__(
         self,
         *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
         log_limit: int = 10_000,
         probe_interval: float = 0.1,
         _backend: _Backend | None = None,

@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from shoal.errors import BadArgument, NameInUse, SessionEnded
-from shoal.store.base import Changes, Delete, Entry, Event, Put, Session, Store, WatchItem
+from shoal.store.base import Delete, Entry, Put, Session, Store
+from shoal.store.clock import ManualClock
+from shoal.store.view import WatchFollower, WatchView
 
 __all__ = [
     "CHECKS",
@@ -91,91 +93,11 @@ class Unsupported(Exception):
     """The harness lacks a hook that a check needs; the check did nothing."""
 
 
-class ManualClock:
-    """A clock and sleep pair that only move when told to.
-
-    Args:
-        start: the initial time in seconds.
-    """
-
-    def __init__(self, start: float = 0.0) -> None:
-        self.now = start
-        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
-
-    def __call__(self) -> float:
-        """Returns: the current manual time."""
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        """Wait until the clock has been advanced by ``seconds``.
-
-        Args:
-            seconds: how long to wait in manual time.
-        """
-        if seconds <= 0:
-            await asyncio.sleep(0)
-            return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._sleepers.append((self.now + seconds, fut))
-        await fut
-
-    async def advance(self, seconds: float, *, steps: int = 20) -> None:
-        """Move time forward in ``steps`` steps, letting woken tasks run.
-
-        Args:
-            seconds: total time to add.
-            steps: how many increments (keepalives must get a turn between them).
-        """
-        for _ in range(steps):
-            self.now += seconds / steps
-            due = [(t, f) for t, f in self._sleepers if t <= self.now]
-            self._sleepers = [(t, f) for t, f in self._sleepers if t > self.now]
-            for _, fut in due:
-                if not fut.done():
-                    fut.set_result(None)
-            for _ in range(5):
-                await asyncio.sleep(0)
-
-
 # --- helpers ---------------------------------------------------------------
 
 
-class _View:
-    """A watcher's view: checks each item as it arrives and applies it."""
-
-    def __init__(self, revision: int, view: dict[str, Entry] | None = None) -> None:
-        self.view: dict[str, Entry] = dict(view or {})
-        self.events: list[Event] = []
-        self.resyncs = 0
-        self.position = revision
-
-    def check_and_apply(self, item: WatchItem) -> None:
-        if isinstance(item, Changes):
-            assert item.events, "empty Changes"
-            assert item.revision == item.events[-1].revision, item
-            last = self.position
-            for ev in item.events:
-                assert ev.revision > self.position, f"event {ev} at or below {self.position}"
-                assert ev.revision >= last, f"revisions go back in {item}"
-                last = ev.revision
-                self.events.append(ev)
-                if ev.kind == "put":
-                    assert ev.value is not None
-                    self.view[ev.key] = Entry(
-                        key=ev.key, value=ev.value, session=ev.session, revision=ev.revision
-                    )
-                else:
-                    self.view.pop(ev.key, None)
-            self.position = item.revision
-        else:
-            assert item.snapshot.revision >= self.position, "Resync goes back in time"
-            self.resyncs += 1
-            self.view = dict(item.snapshot.entries)
-            self.position = item.snapshot.revision
-
-
-class _Watcher(_View):
-    """Consumes one watch in a task owned by the check."""
+class _Watcher(WatchFollower):
+    """A follower whose waits use the harness's bound."""
 
     def __init__(
         self,
@@ -183,44 +105,16 @@ class _Watcher(_View):
         prefix: str,
         revision: int,
         timeout: float,
-        view: dict[str, Entry] | None = None,
+        entries: Mapping[str, Entry] | None = None,
     ) -> None:
-        super().__init__(revision, view)
-        self.finished = False
+        super().__init__(store, prefix, revision, entries)
         self._timeout = timeout
-        self._iter = store.watch(prefix, revision)
-        self._changed = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        async for item in self._iter:
-            self.check_and_apply(item)
-            self._changed.set()
-        self.finished = True
-        self._changed.set()
-
-    async def reach(self, revision: int) -> None:
-        await self.until(lambda: self.position >= revision, f"revision {revision}")
 
     async def until(self, predicate: Callable[[], bool], what: str) -> None:
-        try:
-            async with asyncio.timeout(self._timeout):
-                while not predicate():
-                    if self._task.done():
-                        self._task.result()
-                        raise AssertionError(f"watch ended while waiting for {what}")
-                    self._changed.clear()
-                    await self._changed.wait()
-        except TimeoutError:
-            raise AssertionError(f"timed out waiting for {what}; last {self.events[-5:]}") from None
+        await self.wait_until(predicate, what, self._timeout)
 
-    async def aclose(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        aclose = getattr(self._iter, "aclose", None)
-        if aclose is not None:
-            await aclose()
+    async def reach(self, revision: int) -> None:
+        await self.wait_revision(revision, self._timeout)
 
 
 @contextlib.asynccontextmanager
@@ -565,11 +459,11 @@ async def check_slow_watcher_converges(factory: StoreFactory) -> None:
     async with factory() as h:
         sess = await h.store.open_session("node-a", b"", h.ttl)
         start = await h.store.snapshot("s/")
-        w = _View(start.revision, dict(start.entries))
+        w = WatchView.of(start)
         it = h.store.watch("s/", start.revision)
         try:
             await sess.apply([Put(key="s/first", value=b"")])
-            w.check_and_apply(await _bounded(h, anext(it)))
+            w.apply(await _bounded(h, anext(it)))
             for i in range(200):
                 await sess.apply([Put(key=f"s/{i % 17}", value=str(i).encode())])
             if h.compact is not None:
@@ -577,7 +471,7 @@ async def check_slow_watcher_converges(factory: StoreFactory) -> None:
             final = await h.store.snapshot("s/")
             async with asyncio.timeout(h.timeout):
                 while w.position < final.revision:
-                    w.check_and_apply(await anext(it))
+                    w.apply(await anext(it))
             assert w.view == dict(final.entries)
         finally:
             aclose = getattr(it, "aclose", None)
@@ -637,6 +531,6 @@ async def check_store(factory: StoreFactory) -> list[str]:
             await check(factory)
         except Unsupported:
             skipped.append(check.__name__)
-        except AssertionError as exc:
+        except (AssertionError, TimeoutError, EOFError) as exc:
             raise AssertionError(f"{check.__name__}: {exc}") from exc
     return skipped
