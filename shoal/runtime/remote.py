@@ -26,6 +26,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -347,9 +348,9 @@ class Remote:
         if proc is None:
             peer.send(Fail(ref=msg.ref, kind="noproc", pid=msg.to, detail=None, queue_len=0))
             return
-        future: asyncio.Future[Any] = node._loop.create_future()
+        slot = _ReplySlot(peer, msg.ref, msg.to, proc.mailbox)
         try:
-            proc.deliver(CALL, msg.request, Caller(msg.sender, future))
+            proc.deliver(CALL, msg.request, Caller(msg.sender, slot))  # type: ignore[arg-type]
         except NoSuchProcess:
             peer.send(Fail(ref=msg.ref, kind="noproc", pid=msg.to, detail=None, queue_len=0))
             return
@@ -357,28 +358,9 @@ class Remote:
             peer.send(Fail(ref=msg.ref, kind="overloaded", pid=msg.to, detail=exc.limit,
                            queue_len=len(proc.mailbox)))
             return
-        ref, pid, mailbox = msg.ref, msg.to, proc.mailbox
-
-        def answer(done: asyncio.Future[Any]) -> None:
-            if done.cancelled():
-                return
-            exc = done.exception()
-            if exc is None:
-                try:
-                    peer.send(Reply(ref=ref, value=done.result(), queue_len=len(mailbox)))
-                except BadArgument as bad:
-                    peer.send(Fail(ref=ref, kind="crash", pid=pid, queue_len=len(mailbox),
-                                   detail=["shoal.BadArgument", f"reply not encodable: {bad}",
-                                           ""]))
-                return
-            if isinstance(exc, CallTimeout):
-                return  # the caller's own deadline passed: it is not listening
-            peer.send(_fail_message(ref, pid, exc, len(mailbox)))
-
-        future.add_done_callback(answer)
         if msg.timeout_ms:
             # Drop the request unrun if the caller's deadline passes first.
-            node._deadlines.add(future, msg.timeout_ms / 1000, pid)
+            node._deadlines.add(slot, msg.timeout_ms / 1000, msg.to)  # type: ignore[arg-type]
 
     def _on_cast(self, msg: Message) -> None:
         to: Pid = msg.to  # type: ignore[attr-defined]
@@ -408,6 +390,47 @@ class Remote:
             peer.send(Exit(sender=msg.b, to=msg.a, reason=NOPROC))
             return
         proc.links.add(msg.a)
+
+
+class _ReplySlot:
+    """Stands in for the caller's future on the callee's node: setting it
+    sends the answer at once. A future plus a done-callback would cost an
+    extra turn of the event loop on every remote call."""
+
+    __slots__ = ("_done", "mailbox", "peer", "pid", "ref")
+
+    def __init__(self, peer: PeerConnection, ref: int, pid: Pid, mailbox: Any) -> None:
+        self.peer = peer
+        self.ref = ref
+        self.pid = pid
+        self.mailbox = mailbox
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def cancelled(self) -> bool:
+        return False
+
+    def set_result(self, value: Any) -> None:
+        self._done = True
+        try:
+            try:
+                self.peer.send(Reply(ref=self.ref, value=value, queue_len=len(self.mailbox)))
+            except BadArgument as bad:
+                self.peer.send(Fail(ref=self.ref, kind="crash", pid=self.pid,
+                                    queue_len=len(self.mailbox),
+                                    detail=["shoal.BadArgument",
+                                            f"reply not encodable: {bad}", ""]))
+        except NodeDown:
+            pass  # the caller's node is gone: nobody is listening
+
+    def set_exception(self, exc: BaseException) -> None:
+        self._done = True
+        if isinstance(exc, CallTimeout):
+            return  # the caller's own deadline passed: it is not listening
+        with contextlib.suppress(NodeDown):  # the caller's node is gone
+            self.peer.send(_fail_message(self.ref, self.pid, exc, len(self.mailbox)))
 
 
 def _wire_reason(reason: Reason) -> Reason:

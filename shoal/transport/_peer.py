@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from shoal.errors import BadArgument, NodeDown, ProtocolError
 from shoal.wire import Closed, Connection, Established, Message, Ping, Pong
@@ -121,7 +121,8 @@ class PeerConnection(asyncio.Protocol):
         return not self._writable.is_set()
 
     def send(self, msg: Message) -> None:
-        """Queue a message; it is written with others at the end of this loop turn.
+        """Send a message: the first of a loop turn is written at once, the
+        rest are written together at the end of the turn.
 
         Args:
             msg: any post-handshake message.
@@ -133,11 +134,17 @@ class PeerConnection(asyncio.Protocol):
         """
         if not self.is_open:
             raise NodeDown(self.peer_node or "?", f"connection {self.close_reason or 'not open'}")
-        self._out.append(self._wire.send(msg))
+        data = self._wire.send(msg)
         self._counts[2] += 1
-        if not self._flush_scheduled:
+        if self._flush_scheduled:
+            self._out.append(data)
+        else:
+            # The first frame of a loop turn goes out at once (latency: no
+            # extra turn before a lone reply leaves); frames sent later in
+            # the same turn are joined into one write at its end (throughput).
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
+            self._write_now(data)
 
     async def wait_writable(self) -> None:
         """Wait until the socket buffer drains below its low-water mark.
@@ -219,15 +226,16 @@ class PeerConnection(asyncio.Protocol):
     # --- asyncio.Protocol -----------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's TCP transport is not an asyncio.Transport subclass, but
+        # has the same methods: no isinstance check here.
+        self._transport = cast(asyncio.Transport, transport)
         self.peer_address = transport.get_extra_info("peername")
         if not self._manager._connection_made(self):
             self._set_reason("this node is shutting down")
-            transport.abort()
+            self._transport.abort()
             return
         if self._config.write_buffer_high is not None:
-            transport.set_write_buffer_limits(high=self._config.write_buffer_high)
+            self._transport.set_write_buffer_limits(high=self._config.write_buffer_high)
         self._timer = self._loop.call_later(self._config.handshake_timeout, self._handshake_late)
         self._write_now(self._wire.data_to_send())
 
