@@ -11,7 +11,8 @@ Rules:
 - Rule 1: a session name is a non-empty ``str`` of at most 255 characters
   without ``/`` (it becomes the last part of the key ``nodes/<name>``).
 - Rule 2: a TTL is a finite, positive ``int`` or ``float`` (not ``bool``).
-- Rule 3: keys are non-empty ``str``; values and session info are ``bytes``.
+- Rule 3: keys are non-empty ``str`` encodable as UTF-8 (etcd keys are
+  bytes, SQLite text is UTF-8); values and session info are ``bytes``.
 - Rule 4: one batch names each key at most once (etcd refuses duplicate keys
   in one transaction, so no adapter may give them a meaning).
 - Rule 5: prefixes are ``str`` (possibly empty); revisions are ``int >= 0``.
@@ -121,9 +122,17 @@ def check_info(info: Any) -> bytes:
     return info
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: no store can hold them
+        return False
+    return True
+
+
 def _check_key(key: Any) -> str:
-    if not isinstance(key, str) or not key:
-        raise BadArgument("key", key, "a non-empty str")
+    if not isinstance(key, str) or not key or not _encodable(key):
+        raise BadArgument("key", key, "a non-empty str encodable as UTF-8")
     return key
 
 
@@ -168,8 +177,8 @@ def check_prefix(prefix: Any) -> str:
     Raises:
         BadArgument: (argument ``prefix``) it is not a str.
     """
-    if not isinstance(prefix, str):
-        raise BadArgument("prefix", prefix, "a str")
+    if not isinstance(prefix, str) or not _encodable(prefix):
+        raise BadArgument("prefix", prefix, "a str encodable as UTF-8")
     return prefix
 
 

@@ -152,9 +152,12 @@ class Session(Protocol):
         ...
 
     async def apply(self, ops: Sequence[Op]) -> int:
-        """Apply puts and deletes atomically; return the new revision.
+        """Apply puts and deletes atomically; return the new revision (the
+        current one when nothing changed, e.g. only deletes of absent keys).
 
         Raises:
+            BadArgument: a key is not a non-empty str, a value is not bytes,
+                or ``ops`` names a key twice (etcd refuses that in one txn).
             SessionEnded (a StoreError): the session is over; open a new one.
             StoreUnavailable: the store cannot be reached.
         """
@@ -180,7 +183,8 @@ class Store(Protocol):
 
         Raises:
             NameInUse: a live session already holds ``name``.
-            BadArgument: ``name`` is empty or contains ``/``, or ``ttl <= 0``.
+            BadArgument: ``name`` is empty or contains ``/``, ``info`` is not
+                bytes, or ``ttl <= 0``.
             StoreUnavailable: the store cannot be reached.
         """
         ...
