@@ -60,6 +60,42 @@ def demo(workers: int, callers: int, calls: int, strategy: str) -> None:
         raise SystemExit(EXIT_FAILED)
 
 
+@cli.command("run")
+@click.argument("app")
+@click.option("--node", "name", required=True, help="The node's name, unique in its cluster.")
+@click.option("--cluster", default=None, help="Cluster name [env SHOAL_CLUSTER; default: default].")
+@click.option("--store", default=None,
+              help="Store URL: sqlite:///path, etcd://host:port[,...], memory:// "
+                   "[env SHOAL_STORE; default: sqlite://.shoal/cluster.db].")
+@click.option("--listen", default=None,
+              help="host:port for peers [env SHOAL_LISTEN; default: 127.0.0.1:0].")
+@click.option("--heartbeat-timeout", default=2.0, show_default=True, type=float,
+              help="Seconds of silence before a peer's members are unroutable.")
+def run_command(app: str, name: str, cluster: str | None, store: str | None,
+                listen: str | None, heartbeat_timeout: float) -> None:
+    """Host a node running APP (module:function) until SIGTERM or SIGINT.
+
+    APP is an async function taking the started node: it spawns processes and
+    joins groups. The secret comes from SHOAL_SECRET or SHOAL_SECRET_FILE (or,
+    with the embedded store, from the file generated beside it). On SIGTERM or
+    SIGINT the node leaves its groups, drains calls in flight, runs every
+    terminate and ends its session. SIGUSR1 logs a dump of its processes.
+    """
+    from shoal.cli.running import run_node
+
+    _loop_factory()
+    options: dict[str, object] = {"name": name, "heartbeat_timeout": heartbeat_timeout}
+    if cluster is not None:
+        options["cluster"] = cluster
+    if store is not None:
+        options["store"] = store
+    if listen is not None:
+        options["listen"] = listen
+    code = asyncio.run(run_node(app, **options))
+    if code:
+        raise SystemExit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``shoal`` command with ``argv``; return its exit code."""
     try:

@@ -1,0 +1,120 @@
+"""The program a ``LocalCluster`` node runs: test workers and a control server.
+
+Each node process runs ``shoal run shoal.testing.agent:setup``. ``setup``
+spawns a ``Control`` process and joins it to the group named after the node
+in the scope ``shoal-testing``; the test drives the node by calling it, over
+shoal's own distribution. Workers:
+
+- ``Echo``: answers ``request`` with ``[node name, request]``; ``["sleep", s]``
+  sleeps ``s`` seconds first; ``"crash"`` raises; ``"pid"`` answers its pid.
+- ``Recorder``: keeps what ``handle_info`` received (messages, Down, Exit);
+  ``"received"`` answers them as text; traps exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import shoal
+
+__all__ = ["CONTROL_SCOPE", "Control", "Echo", "Recorder", "setup"]
+
+CONTROL_SCOPE = "shoal-testing"
+
+
+class Echo(shoal.GenServer):
+    """A worker answering ``[node, request]`` (see the module docstring)."""
+
+    async def init(self) -> None:
+        self.served = 0
+
+    async def handle_call(self, request: Any, caller: shoal.Caller) -> Any:
+        self.served += 1
+        if request == "crash":
+            raise RuntimeError("crash requested")
+        if request == "pid":
+            return self.pid
+        if request == "served":
+            return self.served
+        if isinstance(request, list) and len(request) == 2 and request[0] == "sleep":
+            await asyncio.sleep(float(request[1]))
+        return [self.node.name, request]
+
+    async def handle_cast(self, request: Any) -> None:
+        self.served += 1
+
+
+class Recorder(shoal.GenServer):
+    """Records what arrives in ``handle_info``; traps exits."""
+
+    async def init(self) -> None:
+        self.trap_exit = True
+        self.received: list[str] = []
+
+    async def handle_info(self, message: Any) -> None:
+        if isinstance(message, shoal.Down):
+            self.received.append(f"down {message.pid} {message.reason}")
+        elif isinstance(message, shoal.Exit):
+            self.received.append(f"exit {message.pid} {message.reason}")
+        else:
+            self.received.append(f"info {message!r}")
+
+    async def handle_call(self, request: Any, caller: shoal.Caller) -> Any:
+        if request == "received":
+            return list(self.received)
+        if isinstance(request, list) and request[:1] == ["monitor"]:
+            self.monitor(request[1])
+            return "ok"
+        if isinstance(request, list) and request[:1] == ["link"]:
+            self.link(request[1])
+            return "ok"
+        raise shoal.BadRequest(request)
+
+
+KINDS: dict[str, type[shoal.GenServer]] = {"echo": Echo, "recorder": Recorder}
+
+
+class Control(shoal.GenServer):
+    """Carries out a test's commands on its node."""
+
+    async def handle_call(self, request: Any, caller: shoal.Caller) -> Any:
+        if not isinstance(request, list) or not request:
+            raise shoal.BadRequest(request)
+        command, args = request[0], request[1:]
+        node = self.node
+        if command == "spawn":
+            kind, group, count, scope = args
+            pids = [await node.spawn(KINDS[kind]) for _ in range(count)]
+            if group:
+                await node.scope(scope).join(group, pids)
+            return pids
+        if command == "kill":
+            node.kill(args[0])
+            return "ok"
+        if command == "members":
+            scope, group = args
+            return node.scope(scope).get_members(group)
+        if command == "group_call":
+            group, req, timeout, strategy, idempotent = args
+            try:
+                return ["ok", await node.groups.call(group, req, timeout=timeout,
+                                                     strategy=strategy,
+                                                     idempotent=idempotent)]
+            except shoal.ShoalError as exc:
+                return ["error", type(exc).__name__, str(exc)]
+        if command == "call":
+            pid, req, timeout = args
+            try:
+                return ["ok", await node.call(pid, req, timeout)]
+            except shoal.ShoalError as exc:
+                return ["error", type(exc).__name__, str(exc)]
+        if command == "creation":
+            return node.creation
+        raise shoal.BadRequest(request)
+
+
+async def setup(node: shoal.Node) -> None:
+    """``shoal run`` entry point of a LocalCluster node."""
+    control = await node.spawn(Control)
+    await node.scope(CONTROL_SCOPE).join(node.name, control)

@@ -1,0 +1,215 @@
+"""LocalCluster: real node processes on loopback, for end-to-end tests.
+
+Starts N nodes as OS processes (``python -m shoal.cli run
+shoal.testing.agent:setup``) against a temporary store, plus an in-process
+client node in the same cluster from which the test drives them. Each node
+hosts a ``Control`` process (``shoal.testing.agent``) that carries out
+commands sent as ordinary shoal calls.
+
+Rules:
+
+- Rule 1: only processes this helper started are ever signalled, by the PID
+  it got when starting them; ``stop`` always ends them (SIGTERM, then
+  SIGKILL after a bounded wait), even after a failed test.
+- Rule 2: every wait is bounded in time and raises ``TimeoutError`` naming
+  what it waited for; nothing sleeps to synchronise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import shoal
+from shoal.testing.agent import CONTROL_SCOPE
+
+__all__ = ["LocalCluster", "NodeProcess", "wait_until"]
+
+SECRET = "local-cluster-secret-0123456789abcdef"
+
+
+async def wait_until(predicate: Callable[[], bool], *, timeout: float = 10.0,
+                     what: str = "condition", interval: float = 0.002) -> None:
+    """Wait until ``predicate()`` is true, checking every ``interval``.
+
+    A bounded sync helper for conditions no event announces (another OS
+    process's state); it never waits longer than ``timeout``.
+
+    Raises:
+        TimeoutError: still false after ``timeout`` seconds.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+class NodeProcess:
+    """One node's OS process, as the cluster started it."""
+
+    def __init__(self, name: str, process: asyncio.subprocess.Process, log: Path) -> None:
+        self.name = name
+        self.process = process
+        self.log = log
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def running(self) -> bool:
+        return self.process.returncode is None
+
+    def signal(self, sig: int) -> None:
+        if self.running:
+            os.kill(self.process.pid, sig)
+
+    def log_text(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+class LocalCluster:
+    """N node processes on loopback plus an in-process client node.
+
+    Args:
+        names: node names, or a count (``n1``, ``n2``, ...).
+        store: store URL; default: SQLite in a temporary directory.
+        heartbeat_timeout: passed to every node, the client included.
+        secret: the cluster secret.
+        env: extra environment for the node processes.
+    """
+
+    def __init__(self, names: int | list[str] = 3, *, store: str | None = None,
+                 heartbeat_timeout: float = 2.0, secret: str = SECRET,
+                 env: dict[str, str] | None = None, client_name: str = "test-client") -> None:
+        self.names = [f"n{i + 1}" for i in range(names)] if isinstance(names, int) else names
+        self._tmp = tempfile.mkdtemp(prefix="shoal-cluster-")
+        self.store = store or f"sqlite://{self._tmp}/cluster.db"
+        self.heartbeat_timeout = heartbeat_timeout
+        self.secret = secret
+        self.env = env or {}
+        self.client_name = client_name
+        self.nodes: dict[str, NodeProcess] = {}
+        self._stopped: list[NodeProcess] = []
+        self._client: shoal.Node | None = None
+
+    @property
+    def client(self) -> shoal.Node:
+        """The in-process node the test drives the cluster from."""
+        if self._client is None:
+            raise RuntimeError("the cluster is not started")
+        return self._client
+
+    async def __aenter__(self) -> LocalCluster:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Start every node and the client; return once the client sees all."""
+        await asyncio.gather(*(self.start_node(name, wait=False) for name in self.names))
+        self._client = shoal.Node(self.client_name, store=self.store, secret=self.secret,
+                                  heartbeat_timeout=self.heartbeat_timeout)
+        await self._client.start()
+        for name in self.names:
+            await self.wait_node(name)
+
+    async def start_node(self, name: str, *, wait: bool = True) -> NodeProcess:
+        """Start (or restart) the node ``name``; wait until it serves."""
+        log = Path(self._tmp) / f"{name}.{len(self._stopped)}.log"
+        env = dict(os.environ, SHOAL_SECRET=self.secret, **self.env)
+        env.pop("SHOAL_SECRET_FILE", None)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "shoal.cli", "run", "shoal.testing.agent:setup",
+            "--node", name, "--store", self.store,
+            "--heartbeat-timeout", str(self.heartbeat_timeout),
+            stdout=asyncio.subprocess.PIPE, stderr=log.open("wb"), env=env)
+        node = NodeProcess(name, process, log)
+        old = self.nodes.get(name)
+        if old is not None:
+            self._stopped.append(old)
+        self.nodes[name] = node
+        assert process.stdout is not None
+        try:
+            line = await asyncio.wait_for(process.stdout.readline(), 30)
+        except TimeoutError:
+            line = b""
+        if b"ready" not in line:
+            raise RuntimeError(f"node {name} did not start:\n{node.log_text()}")
+        if wait and self._client is not None:
+            await self.wait_node(name)
+        return node
+
+    async def wait_node(self, name: str, timeout: float = 15.0) -> None:
+        """Wait until the client sees the node's current incarnation."""
+        def seen() -> bool:
+            members = self.client.scope(CONTROL_SCOPE).get_members(name)
+            return bool(members) and self.client.table.is_routable(name)
+        await wait_until(seen, timeout=timeout, what=f"node {name} to be seen")
+
+    def control_pid(self, name: str) -> shoal.Pid:
+        members = self.client.scope(CONTROL_SCOPE).get_members(name)
+        if not members:
+            raise shoal.NoMembers(CONTROL_SCOPE, name)
+        return max(members, key=lambda p: p.creation)
+
+    async def control(self, name: str, *request: Any, timeout: float = 10.0) -> Any:
+        """Send a command to the node's Control process (see agent.py)."""
+        return await self.client.call(self.control_pid(name), list(request), timeout)
+
+    async def spawn(self, name: str, kind: str = "echo", *, group: str | None = None,
+                    count: int = 1, scope: str = "default") -> list[shoal.Pid]:
+        """Spawn ``count`` workers of ``kind`` on node ``name``, joined to ``group``."""
+        pids: list[shoal.Pid] = await self.control(name, "spawn", kind, group, count, scope)
+        return pids
+
+    def kill9(self, name: str) -> None:
+        """SIGKILL the node's process."""
+        self.nodes[name].signal(signal.SIGKILL)
+
+    def sigstop(self, name: str) -> None:
+        self.nodes[name].signal(signal.SIGSTOP)
+
+    def sigcont(self, name: str) -> None:
+        self.nodes[name].signal(signal.SIGCONT)
+
+    async def wait_exit(self, name: str, timeout: float = 15.0) -> int:
+        """Wait until the node's process ended; return its exit code."""
+        return await asyncio.wait_for(self.nodes[name].process.wait(), timeout)
+
+    async def stop(self) -> None:
+        """Stop the client and every node process this cluster started."""
+        if self._client is not None:
+            with contextlib.suppress(TimeoutError, shoal.ShoalError):
+                await asyncio.wait_for(self._client.stop(), 20)
+            self._client = None
+        nodes = [*self.nodes.values(), *self._stopped]
+        for node in nodes:
+            node.signal(signal.SIGCONT)
+            node.signal(signal.SIGTERM)
+        for node in nodes:
+            try:
+                await asyncio.wait_for(node.process.wait(), 15)
+            except TimeoutError:
+                node.signal(signal.SIGKILL)
+                await node.process.wait()
+        shutil.rmtree(self._tmp, ignore_errors=True)
