@@ -17,9 +17,10 @@ Files, next to the database (default ``./.shoal/cluster.db``):
 
 Rules:
 
-- Rule 1: sqlite3 runs only on the client's single worker thread, never on
-  the event loop: a busy database (``BEGIN IMMEDIATE`` waits up to
-  ``busy_timeout``) must not stall the node.
+- Rule 1: sqlite3 runs on the client's single worker thread, never on the
+  event loop: a busy database (``BEGIN IMMEDIATE`` waits up to
+  ``busy_timeout``) must not stall the node. The one exception is a
+  watcher's change-log read, which cannot wait (``LoopReader``).
 - Rule 2: a session ends when it is closed, when its TTL passes without a
   keepalive (the owner hung, e.g. SIGSTOP), or at once when its lock is free
   (the owner died). Every client probes every ``probe_interval`` seconds.
@@ -42,7 +43,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from shoal.errors import BadArgument, SessionEnded, StoreUnavailable
-from shoal.store._sqlite_db import Database
+from shoal.store._sqlite_db import Database, LoopReader, ReadResult
 from shoal.store._validate import (
     check_info,
     check_name,
@@ -217,6 +218,7 @@ class SqliteStore:
         self._client_id = uuid.uuid4().hex
         self._wake = WakeDir(wake_dir_for(self.path), self._client_id)
         self._db = Database(self.path, busy_timeout, log_limit, self._wake)
+        self._reader = LoopReader(self.path)
         self._executor: ThreadPoolExecutor | None = None
         self._start_lock = asyncio.Lock()
         self._sessions: dict[str, SqliteSession] = {}
@@ -342,12 +344,14 @@ class SqliteStore:
             position = revision
             while not self._closed:
                 event.clear()
-                try:
-                    result = await self._run(self._db.read_changes, prefix, position)
-                except StoreUnavailable:
-                    if self._closed:
-                        return
-                    raise
+                result: ReadResult | None = self._reader.read_changes(prefix, position)
+                if result is None:
+                    try:
+                        result = await self._run(self._db.read_changes, prefix, position)
+                    except StoreUnavailable:
+                        if self._closed:
+                            return
+                        raise
                 if isinstance(result, Snapshot):
                     position = result.revision
                     yield Resync(snapshot=result)
@@ -396,6 +400,7 @@ class SqliteStore:
             await asyncio.sleep(self._probe_interval)
             try:
                 await self.probe()
+                await self._run(self._db.checkpoint)
             except StoreUnavailable as exc:
                 if self._closed:
                     return
@@ -432,6 +437,7 @@ class SqliteStore:
         if fd is not None:
             asyncio.get_running_loop().remove_reader(fd)
         self._wake_local()
+        self._reader.close()
         if self._executor is not None:
             with contextlib.suppress(StoreUnavailable):
                 await asyncio.get_running_loop().run_in_executor(self._executor, self._db.close)
