@@ -133,10 +133,15 @@ class Remote:
         if self.manager is None:
             raise NodeDown(pid.node, "this node is not distributed", not_started=True)
         try:
-            return await self.manager.connect(pid.node, peer.address, timeout=timeout)
-        except NodeDown as exc:
-            raise NodeDown(pid.node, str(exc), not_started=True) from None
+            # A node listens before it registers in the store, so a refused
+            # connect means this incarnation is gone: fail now (the request
+            # provably did not start; a group call moves on, G3) instead of
+            # redialling a dead address until the deadline.
+            return await self.manager.connect(pid.node, peer.address, timeout=timeout,
+                                              retry_refused=False)
         except ShoalError as exc:
+            # Could not reach it: ask the store whether its owner died (G2).
+            self.node._probe_store()
             raise NodeDown(pid.node, str(exc), not_started=True) from None
 
     async def call(self, pid: Pid, request: Any, timeout: float) -> Any:
@@ -177,7 +182,7 @@ class Remote:
     async def _send_later(self, peer: PeerInfo, msg: Message) -> None:
         assert self.manager is not None
         try:
-            conn = await self.manager.connect(peer.name, peer.address)
+            conn = await self.manager.connect(peer.name, peer.address, retry_refused=False)
         except ShoalError as exc:
             log.info("dropping %s to %s: %s", type(msg).__name__, peer.name, exc)
             self._undeliverable(msg)

@@ -178,7 +178,12 @@ class ConnectionManager:
         conn.send(msg)
 
     async def connect(
-        self, peer_name: str, address: tuple[str, int], *, timeout: float | None = None
+        self,
+        peer_name: str,
+        address: tuple[str, int],
+        *,
+        timeout: float | None = None,
+        retry_refused: bool = True,
     ) -> PeerConnection:
         """Return the connection to a peer, dialling it if needed.
 
@@ -188,6 +193,10 @@ class ConnectionManager:
             address: ``(host, port)`` of the peer's listener.
             timeout: total seconds for this call, retries included (default
                 ``config.connect_timeout``).
+            retry_refused: retry when nothing listens at ``address``
+                (default). False makes a refused TCP connect fail at once:
+                for a caller that knows the peer listened there before it
+                announced itself, a refusal means the peer is gone.
 
         Returns:
             The open, authenticated connection.
@@ -206,7 +215,9 @@ class ConnectionManager:
         budget = self.config.connect_timeout if timeout is None else timeout
         task = self._connecting.get(peer_name)
         if task is None:
-            task = asyncio.create_task(self._connect_loop(peer_name, address, budget))
+            task = asyncio.create_task(
+                self._connect_loop(peer_name, address, budget, retry_refused)
+            )
             self._connecting[peer_name] = task
             task.add_done_callback(lambda _: self._connecting.pop(peer_name, None))
         try:
@@ -303,7 +314,7 @@ class ConnectionManager:
         return self.get(peer_name)
 
     async def _connect_loop(
-        self, peer_name: str, address: tuple[str, int], budget: float
+        self, peer_name: str, address: tuple[str, int], budget: float, retry_refused: bool = True
     ) -> PeerConnection:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + budget
@@ -324,6 +335,12 @@ class ConnectionManager:
                 last = exc
             except AuthenticationFailed:
                 raise
+            except ConnectionRefusedError as exc:
+                # Nothing listens there. Retrying would keep a caller that
+                # knows the peer is gone waiting for its whole budget.
+                if not retry_refused:
+                    raise NodeDown(peer_name, f"connection to {address} refused") from exc
+                last = exc
             except (OSError, ProtocolError, NodeDown, TimeoutError) as exc:
                 found = self.get(peer_name)
                 if found is not None:  # rule 4 kept the other connection
