@@ -7,9 +7,11 @@ handshake deadline, heartbeats and the close reason. Everything about
 
 Rules:
 
-1. ``send`` never blocks and never writes directly: frames are queued and
-   flushed with one ``transport.write`` per event-loop iteration
-   (``call_soon``), so a burst of replies costs one syscall.
+1. ``send`` never blocks. The first frame of an event-loop turn is written
+   at once (a lone reply leaves without waiting a turn); frames sent later
+   in the same turn are queued and flushed with one ``transport.write`` at
+   the end of the turn (``call_soon``), so a burst costs one more syscall,
+   not one per frame.
 2. Backpressure is visible, not hidden: when the socket buffer passes its
    high-water mark ``write_paused`` is True and ``wait_writable`` waits;
    senders that can wait should.
@@ -285,6 +287,7 @@ class PeerConnection(asyncio.Protocol):
         if data and self._transport is not None and not self._transport.is_closing():
             self._counts[0] += len(data)
             self._transport.write(data)
+            self._last_send = self._loop.time()
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -293,7 +296,6 @@ class PeerConnection(asyncio.Protocol):
         data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
         self._out.clear()
         self._write_now(data)
-        self._last_send = self._loop.time()
 
     def _handle(self, events: list[Any]) -> None:
         manager = self._manager

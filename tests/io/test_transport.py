@@ -383,7 +383,7 @@ async def test_connect_gives_up_with_node_down_when_nobody_listens() -> None:
     await a.close()
 
 
-async def test_many_sends_in_one_turn_are_coalesced_into_few_writes(pair: Any) -> None:
+async def test_many_sends_in_one_turn_are_coalesced_into_two_writes(pair: Any) -> None:
     a, _ra, b, rb = pair
     conn = await a.connect("beta", b.address)
     pid = Pid.of("beta", 1, 1)
@@ -400,5 +400,56 @@ async def test_many_sends_in_one_turn_are_coalesced_into_few_writes(pair: Any) -
     for i in range(200):
         conn.send(Send(to=pid, message=i))
     await rb.wait_for(lambda: len(rb.messages) == 200)
-    assert len(writes) == 1
+    assert len(writes) == 2  # the first frame at once, the other 199 in one write
     assert [m.message for _, m in rb.messages] == list(range(200))  # type: ignore[attr-defined]
+
+
+async def test_refused_connect_fails_at_once_when_told_not_to_retry() -> None:
+    a, _ = await start("alpha", backoff_initial=1.0, backoff_max=1.0)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(NodeDown, match="refused") as caught:
+        await a.connect("beta", ("127.0.0.1", port), retry_refused=False)
+    assert caught.value.not_started
+    assert loop.time() - started < 0.9  # no backoff delay was taken
+    await a.close()
+
+
+def test_two_managers_connect_and_exchange_messages_under_uvloop() -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario() -> None:
+        a, ra = await start("alpha")
+        b, _rb = await start("beta")
+        conn = await a.connect("beta", b.address, timeout=DEADLINE)
+        pid_a, pid_b = Pid.of("alpha", 1, 1), Pid.of("beta", 1, 1)
+        for ref in range(20):
+            conn.send(Call(ref=ref, sender=pid_a, to=pid_b, request=ref, timeout_ms=1000))
+        await ra.wait_for(lambda: len(ra.messages) == 20)
+        await b.close("bye")
+        await ra.wait_for(lambda: ra.count("down", "beta") == 1)
+        await a.close()
+
+    uvloop.run(scenario())
+
+
+async def test_backpressure_pauses_writing_and_wait_writable_resumes(pair: Any) -> None:
+    a, _ra, b, rb = pair
+    conn = await a.connect("beta", b.address)
+    await rb.wait_for(lambda: b.get("alpha") is not None)
+    receiver = b.get("alpha")
+    assert receiver is not None and receiver._transport is not None
+    receiver._transport.pause_reading()  # the peer stops reading: buffers fill up
+    chunk = Send(to=Pid.of("beta", 1, 1), message=b"x" * 256 * 1024)
+    for _ in range(2000):  # bounded: kernel buffers hold a few MiB at most
+        if conn.write_paused:
+            break
+        conn.send(chunk)
+        await asyncio.sleep(0)  # let the loop hand the frames to the socket
+    assert conn.write_paused
+    receiver._transport.resume_reading()
+    await asyncio.wait_for(conn.wait_writable(), DEADLINE)
+    assert not conn.write_paused
