@@ -76,6 +76,11 @@ class PeerConnection(asyncio.Protocol):
         peer_address: the remote socket address, for logs.
         close_reason: why it closed, once closed.
         refusal: the word from the peer's REFUSE, if it refused us.
+
+    Args:
+        manager: the owning manager, which decides which connection to keep.
+        wire: the sans-IO protocol state for this connection.
+        initiator: True when this node dialled.
     """
 
     def __init__(self, manager: ConnectionManager, wire: Connection, *, initiator: bool) -> None:
@@ -228,6 +233,11 @@ class PeerConnection(asyncio.Protocol):
     # --- asyncio.Protocol -----------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """asyncio callback: the socket is up; start the handshake and its deadline.
+
+        Args:
+            transport: the socket (or TLS) transport.
+        """
         # uvloop's TCP transport is not an asyncio.Transport subclass, but
         # has the same methods: no isinstance check here.
         self._transport = cast(asyncio.Transport, transport)
@@ -242,6 +252,11 @@ class PeerConnection(asyncio.Protocol):
         self._write_now(self._wire.data_to_send())
 
     def data_received(self, data: bytes) -> None:
+        """asyncio callback: feed bytes to the protocol and act on its events.
+
+        Args:
+            data: the bytes read.
+        """
         self._counts[1] += len(data)
         self._last_recv = self._loop.time()
         if self.silent:
@@ -252,10 +267,20 @@ class PeerConnection(asyncio.Protocol):
         self._handle(events)
 
     def eof_received(self) -> bool:
+        """asyncio callback: the peer closed its side.
+
+        Returns:
+            False, so that asyncio closes the transport.
+        """
         self._handle(self._wire.receive_eof())
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """asyncio callback: the socket is gone; record why and tell the manager.
+
+        Args:
+            exc: the OS error that ended it, or None for a clean close.
+        """
         if self._timer is not None:
             self._timer.cancel()
         self._set_reason(f"connection lost: {exc}" if exc else "connection closed by peer")
@@ -272,9 +297,11 @@ class PeerConnection(asyncio.Protocol):
             self._closed.set_result(reason)
 
     def pause_writing(self) -> None:
+        """asyncio callback: the write buffer passed its high-water mark."""
         self._writable.clear()
 
     def resume_writing(self) -> None:
+        """asyncio callback: the write buffer drained below its low-water mark."""
         self._writable.set()
 
     # --- internals ----------------------------------------------------
