@@ -113,6 +113,11 @@ class Remote:
         self._next_ref = 1
         # Monitors held by local watchers on remote targets: wire ref -> (ref, watcher, target).
         self.monitors: dict[int, tuple[Ref, Pid, Pid]] = {}
+        # Invariant: casts, sends, monitors and links to a node a dial is in
+        # progress for, in the order they were made. They go out before any
+        # later message to that node (calls included): messages from one
+        # sender to one receiver arrive in the order sent, as in Erlang.
+        self._backlog: dict[str, list[Message]] = {}
         self.on_node_lost: list[Any] = []
 
     # -- sending ------------------------------------------------------------------
@@ -156,6 +161,8 @@ class Remote:
             timeout = deadline - loop.time()
             if timeout <= 0:
                 raise CallTimeout(pid, timeout)
+        if self._backlog and pid.node in self._backlog:
+            self._flush_backlog(pid.node, conn)  # earlier casts/sends go first
         ref = self._next_ref
         self._next_ref = ref + 1
         me = current_process.get()
@@ -170,24 +177,44 @@ class Remote:
             self.pending.pop(ref, None)
 
     def _send(self, node: str, msg: Message) -> bool:
+        backlog = self._backlog.get(node)
+        if backlog is not None:
+            backlog.append(msg)  # behind earlier messages still waiting for the dial
+            return False
         conn = self._connection(node)
         if conn is None:
             peer = self.peers.get(node)
             if peer is not None and self.manager is not None:
-                asyncio.get_running_loop().create_task(self._send_later(peer, msg))
+                self._backlog[node] = [msg]
+                self.node._loop.create_task(self._send_later(peer))
             return False
         conn.send(msg)
         return True
 
-    async def _send_later(self, peer: PeerInfo, msg: Message) -> None:
+    async def _send_later(self, peer: PeerInfo) -> None:
         assert self.manager is not None
         try:
             conn = await self.manager.connect(peer.name, peer.address, retry_refused=False)
         except ShoalError as exc:
-            log.info("dropping %s to %s: %s", type(msg).__name__, peer.name, exc)
-            self._undeliverable(msg)
+            for msg in self._backlog.pop(peer.name, ()):
+                log.info("dropping %s to %s: %s", type(msg).__name__, peer.name, exc)
+                self._undeliverable(msg)
             return
-        conn.send(msg)
+        self._flush_backlog(peer.name, conn)
+
+    def _flush_backlog(self, name: str, conn: PeerConnection) -> None:
+        """Send what waited for the connection, in order, before anything newer."""
+        backlog = self._backlog.pop(name, ())
+        for i, msg in enumerate(backlog):
+            try:
+                conn.send(msg)
+            except NodeDown as exc:  # it broke already: the rest cannot go either
+                for lost in backlog[i:]:
+                    log.info("dropping %s to %s: %s", type(lost).__name__, name, exc)
+                    self._undeliverable(lost)
+                return
+            except BadArgument as exc:  # its sender is long gone: log, keep going
+                log.warning("dropping %s to %s: %s", type(msg).__name__, name, exc)
 
     def _undeliverable(self, msg: Message) -> None:
         # Erlang's rule: a monitor or link to an unreachable node fires at once.
