@@ -177,7 +177,7 @@ class Replication:
                     self._marked += 1
         if self._dirty and not self._stopping and (
                 self._writer is None or self._writer.done()):
-            self._writer = asyncio.get_running_loop().create_task(self._write())
+            self._writer = self.node._loop.create_task(self._write())
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until every change marked so far is in the store.
