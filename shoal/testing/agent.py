@@ -9,11 +9,16 @@ shoal's own distribution. Workers:
   sleeps ``s`` seconds first; ``"crash"`` raises; ``"pid"`` answers its pid.
 - ``Recorder``: keeps what ``handle_info`` received (messages, Down, Exit);
   ``"received"`` answers them as text; traps exits.
+
+``Control`` commands (``cluster.control(name, command, *args)``): ``spawn``,
+``kill``, ``members``, ``group_call``, ``call``, ``creation``, ``link`` (two
+pids, one local) and ``alive`` (a local pid).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import shoal
@@ -111,10 +116,25 @@ class Control(shoal.GenServer):
                 return ["error", type(exc).__name__, str(exc)]
         if command == "creation":
             return node.creation
+        if command == "link":
+            node.link(args[0], args[1])
+            return "ok"
+        if command == "alive":
+            return node.is_alive(args[0])
         raise shoal.BadRequest(request)
 
 
 async def setup(node: shoal.Node) -> None:
-    """``shoal run`` entry point of a LocalCluster node."""
+    """``shoal run`` entry point of a LocalCluster node.
+
+    ``SHOAL_AGENT_WORKERS="group:count[:kind],..."`` in the environment
+    spawns ``count`` workers of ``kind`` (default ``echo``) joined to
+    ``group`` (scope ``default``) before the node reports ready, so a test
+    can have members on a node its client never connected to.
+    """
     control = await node.spawn(Control)
+    for spec in filter(None, os.environ.get("SHOAL_AGENT_WORKERS", "").split(",")):
+        group, count, kind = [*spec.split(":"), "echo"][:3]
+        pids = [await node.spawn(KINDS[kind]) for _ in range(int(count))]
+        await node.groups.join(group, pids)
     await node.scope(CONTROL_SCOPE).join(node.name, control)
