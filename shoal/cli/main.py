@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
+from typing import Any
 
 import click
 
@@ -94,6 +96,105 @@ def run_command(app: str, name: str, cluster: str | None, store: str | None,
     code = asyncio.run(run_node(app, **options))
     if code:
         raise SystemExit(code)
+
+
+def _store_options(func: Any) -> Any:
+    func = click.option("--cluster", default=None,
+                        help="Cluster name [env SHOAL_CLUSTER; default: default].")(func)
+    func = click.option("--store", default=None,
+                        help="Store URL [env SHOAL_STORE; default: sqlite://.shoal/cluster.db].")(
+        func)
+    return func
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    widths = {c: max([len(c), *(len(str(r.get(c, ""))) for r in rows)]) for c in columns}
+    click.echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    for row in rows:
+        click.echo("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
+
+
+@cli.command()
+@_store_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def nodes(store: str | None, cluster: str | None, as_json: bool) -> None:
+    """List the live nodes of the cluster (read from the store; joins nothing)."""
+    from shoal.cli.inspect import describe_node, read_cluster
+
+    view = asyncio.run(read_cluster(store, cluster))
+    rows = [describe_node(name, info) for name, info in sorted(view.nodes.items())]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        _table(rows, ["name", "address", "os_pid", "host", "version", "uptime_s", "creation"])
+
+
+@cli.command()
+@_store_options
+@click.option("--scope", default=None, help="Only this scope (default: every scope).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def groups(store: str | None, cluster: str | None, scope: str | None, as_json: bool) -> None:
+    """List the non-empty groups with their member counts."""
+    from shoal.cli.inspect import read_cluster
+
+    view = asyncio.run(read_cluster(store, cluster))
+    rows = [{"scope": s, "group": g, "members": sum(c for _, c in entries),
+             "nodes": len({p.node for p, _ in entries})}
+            for (s, g), entries in sorted(view.members.items()) if scope in (None, s)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        _table(rows, ["scope", "group", "members", "nodes"])
+
+
+@cli.command()
+@click.argument("group")
+@_store_options
+@click.option("--scope", default="default", show_default=True, help="The group's scope.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def members(group: str, store: str | None, cluster: str | None, scope: str,
+            as_json: bool) -> None:
+    """List the members of GROUP, once per pid with its join count."""
+    from shoal.cli.inspect import read_cluster
+
+    view = asyncio.run(read_cluster(store, cluster))
+    rows = [{"pid": str(p), "node": p.node, "joins": c}
+            for p, c in sorted(view.members.get((scope, group), []))]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        _table(rows, ["pid", "node", "joins"])
+
+
+@cli.command("call")
+@click.argument("group")
+@click.argument("request")
+@_store_options
+@click.option("--scope", default="default", show_default=True, help="The group's scope.")
+@click.option("--timeout", default=5.0, show_default=True, type=float, help="Seconds.")
+@click.option("--strategy", default="local_first", show_default=True,
+              type=click.Choice(["local_first", "random", "round_robin", "least_loaded",
+                                 "hash"]))
+@click.option("--key", default=None, help="Routing key (JSON) for --strategy hash.")
+def call_command(group: str, request: str, store: str | None, cluster: str | None,
+                 scope: str, timeout: float, strategy: str, key: str | None) -> None:
+    """Call one member of GROUP with REQUEST (JSON) and print the reply as JSON.
+
+    Joins the cluster briefly as a node named shoal-cli-<os pid>; the secret
+    comes from SHOAL_SECRET or SHOAL_SECRET_FILE (or the embedded store's file).
+    Example: shoal call counters '"incr"'
+    """
+    from shoal.cli.inspect import call_group
+
+    try:
+        value = json.loads(request)
+        routing = json.loads(key) if key is not None else None
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}") from None
+    _loop_factory()
+    reply = asyncio.run(call_group(store, cluster, group, value, scope=scope, timeout=timeout,
+                                   strategy=strategy, key=routing))
+    click.echo(json.dumps(reply, default=str))
 
 
 def main(argv: list[str] | None = None) -> int:
