@@ -245,6 +245,7 @@ class Node:
             try:
                 if self.replication is not None:
                     await self.replication.stop()
+                self.remote.close()
                 if self.remote.manager is not None:
                     await self.remote.manager.close("shutdown")
                 if self.store is not None and self._owns_store:

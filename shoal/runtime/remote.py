@@ -110,6 +110,9 @@ class Remote:
         self.peers: dict[str, PeerInfo] = {}
         # Invariant: calls sent and not yet answered: ref -> (future, callee).
         self.pending: dict[int, tuple[asyncio.Future[Any], Pid]] = {}
+        # Invariant: one redial task per node whose connection broke while
+        # the store still lists it.
+        self._redials: dict[str, asyncio.Task[None]] = {}
         self._next_ref = 1
         # Monitors held by local watchers on remote targets: wire ref -> (ref, watcher, target).
         self.monitors: dict[int, tuple[Ref, Pid, Pid]] = {}
@@ -303,6 +306,41 @@ class Remote:
         self.node._node_routable(peer_name, False)
         self.node_lost(peer_name, f"connection lost: {reason}")
         self.node._probe_store()
+        self._start_redial(peer_name)
+
+    def _start_redial(self, name: str) -> None:
+        """Keep dialling a node the store still lists, so a connection that
+        broke while the node lives (a network blip) comes back: nothing else
+        would dial it, since selection skips its unroutable members."""
+        if name in self._redials or self.manager is None or self.node._stopping:
+            return
+        task = self.node._loop.create_task(self._redial(name), name=f"shoal redial {name}")
+        self._redials[name] = task
+        task.add_done_callback(lambda _: self._redials.pop(name, None))
+
+    async def _redial(self, name: str) -> None:
+        delay = 0.05
+        while not self.node._stopping and self.manager is not None:
+            peer = self.peers.get(name)
+            if peer is None or self._connection(name) is not None:
+                return  # its session ended (dead), or it is connected again
+            await asyncio.sleep(delay)  # backoff between attempts
+            delay = min(delay * 2, 1.0)
+            peer = self.peers.get(name)
+            if peer is None or self._connection(name) is not None:
+                return
+            try:
+                await self.manager.connect(name, peer.address, timeout=2.0,
+                                           retry_refused=False)
+            except ShoalError:
+                self.node._probe_store()
+                continue
+            return
+
+    def close(self) -> None:
+        """Stop redialling (the node is stopping)."""
+        for task in list(self._redials.values()):
+            task.cancel()
 
     def node_lost(self, name: str, detail: str) -> None:
         """Fail everything in flight towards ``name`` (Rule 3)."""
