@@ -179,7 +179,8 @@ class Node:
 
     async def start(self) -> None:
         """Start the node: open the store, listen for peers, register, and
-        load the cluster's membership. Idempotent.
+        load the cluster's membership. Idempotent while running; a stopped
+        node cannot be started again (create a new Node).
 
         Raises:
             NameInUse: a live node of the cluster already has this name.
@@ -189,6 +190,9 @@ class Node:
         """
         if self._running:
             return
+        if self._stopping:
+            raise ShoalError(f"node {self.name!r} was stopped; a Node is used once: "
+                             "create a new one (a new incarnation, with a new creation)")
         self._loop = asyncio.get_running_loop()
         self._deadlines = Deadlines(self._loop)
         store_arg = self._store_arg
@@ -277,7 +281,13 @@ class Node:
             await asyncio.wait_for(asyncio.shield(proc.done), proc.shutdown_timeout + 1.0)
         except TimeoutError:
             proc.kill(SHUTDOWN, brutal=True)
-            await asyncio.shield(proc.done)
+            try:
+                await asyncio.wait_for(asyncio.shield(proc.done), 1.0)
+            except TimeoutError:
+                # Its code swallowed the cancellation: give up on it (G6)
+                # rather than hang the node's stop.
+                log.error("process %s ignored being killed; abandoning it", proc.pid)
+                proc._end()
 
     @property
     def running(self) -> bool:
@@ -415,7 +425,7 @@ class Node:
             proc = self._procs.get(pid)
         except TypeError:  # unhashable: certainly not a Pid
             proc = None
-        if proc is None:
+        if proc is None or type(pid) is not Pid:  # a plain tuple equal to a pid is no pid
             check_pid("pid", pid)
             seconds = check_timeout(timeout)
             if pid.node != self.name and self._running:

@@ -211,6 +211,8 @@ class Process:
             if self.reason is None:
                 self.begin_exit(KILLED)
                 self._end()
+                # spawn() waits on this: it must not wait forever.
+                started.set_exception(ProcessExited(self.pid, KILLED))
                 raise
             started.set_exception(ProcessExited(self.pid, self.reason))
             self._end()

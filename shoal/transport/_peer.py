@@ -327,15 +327,21 @@ class PeerConnection(asyncio.Protocol):
     def _handle(self, events: list[Any]) -> None:
         manager = self._manager
         for event in events:
-            if isinstance(event, Message):
+            kind = type(event)
+            if kind is not Established and kind is not Closed:
                 if not self.registered:
                     continue  # a connection the manager refused; it is closing
                 self._counts[3] += 1
-                if type(event) is Ping:
+                if kind is Ping:
                     self.send(Pong(seq=event.seq))
-                elif type(event) is not Pong:
-                    manager._deliver(self, event)
-            elif isinstance(event, Established):
+                elif kind is not Pong:
+                    # The hot path: straight to the handler (no wrapper call);
+                    # its exceptions are logged, as every callback's are.
+                    try:
+                        manager.handler.on_message(self, event)
+                    except Exception:
+                        logger.exception("transport callback on_message failed")
+            elif kind is Established:
                 self.peer_node, self.peer_creation = event.node, event.creation
                 if self._timer is not None:
                     self._timer.cancel()
@@ -349,7 +355,7 @@ class PeerConnection(asyncio.Protocol):
                 self._established.set_result(None)
                 self._last_recv = self._last_send = self._loop.time()
                 self._timer = self._loop.call_later(self._config.heartbeat_interval, self._tick)
-            elif isinstance(event, Closed):
+            else:
                 self._closed_by_protocol(event)
                 return
 
