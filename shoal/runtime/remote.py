@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from shoal.errors import (
@@ -170,8 +171,8 @@ class Remote:
         self._next_ref = ref + 1
         me = current_process.get()
         future: asyncio.Future[Any] = loop.create_future()
-        conn.send(Call(ref=ref, sender=me.pid if me is not None else None, to=pid,
-                       request=request, timeout_ms=int(timeout * 1000)))
+        conn.send_call(ref, me.pid if me is not None else None, pid, request,
+                       int(timeout * 1000))
         self.pending[ref] = (future, pid)
         node._deadlines.add(future, timeout, pid)
         try:
@@ -418,7 +419,12 @@ class Remote:
         if proc is None:
             peer.send(Fail(ref=msg.ref, kind="noproc", pid=msg.to, detail=None, queue_len=0))
             return
-        slot = _ReplySlot(peer, msg.ref, msg.to, proc.mailbox)
+        loop = node._loop
+        # The caller stops listening at its deadline: past it, the request is
+        # dropped unrun (the process sees the slot as done).
+        slot = _ReplySlot(peer, msg.ref, msg.to, proc.mailbox,
+                          loop.time() + msg.timeout_ms / 1000 if msg.timeout_ms else 0.0,
+                          loop.time)
         try:
             proc.deliver(CALL, msg.request, Caller(msg.sender, slot))  # type: ignore[arg-type]
         except NoSuchProcess:
@@ -428,9 +434,6 @@ class Remote:
             peer.send(Fail(ref=msg.ref, kind="overloaded", pid=msg.to, detail=exc.limit,
                            queue_len=len(proc.mailbox)))
             return
-        if msg.timeout_ms:
-            # Drop the request unrun if the caller's deadline passes first.
-            node._deadlines.add(slot, msg.timeout_ms / 1000, msg.to)  # type: ignore[arg-type]
 
     def _on_cast(self, msg: Message) -> None:
         to: Pid = msg.to  # type: ignore[attr-defined]
@@ -467,16 +470,22 @@ class _ReplySlot:
     sends the answer at once. A future plus a done-callback would cost an
     extra turn of the event loop on every remote call."""
 
-    __slots__ = ("_done", "mailbox", "peer", "pid", "ref")
+    __slots__ = ("_done", "_time", "deadline", "mailbox", "peer", "pid", "ref")
 
-    def __init__(self, peer: PeerConnection, ref: int, pid: Pid, mailbox: Any) -> None:
+    def __init__(self, peer: PeerConnection, ref: int, pid: Pid, mailbox: Any,
+                 deadline: float, time: Callable[[], float]) -> None:
         self.peer = peer
         self.ref = ref
         self.pid = pid
         self.mailbox = mailbox
+        # Invariant: 0.0 means no deadline; else the caller's, on this loop's clock.
+        self.deadline = deadline
+        self._time = time
         self._done = False
 
     def done(self) -> bool:
+        if not self._done and self.deadline and self._time() > self.deadline:
+            self._done = True  # the caller gave up: nobody is listening
         return self._done
 
     def cancelled(self) -> bool:
@@ -486,7 +495,7 @@ class _ReplySlot:
         self._done = True
         try:
             try:
-                self.peer.send(Reply(ref=self.ref, value=value, queue_len=len(self.mailbox)))
+                self.peer.send_reply(self.ref, value, len(self.mailbox))
             except BadArgument as bad:
                 self.peer.send(Fail(ref=self.ref, kind="crash", pid=self.pid,
                                     queue_len=len(self.mailbox),

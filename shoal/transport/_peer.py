@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from shoal.errors import BadArgument, NodeDown, ProtocolError
+from shoal.pid import Pid
 from shoal.wire import Closed, Connection, Established, Message, Ping, Pong
 
 if TYPE_CHECKING:
@@ -141,7 +142,31 @@ class PeerConnection(asyncio.Protocol):
         """
         if not self.is_open:
             raise NodeDown(self.peer_node or "?", f"connection {self.close_reason or 'not open'}")
-        data = self._wire.send(msg)
+        self._queue(self._wire.send(msg))
+
+    def send_call(
+        self, ref: int, sender: Pid | None, to: Pid, request: Any, timeout_ms: int
+    ) -> None:
+        """``send(Call(...))`` without building the message (the hot path).
+
+        Raises:
+            NodeDown, BadArgument: as :meth:`send`.
+        """
+        if not self.is_open:
+            raise NodeDown(self.peer_node or "?", f"connection {self.close_reason or 'not open'}")
+        self._queue(self._wire.send_call(ref, sender, to, request, timeout_ms))
+
+    def send_reply(self, ref: int, value: Any, queue_len: int) -> None:
+        """``send(Reply(...))`` without building the message (the hot path).
+
+        Raises:
+            NodeDown, BadArgument: as :meth:`send`.
+        """
+        if not self.is_open:
+            raise NodeDown(self.peer_node or "?", f"connection {self.close_reason or 'not open'}")
+        self._queue(self._wire.send_reply(ref, value, queue_len))
+
+    def _queue(self, data: bytes) -> None:
         self._counts[2] += 1
         if self._flush_scheduled:
             self._out.append(data)

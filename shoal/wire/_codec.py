@@ -40,6 +40,7 @@ from typing import Any, Final
 import msgpack
 
 from shoal.errors import BadArgument, ProtocolError
+from shoal.pid import Pid
 from shoal.wire._frames import DEFAULT_MAX_FRAME, HEADER_SIZE
 from shoal.wire._handshake import Challenge, Hello, Proof, Refuse
 from shoal.wire._messages import (
@@ -199,6 +200,51 @@ class Encoder:
         if size > self.max_frame:
             raise BadArgument(
                 "message", f"<{type(msg).__name__} of {size} bytes>",
+                f"a message of at most {self.max_frame} bytes encoded",
+            )  # fmt: skip
+        return size.to_bytes(HEADER_SIZE, "big") + body
+
+
+    def encode_call(
+        self, ref: int, sender: Pid | None, to: Pid, request: Any, timeout_ms: int
+    ) -> bytes:
+        """``encode(Call(...))`` without building the message: the fast path
+        for the runtime's most frequent message. The runtime passes its own
+        values (a counter, pids it checked, a clamped timeout); the user's
+        ``request`` is checked exactly as :meth:`encode` checks it, and any
+        failure is reported by building the message, which names the field.
+
+        Raises:
+            BadArgument: as :meth:`encode`.
+        """
+        check_term(request, "request")
+        try:
+            body = self._pack([16, ref, sender, to, request, timeout_ms])
+        except (Unencodable, ValueError, OverflowError, TypeError):
+            return self.encode(
+                Call(ref=ref, sender=sender, to=to, request=request, timeout_ms=timeout_ms)
+            )
+        return self._frame(body, "Call")
+
+    def encode_reply(self, ref: int, value: Any, queue_len: int) -> bytes:
+        """``encode(Reply(...))`` without building the message (see
+        :meth:`encode_call`).
+
+        Raises:
+            BadArgument: as :meth:`encode`.
+        """
+        check_term(value, "value")
+        try:
+            body = self._pack([17, ref, value, queue_len])
+        except (Unencodable, ValueError, OverflowError, TypeError):
+            return self.encode(Reply(ref=ref, value=value, queue_len=queue_len))
+        return self._frame(body, "Reply")
+
+    def _frame(self, body: bytes, kind: str) -> bytes:
+        size = len(body)
+        if size > self.max_frame:
+            raise BadArgument(
+                "message", f"<{kind} of {size} bytes>",
                 f"a message of at most {self.max_frame} bytes encoded",
             )  # fmt: skip
         return size.to_bytes(HEADER_SIZE, "big") + body
