@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import shoal
+import shoal.store
 from shoal.testing.agent import CONTROL_SCOPE
 
 __all__ = ["LocalCluster", "NodeProcess", "wait_until"]
@@ -126,12 +127,24 @@ class LocalCluster:
 
     async def start(self) -> None:
         """Start every node and the client; return once the client sees all."""
+        await self._create_store()
         await asyncio.gather(*(self.start_node(name, wait=False) for name in self.names))
         self._client = shoal.Node(self.client_name, store=self.store, secret=self.secret,
                                   heartbeat_timeout=self.heartbeat_timeout)
         await self._client.start()
         for name in self.names:
             await self.wait_node(name)
+
+    async def _create_store(self) -> None:
+        # An embedded store's database is created once, before the nodes start:
+        # SQLite can answer "database is locked" without waiting when several
+        # processes switch a brand-new file to WAL mode at the same moment.
+        if self.store.startswith("sqlite://"):
+            store = shoal.store.open_store(self.store)
+            try:
+                await store.snapshot("")
+            finally:
+                await store.close()
 
     async def start_node(self, name: str, *, wait: bool = True) -> NodeProcess:
         """Start (or restart) the node ``name``; wait until it serves."""
