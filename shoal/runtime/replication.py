@@ -347,9 +347,16 @@ class Replication:
             self.node._node_routable(info.name, True)
 
     def _node_gone(self, name: str) -> None:
-        if self.node.remote.peers.pop(name, None) is None:
+        remote = self.node.remote
+        if remote.peers.pop(name, None) is None:
             return
-        self.node.remote.node_lost(name, "its store session ended")
+        conn = remote._connection(name)
+        if conn is None or conn.silent:
+            remote.node_lost(name, "its store session ended")
+        # else: it still talks to us, so it is stopping in order (G4): its
+        # answers to our calls and its Downs come on the connection, and the
+        # connection's end fails what is left (on_peer_down). Failing calls
+        # now would turn replies already on their way into NodeDown.
         for key in [k for k, e in self.entries.items() if e[0].node == name]:
             del self.entries[key]
         self._replace(name)
