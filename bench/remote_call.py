@@ -46,7 +46,7 @@ async def serve(store: str, ready: str) -> None:
     async with shoal.Node("bench-server", store=store, secret=SECRET) as node:
         pid = await node.spawn(Echo)
         await node.groups.join("echo", pid)
-        Path(ready).write_text(json.dumps(list(pid)))
+        Path(ready).write_text(json.dumps(list(pid)))  # noqa: ASYNC240 - once, at start
         stop = asyncio.get_running_loop().create_future()
         import signal
 
@@ -75,7 +75,7 @@ async def client(store: str, calls: int, concurrency: list[int]) -> dict[str, fl
         for callers in concurrency:
             per = calls // callers
 
-            async def one() -> None:
+            async def one(per: int = per) -> None:
                 for i in range(per):
                     await call(pid, i)
 
