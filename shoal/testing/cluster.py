@@ -91,11 +91,15 @@ class LocalCluster:
         heartbeat_timeout: passed to every node, the client included.
         secret: the cluster secret.
         env: extra environment for the node processes.
+        app: the ``module:function`` each node runs (default the test agent;
+            another app should call ``shoal.testing.agent.setup`` first, so
+            the cluster can drive the node).
     """
 
     def __init__(self, names: int | list[str] = 3, *, store: str | None = None,
                  heartbeat_timeout: float = 2.0, secret: str = SECRET,
-                 env: dict[str, str] | None = None, client_name: str = "test-client") -> None:
+                 env: dict[str, str] | None = None, client_name: str = "test-client",
+                 app: str = "shoal.testing.agent:setup") -> None:
         self.names = [f"n{i + 1}" for i in range(names)] if isinstance(names, int) else names
         self._tmp = tempfile.mkdtemp(prefix="shoal-cluster-")
         self.store = store or f"sqlite://{self._tmp}/cluster.db"
@@ -103,6 +107,7 @@ class LocalCluster:
         self.secret = secret
         self.env = env or {}
         self.client_name = client_name
+        self.app = app
         self.nodes: dict[str, NodeProcess] = {}
         self._stopped: list[NodeProcess] = []
         self._client: shoal.Node | None = None
@@ -152,7 +157,7 @@ class LocalCluster:
         env = dict(os.environ, SHOAL_SECRET=self.secret, **self.env)
         env.pop("SHOAL_SECRET_FILE", None)
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "shoal.cli", "run", "shoal.testing.agent:setup",
+            sys.executable, "-m", "shoal.cli", "run", self.app,
             "--node", name, "--store", self.store,
             "--heartbeat-timeout", str(self.heartbeat_timeout),
             stdout=asyncio.subprocess.PIPE, stderr=log.open("wb"), env=env)

@@ -175,12 +175,11 @@ async def test_sigstopped_node_is_unroutable_within_heartbeat_timeout_and_stays_
             members_seen.append(sorted(client.groups.get_members("g")))
             return not client.table.is_routable("n2")
 
-        # Heartbeats are checked every timeout/4: detection within 1.25 x the
-        # timeout of the last bytes received, plus scheduling margin.
-        await wait_until(unroutable, timeout=bound * 1.25 + 1.0,
-                         what="n2 to become unroutable")
+        # G2: unroutable within the heartbeat timeout of the last bytes
+        # received (a margin for scheduling on a loaded machine).
+        await wait_until(unroutable, timeout=bound + 2.0, what="n2 to become unroutable")
         detected = time.monotonic() - stopped_at
-        assert detected <= bound * 1.25 + 0.5
+        assert detected <= bound + 0.3
         assert detected >= bound * 0.75  # silence, not something else, made it unroutable
         selection = {client.groups.select("g", strategy=s).node
                      for s in ("random", "round_robin", "least_loaded") for _ in range(20)}
