@@ -39,7 +39,16 @@ from shoal.runtime.deadlines import Deadlines
 from shoal.runtime.genserver import GenServer
 from shoal.runtime.groups import Groups, SubscriptionHub
 from shoal.runtime.messages import Down, Exit, Ref
-from shoal.runtime.process import CALL, CAST, DEAD, INFO, Caller, Process, current_process
+from shoal.runtime.process import (
+    CALL,
+    CAST,
+    DEAD,
+    INFO,
+    SYSTEM,
+    Caller,
+    Process,
+    current_process,
+)
 from shoal.runtime.remote import Remote
 from shoal.runtime.replication import Replication, node_info
 from shoal.store import Store, open_store
@@ -440,6 +449,32 @@ class Node:
         proc.deliver(CALL, request, Caller(me.pid if me is not None else None, future))
         self._deadlines.add(future, timeout, pid)
         return await future
+
+    async def code_change(self, pid: Pid, old_version: Any = None, extra: Any = None, *,
+                          timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Have a local process run its ``code_change(old_version, extra)``
+        hook, in line with its other messages (after what is queued), once
+        its class has been reloaded. Returns when the hook returned.
+
+        Raises:
+            BadArgument: ``pid`` is not a Pid or ``timeout`` is not > 0.
+            NoSuchProcess: the process is not alive (or not on this node).
+            CallError: the hook raised (the process crashed with it).
+            CallTimeout: the hook did not finish within ``timeout``.
+        """
+        check_pid("pid", pid)
+        seconds = check_timeout(timeout)
+        proc = self.local_process(pid)
+        if proc is None:
+            raise NoSuchProcess(pid)
+        future: asyncio.Future[Any] = self._loop.create_future()
+        me = current_process.get()
+        # The mailbox bound is for calls, casts and sends: system messages pass.
+        proc.mailbox.append((SYSTEM, (old_version, extra),
+                             Caller(me.pid if me is not None else None, future)))
+        proc.wake()
+        self._deadlines.add(future, seconds, pid)
+        await future
 
     def cast(self, pid: Pid, request: Any) -> None:
         """Deliver ``request`` to ``pid``'s ``handle_cast``. A cast to a dead

@@ -44,7 +44,7 @@ __all__ = ["Caller", "Process", "current_process"]
 
 log = logging.getLogger("shoal")
 
-CALL, CAST, INFO = 0, 1, 2
+CALL, CAST, INFO, SYSTEM = 0, 1, 2, 3
 STARTING, RUNNING, EXITING, DEAD = 0, 1, 2, 3
 
 current_process: contextvars.ContextVar[Process | None] = contextvars.ContextVar(
@@ -178,6 +178,14 @@ class Process:
             if not waiter.done():
                 waiter.set_result(None)
 
+    def wake(self) -> None:
+        """Wake the loop after appending to the mailbox directly."""
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
     def notify(self, message: Any) -> None:
         """Queue a notice (Down, Exit, GroupEvent): never refused while alive."""
         if self.state > RUNNING:
@@ -298,8 +306,17 @@ class Process:
                     future.set_result(result)
             elif kind == CAST:
                 await server.handle_cast(payload)
-            else:
+            elif kind == INFO:
                 await server.handle_info(payload)
+            else:  # SYSTEM: code_change, in line with the other messages
+                future = caller._future  # type: ignore[union-attr]
+                if future.done():
+                    continue
+                self.current = caller
+                await server.code_change(*payload)
+                self.current = None
+                if not future.done():
+                    future.set_result(None)
 
     # -- exit path ----------------------------------------------------------------
 

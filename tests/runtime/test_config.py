@@ -1,0 +1,130 @@
+"""Node configuration: the secret, the store URL, the listen address."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import shoal
+from shoal.runtime.config import load_secret, parse_listen
+
+
+@pytest.fixture(autouse=True)
+def no_env_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("SHOAL_SECRET", "SHOAL_SECRET_FILE", "SHOAL_STORE", "SHOAL_LISTEN",
+                 "SHOAL_CLUSTER"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_secret_argument_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHOAL_SECRET", "from-the-environment-0123456789")
+    given = "from-the-argument-0123456789"
+    assert load_secret(given, "etcd://x") == given.encode()
+    assert load_secret(None, "etcd://x") == b"from-the-environment-0123456789"
+
+
+def test_secret_file_readable_by_others_is_refused(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "secret"
+    path.write_text("a-long-enough-cluster-secret-0123")
+    path.chmod(0o644)
+    monkeypatch.setenv("SHOAL_SECRET_FILE", str(path))
+    with pytest.raises(shoal.ConfigError, match="readable by others"):
+        load_secret(None, "etcd://x")
+    path.chmod(0o600)
+    assert load_secret(None, "etcd://x") == b"a-long-enough-cluster-secret-0123"
+
+
+def test_missing_secret_file_is_a_clear_error(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHOAL_SECRET_FILE", str(tmp_path / "absent"))
+    with pytest.raises(shoal.ConfigError, match="cannot read secret file"):
+        load_secret(None, "etcd://x")
+
+
+def test_short_secret_is_refused() -> None:
+    with pytest.raises(shoal.ConfigError, match="at least 16 bytes"):
+        load_secret("short", "etcd://x")
+
+
+def test_etcd_without_a_secret_is_refused() -> None:
+    with pytest.raises(shoal.ConfigError, match="no cluster secret"):
+        load_secret(None, "etcd://127.0.0.1:2379")
+
+
+def test_embedded_store_generates_one_private_secret_per_directory(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path}/db/cluster.db"
+    first = load_secret(None, url)
+    assert load_secret(None, url) == first
+    secret_file = tmp_path / "db" / "secret"
+    assert secret_file.stat().st_mode & 0o077 == 0
+    assert len(first) >= 16
+
+
+def test_secret_of_a_wrong_type_names_the_argument() -> None:
+    with pytest.raises(shoal.BadArgument) as info:
+        load_secret(12345, "etcd://x")  # type: ignore[arg-type]
+    assert info.value.argument == "secret"
+
+
+@pytest.mark.parametrize(("text", "parsed"), [
+    ("127.0.0.1:0", ("127.0.0.1", 0)),
+    ("0.0.0.0:7000", ("0.0.0.0", 7000)),
+    ("[::1]:7000", ("::1", 7000)),
+    ("localhost:65535", ("localhost", 65535)),
+])
+def test_listen_addresses_parse(text: str, parsed: tuple[str, int]) -> None:
+    assert parse_listen(text) == parsed
+
+
+@pytest.mark.parametrize("text", ["", "7000", "host:", ":7000", "host:70000", "host:x", 7000])
+def test_bad_listen_addresses_name_the_argument(text: object) -> None:
+    with pytest.raises(shoal.BadArgument) as info:
+        parse_listen(text)  # type: ignore[arg-type]
+    assert info.value.argument == "listen"
+
+
+def test_node_rejects_a_bad_store_url_when_started() -> None:
+    node = shoal.Node("n", store="ftp://nowhere", secret="x" * 32)
+
+    async def start() -> None:
+        await node.start()
+
+    import asyncio
+
+    with pytest.raises(shoal.BadArgument) as info:
+        asyncio.run(start())
+    assert info.value.argument == "url"
+
+
+def test_node_rejects_a_store_of_the_wrong_type() -> None:
+    with pytest.raises(shoal.BadArgument) as info:
+        shoal.Node("n", store=42)  # type: ignore[arg-type]
+    assert info.value.argument == "store"
+
+
+async def test_environment_configures_store_and_listen(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHOAL_STORE", f"sqlite://{tmp_path}/env.db")
+    monkeypatch.setenv("SHOAL_LISTEN", "127.0.0.1:0")
+    monkeypatch.setenv("SHOAL_SECRET", "environment-secret-0123456789")
+    async with shoal.Node("env-node") as node:
+        assert node.address is not None and node.address[0] == "127.0.0.1"
+    assert (tmp_path / "env.db").exists()  # noqa: ASYNC240 - after the node stopped
+
+
+async def test_name_held_by_a_live_node_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path}/c.db"
+    async with shoal.Node("same", store=url, secret="s" * 32):
+        with pytest.raises(shoal.NameInUse):
+            async with shoal.Node("same", store=url, secret="s" * 32):
+                pass
+    async with shoal.Node("same", store=url, secret="s" * 32):
+        pass  # free again once the holder stopped
+
+
+async def test_a_stopped_node_cannot_be_started_again(node: shoal.Node) -> None:
+    await node.stop()
+    with pytest.raises(shoal.ShoalError, match="used once"):
+        await node.start()
