@@ -111,7 +111,7 @@ async def test_environment_configures_store_and_listen(tmp_path: Path,
     monkeypatch.setenv("SHOAL_SECRET", "environment-secret-0123456789")
     async with shoal.Node("env-node") as node:
         assert node.address is not None and node.address[0] == "127.0.0.1"
-    assert (tmp_path / "env.db").exists()  # noqa: ASYNC240 - after the node stopped
+    assert (tmp_path / "env.db").exists()
 
 
 async def test_name_held_by_a_live_node_is_refused(tmp_path: Path) -> None:
