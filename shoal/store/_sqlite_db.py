@@ -112,22 +112,50 @@ class Database:
         with self._errors("open the database"):
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             self.locks.mkdir(mode=0o700, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
-            try:
-                conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                if str(mode).lower() != "wal":
-                    raise sqlite3.OperationalError(f"cannot switch to WAL mode (got {mode})")
-                conn.execute("PRAGMA synchronous = NORMAL")
-                # Checkpoints run in the background probe, not inside a commit,
-                # so they never delay a writer's wake-ups (see checkpoint()).
-                conn.execute("PRAGMA wal_autocheckpoint = 0")
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executescript(_SCHEMA)  # commits the transaction
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
+            with self._init_lock():
+                self._connect_locked()
+
+    @contextlib.contextmanager
+    def _init_lock(self) -> Iterator[None]:
+        """Serialise opening among processes: switching a brand-new database
+        to WAL does not wait on SQLite's busy handler, so several processes
+        creating it at once could fail with "database is locked". An flock
+        (released by the kernel if its holder dies) orders them instead,
+        polled so a hung holder costs at most the busy timeout (G6)."""
+        path = self.path.with_name(self.path.name + ".init.lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            deadline = time.monotonic() + self._busy_timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise sqlite3.OperationalError(
+                            "another process holds the database's init lock") from None
+                    time.sleep(0.002)  # in the store's worker thread, never the loop
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def _connect_locked(self) -> None:
+        conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.OperationalError(f"cannot switch to WAL mode (got {mode})")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            # Checkpoints run in the background probe, not inside a commit,
+            # so they never delay a writer's wake-ups (see checkpoint()).
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executescript(_SCHEMA)  # commits the transaction
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
 
     def close(self) -> None:
         """Release every own lock and close the connection and wake sender."""
