@@ -42,7 +42,7 @@ from shoal.errors import (
     ProcessExited,
     ShoalError,
 )
-from shoal.pid import NOCONNECTION, NOPROC, Crash, Pid, Reason
+from shoal.pid import NOCONNECTION, NOPROC, SHUTDOWN, Crash, Pid, Reason
 from shoal.runtime.messages import Down, Ref
 from shoal.runtime.process import CALL, CAST, INFO, Caller, current_process
 from shoal.transport import ConnectionManager, PeerConnection
@@ -305,7 +305,11 @@ class Remote:
     def on_peer_down(self, peer_name: str, creation: int, reason: str) -> None:
         log.info("connection to node %s (creation %d) lost: %s", peer_name, creation, reason)
         self.node._node_routable(peer_name, False)
-        self.node_lost(peer_name, f"connection lost: {reason}")
+        # BYE "shutdown" promises that the peer answered every call it read
+        # on this connection (docs/protocol.md): calls still unanswered were
+        # never read, so they provably did not start and may go elsewhere.
+        clean = reason == f"peer closed: {SHUTDOWN}"
+        self.node_lost(peer_name, f"connection lost: {reason}", not_started=clean)
         self.node._probe_store()
         self._start_redial(peer_name)
 
@@ -343,11 +347,11 @@ class Remote:
         for task in list(self._redials.values()):
             task.cancel()
 
-    def node_lost(self, name: str, detail: str) -> None:
+    def node_lost(self, name: str, detail: str, *, not_started: bool = False) -> None:
         """Fail everything in flight towards ``name`` (Rule 3)."""
         for future, pid in list(self.pending.values()):
             if pid.node == name and not future.done():
-                future.set_exception(NodeDown(name, detail, not_started=False))
+                future.set_exception(NodeDown(name, detail, not_started=not_started))
         for serial, (mref, watcher, target) in list(self.monitors.items()):
             if target.node == name:
                 del self.monitors[serial]

@@ -49,11 +49,6 @@ async def test_sigterm_leaves_groups_before_the_node_stops_answering() -> None:
     await _sigterm_under_group_calls(idempotent=True)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known gap: a call sent by a client whose view still lists the stopping "
-    "node, reaching it after it closed with BYE('shutdown'), fails with "
-    "NodeDown(not_started=False) although it was never read (about 1 run "
-    "in 15); BYE does not yet promise that every call read was answered"))
 async def test_sigterm_fails_no_call_even_when_not_idempotent() -> None:
     await _sigterm_under_group_calls(idempotent=False)
 
