@@ -148,6 +148,7 @@ class NodeDown(TargetError):
 
     def __init__(self, node: str, detail: str = "", *, not_started: bool = True) -> None:
         self.node = node
+        self.detail = detail
         self.not_started = not_started  # type: ignore[misc]
         super().__init__(f"node {node!r} is down" + (f": {detail}" if detail else ""))
 

@@ -151,7 +151,8 @@ class Remote:
         except ShoalError as exc:
             # Could not reach it: ask the store whether its owner died (G2).
             self.node._probe_store()
-            raise NodeDown(pid.node, str(exc), not_started=True) from None
+            detail = exc.detail if isinstance(exc, NodeDown) else str(exc)
+            raise NodeDown(pid.node, detail, not_started=True) from None
 
     async def call(self, pid: Pid, request: Any, timeout: float) -> Any:
         """A call to a pid of another node (see ``Node.call``)."""
