@@ -87,7 +87,9 @@ class LocalCluster:
 
     Args:
         names: node names, or a count (``n1``, ``n2``, ...).
-        store: store URL; default: SQLite in a temporary directory.
+        store: store URL; default: ``$SHOAL_TEST_STORE`` if set (the test
+            suite runs some end-to-end tests on etcd this way), else SQLite
+            in a temporary directory.
         heartbeat_timeout: passed to every node, the client included.
         secret: the cluster secret.
         env: extra environment for the node processes.
@@ -102,7 +104,8 @@ class LocalCluster:
                  app: str = "shoal.testing.agent:setup") -> None:
         self.names = [f"n{i + 1}" for i in range(names)] if isinstance(names, int) else names
         self._tmp = tempfile.mkdtemp(prefix="shoal-cluster-")
-        self.store = store or f"sqlite://{self._tmp}/cluster.db"
+        self.store = (store or os.environ.get("SHOAL_TEST_STORE")
+                      or f"sqlite://{self._tmp}/cluster.db")
         self.heartbeat_timeout = heartbeat_timeout
         self.secret = secret
         self.env = env or {}

@@ -12,6 +12,10 @@ import shoal
 from shoal.testing.agent import CONTROL_SCOPE
 from shoal.testing.cluster import LocalCluster
 
+# These scenarios run against the embedded store and against etcd (conftest.py).
+E2E_STORES = ("sqlite", "etcd")
+
+
 pytestmark = pytest.mark.timeout(60)
 
 

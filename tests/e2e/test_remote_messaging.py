@@ -15,6 +15,10 @@ from e2e_support import Inbox, wait_for_item, wait_until
 import shoal
 from shoal.testing.cluster import LocalCluster
 
+# These scenarios run against the embedded store and against etcd (conftest.py).
+E2E_STORES = ("sqlite", "etcd")
+
+
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -109,6 +113,9 @@ async def test_crash_on_one_node_stops_linked_process_on_another() -> None:
         assert await cluster.control("n2", "call", crasher, "ping", 5.0) == [
             "ok", ["n1", "ping"]]
         client.monitor(linked, watcher=watcher)
+        # A call to the same node travels behind the monitor: once answered,
+        # the monitor is in place (else a crash first would give "noproc").
+        assert await client.call(linked, "ping", 5.0) == ["n2", "ping"]
 
         with pytest.raises(shoal.CallError):
             await client.call(crasher, "crash", 5.0)
