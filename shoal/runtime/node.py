@@ -27,22 +27,20 @@ import os
 import random
 import ssl
 import time
-from collections.abc import Callable
 from typing import Any
 
 from shoal.errors import BadArgument, CallTimeout, NoSuchProcess, ShoalError
 from shoal.membership.table import GroupTable, MembershipEvent
-from shoal.pid import NOCONNECTION, NOPROC, NORMAL, SHUTDOWN, Pid, Reason
+from shoal.pid import NOPROC, SHUTDOWN, Pid, Reason
 from shoal.runtime.checks import check_name, check_pid, check_timeout
 from shoal.runtime.config import DEFAULT_STORE, load_secret, parse_listen
 from shoal.runtime.deadlines import Deadlines
 from shoal.runtime.genserver import GenServer
 from shoal.runtime.groups import Groups, SubscriptionHub
-from shoal.runtime.messages import Down, Exit, Ref
+from shoal.runtime.messages import Ref
 from shoal.runtime.process import (
     CALL,
     CAST,
-    DEAD,
     INFO,
     SYSTEM,
     Caller,
@@ -51,6 +49,7 @@ from shoal.runtime.process import (
 )
 from shoal.runtime.remote import Remote
 from shoal.runtime.replication import Replication, node_info
+from shoal.runtime.signals import Signals
 from shoal.store import Store, open_store
 from shoal.transport import ConnectionManager, TransportConfig
 
@@ -78,7 +77,7 @@ class NodeStatistics:
         return f"NodeStatistics({inner})"
 
 
-class Node:
+class Node(Signals):
     """A node hosting processes; use it as an async context manager.
 
     Every setting may also come from the environment (``SHOAL_CLUSTER``,
@@ -504,150 +503,6 @@ class Node:
         elif pid.node != self.name:
             self.remote.send(pid, message)
 
-    # -- monitors and links -------------------------------------------------------------
-
-    def make_ref(self) -> Ref:
-        """A new unique reference."""
-        return Ref(self.name, self.creation, next(self._refs))
-
-    def _watcher(self, watcher: Pid | None) -> Process:
-        if watcher is None:
-            me = current_process.get()
-            if me is None:
-                raise BadArgument("watcher", None, "a pid, or a call from inside a process")
-            return me
-        proc = self._procs.get(check_pid("watcher", watcher))
-        if proc is None or not proc.alive:
-            raise NoSuchProcess(watcher)
-        return proc
-
-    def monitor(self, pid: Pid, *, watcher: Pid | None = None) -> Ref:
-        """Monitor ``pid``: when it exits, the watcher (the calling process by
-        default) gets ``Down(ref, pid, reason)`` in ``handle_info``. A dead
-        pid gives an immediate Down with reason ``"noproc"``.
-
-        Raises:
-            BadArgument: ``pid`` is not a Pid, or no watcher (outside a process).
-            NoSuchProcess: ``watcher`` is dead.
-        """
-        check_pid("pid", pid)
-        me = self._watcher(watcher)
-        ref = self.make_ref()
-        if pid.node != self.name:
-            me.monitoring[ref] = pid
-            self._monitors[ref] = (me.pid, pid)
-            self.remote.monitor(ref, me.pid, pid)
-            return ref
-        target = self._procs.get(pid)
-        if target is None or not target.alive:
-            me.notify(Down(ref=ref, pid=pid, reason=NOPROC))
-            return ref
-        target.monitored_by[ref] = me.pid
-        me.monitoring[ref] = pid
-        self._monitors[ref] = (me.pid, pid)
-        return ref
-
-    def demonitor(self, ref: Ref) -> None:
-        """Remove a monitor; no Down for it is delivered afterwards (one
-        already queued is removed as well). Unknown refs are ignored."""
-        if not isinstance(ref, Ref):
-            raise BadArgument("ref", ref, "a shoal.Ref")
-        pair = self._monitors.pop(ref, None)
-        if pair is None:
-            # The target already exited: its exit path dropped the monitor
-            # and queued the Down in the watcher's mailbox. The watcher is
-            # the calling process (GenServer.demonitor); purge it there.
-            me = current_process.get()
-            if me is not None:
-                _purge(me, lambda m: isinstance(m, Down) and m.ref == ref)
-            return
-        watcher, target = pair
-        if target.node != self.name:
-            self.remote.demonitor(ref)
-        owner = self._procs.get(target)
-        if owner is not None:
-            owner.monitored_by.pop(ref, None)
-        proc = self._procs.get(watcher)
-        if proc is not None:
-            proc.monitoring.pop(ref, None)
-            _purge(proc, lambda m: isinstance(m, Down) and m.ref == ref)
-
-    def link(self, a: Pid, b: Pid) -> None:
-        """Link two processes: when one exits abnormally the other gets an
-        exit signal (it stops too, unless it traps exits and gets ``Exit``).
-        Linking to a dead pid sends the live side an exit signal ``"noproc"``.
-
-        Raises:
-            BadArgument: an argument is not a Pid.
-        """
-        pa = self._procs.get(check_pid("a", a))
-        pb = self._procs.get(check_pid("b", b))
-        if a == b:
-            return
-        if a.node != self.name or b.node != self.name:
-            if a.node != self.name and b.node != self.name:
-                raise BadArgument("a", a, "a pid of this node (one side must be local)")
-            local, other = (a, b) if a.node == self.name else (b, a)
-            if self.local_process(local) is not None:
-                self.remote.link(local, other)
-            return
-        if pa is None or not pa.alive or pb is None or not pb.alive:
-            live, dead = (pa, b) if pa is not None and pa.alive else (pb, a)
-            if live is not None and live.alive:
-                self.exit_signal(live, dead, NOPROC)
-            return
-        pa.links.add(b)
-        pb.links.add(a)
-
-    def unlink(self, a: Pid, b: Pid) -> None:
-        """Remove the link between ``a`` and ``b`` (no error if absent)."""
-        for x, y in ((check_pid("a", a), check_pid("b", b)), (b, a)):
-            proc = self._procs.get(x)
-            if proc is not None:
-                proc.links.discard(y)
-                if y.node != self.name:
-                    self.remote.unlink(x, y)
-
-    def exit(self, pid: Pid, reason: Reason) -> None:
-        """Send an exit signal to ``pid`` from the calling process (or from
-        the node itself). ``"kill"`` kills it unconditionally, without
-        ``terminate``; other reasons stop it (running ``terminate``) unless it
-        traps exits, in which case it gets ``Exit``; ``"normal"`` is ignored
-        by a process that does not trap exits.
-
-        Raises:
-            BadArgument: ``pid`` is not a Pid or ``reason`` is not a str.
-        """
-        proc = self._procs.get(check_pid("pid", pid))
-        if not isinstance(reason, str) or not reason:
-            raise BadArgument("reason", reason, "a non-empty str")
-        me = current_process.get()
-        sender = me.pid if me is not None else self.self_pid
-        if proc is not None:
-            self.exit_signal(proc, sender, reason)
-        elif pid.node != self.name:
-            self.remote.exit(sender, pid, reason)
-
-    def kill(self, pid: Pid) -> None:
-        """``exit(pid, "kill")``: stop it now, skipping ``terminate``."""
-        self.exit(pid, "kill")
-
-    def exit_signal(self, proc: Process, sender: Pid, reason: Reason) -> None:
-        """Apply Erlang's exit-signal rules to a local process."""
-        if reason == "kill":
-            # Untrappable, and it also reaches a process that is exiting but
-            # not dead yet: it cuts short a terminate in progress (a hung
-            # terminate must be killable without waiting shutdown_timeout).
-            if proc.state != DEAD:
-                proc.kill("killed", brutal=True)
-            return
-        if not proc.alive:
-            return
-        if proc.trap_exit:
-            proc.notify(Exit(pid=sender, reason=reason))
-        elif reason != NORMAL:
-            proc.kill(reason)
-
     # -- groups ---------------------------------------------------------------------
 
     @property
@@ -662,11 +517,6 @@ class Node:
         if groups is None:
             groups = self._scopes[check_name("scope", name)] = Groups(self, name)
         return groups
-
-    def local_process(self, pid: Pid) -> Process | None:
-        """The live local process for ``pid``, if any (internal)."""
-        proc = self._procs.get(pid)
-        return proc if proc is not None and proc.alive else None
 
     def _dispatch(self, events: list[MembershipEvent], *, local: bool = True) -> None:
         if events:
@@ -684,17 +534,6 @@ class Node:
     def _node_routable(self, name: str, routable: bool) -> None:
         self.table.set_routable(name, routable)
 
-    def _remote_node_lost(self, name: str) -> None:
-        """Links to ``name``'s pids break with ``"noconnection"``; monitors
-        that ``name``'s processes held on ours are gone (Rule 3 of remote.py)."""
-        for proc in list(self._procs.values()):
-            for ref in [r for r, w in proc.monitored_by.items() if w.node == name]:
-                del proc.monitored_by[ref]
-            lost = [p for p in proc.links if p.node == name]
-            for pid in lost:
-                proc.links.discard(pid)
-                self.exit_signal(proc, pid, NOCONNECTION)
-
     def _probe_store(self) -> None:
         store = self.store
         if store is None or self._stopping:
@@ -709,46 +548,6 @@ class Node:
         task = self._loop.create_task(probe())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    # -- exit path hooks (called by Process) ------------------------------------------------
-
-    def _process_exiting(self, proc: Process, reason: Reason) -> None:
-        # G1: runs inside the synchronous half of the exit path.
-        self._dispatch(self.table.remove_pid(proc.pid, reason))
-        self.hub.drop_owner(proc.pid)
-        for ref, target in proc.monitoring.items():
-            self._monitors.pop(ref, None)
-            owner = self._procs.get(target)
-            if owner is not None:
-                owner.monitored_by.pop(ref, None)
-        proc.monitoring.clear()
-
-    def _process_dead(self, proc: Process, reason: Reason) -> None:
-        self._procs.pop(proc.pid, None)
-        self.inflight.pop(proc.pid, None)
-        for ref, watcher in proc.monitored_by.items():
-            self._monitors.pop(ref, None)
-            other = self._procs.get(watcher)
-            if other is not None:
-                other.monitoring.pop(ref, None)
-                other.notify(Down(ref=ref, pid=proc.pid, reason=reason))
-        remote_watchers = [(r, w) for r, w in proc.monitored_by.items() if w.node != self.name]
-        remote_links = [p for p in proc.links if p.node != self.name]
-        if remote_watchers or remote_links:
-            self.remote.process_dead(proc.pid, reason, remote_watchers,
-                                     [] if self._halting and reason == SHUTDOWN
-                                     else remote_links)
-        proc.monitored_by.clear()
-        for linked in proc.links:
-            other = self._procs.get(linked)
-            if other is not None:
-                other.links.discard(proc.pid)
-                # While the node stops every process itself, newest first, a
-                # child's "shutdown" must not stop its parent through their
-                # link: the parent would terminate before its other children.
-                if not self._halting:
-                    self.exit_signal(other, proc.pid, reason)
-        proc.links.clear()
 
     # -- introspection -----------------------------------------------------------------
 
@@ -770,9 +569,3 @@ def _open_store(url: str, cluster: str) -> Store:
     if url.startswith("etcd://") and "cluster=" not in url:
         url += ("&" if "?" in url else "?") + f"cluster={cluster}"
     return open_store(url)
-
-
-def _purge(proc: Process, match: Callable[[Any], bool]) -> None:
-    kept = [item for item in proc.mailbox if not (item[0] == INFO and match(item[1]))]
-    proc.mailbox.clear()
-    proc.mailbox.extend(kept)
