@@ -26,25 +26,21 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from shoal.errors import (
     BadArgument,
-    BadRequest,
-    CallError,
     CallTimeout,
     NodeDown,
     NoSuchProcess,
     Overloaded,
-    ProcessExited,
     ShoalError,
 )
-from shoal.pid import NOCONNECTION, NOPROC, SHUTDOWN, Crash, Pid, Reason
+from shoal.pid import NOCONNECTION, NOPROC, SHUTDOWN, Pid, Reason
 from shoal.runtime.messages import Down, Ref
 from shoal.runtime.process import CALL, CAST, INFO, Caller, current_process
+from shoal.runtime.replies import ReplySlot, fail_error, wire_reason
 from shoal.transport import ConnectionManager, PeerConnection
 from shoal.wire import (
     Bye,
@@ -81,23 +77,6 @@ class PeerInfo:
         self.creation = creation
         self.address = address
         self.info = info
-
-
-def _fail_error(msg: Fail) -> ShoalError:
-    kind, pid, detail = msg.kind, msg.pid, msg.detail
-    if kind == "noproc":
-        return NoSuchProcess(pid)
-    if kind == "overloaded":
-        return Overloaded(pid, detail if type(detail) is int else 0)
-    if kind == "badrequest":
-        return BadRequest(None, str(detail))
-    if kind == "crash":
-        if isinstance(detail, Crash):
-            return CallError(pid, detail.type, detail.message, detail.traceback)
-        parts = [str(x) for x in detail] if isinstance(detail, list) else [str(detail)]
-        parts += [""] * (3 - len(parts))
-        return CallError(pid, parts[0], parts[1], parts[2])
-    return ProcessExited(pid, detail if isinstance(detail, (str, Crash)) else str(detail))
 
 
 class Remote:
@@ -286,9 +265,9 @@ class Remote:
         """Tell remote watchers and linked processes that ``pid`` exited."""
         for ref, watcher in watchers:
             self._send(watcher.node, WireDown(ref=ref.serial, target=pid, watcher=watcher,
-                                              reason=_wire_reason(reason)))
+                                              reason=wire_reason(reason)))
         for other in links:
-            self._send(other.node, Exit(sender=pid, to=other, reason=_wire_reason(reason)))
+            self._send(other.node, Exit(sender=pid, to=other, reason=wire_reason(reason)))
 
     # -- PeerHandler ----------------------------------------------------------------
 
@@ -389,7 +368,7 @@ class Remote:
                 future, pid = entry
                 self.node.queue_lengths[pid] = msg.queue_len  # type: ignore[attr-defined]
                 if not future.done():
-                    future.set_exception(_fail_error(msg))  # type: ignore[arg-type]
+                    future.set_exception(fail_error(msg))  # type: ignore[arg-type]
         elif kind is Cast or kind is Send:
             self._on_cast(msg)
         elif kind is Monitor:
@@ -427,7 +406,7 @@ class Remote:
         loop = node._loop
         # The caller stops listening at its deadline: past it, the request is
         # dropped unrun (the process sees the slot as done).
-        slot = _ReplySlot(peer, msg.ref, msg.to, proc.mailbox,
+        slot = ReplySlot(peer, msg.ref, msg.to, proc.mailbox,
                           loop.time() + msg.timeout_ms / 1000 if msg.timeout_ms else 0.0,
                           loop.time)
         try:
@@ -468,74 +447,3 @@ class Remote:
             peer.send(Exit(sender=msg.b, to=msg.a, reason=NOPROC))
             return
         proc.links.add(msg.a)
-
-
-class _ReplySlot:
-    """Stands in for the caller's future on the callee's node: setting it
-    sends the answer at once. A future plus a done-callback would cost an
-    extra turn of the event loop on every remote call."""
-
-    __slots__ = ("_done", "_time", "deadline", "mailbox", "peer", "pid", "ref")
-
-    def __init__(self, peer: PeerConnection, ref: int, pid: Pid, mailbox: Any,
-                 deadline: float, time: Callable[[], float]) -> None:
-        self.peer = peer
-        self.ref = ref
-        self.pid = pid
-        self.mailbox = mailbox
-        # Invariant: 0.0 means no deadline; else the caller's, on this loop's clock.
-        self.deadline = deadline
-        self._time = time
-        self._done = False
-
-    def done(self) -> bool:
-        if not self._done and self.deadline and self._time() > self.deadline:
-            self._done = True  # the caller gave up: nobody is listening
-        return self._done
-
-    def cancelled(self) -> bool:
-        return False
-
-    def set_result(self, value: Any) -> None:
-        self._done = True
-        try:
-            try:
-                self.peer.send_reply(self.ref, value, len(self.mailbox))
-            except BadArgument as bad:
-                self.peer.send(Fail(ref=self.ref, kind="crash", pid=self.pid,
-                                    queue_len=len(self.mailbox),
-                                    detail=["shoal.BadArgument",
-                                            f"reply not encodable: {bad}", ""]))
-        except NodeDown:
-            pass  # the caller's node is gone: nobody is listening
-
-    def set_exception(self, exc: BaseException) -> None:
-        self._done = True
-        if isinstance(exc, CallTimeout):
-            return  # the caller's own deadline passed: it is not listening
-        with contextlib.suppress(NodeDown):  # the caller's node is gone
-            self.peer.send(_fail_message(self.ref, self.pid, exc, len(self.mailbox)))
-
-
-def _wire_reason(reason: Reason) -> Reason:
-    if isinstance(reason, Crash):
-        return Crash(type=reason.type, message=reason.message, traceback=reason.traceback)
-    return reason
-
-
-def _fail_message(ref: int, pid: Pid, exc: BaseException, queue_len: int) -> Fail:
-    if isinstance(exc, CallError):
-        return Fail(ref=ref, kind="crash", pid=pid, queue_len=queue_len,
-                    detail=[exc.remote_type, exc.remote_message, exc.remote_traceback])
-    if isinstance(exc, BadRequest):
-        return Fail(ref=ref, kind="badrequest", pid=pid, detail=str(exc), queue_len=queue_len)
-    if isinstance(exc, NoSuchProcess):
-        return Fail(ref=ref, kind="noproc", pid=pid, detail=None, queue_len=queue_len)
-    if isinstance(exc, Overloaded):
-        return Fail(ref=ref, kind="overloaded", pid=pid, detail=exc.limit, queue_len=queue_len)
-    if isinstance(exc, ProcessExited):
-        return Fail(ref=ref, kind="exited", pid=pid, detail=_wire_reason(exc.reason),
-                    queue_len=queue_len)
-    crash = Crash.from_exception(exc)
-    return Fail(ref=ref, kind="crash", pid=pid, queue_len=queue_len,
-                detail=[crash.type, crash.message, crash.traceback])

@@ -1,0 +1,118 @@
+"""Answers to remote calls, both ways: wire FAIL kinds to errors and back.
+
+``ReplySlot`` stands in for the caller's future on the callee's node;
+``fail_message`` turns the error a call ended with into the FAIL sent back,
+``fail_error`` turns a received FAIL into the error the caller raises. The
+two mappings are each other's inverse; keep them side by side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from shoal.errors import (
+    BadArgument,
+    BadRequest,
+    CallError,
+    CallTimeout,
+    NodeDown,
+    NoSuchProcess,
+    Overloaded,
+    ProcessExited,
+    ShoalError,
+)
+from shoal.pid import Crash, Pid, Reason
+from shoal.transport import PeerConnection
+from shoal.wire import Fail
+
+__all__ = ["ReplySlot", "fail_error", "fail_message", "wire_reason"]
+
+
+def fail_error(msg: Fail) -> ShoalError:
+    kind, pid, detail = msg.kind, msg.pid, msg.detail
+    if kind == "noproc":
+        return NoSuchProcess(pid)
+    if kind == "overloaded":
+        return Overloaded(pid, detail if type(detail) is int else 0)
+    if kind == "badrequest":
+        return BadRequest(None, str(detail))
+    if kind == "crash":
+        if isinstance(detail, Crash):
+            return CallError(pid, detail.type, detail.message, detail.traceback)
+        parts = [str(x) for x in detail] if isinstance(detail, list) else [str(detail)]
+        parts += [""] * (3 - len(parts))
+        return CallError(pid, parts[0], parts[1], parts[2])
+    return ProcessExited(pid, detail if isinstance(detail, (str, Crash)) else str(detail))
+
+
+class ReplySlot:
+    """Stands in for the caller's future on the callee's node: setting it
+    sends the answer at once. A future plus a done-callback would cost an
+    extra turn of the event loop on every remote call."""
+
+    __slots__ = ("_done", "_time", "deadline", "mailbox", "peer", "pid", "ref")
+
+    def __init__(self, peer: PeerConnection, ref: int, pid: Pid, mailbox: Any,
+                 deadline: float, time: Callable[[], float]) -> None:
+        self.peer = peer
+        self.ref = ref
+        self.pid = pid
+        self.mailbox = mailbox
+        # Invariant: 0.0 means no deadline; else the caller's, on this loop's clock.
+        self.deadline = deadline
+        self._time = time
+        self._done = False
+
+    def done(self) -> bool:
+        if not self._done and self.deadline and self._time() > self.deadline:
+            self._done = True  # the caller gave up: nobody is listening
+        return self._done
+
+    def cancelled(self) -> bool:
+        return False
+
+    def set_result(self, value: Any) -> None:
+        self._done = True
+        try:
+            try:
+                self.peer.send_reply(self.ref, value, len(self.mailbox))
+            except BadArgument as bad:
+                self.peer.send(Fail(ref=self.ref, kind="crash", pid=self.pid,
+                                    queue_len=len(self.mailbox),
+                                    detail=["shoal.BadArgument",
+                                            f"reply not encodable: {bad}", ""]))
+        except NodeDown:
+            pass  # the caller's node is gone: nobody is listening
+
+    def set_exception(self, exc: BaseException) -> None:
+        self._done = True
+        if isinstance(exc, CallTimeout):
+            return  # the caller's own deadline passed: it is not listening
+        with contextlib.suppress(NodeDown):  # the caller's node is gone
+            self.peer.send(fail_message(self.ref, self.pid, exc, len(self.mailbox)))
+
+
+def wire_reason(reason: Reason) -> Reason:
+    if isinstance(reason, Crash):
+        return Crash(type=reason.type, message=reason.message, traceback=reason.traceback)
+    return reason
+
+
+def fail_message(ref: int, pid: Pid, exc: BaseException, queue_len: int) -> Fail:
+    if isinstance(exc, CallError):
+        return Fail(ref=ref, kind="crash", pid=pid, queue_len=queue_len,
+                    detail=[exc.remote_type, exc.remote_message, exc.remote_traceback])
+    if isinstance(exc, BadRequest):
+        return Fail(ref=ref, kind="badrequest", pid=pid, detail=str(exc), queue_len=queue_len)
+    if isinstance(exc, NoSuchProcess):
+        return Fail(ref=ref, kind="noproc", pid=pid, detail=None, queue_len=queue_len)
+    if isinstance(exc, Overloaded):
+        return Fail(ref=ref, kind="overloaded", pid=pid, detail=exc.limit, queue_len=queue_len)
+    if isinstance(exc, ProcessExited):
+        return Fail(ref=ref, kind="exited", pid=pid, detail=wire_reason(exc.reason),
+                    queue_len=queue_len)
+    crash = Crash.from_exception(exc)
+    return Fail(ref=ref, kind="crash", pid=pid, queue_len=queue_len,
+                detail=[crash.type, crash.message, crash.traceback])
