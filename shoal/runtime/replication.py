@@ -121,6 +121,7 @@ class Replication:
         self._writer: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False
+        self._reopening = asyncio.Lock()
         self.revision = 0
         self.synced = asyncio.Event()
 
@@ -202,15 +203,15 @@ class Replication:
             target = self._marked
             ops: list[Op] = [Put(key=k, value=msgpack.packb(c)) if c else Delete(key=k)
                              for k, c in batch.items()]
+            session = self.session
             try:
-                session = self.session
                 if session is None:
                     raise SessionEnded("no session")
                 for i in range(0, len(ops), MAX_BATCH):
                     await session.apply(ops[i:i + MAX_BATCH])
             except SessionEnded:
                 self._requeue(batch)
-                await self._reopen()
+                await self._reopen(session)
                 continue
             except StoreError as exc:
                 self._requeue(batch)
@@ -234,8 +235,19 @@ class Replication:
         for key, count in batch.items():
             self._dirty.setdefault(key, count)  # a newer mark wins
 
-    async def _reopen(self) -> None:
-        """Our session ended under us: open a new one and rewrite everything."""
+    async def _reopen(self, ended: Session | None) -> None:
+        """Our session ``ended`` under us: open a new one and rewrite everything."""
+        async with self._reopening:
+            # The writer (a write found the session gone) and _guard_session
+            # (wait_ended returned) both notice the same end; whoever comes
+            # second finds the session already replaced. Opening again would
+            # meet our own new session holding the name (NameInUse) and
+            # retry forever, with every write and flush waiting behind it.
+            if self.session is not ended:
+                return
+            await self._open_again()
+
+    async def _open_again(self) -> None:
         delay = 0.05
         while not self._stopping:
             try:
@@ -264,7 +276,7 @@ class Replication:
                 return
             if session is self.session:
                 log.warning("node %s: store session ended (%s)", self.node.name, reason)
-                await self._reopen()
+                await self._reopen(session)
                 if self._dirty and (self._writer is None or self._writer.done()):
                     self._writer = asyncio.get_running_loop().create_task(self._write())
 
