@@ -296,3 +296,36 @@ async def test_three_member_etcd_leader_stopped_under_calls_and_joins(
         await stream.wait_calls(200)
         await stream.stop()
         assert stream.failures() == []
+
+
+async def test_write_that_finds_the_session_revoked_reopens_it_once_and_lands(
+        shared_etcd: EtcdCluster, caplog: pytest.LogCaptureFixture) -> None:
+    url = _url(shared_etcd)
+    async with LocalCluster(1, store=url) as cluster:
+        client = cluster.client
+        assert client.replication is not None and client.replication.session is not None
+        old = client.replication.session.id
+        first = await client.spawn(Echo)
+        await client.groups.join("g", first)
+
+        # Revoked between two keepalives: the next join's write is the first
+        # to find the session gone, while the session's own guard wakes too.
+        # Exactly one of them may open the new session; the other must not
+        # try again (it would find the name held by that new session).
+        shared_etcd.revoke_lease(int(old, 16))
+        second = await client.spawn(Echo)
+        await asyncio.wait_for(client.groups.join("g", second), 10.0)
+        assert client.replication.session.id != old
+        assert await client.replication.flush(5.0)
+        third = await client.spawn(Echo)
+        await asyncio.wait_for(client.groups.join("g", third), 5.0)
+        assert await client.replication.flush(5.0)
+
+        async def all_at_n1() -> bool:
+            return set(await _view(cluster, "n1", "g")) == {first, second, third}
+        await _eventually(all_at_n1, timeout=10.0, what="every member in n1's view")
+        keys = await _store_members(url)
+        assert {k for k in keys if k.startswith(f"members/{client.name}/")} == {
+            f"members/{p.node}/{p.creation}/{p.serial}/default/g" for p in (first, second, third)}
+        # Nobody tried to open a second session for the same end.
+        assert "cannot re-open" not in caplog.text
