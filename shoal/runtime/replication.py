@@ -54,7 +54,7 @@ from shoal.store.base import Changes, Delete, Event, Op, Put, Session, Snapshot,
 if TYPE_CHECKING:
     from shoal.runtime.node import Node
 
-__all__ = ["NODEDOWN", "Replication", "member_key", "node_info"]
+__all__ = ["NODEDOWN", "Replication", "advertised_host", "member_key", "node_info"]
 
 log = logging.getLogger("shoal")
 
@@ -79,12 +79,35 @@ def parse_member_key(key: str) -> tuple[Pid, str, str] | None:
     return pid, unquote(parts[4]), unquote(parts[5])
 
 
+def advertised_host(host: str) -> str:
+    """The address peers should dial for a listener bound to ``host``.
+
+    A wildcard bind (``0.0.0.0``, ``::``: every interface) is no address a
+    peer on another host can dial; advertised as is, those peers would dial
+    their own host. Advertise the address of the interface that carries the
+    default route instead (a UDP ``connect`` picks it and sends nothing), or
+    loopback when there is no route at all (then only this host can reach us).
+    """
+    if host not in ("0.0.0.0", "::"):
+        return host
+    family, probe, fallback = (
+        (socket.AF_INET6, "2001:db8::1", "::1") if host == "::"
+        else (socket.AF_INET, "192.0.2.1", "127.0.0.1"))
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect((probe, 9))
+            return str(sock.getsockname()[0])
+    except OSError:
+        return fallback
+
+
 def node_info(node: Node, host: str, port: int) -> bytes:
     """The ``nodes/<name>`` value: what others need to reach and show us."""
     from shoal import __version__
 
     packed: bytes = msgpack.packb({
-        "name": node.name, "creation": node.creation, "host": host, "port": port,
+        "name": node.name, "creation": node.creation, "host": advertised_host(host),
+        "port": port,
         "os_pid": os.getpid(), "hostname": socket.gethostname(), "version": __version__,
         "started": time.time(),
     })
