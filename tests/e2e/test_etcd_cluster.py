@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 
+import msgpack
 import pytest
 from e2e_support import Stream, wait_until
 
@@ -329,3 +330,24 @@ async def test_write_that_finds_the_session_revoked_reopens_it_once_and_lands(
             f"members/{p.node}/{p.creation}/{p.serial}/default/g" for p in (first, second, third)}
         # Nobody tried to open a second session for the same end.
         assert "cannot re-open" not in caplog.text
+
+
+async def test_nodes_listening_on_every_interface_advertise_a_dialable_address(
+        shared_etcd: EtcdCluster) -> None:
+    # As across hosts: `shoal run --listen 0.0.0.0:PORT` (here via SHOAL_LISTEN).
+    url = _url(shared_etcd)
+    async with LocalCluster(2, store=url, env={"SHOAL_LISTEN": "0.0.0.0:0"}) as cluster:
+        store = EtcdStore.from_url(url)
+        try:
+            entries = (await store.snapshot("nodes/")).entries
+        finally:
+            await store.close()
+        for name in cluster.names:
+            info = msgpack.unpackb(entries[f"nodes/{name}"].value)
+            # "0.0.0.0" would make peers on other hosts dial themselves.
+            assert info["host"] not in ("0.0.0.0", "::", "")
+        pids = await _group_on_every_node(cluster, per_node=1)
+        for name in cluster.names:
+            assert (await cluster.client.call(pids[name][0], "x", 5.0))[0] == name
+        status, reply = await cluster.control("n1", "call", pids["n2"][0], "x", 5.0)
+        assert (status, reply[0]) == ("ok", "n2")
