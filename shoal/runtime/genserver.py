@@ -12,9 +12,10 @@ here, on the hooks, where users look:
   retries them elsewhere). Linked processes get the crash as an exit signal.
 - Before anything else runs on the node, an exiting process is out of every
   group (G1). ``terminate`` runs after that; it need not leave groups.
-- ``terminate(reason)`` runs on every exit except ``"killed"``: a return, a
-  crash, ``Stop``, an exit signal, node shutdown. It has ``shutdown_timeout``
-  seconds (default 5) before the process is killed.
+- ``terminate(reason)`` runs on every exit except a kill (``node.kill`` or
+  an exit signal ``"kill"``): a return, a crash, ``Stop``, an exit signal,
+  node shutdown. It has ``shutdown_timeout`` seconds (default 5) before the
+  process is killed.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class GenServer:
         it."""
 
     async def terminate(self, reason: Reason) -> None:
-        """Clean up; called on every exit except ``"killed"``. The process
+        """Clean up; called on every exit except a kill. The process
         has already left its groups. Exceptions here are logged, not raised."""
 
     async def code_change(self, old_version: Any, extra: Any) -> None:
