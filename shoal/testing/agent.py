@@ -12,13 +12,18 @@ shoal's own distribution. Workers:
 
 ``Control`` commands (``cluster.control(name, command, *args)``): ``spawn``,
 ``kill``, ``members``, ``group_call``, ``call``, ``creation``, ``link`` (two
-pids, one local) and ``alive`` (a local pid).
+pids, one local) and ``alive`` (a local pid). For large groups: ``join``
+(scope, group, local pids), ``count`` (scope, group: how many members this
+node sees) and ``wait_count`` (scope, group, count, timeout: wait until this
+node sees at least ``count`` members; answers ``["ok", t]`` with ``t`` the
+``time.monotonic()`` at which it saw them, or ``["timeout", seen]``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import Any
 
 import shoal
@@ -121,7 +126,34 @@ class Control(shoal.GenServer):
             return "ok"
         if command == "alive":
             return node.is_alive(args[0])
+        if command == "join":
+            scope, group, pids = args
+            await node.scope(scope).join(group, pids)
+            return "ok"
+        if command == "count":
+            scope, group = args
+            return len(node.scope(scope).get_members(group))
+        if command == "wait_count":
+            return await _wait_count(node, *args)
         raise shoal.BadRequest(request)
+
+
+async def _wait_count(node: shoal.Node, scope: str, group: str, count: int,
+                      timeout: float) -> list[Any]:
+    # Counts from the subscription's events rather than re-reading the group
+    # on each one: a group of 40,000 members grows by 40,000 events.
+    sub = node.scope(scope).subscribe(group, limit=10**7)
+    seen = len(sub.members)
+    try:
+        async with asyncio.timeout(timeout):
+            while seen < count:
+                event = await sub.get()
+                seen += len(event.pids) if event.kind == "join" else -len(event.pids)
+    except TimeoutError:
+        return ["timeout", seen]
+    finally:
+        sub.close()
+    return ["ok", time.monotonic()]
 
 
 async def setup(node: shoal.Node) -> None:
