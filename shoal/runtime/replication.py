@@ -60,6 +60,7 @@ log = logging.getLogger("shoal")
 
 NODEDOWN = "nodedown"
 MAX_BATCH = 128  # etcd's default transaction limit; other stores take it too
+APPLY_SLICE = 0.02  # seconds of applying watched events before letting other tasks run
 
 
 def member_key(pid: Pid, scope: str, group: str) -> str:
@@ -311,8 +312,20 @@ class Replication:
             try:
                 async for item in self.store.watch("", self.revision):
                     if isinstance(item, Changes):
+                        loop = asyncio.get_running_loop()
+                        slice_end = loop.time() + APPLY_SLICE
                         for event in item.events:
                             self._apply(event)
+                            if loop.time() > slice_end:
+                                # One batch can hold thousands of events (a node
+                                # of 2,000 members joining or dying). Applying it
+                                # in one go on a busy host held the loop for
+                                # longer than the session TTL: our keepalive did
+                                # not run, our own session expired and the whole
+                                # cluster re-synced. Other tasks may see part of
+                                # a revision applied; each event is valid alone.
+                                await asyncio.sleep(0)
+                                slice_end = loop.time() + APPLY_SLICE
                         self.revision = item.revision
                     else:
                         self._resync(item.snapshot)
