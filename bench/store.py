@@ -1,24 +1,46 @@
-"""Store benchmark: join-to-visible propagation and batched join throughput.
+"""Store benchmark: join-to-visible propagation, batched joins, and convergence.
 
 Usage::
 
     python bench/store.py --store sqlite          # a fresh database in a temp dir
+    python bench/store.py --store etcd            # a throwaway etcd on loopback
     python bench/store.py --store memory
-    python bench/store.py --url sqlite:///path/to/cluster.db
+    python bench/store.py --url etcd://10.0.0.1:2379   # an existing store
 
-Propagation: a writer in one OS process puts one key at a time (paced, as
-joins arrive) and a watcher in another OS process timestamps each event as
-its watch yields it; latency runs from just before ``apply`` to then, on the
-host's shared monotonic clock. (A memory store lives in one process, so its
-writer and watcher are two clients in the bench process.)
+Store level (``store_*`` lines):
 
-Throughput: one session applies many puts per transaction, as a node batches
-the joins of many processes, and the rate counts puts.
+- propagation: a writer in one OS process puts one key at a time (paced, as
+  joins arrive) and a watcher in another OS process timestamps each event as
+  its watch yields it; latency runs from just before ``apply`` to then, on
+  the host's shared monotonic clock. (A memory store lives in one process,
+  so its writer and watcher are two clients in the bench process.)
+- throughput: one session applies many puts per transaction.
 
-Output is ``name: value unit`` lines, the last two being
-``propagation_p99_ms: X`` and ``joins_per_s: X``. Every measurement is a
-function of a store URL (:func:`run`), so a new store needs only an entry in
-``STORES``.
+Shoal level (through ``shoal.Node``, the figures the last lines report):
+
+- propagation: a node in one OS process joins a process to a new group, one
+  join at a time (paced); a node in another OS process timestamps the join
+  as its group subscription delivers it (then it is in ``get_members``).
+  The group's name carries the send time. (memory: two nodes in this process.)
+- joins per second: one node, ``--joins`` ``groups.join`` calls made by 1,000
+  concurrent tasks (``--joins / 10`` processes, each joining 10 groups); the
+  node batches the joins in flight into transactions of at most 128 keys.
+  Timed until every join returned and the store confirmed every write.
+- convergence: ``--nodes`` node processes (``LocalCluster``), each hosting
+  ``--per-node`` processes, all join one group at once; timed from the start
+  of the joins until the last node sees every member (each node timestamps
+  the moment itself); ``converge_after_joins_s`` counts from the moment the
+  last node's joins were written instead. Skipped for memory. The run
+  ends with kill -9 (after the client stopped): a graceful stop of 20 nodes
+  holding 2,000 members each takes minutes, as every node removes the
+  others' members one at a time (``GroupTable`` removal is linear in the
+  group's size).
+
+Output is ``name: value unit`` lines, the last three being
+``propagation_p99_ms: X``, ``joins_per_s: X`` and ``converge_40k_s: X``
+(the name keeps 40k whatever ``--nodes`` x ``--per-node`` is; the
+``converge_members`` line says how many). Every measurement is a function of
+a store URL (:func:`run`), so a new store needs only an entry in ``STORES``.
 """
 
 from __future__ import annotations
@@ -34,21 +56,44 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shoal.store import Changes, Put, Store, open_store  # noqa: E402
+import shoal  # noqa: E402
+from shoal.store import Changes, MemoryStore, Put, Store, open_store  # noqa: E402
 
-__all__ = ["STORES", "main", "measure_propagation", "measure_throughput", "run"]
+__all__ = [
+    "STORES",
+    "main",
+    "measure_convergence",
+    "measure_propagation",
+    "measure_shoal_joins",
+    "measure_shoal_propagation",
+    "measure_throughput",
+    "run",
+]
 
 PREFIX = "bench/prop/"
-STORES: dict[str, Callable[[Path], str]] = {
-    "sqlite": lambda tmp: f"sqlite://{tmp / 'cluster.db'}",
-    "memory": lambda tmp: "memory://",
-    # "etcd": lambda tmp: os.environ.get("SHOAL_ETCD_URL", "etcd://127.0.0.1:2379"),
+SECRET = "store-benchmark-secret-0123456789abcdef"
+PROP_SCOPE = "bench-prop"
+
+
+def _scratch_etcd(tmp: Path, stack: contextlib.ExitStack) -> str:
+    from shoal.testing.etcd_server import start_etcd
+
+    etcd = stack.enter_context(start_etcd(base_dir=tmp / "etcd"))
+    return etcd.url(cluster="bench")
+
+
+STORES: dict[str, Callable[[Path, contextlib.ExitStack], str]] = {
+    "sqlite": lambda tmp, stack: f"sqlite://{tmp / 'cluster.db'}",
+    "memory": lambda tmp, stack: "memory://",
+    "etcd": _scratch_etcd,
 }
-"""Store name -> URL for a scratch store in a temporary directory."""
+"""Store name -> URL of a scratch store in a temporary directory; a factory
+may start a server, whose stop it registers on the exit stack."""
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -77,13 +122,20 @@ async def _writer_process(url: str, samples: int, pace: float) -> None:
 
 
 @contextlib.contextmanager
-def _spawn_writer(url: str, samples: int, pace: float) -> Iterator[subprocess.Popen[str]]:
-    cmd = [sys.executable, __file__, "--role", "writer", "--url", url]
+def _spawn_role(role: str, url: str, samples: int, pace: float) -> Iterator[subprocess.Popen[str]]:
+    cmd = [sys.executable, __file__, "--role", role, "--url", url]
     cmd += ["--samples", str(samples), "--pace", str(pace)]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
         yield proc
+        # Let it close its session: a killed child's lease would linger for a
+        # TTL and expire in the middle of the next measurement.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -114,10 +166,7 @@ async def measure_propagation(url: str, samples: int, pace: float = 0.001) -> li
                 )
             else:
                 writer = None
-                proc = stack.enter_context(_spawn_writer(url, samples, pace))
-                assert proc.stdin is not None
-                proc.stdin.write("go\n")
-                proc.stdin.flush()
+                stack.enter_context(_spawn_role("writer", url, samples, pace))
             async with asyncio.timeout(60 + samples * pace * 5):
                 while len(latencies) < samples:
                     item = await anext(watch)
@@ -161,30 +210,229 @@ async def measure_throughput(url: str, joins: int, batch: int) -> float:
     return joins / elapsed
 
 
-async def run(url: str, samples: int, joins: int, batch: int) -> list[tuple[str, float, str]]:
+class _Idle(shoal.GenServer):
+    """A process that only exists to be a group member."""
+
+
+async def _join_paced(node: shoal.Node, samples: int, pace: float) -> None:
+    pid = await node.spawn(_Idle)
+    groups = node.scope(PROP_SCOPE)
+    for i in range(samples):
+        sent = time.monotonic_ns()
+        await groups.join(f"{i}:{sent}", pid)
+        await asyncio.sleep(pace)
+
+
+async def _shoal_joiner_process(url: str, samples: int, pace: float) -> None:
+    async with shoal.Node(
+        f"bench-joiner-{os.getpid()}", store=url, secret=SECRET, listen=None
+    ) as node:
+        print("ready", flush=True)
+        sys.stdin.readline()  # the other node is subscribed
+        await _join_paced(node, samples, pace)
+
+
+async def measure_shoal_propagation(url: str, samples: int, pace: float = 0.001) -> list[float]:
+    """Milliseconds from ``groups.join`` on one node to the join reaching a
+    subscription (and ``get_members``) on a node in another OS process.
+
+    Args:
+        url: the store URL (memory: both nodes in this process, one store).
+        samples: how many joins to time, each to a new group.
+        pace: seconds the joining node waits between joins.
+
+    Returns:
+        The latencies, sorted.
+    """
+    memory = MemoryStore() if url.startswith("memory://") else None
+    latencies: list[float] = []
+    async with contextlib.AsyncExitStack() as stack:
+        node = await stack.enter_async_context(
+            shoal.Node("bench-watcher", store=memory or url, secret=SECRET, listen=None)
+        )
+        sub = node.scope(PROP_SCOPE).subscribe(limit=samples + 1)
+        stack.callback(sub.close)
+        joiner: asyncio.Future[None] | None = None
+        if memory is not None:
+            other = await stack.enter_async_context(
+                shoal.Node(
+                    "bench-joiner", store=memory.another_client(), secret=SECRET, listen=None
+                )
+            )
+            joiner = asyncio.ensure_future(_join_paced(other, samples, pace))
+        else:
+            stack.enter_context(_spawn_role("shoal-joiner", url, samples, pace))
+        async with asyncio.timeout(60 + samples * pace * 5):
+            while len(latencies) < samples:
+                event = await sub.get()
+                now = time.monotonic_ns()
+                if event.kind == "join":
+                    sent = int(str(event.group).rpartition(":")[2])
+                    latencies.append((now - sent) / 1e6)
+            if joiner is not None:
+                await joiner
+    return sorted(latencies)
+
+
+async def measure_shoal_joins(
+    url: str, joins: int, groups: int = 10, concurrency: int = 1000
+) -> float:
+    """Joins per second through one node: ``concurrency`` tasks each making
+    ``groups.join`` calls one after another, ``joins`` in all (``joins //
+    groups`` processes, each joining ``groups`` groups). The node batches
+    the joins in flight into transactions; the time runs until every join
+    returned and the store confirmed every write.
+
+    ``concurrency`` bounds the joins in flight: a node handed tens of
+    thousands of ready tasks at once starves its own event loop (the session
+    keepalive included) for seconds.
+
+    Returns:
+        Joins per second.
+    """
+    async with shoal.Node("bench-joins", store=url, secret=SECRET, listen=None) as node:
+        pids = [await node.spawn(_Idle) for _ in range(max(1, joins // groups))]
+        scope = node.scope("bench-joins")
+        work = iter([(f"g{k}", pid) for k in range(groups) for pid in pids])
+
+        async def joiner() -> None:
+            for group, pid in work:
+                await scope.join(group, pid)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(joiner() for _ in range(concurrency)))
+        assert node.replication is not None
+        await node.replication.flush(None)
+        elapsed = time.perf_counter() - started
+        total = len(pids) * groups
+        assert sum(len(scope.get_members(f"g{k}")) for k in range(groups)) == total
+    return total / elapsed
+
+
+async def measure_convergence(
+    url: str, nodes: int, per_node: int, timeout: float = 300.0
+) -> dict[str, float]:
+    """``nodes`` node processes each join ``per_node`` processes to one group
+    at once; how long until every node (and the in-process client) sees all.
+
+    Returns:
+        ``start_s`` (cluster start-up), ``joins_s`` (until the last node's
+        joins were written), ``converge_s`` (from the start of the joins until
+        the last node saw every member), ``converge_after_joins_s`` and
+        ``reached`` (fewest members any node saw, when it timed out).
+    """
+    from shoal.testing.cluster import LocalCluster
+
+    total = nodes * per_node
+    began = time.monotonic()
+    async with LocalCluster(nodes, store=url) as cluster:
+        started = time.monotonic() - began
+        pids = await asyncio.gather(
+            *(cluster.spawn(name, count=per_node, scope="bench") for name in cluster.names)
+        )
+        client = cluster.client
+        # Unbounded in practice: a re-sync replays the group as leaves and joins.
+        sub = client.scope("bench").subscribe("all", limit=10**7)
+        joined: dict[str, float] = {}
+
+        async def join_then_wait(name: str, members: list[shoal.Pid]) -> list[Any]:
+            await cluster.control(name, "join", "bench", "all", members, timeout=timeout)
+            joined[name] = time.monotonic()
+            result: list[Any] = await cluster.control(
+                name, "wait_count", "bench", "all", total, timeout, timeout=timeout + 10
+            )
+            return result
+
+        async def client_sees_all() -> list[Any]:
+            seen = 0
+            try:
+                async with asyncio.timeout(timeout):
+                    while seen < total:
+                        event = await sub.get()
+                        seen += len(event.pids) if event.kind == "join" else -len(event.pids)
+            except TimeoutError:
+                return ["timeout", seen]
+            return ["ok", time.monotonic()]
+
+        t0 = time.monotonic()
+        results = await asyncio.gather(
+            client_sees_all(),
+            *(join_then_wait(n, p) for n, p in zip(cluster.names, pids, strict=True)),
+        )
+        sub.close()
+        # Tear down fast: a graceful stop makes every node leave its
+        # memberships and every other node remove them one by one, which
+        # takes minutes at this size; kill -9 once the client has stopped.
+        await client.stop()
+        for name in cluster.names:
+            cluster.kill9(name)
+    done = [r[1] for r in results if r[0] == "ok"]
+    last_joined = max(joined.values()) if joined else float("nan")
+    converged = max(done) if len(done) == len(results) else float("nan")
+    return {
+        "start_s": started,
+        "joins_s": last_joined - t0,
+        "converge_s": converged - t0,
+        "converge_after_joins_s": converged - last_joined,
+        "reached": min(total if r[0] == "ok" else r[1] for r in results),
+    }
+
+
+async def run(
+    url: str, samples: int, joins: int, batch: int, nodes: int = 20, per_node: int = 2000
+) -> list[tuple[str, float, str]]:
     """Every measurement against one store URL.
 
     Args:
         url: the store URL.
-        samples: propagation samples.
-        joins: puts for the batched throughput run.
-        batch: puts per transaction.
+        samples: propagation samples (store level and shoal level each).
+        joins: puts for the store-level batched run, joins for the shoal one.
+        batch: puts per transaction in the store-level run.
+        nodes, per_node: the convergence run (``nodes=0`` skips it).
 
     Returns:
-        ``(name, value, unit)`` rows, ending with propagation_p99_ms and joins_per_s.
+        ``(name, value, unit)`` rows, ending with propagation_p99_ms,
+        joins_per_s and converge_40k_s.
     """
+    # Shoal's propagation first, on a fresh store: the store-level runs
+    # leave history behind them (and, on etcd, big leases being revoked).
+    shoal_lat = await measure_shoal_propagation(url, samples)
+    shoal_joins = await measure_shoal_joins(url, joins)
     lat = await measure_propagation(url, samples)
     single = await measure_throughput(url, max(200, joins // 50), 1)
     batched = await measure_throughput(url, joins, batch)
+    rows: list[tuple[str, float, str]] = [
+        ("store_propagation_samples", len(lat), "count"),
+        ("store_propagation_p50", statistics.median(lat), "ms"),
+        ("store_propagation_p99", _percentile(lat, 0.99), "ms"),
+        ("store_propagation_max", lat[-1], "ms"),
+        ("store_puts_per_s_one_per_txn", single, "puts/s"),
+        ("store_puts_per_s_batched", batched, f"puts/s ({batch} puts/txn)"),
+        ("propagation_samples", len(shoal_lat), "count"),
+        ("propagation_p50_ms", statistics.median(shoal_lat), ""),
+        ("propagation_p90_ms", _percentile(shoal_lat, 0.90), ""),
+        ("propagation_max_ms", shoal_lat[-1], ""),
+        ("joins_in_flight", 1000, "concurrent groups.join calls"),
+    ]
+    for name, value, unit in rows:  # progress, in case the long run below fails
+        print(f"# {name}: {value:.3f} {unit}", file=sys.stderr, flush=True)
+    converge = float("nan")
+    if nodes and not url.startswith("memory://"):
+        figures = await measure_convergence(url, nodes, per_node)
+        converge = figures["converge_s"]
+        rows += [
+            ("converge_nodes", nodes, f"node processes x {per_node} members"),
+            ("converge_members", nodes * per_node, "members"),
+            ("converge_cluster_start", figures["start_s"], "s"),
+            ("converge_joins_written", figures["joins_s"], "s after the joins started"),
+            ("converge_after_joins", figures["converge_after_joins_s"], "s"),
+            ("converge_fewest_seen", figures["reached"], "members"),
+        ]
     return [
-        ("propagation_samples", len(lat), "count"),
-        ("propagation_p50", statistics.median(lat), "ms"),
-        ("propagation_p90", _percentile(lat, 0.90), "ms"),
-        ("propagation_max", lat[-1], "ms"),
-        ("puts_per_s_one_per_txn", single, "puts/s"),
-        ("batch_size", batch, "puts/txn"),
-        ("propagation_p99_ms", _percentile(lat, 0.99), ""),
-        ("joins_per_s", batched, ""),
+        *rows,
+        ("propagation_p99_ms", _percentile(shoal_lat, 0.99), ""),
+        ("joins_per_s", shoal_joins, ""),
+        ("converge_40k_s", converge, ""),
     ]
 
 
@@ -203,20 +451,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--joins", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument(
+        "--nodes", type=int, default=20, help="node processes in the convergence run (0: skip it)"
+    )
+    parser.add_argument(
+        "--per-node", type=int, default=2000, help="members per node in the convergence run"
+    )
     parser.add_argument("--pace", type=float, default=0.001, help=argparse.SUPPRESS)
     parser.add_argument(
-        "--role", choices=["main", "writer"], default="main", help=argparse.SUPPRESS
+        "--role",
+        choices=["main", "writer", "shoal-joiner"],
+        default="main",
+        help=argparse.SUPPRESS,
     )
     args = parser.parse_args(argv)
     if args.role == "writer":
         asyncio.run(_writer_process(args.url, args.samples, args.pace))
         return 0
-    with tempfile.TemporaryDirectory(prefix="shoal-bench-") as tmp:
-        url = args.url or STORES[args.store](Path(tmp))
-        rows = asyncio.run(run(url, args.samples, args.joins, args.batch))
+    if args.role == "shoal-joiner":
+        asyncio.run(_shoal_joiner_process(args.url, args.samples, args.pace))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="shoal-bench-") as tmp, contextlib.ExitStack() as stack:
+        url = args.url or STORES[args.store](Path(tmp), stack)
+        rows = asyncio.run(
+            run(url, args.samples, args.joins, args.batch, args.nodes, args.per_node)
+        )
     print(f"store: {args.store if not args.url else url}")
+    print(f"machine: {os.cpu_count()} cpus, {sys.implementation.name} {sys.version.split()[0]}")
     for name, value, unit in rows:
-        text = f"{value:.3f}" if isinstance(value, float) and value < 100 else f"{value:.0f}"
+        if value != value:  # NaN: not measured
+            text = "n/a"
+        elif isinstance(value, float) and value < 100:
+            text = f"{value:.3f}"
+        else:
+            text = f"{value:.0f}"
         print(f"{name}: {text} {unit}".rstrip())
     return 0
 
