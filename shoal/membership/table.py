@@ -35,6 +35,8 @@ from shoal.pid import Pid, Reason
 __all__ = ["GroupTable", "MembershipEvent"]
 
 LEFT = "left"
+_LIST_MAX = 16
+_Keys = list[tuple[str, Hashable]] | dict[tuple[str, Hashable], int]
 _EMPTY: list[Pid] = []
 
 
@@ -85,11 +87,13 @@ class GroupTable:
         self.node = node
         # Invariant: no _Group in here has an empty members list (Rule 1).
         self._scopes: dict[str, dict[Hashable, _Group]] = {}
-        # Invariant: _by_pid[pid] lists (scope, group) once per join of pid;
-        # a pid with no memberships has no entry. A list, not a counter dict:
-        # most pids are in few groups, and a one-item list is a quarter of
-        # the memory of a one-item dict (this is most of a membership's cost).
-        self._by_pid: dict[Pid, list[tuple[str, Hashable]]] = {}
+        # Invariant: _by_pid[pid] holds pid's joins, as a list of (scope,
+        # group) once per join while short, as a dict of join counts once it
+        # passes _LIST_MAX entries; a pid with no memberships has no entry.
+        # Lists because most pids are in few groups and a one-item list is a
+        # quarter of a one-item dict (most of a membership's memory); dicts so
+        # a pid in thousands of groups costs O(1) per join, not O(groups).
+        self._by_pid: dict[Pid, _Keys] = {}
         # Invariant: nodes whose members are not routable (suspected).
         self._unroutable: set[str] = set()
         self._route_version = 0
@@ -116,12 +120,16 @@ class GroupTable:
 
     def groups_of(self, pid: Pid) -> list[tuple[str, Hashable]]:
         """The (scope, group) pairs a pid is in (each once)."""
-        return list(dict.fromkeys(self._by_pid.get(pid, ())))
+        return list(dict.fromkeys(self._by_pid.get(pid, ())))  # dict keys or list, in order
 
     def count(self, pid: Pid, scope: str, group: Hashable) -> int:
         """How many times ``pid`` joined the group (0 if not a member)."""
         keys = self._by_pid.get(pid)
-        return keys.count((scope, group)) if keys else 0
+        if not keys:
+            return 0
+        if isinstance(keys, dict):
+            return keys.get((scope, group), 0)
+        return keys.count((scope, group))
 
     def pids(self) -> Iterator[Pid]:
         """Every pid with at least one membership."""
@@ -210,8 +218,12 @@ class GroupTable:
             keys = self._by_pid.get(pid)
             if keys is None:
                 self._by_pid[pid] = [key]
+            elif isinstance(keys, dict):
+                keys[key] = keys.get(key, 0) + 1
             else:
                 keys.append(key)
+                if len(keys) > _LIST_MAX:
+                    self._by_pid[pid] = _count(keys)
         entry.routable = None
         return [MembershipEvent(scope=scope, group=group, kind="join", pids=added)]
 
@@ -286,10 +298,15 @@ class GroupTable:
                     events.extend(self.join(scope, group, [pid] * missing))
         return events
 
-    def _drop_one(
-        self, scope: str, group: Hashable, pid: Pid, keys: list[tuple[str, Hashable]]
-    ) -> None:
-        keys.remove((scope, group))
+    def _drop_one(self, scope: str, group: Hashable, pid: Pid, keys: _Keys) -> None:
+        key = (scope, group)
+        if isinstance(keys, dict):
+            if keys[key] == 1:
+                del keys[key]
+            else:
+                keys[key] -= 1
+        else:
+            keys.remove(key)
         if not keys:
             del self._by_pid[pid]
         groups = self._scopes[scope]
@@ -306,7 +323,9 @@ class GroupTable:
                 del self._scopes[scope]
 
 
-def _count(keys: list[tuple[str, Hashable]]) -> dict[tuple[str, Hashable], int]:
+def _count(keys: _Keys) -> dict[tuple[str, Hashable], int]:
+    if isinstance(keys, dict):
+        return dict(keys)
     counts: dict[tuple[str, Hashable], int] = {}
     for key in keys:
         counts[key] = counts.get(key, 0) + 1

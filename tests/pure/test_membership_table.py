@@ -340,3 +340,21 @@ def test_table_matches_a_multiset_model(steps: list[tuple]) -> None:  # type: ig
             groups = {(s, g) for (s, g, p), n in model.items() if p == pid and n > 0}
             assert set(table.groups_of(pid)) == groups
             assert table.is_member(pid) == bool(groups)
+
+
+def test_a_pid_in_many_groups_keeps_exact_join_counts() -> None:
+    # Past a handful of groups a pid's index switches from a list to a dict:
+    # joins, leaves, counts and removal must not notice.
+    table = GroupTable("a")
+    pid = Pid("a", 1, 1)
+    for i in range(40):
+        table.join("s", f"g{i}", [pid] * (1 + i % 3))
+    assert table.count(pid, "s", "g4") == 2
+    assert len(table.groups_of(pid)) == 40
+    events, not_joined = table.leave("s", "g4", [pid, pid, pid])
+    assert not_joined == [pid] and events[0].pids == (pid, pid)
+    assert table.count(pid, "s", "g4") == 0
+    assert "g4" not in table.which_groups("s")
+    gone = table.remove_pid(pid, "killed")
+    assert sum(len(e.pids) for e in gone) == sum(1 + i % 3 for i in range(40)) - 2
+    assert not table.is_member(pid) and table.which_groups("s") == []
