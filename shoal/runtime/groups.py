@@ -191,6 +191,10 @@ class Groups:
         call: a pid joined twice is listed twice. Members must be live
         processes of this node; all are checked before any joins.
 
+        The join is in this node's view when this returns; it reaches the
+        store (and from there every other node) in the background, batched
+        with other changes. ``await groups.sync()`` waits for that.
+
         Raises:
             BadArgument: ``group`` is not a non-empty str, ``pids`` not pids,
                 or a pid belongs to another node.
@@ -207,10 +211,10 @@ class Groups:
             if node.local_process(pid) is None:
                 raise NoSuchProcess(pid)
         node._dispatch(node.table.join(self.scope, group, members))
-        await node._replicated()
 
     async def leave(self, group: str, pids: Pid | list[Pid]) -> bool:
-        """Remove one join of each pid from ``group``.
+        """Remove one join of each pid from ``group`` (replicated like
+        :meth:`join`).
 
         Returns:
             False if any pid was not joined (the others still left), else True.
@@ -225,8 +229,21 @@ class Groups:
                 raise BadArgument("pids", pid, f"a pid of this node ({self.node.name!r})")
         events, not_joined = self.node.table.leave(self.scope, group, members)
         self.node._dispatch(events)
-        await self.node._replicated()
         return not not_joined
+
+    async def sync(self, timeout: float = 5.0) -> None:
+        """Wait until every membership change this node made so far (in any
+        scope) is written to the store, so other nodes see it as soon as
+        their watch delivers it.
+
+        Raises:
+            CallTimeout: the store did not confirm within ``timeout`` (the
+                changes stay queued and are retried).
+            BadArgument: ``timeout`` is not a number > 0.
+        """
+        seconds = check_timeout(timeout)
+        if not await self.node._replicated(seconds):
+            raise CallTimeout("the membership store", seconds)
 
     def get_members(self, group: str) -> list[Pid]:
         """Every member of ``group`` (once per join); empty if none."""

@@ -524,10 +524,11 @@ class Node(Signals):
             if local and self.replication is not None:
                 self.replication.local_changes(events)
 
-    async def _replicated(self) -> None:
-        """Wait until local membership changes are in the store (bounded)."""
-        if self.replication is not None:
-            await self.replication.flush(self.drain_timeout)
+    async def _replicated(self, timeout: float) -> bool:
+        """Wait until local membership changes are in the store."""
+        if self.replication is None:
+            return True
+        return await self.replication.flush(timeout)
 
     # -- what the cluster layer tells us ---------------------------------------------
 

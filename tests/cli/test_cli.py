@@ -37,6 +37,7 @@ async def serving(store_url: str) -> AsyncIterator[shoal.Node]:
     async with shoal.Node("api-1", store=store_url, secret=SECRET) as node:
         pid = await node.spawn(Counter)
         await node.groups.join("counters", [pid, pid])
+        await node.groups.sync()  # in the store before a command reads it
         yield node
 
 

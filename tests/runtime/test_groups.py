@@ -354,3 +354,24 @@ async def test_select_on_an_empty_or_missing_group_raises_no_members(
         with pytest.raises(shoal.NoMembers) as info:
             node.groups.select("nobody", strategy=strategy, key=key)
         assert (info.value.scope, info.value.group, info.value.tried) == ("default", "nobody", 0)
+
+
+async def test_sync_waits_until_membership_is_in_the_store() -> None:
+    from shoal.store import MemoryStore
+
+    store = MemoryStore()
+    async with shoal.Node("writer", store=store, listen=None) as node:
+        pid = await node.spawn(Probe)
+        await node.groups.join("g", pid)
+        await node.groups.sync()
+        snapshot = await store.snapshot("members/")
+        assert [k.split("/")[-1] for k in snapshot.entries] == ["g"]
+        await node.groups.leave("g", pid)
+        await node.groups.sync(timeout=2.0)
+        assert (await store.snapshot("members/")).entries == {}
+
+
+async def test_sync_rejects_a_bad_timeout(node: shoal.Node) -> None:
+    with pytest.raises(shoal.BadArgument) as info:
+        await node.groups.sync(timeout=0)
+    assert info.value.argument == "timeout"
