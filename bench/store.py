@@ -49,6 +49,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -360,6 +361,15 @@ async def measure_convergence(
             *(join_then_wait(n, p) for n, p in zip(cluster.names, pids, strict=True)),
         )
         sub.close()
+        if any(r[0] != "ok" for r in results):
+            # Keep the evidence: every node's count and log, before teardown.
+            keep = Path(tempfile.mkdtemp(prefix="shoal-bench-converge-"))
+            for name in cluster.names:
+                with contextlib.suppress(shoal.ShoalError):
+                    count = await cluster.control(name, "count", "bench", "all")
+                    print(f"# {name} sees {count} members", file=sys.stderr, flush=True)
+                shutil.copy(cluster.nodes[name].log, keep / f"{name}.log")
+            print(f"# convergence timed out; node logs kept in {keep}", file=sys.stderr)
         # Tear down fast: a graceful stop makes every node leave its
         # memberships and every other node remove them one by one, which
         # takes minutes at this size; kill -9 once the client has stopped.
@@ -480,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {os.cpu_count()} cpus, {sys.implementation.name} {sys.version.split()[0]}")
     for name, value, unit in rows:
         if value != value:  # NaN: not measured
-            text = "n/a"
+            text, unit = "n/a", ""
         elif isinstance(value, float) and value < 100:
             text = f"{value:.3f}"
         else:
