@@ -134,7 +134,8 @@ class LocalCluster:
         await self.stop()
 
     async def start(self) -> None:
-        """Start every node and the client; return once the client sees all."""
+        """Start every node and the client; return once every node (the
+        client included) sees every other one."""
         await self._create_store()
         await asyncio.gather(*(self.start_node(name, wait=False) for name in self.names))
         self._client = shoal.Node(self.client_name, store=self.store, secret=self.secret,
@@ -142,6 +143,22 @@ class LocalCluster:
         await self._client.start()
         for name in self.names:
             await self.wait_node(name)
+        if len(self.names) <= 8:  # a full check is quadratic; big clusters skip it
+            await self.wait_mesh()
+
+    async def wait_mesh(self, timeout: float = 15.0) -> None:
+        """Wait until every node sees every other node's Control process, so
+        a test can route from any node to any other (their store views have
+        converged; no connection is made by this)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for seer in self.names:
+            for other in self.names:
+                while other != seer and not await self.control(
+                        seer, "members", CONTROL_SCOPE, other):
+                    if loop.time() > deadline:
+                        raise TimeoutError(f"node {seer} never saw node {other}")
+                    await asyncio.sleep(0.005)  # a bounded poll of another process's view
 
     async def _create_store(self) -> None:
         # An embedded store's database is created once, before the nodes start:
