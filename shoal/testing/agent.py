@@ -13,10 +13,11 @@ shoal's own distribution. Workers:
 ``Control`` commands (``cluster.control(name, command, *args)``): ``spawn``,
 ``kill``, ``members``, ``group_call``, ``call``, ``creation``, ``link`` (two
 pids, one local) and ``alive`` (a local pid). For large groups: ``join``
-(scope, group, local pids), ``count`` (scope, group: how many members this
-node sees) and ``wait_count`` (scope, group, count, timeout: wait until this
-node sees at least ``count`` members; answers ``["ok", t]`` with ``t`` the
-``time.monotonic()`` at which it saw them, or ``["timeout", seen]``).
+(scope, group, local pids; answers once the store has them), ``count``
+(scope, group: how many members this node sees) and ``wait_count`` (scope,
+group, count, timeout: wait until this node sees at least ``count``
+members; answers ``["ok", t]`` with ``t`` the ``time.monotonic()`` at which
+it saw them, or ``["timeout", seen]``).
 """
 
 from __future__ import annotations
@@ -126,9 +127,10 @@ class Control(shoal.GenServer):
             return "ok"
         if command == "alive":
             return node.is_alive(args[0])
-        if command == "join":
+        if command == "join":  # answers once the store has the joins
             scope, group, pids = args
             await node.scope(scope).join(group, pids)
+            await node.scope(scope).sync(120.0)
             return "ok"
         if command == "count":
             scope, group = args

@@ -209,15 +209,14 @@ async def test_etcd_restarted_mid_stream_calls_keep_succeeding_and_memberships_r
                                                   "round_robin", False)
             assert status == "ok", reply
         # A join while etcd is down is visible locally at once; it reaches
-        # the store (and the join returns) once etcd is back.
+        # the store once etcd is back.
         late = await client.spawn(Echo)
-        join = asyncio.ensure_future(client.groups.join("late", late))
-        await wait_until(lambda: client.groups.get_members("late") == [late],
-                         what="the late join in the client's own view")
+        await client.groups.join("late", late)
+        assert client.groups.get_members("late") == [late]
         down_for = time.monotonic() - stopped
         own_etcd.start_member(0)
         await stream.wait_calls(100, timeout=30.0)
-        await asyncio.wait_for(join, 15.0)
+        await client.groups.sync(15.0)
 
         # Every node's memberships are in etcd again, and in every view.
         everyone = {p for group in pids.values() for p in group}
@@ -315,12 +314,12 @@ async def test_write_that_finds_the_session_revoked_reopens_it_once_and_lands(
         # try again (it would find the name held by that new session).
         shared_etcd.revoke_lease(int(old, 16))
         second = await client.spawn(Echo)
-        await asyncio.wait_for(client.groups.join("g", second), 10.0)
+        await client.groups.join("g", second)
+        await client.groups.sync(10.0)
         assert client.replication.session.id != old
-        assert await client.replication.flush(5.0)
         third = await client.spawn(Echo)
-        await asyncio.wait_for(client.groups.join("g", third), 5.0)
-        assert await client.replication.flush(5.0)
+        await client.groups.join("g", third)
+        await client.groups.sync(5.0)
 
         async def all_at_n1() -> bool:
             return set(await _view(cluster, "n1", "g")) == {first, second, third}
