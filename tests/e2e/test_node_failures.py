@@ -119,7 +119,7 @@ async def test_calls_that_provably_did_not_start_are_retried_on_live_members() -
     # (kill -9) listener: the connection is refused, the request provably
     # did not start, and the group call moves to another member.
     env = {"SHOAL_AGENT_WORKERS": "g:2"}
-    async with LocalCluster(3, heartbeat_timeout=0.5, env=env) as cluster:
+    async with LocalCluster(3, heartbeat_timeout=0.5, env=env, mesh=False) as cluster:
         client = cluster.client
         await wait_until(lambda: len(client.groups.get_members("g")) == 6,
                          what="6 members of g at the client")

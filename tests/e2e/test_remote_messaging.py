@@ -44,7 +44,7 @@ async def test_sends_made_while_dialling_arrive_in_order_before_a_later_call() -
     # connection to n1 yet: the sends wait for the dial, the call must not
     # overtake them.
     env = {"SHOAL_AGENT_WORKERS": "recorders:1:recorder"}
-    async with LocalCluster(1, heartbeat_timeout=0.5, env=env) as cluster:
+    async with LocalCluster(1, heartbeat_timeout=0.5, env=env, mesh=False) as cluster:
         client = cluster.client
         await wait_until(lambda: bool(client.groups.get_members("recorders")),
                          what="the recorder to be seen")
