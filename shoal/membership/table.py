@@ -10,7 +10,8 @@ Rules (after Erlang's ``pg``):
   only non-empty groups. (A group has no originating node, so a delete could
   not be resolved after a net split; removing the state removes the problem.)
 - Rule 2: a pid may join a group several times and is listed once per join;
-  a leave removes one join.
+  a leave removes one join. Members are a multiset: their order is not kept
+  (removal is O(1) by swapping the last member into the gap).
 - Rule 3: a pid's memberships are removed all at once, in one call, when the
   pid is known dead (``remove_pid``) or when its node's view is replaced
   (``replace_node``). The runtime calls ``remove_pid`` in the exit path of a
@@ -61,19 +62,76 @@ class MembershipEvent:
     reason: Reason | None = None
 
 
-class _Group:
-    __slots__ = ("local", "members", "routable", "rr", "version")
+class _Slots:
+    """A list of pids with O(1) append and O(1) removal of one occurrence.
+
+    Removal swaps the last item into the removed one's place, so the order
+    of a group's members is not kept (``pg`` promises none either). Without
+    the index, dropping a node's 2,000 members from a 40,000-member group
+    scanned the list each time: 3.6 s of a blocked node.
+    """
+
+    __slots__ = ("items", "pos")
 
     def __init__(self) -> None:
-        # Invariant: members holds one entry per join, in join order.
-        self.members: list[Pid] = []
-        # Invariant: local is the sub-list of members owned by this node.
-        self.local: list[Pid] = []
+        # Invariant: items[i] == pid for every i in pos[pid]; pos[pid] is an
+        # int for a pid listed once, a list of ints for one listed more.
+        self.items: list[Pid] = []
+        self.pos: dict[Pid, int | list[int]] = {}
+
+    def append(self, pid: Pid) -> None:
+        index = len(self.items)
+        self.items.append(pid)
+        at = self.pos.get(pid)
+        if at is None:
+            self.pos[pid] = index
+        elif isinstance(at, int):
+            self.pos[pid] = [at, index]
+        else:
+            at.append(index)
+
+    def remove(self, pid: Pid) -> None:
+        at = self.pos[pid]
+        if isinstance(at, int):
+            index = at
+            del self.pos[pid]
+        else:
+            index = at.pop()
+            if len(at) == 1:
+                self.pos[pid] = at[0]
+        items = self.items
+        last = items.pop()
+        if index == len(items):
+            return  # it was the last item
+        items[index] = last
+        moved = self.pos[last]
+        if isinstance(moved, int):
+            self.pos[last] = index
+        else:
+            moved[moved.index(len(items))] = index
+
+
+class _Group:
+    __slots__ = ("_local", "_members", "routable", "rr", "version")
+
+    def __init__(self) -> None:
+        # Invariant: _members holds one entry per join (order not kept).
+        self._members = _Slots()
+        # Invariant: _local holds the entries of _members owned by this node.
+        self._local = _Slots()
         # Invariant: routable is members minus pids on unroutable nodes,
         # valid while version == table._route_version; None means stale.
         self.routable: list[Pid] | None = None
         self.version = -1
         self.rr = 0
+
+    @property
+    def members(self) -> list[Pid]:
+        return self._members.items
+
+    @property
+    def local(self) -> list[Pid]:
+        return self._local.items
 
 
 class GroupTable:
@@ -212,9 +270,9 @@ class GroupTable:
             entry = groups[group] = _Group()
         key = (scope, group)
         for pid in added:
-            entry.members.append(pid)
+            entry._members.append(pid)
             if pid.node == self.node:
-                entry.local.append(pid)
+                entry._local.append(pid)
             keys = self._by_pid.get(pid)
             if keys is None:
                 self._by_pid[pid] = [key]
@@ -311,11 +369,9 @@ class GroupTable:
             del self._by_pid[pid]
         groups = self._scopes[scope]
         entry = groups[group]
-        # Remove the most recent join: lists are short per pid and the tail
-        # is where a join/leave pair in quick succession finds it.
-        _remove_last(entry.members, pid)
+        entry._members.remove(pid)
         if pid.node == self.node:
-            _remove_last(entry.local, pid)
+            entry._local.remove(pid)
         entry.routable = None
         if not entry.members:
             del groups[group]
@@ -331,9 +387,3 @@ def _count(keys: _Keys) -> dict[tuple[str, Hashable], int]:
         counts[key] = counts.get(key, 0) + 1
     return counts
 
-
-def _remove_last(items: list[Pid], pid: Pid) -> None:
-    for i in range(len(items) - 1, -1, -1):
-        if items[i] == pid:
-            del items[i]
-            return
