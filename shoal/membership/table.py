@@ -112,26 +112,23 @@ class _Slots:
 
 
 class _Group:
-    __slots__ = ("_local", "_members", "routable", "rr", "version")
+    __slots__ = ("_members", "local", "members", "routable", "rr", "version")
 
     def __init__(self) -> None:
-        # Invariant: _members holds one entry per join (order not kept).
+        # Invariant: _members holds one entry per join (order not kept);
+        # members is its list, aliased for reads without a call.
         self._members = _Slots()
-        # Invariant: _local holds the entries of _members owned by this node.
-        self._local = _Slots()
+        self.members = self._members.items
+        # Invariant: local is the sub-list of members owned by this node. A
+        # plain list, removed from by a scan: a node's own members are far
+        # fewer than a large group's, and an index here would cost ~70 bytes
+        # per membership.
+        self.local: list[Pid] = []
         # Invariant: routable is members minus pids on unroutable nodes,
         # valid while version == table._route_version; None means stale.
         self.routable: list[Pid] | None = None
         self.version = -1
         self.rr = 0
-
-    @property
-    def members(self) -> list[Pid]:
-        return self._members.items
-
-    @property
-    def local(self) -> list[Pid]:
-        return self._local.items
 
 
 class GroupTable:
@@ -272,7 +269,7 @@ class GroupTable:
         for pid in added:
             entry._members.append(pid)
             if pid.node == self.node:
-                entry._local.append(pid)
+                entry.local.append(pid)
             keys = self._by_pid.get(pid)
             if keys is None:
                 self._by_pid[pid] = [key]
@@ -371,7 +368,7 @@ class GroupTable:
         entry = groups[group]
         entry._members.remove(pid)
         if pid.node == self.node:
-            entry._local.remove(pid)
+            _remove_last(entry.local, pid)
         entry.routable = None
         if not entry.members:
             del groups[group]
@@ -387,3 +384,10 @@ def _count(keys: _Keys) -> dict[tuple[str, Hashable], int]:
         counts[key] = counts.get(key, 0) + 1
     return counts
 
+
+def _remove_last(items: list[Pid], pid: Pid) -> None:
+    # The tail is where a join/leave pair in quick succession finds it.
+    for i in range(len(items) - 1, -1, -1):
+        if items[i] == pid:
+            del items[i]
+            return
