@@ -80,7 +80,8 @@ class Message:
     """Fields holding user terms, checked when the message is encoded."""
 
     def _wire(self) -> list[Any]:
-        raise NotImplementedError
+        # Every concrete message overrides this; the base is never sent.
+        raise TypeError(f"{type(self).__name__} is not a concrete wire message")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

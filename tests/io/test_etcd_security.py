@@ -3,7 +3,6 @@ user/password authentication. Each test starts its own throwaway etcd."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -47,7 +46,6 @@ async def test_tls_with_client_certificate_from_url(tmp_path: Path) -> None:
             await plaintext.close()
 
 
-@pytest.mark.skipif(shutil.which("etcdctl") is None, reason="etcdctl (etcd-client) not installed")
 async def test_user_and_password_authenticate_and_a_wrong_password_is_named() -> None:
     with start_etcd() as etcd:
 
