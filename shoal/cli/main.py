@@ -73,8 +73,11 @@ def demo(workers: int, callers: int, calls: int, strategy: str) -> None:
               help="host:port for peers [env SHOAL_LISTEN; default: 127.0.0.1:0].")
 @click.option("--heartbeat-timeout", default=2.0, show_default=True, type=float,
               help="Seconds of silence before a peer's members are unroutable.")
+@click.option("--session-ttl", default=5.0, show_default=True, type=float,
+              help="Seconds the store keeps this node's entries after it stops renewing "
+                   "its session (a killed node's members vanish after this on etcd).")
 def run_command(app: str, name: str, cluster: str | None, store: str | None,
-                listen: str | None, heartbeat_timeout: float) -> None:
+                listen: str | None, heartbeat_timeout: float, session_ttl: float) -> None:
     """Host a node running APP (module:function) until SIGTERM or SIGINT.
 
     APP is an async function taking the started node: it spawns processes and
@@ -86,7 +89,8 @@ def run_command(app: str, name: str, cluster: str | None, store: str | None,
     from shoal.cli.running import run_node
 
     _loop_factory()
-    options: dict[str, object] = {"name": name, "heartbeat_timeout": heartbeat_timeout}
+    options: dict[str, object] = {"name": name, "heartbeat_timeout": heartbeat_timeout,
+                                  "session_ttl": session_ttl}
     if cluster is not None:
         options["cluster"] = cluster
     if store is not None:

@@ -115,3 +115,8 @@ def test_a_bad_store_url_is_reported(capsys: pytest.CaptureFixture[str]) -> None
 
 def test_run_refuses_an_app_that_does_not_exist(store_url: str) -> None:
     assert main(["run", "no_such_module:setup", "--node", "x", "--store", store_url]) == 1
+
+
+def test_run_rejects_a_session_ttl_that_is_not_positive(store_url: str) -> None:
+    assert main(["run", "shoal.testing.agent:setup", "--node", "x", "--store", store_url,
+                 "--session-ttl", "0"]) == 1
