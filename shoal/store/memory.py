@@ -29,6 +29,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 
 from shoal.errors import BadArgument, NameInUse, SessionEnded, StoreUnavailable
+from shoal.store._session import SessionCore
 from shoal.store._validate import (
     check_info,
     check_name,
@@ -120,34 +121,16 @@ class _Backend:
             self.end(session, "expired")
 
 
-class MemorySession:
+class MemorySession(SessionCore):
     """A session of a :class:`MemoryStore`; see :class:`shoal.store.base.Session`."""
 
+    _kind = "memory"
+
     def __init__(self, backend: _Backend, name: str, ttl: float) -> None:
+        super().__init__(uuid.uuid4().hex, name, ttl)
         self._backend = backend
-        self._id = uuid.uuid4().hex
-        self._name = name
-        self._ttl = ttl
         # Invariant: the session is expired once clock() passes _deadline.
         self._deadline = backend.clock() + ttl
-        self._reason: str | None = None
-        self._ended_event = asyncio.Event()
-        self._keepalive: asyncio.Task[None] | None = None
-
-    @property
-    def id(self) -> str:
-        """Unique id of this session (uuid4 hex), never reused."""
-        return self._id
-
-    @property
-    def name(self) -> str:
-        """The name the session was opened under."""
-        return self._name
-
-    @property
-    def ended(self) -> bool:
-        """True once the session has ended."""
-        return self._reason is not None
 
     async def apply(self, ops: Sequence[Op]) -> int:
         """Apply puts and deletes atomically at one revision.
@@ -169,41 +152,15 @@ class MemorySession:
             raise SessionEnded(f"session {self._id} ({self._name}) ended: {self._reason}")
         return self._backend.commit(batch, self._id)
 
-    async def wait_ended(self) -> str:
-        """Wait until the session ends.
-
-        Returns:
-            Why it ended: ``"closed"``, ``"expired"`` or ``"revoked"``.
-        """
-        await self._ended_event.wait()
-        assert self._reason is not None
-        return self._reason
-
     async def close(self) -> None:
         """End the session now; its keys disappear at one revision. Idempotent."""
         self._backend.end(self, "closed")
-
-    def pause_keepalive(self) -> None:
-        """Stop refreshing the TTL, as a hung owner would (for tests)."""
-        if self._keepalive is not None:
-            self._keepalive.cancel()
-
-    def _start(self) -> None:
-        self._keepalive = asyncio.get_running_loop().create_task(
-            self._keep_alive(), name=f"shoal-memory-keepalive-{self._name}"
-        )
 
     async def _keep_alive(self) -> None:
         while self._reason is None:
             await self._backend.sleep(self._ttl / 3)
             if self._reason is None:
                 self._deadline = self._backend.clock() + self._ttl
-
-    def _mark_ended(self, reason: str) -> None:
-        self._reason = reason
-        self._ended_event.set()
-        if self._keepalive is not None and self._keepalive is not asyncio.current_task():
-            self._keepalive.cancel()
 
 
 class MemoryStore:

@@ -43,6 +43,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from shoal.errors import BadArgument, SessionEnded, StoreUnavailable
+from shoal.store._session import SessionCore
 from shoal.store._sqlite_db import Database, LoopReader, ReadResult
 from shoal.store._validate import (
     check_info,
@@ -64,32 +65,14 @@ _log = logging.getLogger("shoal.store.sqlite")
 T = TypeVar("T")
 
 
-class SqliteSession:
+class SqliteSession(SessionCore):
     """A session of a :class:`SqliteStore`; see :class:`shoal.store.base.Session`."""
 
+    _kind = "sqlite"
+
     def __init__(self, store: SqliteStore, session_id: str, name: str, ttl: float) -> None:
+        super().__init__(session_id, name, ttl)
         self._store = store
-        self._id = session_id
-        self._name = name
-        self._ttl = ttl
-        self._reason: str | None = None
-        self._ended_event = asyncio.Event()
-        self._keepalive: asyncio.Task[None] | None = None
-
-    @property
-    def id(self) -> str:
-        """Unique id of this session (uuid4 hex), never reused."""
-        return self._id
-
-    @property
-    def name(self) -> str:
-        """The name the session was opened under."""
-        return self._name
-
-    @property
-    def ended(self) -> bool:
-        """True once this client knows the session has ended."""
-        return self._reason is not None
 
     async def apply(self, ops: Sequence[Op]) -> int:
         """Apply puts and deletes atomically at one revision.
@@ -114,16 +97,6 @@ class SqliteSession:
             self._mark_ended(result)
         raise SessionEnded(f"session {self._id} ({self._name}) ended: {self._reason}")
 
-    async def wait_ended(self) -> str:
-        """Wait until the session ends.
-
-        Returns:
-            Why: ``"closed"``, ``"expired"``, ``"owner-dead"`` or ``"revoked"``.
-        """
-        await self._ended_event.wait()
-        assert self._reason is not None
-        return self._reason
-
     async def close(self) -> None:
         """End the session now; its keys disappear at one revision. Idempotent.
 
@@ -136,11 +109,6 @@ class SqliteSession:
             self._store._wake_local()
             self._mark_ended("closed")
 
-    def pause_keepalive(self) -> None:
-        """Stop refreshing the TTL, as a hung (SIGSTOPped) owner would. For tests."""
-        if self._keepalive is not None:
-            self._keepalive.cancel()
-
     async def abandon(self) -> None:
         """Let go of the lock without ending the session, as a killed owner would.
 
@@ -148,11 +116,6 @@ class SqliteSession:
         """
         self.pause_keepalive()
         await self._store._run(self._store._db.abandon, self._id)
-
-    def _start(self) -> None:
-        self._keepalive = asyncio.get_running_loop().create_task(
-            self._keep_alive(), name=f"shoal-sqlite-keepalive-{self._name}"
-        )
 
     async def _keep_alive(self) -> None:
         while self._reason is None:
@@ -165,14 +128,11 @@ class SqliteSession:
             if reason is not None:
                 self._mark_ended(reason)
 
-    def _mark_ended(self, reason: str) -> None:
-        if self._reason is not None:
-            return
-        self._reason = reason
-        self._ended_event.set()
+    def _mark_ended(self, reason: str) -> bool:
+        if not super()._mark_ended(reason):
+            return False
         self._store._sessions.pop(self._id, None)
-        if self._keepalive is not None and self._keepalive is not asyncio.current_task():
-            self._keepalive.cancel()
+        return True
 
 
 class SqliteStore:
