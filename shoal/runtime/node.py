@@ -27,6 +27,7 @@ import os
 import random
 import ssl
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from shoal.errors import BadArgument, CallTimeout, NoSuchProcess, ShoalError
@@ -60,21 +61,25 @@ log = logging.getLogger("shoal")
 DEFAULT_TIMEOUT = 5.0
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NodeStatistics:
-    """A frozen summary of a node, from :meth:`Node.statistics`."""
+    """A frozen summary of a node, from :meth:`Node.statistics`.
 
-    __slots__ = ("groups", "memberships", "monitors", "name", "processes", "queued")
+    Attributes:
+        name: the node's name.
+        processes: live local processes.
+        queued: messages waiting in their mailboxes, in all.
+        monitors: monitors held by local processes.
+        groups: non-empty groups this node knows, over every scope.
+        memberships: distinct (pid, scope, group) memberships it knows.
+    """
 
-    def __init__(self, **fields: Any) -> None:
-        for key, value in fields.items():
-            object.__setattr__(self, key, value)
-
-    def __setattr__(self, key: str, value: Any) -> None:
-        raise AttributeError("NodeStatistics is frozen")
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
-        return f"NodeStatistics({inner})"
+    name: str
+    processes: int
+    queued: int
+    monitors: int
+    groups: int
+    memberships: int
 
 
 class Node(Signals):

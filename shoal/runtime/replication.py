@@ -147,7 +147,6 @@ class Replication:
         self._stopping = False
         self._reopening = asyncio.Lock()
         self.revision = 0
-        self.synced = asyncio.Event()
 
     # -- life -------------------------------------------------------------------------
 
@@ -165,7 +164,6 @@ class Replication:
         self._tasks.append(loop.create_task(self._follow(), name=f"shoal watch {self.node.name}"))
         self._tasks.append(loop.create_task(self._guard_session(),
                                             name=f"shoal session {self.node.name}"))
-        self.synced.set()
 
     async def stop(self) -> None:
         """Stop following and end the session (its keys vanish at once)."""
