@@ -375,3 +375,16 @@ async def test_sync_rejects_a_bad_timeout(node: shoal.Node) -> None:
     with pytest.raises(shoal.BadArgument) as info:
         await node.groups.sync(timeout=0)
     assert info.value.argument == "timeout"
+
+
+async def test_statistics_count_processes_groups_and_memberships(node: shoal.Node) -> None:
+    a = await node.spawn(Probe)
+    b = await node.spawn(Probe)
+    await node.groups.join("g", [a, a, b])
+    await node.scope("other").join("h", b)
+    stats = node.statistics()
+    assert (stats.name, stats.processes, stats.groups, stats.memberships) == ("t", 2, 2, 3)
+    with pytest.raises(AttributeError):
+        stats.processes = 0  # type: ignore[misc]
+    node.kill(b)
+    assert node.statistics().memberships == 1
