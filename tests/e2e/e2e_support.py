@@ -119,6 +119,9 @@ class Stream:
     strategy: str = "round_robin"
     timeout: float = 5.0
     max_calls: int = 100_000
+    # Seconds each caller waits between calls: a stream that must last
+    # through a long fault paces itself so max_calls is not spent early.
+    pause: float = 0.0
     outcomes: list[Outcome] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -142,11 +145,13 @@ class Stream:
                 self.outcomes.append(Outcome(call_id, start, time.monotonic(), error=exc))
             else:
                 self.outcomes.append(Outcome(call_id, start, time.monotonic(), node=reply[0]))
-            await asyncio.sleep(0)  # let the loop breathe between calls
+            await asyncio.sleep(self.pause)  # let the loop breathe between calls
 
     async def wait_calls(self, count: int, timeout: float = 10.0) -> None:
         """Wait until ``count`` more calls have completed."""
         target = len(self.outcomes) + count
+        if target > self.max_calls:
+            raise AssertionError(f"the stream stops at {self.max_calls} calls: pace it")
         await wait_until(lambda: len(self.outcomes) >= target, timeout=timeout,
                          what=f"{count} more group calls")
 

@@ -188,7 +188,8 @@ async def test_etcd_restarted_mid_stream_calls_keep_succeeding_and_memberships_r
     async with LocalCluster(3, store=url) as cluster:
         client = cluster.client
         pids = await _group_on_every_node(cluster)
-        stream = Stream(client, "g", callers=4, idempotent=False).start()
+        # Paced: the stream must last through etcd's whole downtime.
+        stream = Stream(client, "g", callers=4, idempotent=False, pause=0.002).start()
         await stream.wait_calls(100)
         keys_before = await _store_members(url)
         assert len(keys_before) == 6 + 3  # the workers and each node's Control
@@ -278,7 +279,7 @@ async def test_three_member_etcd_leader_stopped_under_calls_and_joins(
     async with LocalCluster(3, store=url) as cluster:
         client = cluster.client
         await _group_on_every_node(cluster)
-        stream = Stream(client, "g", callers=4, idempotent=False).start()
+        stream = Stream(client, "g", callers=4, idempotent=False, pause=0.002).start()
         await stream.wait_calls(100)
         before = [await cluster.spawn(name, group="joins") for name in cluster.names]
 

@@ -164,7 +164,8 @@ async def test_sigstopped_node_is_unroutable_within_heartbeat_timeout_and_stays_
         # Calls sent to n2 before it was found silent wait for it (silence is
         # suspicion, not death): their deadline outlasts the stop, so they
         # complete once it continues.
-        before = Stream(client, "g", callers=8, idempotent=False, timeout=15.0).start()
+        before = Stream(client, "g", callers=8, idempotent=False, timeout=15.0,
+                        pause=0.002).start()  # paced: it lasts through a SIGSTOP
         await before.wait_calls(200)
 
         stopped_at = time.monotonic()
