@@ -488,11 +488,7 @@ class Node(Signals):
             BadArgument: ``pid`` is not a Pid.
             Overloaded: the callee's mailbox is full.
         """
-        proc = self._procs.get(check_pid("pid", pid))
-        if proc is not None and proc.alive:
-            proc.deliver(CAST, request, None)
-        elif pid.node != self.name:
-            self.remote.cast(pid, request)
+        self._one_way(pid, CAST, request)
 
     def send(self, pid: Pid, message: Any) -> None:
         """Deliver ``message`` to ``pid``'s ``handle_info``. A message to a
@@ -502,11 +498,17 @@ class Node(Signals):
             BadArgument: ``pid`` is not a Pid.
             Overloaded: the receiver's mailbox is full.
         """
+        self._one_way(pid, INFO, message)
+
+    def _one_way(self, pid: Pid, kind: int, payload: Any) -> None:
         proc = self._procs.get(check_pid("pid", pid))
         if proc is not None and proc.alive:
-            proc.deliver(INFO, message, None)
+            proc.deliver(kind, payload, None)
         elif pid.node != self.name:
-            self.remote.send(pid, message)
+            if kind == CAST:
+                self.remote.cast(pid, payload)
+            else:
+                self.remote.send(pid, payload)
 
     # -- groups ---------------------------------------------------------------------
 

@@ -235,13 +235,7 @@ class WatchStream:
                 raise _translate(error, self.endpoint) from None
             if response is grpc.aio.EOF:
                 raise EtcdCallError("unavailable", self.endpoint, "watch stream ended")
-            if response.compact_revision:
-                raise EtcdCallError(
-                    "compacted",
-                    self.endpoint,
-                    f"revisions below {response.compact_revision} were compacted",
-                    int(response.compact_revision),
-                )
+            _raise_if_compacted(response, self.endpoint)
             if response.canceled:
                 reason = response.cancel_reason or "watch cancelled by etcd"
                 raise EtcdCallError("unavailable", self.endpoint, reason)
@@ -420,13 +414,7 @@ class EndpointConnection:
                 response = await call.read()
             if response is grpc.aio.EOF or not response.created:
                 raise EtcdCallError("unavailable", self.endpoint, "watch was not created")
-            if response.compact_revision:
-                raise EtcdCallError(
-                    "compacted",
-                    self.endpoint,
-                    f"revisions below {response.compact_revision} were compacted",
-                    int(response.compact_revision),
-                )
+            _raise_if_compacted(response, self.endpoint)
             if response.canceled:
                 raise EtcdCallError("failed", self.endpoint, response.cancel_reason or "refused")
         except BaseException as error:
@@ -443,3 +431,14 @@ class EndpointConnection:
         if channel is not None:
             with contextlib.suppress(Exception):
                 await channel.close()
+
+
+def _raise_if_compacted(response: Any, endpoint: str) -> None:
+    """A watch response saying the asked-for revisions are gone: Resync."""
+    if response.compact_revision:
+        raise EtcdCallError(
+            "compacted",
+            endpoint,
+            f"revisions below {response.compact_revision} were compacted",
+            int(response.compact_revision),
+        )
