@@ -17,7 +17,7 @@ from urllib.parse import unquote
 import msgpack
 
 import shoal
-from shoal.runtime.replication import parse_member_key
+from shoal.membership.keys import decode_members, parse_member_key
 from shoal.store import Store, open_store
 
 __all__ = ["ClusterView", "call_group", "read_cluster"]
@@ -67,16 +67,15 @@ async def read_cluster(url: str | None, cluster: str | None) -> ClusterView:
         parsed = parse_member_key(key) if key.startswith("members/") else None
         if parsed is None:
             continue
-        pid, scope, group = parsed
-        owner = nodes.get(pid.node)
-        if owner is None or owner.get("creation") != pid.creation:
+        owner = nodes.get(parsed.node)
+        if owner is None or owner.get("creation") != parsed.creation:
             continue  # an entry of an incarnation that is gone
-        try:
-            count = msgpack.unpackb(entry.value)
-        except Exception:
-            continue
-        if type(count) is int and count > 0:
-            members.setdefault((scope, group), []).append((pid, count))
+        counts = decode_members(parsed.bucket, entry.value) or {}
+        listed = members.setdefault((parsed.scope, parsed.group), [])
+        listed.extend((shoal.Pid(parsed.node, parsed.creation, serial), count)
+                      for serial, count in sorted(counts.items()))
+        if not listed:
+            del members[(parsed.scope, parsed.group)]
     return ClusterView(nodes=nodes, members=members, revision=snapshot.revision)
 
 

@@ -330,27 +330,31 @@ class GroupTable:
         """Replace everything known about ``node``'s pids with ``entries``
         (scope, group, pid, join count). The view is replaced wholesale,
         never merged: a re-sync cannot resurrect a group the node left."""
-        wanted: dict[Pid, dict[tuple[str, Hashable], int]] = {}
+        Key = tuple[str, Hashable]
+        wanted: dict[Key, dict[Pid, int]] = {}
         for scope, group, pid, count in entries:
             if pid.node != node or count <= 0:
                 continue
-            slot = wanted.setdefault(pid, {})
-            slot[(scope, group)] = slot.get((scope, group), 0) + count
+            slot = wanted.setdefault((scope, group), {})
+            slot[pid] = slot.get(pid, 0) + count
+        have: dict[Key, dict[Pid, int]] = {}
+        for pid, keys in self._by_pid.items():
+            if pid.node == node:
+                for key, n in _count(keys).items():
+                    have.setdefault(key, {})[pid] = n
+        # One leave and one join event per group, not one per pid: replacing
+        # a node of thousands of members stays a handful of events.
         events: list[MembershipEvent] = []
-        for pid in [p for p in self._by_pid if p.node == node]:
-            have = _count(self._by_pid[pid])
-            want = wanted.get(pid, {})
-            for (scope, group), n in have.items():
-                extra = n - want.get((scope, group), 0)
-                if extra > 0:
-                    left, _ = self.leave(scope, group, [pid] * extra, reason)
-                    events.extend(left)
-        for pid, want in wanted.items():
-            have = _count(self._by_pid.get(pid, []))
-            for (scope, group), n in want.items():
-                missing = n - have.get((scope, group), 0)
-                if missing > 0:
-                    events.extend(self.join(scope, group, [pid] * missing))
+        for (scope, group), pids in have.items():
+            want = wanted.get((scope, group), {})
+            extra = [pid for pid, n in pids.items() for _ in range(n - want.get(pid, 0))]
+            if extra:
+                events.extend(self.leave(scope, group, extra, reason)[0])
+        for (scope, group), want in wanted.items():
+            held = have.get((scope, group), {})
+            missing = [pid for pid, n in want.items() for _ in range(n - held.get(pid, 0))]
+            if missing:
+                events.extend(self.join(scope, group, missing))
         return events
 
     def _drop_one(self, scope: str, group: Hashable, pid: Pid, keys: _Keys) -> None:

@@ -1,17 +1,19 @@
 """Replicating group membership through the store.
 
 Each node is authoritative for its own processes (as in Erlang's ``pg``):
-it writes one key per (pid, scope, group) holding the join count, under its
-own store session, and it never takes its own entries from the store. Every
-other node's entries come from the store's watch into the local table, so
-reads and selection stay local.
+it writes its processes' memberships under its own store session, and it
+never takes its own entries from the store. Every other node's entries come
+from the store's watch into the local table, so reads and selection stay
+local.
 
-Key layout under the adapter's cluster prefix::
+Key layout under the adapter's cluster prefix (``shoal.membership.keys``)::
 
     nodes/<node>                                       node info (msgpack map)
-    members/<node>/<creation>/<serial>/<scope>/<group> join count (msgpack int)
+    members/<node>/<creation>/<scope>/<group>/<bucket> member offsets (msgpack array)
 
-``scope`` and ``group`` are percent-encoded, so any string is a valid name.
+One membership key holds the members of one group among 64 consecutive
+serials of one incarnation, so a node starting many processes together
+writes (and every peer applies) a few keys, not one per process.
 
 Rules:
 
@@ -41,11 +43,18 @@ import socket
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote
 
 import msgpack
 
 from shoal.errors import SessionEnded, ShoalError, StoreError
+from shoal.membership.keys import (
+    MemberKey,
+    bucket_of,
+    decode_members,
+    encode_members,
+    member_key,
+    parse_member_key,
+)
 from shoal.membership.table import MembershipEvent
 from shoal.pid import Pid
 from shoal.runtime.remote import PeerInfo
@@ -54,30 +63,13 @@ from shoal.store.base import Changes, Delete, Event, Op, Put, Session, Snapshot,
 if TYPE_CHECKING:
     from shoal.runtime.node import Node
 
-__all__ = ["NODEDOWN", "Replication", "advertised_host", "member_key", "node_info"]
+__all__ = ["NODEDOWN", "Replication", "advertised_host", "node_info"]
 
 log = logging.getLogger("shoal")
 
 NODEDOWN = "nodedown"
 MAX_BATCH = 128  # etcd's default transaction limit; other stores take it too
 APPLY_SLICE = 0.02  # seconds of applying watched events before letting other tasks run
-
-
-def member_key(pid: Pid, scope: str, group: str) -> str:
-    """The store key of one (pid, scope, group) membership."""
-    return (f"members/{pid.node}/{pid.creation}/{pid.serial}/"
-            f"{quote(scope, safe='')}/{quote(group, safe='')}")
-
-
-def parse_member_key(key: str) -> tuple[Pid, str, str] | None:
-    parts = key.split("/")
-    if len(parts) != 6 or parts[0] != "members":
-        return None
-    try:
-        pid = Pid.of(parts[1], int(parts[2]), int(parts[3]))
-    except (ValueError, ShoalError):
-        return None
-    return pid, unquote(parts[4]), unquote(parts[5])
 
 
 def advertised_host(host: str) -> str:
@@ -136,9 +128,12 @@ class Replication:
         self.ttl = ttl
         self.info = info
         self.session: Session | None = None
-        # Invariant: every remote member key seen in the store -> (pid, scope, group, count).
-        self.entries: dict[str, tuple[Pid, str, str, int]] = {}
-        self._dirty: dict[str, int] = {}
+        # Invariant: node -> {member key seen in the store -> (its parts, serial -> count)},
+        # for every other node's non-empty buckets, whatever their incarnation.
+        self.entries: dict[str, dict[str, tuple[MemberKey, dict[int, int]]]] = {}
+        # Our own buckets as they must be in the store: key -> serial -> count.
+        self._local: dict[str, tuple[int, dict[int, int]]] = {}
+        self._dirty: set[str] = set()
         self._marked = 0
         self._written = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
@@ -191,13 +186,26 @@ class Replication:
         """Mark the keys of local pids touched by ``events`` for writing."""
         table = self.node.table
         name = self.node.name
+        local = self._local
         for event in events:
+            group = str(event.group)
             for pid in set(event.pids):
-                if pid.node == name:
-                    group = str(event.group)
-                    self._dirty[member_key(pid, event.scope, group)] = table.count(
-                        pid, event.scope, event.group)
-                    self._marked += 1
+                if pid.node != name:
+                    continue
+                bucket = bucket_of(pid.serial)
+                key = member_key(name, pid.creation, event.scope, group, bucket)
+                count = table.count(pid, event.scope, event.group)
+                held = local.get(key)
+                if count:
+                    if held is None:
+                        held = local[key] = (bucket, {})
+                    held[1][pid.serial] = count
+                elif held is not None:
+                    held[1].pop(pid.serial, None)
+                    if not held[1]:
+                        del local[key]
+                self._dirty.add(key)
+                self._marked += 1
         if self._dirty and not self._stopping and (
                 self._writer is None or self._writer.done()):
             self._writer = self.node._loop.create_task(self._write())
@@ -221,10 +229,13 @@ class Replication:
     async def _write(self) -> None:
         delay = 0.05
         while self._dirty and not self._stopping:
-            batch, self._dirty = self._dirty, {}
+            batch, self._dirty = self._dirty, set()
             target = self._marked
-            ops: list[Op] = [Put(key=k, value=msgpack.packb(c)) if c else Delete(key=k)
-                             for k, c in batch.items()]
+            ops: list[Op] = []
+            for key in batch:
+                held = self._local.get(key)
+                ops.append(Put(key=key, value=encode_members(*held)) if held is not None
+                           else Delete(key=key))
             session = self.session
             try:
                 if session is None:
@@ -232,11 +243,11 @@ class Replication:
                 for i in range(0, len(ops), MAX_BATCH):
                     await session.apply(ops[i:i + MAX_BATCH])
             except SessionEnded:
-                self._requeue(batch)
+                self._dirty |= batch
                 await self._reopen(session)
                 continue
             except StoreError as exc:
-                self._requeue(batch)
+                self._dirty |= batch
                 log.warning("node %s: membership write failed (%s); retrying in %.2fs",
                             self.node.name, exc, delay)
                 await asyncio.sleep(delay)
@@ -252,10 +263,6 @@ class Replication:
                 else:
                     still.append((mark, waiter))
             self._waiters = still
-
-    def _requeue(self, batch: dict[str, int]) -> None:
-        for key, count in batch.items():
-            self._dirty.setdefault(key, count)  # a newer mark wins
 
     async def _reopen(self, ended: Session | None) -> None:
         """Our session ``ended`` under us: open a new one and rewrite everything."""
@@ -280,11 +287,8 @@ class Replication:
                             self.node.name, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
-        table = self.node.table
-        for pid in list(table.pids()):
-            if pid.node == self.node.name:
-                for scope, group in table.groups_of(pid):
-                    self._dirty[member_key(pid, scope, str(group))] = table.count(pid, scope, group)
+        # The old session's keys went with it; write back every bucket we hold.
+        self._dirty |= self._local.keys()
         log.warning("node %s: store session re-opened; %d memberships rewritten",
                     self.node.name, len(self._dirty))
 
@@ -354,31 +358,43 @@ class Replication:
         if parsed is None:
             log.warning("ignoring malformed membership key %r", key)
             return
-        pid, scope, group = parsed
-        if pid.node == self.node.name:
+        node = parsed.node
+        if node == self.node.name:
             return  # we are authoritative for our own pids (Rule 2 of the header)
-        count = 0
+        counts: dict[int, int] = {}
         if value is not None:
-            try:
-                count = msgpack.unpackb(value)
-            except Exception:
-                count = -1
-            if type(count) is not int or count < 0:
+            decoded = decode_members(parsed.bucket, value)
+            if decoded is None:
                 log.warning("ignoring malformed membership value for %r", key)
                 return
-        old = self.entries.pop(key, None)
-        if count:
-            self.entries[key] = (pid, scope, group, count)
-        peer = self.node.remote.peers.get(pid.node)
-        if peer is None or peer.creation != pid.creation:
+            counts = decoded
+        held = self.entries.get(node)
+        old = held.pop(key, None) if held is not None else None
+        if counts:
+            if held is None:
+                held = self.entries[node] = {}
+            held[key] = (parsed, counts)
+        peer = self.node.remote.peers.get(node)
+        if peer is None or peer.creation != parsed.creation:
             return  # not the current incarnation: kept aside until it is
-        delta = count - (old[3] if old else 0)
+        before = old[1] if old is not None else {}
+        creation = parsed.creation
+        joined: list[Pid] = []
+        left: list[Pid] = []
+        for serial, count in counts.items():
+            delta = count - before.get(serial, 0)
+            if delta:
+                (joined if delta > 0 else left).extend(
+                    [Pid(node, creation, serial)] * abs(delta))
+        for serial, count in before.items():
+            if serial not in counts:
+                left.extend([Pid(node, creation, serial)] * count)
         table = self.node.table
-        if delta > 0:
-            self.node._dispatch(table.join(scope, group, [pid] * delta), local=False)
-        elif delta < 0:
-            events, _ = table.leave(scope, group, [pid] * -delta)
+        if left:
+            events, _ = table.leave(parsed.scope, parsed.group, left)
             self.node._dispatch(events, local=False)
+        if joined:
+            self.node._dispatch(table.join(parsed.scope, parsed.group, joined), local=False)
 
     def _node_seen(self, info: PeerInfo) -> None:
         peers = self.node.remote.peers
@@ -403,15 +419,16 @@ class Replication:
         # answers to our calls and its Downs come on the connection, and the
         # connection's end fails what is left (on_peer_down). Failing calls
         # now would turn replies already on their way into NodeDown.
-        for key in [k for k, e in self.entries.items() if e[0].node == name]:
-            del self.entries[key]
+        self.entries.pop(name, None)
         self._replace(name)
 
     def _replace(self, name: str) -> None:
         peer = self.node.remote.peers.get(name)
         creation = peer.creation if peer is not None else None
-        wanted = [(scope, group, pid, count) for pid, scope, group, count in self.entries.values()
-                  if pid.node == name and pid.creation == creation]
+        wanted = [(parts.scope, parts.group, Pid(name, creation, serial), count)
+                  for parts, counts in self.entries.get(name, {}).values()
+                  if parts.creation == creation
+                  for serial, count in counts.items()]
         self.node._dispatch(self.node.table.replace_node(name, wanted, NODEDOWN), local=False)
 
     def _resync(self, snapshot: Snapshot) -> None:
@@ -430,14 +447,11 @@ class Replication:
         for key, entry in snapshot.entries.items():
             if key.startswith("members/"):
                 parsed = parse_member_key(key)
-                if parsed is None or parsed[0].node == self.node.name:
+                if parsed is None or parsed.node == self.node.name:
                     continue
-                try:
-                    count = msgpack.unpackb(entry.value)
-                except Exception:
-                    continue
-                if type(count) is int and count > 0:
-                    self.entries[key] = (parsed[0], parsed[1], parsed[2], count)
+                counts = decode_members(parsed.bucket, entry.value)
+                if counts:
+                    self.entries.setdefault(parsed.node, {})[key] = (parsed, counts)
         for name in before - set(seen):
             remote.peers.pop(name, None)
             remote.node_lost(name, "gone from the store")

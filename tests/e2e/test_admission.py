@@ -15,7 +15,7 @@ from e2e_support import Stream, wait_until
 
 import shoal
 import shoal.wire as wire
-from shoal.runtime.replication import member_key
+from shoal.membership.keys import bucket_of, encode_members, member_key
 from shoal.store import open_store
 from shoal.store.base import Put
 from shoal.testing.cluster import LocalCluster
@@ -212,8 +212,10 @@ async def test_old_incarnation_cannot_connect_nor_publish_members() -> None:
         try:
             session = await store.open_session("ghost", b"\x80", 5.0)
             ghost = shoal.Pid("n1", old_creation, 99)
+            bucket = bucket_of(ghost.serial)
             revision = await session.apply([
-                Put(key=member_key(ghost, "default", "g"), value=b"\x01")])
+                Put(key=member_key(ghost.node, ghost.creation, "default", "g", bucket),
+                    value=encode_members(bucket, {ghost.serial: 1}))])
             await wait_until(lambda: client.replication is not None
                              and client.replication.revision >= revision,
                              what="the client to read the ghost entry")

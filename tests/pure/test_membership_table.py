@@ -382,3 +382,12 @@ def test_members_stay_the_multiset_of_joins_under_any_join_leave_order(
             {p: n for p, n in (+expected).items() if p.node == "a"})
         for pid, n in expected.items():
             assert table.count(pid, "s", "g") == n
+
+
+def test_replace_node_reports_one_event_per_group_however_many_pids_change() -> None:
+    many = [Pid("b", 7, n) for n in range(500)]
+    table = GroupTable(LOCAL)
+    events = table.replace_node("b", [("s", "g", p, 1) for p in many], "nodedown")
+    assert [(e.kind, e.group, len(e.pids)) for e in events] == [("join", "g", 500)]
+    events = table.replace_node("b", [("s", "g", p, 1) for p in many[:100]], "nodedown")
+    assert [(e.kind, e.group, sorted(e.pids)) for e in events] == [("leave", "g", many[100:])]

@@ -10,6 +10,7 @@ import pytest
 from runtime_servers import WAIT, Probe, Recorder, block, crash
 
 import shoal
+from shoal.membership.keys import bucket_of, decode_members, member_key
 
 STRATEGY_KEYS: list[tuple[str, Any]] = [
     ("local_first", None), ("random", None), ("round_robin", None),
@@ -365,7 +366,10 @@ async def test_sync_waits_until_membership_is_in_the_store() -> None:
         await node.groups.join("g", pid)
         await node.groups.sync()
         snapshot = await store.snapshot("members/")
-        assert [k.split("/")[-1] for k in snapshot.entries] == ["g"]
+        bucket = bucket_of(pid.serial)
+        key = member_key("writer", pid.creation, "default", "g", bucket)
+        assert list(snapshot.entries) == [key]
+        assert decode_members(bucket, snapshot.entries[key].value) == {pid.serial: 1}
         await node.groups.leave("g", pid)
         await node.groups.sync(timeout=2.0)
         assert (await store.snapshot("members/")).entries == {}

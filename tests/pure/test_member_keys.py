@@ -1,0 +1,94 @@
+"""The store layout of memberships: bucket keys and their values, no IO.
+
+Every value a node writes must read back as exactly what it holds, and
+anything else found under ``members/`` (another program's keys, a torn or
+hostile value) must read as "malformed", never as members (G7).
+"""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shoal.membership.keys import (
+    BUCKET_SIZE,
+    MemberKey,
+    bucket_of,
+    decode_members,
+    encode_members,
+    member_key,
+    parse_member_key,
+)
+
+names = st.text(min_size=1, max_size=30)
+
+
+@given(node=st.text(alphabet=st.characters(blacklist_characters="/"), min_size=1, max_size=20),
+       creation=st.integers(0, 2**63 - 1), scope=names, group=names,
+       serial=st.integers(0, 2**63 - 1))
+def test_a_key_reads_back_as_what_was_written(
+        node: str, creation: int, scope: str, group: str, serial: int) -> None:
+    bucket = bucket_of(serial)
+    key = member_key(node, creation, scope, group, bucket)
+    assert parse_member_key(key) == MemberKey(node, creation, scope, group, bucket)
+
+
+@given(bucket=st.integers(0, 2**57 - 1),
+       counts=st.dictionaries(st.integers(0, BUCKET_SIZE - 1), st.integers(1, 5)))
+def test_a_bucket_value_reads_back_as_the_counts_written(
+        bucket: int, counts: dict[int, int]) -> None:
+    base = bucket * BUCKET_SIZE
+    held = {base + offset: n for offset, n in counts.items()}
+    assert decode_members(bucket, encode_members(bucket, held)) == held
+
+
+def test_serials_started_together_share_a_bucket() -> None:
+    assert {bucket_of(s) for s in range(64, 128)} == {1}
+    assert bucket_of(63) != bucket_of(64)
+
+
+def test_a_full_bucket_stays_small() -> None:
+    full = {serial: 1 for serial in range(BUCKET_SIZE)}
+    assert len(encode_members(0, full)) <= BUCKET_SIZE + 3
+
+
+def test_encoding_a_serial_outside_its_bucket_is_refused() -> None:
+    with pytest.raises(ValueError, match="not in bucket"):
+        encode_members(1, {3: 1})
+
+
+@pytest.mark.parametrize("key", [
+    "members/n1/1/default/g",                 # too few parts
+    "members/n1/1/default/g/0/extra",         # too many
+    "nodes/n1/1/default/g/0",                 # not a membership key
+    "members//1/default/g/0",                 # empty node
+    "members/n1/x/default/g/0",               # creation not a number
+    "members/n1/-1/default/g/0",              # negative creation
+    "members/n1/1/default/g/-3",              # negative bucket
+    "members/n1/1/default/g/٣",               # a non-ASCII digit
+    f"members/n1/{2**63}/default/g/0",        # creation out of range
+    "members/n1/1/default/g/99999999999999999999",
+])
+def test_malformed_keys_are_not_read_as_memberships(key: str) -> None:
+    assert parse_member_key(key) is None
+
+
+@pytest.mark.parametrize("value", [
+    b"",                                      # empty
+    b"\xc1",                                  # never-used msgpack byte
+    msgpack.packb(3),                         # the count of an older layout
+    msgpack.packb({"0": 1}),                  # a map
+    msgpack.packb([0, 64]),                   # offset past the bucket
+    msgpack.packb([-1]),                      # negative offset
+    msgpack.packb([1.0]),                     # not an int
+    msgpack.packb([True]),                    # a bool is not an offset
+    msgpack.packb([0]) + b"\x00",             # trailing bytes
+])
+def test_malformed_values_are_not_read_as_members(value: bytes) -> None:
+    assert decode_members(0, value) is None
+
+
+def test_an_empty_bucket_holds_no_members() -> None:
+    assert decode_members(5, msgpack.packb([])) == {}
