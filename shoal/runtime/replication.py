@@ -37,6 +37,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import os
 import socket
@@ -69,6 +70,8 @@ log = logging.getLogger("shoal")
 
 NODEDOWN = "nodedown"
 MAX_BATCH = 128  # etcd's default transaction limit; other stores take it too
+MAX_WRITES = 4  # transactions in flight at once (on disjoint keys)
+RETRY_FIRST, RETRY_MAX = 0.05, 2.0  # backoff after a failed write, seconds
 APPLY_SLICE = 0.02  # seconds of applying watched events before letting other tasks run
 
 
@@ -133,11 +136,19 @@ class Replication:
         self.entries: dict[str, dict[str, tuple[MemberKey, dict[int, int]]]] = {}
         # Our own buckets as they must be in the store: key -> serial -> count.
         self._local: dict[str, tuple[int, dict[int, int]]] = {}
-        self._dirty: set[str] = set()
+        # Keys to write -> the mark of their oldest change not yet in the store.
+        self._dirty: dict[str, int] = {}
+        # Keys being written -> the same, for the writes in flight.
+        self._inflight: dict[str, int] = {}
+        # (mark, key) of every pending change, oldest first; an entry whose key
+        # no longer holds that mark (written since) is dropped when it surfaces.
+        self._pending: list[tuple[int, str]] = []
         self._marked = 0
         self._written = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._writes: set[asyncio.Task[None]] = set()
+        self._retry_at = 0.0
+        self._delay = RETRY_FIRST
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False
         self._reopening = asyncio.Lock()
@@ -163,11 +174,9 @@ class Replication:
     async def stop(self) -> None:
         """Stop following and end the session (its keys vanish at once)."""
         self._stopping = True
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._writes]
+        for task in tasks:
             task.cancel()
-        if self._writer is not None:
-            self._writer.cancel()
-        tasks = [*self._tasks, *([self._writer] if self._writer else [])]
         # Their own cancellation is expected; a cancel of stop() itself propagates.
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.session is not None:
@@ -204,11 +213,14 @@ class Replication:
                     held[1].pop(pid.serial, None)
                     if not held[1]:
                         del local[key]
-                self._dirty.add(key)
                 self._marked += 1
-        if self._dirty and not self._stopping and (
-                self._writer is None or self._writer.done()):
-            self._writer = self.node._loop.create_task(self._write())
+                self._mark_dirty(key, self._marked)
+        self._kick()
+
+    def _mark_dirty(self, key: str, mark: int) -> None:
+        if key not in self._dirty:
+            self._dirty[key] = mark
+            heapq.heappush(self._pending, (mark, key))
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until every change marked so far is in the store.
@@ -226,43 +238,94 @@ class Replication:
             return False
         return True
 
-    async def _write(self) -> None:
-        delay = 0.05
-        while self._dirty and not self._stopping:
-            batch, self._dirty = self._dirty, set()
-            target = self._marked
-            ops: list[Op] = []
+    def _kick(self) -> None:
+        """Start writes of dirty keys, up to MAX_WRITES transactions in flight.
+
+        A write does not wait for an unrelated one in flight (a store round
+        trip each would add up under a steady stream of joins), but a key
+        already in flight waits for it: two writes of one key in flight
+        could land in either order.
+        """
+        if self._stopping or not self._dirty:
+            return
+        loop = self.node._loop
+        if self._retry_at > loop.time():
+            return  # backing off; the failed write kicks again when it is over
+        while self._dirty and len(self._writes) < MAX_WRITES:
+            batch: dict[str, int] = {}
+            for key, mark in self._dirty.items():
+                if key not in self._inflight:
+                    batch[key] = mark
+                    if len(batch) == MAX_BATCH:
+                        break
+            if not batch:
+                return  # every dirty key is in flight; its write kicks again
             for key in batch:
-                held = self._local.get(key)
-                ops.append(Put(key=key, value=encode_members(*held)) if held is not None
-                           else Delete(key=key))
-            session = self.session
-            try:
-                if session is None:
-                    raise SessionEnded("no session")
-                for i in range(0, len(ops), MAX_BATCH):
-                    await session.apply(ops[i:i + MAX_BATCH])
-            except SessionEnded:
-                self._dirty |= batch
+                del self._dirty[key]
+            self._inflight.update(batch)
+            task = loop.create_task(self._write(batch))
+            self._writes.add(task)
+            task.add_done_callback(self._writes.discard)
+
+    async def _write(self, batch: dict[str, int]) -> None:
+        ops: list[Op] = []
+        for key in batch:
+            held = self._local.get(key)
+            ops.append(Put(key=key, value=encode_members(*held)) if held is not None
+                       else Delete(key=key))
+        session = self.session
+        try:
+            if session is None:
+                raise SessionEnded("no session")
+            await session.apply(ops)
+        except (SessionEnded, StoreError) as exc:
+            self._requeue(batch)
+            if isinstance(exc, SessionEnded):
                 await self._reopen(session)
-                continue
-            except StoreError as exc:
-                self._dirty |= batch
-                log.warning("node %s: membership write failed (%s); retrying in %.2fs",
-                            self.node.name, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                continue
-            delay = 0.05
-            self._written = target
-            still = []
-            for mark, waiter in self._waiters:
-                if mark <= target:
-                    if not waiter.done():
-                        waiter.set_result(None)
-                else:
-                    still.append((mark, waiter))
-            self._waiters = still
+            else:
+                loop = asyncio.get_running_loop()
+                if self._retry_at <= loop.time():
+                    log.warning("node %s: membership write failed (%s); retrying in %.2fs",
+                                self.node.name, exc, self._delay)
+                    self._retry_at = loop.time() + self._delay
+                    self._delay = min(self._delay * 2, RETRY_MAX)
+                await asyncio.sleep(max(0.0, self._retry_at - loop.time()))
+        else:
+            self._delay = RETRY_FIRST
+            for key in batch:
+                del self._inflight[key]
+            self._advance()
+        finally:
+            task = asyncio.current_task()
+            if task is not None:
+                self._writes.discard(task)  # its slot is free: let the kick use it
+            self._kick()
+
+    def _requeue(self, batch: dict[str, int]) -> None:
+        for key, mark in batch.items():
+            del self._inflight[key]
+            held = self._dirty.get(key)
+            self._dirty[key] = mark if held is None else min(mark, held)
+
+    def _advance(self) -> None:
+        """Wake the flush waiters whose changes are all in the store now."""
+        pending = self._pending
+        while pending:
+            mark, key = pending[0]
+            if self._dirty.get(key) == mark or self._inflight.get(key) == mark:
+                break
+            heapq.heappop(pending)
+        self._written = pending[0][0] - 1 if pending else self._marked
+        if not self._waiters:
+            return
+        still = []
+        for mark, waiter in self._waiters:
+            if mark <= self._written:
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                still.append((mark, waiter))
+        self._waiters = still
 
     async def _reopen(self, ended: Session | None) -> None:
         """Our session ``ended`` under us: open a new one and rewrite everything."""
@@ -288,7 +351,8 @@ class Replication:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
         # The old session's keys went with it; write back every bucket we hold.
-        self._dirty |= self._local.keys()
+        for key in self._local:
+            self._mark_dirty(key, self._marked)
         log.warning("node %s: store session re-opened; %d memberships rewritten",
                     self.node.name, len(self._dirty))
 
@@ -303,8 +367,7 @@ class Replication:
             if session is self.session:
                 log.warning("node %s: store session ended (%s)", self.node.name, reason)
                 await self._reopen(session)
-                if self._dirty and (self._writer is None or self._writer.done()):
-                    self._writer = asyncio.get_running_loop().create_task(self._write())
+                self._kick()
 
     # -- following everyone else ------------------------------------------------------
 
