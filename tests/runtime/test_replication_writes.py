@@ -1,0 +1,257 @@
+"""How a node writes its own memberships to the store.
+
+A store whose writes can be held and made to fail shows what users rely
+on: a change is never overtaken by an older write of the same key, `sync()`
+returns only once every change is in the store, and a store that fails for
+a while loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Sequence
+
+import msgpack
+import pytest
+from runtime_servers import Probe
+
+import shoal
+from shoal.errors import StoreUnavailable
+from shoal.membership.keys import bucket_of, decode_members, member_key
+from shoal.store import MemoryStore
+from shoal.store.base import Op, Put
+from shoal.store.memory import MemorySession
+from shoal.testing.cluster import wait_until
+
+WAIT = 5.0
+
+
+class _Write:
+    """One ``apply`` seen by the store, held until released."""
+
+    def __init__(self, ops: Sequence[Op]) -> None:
+        self.keys = {op.key for op in ops}
+        self.release = asyncio.Event()
+        self.done = asyncio.Event()
+
+
+class HeldStore(MemoryStore):
+    """A memory store whose session writes wait for the test's release
+    (when ``hold`` is set) and fail with StoreUnavailable ``fail`` times."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold = False
+        self.fail = 0
+        self.writes: list[_Write] = []
+
+    async def open_session(self, name: str, info: bytes, ttl: float) -> MemorySession:
+        session = await super().open_session(name, info, ttl)
+        apply = session.apply
+
+        async def held_apply(ops: Sequence[Op]) -> int:
+            write = _Write(ops)
+            self.writes.append(write)
+            try:
+                if self.fail:
+                    self.fail -= 1
+                    raise StoreUnavailable("injected: the store is down")
+                if self.hold:
+                    await write.release.wait()
+                return await apply(ops)
+            finally:
+                write.done.set()
+
+        session.apply = held_apply  # type: ignore[method-assign]
+        return session
+
+    async def stored(self, node: str) -> dict[str, dict[int, int]]:
+        """Every membership bucket of ``node`` in the store, decoded."""
+        snapshot = await self.snapshot(f"members/{node}/")
+        out = {}
+        for key, entry in snapshot.entries.items():
+            counts = decode_members(int(key.rsplit("/", 1)[1]), entry.value)
+            assert counts, key
+            out[key] = counts
+        return out
+
+
+def _key(pid: shoal.Pid, group: str) -> str:
+    return member_key(pid.node, pid.creation, "default", group, bucket_of(pid.serial))
+
+
+async def test_a_key_in_flight_waits_for_its_write_and_sync_waits_for_both() -> None:
+    store = HeldStore()
+    async with shoal.Node("w", store=store, listen=None) as node:
+        pid = await node.spawn(Probe)
+        store.hold = True
+        await node.groups.join("a", pid)
+        await wait_until(lambda: len(store.writes) == 1, what="the first write")
+        first = store.writes[0]
+        assert first.keys == {_key(pid, "a")}
+
+        # While "a" is in flight: join "a" again (same key) and "b" (another key).
+        await node.groups.join("a", pid)
+        await node.groups.join("b", pid)
+        await wait_until(lambda: len(store.writes) == 2, what="the second write")
+        second = store.writes[1]
+        assert second.keys == {_key(pid, "b")}  # "a" waits: it is in flight
+
+        sync = asyncio.ensure_future(node.groups.sync(WAIT))
+        second.release.set()
+        await second.done.wait()
+        for _ in range(5):
+            await asyncio.sleep(0)  # let every ready callback run; nothing is timed
+        assert not sync.done()  # the first write (and the second join of "a") are out
+
+        store.hold = False
+        first.release.set()
+        await asyncio.wait_for(sync, WAIT)
+        assert [w.keys for w in store.writes[2:]] == [{_key(pid, "a")}]
+        assert await store.stored("w") == {_key(pid, "a"): {pid.serial: 2},
+                                           _key(pid, "b"): {pid.serial: 1}}
+
+
+async def test_writes_that_fail_are_retried_and_nothing_is_lost(
+        caplog: pytest.LogCaptureFixture) -> None:
+    store = HeldStore()
+    async with shoal.Node("w", store=store, listen=None) as node:
+        pids = [await node.spawn(Probe) for _ in range(3)]
+        store.fail = 3
+        for pid in pids:
+            await node.groups.join("g", pid)
+        await node.groups.sync(WAIT)
+        assert store.fail == 0
+        stored = await store.stored("w")
+        assert {s for counts in stored.values() for s in counts} == {p.serial for p in pids}
+    assert "membership write failed" in caplog.text
+
+
+async def test_sync_times_out_while_the_store_is_down_and_the_changes_stay_queued() -> None:
+    store = HeldStore()
+    async with shoal.Node("w", store=store, listen=None) as node:
+        pid = await node.spawn(Probe)
+        store.fail = 10**6
+        await node.groups.join("g", pid)
+        with pytest.raises(shoal.CallTimeout):
+            await node.groups.sync(0.3)
+        assert node.groups.get_members("g") == [pid]  # the local view serves on
+        store.fail = 0
+        await node.groups.sync(WAIT)  # backoff is at most 2 s
+        assert await store.stored("w") == {_key(pid, "g"): {pid.serial: 1}}
+
+
+async def test_many_writes_landing_in_any_order_leave_the_store_equal_to_the_node() -> None:
+    rng = random.Random(7)
+    store = HeldStore()
+    async with shoal.Node("w", store=store, listen=None) as node:
+        pids = [await node.spawn(Probe) for _ in range(150)]
+        store.hold = True
+        released = 0
+
+        async def release_some() -> None:
+            nonlocal released
+            while True:
+                pending = [w for w in store.writes if not w.release.is_set()]
+                if pending:
+                    rng.choice(pending).release.set()
+                    released += 1
+                await asyncio.sleep(0)
+
+        releaser = asyncio.ensure_future(release_some())
+        try:
+            for step in range(600):
+                pid = rng.choice(pids)
+                group = rng.choice("abcde")
+                if rng.random() < 0.6 or not node.table.count(pid, "default", group):
+                    await node.groups.join(group, pid)
+                else:
+                    await node.groups.leave(group, pid)
+                if step % 7 == 0:
+                    await asyncio.sleep(0)
+            await node.groups.sync(WAIT)
+        finally:
+            releaser.cancel()
+            store.hold = False
+            for write in store.writes:
+                write.release.set()
+        want: dict[str, dict[int, int]] = {}
+        for pid in pids:
+            for scope, group in node.table.groups_of(pid):
+                key = member_key("w", pid.creation, scope, str(group), bucket_of(pid.serial))
+                want.setdefault(key, {})[pid.serial] = node.table.count(pid, scope, group)
+        assert await store.stored("w") == want
+        assert released > 4  # writes really were in flight together
+
+
+async def test_a_session_lost_under_the_writer_is_reopened_and_every_bucket_rewritten(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    store = HeldStore()
+    async with shoal.Node("w", store=store, listen=None) as node:
+        pids = [await node.spawn(Probe) for _ in range(70)]  # two buckets
+        for pid in pids:
+            await node.groups.join("g", pid)
+        await node.groups.sync(WAIT)
+        assert node.replication is not None
+        old = node.replication.session
+        assert old is not None
+        store._b.end(old, "revoked")  # type: ignore[arg-type]  # as etcd revoking a lease
+        await wait_until(lambda: node.replication is not None
+                         and node.replication.session is not old, what="a new session")
+        await node.groups.sync(WAIT)
+        stored = await store.stored("w")
+        assert {s for counts in stored.values() for s in counts} == {p.serial for p in pids}
+        assert len(stored) == len({bucket_of(p.serial) for p in pids})
+    assert "memberships rewritten" in caplog.text
+
+
+async def test_a_peers_bucket_changes_reach_the_view_as_joins_and_leaves() -> None:
+    store = MemoryStore()
+    async with shoal.Node("a", store=store, listen=None) as a, \
+            shoal.Node("b", store=store.another_client(), listen=None) as b:
+        sub = b.groups.subscribe("g")
+        pids = [await a.spawn(Probe) for _ in range(100)]
+        for pid in pids:
+            await a.groups.join("g", pid)
+        await a.groups.join("g", pids[0])  # twice
+        await a.groups.sync(WAIT)
+        await wait_until(lambda: len(b.groups.get_members("g")) == 101, what="b's view")
+        for pid in pids[::2]:
+            await a.groups.leave("g", pid)
+        await a.groups.sync(WAIT)
+        want = sorted([*pids[1::2], pids[0]])
+        await wait_until(lambda: sorted(b.groups.get_members("g")) == want, what="the leaves")
+        joined = left = 0
+        while joined - left != len(want):
+            event = await asyncio.wait_for(sub.get(), WAIT)
+            if event.kind == "join":
+                joined += len(event.pids)
+            else:
+                left += len(event.pids)
+                assert event.reason == "left" or event.reason == "nodedown"
+        assert (joined, left) == (101, 50)
+
+
+async def test_garbage_under_members_is_logged_and_never_becomes_a_member(
+        caplog: pytest.LogCaptureFixture) -> None:
+    store = MemoryStore()
+    async with shoal.Node("b", store=store, listen=None) as b:
+        # A node "a" (creation 1) as far as b can tell, at an address nobody serves.
+        info = msgpack.packb({"name": "a", "creation": 1, "host": "127.0.0.1", "port": 9})
+        other = await store.another_client().open_session("a", info, 5.0)
+        revision = await other.apply([
+            Put(key=member_key("a", 1, "default", "g", 0), value=b"\xc1"),
+            Put(key="members/a/1/default/g/not-a-bucket", value=b"\x90"),
+            Put(key=member_key("a", 1, "default", "h", 0), value=msgpack.packb([99])),
+            Put(key=member_key("a", 1, "default", "ok", 0), value=msgpack.packb([3])),
+        ])
+        await wait_until(lambda: b.replication is not None
+                         and b.replication.revision >= revision, what="b to read them")
+        assert b.groups.which_groups() == ["ok"]
+        assert b.groups.get_members("ok") == [shoal.Pid("a", 1, 3)]
+        await other.close()
+    assert "malformed membership value" in caplog.text
+    assert "malformed membership key" in caplog.text
