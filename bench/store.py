@@ -31,18 +31,15 @@ Shoal level (through ``shoal.Node``, the figures the last lines report):
   of the joins until the last node sees every member (each node timestamps
   the moment itself); ``converge_after_joins_s`` counts from the moment the
   last node's joins were written instead. Skipped for memory. The run
-  ends with kill -9 (after the client stopped): a graceful stop of 20 nodes
-  holding 2,000 members each takes minutes, as every node removes the
-  others' members one at a time (``GroupTable`` removal is linear in the
-  group's size).
+  ends with kill -9 (after the client stopped), which is quicker than 20
+  graceful stops, and waits for the killed nodes' leases to run out.
 
-On one 2-core host the 20-node etcd run shares two cores between etcd
-and 21 Python processes. There it either converged (11-15 s) or collapsed:
-etcd answered "request timed out, waiting for the applied index", leases
-expired, each node that lost its session rewrote its 2,000 keys and every
-other node removed and re-added them, which loaded etcd further. The
-convergence run therefore comes first, on a fresh store; etcd belongs on
-hosts of its own.
+Before memberships were stored in buckets (``shoal.membership.keys``), this
+run wrote 40,000 keys; on one 2-core host shared with etcd it took 11-15 s
+or collapsed (etcd fell behind, leases expired, every node rewrote its
+keys). It now writes about 640. ``--data-dir /dev/shm`` keeps a scratch
+store's data in memory: the difference to the default shows what the
+disk's fsync adds (on shared VMs, stalls of tens of milliseconds).
 
 Output is ``name: value unit`` lines, the last three being
 ``propagation_p99_ms: X``, ``joins_per_s: X`` and ``converge_40k_s: X``
@@ -504,6 +501,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--per-node", type=int, default=2000, help="members per node in the convergence run"
     )
+    parser.add_argument(
+        "--data-dir", type=Path,
+        help="where the scratch store keeps its data (default: a temporary directory;"
+        " /dev/shm takes the disk's fsync out of the figures)")
     parser.add_argument("--pace", type=float, default=0.001, help=argparse.SUPPRESS)
     parser.add_argument(
         "--role",
@@ -518,12 +519,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.role == "shoal-joiner":
         asyncio.run(_shoal_joiner_process(args.url, args.samples, args.pace))
         return 0
-    with tempfile.TemporaryDirectory(prefix="shoal-bench-") as tmp, contextlib.ExitStack() as stack:
+    with tempfile.TemporaryDirectory(prefix="shoal-bench-", dir=args.data_dir) as tmp, \
+            contextlib.ExitStack() as stack:
         url = args.url or STORES[args.store](Path(tmp), stack)
         rows = asyncio.run(
             run(url, args.samples, args.joins, args.batch, args.nodes, args.per_node)
         )
     print(f"store: {args.store if not args.url else url}")
+    if args.data_dir and not args.url:
+        print(f"data_dir: {args.data_dir}")
     print(f"machine: {os.cpu_count()} cpus, {sys.implementation.name} {sys.version.split()[0]}")
     for name, value, unit in rows:
         if value != value:  # NaN: not measured
