@@ -9,10 +9,11 @@ Usage::
 
 Store level (``store_*`` lines):
 
-- propagation: a writer in one OS process puts one key at a time (paced, as
-  joins arrive) and a watcher in another OS process timestamps each event as
-  its watch yields it; latency runs from just before ``apply`` to then, on
-  the host's shared monotonic clock. (A memory store lives in one process,
+- propagation: a writer in one OS process puts one key every millisecond
+  (open loop, as joins arrive: up to 64 puts in flight) and a watcher in
+  another OS process timestamps each event as its watch yields it; latency
+  runs from just before ``apply`` to then, on the host's shared monotonic
+  clock. (A memory store lives in one process,
   so its writer and watcher are two clients in the bench process.)
 - throughput: one session applies many puts per transaction.
 
@@ -108,11 +109,21 @@ def _percentile(sorted_values: list[float], q: float) -> float:
 
 
 async def _write_paced(store: Store, samples: int, pace: float, name: str) -> None:
+    """One put every ``pace`` seconds, each without waiting for the last:
+    joins arrive on their own schedule, so a store stall delays every put
+    made during it (as it delays every join on the shoal level) instead of
+    only the one in flight."""
     session = await store.open_session(name, b"bench", 10.0)
-    for i in range(samples):
-        sent = time.monotonic_ns()
-        await session.apply([Put(key=f"{PREFIX}{i}", value=str(sent).encode())])
-        await asyncio.sleep(pace)
+    in_flight = asyncio.Semaphore(64)
+
+    async def put(i: int, sent: int) -> None:
+        async with in_flight:
+            await session.apply([Put(key=f"{PREFIX}{i}", value=str(sent).encode())])
+
+    async with asyncio.TaskGroup() as tasks:
+        for i in range(samples):
+            tasks.create_task(put(i, time.monotonic_ns()))
+            await asyncio.sleep(pace)
     await session.close()
 
 
