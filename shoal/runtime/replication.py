@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from shoal.errors import SessionEnded, ShoalError, StoreError
+from shoal.errors import NameInUse, SessionEnded, ShoalError, StoreError
 from shoal.membership.keys import (
     MemberKey,
     bucket_of,
@@ -105,9 +105,43 @@ def node_info(node: Node, host: str, port: int) -> bytes:
         "name": node.name, "creation": node.creation, "host": advertised_host(host),
         "port": port,
         "os_pid": os.getpid(), "hostname": socket.gethostname(), "version": __version__,
-        "started": time.time(),
+        "started": time.time(), "ttl": node.session_ttl, "process": process_identity(),
     })
     return packed
+
+
+def process_identity() -> str | None:
+    """Where this OS process's pid means something: the boot and the pid
+    namespace (Linux). Two processes with the same identity see the same
+    pids, so one can tell whether the other's pid is still running; None
+    where that cannot be known."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as file:
+            boot = file.read().strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+    return f"{socket.gethostname()}/{boot}/{namespace}"
+
+
+def holder_is_dead(info: dict[str, Any]) -> bool:
+    """True only when a ``nodes/`` record's process provably no longer runs:
+    it ran under this process identity (same host, boot and pid namespace)
+    and its pid is gone. Anything else (another host, no identity, a pid
+    that exists, even if reused) counts as alive."""
+    me = process_identity()
+    pid = info.get("os_pid")
+    if me is None or info.get("process") != me or type(pid) is not int or pid <= 0:
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # it exists (owned by someone else)
+    return False
 
 
 def _parse_info(name: str, value: bytes | None) -> PeerInfo | None:
@@ -163,13 +197,47 @@ class Replication:
             NameInUse: a live node holds this node's name.
             StoreUnavailable: the store cannot be reached.
         """
-        self.session = await self.store.open_session(self.node.name, self.info, self.ttl)
+        self.session = await self._open_first()
         snapshot = await self.store.snapshot("")
         self._resync(snapshot)
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._follow(), name=f"shoal watch {self.node.name}"))
         self._tasks.append(loop.create_task(self._guard_session(),
                                             name=f"shoal session {self.node.name}"))
+
+    async def _open_first(self) -> Session:
+        """Open our session. When the name is held by the session of a
+        process of this host that is provably dead (killed before it could
+        end its session), wait for that session to expire instead of
+        failing: a supervisor restarting a killed node gets the name back
+        within the dead one's TTL. A holder that may be alive still gets
+        NameInUse at once."""
+        name = self.node.name
+        try:
+            return await self.store.open_session(name, self.info, self.ttl)
+        except NameInUse:
+            held = await self.store.snapshot(f"nodes/{name}")
+            entry = held.entries.get(f"nodes/{name}")
+            try:
+                info = msgpack.unpackb(entry.value if entry else b"", raw=False)
+            except Exception:
+                info = None
+            if not isinstance(info, dict) or not holder_is_dead(info):
+                raise
+        ttl = info.get("ttl")
+        wait = (ttl if isinstance(ttl, (int, float)) and 0 < ttl < 3600 else self.ttl) + 2.0
+        log.warning("node %s: the name is held by the session of os pid %s on this host, "
+                    "which is gone (killed?); waiting up to %.0fs for it to expire",
+                    name, info.get("os_pid"), wait)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            await asyncio.sleep(min(0.2, max(0.0, deadline - loop.time())))
+            try:
+                return await self.store.open_session(name, self.info, self.ttl)
+            except NameInUse:
+                if loop.time() >= deadline:
+                    raise
 
     async def stop(self) -> None:
         """Stop following and end the session (its keys vanish at once)."""

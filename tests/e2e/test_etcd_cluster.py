@@ -192,6 +192,29 @@ async def test_kill9_node_unroutable_at_once_and_gone_from_every_view_within_ttl
         assert "n2" not in client.remote.peers
 
 
+async def test_a_killed_node_restarted_at_once_gets_its_name_back_when_its_lease_ends(
+        shared_etcd: EtcdCluster) -> None:
+    url = _url(shared_etcd)
+    async with LocalCluster(2, store=url) as cluster:
+        client = cluster.client
+        pids = await _group_on_every_node(cluster)
+        old_creation = await cluster.control("n2", "creation")
+        cluster.kill9("n2")
+        await cluster.wait_exit("n2")
+        killed = time.monotonic()
+        # Its lease still holds the name; the restart sees the holder's os pid
+        # gone on this host and waits for the lease instead of failing.
+        node = await cluster.start_node("n2")
+        restarted_after = time.monotonic() - killed
+        assert "waiting up to" in node.log_text()
+        assert await cluster.control("n2", "creation") > old_creation
+        new = await cluster.spawn("n2", group="g", count=2)
+        want = {*pids["n1"], *new}
+        await wait_until(lambda: set(client.groups.get_members("g")) == want,
+                         timeout=EXPIRY_BOUND, what="only the new incarnation's members")
+        assert restarted_after < EXPIRY_BOUND + 2.0
+
+
 async def test_etcd_restarted_mid_stream_calls_keep_succeeding_and_memberships_return(
         own_etcd: EtcdCluster) -> None:
     url = _url(own_etcd)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,22 @@ async def test_a_stopped_node_cannot_be_started_again(node: shoal.Node) -> None:
     await node.stop()
     with pytest.raises(shoal.ShoalError, match="used once"):
         await node.start()
+
+
+def test_a_holder_is_dead_only_when_its_pid_is_gone_under_our_process_identity() -> None:
+    import subprocess
+    import sys
+
+    from shoal.runtime.replication import holder_is_dead, process_identity
+
+    me = process_identity()
+    assert me is not None  # Linux: boot id and pid namespace are readable
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # reaped: its pid is gone (and not reused this soon)
+    assert holder_is_dead({"os_pid": child.pid, "process": me})
+    assert not holder_is_dead({"os_pid": os.getpid(), "process": me})  # ourselves
+    assert not holder_is_dead({"os_pid": 1, "process": me})  # alive
+    assert not holder_is_dead({"os_pid": child.pid, "process": "other-host/boot/ns"})
+    assert not holder_is_dead({"os_pid": child.pid})  # no identity: may be alive
+    assert not holder_is_dead({"os_pid": "12", "process": me})
+    assert not holder_is_dead({"os_pid": -1, "process": me})
