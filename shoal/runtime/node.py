@@ -39,6 +39,7 @@ from shoal.runtime.deadlines import Deadlines
 from shoal.runtime.genserver import GenServer
 from shoal.runtime.groups import Groups, SubscriptionHub
 from shoal.runtime.messages import Ref
+from shoal.runtime.node_info import node_info
 from shoal.runtime.process import (
     CALL,
     CAST,
@@ -49,7 +50,7 @@ from shoal.runtime.process import (
     current_process,
 )
 from shoal.runtime.remote import Remote
-from shoal.runtime.replication import Replication, node_info
+from shoal.runtime.replication import Replication
 from shoal.runtime.signals import Signals
 from shoal.store import Store, open_store
 from shoal.transport import ConnectionManager, TransportConfig

@@ -135,7 +135,7 @@ def test_a_holder_is_dead_only_when_its_pid_is_gone_under_our_process_identity()
     import subprocess
     import sys
 
-    from shoal.runtime.replication import holder_is_dead, process_identity
+    from shoal.runtime.node_info import holder_is_dead, process_identity
 
     me = process_identity()
     assert me is not None  # Linux: boot id and pid namespace are readable

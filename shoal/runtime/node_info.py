@@ -1,0 +1,108 @@
+"""What a node tells the cluster about itself: its ``nodes/<name>`` record.
+
+The record is a msgpack map written under the node's store session: the
+address peers dial, the incarnation, and facts for operators (OS pid, host,
+version, start time, session TTL). Peers read only what routing needs; a
+record they cannot read is skipped (G7). A restarting node reads its
+predecessor's record to tell whether that one provably died on this host.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from shoal.runtime.remote import PeerInfo
+
+if TYPE_CHECKING:
+    from shoal.runtime.node import Node
+
+__all__ = ["advertised_host", "holder_is_dead", "node_info", "parse_info", "process_identity"]
+
+log = logging.getLogger("shoal")
+
+
+def advertised_host(host: str) -> str:
+    """The address peers should dial for a listener bound to ``host``.
+
+    A wildcard bind (``0.0.0.0``, ``::``: every interface) is no address a
+    peer on another host can dial; advertised as is, those peers would dial
+    their own host. Advertise the address of the interface that carries the
+    default route instead (a UDP ``connect`` picks it and sends nothing), or
+    loopback when there is no route at all (then only this host can reach us).
+    """
+    if host not in ("0.0.0.0", "::"):
+        return host
+    family, probe, fallback = (
+        (socket.AF_INET6, "2001:db8::1", "::1") if host == "::"
+        else (socket.AF_INET, "192.0.2.1", "127.0.0.1"))
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect((probe, 9))
+            return str(sock.getsockname()[0])
+    except OSError:
+        return fallback
+
+
+def node_info(node: Node, host: str, port: int) -> bytes:
+    """The ``nodes/<name>`` value: what others need to reach and show us."""
+    from shoal import __version__
+
+    packed: bytes = msgpack.packb({
+        "name": node.name, "creation": node.creation, "host": advertised_host(host),
+        "port": port,
+        "os_pid": os.getpid(), "hostname": socket.gethostname(), "version": __version__,
+        "started": time.time(), "ttl": node.session_ttl, "process": process_identity(),
+    })
+    return packed
+
+
+def process_identity() -> str | None:
+    """Where this OS process's pid means something: the boot and the pid
+    namespace (Linux). Two processes with the same identity see the same
+    pids, so one can tell whether the other's pid is still running; None
+    where that cannot be known."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as file:
+            boot = file.read().strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+    return f"{socket.gethostname()}/{boot}/{namespace}"
+
+
+def holder_is_dead(info: dict[str, Any]) -> bool:
+    """True only when a ``nodes/`` record's process provably no longer runs:
+    it ran under this process identity (same host, boot and pid namespace)
+    and its pid is gone. Anything else (another host, no identity, a pid
+    that exists, even if reused) counts as alive."""
+    me = process_identity()
+    pid = info.get("os_pid")
+    if me is None or info.get("process") != me or type(pid) is not int or pid <= 0:
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # it exists (owned by someone else)
+    return False
+
+
+def parse_info(name: str, value: bytes | None) -> PeerInfo | None:
+    try:
+        info = msgpack.unpackb(value or b"", raw=False, strict_map_key=True)
+        creation, host, port = info["creation"], info["host"], info["port"]
+        if type(creation) is not int or not isinstance(host, str) or type(port) is not int:
+            raise TypeError("bad field types")
+    except Exception as exc:  # anything malformed: skip it (Rule 4)
+        log.warning("ignoring malformed node info for %r: %s", name, exc)
+        return None
+    return PeerInfo(name, creation, (host, port), info)
