@@ -25,9 +25,10 @@ Rules:
   deleted the key (it left or exited), the owner's session ended (its
   ``nodes/`` key was deleted), or its node came back with a new creation.
   A broken connection only makes members unroutable (``remote.py``).
-- Rule 3: writes are coalesced: joins and leaves mark keys dirty; one task
-  writes them in batches. ``flush`` waits until everything marked before it
-  was written. A store that cannot be reached is retried with backoff while
+- Rule 3: writes are coalesced: joins and leaves mark buckets dirty; the
+  :class:`~shoal.runtime.writer.Writer` writes them in batches, a few
+  transactions in flight on disjoint keys. ``flush`` waits until everything
+  marked before it was written. A store that cannot be reached is retried with backoff while
   the local table keeps serving; a session that ended is re-opened and every
   local membership rewritten (this node holds the truth about its own).
 - Rule 4: anything malformed read from the store is logged and skipped,
@@ -37,27 +38,24 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from shoal.errors import NameInUse, SessionEnded, ShoalError, StoreError
+from shoal.errors import NameInUse, ShoalError, StoreError
 from shoal.membership.keys import (
     MemberKey,
-    bucket_of,
     decode_members,
-    encode_members,
-    member_key,
     parse_member_key,
 )
 from shoal.membership.table import MembershipEvent
 from shoal.pid import Pid
 from shoal.runtime.node_info import holder_is_dead, parse_info
 from shoal.runtime.remote import PeerInfo
-from shoal.store.base import Changes, Delete, Event, Op, Put, Session, Snapshot, Store
+from shoal.runtime.writer import Writer
+from shoal.store.base import Changes, Event, Session, Snapshot, Store
 
 if TYPE_CHECKING:
     from shoal.runtime.node import Node
@@ -67,9 +65,6 @@ __all__ = ["NODEDOWN", "Replication"]
 log = logging.getLogger("shoal")
 
 NODEDOWN = "nodedown"
-MAX_BATCH = 128  # etcd's default transaction limit; other stores take it too
-MAX_WRITES = 4  # transactions in flight at once (on disjoint keys)
-RETRY_FIRST, RETRY_MAX = 0.05, 2.0  # backoff after a failed write, seconds
 APPLY_SLICE = 0.02  # seconds of applying watched events before letting other tasks run
 
 
@@ -85,21 +80,7 @@ class Replication:
         # Invariant: node -> {member key seen in the store -> (its parts, serial -> count)},
         # for every other node's non-empty buckets, whatever their incarnation.
         self.entries: dict[str, dict[str, tuple[MemberKey, dict[int, int]]]] = {}
-        # Our own buckets as they must be in the store: key -> serial -> count.
-        self._local: dict[str, tuple[int, dict[int, int]]] = {}
-        # Keys to write -> the mark of their oldest change not yet in the store.
-        self._dirty: dict[str, int] = {}
-        # Keys being written -> the same, for the writes in flight.
-        self._inflight: dict[str, int] = {}
-        # (mark, key) of every pending change, oldest first; an entry whose key
-        # no longer holds that mark (written since) is dropped when it surfaces.
-        self._pending: list[tuple[int, str]] = []
-        self._marked = 0
-        self._written = 0
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._writes: set[asyncio.Task[None]] = set()
-        self._retry_at = 0.0
-        self._delay = RETRY_FIRST
+        self.writer = Writer(self)
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False
         self._reopening = asyncio.Lock()
@@ -159,9 +140,9 @@ class Replication:
     async def stop(self) -> None:
         """Stop following and end the session (its keys vanish at once)."""
         self._stopping = True
-        tasks = [*self._tasks, *self._writes]
-        for task in tasks:
+        for task in self._tasks:
             task.cancel()
+        tasks = [*self._tasks, *self.writer.cancel()]
         # Their own cancellation is expected; a cancel of stop() itself propagates.
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.session is not None:
@@ -170,42 +151,13 @@ class Replication:
             except ShoalError as exc:
                 log.warning("node %s: could not close its store session: %s",
                             self.node.name, exc)
-        for _, waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        self.writer.release_waiters()
 
     # -- writing our own memberships ----------------------------------------------------
 
     def local_changes(self, events: Iterable[MembershipEvent]) -> None:
-        """Mark the keys of local pids touched by ``events`` for writing."""
-        table = self.node.table
-        name = self.node.name
-        local = self._local
-        for event in events:
-            group = str(event.group)
-            for pid in set(event.pids):
-                if pid.node != name:
-                    continue
-                bucket = bucket_of(pid.serial)
-                key = member_key(name, pid.creation, event.scope, group, bucket)
-                count = table.count(pid, event.scope, event.group)
-                held = local.get(key)
-                if count:
-                    if held is None:
-                        held = local[key] = (bucket, {})
-                    held[1][pid.serial] = count
-                elif held is not None:
-                    held[1].pop(pid.serial, None)
-                    if not held[1]:
-                        del local[key]
-                self._marked += 1
-                self._mark_dirty(key, self._marked)
-        self._kick()
-
-    def _mark_dirty(self, key: str, mark: int) -> None:
-        if key not in self._dirty:
-            self._dirty[key] = mark
-            heapq.heappush(self._pending, (mark, key))
+        """Mark the buckets of local pids touched by ``events`` for writing."""
+        self.writer.local_changes(events)
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until every change marked so far is in the store.
@@ -213,104 +165,7 @@ class Replication:
         Returns:
             True if written, False if ``timeout`` passed first.
         """
-        if self._written >= self._marked:
-            return True
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append((self._marked, future))
-        try:
-            await asyncio.wait_for(asyncio.shield(future), timeout)
-        except TimeoutError:
-            return False
-        return True
-
-    def _kick(self) -> None:
-        """Start writes of dirty keys, up to MAX_WRITES transactions in flight.
-
-        A write does not wait for an unrelated one in flight (a store round
-        trip each would add up under a steady stream of joins), but a key
-        already in flight waits for it: two writes of one key in flight
-        could land in either order.
-        """
-        if self._stopping or not self._dirty:
-            return
-        loop = self.node._loop
-        if self._retry_at > loop.time():
-            return  # backing off; the failed write kicks again when it is over
-        while self._dirty and len(self._writes) < MAX_WRITES:
-            batch: dict[str, int] = {}
-            for key, mark in self._dirty.items():
-                if key not in self._inflight:
-                    batch[key] = mark
-                    if len(batch) == MAX_BATCH:
-                        break
-            if not batch:
-                return  # every dirty key is in flight; its write kicks again
-            for key in batch:
-                del self._dirty[key]
-            self._inflight.update(batch)
-            task = loop.create_task(self._write(batch))
-            self._writes.add(task)
-            task.add_done_callback(self._writes.discard)
-
-    async def _write(self, batch: dict[str, int]) -> None:
-        ops: list[Op] = []
-        for key in batch:
-            held = self._local.get(key)
-            ops.append(Put(key=key, value=encode_members(*held)) if held is not None
-                       else Delete(key=key))
-        session = self.session
-        try:
-            if session is None:
-                raise SessionEnded("no session")
-            await session.apply(ops)
-        except (SessionEnded, StoreError) as exc:
-            self._requeue(batch)
-            if isinstance(exc, SessionEnded):
-                await self._reopen(session)
-            else:
-                loop = asyncio.get_running_loop()
-                if self._retry_at <= loop.time():
-                    log.warning("node %s: membership write failed (%s); retrying in %.2fs",
-                                self.node.name, exc, self._delay)
-                    self._retry_at = loop.time() + self._delay
-                    self._delay = min(self._delay * 2, RETRY_MAX)
-                await asyncio.sleep(max(0.0, self._retry_at - loop.time()))
-        else:
-            self._delay = RETRY_FIRST
-            for key in batch:
-                del self._inflight[key]
-            self._advance()
-        finally:
-            task = asyncio.current_task()
-            if task is not None:
-                self._writes.discard(task)  # its slot is free: let the kick use it
-            self._kick()
-
-    def _requeue(self, batch: dict[str, int]) -> None:
-        for key, mark in batch.items():
-            del self._inflight[key]
-            held = self._dirty.get(key)
-            self._dirty[key] = mark if held is None else min(mark, held)
-
-    def _advance(self) -> None:
-        """Wake the flush waiters whose changes are all in the store now."""
-        pending = self._pending
-        while pending:
-            mark, key = pending[0]
-            if self._dirty.get(key) == mark or self._inflight.get(key) == mark:
-                break
-            heapq.heappop(pending)
-        self._written = pending[0][0] - 1 if pending else self._marked
-        if not self._waiters:
-            return
-        still = []
-        for mark, waiter in self._waiters:
-            if mark <= self._written:
-                if not waiter.done():
-                    waiter.set_result(None)
-            else:
-                still.append((mark, waiter))
-        self._waiters = still
+        return await self.writer.flush(timeout)
 
     async def _reopen(self, ended: Session | None) -> None:
         """Our session ``ended`` under us: open a new one and rewrite everything."""
@@ -336,10 +191,9 @@ class Replication:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
         # The old session's keys went with it; write back every bucket we hold.
-        for key in self._local:
-            self._mark_dirty(key, self._marked)
+        rewritten = self.writer.rewrite_all()
         log.warning("node %s: store session re-opened; %d memberships rewritten",
-                    self.node.name, len(self._dirty))
+                    self.node.name, rewritten)
 
     async def _guard_session(self) -> None:
         while not self._stopping:
@@ -352,7 +206,7 @@ class Replication:
             if session is self.session:
                 log.warning("node %s: store session ended (%s)", self.node.name, reason)
                 await self._reopen(session)
-                self._kick()
+                self.writer.kick()
 
     # -- following everyone else ------------------------------------------------------
 

@@ -1,0 +1,226 @@
+"""Writing a node's own memberships to the store.
+
+The node is the only writer of its memberships (Rule 3 of
+``replication.py``). Joins and leaves mark *buckets* dirty
+(``shoal.membership.keys``); a bucket's value is computed from ``_local``
+when it is written, so a write always carries the latest state.
+
+Rules:
+
+- Rule 1: up to MAX_WRITES transactions are in flight, on disjoint keys. A
+  key in flight is not written again until its write is answered: two
+  writes of one key in flight could land in either order.
+- Rule 2: ``flush`` waits for a *mark*: every change is numbered, and the
+  store holds every change up to the oldest one still dirty or in flight
+  (tracked with a heap of (mark, key), stale entries dropped lazily).
+- Rule 3: a failed write is requeued with its old mark and retried after a
+  shared backoff; a write that finds the session ended asks the replication
+  to open a new one, after which every bucket is written again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from shoal.errors import SessionEnded, StoreError
+from shoal.membership.keys import bucket_of, encode_members, member_key
+from shoal.membership.table import MembershipEvent
+from shoal.store.base import Delete, Op, Put
+
+if TYPE_CHECKING:
+    from shoal.runtime.replication import Replication
+
+__all__ = ["MAX_BATCH", "MAX_WRITES", "Writer"]
+
+log = logging.getLogger("shoal")
+
+MAX_BATCH = 128  # etcd's default transaction limit; other stores take it too
+MAX_WRITES = 4  # transactions in flight at once (on disjoint keys)
+RETRY_FIRST, RETRY_MAX = 0.05, 2.0  # backoff after a failed write, seconds
+
+
+class Writer:
+    """Writes the node's buckets for a :class:`Replication` (see the header)."""
+
+    def __init__(self, replication: Replication) -> None:
+        self.replication = replication
+        self.node = replication.node
+        # Our own buckets as they must be in the store: key -> (bucket, serial -> count).
+        self._local: dict[str, tuple[int, dict[int, int]]] = {}
+        # Keys to write -> the mark of their oldest change not yet in the store.
+        self._dirty: dict[str, int] = {}
+        # Keys being written -> the same, for the writes in flight.
+        self._inflight: dict[str, int] = {}
+        # (mark, key) of every pending change, oldest first; an entry whose key
+        # no longer holds that mark (written since) is dropped when it surfaces.
+        self._pending: list[tuple[int, str]] = []
+        self._marked = 0
+        self._written = 0
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._writes: set[asyncio.Task[None]] = set()
+        self._retry_at = 0.0
+        self._delay = RETRY_FIRST
+
+    def cancel(self) -> list[asyncio.Task[None]]:
+        """Cancel the writes in flight; return their tasks (to await)."""
+        tasks = list(self._writes)
+        for task in tasks:
+            task.cancel()
+        return tasks
+
+    def release_waiters(self) -> None:
+        """Wake every ``flush`` waiter (the node is stopping)."""
+        for _, waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters = []
+
+    def rewrite_all(self) -> int:
+        """Mark every bucket we hold for writing (a new session holds none).
+
+        Returns:
+            How many buckets.
+        """
+        for key in self._local:
+            self._mark_dirty(key, self._marked)
+        return len(self._local)
+
+    def local_changes(self, events: Iterable[MembershipEvent]) -> None:
+        """Mark the buckets of local pids touched by ``events`` for writing."""
+        table = self.node.table
+        name = self.node.name
+        local = self._local
+        for event in events:
+            group = str(event.group)
+            for pid in set(event.pids):
+                if pid.node != name:
+                    continue
+                bucket = bucket_of(pid.serial)
+                key = member_key(name, pid.creation, event.scope, group, bucket)
+                count = table.count(pid, event.scope, event.group)
+                held = local.get(key)
+                if count:
+                    if held is None:
+                        held = local[key] = (bucket, {})
+                    held[1][pid.serial] = count
+                elif held is not None:
+                    held[1].pop(pid.serial, None)
+                    if not held[1]:
+                        del local[key]
+                self._marked += 1
+                self._mark_dirty(key, self._marked)
+        self.kick()
+
+    def _mark_dirty(self, key: str, mark: int) -> None:
+        if key not in self._dirty:
+            self._dirty[key] = mark
+            heapq.heappush(self._pending, (mark, key))
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every change marked so far is in the store.
+
+        Returns:
+            True if written, False if ``timeout`` passed first.
+        """
+        if self._written >= self._marked:
+            return True
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((self._marked, future))
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def kick(self) -> None:
+        """Start writes of dirty keys, up to MAX_WRITES transactions in flight.
+
+        A write does not wait for an unrelated one in flight (a store round
+        trip each would add up under a steady stream of joins), but a key
+        already in flight waits for it: two writes of one key in flight
+        could land in either order.
+        """
+        if self.replication._stopping or not self._dirty:
+            return
+        loop = self.node._loop
+        if self._retry_at > loop.time():
+            return  # backing off; the failed write kicks again when it is over
+        while self._dirty and len(self._writes) < MAX_WRITES:
+            batch: dict[str, int] = {}
+            for key, mark in self._dirty.items():
+                if key not in self._inflight:
+                    batch[key] = mark
+                    if len(batch) == MAX_BATCH:
+                        break
+            if not batch:
+                return  # every dirty key is in flight; its write kicks again
+            for key in batch:
+                del self._dirty[key]
+            self._inflight.update(batch)
+            task = loop.create_task(self._write(batch))
+            self._writes.add(task)
+            task.add_done_callback(self._writes.discard)
+
+    async def _write(self, batch: dict[str, int]) -> None:
+        ops: list[Op] = []
+        for key in batch:
+            held = self._local.get(key)
+            ops.append(Put(key=key, value=encode_members(*held)) if held is not None
+                       else Delete(key=key))
+        session = self.replication.session
+        try:
+            if session is None:
+                raise SessionEnded("no session")
+            await session.apply(ops)
+        except (SessionEnded, StoreError) as exc:
+            self._requeue(batch)
+            if isinstance(exc, SessionEnded):
+                await self.replication._reopen(session)
+            else:
+                loop = asyncio.get_running_loop()
+                if self._retry_at <= loop.time():
+                    log.warning("node %s: membership write failed (%s); retrying in %.2fs",
+                                self.node.name, exc, self._delay)
+                    self._retry_at = loop.time() + self._delay
+                    self._delay = min(self._delay * 2, RETRY_MAX)
+                await asyncio.sleep(max(0.0, self._retry_at - loop.time()))
+        else:
+            self._delay = RETRY_FIRST
+            for key in batch:
+                del self._inflight[key]
+            self._advance()
+        finally:
+            task = asyncio.current_task()
+            if task is not None:
+                self._writes.discard(task)  # its slot is free: let the kick use it
+            self.kick()
+
+    def _requeue(self, batch: dict[str, int]) -> None:
+        for key, mark in batch.items():
+            del self._inflight[key]
+            held = self._dirty.get(key)
+            self._dirty[key] = mark if held is None else min(mark, held)
+
+    def _advance(self) -> None:
+        """Wake the flush waiters whose changes are all in the store now."""
+        pending = self._pending
+        while pending:
+            mark, key = pending[0]
+            if self._dirty.get(key) == mark or self._inflight.get(key) == mark:
+                break
+            heapq.heappop(pending)
+        self._written = pending[0][0] - 1 if pending else self._marked
+        if not self._waiters:
+            return
+        still = []
+        for mark, waiter in self._waiters:
+            if mark <= self._written:
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                still.append((mark, waiter))
+        self._waiters = still
