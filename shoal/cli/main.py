@@ -76,8 +76,20 @@ def demo(workers: int, callers: int, calls: int, strategy: str) -> None:
 @click.option("--session-ttl", default=5.0, show_default=True, type=float,
               help="Seconds the store keeps this node's entries after it stops renewing "
                    "its session (a killed node's members vanish after this on etcd).")
+@click.option("--tls-cert", default=None, metavar="PEM",
+              help="This node's certificate for mutual TLS between peers; needs --tls-key "
+                   "and --tls-ca too [env SHOAL_TLS_CERT; default: plain TCP].")
+@click.option("--tls-key", default=None, metavar="PEM",
+              help="The certificate's private key [env SHOAL_TLS_KEY].")
+@click.option("--tls-ca", default=None, metavar="PEM",
+              help="The CA that signed every node's certificate [env SHOAL_TLS_CA].")
+@click.option("--tls-server-name", default=None,
+              help="Name a peer's certificate must carry [env SHOAL_TLS_SERVER_NAME; "
+                   "default: the address dialled].")
 def run_command(app: str, name: str, cluster: str | None, store: str | None,
-                listen: str | None, heartbeat_timeout: float, session_ttl: float) -> None:
+                listen: str | None, heartbeat_timeout: float, session_ttl: float,
+                tls_cert: str | None, tls_key: str | None, tls_ca: str | None,
+                tls_server_name: str | None) -> None:
     """Host a node running APP (module:function) until SIGTERM or SIGINT.
 
     APP is an async function taking the started node: it spawns processes and
@@ -97,6 +109,10 @@ def run_command(app: str, name: str, cluster: str | None, store: str | None,
         options["store"] = store
     if listen is not None:
         options["listen"] = listen
+    for option, value in (("tls_cert", tls_cert), ("tls_key", tls_key), ("tls_ca", tls_ca),
+                          ("tls_server_name", tls_server_name)):
+        if value is not None:
+            options[option] = value
     code = asyncio.run(run_node(app, **options))
     if code:
         raise SystemExit(code)

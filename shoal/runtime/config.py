@@ -9,6 +9,8 @@ argument winning:
 | secret | ``secret`` | ``SHOAL_SECRET``, ``SHOAL_SECRET_FILE`` | see below |
 | store | ``store`` | ``SHOAL_STORE`` | ``sqlite://.shoal/cluster.db`` (relative path) |
 | listen address | ``listen`` | ``SHOAL_LISTEN`` | ``127.0.0.1:0`` |
+| peer TLS | ``tls_cert``, ``tls_key``, ``tls_ca`` | ``SHOAL_TLS_{CERT,KEY,CA}`` | off |
+| TLS name to verify | ``tls_server_name`` | ``SHOAL_TLS_SERVER_NAME`` | the dialled address |
 
 The secret proves membership of the cluster in every handshake (G7). A
 secret file must be readable by its owner only: a file that group or others
@@ -17,19 +19,28 @@ world-readable key. With the embedded SQLite store and no secret given, the
 nodes of one host share one generated in ``<store dir>/secret`` (mode 0600):
 zero set-up on one host, and only users who can read the store directory
 can join. Any other store needs an explicit secret.
+
+Peer TLS is mutual: with a certificate, its key and a CA bundle, a node
+serves TLS, demands a certificate signed by that CA from every peer that
+dials it, and checks each peer it dials against the same CA and against the
+address it dials (or ``tls_server_name``). The shoal handshake (the secret)
+runs inside TLS as before. All three files or none: a partial setting is a
+:class:`~shoal.ConfigError`, never a silent fall-back to plain TCP.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import ssl
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from shoal.errors import BadArgument, ConfigError
 
-__all__ = ["DEFAULT_STORE", "NodeConfig", "load_secret", "parse_listen"]
+__all__ = ["DEFAULT_STORE", "NodeConfig", "PeerTLS", "load_peer_tls", "load_secret",
+           "parse_listen"]
 
 DEFAULT_STORE = "sqlite://.shoal/cluster.db"
 MIN_SECRET = 16
@@ -132,3 +143,66 @@ def load_secret(secret: bytes | str | None, store_url: str) -> bytes:
     if len(secret) < MIN_SECRET:
         raise ConfigError(f"the cluster secret must be at least {MIN_SECRET} bytes")
     return secret
+
+
+@dataclass(frozen=True, slots=True)
+class PeerTLS:
+    """The TLS contexts of a node's peer connections (see the module docstring)."""
+
+    server: ssl.SSLContext
+    client: ssl.SSLContext
+    server_name: str | None
+
+
+_TLS_FILES = (("tls_cert", "SHOAL_TLS_CERT", "certificate"),
+              ("tls_key", "SHOAL_TLS_KEY", "private key"),
+              ("tls_ca", "SHOAL_TLS_CA", "CA bundle"))
+
+
+def load_peer_tls(cert: str | os.PathLike[str] | None = None,
+                  key: str | os.PathLike[str] | None = None,
+                  ca: str | os.PathLike[str] | None = None,
+                  server_name: str | None = None) -> PeerTLS | None:
+    """Build mutual-TLS contexts from PEM files (arguments, else environment).
+
+    Returns:
+        None when no TLS file is configured at all.
+
+    Raises:
+        ConfigError: some but not all of the three files are configured, a
+            file cannot be read, or its contents are not a matching PEM
+            certificate, key and CA bundle.
+    """
+    given = [cert, key, ca]
+    paths: dict[str, str] = {}
+    for value, (arg, env, _) in zip(given, _TLS_FILES, strict=True):
+        chosen = os.fspath(value) if value is not None else os.environ.get(env, "")
+        if chosen:
+            paths[arg] = chosen
+    name = server_name or os.environ.get("SHOAL_TLS_SERVER_NAME") or None
+    if not paths:
+        if name:
+            raise ConfigError("tls_server_name is set but peer TLS is not: give tls_cert, "
+                              "tls_key and tls_ca (or SHOAL_TLS_CERT, SHOAL_TLS_KEY, SHOAL_TLS_CA)")
+        return None
+    missing = [f"{arg} (or {env})" for arg, env, _ in _TLS_FILES if arg not in paths]
+    if missing:
+        raise ConfigError("peer TLS needs a certificate, its key and a CA bundle; missing: "
+                          + ", ".join(missing))
+    for arg, _, what in _TLS_FILES:
+        try:
+            with open(paths[arg], "rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"cannot read the TLS {what} {paths[arg]}: "
+                              f"{exc.strerror or exc}") from None
+    try:
+        server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=paths["tls_ca"])
+        server.verify_mode = ssl.CERT_REQUIRED
+        server.load_cert_chain(paths["tls_cert"], paths["tls_key"])
+        client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=paths["tls_ca"])
+        client.load_cert_chain(paths["tls_cert"], paths["tls_key"])
+    except ssl.SSLError as exc:
+        raise ConfigError(f"peer TLS: certificate {paths['tls_cert']}, key {paths['tls_key']}, "
+                          f"CA {paths['tls_ca']}: {exc.reason or exc}") from None
+    return PeerTLS(server, client, name)

@@ -34,7 +34,7 @@ from shoal.errors import BadArgument, CallTimeout, NoSuchProcess, ShoalError
 from shoal.membership.table import GroupTable, MembershipEvent
 from shoal.pid import NOPROC, SHUTDOWN, Pid, Reason
 from shoal.runtime.checks import check_name, check_pid, check_timeout
-from shoal.runtime.config import DEFAULT_STORE, load_secret, parse_listen
+from shoal.runtime.config import DEFAULT_STORE, load_peer_tls, load_secret, parse_listen
 from shoal.runtime.deadlines import Deadlines
 from shoal.runtime.genserver import GenServer
 from shoal.runtime.groups import Groups, SubscriptionHub
@@ -109,7 +109,15 @@ class Node(Signals):
         session_ttl: seconds the store keeps this node's entries after it
             stops renewing its session (default 5).
         drain_timeout: seconds ``stop`` waits for in-flight calls.
-        server_ssl, client_ssl: TLS contexts for peer connections (optional).
+        tls_cert, tls_key, tls_ca: PEM files for mutual TLS between peers:
+            this node's certificate, its key, and the CA that signed every
+            node's certificate. All three or none (default:
+            ``SHOAL_TLS_CERT``, ``SHOAL_TLS_KEY``, ``SHOAL_TLS_CA``; unset:
+            plain TCP). Read by ``start``.
+        tls_server_name: the name a peer's certificate must carry (default:
+            ``SHOAL_TLS_SERVER_NAME``, else the address dialled).
+        server_ssl, client_ssl: ready-made TLS contexts for peer connections
+            instead of the files (for setups the files cannot express).
         seed: seed for the node's random selection (tests).
 
     Raises:
@@ -128,6 +136,10 @@ class Node(Signals):
         heartbeat_timeout: float = 2.0,
         session_ttl: float = 5.0,
         drain_timeout: float = 5.0,
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
+        tls_ca: str | os.PathLike[str] | None = None,
+        tls_server_name: str | None = None,
         server_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
         seed: int | None = None,
@@ -149,6 +161,7 @@ class Node(Signals):
         self._listen = parse_listen(listen) if listen is not None else None
         self._secret = secret
         self._ssl = (server_ssl, client_ssl)
+        self._tls_files = (tls_cert, tls_key, tls_ca, tls_server_name)
         self.store: Store | None = None
         self.address: tuple[str, int] | None = None
         self.remote = Remote(self)
@@ -199,7 +212,8 @@ class Node(Signals):
         Raises:
             NameInUse: a live node of the cluster already has this name.
             StoreUnavailable: the store cannot be reached.
-            ConfigError: the secret is missing or unsafe.
+            ConfigError: the secret is missing or unsafe, or the peer TLS
+                files are incomplete, unreadable or do not match.
             OSError: the listen address cannot be bound.
         """
         if self._running:
@@ -218,12 +232,22 @@ class Node(Signals):
             host, port = "", 0
             if self._listen is not None:
                 url = store_arg if isinstance(store_arg, str) else "object://"
+                server_ssl, client_ssl = self._ssl
+                cert, key, ca, server_name = self._tls_files
+                if server_ssl is None and client_ssl is None:
+                    tls = load_peer_tls(cert, key, ca, server_name)
+                    if tls is not None:
+                        server_ssl, client_ssl = tls.server, tls.client
+                        server_name = tls.server_name
+                else:  # ready-made contexts win over the files
+                    server_name = server_name or os.environ.get("SHOAL_TLS_SERVER_NAME")
                 config = TransportConfig(
                     cluster=self.cluster, node=self.name, creation=self.creation,
                     secret=load_secret(self._secret, url), host=self._listen[0],
                     port=self._listen[1], heartbeat_timeout=self.heartbeat_timeout,
                     heartbeat_interval=self.heartbeat_timeout / 4,
-                    server_ssl=self._ssl[0], client_ssl=self._ssl[1])
+                    server_ssl=server_ssl, client_ssl=client_ssl,
+                    tls_server_hostname=server_name)
                 manager = ConnectionManager(config, self.remote)
                 host, port = await manager.start()
                 self.address = (host, port)

@@ -120,3 +120,48 @@ def test_run_refuses_an_app_that_does_not_exist(store_url: str) -> None:
 def test_run_rejects_a_session_ttl_that_is_not_positive(store_url: str) -> None:
     assert main(["run", "shoal.testing.agent:setup", "--node", "x", "--store", store_url,
                  "--session-ttl", "0"]) == 1
+
+
+def test_run_refuses_incomplete_peer_tls_naming_what_is_missing(
+        store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cert = tmp_path / "cert.pem"
+    cert.write_text("unused: refused before it is read\n")
+    assert main(["run", "shoal.testing.agent:setup", "--node", "x", "--store", store_url,
+                 "--tls-cert", str(cert)]) == 1
+    err = capsys.readouterr().err
+    assert "missing: tls_key (or SHOAL_TLS_KEY), tls_ca (or SHOAL_TLS_CA)" in err
+
+
+async def test_run_with_tls_flags_serves_tls_peers_and_call_uses_the_environment(
+        store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+    import sys
+
+    from shoal.testing.tls import make_pki
+
+    pki = make_pki(tmp_path / "pki", names=("served", "shell"))
+    env = dict(os.environ, SHOAL_AGENT_WORKERS="echoes:2")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "shoal.cli", "run", "shoal.testing.agent:setup",
+        "--node", "served", "--store", store_url, "--tls-cert", str(pki.cert("served")),
+        "--tls-key", str(pki.key("served")), "--tls-ca", str(pki.ca),
+        "--tls-server-name", "localhost",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=env)
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        assert b"ready" in line
+        # Without TLS the shell cannot reach the member; with it, it can.
+        assert await asyncio.to_thread(
+            main, ["call", "echoes", '"hi"', "--store", store_url, "--timeout", "2"]) == 1
+        capsys.readouterr()
+        monkeypatch.setenv("SHOAL_TLS_CERT", str(pki.cert("shell")))
+        monkeypatch.setenv("SHOAL_TLS_KEY", str(pki.key("shell")))
+        monkeypatch.setenv("SHOAL_TLS_CA", str(pki.ca))
+        assert await asyncio.to_thread(
+            main, ["call", "echoes", '"hi"', "--store", store_url]) == 0
+        assert json.loads(capsys.readouterr().out) == ["served", "hi"]
+    finally:
+        proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), 30) == 0

@@ -148,3 +148,31 @@ def test_a_holder_is_dead_only_when_its_pid_is_gone_under_our_process_identity()
     assert not holder_is_dead({"os_pid": child.pid})  # no identity: may be alive
     assert not holder_is_dead({"os_pid": "12", "process": me})
     assert not holder_is_dead({"os_pid": -1, "process": me})
+
+
+@pytest.mark.parametrize(("given", "missing"), [
+    ({"tls_cert": "c.pem"}, "tls_key (or SHOAL_TLS_KEY), tls_ca (or SHOAL_TLS_CA)"),
+    ({"tls_cert": "c.pem", "tls_key": "k.pem"}, "tls_ca (or SHOAL_TLS_CA)"),
+    ({"tls_ca": "ca.pem"}, "tls_cert (or SHOAL_TLS_CERT), tls_key (or SHOAL_TLS_KEY)"),
+])
+async def test_partial_peer_tls_is_refused_naming_what_is_missing(
+        given: dict[str, str], missing: str, tmp_path: Path) -> None:
+    node = shoal.Node("t", store=f"sqlite://{tmp_path}/c.db", secret="x" * 16, **given)
+    with pytest.raises(shoal.ConfigError) as info:
+        await node.start()
+    assert str(info.value).endswith("missing: " + missing)
+    assert not node.running
+
+
+def test_peer_tls_files_that_cannot_be_read_or_parsed_are_named(tmp_path: Path) -> None:
+    from shoal.runtime.config import load_peer_tls
+
+    assert load_peer_tls() is None
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    with pytest.raises(shoal.ConfigError, match=r"cannot read the TLS private key .*nope\.key"):
+        load_peer_tls(garbage, tmp_path / "nope.key", garbage)
+    with pytest.raises(shoal.ConfigError, match=r"peer TLS: certificate .*garbage\.pem"):
+        load_peer_tls(garbage, garbage, garbage)
+    with pytest.raises(shoal.ConfigError, match="tls_server_name is set but peer TLS is not"):
+        load_peer_tls(server_name="localhost")
