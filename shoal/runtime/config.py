@@ -40,7 +40,7 @@ from pathlib import Path
 from shoal.errors import BadArgument, ConfigError
 
 __all__ = ["DEFAULT_STORE", "NodeConfig", "PeerTLS", "load_peer_tls", "load_secret",
-           "parse_listen"]
+           "parse_listen", "peer_tls"]
 
 DEFAULT_STORE = "sqlite://.shoal/cluster.db"
 MIN_SECRET = 16
@@ -206,3 +206,21 @@ def load_peer_tls(cert: str | os.PathLike[str] | None = None,
         raise ConfigError(f"peer TLS: certificate {paths['tls_cert']}, key {paths['tls_key']}, "
                           f"CA {paths['tls_ca']}: {exc.reason or exc}") from None
     return PeerTLS(server, client, name)
+
+
+def peer_tls(server_ssl: ssl.SSLContext | None, client_ssl: ssl.SSLContext | None,
+             cert: str | os.PathLike[str] | None, key: str | os.PathLike[str] | None,
+             ca: str | os.PathLike[str] | None, server_name: str | None,
+             ) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None, str | None]:
+    """A node's (server context, client context, name to verify): ready-made
+    contexts win over the files; the files (or ``SHOAL_TLS_*``) otherwise.
+
+    Raises:
+        ConfigError: as :func:`load_peer_tls`.
+    """
+    if server_ssl is not None or client_ssl is not None:
+        return server_ssl, client_ssl, server_name or os.environ.get("SHOAL_TLS_SERVER_NAME")
+    tls = load_peer_tls(cert, key, ca, server_name)
+    if tls is None:
+        return None, None, None
+    return tls.server, tls.client, tls.server_name

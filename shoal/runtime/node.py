@@ -13,8 +13,9 @@ Rules:
   calls in flight (bounded by ``drain_timeout``), run every ``terminate``
   newest process first (so children stop before the parents that spawned
   them), each bounded by its ``shutdown_timeout``.
-- Rule 3: every call has a deadline (G6); a late reply is discarded.
-- Rule 4: serial 0 names the node itself: exit signals sent from code
+- Messages (call, cast, send, deadlines) are ``messaging.py``'s; monitors,
+  links and exit signals ``signals.py``'s.
+- Rule 3: serial 0 names the node itself: exit signals sent from code
   outside any process come from ``Pid(node, creation, 0)``.
 """
 
@@ -30,22 +31,18 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from shoal.errors import BadArgument, CallTimeout, NoSuchProcess, ShoalError
+from shoal.errors import BadArgument, CallTimeout, ShoalError
 from shoal.membership.table import GroupTable, MembershipEvent
 from shoal.pid import NOPROC, SHUTDOWN, Pid, Reason
 from shoal.runtime.checks import check_name, check_pid, check_timeout
-from shoal.runtime.config import DEFAULT_STORE, load_peer_tls, load_secret, parse_listen
+from shoal.runtime.config import DEFAULT_STORE, load_secret, parse_listen, peer_tls
 from shoal.runtime.deadlines import Deadlines
 from shoal.runtime.genserver import GenServer
 from shoal.runtime.groups import Groups, SubscriptionHub
 from shoal.runtime.messages import Ref
+from shoal.runtime.messaging import DEFAULT_TIMEOUT, Messaging
 from shoal.runtime.node_info import node_info
 from shoal.runtime.process import (
-    CALL,
-    CAST,
-    INFO,
-    SYSTEM,
-    Caller,
     Process,
     current_process,
 )
@@ -59,7 +56,6 @@ __all__ = ["Node", "NodeStatistics"]
 
 log = logging.getLogger("shoal")
 
-DEFAULT_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,7 +79,7 @@ class NodeStatistics:
     memberships: int
 
 
-class Node(Signals):
+class Node(Messaging, Signals):
     """A node hosting processes; use it as an async context manager.
 
     Every setting may also come from the environment (``SHOAL_CLUSTER``,
@@ -232,15 +228,8 @@ class Node(Signals):
             host, port = "", 0
             if self._listen is not None:
                 url = store_arg if isinstance(store_arg, str) else "object://"
-                server_ssl, client_ssl = self._ssl
-                cert, key, ca, server_name = self._tls_files
-                if server_ssl is None and client_ssl is None:
-                    tls = load_peer_tls(cert, key, ca, server_name)
-                    if tls is not None:
-                        server_ssl, client_ssl = tls.server, tls.client
-                        server_name = tls.server_name
-                else:  # ready-made contexts win over the files
-                    server_name = server_name or os.environ.get("SHOAL_TLS_SERVER_NAME")
+                cert, key, ca, name = self._tls_files
+                server_ssl, client_ssl, server_name = peer_tls(*self._ssl, cert, key, ca, name)
                 config = TransportConfig(
                     cluster=self.cluster, node=self.name, creation=self.creation,
                     secret=load_secret(self._secret, url), host=self._listen[0],
@@ -436,104 +425,6 @@ class Node(Signals):
             return await asyncio.wait_for(asyncio.shield(proc.done), seconds)
         except TimeoutError:
             raise CallTimeout(pid, seconds) from None
-
-    # -- messaging --------------------------------------------------------------------
-
-    async def call(self, pid: Pid, request: Any, timeout: float = DEFAULT_TIMEOUT) -> Any:
-        """Send ``request`` to ``pid`` and wait for the reply.
-
-        Args:
-            pid: the callee.
-            request: any value (msgpack-encodable if the callee is remote).
-            timeout: seconds to wait for the reply (default 5).
-
-        Returns:
-            What the callee's ``handle_call`` returned or replied.
-
-        Raises:
-            BadArgument: ``pid`` is not a Pid or ``timeout`` is not > 0.
-            NoSuchProcess: the callee is dead (its request never started).
-            Overloaded: the callee's mailbox is full (never started).
-            CallError: the callee's handler raised while handling it.
-            BadRequest: the callee rejected the request.
-            ProcessExited: the callee exited while handling it.
-            CallTimeout: no reply within ``timeout``; a late reply is dropped.
-        """
-        try:
-            proc = self._procs.get(pid)
-        except TypeError:  # unhashable: certainly not a Pid
-            proc = None
-        if proc is None or type(pid) is not Pid:  # a plain tuple equal to a pid is no pid
-            check_pid("pid", pid)
-            seconds = check_timeout(timeout)
-            if pid.node != self.name and self._running:
-                return await self.remote.call(pid, request, seconds)
-            raise NoSuchProcess(pid)
-        if type(timeout) is not float:
-            timeout = check_timeout(timeout)
-        elif not 0 < timeout < 1e9:
-            check_timeout(timeout)
-        future: asyncio.Future[Any] = self._loop.create_future()
-        me = current_process.get()
-        proc.deliver(CALL, request, Caller(me.pid if me is not None else None, future))
-        self._deadlines.add(future, timeout, pid)
-        return await future
-
-    async def code_change(self, pid: Pid, old_version: Any = None, extra: Any = None, *,
-                          timeout: float = DEFAULT_TIMEOUT) -> None:
-        """Have a local process run its ``code_change(old_version, extra)``
-        hook, in line with its other messages (after what is queued), once
-        its class has been reloaded. Returns when the hook returned.
-
-        Raises:
-            BadArgument: ``pid`` is not a Pid or ``timeout`` is not > 0.
-            NoSuchProcess: the process is not alive (or not on this node).
-            CallError: the hook raised (the process crashed with it).
-            CallTimeout: the hook did not finish within ``timeout``.
-        """
-        check_pid("pid", pid)
-        seconds = check_timeout(timeout)
-        proc = self.local_process(pid)
-        if proc is None:
-            raise NoSuchProcess(pid)
-        future: asyncio.Future[Any] = self._loop.create_future()
-        me = current_process.get()
-        # The mailbox bound is for calls, casts and sends: system messages pass.
-        proc.mailbox.append((SYSTEM, (old_version, extra),
-                             Caller(me.pid if me is not None else None, future)))
-        proc.wake()
-        self._deadlines.add(future, seconds, pid)
-        await future
-
-    def cast(self, pid: Pid, request: Any) -> None:
-        """Deliver ``request`` to ``pid``'s ``handle_cast``. A cast to a dead
-        pid is dropped silently, as in Erlang.
-
-        Raises:
-            BadArgument: ``pid`` is not a Pid.
-            Overloaded: the callee's mailbox is full.
-        """
-        self._one_way(pid, CAST, request)
-
-    def send(self, pid: Pid, message: Any) -> None:
-        """Deliver ``message`` to ``pid``'s ``handle_info``. A message to a
-        dead pid is dropped silently, as in Erlang.
-
-        Raises:
-            BadArgument: ``pid`` is not a Pid.
-            Overloaded: the receiver's mailbox is full.
-        """
-        self._one_way(pid, INFO, message)
-
-    def _one_way(self, pid: Pid, kind: int, payload: Any) -> None:
-        proc = self._procs.get(check_pid("pid", pid))
-        if proc is not None and proc.alive:
-            proc.deliver(kind, payload, None)
-        elif pid.node != self.name:
-            if kind == CAST:
-                self.remote.cast(pid, payload)
-            else:
-                self.remote.send(pid, payload)
 
     # -- groups ---------------------------------------------------------------------
 

@@ -1,0 +1,143 @@
+"""Messages between processes: call, cast, send and code_change.
+
+``Messaging`` is a base of :class:`~shoal.runtime.node.Node`. A message to
+a local process goes straight into its mailbox; one to a pid of another
+node goes through ``remote.py``.
+
+Rules:
+
+- Rule 1: every call has a deadline (G6): the caller's future is failed
+  with ``CallTimeout`` when it passes, and a late reply is dropped.
+- Rule 2: a call to a local pid that is not alive raises ``NoSuchProcess``
+  (never started: G3); a cast or send to a dead pid is dropped, as in
+  Erlang.
+- Rule 3: a plain tuple equal to a pid is not a pid: it is refused with
+  ``BadArgument`` rather than routed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from shoal.errors import NoSuchProcess
+from shoal.pid import Pid
+from shoal.runtime.checks import check_pid, check_timeout
+from shoal.runtime.process import CALL, CAST, INFO, SYSTEM, Caller, Process, current_process
+
+if TYPE_CHECKING:
+    from shoal.runtime.deadlines import Deadlines
+    from shoal.runtime.remote import Remote
+
+__all__ = ["DEFAULT_TIMEOUT", "Messaging"]
+
+DEFAULT_TIMEOUT = 5.0
+
+
+class Messaging:
+    """call, code_change, cast and send (see the module header)."""
+
+    name: str
+    remote: Remote
+    _procs: dict[Pid, Process]
+    _running: bool
+    _loop: asyncio.AbstractEventLoop
+    _deadlines: Deadlines
+    local_process: Callable[[Pid], Process | None]  # Signals provides it
+
+    async def call(self, pid: Pid, request: Any, timeout: float = DEFAULT_TIMEOUT) -> Any:
+        """Send ``request`` to ``pid`` and wait for the reply.
+
+        Args:
+            pid: the callee.
+            request: any value (msgpack-encodable if the callee is remote).
+            timeout: seconds to wait for the reply (default 5).
+
+        Returns:
+            What the callee's ``handle_call`` returned or replied.
+
+        Raises:
+            BadArgument: ``pid`` is not a Pid or ``timeout`` is not > 0.
+            NoSuchProcess: the callee is dead (its request never started).
+            Overloaded: the callee's mailbox is full (never started).
+            CallError: the callee's handler raised while handling it.
+            BadRequest: the callee rejected the request.
+            ProcessExited: the callee exited while handling it.
+            CallTimeout: no reply within ``timeout``; a late reply is dropped.
+        """
+        try:
+            proc = self._procs.get(pid)
+        except TypeError:  # unhashable: certainly not a Pid
+            proc = None
+        if proc is None or type(pid) is not Pid:  # a plain tuple equal to a pid is no pid
+            check_pid("pid", pid)
+            seconds = check_timeout(timeout)
+            if pid.node != self.name and self._running:
+                return await self.remote.call(pid, request, seconds)
+            raise NoSuchProcess(pid)
+        if type(timeout) is not float:
+            timeout = check_timeout(timeout)
+        elif not 0 < timeout < 1e9:
+            check_timeout(timeout)
+        future: asyncio.Future[Any] = self._loop.create_future()
+        me = current_process.get()
+        proc.deliver(CALL, request, Caller(me.pid if me is not None else None, future))
+        self._deadlines.add(future, timeout, pid)
+        return await future
+
+    async def code_change(self, pid: Pid, old_version: Any = None, extra: Any = None, *,
+                          timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Have a local process run its ``code_change(old_version, extra)``
+        hook, in line with its other messages (after what is queued), once
+        its class has been reloaded. Returns when the hook returned.
+
+        Raises:
+            BadArgument: ``pid`` is not a Pid or ``timeout`` is not > 0.
+            NoSuchProcess: the process is not alive (or not on this node).
+            CallError: the hook raised (the process crashed with it).
+            CallTimeout: the hook did not finish within ``timeout``.
+        """
+        check_pid("pid", pid)
+        seconds = check_timeout(timeout)
+        proc = self.local_process(pid)
+        if proc is None:
+            raise NoSuchProcess(pid)
+        future: asyncio.Future[Any] = self._loop.create_future()
+        me = current_process.get()
+        # The mailbox bound is for calls, casts and sends: system messages pass.
+        proc.mailbox.append((SYSTEM, (old_version, extra),
+                             Caller(me.pid if me is not None else None, future)))
+        proc.wake()
+        self._deadlines.add(future, seconds, pid)
+        await future
+
+    def cast(self, pid: Pid, request: Any) -> None:
+        """Deliver ``request`` to ``pid``'s ``handle_cast``. A cast to a dead
+        pid is dropped silently, as in Erlang.
+
+        Raises:
+            BadArgument: ``pid`` is not a Pid.
+            Overloaded: the callee's mailbox is full.
+        """
+        self._one_way(pid, CAST, request)
+
+    def send(self, pid: Pid, message: Any) -> None:
+        """Deliver ``message`` to ``pid``'s ``handle_info``. A message to a
+        dead pid is dropped silently, as in Erlang.
+
+        Raises:
+            BadArgument: ``pid`` is not a Pid.
+            Overloaded: the receiver's mailbox is full.
+        """
+        self._one_way(pid, INFO, message)
+
+    def _one_way(self, pid: Pid, kind: int, payload: Any) -> None:
+        proc = self._procs.get(check_pid("pid", pid))
+        if proc is not None and proc.alive:
+            proc.deliver(kind, payload, None)
+        elif pid.node != self.name:
+            if kind == CAST:
+                self.remote.cast(pid, payload)
+            else:
+                self.remote.send(pid, payload)
