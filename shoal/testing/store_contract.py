@@ -23,16 +23,28 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from shoal.errors import BadArgument, NameInUse, SessionEnded
-from shoal.store.base import Delete, Entry, Put, Session, Store
+from shoal.store.base import Delete, Put, Session, Store
 from shoal.store.clock import ManualClock
-from shoal.store.view import WatchFollower, WatchView
+from shoal.testing._contract_faults import (
+    check_closing_a_client_ends_its_sessions_and_watches,
+    check_compacted_watch_resyncs_and_continues,
+    check_owner_death_ends_session_on_probe,
+    check_slow_watcher_converges,
+    check_ttl_expiry_ends_session,
+)
+from shoal.testing._contract_support import (
+    StoreFactory,
+    StoreHarness,
+    Unsupported,
+    Watcher,
+    bounded,
+    expect,
+    watching,
+)
 
 __all__ = [
     "CHECKS",
@@ -57,100 +69,6 @@ __all__ = [
     "check_write_after_end_raises_session_ended",
 ]
 
-Hook = Callable[[Session], Awaitable[None]]
-
-
-@dataclass(frozen=True, kw_only=True)
-class StoreHarness:
-    """What an adapter gives the contract suite.
-
-    Attributes:
-        store: a fresh, empty store client.
-        another_client: opens a second client on the same data (another node).
-        ttl: session TTL the expiry checks use (short, but above the adapter's floor).
-        timeout: bound in seconds on every wait of a check.
-        advance: move the adapter's injected clock forward (``None``: real time).
-        suspend: stop a session's keepalive as a hung owner would.
-        kill_owner: make a session's owner die without closing it.
-        compact: make the store forget its whole change history.
-    """
-
-    store: Store
-    another_client: Callable[[], AbstractAsyncContextManager[Store]]
-    ttl: float = 1.0
-    timeout: float = 5.0
-    advance: Callable[[float], Awaitable[None]] | None = None
-    suspend: Hook | None = None
-    kill_owner: Hook | None = None
-    compact: Callable[[], Awaitable[None]] | None = None
-
-
-StoreFactory = Callable[[], AbstractAsyncContextManager[StoreHarness]]
-"""Returns an async context manager yielding a harness around an empty store."""
-
-
-class Unsupported(Exception):
-    """The harness lacks a hook that a check needs; the check did nothing."""
-
-
-# --- helpers ---------------------------------------------------------------
-
-
-class _Watcher(WatchFollower):
-    """A follower whose waits use the harness's bound."""
-
-    def __init__(
-        self,
-        store: Store,
-        prefix: str,
-        revision: int,
-        timeout: float,
-        entries: Mapping[str, Entry] | None = None,
-    ) -> None:
-        super().__init__(store, prefix, revision, entries)
-        self._timeout = timeout
-
-    async def until(self, predicate: Callable[[], bool], what: str) -> None:
-        await self.wait_until(predicate, what, self._timeout)
-
-    async def reach(self, revision: int) -> None:
-        await self.wait_revision(revision, self._timeout)
-
-
-@contextlib.asynccontextmanager
-async def _watching(store: Store, prefix: str, h: StoreHarness) -> AsyncIterator[_Watcher]:
-    snap = await store.snapshot(prefix)
-    w = _Watcher(store, prefix, snap.revision, h.timeout, dict(snap.entries))
-    try:
-        yield w
-    finally:
-        await w.aclose()
-
-
-async def _bounded(h: StoreHarness, aw: Awaitable[Any]) -> Any:
-    async with asyncio.timeout(h.timeout):
-        return await aw
-
-
-async def _pass_time(h: StoreHarness, seconds: float) -> None:
-    if h.advance is not None:
-        await h.advance(seconds)
-    else:
-        await asyncio.sleep(seconds)  # nothing must happen meanwhile; no event to wait on
-
-
-async def _expect(exc: type[BaseException], aw: Awaitable[Any]) -> BaseException:
-    try:
-        await aw
-    except exc as caught:
-        return caught
-    raise AssertionError(f"expected {exc.__name__}")
-
-
-# --- the checks ---------------------------------------------------------------
-# Each check takes the adapter's factory and raises AssertionError on a breach.
-
-
 async def check_open_and_close_session(factory: StoreFactory) -> None:
     """A session stores its info under nodes/<name>; close removes it; ids unique."""
     async with factory() as h:
@@ -167,7 +85,7 @@ async def check_open_and_close_session(factory: StoreFactory) -> None:
             assert (entry.value, entry.session) == (b"info-a", sess.id)
             assert before.revision < entry.revision <= snap.revision
             await sess.close()
-            assert sess.ended and await _bounded(h, sess.wait_ended()) == "closed"
+            assert sess.ended and await bounded(h, sess.wait_ended()) == "closed"
             assert "nodes/node-a" not in (await s.snapshot("nodes/")).entries
             await sess.close()
         assert len(ids) == 3, "session ids reused"
@@ -178,7 +96,7 @@ async def check_name_in_use_until_holder_ends(factory: StoreFactory) -> None:
     async with factory() as h, h.another_client() as other:
         a = await h.store.open_session("node-a", b"1", h.ttl)
         for client in (h.store, other):
-            err = await _expect(NameInUse, client.open_session("node-a", b"2", h.ttl))
+            err = await expect(NameInUse, client.open_session("node-a", b"2", h.ttl))
             assert "node-a" in str(err)
         b = await other.open_session("node-b", b"3", h.ttl)
         await a.close()
@@ -192,7 +110,7 @@ async def check_batch_is_atomic_at_one_revision(factory: StoreFactory) -> None:
     """One apply is one revision, seen alike by snapshot and watch."""
     async with factory() as h:
         sess = await h.store.open_session("node-a", b"", h.ttl)
-        async with _watching(h.store, "b/", h) as w:
+        async with watching(h.store, "b/", h) as w:
             r1 = await sess.apply(
                 [Put(key="b/1", value=b"x"), Put(key="b/2", value=b"y"), Put(key="b/3", value=b"z")]
             )
@@ -228,7 +146,7 @@ async def check_snapshot_is_consistent(factory: StoreFactory) -> None:
         assert all(e.revision <= snap.revision for e in snap.entries.values())
         assert not (await h.store.snapshot("zz/")).entries
         start = await h.store.snapshot("p/")
-        w = _Watcher(h.store, "p/", start.revision, h.timeout, dict(start.entries))
+        w = Watcher(h.store, "p/", start.revision, h.timeout, dict(start.entries))
         try:
 
             async def writer() -> None:
@@ -263,7 +181,7 @@ async def check_watch_replays_from_revision_in_order(factory: StoreFactory) -> N
         r2 = await sess.apply([Put(key="w/2", value=b"c")])
         r3 = await sess.apply([Delete(key="w/1")])
         plan: list[tuple[int, list[int]]] = [(r0, [r1, r2, r3]), (r1, [r2, r3]), (r3, [])]
-        watchers = [(_Watcher(h.store, "w/", start, h.timeout), want) for start, want in plan]
+        watchers = [(Watcher(h.store, "w/", start, h.timeout), want) for start, want in plan]
         try:
             r4 = await sess.apply([Put(key="w/last", value=b"d")])
             for w, want in watchers:
@@ -281,7 +199,7 @@ async def check_concurrent_writers_seen_in_one_order(factory: StoreFactory) -> N
         clients = [h.store, other]
         sessions = [await clients[i % 2].open_session(f"w{i}", b"", h.ttl) for i in range(6)]
         r0 = (await h.store.snapshot("c/")).revision
-        watchers = [_Watcher(clients[i % 2], "c/", r0, h.timeout) for i in range(4)]
+        watchers = [Watcher(clients[i % 2], "c/", r0, h.timeout) for i in range(4)]
         try:
 
             async def write(i: int, sess: Session) -> list[int]:
@@ -322,7 +240,7 @@ async def check_session_end_deletes_all_keys_at_one_revision(factory: StoreFacto
         await a.apply([Put(key=f"k/a/{i}", value=b"a") for i in range(5)])
         await a.apply([Put(key="k/shared", value=b"a")])
         await b.apply([Put(key="k/b/1", value=b"b"), Put(key="k/shared", value=b"b")])
-        async with _watching(h.store, "", h) as w:
+        async with watching(h.store, "", h) as w:
             owned = {k for k, e in w.view.items() if e.session == a.id}
             assert len(owned) == 6 and "k/shared" not in owned  # b took k/shared over
             await a.close()
@@ -341,7 +259,7 @@ async def check_write_after_end_raises_session_ended(factory: StoreFactory) -> N
         sess = await h.store.open_session("node-a", b"", h.ttl)
         await sess.close()
         before = await h.store.snapshot("")
-        await _expect(SessionEnded, sess.apply([Put(key="late", value=b"x")]))
+        await expect(SessionEnded, sess.apply([Put(key="late", value=b"x")]))
         after = await h.store.snapshot("")
         assert after.entries == before.entries
 
@@ -365,7 +283,7 @@ async def check_bad_arguments_name_the_argument(factory: StoreFactory) -> None:
             ("ok", b"", True, "ttl"),
         ]
         for name, info, ttl, arg in opens:
-            err = await _expect(BadArgument, s.open_session(name, info, ttl))
+            err = await expect(BadArgument, s.open_session(name, info, ttl))
             assert isinstance(err, BadArgument) and err.argument == arg, (name, info, ttl, err)
         assert "nodes/ok" not in (await s.snapshot("")).entries
         sess = await s.open_session("ok", b"", h.ttl)
@@ -379,9 +297,9 @@ async def check_bad_arguments_name_the_argument(factory: StoreFactory) -> None:
             ([Put(key="k", value=b""), Delete(key="k")], "ops"),
         ]
         for ops, arg in batches:
-            err = await _expect(BadArgument, sess.apply(ops))
+            err = await expect(BadArgument, sess.apply(ops))
             assert isinstance(err, BadArgument) and err.argument == arg, (ops, err)
-        err = await _expect(BadArgument, s.snapshot(one))
+        err = await expect(BadArgument, s.snapshot(one))
         assert isinstance(err, BadArgument) and err.argument == "prefix"
         for prefix, rev, arg in ((one, 0, "prefix"), ("", -1, "revision"), ("", "0", "revision")):
 
@@ -389,108 +307,10 @@ async def check_bad_arguments_name_the_argument(factory: StoreFactory) -> None:
                 it = s.watch(p, r)
                 await anext(it)
 
-            err = await _expect(BadArgument, first())
+            err = await expect(BadArgument, first())
             assert isinstance(err, BadArgument) and err.argument == arg, err
         assert not [k for k in (await s.snapshot("")).entries if k != "nodes/ok"]
 
-
-async def check_ttl_expiry_ends_session(factory: StoreFactory) -> None:
-    """A kept-alive session outlives its TTL; once its owner hangs, it expires."""
-    async with factory() as h:
-        if h.suspend is None:
-            raise Unsupported("harness.suspend")
-        sess = await h.store.open_session("node-t", b"", h.ttl)
-        await sess.apply([Put(key="t/1", value=b"x")])
-        async with _watching(h.store, "", h) as w:
-            await _pass_time(h, 3 * h.ttl)
-            assert not sess.ended and "t/1" in (await h.store.snapshot("t/")).entries
-            await h.suspend(sess)
-            if h.advance is not None:
-                await h.advance(2 * h.ttl)
-            await w.until(lambda: "t/1" not in w.view and "nodes/node-t" not in w.view, "expiry")
-            assert await _bounded(h, sess.wait_ended()) == "expired"
-        await _expect(SessionEnded, sess.apply([Put(key="t/2", value=b"y")]))
-        again = await h.store.open_session("node-t", b"", h.ttl)
-        assert again.id != sess.id
-
-
-async def check_owner_death_ends_session_on_probe(factory: StoreFactory) -> None:
-    """probe() ends at once, at one revision, a session whose owner died."""
-    async with factory() as h, h.another_client() as other:
-        if h.kill_owner is None:
-            raise Unsupported("harness.kill_owner")
-        sess = await other.open_session("node-d", b"", h.ttl * 100)
-        await sess.apply([Put(key=f"d/{i}", value=b"x") for i in range(3)])
-        async with _watching(h.store, "", h) as w:
-            await h.kill_owner(sess)
-            await h.store.probe()
-            gone = (await h.store.snapshot("")).entries
-            assert not [k for k in gone if k.startswith(("d/", "nodes/node-d"))], "probe was lazy"
-            await w.until(lambda: not [k for k in w.view if k.startswith("d/")], "deletes")
-            assert len({e.revision for e in w.events if e.kind == "delete"}) == 1
-        await h.store.open_session("node-d", b"", h.ttl)
-
-
-async def check_compacted_watch_resyncs_and_continues(factory: StoreFactory) -> None:
-    """A watch from a forgotten revision starts with a Resync, then continues."""
-    async with factory() as h:
-        if h.compact is None:
-            raise Unsupported("harness.compact")
-        sess = await h.store.open_session("node-a", b"", h.ttl)
-        r0 = (await h.store.snapshot("r/")).revision
-        for i in range(5):
-            await sess.apply([Put(key=f"r/{i}", value=b"x")])
-        await sess.apply([Delete(key="r/0")])
-        await h.compact()
-        w = _Watcher(h.store, "r/", r0, h.timeout)
-        try:
-            await w.until(lambda: w.resyncs > 0, "a Resync")
-            assert set(w.view) == {"r/1", "r/2", "r/3", "r/4"} and not w.events
-            r = await sess.apply([Put(key="r/9", value=b"y")])
-            await w.reach(r)
-            assert [e.key for e in w.events] == ["r/9"]
-            assert w.view == dict((await h.store.snapshot("r/")).entries)
-        finally:
-            await w.aclose()
-
-
-async def check_slow_watcher_converges(factory: StoreFactory) -> None:
-    """A watcher that stops reading while much changes still ends at the true state."""
-    async with factory() as h:
-        sess = await h.store.open_session("node-a", b"", h.ttl)
-        start = await h.store.snapshot("s/")
-        w = WatchView.of(start)
-        it = h.store.watch("s/", start.revision)
-        try:
-            await sess.apply([Put(key="s/first", value=b"")])
-            w.apply(await _bounded(h, anext(it)))
-            for i in range(200):
-                await sess.apply([Put(key=f"s/{i % 17}", value=str(i).encode())])
-            if h.compact is not None:
-                await h.compact()
-            final = await h.store.snapshot("s/")
-            async with asyncio.timeout(h.timeout):
-                while w.position < final.revision:
-                    w.apply(await anext(it))
-            assert w.view == dict(final.entries)
-        finally:
-            aclose = getattr(it, "aclose", None)
-            if aclose is not None:
-                await aclose()
-
-
-async def check_closing_a_client_ends_its_sessions_and_watches(factory: StoreFactory) -> None:
-    """Closing a client ends its sessions (seen by others) and finishes its watches."""
-    async with factory() as h, h.another_client() as other:
-        sess = await other.open_session("node-o", b"", h.ttl)
-        await sess.apply([Put(key="o/1", value=b"x")])
-        theirs = _Watcher(other, "", 0, h.timeout)
-        async with _watching(h.store, "", h) as w:
-            await other.close()
-            await w.until(lambda: "o/1" not in w.view and "nodes/node-o" not in w.view, "deletes")
-            assert await _bounded(h, sess.wait_ended()) == "closed"
-            await theirs.until(lambda: theirs.finished, "the closed client's watch to end")
-        await theirs.aclose()
 
 
 CHECKS: tuple[Callable[[StoreFactory], Awaitable[None]], ...] = (
