@@ -7,9 +7,11 @@ consecutive serials of that incarnation::
     members/<node>/<creation>/<scope>/<group>/<bucket>
 
 ``scope`` and ``group`` are percent-encoded, so any string is a valid name;
-``bucket`` is ``serial >> 6``. The value is a msgpack array of the members'
-offsets in the bucket (``serial - bucket * 64``), each offset once per join,
-in ascending order. A key with no members is deleted, never written empty.
+``bucket`` is ``serial >> 6``. The value is a msgpack array with one element
+per member, in ascending order of its offset in the bucket (``serial -
+bucket * 64``): the offset itself for a member joined once, or ``[offset,
+joins]`` for one joined more often (so a value stays small however often a
+pid joins). A key with no members is deleted, never written empty.
 
 Why buckets and not one key per membership: a node that starts 2,000
 workers in a group writes about 32 keys instead of 2,000, and every other
@@ -73,29 +75,39 @@ def parse_member_key(key: str) -> MemberKey | None:
 def encode_members(bucket: int, counts: Mapping[int, int]) -> bytes:
     """The value of a bucket: ``counts`` maps serial -> join count (> 0)."""
     base = bucket << BUCKET_BITS
-    offsets: list[int] = []
+    members: list[int | list[int]] = []
     for serial in sorted(counts):
         offset = serial - base
         if not 0 <= offset < BUCKET_SIZE:
             raise ValueError(f"serial {serial} is not in bucket {bucket}")
-        offsets.extend([offset] * counts[serial])
-    packed: bytes = msgpack.packb(offsets)
+        joins = counts[serial]
+        members.append(offset if joins == 1 else [offset, joins])
+    packed: bytes = msgpack.packb(members)
     return packed
 
 
 def decode_members(bucket: int, value: bytes) -> dict[int, int] | None:
     """serial -> join count from a bucket's value; None when malformed."""
     try:
-        offsets = msgpack.unpackb(value)
+        members = msgpack.unpackb(value)
     except Exception:
         return None
-    if type(offsets) is not list:
+    if type(members) is not list:
         return None
     base = bucket << BUCKET_BITS
     counts: dict[int, int] = {}
-    for offset in offsets:
-        if type(offset) is not int or not 0 <= offset < BUCKET_SIZE:
+    for member in members:
+        if type(member) is int:
+            offset, joins = member, 1
+        elif (type(member) is list and len(member) == 2 and type(member[0]) is int
+              and type(member[1]) is int):
+            offset, joins = member
+            if not 1 <= joins < 1 << 63:
+                return None
+        else:
+            return None
+        if not 0 <= offset < BUCKET_SIZE:
             return None
         serial = base + offset
-        counts[serial] = counts.get(serial, 0) + 1
+        counts[serial] = counts.get(serial, 0) + joins
     return counts

@@ -36,7 +36,7 @@ def test_a_key_reads_back_as_what_was_written(
 
 
 @given(bucket=st.integers(0, 2**57 - 1),
-       counts=st.dictionaries(st.integers(0, BUCKET_SIZE - 1), st.integers(1, 5)))
+       counts=st.dictionaries(st.integers(0, BUCKET_SIZE - 1), st.integers(1, 2**40)))
 def test_a_bucket_value_reads_back_as_the_counts_written(
         bucket: int, counts: dict[int, int]) -> None:
     base = bucket * BUCKET_SIZE
@@ -85,9 +85,21 @@ def test_malformed_keys_are_not_read_as_memberships(key: str) -> None:
     msgpack.packb([1.0]),                     # not an int
     msgpack.packb([True]),                    # a bool is not an offset
     msgpack.packb([0]) + b"\x00",             # trailing bytes
+    msgpack.packb([[3, 0]]),                  # joined zero times
+    msgpack.packb([[3, -2]]),                 # joined negative times
+    msgpack.packb([[3]]),                     # a pair without its count
+    msgpack.packb([[3, 2, 1]]),               # a pair with too much
+    msgpack.packb([[64, 2]]),                 # a pair past the bucket
+    msgpack.packb([[3, 2.0]]),                # a count that is not an int
 ])
 def test_malformed_values_are_not_read_as_members(value: bytes) -> None:
     assert decode_members(0, value) is None
+
+
+def test_a_pid_joined_many_times_costs_one_element() -> None:
+    value = encode_members(0, {5: 1_000_000, 6: 1})
+    assert len(value) < 16
+    assert decode_members(0, value) == {5: 1_000_000, 6: 1}
 
 
 def test_an_empty_bucket_holds_no_members() -> None:
