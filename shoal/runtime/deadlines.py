@@ -61,12 +61,12 @@ class Deadlines:
         self._buckets: dict[int, _Bucket] = {}
         # A cache from the exact timeout to its bucket, so the hot path skips
         # the rounding. Invariant: every value is in _buckets.
-        self._by_timeout: dict[float, _Bucket] = {}
+        self.by_timeout: dict[float, _Bucket] = {}
 
     def add(self, future: asyncio.Future[Any], timeout: float, target: Any) -> None:
         """Fail ``future`` with ``CallTimeout(target, timeout)`` unless it is
         done within ``timeout`` seconds (see the rules for the precision)."""
-        bucket = self._by_timeout.get(timeout)
+        bucket = self.by_timeout.get(timeout)
         if bucket is None:
             bucket = self._bucket(timeout)
         bucket.current.append((future, target))
@@ -78,9 +78,9 @@ class Deadlines:
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = _Bucket(key)
-        if len(self._by_timeout) > 1024:
-            self._by_timeout.clear()  # computed timeouts (retries) must not pile up
-        self._by_timeout[timeout] = bucket
+        if len(self.by_timeout) > 1024:
+            self.by_timeout.clear()  # computed timeouts (retries) must not pile up
+        self.by_timeout[timeout] = bucket
         return bucket
 
     def _tick(self, bucket: _Bucket) -> None:
@@ -104,7 +104,7 @@ class Deadlines:
             # Nothing pending: forget the bucket (its cache entries too), so
             # one-off timeouts do not accumulate.
             del self._buckets[bucket.key]
-            self._by_timeout = {t: b for t, b in self._by_timeout.items() if b is not bucket}
+            self.by_timeout = {t: b for t, b in self.by_timeout.items() if b is not bucket}
 
     def pending(self) -> int:
         """Calls held now, answered or not (for leak checks and statistics)."""
@@ -117,4 +117,4 @@ class Deadlines:
             if bucket.timer is not None:
                 bucket.timer.cancel()
         self._buckets.clear()
-        self._by_timeout.clear()
+        self.by_timeout.clear()

@@ -83,7 +83,12 @@ class Messaging:
         future: asyncio.Future[Any] = self._loop.create_future()
         me = current_process.get()
         proc.deliver(CALL, request, Caller(me.pid if me is not None else None, future))
-        self._deadlines.add(future, timeout, pid)
+        # Deadlines.add, inlined for the common case of an armed bucket.
+        bucket = self._deadlines.by_timeout.get(timeout)
+        if bucket is not None and bucket.timer is not None:
+            bucket.current.append((future, pid))
+        else:
+            self._deadlines.add(future, timeout, pid)
         return await future
 
     async def code_change(self, pid: Pid, old_version: Any = None, extra: Any = None, *,
