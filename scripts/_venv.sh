@@ -22,7 +22,13 @@ STAMP=.venv/.shoal-installed-$1
 if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
     .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
     if [ "$1" = base ]; then target="."; else target=".[$1]"; fi
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e "$target" 2>&1 | grep -v '^WARNING: Location' || true
+    # Quiet when it works; the whole pip output when it does not.
+    if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e "$target" \
+            > .venv/install.log 2>&1; then
+        cat .venv/install.log >&2
+        echo "installing shoal into ./.venv failed (log above, and in .venv/install.log)" >&2
+        exit 1
+    fi
     .venv/bin/python -c 'import shoal, msgpack' 
     touch "$STAMP"
 fi

@@ -12,6 +12,7 @@ import click
 
 import shoal
 from shoal.cli.demo import DemoReport, run_demo
+from shoal.runtime.process import CRASH_REPORT
 
 __all__ = ["main", "run"]
 
@@ -30,13 +31,24 @@ def _loop_factory() -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(shoal.__version__, prog_name="shoal")
 @click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
-def cli(verbose: int) -> None:
+@click.pass_context
+def cli(ctx: click.Context, verbose: int) -> None:
     """shoal: Erlang/OTP-style processes and process groups for Python services.
 
     Exit codes: 0 success, 1 the job failed, 2 bad usage.
     """
+    ctx.obj = {"verbose": verbose}
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+class _CrashOnOneLine(logging.Filter):
+    """The demo's crash is on purpose: log its report without the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == CRASH_REPORT and isinstance(record.args, tuple):
+            record.msg, record.args = CRASH_REPORT.split("\n")[0], record.args[:2]
+        return True
 
 
 @cli.command()
@@ -56,8 +68,17 @@ def demo(workers: int, callers: int, calls: int, strategy: str) -> None:
     no caller saw a failure and the dead workers left the group at once.
     """
     _loop_factory()
-    report: DemoReport = asyncio.run(run_demo(workers=workers, callers=callers, calls=calls,
-                                              strategy=strategy, echo=click.echo))
+    shoal_log = logging.getLogger("shoal")
+    one_line = _CrashOnOneLine()
+    root = click.get_current_context().find_root()
+    if not (root.obj or {}).get("verbose"):  # -v keeps the whole crash report
+        shoal_log.addFilter(one_line)
+    try:
+        report: DemoReport = asyncio.run(run_demo(workers=workers, callers=callers,
+                                                  calls=calls, strategy=strategy,
+                                                  echo=click.echo))
+    finally:
+        shoal_log.removeFilter(one_line)
     if not report.ok:
         raise SystemExit(EXIT_FAILED)
 

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["Caller", "Process", "current_process"]
 
 log = logging.getLogger("shoal")
+CRASH_REPORT = "process %s crashed: %s\n%s"  # pid, reason, traceback
 
 CALL, CAST, INFO, SYSTEM = 0, 1, 2, 3
 STARTING, RUNNING, EXITING, DEAD = 0, 1, 2, 3
@@ -266,7 +267,7 @@ class Process:
             caller = self.current
             if caller is not None:
                 caller.fail(CallError(self.pid, reason.type, reason.message, reason.traceback))
-            log.error("process %s crashed: %s\n%s", self.pid, reason, reason.traceback.rstrip())
+            log.error(CRASH_REPORT, self.pid, reason, reason.traceback.rstrip())
         await self._finish(reason)
 
     async def _loop(self, server: GenServer) -> None:

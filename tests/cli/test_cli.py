@@ -60,6 +60,15 @@ def test_demo_passes_with_a_crashing_and_a_killed_worker(
     assert "demo passed" in out
 
 
+@pytest.mark.parametrize(("flags", "traceback"), [([], False), (["-v"], True)])
+def test_the_demos_crash_report_is_one_line_unless_verbose(
+        flags: list[str], traceback: bool, caplog: pytest.LogCaptureFixture) -> None:
+    assert main([*flags, "demo", "--workers", "3", "--callers", "4", "--calls", "2000"]) == 0
+    [report] = [r.getMessage() for r in caplog.records if " crashed: " in r.getMessage()]
+    assert "RuntimeError: worker bug triggered on purpose" in report
+    assert ("Traceback" in report) is traceback
+
+
 def test_demo_rejects_a_single_worker() -> None:
     assert main(["demo", "--workers", "1"]) == 2
 
