@@ -7,6 +7,10 @@ hostile value) must read as "malformed", never as members (G7).
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import msgpack
 import pytest
 from hypothesis import given
@@ -104,3 +108,20 @@ def test_a_pid_joined_many_times_costs_one_element() -> None:
 
 def test_an_empty_bucket_holds_no_members() -> None:
     assert decode_members(5, msgpack.packb([])) == {}
+
+
+STORE_VECTORS = json.loads(
+    (Path(__file__).parent / "vectors" / "store_vectors.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("vector", STORE_VECTORS["members"], ids=lambda v: v["note"])
+def test_the_published_store_vectors_hold(vector: dict[str, Any]) -> None:
+    # docs/protocol.md (section 8) quotes these; other implementations test against them.
+    joins = {int(serial): n for serial, n in vector["joins"].items()}
+    key = member_key(vector["node"], vector["creation"], vector["scope"], vector["group"],
+                     vector["bucket"])
+    assert key == vector["key"]
+    assert encode_members(vector["bucket"], joins).hex() == vector["value_hex"]
+    assert parse_member_key(vector["key"]) == MemberKey(
+        vector["node"], vector["creation"], vector["scope"], vector["group"], vector["bucket"])
+    assert decode_members(vector["bucket"], bytes.fromhex(vector["value_hex"])) == joins
