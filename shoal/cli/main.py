@@ -222,7 +222,9 @@ def call_command(group: str, request: str, store: str | None, cluster: str | Non
     """Call one member of GROUP with REQUEST (JSON) and print the reply as JSON.
 
     Joins the cluster briefly as a node named shoal-cli-<os pid>; the secret
-    comes from SHOAL_SECRET or SHOAL_SECRET_FILE (or the embedded store's file).
+    comes from SHOAL_SECRET or SHOAL_SECRET_FILE (or the embedded store's file),
+    peer TLS from SHOAL_TLS_CERT, SHOAL_TLS_KEY and SHOAL_TLS_CA (and
+    SHOAL_TLS_SERVER_NAME) when the cluster's nodes use it.
     Example: shoal call counters '"incr"'
     """
     from shoal.cli.inspect import call_group
