@@ -212,7 +212,9 @@ async def test_a_killed_node_restarted_at_once_gets_its_name_back_when_its_lease
         want = {*pids["n1"], *new}
         await wait_until(lambda: set(client.groups.get_members("g")) == want,
                          timeout=EXPIRY_BOUND, what="only the new incarnation's members")
-        assert restarted_after < EXPIRY_BOUND + 2.0
+        # The lease ends within EXPIRY_BOUND; the rest is starting a Python
+        # process on a busy host.
+        assert restarted_after < EXPIRY_BOUND + 5.0
 
 
 async def test_etcd_restarted_mid_stream_calls_keep_succeeding_and_memberships_return(
