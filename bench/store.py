@@ -445,10 +445,9 @@ async def run(
         ``(name, value, unit)`` rows, ending with propagation_p99_ms,
         joins_per_s and converge_40k_s.
     """
-    # Convergence first, then shoal's propagation, on a fresh store: every
-    # run leaves history behind it (and, on etcd, big leases being revoked),
-    # and a 20-node run on the same two cores as etcd can collapse (see the
-    # module header).
+    # Convergence first, on a fresh store: every run leaves history behind
+    # it (and, on etcd, leases being revoked) that the later measurements
+    # should meet, not this one.
     converge_rows: list[tuple[str, float, str]] = []
     converge = float("nan")
     if nodes and not url.startswith("memory://"):
