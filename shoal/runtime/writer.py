@@ -176,15 +176,20 @@ class Writer:
             if session is None:
                 raise SessionEnded("no session")
             await session.apply(ops)
-        except (SessionEnded, StoreError) as exc:
+        except Exception as exc:  # a write is never dropped silently, whatever failed
             self._requeue(batch)
             if isinstance(exc, SessionEnded):
                 await self.replication._reopen(session)
             else:
                 loop = asyncio.get_running_loop()
                 if self._retry_at <= loop.time():
-                    log.warning("node %s: membership write failed (%s); retrying in %.2fs",
-                                self.node.name, exc, self._delay)
+                    # A StoreError is the store's trouble; anything else is a
+                    # bug, logged with its traceback, and retried the same way
+                    # rather than leaving these keys unwritten for good.
+                    log.log(logging.WARNING if isinstance(exc, StoreError) else logging.ERROR,
+                            "node %s: membership write failed (%s); retrying in %.2fs",
+                            self.node.name, exc, self._delay,
+                            exc_info=not isinstance(exc, StoreError))
                     self._retry_at = loop.time() + self._delay
                     self._delay = min(self._delay * 2, RETRY_MAX)
                 await asyncio.sleep(max(0.0, self._retry_at - loop.time()))

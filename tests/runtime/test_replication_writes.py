@@ -45,6 +45,7 @@ class HeldStore(MemoryStore):
         super().__init__()
         self.hold = False
         self.fail = 0
+        self.fail_with: type[Exception] = StoreUnavailable
         self.writes: list[_Write] = []
 
     async def open_session(self, name: str, info: bytes, ttl: float) -> MemorySession:
@@ -57,7 +58,7 @@ class HeldStore(MemoryStore):
             try:
                 if self.fail:
                     self.fail -= 1
-                    raise StoreUnavailable("injected: the store is down")
+                    raise self.fail_with("injected: the store is down")
                 if self.hold:
                     await write.release.wait()
                 return await apply(ops)
@@ -127,6 +128,19 @@ async def test_writes_that_fail_are_retried_and_nothing_is_lost(
         stored = await store.stored("w")
         assert {s for counts in stored.values() for s in counts} == {p.serial for p in pids}
     assert "membership write failed" in caplog.text
+
+
+async def test_an_unexpected_write_error_is_logged_and_retried_not_dropped(
+        caplog: pytest.LogCaptureFixture) -> None:
+    store = HeldStore()
+    async with shoal.Node("w", store=store, listen=None) as node:
+        pid = await node.spawn(Probe)
+        store.fail, store.fail_with = 1, RuntimeError
+        await node.groups.join("g", pid)
+        await node.groups.sync(WAIT)
+        assert await store.stored("w") == {_key(pid, "g"): {pid.serial: 1}}
+    [record] = [r for r in caplog.records if "membership write failed" in r.getMessage()]
+    assert record.levelno == logging.ERROR and record.exc_info is not None
 
 
 async def test_sync_times_out_while_the_store_is_down_and_the_changes_stay_queued() -> None:
