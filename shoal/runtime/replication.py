@@ -239,6 +239,19 @@ class Replication:
                             self.node.name, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+            except Exception:
+                # A bug while applying changes must not end this task: a node
+                # that stops following the store serves a frozen view. Log it
+                # and rebuild the whole view from a fresh snapshot (Rule 1).
+                log.exception("node %s: applying the store's changes failed; "
+                              "re-reading the whole view in %.2fs", self.node.name, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                try:
+                    self._resync(await self.store.snapshot(""))
+                except Exception:
+                    log.exception("node %s: re-reading the store failed; retrying",
+                                  self.node.name)
 
     def _apply(self, event: Event) -> None:
         key = event.key

@@ -269,3 +269,30 @@ async def test_garbage_under_members_is_logged_and_never_becomes_a_member(
         await other.close()
     assert "malformed membership value" in caplog.text
     assert "malformed membership key" in caplog.text
+
+
+async def test_a_failure_while_applying_changes_rebuilds_the_view_and_keeps_following(
+        caplog: pytest.LogCaptureFixture) -> None:
+    store = MemoryStore()
+    async with shoal.Node("a", store=store, listen=None) as a, \
+            shoal.Node("b", store=store.another_client(), listen=None) as b:
+        assert b.replication is not None
+        apply = b.replication._apply_member
+        broken = [True]
+
+        def apply_once_broken(key: str, value: bytes | None) -> None:
+            if broken[0]:
+                broken[0] = False
+                raise RuntimeError("injected bug in apply")
+            apply(key, value)
+
+        b.replication._apply_member = apply_once_broken  # type: ignore[method-assign]
+        first = await a.spawn(Probe)
+        await a.groups.join("g", first)
+        await wait_until(lambda: b.groups.get_members("g") == [first],
+                         what="the view rebuilt after the failure")
+        second = await a.spawn(Probe)
+        await a.groups.join("g", second)
+        await wait_until(lambda: sorted(b.groups.get_members("g")) == sorted([first, second]),
+                         what="b to keep following")
+    assert "applying the store's changes failed" in caplog.text
