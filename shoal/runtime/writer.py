@@ -49,19 +49,27 @@ class Writer:
     def __init__(self, replication: Replication) -> None:
         self.replication = replication
         self.node = replication.node
-        # Our own buckets as they must be in the store: key -> (bucket, serial -> count).
+        # Invariant: our own buckets as they must be in the store, key ->
+        # (bucket, serial -> join count), never with an empty count map.
         self._local: dict[str, tuple[int, dict[int, int]]] = {}
-        # Keys to write -> the mark of their oldest change not yet in the store.
+        # Invariant: keys to write -> the mark of their oldest change not yet
+        # in the store; a key is here, in _inflight, or in both.
         self._dirty: dict[str, int] = {}
-        # Keys being written -> the same, for the writes in flight.
+        # Invariant: keys of the writes in flight -> the same; at most one
+        # write in flight per key.
         self._inflight: dict[str, int] = {}
-        # (mark, key) of every pending change, oldest first; an entry whose key
-        # no longer holds that mark (written since) is dropped when it surfaces.
+        # Invariant: a heap holding (mark, key) for every entry of _dirty and
+        # _inflight; an entry whose key no longer holds that mark (written
+        # since) is dropped when it surfaces.
         self._pending: list[tuple[int, str]] = []
+        # Invariant: _written <= _marked; every change numbered <= _written
+        # is in the store.
         self._marked = 0
         self._written = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        # Invariant: len(_writes) <= MAX_WRITES.
         self._writes: set[asyncio.Task[None]] = set()
+        # Invariant: no write starts before _retry_at (loop time).
         self._retry_at = 0.0
         self._delay = RETRY_FIRST
 
