@@ -32,7 +32,9 @@ Rules:
   the local table keeps serving; a session that ended is re-opened and every
   local membership rewritten (this node holds the truth about its own).
 - Rule 4: anything malformed read from the store is logged and skipped,
-  never executed (G7).
+  never executed (G7). An exception while applying a change (a bug) is
+  logged and the whole view rebuilt from a fresh snapshot: the watch never
+  stops, since a node that stops following serves a frozen view.
 """
 
 from __future__ import annotations
