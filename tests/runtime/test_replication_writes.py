@@ -20,6 +20,7 @@ from runtime_servers import Probe
 import shoal
 from shoal.errors import StoreUnavailable
 from shoal.membership.keys import bucket_of, decode_members, member_key
+from shoal.runtime.writer import MAX_WRITES
 from shoal.store import MemoryStore
 from shoal.store.base import Op, Put
 from shoal.store.memory import MemorySession
@@ -47,6 +48,9 @@ class HeldStore(MemoryStore):
         self.fail = 0
         self.fail_with: type[Exception] = StoreUnavailable
         self.writes: list[_Write] = []
+        self.in_flight: list[_Write] = []
+        self.most_in_flight = 0
+        self.overlaps: list[set[str]] = []  # keys written by two writes at once
 
     async def open_session(self, name: str, info: bytes, ttl: float) -> MemorySession:
         session = await super().open_session(name, info, ttl)
@@ -55,6 +59,11 @@ class HeldStore(MemoryStore):
         async def held_apply(ops: Sequence[Op]) -> int:
             write = _Write(ops)
             self.writes.append(write)
+            for other in self.in_flight:
+                if other.keys & write.keys:
+                    self.overlaps.append(other.keys & write.keys)
+            self.in_flight.append(write)
+            self.most_in_flight = max(self.most_in_flight, len(self.in_flight))
             try:
                 if self.fail:
                     self.fail -= 1
@@ -63,6 +72,7 @@ class HeldStore(MemoryStore):
                     await write.release.wait()
                 return await apply(ops)
             finally:
+                self.in_flight.remove(write)
                 write.done.set()
 
         session.apply = held_apply  # type: ignore[method-assign]
@@ -197,7 +207,9 @@ async def test_many_writes_landing_in_any_order_leave_the_store_equal_to_the_nod
                 key = member_key("w", pid.creation, scope, str(group), bucket_of(pid.serial))
                 want.setdefault(key, {})[pid.serial] = node.table.count(pid, scope, group)
         assert await store.stored("w") == want
-        assert released > 4  # writes really were in flight together
+        assert 1 < store.most_in_flight <= MAX_WRITES  # pipelined, and bounded
+        assert store.overlaps == []  # never two writes of one key at once
+        assert released > 4
 
 
 async def test_a_session_lost_under_the_writer_is_reopened_and_every_bucket_rewritten(
