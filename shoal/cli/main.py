@@ -92,6 +92,10 @@ def demo(workers: int, callers: int, calls: int, strategy: str) -> None:
                    "[env SHOAL_STORE; default: sqlite://.shoal/cluster.db].")
 @click.option("--listen", default=None,
               help="host:port for peers [env SHOAL_LISTEN; default: 127.0.0.1:0].")
+@click.option("--advertise", default=None, metavar="HOST[:PORT]",
+              help="Address peers dial to reach this node, when it is not the listen "
+                   "address (NAT, a container's mapped port, a DNS name) "
+                   "[env SHOAL_ADVERTISE; default: the listen address].")
 @click.option("--heartbeat-timeout", default=2.0, show_default=True, type=float,
               help="Seconds of silence before a peer's members are unroutable.")
 @click.option("--session-ttl", default=5.0, show_default=True, type=float,
@@ -108,7 +112,8 @@ def demo(workers: int, callers: int, calls: int, strategy: str) -> None:
               help="Name a peer's certificate must carry [env SHOAL_TLS_SERVER_NAME; "
                    "default: the address dialled].")
 def run_command(app: str, name: str, cluster: str | None, store: str | None,
-                listen: str | None, heartbeat_timeout: float, session_ttl: float,
+                listen: str | None, advertise: str | None, heartbeat_timeout: float,
+                session_ttl: float,
                 tls_cert: str | None, tls_key: str | None, tls_ca: str | None,
                 tls_server_name: str | None) -> None:
     """Host a node running APP (module:function) until SIGTERM or SIGINT.
@@ -130,7 +135,8 @@ def run_command(app: str, name: str, cluster: str | None, store: str | None,
         options["store"] = store
     if listen is not None:
         options["listen"] = listen
-    for option, value in (("tls_cert", tls_cert), ("tls_key", tls_key), ("tls_ca", tls_ca),
+    for option, value in (("advertise", advertise), ("tls_cert", tls_cert),
+                          ("tls_key", tls_key), ("tls_ca", tls_ca),
                           ("tls_server_name", tls_server_name)):
         if value is not None:
             options[option] = value

@@ -9,6 +9,7 @@ argument winning:
 | secret | ``secret`` | ``SHOAL_SECRET``, ``SHOAL_SECRET_FILE`` | see below |
 | store | ``store`` | ``SHOAL_STORE`` | ``sqlite://.shoal/cluster.db`` (relative path) |
 | listen address | ``listen`` | ``SHOAL_LISTEN`` | ``127.0.0.1:0`` |
+| address peers dial | ``advertise`` | ``SHOAL_ADVERTISE`` | the listen address |
 | peer TLS | ``tls_cert``, ``tls_key``, ``tls_ca`` | ``SHOAL_TLS_{CERT,KEY,CA}`` | off |
 | TLS name to verify | ``tls_server_name`` | ``SHOAL_TLS_SERVER_NAME`` | the dialled address |
 
@@ -40,7 +41,7 @@ from pathlib import Path
 from shoal.errors import BadArgument, ConfigError
 
 __all__ = ["DEFAULT_STORE", "NodeConfig", "PeerTLS", "load_peer_tls", "load_secret",
-           "parse_listen", "peer_tls"]
+           "parse_advertise", "parse_listen", "peer_tls"]
 
 DEFAULT_STORE = "sqlite://.shoal/cluster.db"
 MIN_SECRET = 16
@@ -73,6 +74,30 @@ def parse_listen(value: str) -> tuple[str, int]:
         raise BadArgument("listen", value, "'host:port' with a numeric port") from None
     if not host or not 0 <= port <= 65535:
         raise BadArgument("listen", value, "'host:port' with a port in 0..65535")
+    return host, port
+
+
+def parse_advertise(value: str) -> tuple[str, int]:
+    """Parse ``host:port`` or ``host`` (port 0: the port listened on).
+
+    Raises:
+        BadArgument: empty, a port that is not a number in 0..65535, or a
+            host with spaces or ``/``.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise BadArgument("advertise", value, "'host:port' or 'host', e.g. '10.0.0.5:7000'")
+    text = value.strip()
+    bare_v6 = text.count(":") > 1 and not text.startswith("[")
+    if ":" in text and not bare_v6:
+        try:
+            host, port = parse_listen(text)
+        except BadArgument:
+            raise BadArgument("advertise", value,
+                              "'host:port' with a port in 0..65535, or 'host'") from None
+    else:
+        host, port = text, 0
+    if not host or any(c.isspace() or c == "/" for c in host):
+        raise BadArgument("advertise", value, "a host name or address without spaces or '/'")
     return host, port
 
 

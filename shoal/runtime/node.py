@@ -28,20 +28,25 @@ import os
 import random
 import ssl
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from shoal.errors import BadArgument, CallTimeout, ShoalError
 from shoal.membership.table import GroupTable, MembershipEvent
 from shoal.pid import NOPROC, SHUTDOWN, Pid, Reason
 from shoal.runtime.checks import check_name, check_pid, check_timeout
-from shoal.runtime.config import DEFAULT_STORE, load_secret, parse_listen, peer_tls
+from shoal.runtime.config import (
+    DEFAULT_STORE,
+    load_secret,
+    parse_advertise,
+    parse_listen,
+    peer_tls,
+)
 from shoal.runtime.deadlines import Deadlines
 from shoal.runtime.genserver import GenServer
 from shoal.runtime.groups import Groups, SubscriptionHub
 from shoal.runtime.messages import Ref
 from shoal.runtime.messaging import DEFAULT_TIMEOUT, Messaging
-from shoal.runtime.node_info import node_info
+from shoal.runtime.node_info import NodeStatistics, node_info
 from shoal.runtime.process import (
     Process,
     current_process,
@@ -56,27 +61,6 @@ __all__ = ["Node", "NodeStatistics"]
 
 log = logging.getLogger("shoal")
 
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NodeStatistics:
-    """A frozen summary of a node, from :meth:`Node.statistics`.
-
-    Attributes:
-        name: the node's name.
-        processes: live local processes.
-        queued: messages waiting in their mailboxes, in all.
-        monitors: monitors held by local processes.
-        groups: non-empty groups this node knows, over every scope.
-        memberships: distinct (pid, scope, group) memberships it knows.
-    """
-
-    name: str
-    processes: int
-    queued: int
-    monitors: int
-    groups: int
-    memberships: int
 
 
 class Node(Messaging, Signals):
@@ -100,6 +84,12 @@ class Node(Messaging, Signals):
             own, reachable by nobody.
         listen: ``"host:port"`` to accept peers on (default ``127.0.0.1:0``:
             loopback, any free port); ``None`` for no listener.
+        advertise: ``"host:port"`` or ``"host"`` (a name or an address) that
+            peers dial to reach this node, when it differs from ``listen``:
+            behind NAT, in a container with a mapped port, or a DNS name.
+            Without a port, or with port 0, the port listened on. Default:
+            ``SHOAL_ADVERTISE``, else the listen address (for a wildcard
+            bind, the address of the interface carrying the default route).
         heartbeat_timeout: seconds of silence after which a peer's members
             are unroutable (default 2).
         session_ttl: seconds the store keeps this node's entries after it
@@ -129,6 +119,7 @@ class Node(Messaging, Signals):
         secret: bytes | str | None = None,
         store: str | Store | None = None,
         listen: str | None = "",
+        advertise: str | None = None,
         heartbeat_timeout: float = 2.0,
         session_ttl: float = 5.0,
         drain_timeout: float = 5.0,
@@ -155,6 +146,12 @@ class Node(Messaging, Signals):
             listen = os.environ.get("SHOAL_LISTEN") or (
                 None if store == "memory://" else "127.0.0.1:0")
         self._listen = parse_listen(listen) if listen is not None else None
+        if advertise is not None and self._listen is None:
+            raise BadArgument("advertise", advertise, "no advertise address without a listener "
+                              "(listen=None)")
+        if advertise is None and self._listen is not None:
+            advertise = os.environ.get("SHOAL_ADVERTISE") or None
+        self._advertise = parse_advertise(advertise) if advertise is not None else None
         self._secret = secret
         self._ssl = (server_ssl, client_ssl)
         self._tls_files = (tls_cert, tls_key, tls_ca, tls_server_name)
@@ -240,9 +237,12 @@ class Node(Messaging, Signals):
                 manager = ConnectionManager(config, self.remote)
                 host, port = await manager.start()
                 self.address = (host, port)
+                if self._advertise is not None:
+                    host, port = self._advertise[0], self._advertise[1] or port
             self.remote.manager = manager
-            self.replication = Replication(self, store, ttl=self.session_ttl,
-                                           info=node_info(self, host, port))
+            self.replication = Replication(
+                self, store, ttl=self.session_ttl,
+                info=node_info(self, host, port, as_given=self._advertise is not None))
             await self.replication.start()
         except BaseException:
             if manager is not None:

@@ -1,4 +1,5 @@
-"""What a node tells the cluster about itself: its ``nodes/<name>`` record.
+"""What a node tells about itself: its ``nodes/<name>`` record in the store,
+and the :class:`NodeStatistics` it reports to its user.
 
 The record is a msgpack map written under the node's store session: the
 address peers dial, the incarnation, and facts for operators (OS pid, host,
@@ -13,6 +14,7 @@ import logging
 import os
 import socket
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -22,9 +24,31 @@ from shoal.runtime.remote import PeerInfo
 if TYPE_CHECKING:
     from shoal.runtime.node import Node
 
-__all__ = ["advertised_host", "holder_is_dead", "node_info", "parse_info", "process_identity"]
+__all__ = ["NodeStatistics", "advertised_host", "holder_is_dead", "node_info", "parse_info",
+           "process_identity"]
 
 log = logging.getLogger("shoal")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeStatistics:
+    """A frozen summary of a node, from :meth:`Node.statistics`.
+
+    Attributes:
+        name: the node's name.
+        processes: live local processes.
+        queued: messages waiting in their mailboxes, in all.
+        monitors: monitors held by local processes.
+        groups: non-empty groups this node knows, over every scope.
+        memberships: distinct (pid, scope, group) memberships it knows.
+    """
+
+    name: str
+    processes: int
+    queued: int
+    monitors: int
+    groups: int
+    memberships: int
 
 
 def advertised_host(host: str) -> str:
@@ -49,12 +73,17 @@ def advertised_host(host: str) -> str:
         return fallback
 
 
-def node_info(node: Node, host: str, port: int) -> bytes:
-    """The ``nodes/<name>`` value: what others need to reach and show us."""
+def node_info(node: Node, host: str, port: int, *, as_given: bool = False) -> bytes:
+    """The ``nodes/<name>`` value: what others need to reach and show us.
+
+    ``host`` is the address listened on, translated for a wildcard bind
+    (:func:`advertised_host`), or, ``as_given``, the address to advertise.
+    """
     from shoal import __version__
 
     packed: bytes = msgpack.packb({
-        "name": node.name, "creation": node.creation, "host": advertised_host(host),
+        "name": node.name, "creation": node.creation,
+        "host": host if as_given else advertised_host(host),
         "port": port,
         "os_pid": os.getpid(), "hostname": socket.gethostname(), "version": __version__,
         "started": time.time(), "ttl": node.session_ttl, "process": process_identity(),

@@ -174,3 +174,10 @@ async def test_run_with_tls_flags_serves_tls_peers_and_call_uses_the_environment
     finally:
         proc.terminate()
         assert await asyncio.wait_for(proc.wait(), 30) == 0
+
+
+def test_run_refuses_a_bad_advertise_address(
+        store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "shoal.testing.agent:setup", "--node", "x", "--store", store_url,
+                 "--advertise", "host:port"]) == 1
+    assert "advertise" in capsys.readouterr().err
