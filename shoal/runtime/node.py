@@ -67,8 +67,9 @@ class Node(Messaging, Signals):
     """A node hosting processes; use it as an async context manager.
 
     Every setting may also come from the environment (``SHOAL_CLUSTER``,
-    ``SHOAL_SECRET``, ``SHOAL_SECRET_FILE``, ``SHOAL_STORE``, ``SHOAL_LISTEN``);
-    an argument wins over the environment.
+    ``SHOAL_SECRET``, ``SHOAL_SECRET_FILE``, ``SHOAL_STORE``, ``SHOAL_LISTEN``,
+    ``SHOAL_ADVERTISE``, ``SHOAL_TLS_CERT``, ``SHOAL_TLS_KEY``, ``SHOAL_TLS_CA``,
+    ``SHOAL_TLS_SERVER_NAME``); an argument wins over the environment.
 
     Args:
         name: the node's name, unique among the live nodes of its cluster.
