@@ -74,3 +74,15 @@ async def test_an_advertised_address_nobody_serves_makes_calls_fail_unstarted(
             with pytest.raises(shoal.NodeDown) as info:
                 await b.call(pid, "lost", 2.0)
             assert info.value.not_started
+
+
+async def test_an_advertised_name_that_does_not_resolve_fails_calls_unstarted(
+        tmp_path: Path) -> None:
+    store = f"sqlite://{tmp_path}/cluster.db"
+    async with shoal.Node("a", store=store, secret=SECRET,
+                          advertise="no-such-host.invalid") as a:
+        pid = await a.spawn(Echo)
+        async with shoal.Node("b", store=store, secret=SECRET) as b:
+            with pytest.raises(shoal.NodeDown) as info:
+                await b.call(pid, "lost", 2.0)
+            assert info.value.not_started
