@@ -92,8 +92,8 @@ def decode_members(bucket: int, value: bytes) -> dict[int, int] | None:
         members = msgpack.unpackb(value)
     except Exception:
         return None
-    if type(members) is not list:
-        return None
+    if type(members) is not list or len(members) > BUCKET_SIZE:
+        return None  # not a bucket, or more members than a bucket holds
     base = bucket << BUCKET_BITS
     counts: dict[int, int] = {}
     for member in members:

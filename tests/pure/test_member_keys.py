@@ -95,6 +95,7 @@ def test_malformed_keys_are_not_read_as_memberships(key: str) -> None:
     msgpack.packb([[3, 2, 1]]),               # a pair with too much
     msgpack.packb([[64, 2]]),                 # a pair past the bucket
     msgpack.packb([[3, 2.0]]),                # a count that is not an int
+    msgpack.packb([0] * 65),                  # more members than a bucket holds
 ])
 def test_malformed_values_are_not_read_as_members(value: bytes) -> None:
     assert decode_members(0, value) is None
