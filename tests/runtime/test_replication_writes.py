@@ -12,9 +12,12 @@ import asyncio
 import logging
 import random
 from collections.abc import Sequence
+from typing import Any
 
 import msgpack
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from runtime_servers import Probe
 
 import shoal
@@ -308,3 +311,46 @@ async def test_a_failure_while_applying_changes_rebuilds_the_view_and_keeps_foll
         await wait_until(lambda: sorted(b.groups.get_members("g")) == sorted([first, second]),
                          what="b to keep following")
     assert "applying the store's changes failed" in caplog.text
+
+
+write_steps = st.lists(st.one_of(
+    st.tuples(st.just("join"), st.integers(0, 69), st.sampled_from("ab")),
+    st.tuples(st.just("leave"), st.integers(0, 69), st.sampled_from("ab")),
+    st.tuples(st.just("kill"), st.integers(0, 69)),
+    st.tuples(st.just("fail")),
+    st.tuples(st.just("end_session")),
+    st.tuples(st.just("turn")),
+), min_size=5, max_size=60)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=write_steps)
+async def test_whatever_happens_the_store_ends_equal_to_the_nodes_own_view(
+        steps: list[tuple[Any, ...]]) -> None:
+    """Joins, leaves and exits of processes in two buckets, interleaved with
+    failed writes, a lost session and loop turns (writes in flight): once
+    synced, the store holds exactly the node's memberships."""
+    store = HeldStore()
+    async with shoal.Node("w", store=store, listen=None) as node:
+        pids = [await node.spawn(Probe) for _ in range(70)]  # serials in two buckets
+        for step in steps:
+            kind = step[0]
+            if kind in ("join", "leave") and node.is_alive(pids[step[1]]):
+                await getattr(node.groups, kind)(step[2], pids[step[1]])
+            elif kind == "kill" and node.is_alive(pids[step[1]]):
+                node.kill(pids[step[1]])
+            elif kind == "fail":
+                store.fail = 1
+            elif kind == "end_session":
+                assert node.replication is not None and node.replication.session is not None
+                store._b.end(node.replication.session, "revoked")  # type: ignore[arg-type]
+            else:
+                await asyncio.sleep(0)  # one loop turn: writes start and land meanwhile
+        await node.groups.sync(10.0)
+        want: dict[str, dict[int, int]] = {}
+        for pid in node.groups.get_local_members("a") + node.groups.get_local_members("b"):
+            for scope, group in node.table.groups_of(pid):
+                key = member_key("w", pid.creation, scope, str(group), bucket_of(pid.serial))
+                want.setdefault(key, {})[pid.serial] = node.table.count(pid, scope, group)
+        assert await store.stored("w") == want
+        assert store.overlaps == []
