@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import shoal
-from shoal.testing.cluster import wait_until
+from shoal.testing.cluster import LocalCluster, wait_until
 
-__all__ = ["Attempt", "Attempts", "Inbox", "Outcome", "Stream", "wait_until"]
+__all__ = ["Attempt", "Attempts", "Inbox", "Outcome", "Stream", "group_on_every_node",
+           "wait_until"]
 
 _call_id: contextvars.ContextVar[int | None] = contextvars.ContextVar("call_id", default=None)
 
@@ -41,6 +42,18 @@ class Inbox(shoal.GenServer):
 
     async def handle_call(self, request: Any, caller: shoal.Caller) -> Any:
         return request
+
+
+async def group_on_every_node(cluster: LocalCluster, group: str = "g",
+                              per_node: int = 2) -> dict[str, list[shoal.Pid]]:
+    """Spawn ``per_node`` echo workers in ``group`` on every node; wait until
+    the client sees them all. Returns node name -> its workers."""
+    pids = {name: await cluster.spawn(name, group=group, count=per_node)
+            for name in cluster.names}
+    total = per_node * len(cluster.names)
+    await wait_until(lambda: len(cluster.client.groups.get_members(group)) == total,
+                     what=f"{total} members of {group!r} at the client")
+    return pids
 
 
 async def wait_for_item(box: list[Any], predicate: Any, *, timeout: float = 10.0,

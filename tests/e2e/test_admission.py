@@ -11,7 +11,7 @@ import asyncio
 import logging
 
 import pytest
-from e2e_support import Stream, wait_until
+from e2e_support import Stream, group_on_every_node, wait_until
 
 import shoal
 import shoal.wire as wire
@@ -77,11 +77,8 @@ def _address(cluster: LocalCluster, name: str) -> tuple[str, int]:
 
 
 async def _group(cluster: LocalCluster, per_node: int = 2) -> list[shoal.Pid]:
-    pids = [p for name in cluster.names
-            for p in await cluster.spawn(name, group="g", count=per_node)]
-    await wait_until(lambda: len(cluster.client.groups.get_members("g")) == len(pids),
-                     what="every member at the client")
-    return pids
+    by_node = await group_on_every_node(cluster, per_node=per_node)
+    return [p for pids in by_node.values() for p in pids]
 
 
 async def test_node_name_held_by_a_live_node_is_refused_with_name_in_use() -> None:

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import msgpack
 import pytest
-from e2e_support import Stream, wait_until
+from e2e_support import Stream, group_on_every_node, wait_until
 
 import shoal
 from shoal.membership.keys import decode_members, parse_member_key
@@ -86,16 +86,6 @@ async def _view(cluster: LocalCluster, name: str, group: str) -> list[shoal.Pid]
     return members
 
 
-async def _group_on_every_node(cluster: LocalCluster, group: str = "g",
-                               per_node: int = 2) -> dict[str, list[shoal.Pid]]:
-    pids = {name: await cluster.spawn(name, group=group, count=per_node)
-            for name in cluster.names}
-    total = per_node * len(cluster.names)
-    await wait_until(lambda: len(cluster.client.groups.get_members(group)) == total,
-                     what=f"{total} members of {group!r} at the client")
-    return pids
-
-
 async def _store_members(url: str, prefix: str = "members/") -> set[tuple[shoal.Pid, str, str]]:
     """(pid, scope, group) memberships in etcd itself, read by a fresh client
     (no cache)."""
@@ -118,7 +108,7 @@ async def _store_members(url: str, prefix: str = "members/") -> set[tuple[shoal.
 async def test_nodes_on_etcd_see_each_others_members_and_serve_group_calls(
         shared_etcd: EtcdCluster) -> None:
     async with LocalCluster(3, store=_url(shared_etcd)) as cluster:
-        pids = await _group_on_every_node(cluster)
+        pids = await group_on_every_node(cluster)
         everyone = sorted(p for group in pids.values() for p in group)
         for name in cluster.names:
             async def sees_all(name: str = name) -> bool:
@@ -155,7 +145,7 @@ async def test_kill9_node_unroutable_at_once_and_gone_from_every_view_within_ttl
     url = _url(shared_etcd)
     async with LocalCluster(3, store=url) as cluster:
         client = cluster.client
-        pids = await _group_on_every_node(cluster)
+        pids = await group_on_every_node(cluster)
         # The client has a connection to n2: it called one of n2's members.
         assert (await client.call(pids["n2"][0], "x", 5.0))[0] == "n2"
 
@@ -197,7 +187,7 @@ async def test_a_killed_node_restarted_at_once_gets_its_name_back_when_its_lease
     url = _url(shared_etcd)
     async with LocalCluster(2, store=url) as cluster:
         client = cluster.client
-        pids = await _group_on_every_node(cluster)
+        pids = await group_on_every_node(cluster)
         old_creation = await cluster.control("n2", "creation")
         cluster.kill9("n2")
         await cluster.wait_exit("n2")
@@ -222,7 +212,7 @@ async def test_etcd_restarted_mid_stream_calls_keep_succeeding_and_memberships_r
     url = _url(own_etcd)
     async with LocalCluster(3, store=url) as cluster:
         client = cluster.client
-        pids = await _group_on_every_node(cluster)
+        pids = await group_on_every_node(cluster)
         # Paced: the stream must last through etcd's whole downtime.
         stream = Stream(client, "g", callers=4, idempotent=False, pause=0.002).start()
         await stream.wait_calls(100)
@@ -277,7 +267,7 @@ async def test_revoked_session_is_reopened_and_its_memberships_rewritten(
     url = _url(shared_etcd)
     async with LocalCluster(3, store=url) as cluster:
         client = cluster.client
-        pids = await _group_on_every_node(cluster)
+        pids = await group_on_every_node(cluster)
         store = EtcdStore.from_url(url)
         try:
             entry = (await store.snapshot("nodes/")).entries["nodes/n2"]
@@ -313,7 +303,7 @@ async def test_three_member_etcd_leader_stopped_under_calls_and_joins(
     url = _url(etcd3)
     async with LocalCluster(3, store=url) as cluster:
         client = cluster.client
-        await _group_on_every_node(cluster)
+        await group_on_every_node(cluster)
         stream = Stream(client, "g", callers=4, idempotent=False, pause=0.002).start()
         await stream.wait_calls(100)
         before = [await cluster.spawn(name, group="joins") for name in cluster.names]
@@ -379,7 +369,7 @@ async def test_nodes_listening_on_every_interface_advertise_a_dialable_address(
             info = msgpack.unpackb(entries[f"nodes/{name}"].value)
             # "0.0.0.0" would make peers on other hosts dial themselves.
             assert info["host"] not in ("0.0.0.0", "::", "")
-        pids = await _group_on_every_node(cluster, per_node=1)
+        pids = await group_on_every_node(cluster, per_node=1)
         for name in cluster.names:
             assert (await cluster.client.call(pids[name][0], "x", 5.0))[0] == name
         status, reply = await cluster.control("n1", "call", pids["n2"][0], "x", 5.0)

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import pytest
-from e2e_support import Attempts, Inbox, Stream, wait_for_item, wait_until
+from e2e_support import Attempts, Inbox, Stream, group_on_every_node, wait_for_item, wait_until
 
 import shoal
 from shoal.testing.cluster import LocalCluster
@@ -22,20 +22,10 @@ pytestmark = pytest.mark.timeout(90)
 REMOVAL_BOUND = 2.0
 
 
-async def _group_on_every_node(cluster: LocalCluster, group: str = "g",
-                               per_node: int = 2) -> dict[str, list[shoal.Pid]]:
-    pids = {name: await cluster.spawn(name, group=group, count=per_node)
-            for name in cluster.names}
-    total = per_node * len(cluster.names)
-    await wait_until(lambda: len(cluster.client.groups.get_members(group)) == total,
-                     what=f"{total} members of {group!r} at the client")
-    return pids
-
-
 async def test_kill9_under_steady_group_calls_loses_no_idempotent_call() -> None:
     async with LocalCluster(3, heartbeat_timeout=0.5) as cluster:
         client = cluster.client
-        pids = await _group_on_every_node(cluster)
+        pids = await group_on_every_node(cluster)
         box: list[Any] = []
         watcher = await client.spawn(Inbox, box)
         refs = {client.monitor(pid, watcher=watcher): pid for pid in pids["n2"]}
@@ -84,7 +74,7 @@ async def test_kill9_under_steady_group_calls_loses_no_idempotent_call() -> None
 async def test_kill9_fails_only_calls_in_flight_with_unknown_delivery_never_retried() -> None:
     async with LocalCluster(3, heartbeat_timeout=0.5) as cluster:
         client = cluster.client
-        await _group_on_every_node(cluster)
+        await group_on_every_node(cluster)
         attempts = Attempts(client)
         # Each request takes 50 ms: at any moment calls are in flight on n2.
         stream = Stream(client, "g", callers=8, idempotent=False,
@@ -158,7 +148,7 @@ async def test_sigstopped_node_is_unroutable_within_heartbeat_timeout_and_stays_
     async with LocalCluster(3, **options) as cluster:  # type: ignore[arg-type]
         client = cluster.client
         bound = client.heartbeat_timeout  # 2.0 by default
-        pids = await _group_on_every_node(cluster)
+        pids = await group_on_every_node(cluster)
         members_before = sorted(client.groups.get_members("g"))
         attempts = Attempts(client)
         # Calls sent to n2 before it was found silent wait for it (silence is
