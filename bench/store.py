@@ -338,6 +338,7 @@ async def measure_convergence(
         the last node saw every member), ``converge_after_joins_s`` and
         ``reached`` (fewest members any node saw, when it timed out).
     """
+    from shoal.testing.agent import wait_count
     from shoal.testing.cluster import LocalCluster
 
     total = nodes * per_node
@@ -348,8 +349,6 @@ async def measure_convergence(
             *(cluster.spawn(name, count=per_node, scope="bench") for name in cluster.names)
         )
         client = cluster.client
-        # Unbounded in practice: a re-sync replays the group as leaves and joins.
-        sub = client.scope("bench").subscribe("all", limit=10**7)
         joined: dict[str, float] = {}
 
         async def join_then_wait(name: str, members: list[shoal.Pid]) -> list[Any]:
@@ -364,23 +363,11 @@ async def measure_convergence(
                 return ["error", 0]
             return result
 
-        async def client_sees_all() -> list[Any]:
-            seen = 0
-            try:
-                async with asyncio.timeout(timeout):
-                    while seen < total:
-                        event = await sub.get()
-                        seen += len(event.pids) if event.kind == "join" else -len(event.pids)
-            except TimeoutError:
-                return ["timeout", seen]
-            return ["ok", time.monotonic()]
-
         t0 = time.monotonic()
         results = await asyncio.gather(
-            client_sees_all(),
+            wait_count(client, "bench", "all", total, timeout),
             *(join_then_wait(n, p) for n, p in zip(cluster.names, pids, strict=True)),
         )
-        sub.close()
         if any(r[0] != "ok" for r in results):
             # Keep the evidence: every node's count and log, before teardown.
             keep = Path(tempfile.mkdtemp(prefix="shoal-bench-converge-"))

@@ -29,7 +29,7 @@ from typing import Any
 
 import shoal
 
-__all__ = ["CONTROL_SCOPE", "Control", "Echo", "Recorder", "setup"]
+__all__ = ["CONTROL_SCOPE", "Control", "Echo", "Recorder", "setup", "wait_count"]
 
 CONTROL_SCOPE = "shoal-testing"
 
@@ -136,12 +136,17 @@ class Control(shoal.GenServer):
             scope, group = args
             return len(node.scope(scope).get_members(group))
         if command == "wait_count":
-            return await _wait_count(node, *args)
+            return await wait_count(node, *args)
         raise shoal.BadRequest(request)
 
 
-async def _wait_count(node: shoal.Node, scope: str, group: str, count: int,
-                      timeout: float) -> list[Any]:
+async def wait_count(node: shoal.Node, scope: str, group: str, count: int,
+                     timeout: float) -> list[Any]:
+    """Wait until ``node`` sees ``count`` members of the group.
+
+    Returns:
+        ``["ok", monotonic time it saw them]`` or ``["timeout", members seen]``.
+    """
     # Counts from the subscription's events rather than re-reading the group
     # on each one: a group of 40,000 members grows by 40,000 events.
     sub = node.scope(scope).subscribe(group, limit=10**7)

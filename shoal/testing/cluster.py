@@ -73,7 +73,9 @@ class NodeProcess:
 
     def signal(self, sig: int) -> None:
         if self.running:
-            os.kill(self.process.pid, sig)
+            # It may have died and been reaped before asyncio noticed.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, sig)
 
     def log_text(self) -> str:
         try:
