@@ -108,8 +108,9 @@ def process_identity() -> str | None:
 def holder_is_dead(info: dict[str, Any]) -> bool:
     """True only when a ``nodes/`` record's process provably no longer runs:
     it ran under this process identity (same host, boot and pid namespace)
-    and its pid is gone. Anything else (another host, no identity, a pid
-    that exists, even if reused) counts as alive."""
+    and its pid is gone or a zombie (exited, not yet reaped by its parent:
+    ``kill(pid, 0)`` still succeeds on it). Anything else (another host, no
+    identity, a pid that runs, even if reused) counts as alive."""
     me = process_identity()
     pid = info.get("os_pid")
     if me is None or info.get("process") != me or type(pid) is not int or pid <= 0:
@@ -121,8 +122,21 @@ def holder_is_dead(info: dict[str, Any]) -> bool:
     except ProcessLookupError:
         return True
     except OSError:
-        return False  # it exists (owned by someone else)
-    return False
+        return _is_zombie(pid)  # it exists (owned by someone else)
+    return _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited and waits to be reaped (state Z, or X)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as file:
+            stat = file.read()
+    except OSError:
+        return False  # no /proc here, or gone since: nothing proven
+    # The command name (field 2) is in parentheses and may hold anything,
+    # spaces and ")" included; the state is the first field after the last ")".
+    fields = stat[stat.rfind(")") + 1:].split()
+    return bool(fields) and fields[0] in ("Z", "X")
 
 
 def parse_info(name: str, value: bytes | None) -> PeerInfo | None:

@@ -150,6 +150,29 @@ def test_a_holder_is_dead_only_when_its_pid_is_gone_under_our_process_identity()
     assert not holder_is_dead({"os_pid": -1, "process": me})
 
 
+def test_a_killed_holder_not_yet_reaped_by_its_parent_is_dead() -> None:
+    # A node killed by -9 whose parent has not waited for it yet is a zombie:
+    # kill(pid, 0) still succeeds, but it will never renew its session, so a
+    # same-name restart must not be refused as "held by a live node".
+    import signal
+    import subprocess
+    import sys
+
+    from shoal.runtime.node_info import holder_is_dead, process_identity
+
+    me = process_identity()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert not holder_is_dead({"os_pid": child.pid, "process": me})  # running
+        os.kill(child.pid, signal.SIGKILL)
+        # Wait for its exit without reaping it: it stays a zombie.
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
+        assert holder_is_dead({"os_pid": child.pid, "process": me})
+    finally:
+        child.kill()
+        child.wait()
+
+
 @pytest.mark.parametrize(("given", "missing"), [
     ({"tls_cert": "c.pem"}, "tls_key (or SHOAL_TLS_KEY), tls_ca (or SHOAL_TLS_CA)"),
     ({"tls_cert": "c.pem", "tls_key": "k.pem"}, "tls_ca (or SHOAL_TLS_CA)"),
