@@ -93,8 +93,12 @@ class Writer:
         Returns:
             How many buckets.
         """
-        for key in self._local:
-            self._mark_dirty(key, self._marked)
+        if self._local:
+            # A new mark: flush() waits for the rewrite, not only for the
+            # changes made before the session ended (already "written" there).
+            self._marked += 1
+            for key in self._local:
+                self._mark_dirty(key, self._marked)
         return len(self._local)
 
     def local_changes(self, events: Iterable[MembershipEvent]) -> None:
@@ -134,6 +138,13 @@ class Writer:
         Returns:
             True if written, False if ``timeout`` passed first.
         """
+        session = self.replication.session
+        if session is not None and session.ended:
+            # The store dropped every key of that session, perhaps before the
+            # session's guard noticed: nothing counts as written until the
+            # new session holds it all again.
+            self.rewrite_all()
+            self.kick()
         if self._written >= self._marked:
             return True
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -156,6 +156,23 @@ async def test_an_unexpected_write_error_is_logged_and_retried_not_dropped(
     assert record.levelno == logging.ERROR and record.exc_info is not None
 
 
+async def test_sync_after_the_session_ended_waits_for_the_memberships_to_be_rewritten() -> None:
+    """The session ends (revoked) after a join was written: its keys are gone
+    from the store. sync() must not report the changes as stored until the
+    new session holds them again, whether or not the node noticed the end."""
+    store = HeldStore()
+    async with shoal.Node("w", store=store, listen=None) as node:
+        pid = await node.spawn(Probe)
+        await node.groups.join("a", pid)
+        await node.groups.sync(WAIT)
+        assert node.replication is not None and node.replication.session is not None
+        store.fail = 2  # the rewrite fails twice before it lands
+        store._b.end(node.replication.session, "revoked")  # type: ignore[arg-type]
+        assert await store.stored("w") == {}
+        await node.groups.sync(WAIT)
+        assert await store.stored("w") == {_key(pid, "a"): {pid.serial: 1}}
+
+
 async def test_sync_times_out_while_the_store_is_down_and_the_changes_stay_queued() -> None:
     store = HeldStore()
     async with shoal.Node("w", store=store, listen=None) as node:
