@@ -29,6 +29,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from shoal._backoff import backoff_delays
 from shoal.errors import (
     BadArgument,
     CallTimeout,
@@ -64,6 +65,8 @@ if TYPE_CHECKING:
 __all__ = ["PeerInfo", "Remote"]
 
 log = logging.getLogger("shoal")
+
+REDIAL_FIRST, REDIAL_MAX = 0.05, 1.0  # seconds between redials, before jitter
 
 
 class PeerInfo:
@@ -304,13 +307,12 @@ class Remote:
         task.add_done_callback(lambda _: self._redials.pop(name, None))
 
     async def _redial(self, name: str) -> None:
-        delay = 0.05
+        delays = backoff_delays(initial=REDIAL_FIRST, maximum=REDIAL_MAX)
         while not self.node._stopping and self.manager is not None:
             peer = self.peers.get(name)
             if peer is None or self._connection(name) is not None:
                 return  # its session ended (dead), or it is connected again
-            await asyncio.sleep(delay)  # backoff between attempts
-            delay = min(delay * 2, 1.0)
+            await asyncio.sleep(next(delays))  # backoff between attempts
             peer = self.peers.get(name)
             if peer is None or self._connection(name) is not None:
                 return

@@ -41,11 +41,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from shoal._backoff import backoff_delays
 from shoal.errors import NameInUse, ShoalError, StoreError
 from shoal.membership.keys import (
     MemberKey,
@@ -62,12 +63,19 @@ from shoal.store.base import Changes, Event, Session, Snapshot, Store
 if TYPE_CHECKING:
     from shoal.runtime.node import Node
 
-__all__ = ["NODEDOWN", "Replication"]
+__all__ = ["NODEDOWN", "Replication", "store_backoff"]
 
 log = logging.getLogger("shoal")
 
 NODEDOWN = "nodedown"
+STORE_RETRY_FIRST, STORE_RETRY_MAX = 0.05, 2.0  # seconds, before jitter
 APPLY_SLICE = 0.02  # seconds of applying watched events before letting other tasks run
+
+
+def store_backoff() -> Iterator[float]:
+    """Delays between attempts to reach a store that failed (jittered, so
+    nodes that lost the store together do not retry together)."""
+    return backoff_delays(initial=STORE_RETRY_FIRST, maximum=STORE_RETRY_MAX)
 
 
 class Replication:
@@ -182,7 +190,7 @@ class Replication:
             await self._open_again()
 
     async def _open_again(self) -> None:
-        delay = 0.05
+        delays = store_backoff()
         while not self._stopping:
             try:
                 self.session = await self.store.open_session(self.node.name, self.info, self.ttl)
@@ -190,8 +198,7 @@ class Replication:
             except StoreError as exc:
                 log.warning("node %s: cannot re-open its store session (%s); retrying",
                             self.node.name, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                await asyncio.sleep(next(delays))
         # The old session's keys went with it; write back every bucket we hold.
         rewritten = self.writer.rewrite_all()
         log.warning("node %s: store session re-opened; %d memberships rewritten",
@@ -213,7 +220,7 @@ class Replication:
     # -- following everyone else ------------------------------------------------------
 
     async def _follow(self) -> None:
-        delay = 0.05
+        delays = store_backoff()
         while not self._stopping:
             try:
                 async for item in self.store.watch("", self.revision):
@@ -235,20 +242,20 @@ class Replication:
                         self.revision = item.revision
                     else:
                         self._resync(item.snapshot)
-                    delay = 0.05
+                    delays = store_backoff()  # it works again: start over
             except StoreError as exc:
+                delay = next(delays)
                 log.warning("node %s: store watch failed (%s); retrying in %.2fs",
                             self.node.name, exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
             except Exception:
                 # A bug while applying changes must not end this task: a node
                 # that stops following the store serves a frozen view. Log it
                 # and rebuild the whole view from a fresh snapshot (Rule 1).
+                delay = next(delays)
                 log.exception("node %s: applying the store's changes failed; "
                               "re-reading the whole view in %.2fs", self.node.name, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
                 try:
                     self._resync(await self.store.snapshot(""))
                 except Exception:

@@ -14,7 +14,7 @@ Rules:
   store holds every change up to the oldest one still dirty or in flight
   (tracked with a heap of (mark, key), stale entries dropped lazily).
 - Rule 3: a failed write is requeued with its old mark and retried after a
-  shared backoff; a write that finds the session ended asks the replication
+  shared backoff (``shoal._backoff``, jittered; a success restarts it); a write that finds the session ended asks the replication
   to open a new one, after which every bucket is written again.
 """
 
@@ -23,9 +23,10 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
+from shoal._backoff import backoff_delays
 from shoal.errors import SessionEnded, StoreError
 from shoal.membership.keys import bucket_of, encode_members, member_key
 from shoal.membership.table import MembershipEvent
@@ -40,7 +41,11 @@ log = logging.getLogger("shoal")
 
 MAX_BATCH = 128  # etcd's default transaction limit; other stores take it too
 MAX_WRITES = 4  # transactions in flight at once (on disjoint keys)
-RETRY_FIRST, RETRY_MAX = 0.05, 2.0  # backoff after a failed write, seconds
+RETRY_FIRST, RETRY_MAX = 0.05, 2.0  # backoff after a failed write, seconds, before jitter
+
+
+def _backoff() -> Iterator[float]:
+    return backoff_delays(initial=RETRY_FIRST, maximum=RETRY_MAX)
 
 
 class Writer:
@@ -71,7 +76,8 @@ class Writer:
         self._writes: set[asyncio.Task[None]] = set()
         # Invariant: no write starts before _retry_at (loop time).
         self._retry_at = 0.0
-        self._delay = RETRY_FIRST
+        # Invariant: the shared backoff's delays, restarted by a success.
+        self._delays = _backoff()
 
     def cancel(self) -> list[asyncio.Task[None]]:
         """Cancel the writes in flight; return their tasks (to await)."""
@@ -202,18 +208,20 @@ class Writer:
             else:
                 loop = asyncio.get_running_loop()
                 if self._retry_at <= loop.time():
+                    delay = next(self._delays)
                     # A StoreError is the store's trouble; anything else is a
                     # bug, logged with its traceback, and retried the same way
                     # rather than leaving these keys unwritten for good.
                     log.log(logging.WARNING if isinstance(exc, StoreError) else logging.ERROR,
                             "node %s: membership write failed (%s); retrying in %.2fs",
-                            self.node.name, exc, self._delay,
+                            self.node.name, exc, delay,
                             exc_info=not isinstance(exc, StoreError))
-                    self._retry_at = loop.time() + self._delay
-                    self._delay = min(self._delay * 2, RETRY_MAX)
+                    self._retry_at = loop.time() + delay
                 await asyncio.sleep(max(0.0, self._retry_at - loop.time()))
         else:
-            self._delay = RETRY_FIRST
+            if self._retry_at:
+                self._retry_at = 0.0
+                self._delays = _backoff()  # the store answers again: start over
             for key in batch:
                 del self._inflight[key]
             self._advance()

@@ -37,6 +37,7 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
+from shoal._backoff import backoff_delays
 from shoal.errors import BadArgument, NameInUse, StoreError, StoreUnavailable
 from shoal.store._validate import (
     check_info,
@@ -65,6 +66,12 @@ __all__ = ["DEFAULT_TTL", "EtcdSession", "EtcdStore"]
 
 DEFAULT_TTL = 5.0
 """Session TTL in seconds that shoal uses unless configured otherwise."""
+
+# Backoff between rounds of endpoints that all failed (an election takes
+# about a second), and between watch streams that keep breaking; seconds,
+# before jitter (shoal._backoff).
+CALL_RETRY_FIRST, CALL_RETRY_MAX = 0.1, 0.8
+WATCH_RETRY_FIRST, WATCH_RETRY_MAX = 0.1, 1.0
 
 _log = logging.getLogger("shoal.store.etcd")
 _T = TypeVar("_T")
@@ -197,6 +204,7 @@ class EtcdStore:
         deadline = loop.time() + budget
         failures: dict[str, str] = {}
         attempt = 0
+        delays = backoff_delays(initial=CALL_RETRY_FIRST, maximum=CALL_RETRY_MAX)
         while True:
             conn = self._conns[self._current]
             remaining = deadline - loop.time()
@@ -223,7 +231,7 @@ class EtcdStore:
                 )
             if attempt % len(self._conns) == 0:
                 # Every endpoint failed once: back off (an election takes ~1 s).
-                await asyncio.sleep(min(remaining, 0.05 * 2 ** min(attempt, 4)))
+                await asyncio.sleep(min(remaining, next(delays)))
 
     def _failed(self, endpoint: str) -> None:
         # Move on only if nobody moved on already: concurrent failures of one
@@ -394,7 +402,7 @@ async def _resuming_watch(store: EtcdStore, prefix: str, revision: int) -> Async
     last = revision
     need_resync = False
     trouble_since: float | None = None
-    failures = 0
+    delays = backoff_delays(initial=WATCH_RETRY_FIRST, maximum=WATCH_RETRY_MAX)
     problem = ""
 
     async def open_stream(conn: EndpointConnection, seconds: float) -> WatchStream:
@@ -411,7 +419,9 @@ async def _resuming_watch(store: EtcdStore, prefix: str, revision: int) -> Async
                 continue
             stream = await store._call("watch", open_stream)
             store._streams.add(stream)
-            trouble_since, failures = None, 0
+            if trouble_since is not None:  # it works again: the next trouble starts over
+                trouble_since = None
+                delays = backoff_delays(initial=WATCH_RETRY_FIRST, maximum=WATCH_RETRY_MAX)
             while True:
                 batch = await stream.next_batch()
                 events = tuple(
@@ -449,7 +459,6 @@ async def _resuming_watch(store: EtcdStore, prefix: str, revision: int) -> Async
                 f"etcd watch of {prefix!r} gave up after {store._watch_give_up:g}s "
                 f"without a working endpoint: {problem}"
             )
-        failures += 1
         _log.info("etcd watch of %r resumes at revision %d after: %s", prefix, last + 1, problem)
         # Back off a stream that keeps breaking (a member without a leader).
-        await asyncio.sleep(min(1.0, 0.05 * 2**failures))
+        await asyncio.sleep(next(delays))

@@ -2,7 +2,8 @@
 
 Owns: every tunable of the transport (one frozen value, checked when
 built), the :class:`PeerHandler` interface through which the runtime hears
-about peers and messages, and the reconnect backoff schedule.
+about peers and messages, and the reconnect backoff schedule (shoal's one
+schedule, ``shoal._backoff``, with this configuration's parameters).
 
 Rules:
 
@@ -31,6 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from shoal._backoff import backoff_delays as jittered_backoff
 from shoal.errors import BadArgument
 from shoal.wire import DEFAULT_MAX_FRAME, HANDSHAKE_MAX_FRAME, HandshakeConfig, Message
 
@@ -146,6 +148,9 @@ class TransportConfig:
 def backoff_delays(config: TransportConfig, rng: random.Random) -> Iterator[float]:
     """The delays between successive connection attempts.
 
+    The schedule is shoal's one backoff (:func:`shoal._backoff.backoff_delays`)
+    with this configuration's parameters.
+
     Args:
         config: supplies initial, max, multiplier and jitter.
         rng: the random source for jitter (injected so tests are repeatable).
@@ -153,10 +158,10 @@ def backoff_delays(config: TransportConfig, rng: random.Random) -> Iterator[floa
     Returns:
         An endless iterator of delays in seconds: exponential, capped, jittered.
     """
-    delay = config.backoff_initial
-    while True:
-        yield delay * (1.0 - config.backoff_jitter * rng.random())
-        delay = min(delay * config.backoff_multiplier, config.backoff_max)
+    return jittered_backoff(
+        initial=config.backoff_initial, maximum=max(config.backoff_max, config.backoff_initial),
+        multiplier=config.backoff_multiplier, jitter=config.backoff_jitter, rng=rng,
+    )
 
 
 class PeerHandler(Protocol):

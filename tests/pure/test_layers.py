@@ -35,6 +35,7 @@ ABOVE_PID_ERRORS = ("wire", "membership", "store", "transport", "runtime", "ops"
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     "pid": ABOVE_PID_ERRORS,
     "errors": ABOVE_PID_ERRORS,
+    "_backoff": ABOVE_PID_ERRORS,
     "wire": ("membership", "store", "transport", "runtime", "ops", "cli", "testing"),
     "membership": ("wire", "store", "transport", "runtime", "ops", "cli", "testing"),
     "store": ("transport", "runtime", "ops", "cli"),
@@ -89,7 +90,7 @@ LAYER_FILES = [
 
 
 def test_every_layer_has_source_files_to_check() -> None:
-    for layer in ("pid", "errors", "membership", "runtime"):
+    for layer in ("pid", "errors", "_backoff", "membership", "runtime"):
         assert _layer_files(layer), layer
 
 
