@@ -14,8 +14,9 @@ Rules:
   store holds every change up to the oldest one still dirty or in flight
   (tracked with a heap of (mark, key), stale entries dropped lazily).
 - Rule 3: a failed write is requeued with its old mark and retried after a
-  shared backoff (``shoal._backoff``, jittered; a success restarts it); a write that finds the session ended asks the replication
-  to open a new one, after which every bucket is written again.
+  shared backoff (``shoal._backoff``, jittered; a success restarts it); a
+  write that finds the session ended asks the replication to open a new
+  one, after which every bucket is written again.
 """
 
 from __future__ import annotations
