@@ -13,7 +13,9 @@ Rules:
   transaction, so it sees one WAL snapshot.
 - Rule 3: a live session's owner holds ``LOCK_EX`` on ``<db>.locks/<id>``.
   Whoever gets that lock with ``LOCK_NB`` has proof the owner died, and ends
-  the session. A missing lock file proves nothing (only the TTL applies).
+  the session. A lock still held is proof the owner's process exists (it may
+  be hung, e.g. SIGSTOP): that session never expires, whatever its TTL. Only
+  a session whose lock file is missing (deleted by hand) ends by its TTL.
 - Rule 4: a session end deletes all its keys at one revision and marks the
   row ended (never deletes it at once), so its owner can learn why it ended.
   Ended rows and old changes are pruned together by compaction.
@@ -32,10 +34,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from shoal.errors import NameInUse, StoreUnavailable
+from shoal.store._sqlite_read import ReadResult, prefix_range, read_changes
 from shoal.store._wake import WakeDir
-from shoal.store.base import Entry, Event, Op, Put, Snapshot
+from shoal.store.base import Entry, Op, Put, Snapshot
 
-__all__ = ["Database", "LoopReader", "ReadResult"]
+__all__ = ["Database"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
@@ -55,21 +58,6 @@ CREATE TABLE IF NOT EXISTS changes (
 ) WITHOUT ROWID;
 """
 _COMPACT_EVERY = 256
-_READ_CHUNK = 1000
-
-ReadResult = tuple[tuple[Event, ...], int, bool] | Snapshot
-"""Events after a position, the new position and whether more remain; or a
-Snapshot when the position was compacted away."""
-
-
-def _prefix_range(prefix: str) -> tuple[str, str | None]:
-    """[low, high) bounds of the keys starting with ``prefix`` (UTF-8 order)."""
-    stem = prefix
-    while stem and ord(stem[-1]) == 0x10FFFF:
-        stem = stem[:-1]
-    if not stem:
-        return prefix, None
-    return prefix, stem[:-1] + chr(ord(stem[-1]) + 1)
 
 
 class Database:
@@ -240,18 +228,25 @@ class Database:
             "UPDATE sessions SET ended = ?, ended_rev = ? WHERE id = ?", (reason, rev, session)
         )
 
-    def _try_lock(self, session: str) -> int | None:
-        """An fd holding the session's lock if its owner is provably dead, else None."""
+    def _try_lock(self, session: str) -> int | bool:
+        """Rule 3: an fd holding the session's lock if its owner is provably
+        dead; True if the lock is held (the owner's process exists); False if
+        there is no lock file (nothing is proven: the TTL decides)."""
         try:
             fd = os.open(self.locks / session, os.O_RDWR | os.O_CLOEXEC)
         except FileNotFoundError:
-            return None
+            return False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            return None
+            return True
         return fd
+
+    def _may_expire(self, session: str) -> bool:
+        """Whether a session past its TTL may be ended as expired: only when
+        no process can hold its lock, the lock file being gone (Rule 3)."""
+        return not (self.locks / session).exists()
 
     def _bury(self, session: str, fd: int) -> None:
         with contextlib.suppress(OSError):
@@ -276,14 +271,14 @@ class Database:
                     (name,),
                 ).fetchone()
                 if holder is not None:
-                    other_fd = None if holder[3] < now else self._try_lock(holder[0])
-                    if holder[3] >= now and other_fd is None:
+                    lock = self._try_lock(holder[0])
+                    if lock is True or (lock is False and holder[3] >= now):
                         raise NameInUse(
                             name, f"session {holder[0]}, pid {holder[1]} on {holder[2]}"
                         )
-                    self._end(conn, holder[0], "expired" if other_fd is None else "owner-dead")
-                    if other_fd is not None:
-                        dead.append((holder[0], other_fd))
+                    self._end(conn, holder[0], "expired" if lock is False else "owner-dead")
+                    if lock is not False:
+                        dead.append((holder[0], lock))
                 conn.execute(
                     "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
                     (session, name, info, ttl, now + ttl, os.getpid(), os.uname().nodename),
@@ -312,7 +307,7 @@ class Database:
             return "revoked"
         if row[0] is not None:
             return str(row[0])
-        if row[1] < time.monotonic():
+        if row[1] < time.monotonic() and self._may_expire(session):
             self._end(conn, session, "expired")
             return "expired"
         return None
@@ -393,16 +388,19 @@ class Database:
             live = conn.execute("SELECT id, expires FROM sessions WHERE ended IS NULL").fetchall()
         now = time.monotonic()
         for session, expires in live:
-            fd = None if expires < now or session in self._locks else self._try_lock(session)
-            if expires >= now and fd is None:
-                continue
+            # Our own sessions are alive, since we hold their locks, unless
+            # their lock files were deleted (Rule 3).
+            lock = (self._try_lock(session) if session not in self._locks
+                    else not self._may_expire(session))
+            if lock is True or (lock is False and expires >= now):
+                continue  # its owner lives (maybe hung), or its TTL still runs
             try:
                 with self._write("end a dead session") as conn:
-                    if self._live(conn, session) is None and fd is not None:
+                    if self._live(conn, session) is None and lock is not False:
                         self._end(conn, session, "owner-dead")
             finally:
-                if fd is not None:
-                    self._bury(session, fd)
+                if lock is not False:
+                    self._bury(session, lock)
         if not own:
             return {}
         with self._read("read own sessions") as conn:
@@ -423,7 +421,7 @@ class Database:
 
     def snapshot(self, prefix: str) -> Snapshot:
         """Every entry under ``prefix`` at one revision."""
-        low, high = _prefix_range(prefix)
+        low, high = prefix_range(prefix)
         with self._read("read a snapshot") as conn:
             rev = self._meta(conn, "revision")
             sql = "SELECT key, value, session, revision FROM entries WHERE key >= ?"
@@ -437,77 +435,6 @@ class Database:
     def read_changes(self, prefix: str, position: int) -> ReadResult:
         """Changes under ``prefix`` after ``position``, whole revisions at a time."""
         with self._read("read the change log") as conn:
-            found = _read_changes(conn, prefix, position)
+            found = read_changes(conn, prefix, position)
         return self.snapshot(prefix) if found is None else found
 
-
-def _read_changes(
-    conn: sqlite3.Connection, prefix: str, position: int
-) -> tuple[tuple[Event, ...], int, bool] | None:
-    """Inside a read transaction: the changes after ``position`` (at most about
-    one chunk, never half a revision), the new position and whether more
-    remain; None when ``position`` was compacted away."""
-    low, high = _prefix_range(prefix)
-    if position < Database._meta(conn, "compacted"):
-        return None
-    rev = Database._meta(conn, "revision")
-    bound = conn.execute(
-        "SELECT revision FROM changes WHERE revision > ? ORDER BY revision, seq LIMIT 1 OFFSET ?",
-        (position, _READ_CHUNK),
-    ).fetchone()
-    upto = rev if bound is None else int(bound[0])
-    sql = (
-        "SELECT kind, key, value, session, revision FROM changes"
-        " WHERE revision > ? AND revision <= ? AND key >= ?"
-    )
-    args: tuple[object, ...] = (position, upto, low)
-    if high is not None:
-        sql, args = sql + " AND key < ?", (*args, high)
-    rows = conn.execute(sql + " ORDER BY revision, seq", args).fetchall()
-    events = tuple(
-        Event(kind=kind, key=k, value=v, session=s, revision=r) for kind, k, v, s, r in rows
-    )
-    return events, upto, upto < rev
-
-
-class LoopReader:
-    """Change-log reads on the event loop thread, for wake-to-event latency.
-
-    A watcher woken by a datagram would otherwise hop to the worker thread
-    and back (two thread wake-ups, milliseconds on a loaded host). This read
-    is safe on the loop because it is tiny and cannot wait: a WAL reader
-    never waits for writers, and the connection's busy timeout is 0, so on
-    the rare SQLITE_BUSY (WAL recovery) or any other error it returns None
-    and the caller falls back to the worker thread.
-
-    Args:
-        path: the database file, already created by :meth:`Database.connect`.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._conn: sqlite3.Connection | None = None
-
-    def read_changes(
-        self, prefix: str, position: int
-    ) -> tuple[tuple[Event, ...], int, bool] | None:
-        """Like :meth:`Database.read_changes`; None means "ask the worker"."""
-        try:
-            if self._conn is None:
-                self._conn = sqlite3.connect(self._path, timeout=0, isolation_level=None)
-                self._conn.execute("PRAGMA query_only = 1")
-            self._conn.execute("BEGIN")
-            try:
-                return _read_changes(self._conn, prefix, position)
-            finally:
-                self._conn.execute("COMMIT")
-        except sqlite3.Error:
-            self.close()
-            return None
-
-    def close(self) -> None:
-        """Close the connection (it reopens on the next read)."""
-        if self._conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.close()
-            self._conn = None

@@ -21,9 +21,12 @@ Rules:
   event loop: a busy database (``BEGIN IMMEDIATE`` waits up to
   ``busy_timeout``) must not stall the node. The one exception is a
   watcher's change-log read, which cannot wait (``LoopReader``).
-- Rule 2: a session ends when it is closed, when its TTL passes without a
-  keepalive (the owner hung, e.g. SIGSTOP), or at once when its lock is free
-  (the owner died). Every client probes every ``probe_interval`` seconds.
+- Rule 2: a session ends when it is closed, or at once when its lock is
+  free (the owner died, even by ``kill -9``). A hung owner (SIGSTOP, a stuck
+  event loop) still holds its lock, which proves its process exists, so its
+  session does not expire however long the hang: the TTL applies only to a
+  session whose lock file was deleted. Every client probes every
+  ``probe_interval`` seconds.
 - Rule 3: watchers wait on wake-ups, with a slow poll (``poll_interval``)
   only as a fallback for lost wakes; the change log is the truth.
 """
@@ -44,7 +47,8 @@ from typing import TypeVar
 
 from shoal.errors import BadArgument, SessionEnded, StoreUnavailable
 from shoal.store._session import SessionCore
-from shoal.store._sqlite_db import Database, LoopReader, ReadResult
+from shoal.store._sqlite_db import Database
+from shoal.store._sqlite_read import LoopReader, ReadResult
 from shoal.store._validate import (
     check_info,
     check_name,
@@ -240,7 +244,8 @@ class SqliteStore:
         Args:
             name: unique node name (non-empty, no ``/``).
             info: opaque bytes describing the node.
-            ttl: seconds without keepalive after which the session expires.
+            ttl: seconds without keepalive after which the session expires,
+                if its lock file is gone (a held lock keeps it alive: Rule 2).
 
         Returns:
             The live session, refreshed in the background every ttl/3.

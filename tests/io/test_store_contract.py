@@ -75,8 +75,11 @@ def sqlite_factory(path: Path) -> StoreFactory:
                 yield other
 
         async def suspend(session: Session) -> None:
+            # A hung owner's held lock keeps its session alive; the TTL
+            # applies only once the lock file is gone (store.md).
             assert isinstance(session, SqliteSession)
             session.pause_keepalive()
+            (db.with_name(db.name + ".locks") / session.id).unlink()
 
         async def kill_owner(session: Session) -> None:
             assert isinstance(session, SqliteSession)

@@ -156,7 +156,32 @@ async def test_sigstopped_owner_keeps_its_session_while_within_ttl(
         assert (await child.line()).startswith("put")
 
 
-async def test_sigstopped_owner_session_expires_once_ttl_passes(
+async def test_sigstopped_owner_keeps_its_session_past_its_ttl_while_it_holds_its_lock(
+    tmp_path: Path, children: list[Child]
+) -> None:
+    # The held lock proves the process exists: a hang longer than the TTL
+    # removes nothing, the name stays taken, and the owner resumes as is.
+    db = tmp_path / "cluster.db"
+    ttl = 0.5
+    children.append(child := await start_child(db, ttl=ttl))
+    async with SqliteStore(db, probe_interval=0.05) as store:
+        os.kill(child.proc.pid, signal.SIGSTOP)
+        try:
+            stopped = time.monotonic()
+            while time.monotonic() - stopped < 4 * ttl:  # the hang lasts 4 TTLs
+                await store.probe()
+                assert {"child/0", "child/1", "child/2", "nodes/child"} <= set(
+                    (await store.snapshot("")).entries)
+                await asyncio.sleep(0.05)  # pacing the probes through the hang
+            with pytest.raises(NameInUse):
+                await store.open_session("child", b"usurper", 5)
+        finally:
+            os.kill(child.proc.pid, signal.SIGCONT)
+        await child.put("after/stop")
+        assert (await child.line()).startswith("put")  # its session never ended
+
+
+async def test_sigstopped_owner_session_expires_once_ttl_passes_if_its_lock_file_is_gone(
     tmp_path: Path, children: list[Child]
 ) -> None:
     db = tmp_path / "cluster.db"
@@ -165,6 +190,8 @@ async def test_sigstopped_owner_session_expires_once_ttl_passes(
         watch = store.watch("", (await store.snapshot("")).revision)
         os.kill(child.proc.pid, signal.SIGSTOP)
         stopped = time.monotonic()
+        for lock in (tmp_path / "cluster.db.locks").iterdir():
+            lock.unlink()  # nothing proves the owner lives any more
         deletes = await events_until(watch, child_gone, 5)
         waited = time.monotonic() - stopped
         assert 0.5 <= waited < 3, waited  # last keepalive was at most ttl/3 before the stop

@@ -27,7 +27,7 @@ from shoal.store import (
     SqliteStore,
     open_store,
 )
-from shoal.store._sqlite_db import _prefix_range
+from shoal.store._sqlite_read import prefix_range as _prefix_range
 from shoal.store._validate import check_name, check_ops, check_revision, check_ttl
 from shoal.store.view import WatchOrderError, WatchView
 
