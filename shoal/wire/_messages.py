@@ -15,6 +15,10 @@ Rules:
 3. Term fields (``request``, ``value``, ``message``, ``reason``, ``detail``)
    are not walked when built (that would tax every call); they are checked
    when encoded, and an unencodable one raises ``BadArgument`` at the sender.
+   Exit reasons are the exception: a reason (DOWN, EXIT, FAIL ``exited``)
+   is bounded when built, so one nested deeper than ``MAX_DEPTH`` is refused
+   when it arrives (``ProtocolError``) rather than accepted and found
+   unsendable when the runtime passes it on. Reasons are rare and small.
 4. Validation is cheap on purpose: ``type(x) is int`` and range checks, no
    walking. A remote call's budget is tens of microseconds.
 
@@ -29,6 +33,7 @@ from typing import Any, ClassVar, Final, Literal
 
 from shoal.errors import BadArgument
 from shoal.pid import Pid
+from shoal.wire._terms import check_term
 
 __all__ = [
     "FAIL_KINDS",
@@ -174,7 +179,8 @@ class Fail(Message):
     def __post_init__(self) -> None:
         if type(self.ref) is not int or not 0 <= self.ref < _LIMIT:
             raise _bad_int("ref", self.ref)
-        if self.kind not in FAIL_KINDS or type(self.kind) is not str:
+        # The type first: a list or map is unhashable and must not reach ``in``.
+        if type(self.kind) is not str or self.kind not in FAIL_KINDS:
             raise BadArgument("kind", self.kind, f"one of {sorted(FAIL_KINDS)}")
         if type(self.pid) is not Pid:
             raise _bad_pid("pid", self.pid)
@@ -196,6 +202,8 @@ class Fail(Message):
             raise BadArgument("detail", detail, "the mailbox limit, an int >= 0")
         elif kind == "badrequest" and type(detail) is not str:
             raise BadArgument("detail", detail, "a str for kind 'badrequest'")
+        elif kind == "exited":
+            check_term(detail, "detail")  # an exit reason: bounded (rule 3)
 
     def _wire(self) -> list[Any]:
         return [18, self.ref, self.kind, self.pid, self.detail, self.queue_len]
@@ -317,6 +325,7 @@ class Down(Message):
             raise _bad_pid("target", self.target)
         if type(self.watcher) is not Pid:
             raise _bad_pid("watcher", self.watcher)
+        check_term(self.reason, "reason")  # rule 3
 
     def _wire(self) -> list[Any]:
         return [23, self.ref, self.target, self.watcher, self.reason]
@@ -385,6 +394,7 @@ class Exit(Message):
             raise _bad_pid("sender", self.sender)
         if type(self.to) is not Pid:
             raise _bad_pid("to", self.to)
+        check_term(self.reason, "reason")  # rule 3
 
     def _wire(self) -> list[Any]:
         return [26, self.sender, self.to, self.reason]

@@ -14,6 +14,7 @@ from shoal.pid import Crash, Pid
 from shoal.wire import (
     FAIL_KINDS,
     IGNORABLE_CODES,
+    MAX_DEPTH,
     MESSAGE_TYPES,
     Bye,
     Call,
@@ -200,6 +201,39 @@ def test_too_deep_term_is_a_bad_argument() -> None:
         term = [term]
     with pytest.raises(BadArgument, match="nested"):
         pack_term(term)
+
+
+def _nested(depth: int) -> Any:
+    term: Any = "bottom"
+    for _ in range(depth):
+        term = [term]
+    return term
+
+
+REASON_CARRIERS = {
+    "down": lambda reason: [23, 1, B, A, reason],
+    "exit": lambda reason: [26, B, A, reason],
+    "fail-exited": lambda reason: [18, 1, "exited", B, reason, 0],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(REASON_CARRIERS))
+def test_an_exit_reason_nested_too_deep_is_refused_when_it_arrives(kind: str) -> None:
+    # Such a reason used to decode, then break the exit path of the process
+    # that took it on: it could not be sent on to that process's links.
+    fields = REASON_CARRIERS[kind]
+    at_limit = decode_body(_packed(fields(_nested(MAX_DEPTH))))
+    assert at_limit is not None and decode_body(encode_message(at_limit)[4:]) == at_limit
+    with pytest.raises(ProtocolError, match="nested at most 256"):
+        decode_body(_packed(fields(_nested(300))))
+
+
+def _packed(items: list[Any]) -> bytes:
+    def pid_ext(obj: Any) -> Any:
+        return msgpack.ExtType(1, msgpack.packb(list(obj)))
+
+    data: bytes = msgpack.packb(items, default=pid_ext, strict_types=True, use_bin_type=True)
+    return data
 
 
 def test_encoder_refuses_a_message_larger_than_its_max_frame() -> None:
