@@ -384,9 +384,15 @@ class Process:
             return
         self.state = DEAD
         reason = self.reason if self.reason is not None else KILLED
-        self.node._process_dead(self, reason)
-        if not self.done.done():
-            self.done.set_result(reason)
+        try:
+            self.node._process_dead(self, reason)
+        except Exception:
+            # The exit path must finish whatever went wrong: ``done`` is
+            # what every waiter (spawn, stop, wait_exit) is blocked on.
+            log.exception("process %s: telling its monitors and links failed", self.pid)
+        finally:
+            if not self.done.done():
+                self.done.set_result(reason)
 
     def __repr__(self) -> str:
         return f"<Process {self.pid} {type(self.server).__name__}>"

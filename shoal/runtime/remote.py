@@ -41,7 +41,7 @@ from shoal.errors import (
 from shoal.pid import NOCONNECTION, NOPROC, SHUTDOWN, Pid, Reason
 from shoal.runtime.messages import Down, Ref
 from shoal.runtime.process import CALL, CAST, INFO, Caller, current_process
-from shoal.runtime.replies import ReplySlot, fail_error, wire_reason
+from shoal.runtime.replies import ReplySlot, fail_error, stand_in_reason, wire_reason
 from shoal.transport import ConnectionManager, PeerConnection
 from shoal.wire import (
     Bye,
@@ -265,12 +265,28 @@ class Remote:
 
     def process_dead(self, pid: Pid, reason: Reason, watchers: list[tuple[Ref, Pid]],
                      links: list[Pid]) -> None:
-        """Tell remote watchers and linked processes that ``pid`` exited."""
+        """Tell remote watchers and linked processes that ``pid`` exited.
+
+        Part of the exit path, so it never raises: a reason that cannot
+        travel is replaced by a stated stand-in (``wire_reason``).
+        """
+        sent = wire_reason(reason)
         for ref, watcher in watchers:
-            self._send(watcher.node, WireDown(ref=ref.serial, target=pid, watcher=watcher,
-                                              reason=wire_reason(reason)))
+            self._send_signal(watcher.node, WireDown,
+                              {"ref": ref.serial, "target": pid, "watcher": watcher}, sent)
         for other in links:
-            self._send(other.node, Exit(sender=pid, to=other, reason=wire_reason(reason)))
+            self._send_signal(other.node, Exit, {"sender": pid, "to": other}, sent)
+
+    def _send_signal(self, node: str, kind: type[WireDown] | type[Exit],
+                     fields: dict[str, Any], reason: Reason) -> None:
+        """Send a DOWN or EXIT from the exit path; if this connection cannot
+        carry the reason (its frame limit is below the reason's size), send
+        the stand-in instead."""
+        try:
+            self._send(node, kind(**fields, reason=reason))
+        except BadArgument as bad:
+            log.warning("exit reason for %s replaced by a stand-in: %s", node, bad)
+            self._send(node, kind(**fields, reason=stand_in_reason(str(bad))))
 
     # -- PeerHandler ----------------------------------------------------------------
 

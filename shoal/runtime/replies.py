@@ -4,13 +4,17 @@
 ``fail_message`` turns the error a call ended with into the FAIL sent back,
 ``fail_error`` turns a received FAIL into the error the caller raises. The
 two mappings are each other's inverse; keep them side by side.
+
+``wire_reason`` is the one place an exit reason is made fit to send: the
+exit path (DOWN and EXIT to other nodes) and FAIL ``exited`` use it, and it
+never raises (a reason that cannot travel becomes a stated stand-in).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from shoal.errors import (
     BadArgument,
@@ -25,9 +29,17 @@ from shoal.errors import (
 )
 from shoal.pid import Crash, Pid, Reason
 from shoal.transport import PeerConnection
-from shoal.wire import Fail
+from shoal.wire import Fail, pack_term
 
-__all__ = ["ReplySlot", "fail_error", "fail_message", "wire_reason"]
+__all__ = [
+    "MAX_REASON_BYTES",
+    "UNSENDABLE_REASON",
+    "ReplySlot",
+    "fail_error",
+    "fail_message",
+    "stand_in_reason",
+    "wire_reason",
+]
 
 
 def fail_error(msg: Fail) -> ShoalError:
@@ -94,10 +106,42 @@ class ReplySlot:
             self.peer.send(fail_message(self.ref, self.pid, exc, len(self.mailbox)))
 
 
+UNSENDABLE_REASON: Final = "shoal.UnsendableReason"
+"""The ``type`` of the :class:`~shoal.pid.Crash` sent in place of an exit
+reason that cannot travel: not a term, nested deeper than the wire allows,
+or larger than :data:`MAX_REASON_BYTES` encoded."""
+
+MAX_REASON_BYTES: Final = 64 * 1024
+"""Largest exit reason sent as is (encoded); a larger one is replaced."""
+
+
 def wire_reason(reason: Reason) -> Reason:
+    """The exit reason as it goes on the wire: a Crash without its exception,
+    or, for a reason that cannot travel, a stand-in ``Crash`` of type
+    :data:`UNSENDABLE_REASON` whose message says why. Never raises: the exit
+    path calls it, and the exit path must never fail."""
+    if type(reason) is str and len(reason) <= MAX_REASON_BYTES // 4:
+        return reason  # the common case: a short str always travels
     if isinstance(reason, Crash):
-        return Crash(type=reason.type, message=reason.message, traceback=reason.traceback)
-    return reason
+        reason = Crash(type=reason.type, message=reason.message, traceback=reason.traceback)
+    try:
+        size = len(pack_term(reason, argument="reason"))
+    except BadArgument as bad:
+        return stand_in_reason(str(bad))
+    if size <= MAX_REASON_BYTES:
+        return reason
+    if isinstance(reason, Crash) and len(reason.type) < 1024:
+        # Keep what the crash was; shorten what it said.
+        budget = MAX_REASON_BYTES // 8
+        return Crash(type=reason.type, message=reason.message[:budget],
+                     traceback="[...]\n" + reason.traceback[-budget:])
+    return stand_in_reason(f"{size} bytes encoded, more than {MAX_REASON_BYTES}")
+
+
+def stand_in_reason(why: str) -> Crash:
+    """The stand-in for an exit reason that cannot be sent (see :func:`wire_reason`)."""
+    return Crash(type=UNSENDABLE_REASON, message=f"the exit reason cannot be sent: {why}",
+                 traceback="")
 
 
 def fail_message(ref: int, pid: Pid, exc: BaseException, queue_len: int) -> Fail:

@@ -17,6 +17,9 @@ Rules:
 - Rule 4: while the node itself stops every process, newest first, links do
   not propagate ``"shutdown"``: a child's stop must not stop its parent
   before the parent's other children.
+- Rule 5: the exit path never raises. A reason that cannot be sent to
+  another node travels as a stand-in crash (``replies.wire_reason``), and
+  ``Process`` sets ``done`` even if telling monitors and links failed.
 """
 
 from __future__ import annotations
