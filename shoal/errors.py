@@ -216,20 +216,26 @@ class ProcessExited(CalleeError):
 
 
 class Overloaded(CalleeError):
-    """The callee's mailbox is full; the request was rejected without being
-    queued, so it provably did not start. Retry elsewhere or later.
+    """The callee cannot take the request now: its mailbox is full, or its
+    node does not read what this node already sent it (more than the
+    connection's ``max_unsent`` bytes wait). The request was rejected
+    without being queued, so it provably did not start. Retry elsewhere or
+    later.
 
     Attributes:
         pid: the callee.
-        limit: its mailbox bound.
+        limit: the bound that was reached: the mailbox's (messages), or the
+            connection's (bytes).
+        detail: what was full, in words.
     """
 
     not_started = True
 
-    def __init__(self, pid: Pid, limit: int) -> None:
+    def __init__(self, pid: Pid, limit: int, detail: str = "") -> None:
         self.pid = pid
         self.limit = limit
-        super().__init__(f"{pid} is overloaded: mailbox full ({limit} messages)")
+        self.detail = detail or f"mailbox full ({limit} messages)"
+        super().__init__(f"{pid} is overloaded: {self.detail}")
 
 
 class BadRequest(CalleeError):

@@ -13,7 +13,7 @@ from typing import Any
 from shoal.errors import BadArgument
 from shoal.pid import Pid
 
-__all__ = ["check_group", "check_name", "check_pid", "check_pids", "check_timeout"]
+__all__ = ["check_group", "check_int", "check_name", "check_pid", "check_pids", "check_timeout"]
 
 MAX_NAME = 255
 
@@ -44,6 +44,13 @@ def check_timeout(value: Any, argument: str = "timeout") -> float:
     if not (value > 0 and math.isfinite(value)):
         raise BadArgument(argument, value, "a finite number of seconds > 0")
     return float(value)
+
+
+def check_int(argument: str, value: Any, minimum: int) -> int:
+    """An int (not a bool) of at least ``minimum``."""
+    if type(value) is not int or value < minimum:
+        raise BadArgument(argument, value, f"an int >= {minimum}")
+    return value
 
 
 def check_name(argument: str, value: Any) -> str:

@@ -60,7 +60,8 @@ class Messaging:
         Raises:
             BadArgument: ``pid`` is not a Pid or ``timeout`` is not > 0.
             NoSuchProcess: the callee is dead (its request never started).
-            Overloaded: the callee's mailbox is full (never started).
+            Overloaded: the callee's mailbox is full, or its node does not
+                read what this node sends it (never started).
             CallError: the callee's handler raised while handling it.
             BadRequest: the callee rejected the request.
             ProcessExited: the callee exited while handling it.
@@ -123,7 +124,8 @@ class Messaging:
 
         Raises:
             BadArgument: ``pid`` is not a Pid.
-            Overloaded: the callee's mailbox is full.
+            Overloaded: the callee's mailbox is full, or its node does not
+                read what this node sends it (nothing was queued).
         """
         self._one_way(pid, CAST, request)
 
@@ -133,7 +135,8 @@ class Messaging:
 
         Raises:
             BadArgument: ``pid`` is not a Pid.
-            Overloaded: the receiver's mailbox is full.
+            Overloaded: the receiver's mailbox is full, or its node does not
+                read what this node sends it (nothing was queued).
         """
         self._one_way(pid, INFO, message)
 

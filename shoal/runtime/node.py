@@ -33,7 +33,7 @@ from typing import Any
 from shoal.errors import BadArgument, CallTimeout, ShoalError
 from shoal.membership.table import GroupTable, MembershipEvent
 from shoal.pid import NOPROC, SHUTDOWN, Pid, Reason
-from shoal.runtime.checks import check_name, check_pid, check_timeout
+from shoal.runtime.checks import check_int, check_name, check_pid, check_timeout
 from shoal.runtime.config import (
     DEFAULT_STORE,
     load_secret,
@@ -47,20 +47,16 @@ from shoal.runtime.groups import Groups, SubscriptionHub
 from shoal.runtime.messages import Ref
 from shoal.runtime.messaging import DEFAULT_TIMEOUT, Messaging
 from shoal.runtime.node_info import NodeStatistics, node_info
-from shoal.runtime.process import (
-    Process,
-    current_process,
-)
+from shoal.runtime.process import Process, current_process
 from shoal.runtime.remote import Remote
 from shoal.runtime.replication import Replication
 from shoal.runtime.signals import Signals
 from shoal.store import Store, open_store
-from shoal.transport import ConnectionManager, TransportConfig
+from shoal.transport import DEFAULT_MAX_UNSENT, MIN_MAX_UNSENT, ConnectionManager, TransportConfig
 
 __all__ = ["Node", "NodeStatistics"]
 
 log = logging.getLogger("shoal")
-
 
 
 class Node(Messaging, Signals):
@@ -96,6 +92,9 @@ class Node(Messaging, Signals):
         session_ttl: seconds the store keeps this node's entries after it
             stops renewing its session (default 5).
         drain_timeout: seconds ``stop`` waits for in-flight calls.
+        max_unsent: bytes held at most for a peer node that does not read
+            (default 64 MiB): past it, calls, casts and sends to it raise
+            ``Overloaded``; if it stays past, it is disconnected.
         tls_cert, tls_key, tls_ca: PEM files for mutual TLS between peers:
             this node's certificate, its key, and the CA that signed every
             node's certificate. All three or none (default:
@@ -124,6 +123,7 @@ class Node(Messaging, Signals):
         heartbeat_timeout: float = 2.0,
         session_ttl: float = 5.0,
         drain_timeout: float = 5.0,
+        max_unsent: int = DEFAULT_MAX_UNSENT,
         tls_cert: str | os.PathLike[str] | None = None,
         tls_key: str | os.PathLike[str] | None = None,
         tls_ca: str | os.PathLike[str] | None = None,
@@ -138,6 +138,7 @@ class Node(Messaging, Signals):
         self.drain_timeout = check_timeout(drain_timeout, "drain_timeout")
         self.heartbeat_timeout = check_timeout(heartbeat_timeout, "heartbeat_timeout")
         self.session_ttl = check_timeout(session_ttl, "session_ttl")
+        self.max_unsent = check_int("max_unsent", max_unsent, MIN_MAX_UNSENT)
         if store is None:
             store = os.environ.get("SHOAL_STORE") or DEFAULT_STORE
         if not isinstance(store, str) and not isinstance(store, Store):
@@ -233,6 +234,7 @@ class Node(Messaging, Signals):
                     secret=load_secret(self._secret, url), host=self._listen[0],
                     port=self._listen[1], heartbeat_timeout=self.heartbeat_timeout,
                     heartbeat_interval=self.heartbeat_timeout / 4,
+                    max_unsent=self.max_unsent,
                     server_ssl=server_ssl, client_ssl=client_ssl,
                     tls_server_hostname=server_name)
                 manager = ConnectionManager(config, self.remote)

@@ -21,6 +21,16 @@ Rules:
 - Rule 4 (silence): a node silent for the heartbeat timeout is unroutable
   until bytes arrive again; silence is suspicion, not death: its members
   stay members and calls in flight keep waiting for their deadline.
+- Rule 5 (bounds): a node that does not read what this node sends it
+  (its connection is *congested*: ``max_unsent`` bytes wait, rule 5 of the
+  transport's ``_peer.py``) gets no new calls, casts or sends: they raise
+  ``Overloaded`` (not started; a group call moves on). Answers this node
+  owes it (replies, failures, Down, exit signals) are still queued, and the
+  transport disconnects the peer if it stays congested; an answer that
+  cannot be queued any more is dropped with that disconnect, so the far
+  side's call fails ``NodeDown``. Messages waiting for a dial (the backlog)
+  are bounded too: past ``MAX_BACKLOG`` messages for one node, casts and
+  sends to it raise ``Overloaded``.
 """
 
 from __future__ import annotations
@@ -67,6 +77,7 @@ __all__ = ["PeerInfo", "Remote"]
 log = logging.getLogger("shoal")
 
 REDIAL_FIRST, REDIAL_MAX = 0.05, 1.0  # seconds between redials, before jitter
+MAX_BACKLOG = 10_000  # messages waiting for the dial to one node (Rule 5)
 
 
 class PeerInfo:
@@ -150,6 +161,8 @@ class Remote:
                 raise CallTimeout(pid, timeout)
         if self._backlog and pid.node in self._backlog:
             self._flush_backlog(pid.node, conn)  # earlier casts/sends go first
+        if conn.congested:
+            raise self._overloaded(pid, conn)
         ref = self._next_ref
         self._next_ref = ref + 1
         me = current_process.get()
@@ -163,6 +176,23 @@ class Remote:
         finally:
             self.pending.pop(ref, None)
 
+    def _overloaded(self, pid: Pid, conn: PeerConnection) -> Overloaded:
+        limit = self.manager.config.max_unsent if self.manager is not None else 0
+        return Overloaded(pid, limit, f"node {pid.node} is not reading: {conn.unsent} bytes "
+                                      f"wait to be sent to it (bound {limit})")
+
+    def _send_request(self, pid: Pid, msg: Message) -> None:
+        """A cast or send: refused, not queued, when the node does not read
+        or too much already waits for its dial (Rule 5)."""
+        backlog = self._backlog.get(pid.node)
+        if backlog is not None and len(backlog) >= MAX_BACKLOG:
+            raise Overloaded(pid, MAX_BACKLOG, f"{len(backlog)} messages wait for the "
+                                               f"connection to node {pid.node}")
+        conn = self._connection(pid.node)
+        if conn is not None and conn.congested:
+            raise self._overloaded(pid, conn)
+        self._send(pid.node, msg)
+
     def _send(self, node: str, msg: Message) -> bool:
         backlog = self._backlog.get(node)
         if backlog is not None:
@@ -175,7 +205,15 @@ class Remote:
                 self._backlog[node] = [msg]
                 self.node._loop.create_task(self._send_later(peer))
             return False
-        conn.send(msg)
+        try:
+            conn.send(msg)
+        except NodeDown as exc:
+            # The transport just disconnected a peer that stopped reading
+            # (Rule 5): this message goes with the connection, whose loss
+            # is reported to everything waiting on that node.
+            log.info("dropping %s to %s: %s", type(msg).__name__, node, exc)
+            self._undeliverable(msg)
+            return False
         return True
 
     async def _send_later(self, peer: PeerInfo) -> None:
@@ -215,11 +253,11 @@ class Remote:
 
     def cast(self, pid: Pid, request: Any) -> None:
         if self._known(pid):
-            self._send(pid.node, Cast(to=pid, request=request))
+            self._send_request(pid, Cast(to=pid, request=request))
 
     def send(self, pid: Pid, message: Any) -> None:
         if self._known(pid):
-            self._send(pid.node, Send(to=pid, message=message))
+            self._send_request(pid, Send(to=pid, message=message))
 
     def _known(self, pid: Pid) -> bool:
         peer = self.peers.get(pid.node)

@@ -5,11 +5,20 @@
 :class:`PeerHandler` to receive messages and peer up/down/silent/alive.
 """
 
-from shoal.transport._config import PeerHandler, TransportConfig, backoff_delays
+from shoal.transport._config import (
+    DEFAULT_MAX_UNSENT,
+    MIN_MAX_UNSENT,
+    PeerHandler,
+    PeerStatistics,
+    TransportConfig,
+    backoff_delays,
+)
 from shoal.transport._manager import ConnectionManager
-from shoal.transport._peer import PeerConnection, PeerStatistics
+from shoal.transport._peer import PeerConnection
 
 __all__ = [
+    "DEFAULT_MAX_UNSENT",
+    "MIN_MAX_UNSENT",
     "ConnectionManager",
     "PeerConnection",
     "PeerHandler",

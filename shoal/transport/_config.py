@@ -1,7 +1,8 @@
 """Transport configuration, the callback interface to the runtime, and backoff.
 
 Owns: every tunable of the transport (one frozen value, checked when
-built), the :class:`PeerHandler` interface through which the runtime hears
+built), the frozen :class:`PeerStatistics` snapshot of a connection, the
+:class:`PeerHandler` interface through which the runtime hears
 about peers and messages, and the reconnect backoff schedule (shoal's one
 schedule, ``shoal._backoff``, with this configuration's parameters).
 
@@ -39,7 +40,20 @@ from shoal.wire import DEFAULT_MAX_FRAME, HANDSHAKE_MAX_FRAME, HandshakeConfig, 
 if TYPE_CHECKING:
     from shoal.transport._peer import PeerConnection
 
-__all__ = ["PeerHandler", "TransportConfig", "backoff_delays"]
+__all__ = [
+    "DEFAULT_MAX_UNSENT",
+    "MIN_MAX_UNSENT",
+    "PeerHandler",
+    "PeerStatistics",
+    "TransportConfig",
+    "backoff_delays",
+]
+
+DEFAULT_MAX_UNSENT = 64 * 1024 * 1024
+"""Bytes this node holds at most for one peer that does not read (see
+``TransportConfig.max_unsent``)."""
+MIN_MAX_UNSENT = 64 * 1024
+"""The smallest ``max_unsent``: asyncio's default write-buffer high-water mark."""
 
 
 def _positive(name: str, value: Any) -> None:
@@ -77,7 +91,15 @@ class TransportConfig:
             together.
         write_buffer_high: bytes buffered in the socket transport before
             writing pauses (``PeerConnection.write_paused``); None keeps
-            asyncio's default.
+            asyncio's default (64 KiB). Below ``max_unsent``.
+        max_unsent: the bound on bytes this node holds for one peer, sent
+            but not yet taken by the peer's socket (default 64 MiB, at least
+            64 KiB). At or past it the connection is *congested*
+            (``PeerConnection.congested``: the runtime then refuses new
+            calls, casts and sends to that node with ``Overloaded``); a peer
+            congested for ``heartbeat_timeout`` is disconnected, and a send
+            that finds twice this bound unsent disconnects at once (rule 5
+            of ``_peer.py``).
     """
 
     cluster: str
@@ -100,6 +122,7 @@ class TransportConfig:
     backoff_multiplier: float = 2.0
     backoff_jitter: float = 0.5
     write_buffer_high: int | None = None
+    max_unsent: int = DEFAULT_MAX_UNSENT
 
     def __post_init__(self) -> None:
         self.handshake_config()  # validates cluster, node, creation, secret
@@ -126,10 +149,14 @@ class TransportConfig:
             raise BadArgument("max_connect_attempts", self.max_connect_attempts, "an int >= 1")
         if type(self.max_frame) is not int or self.max_frame < HANDSHAKE_MAX_FRAME:
             raise BadArgument("max_frame", self.max_frame, f"an int >= {HANDSHAKE_MAX_FRAME}")
+        if type(self.max_unsent) is not int or self.max_unsent < MIN_MAX_UNSENT:
+            raise BadArgument("max_unsent", self.max_unsent, f"an int >= {MIN_MAX_UNSENT}")
         if self.write_buffer_high is not None and (
-            type(self.write_buffer_high) is not int or self.write_buffer_high < 1
+            type(self.write_buffer_high) is not int
+            or not 1 <= self.write_buffer_high < self.max_unsent
         ):
-            raise BadArgument("write_buffer_high", self.write_buffer_high, "an int >= 1 or None")
+            raise BadArgument("write_buffer_high", self.write_buffer_high,
+                              "None or an int >= 1 and below max_unsent")
 
     def handshake_config(self) -> HandshakeConfig:
         """The wire-level identity derived from this configuration.
@@ -162,6 +189,30 @@ def backoff_delays(config: TransportConfig, rng: random.Random) -> Iterator[floa
         initial=config.backoff_initial, maximum=max(config.backoff_max, config.backoff_initial),
         multiplier=config.backoff_multiplier, jitter=config.backoff_jitter, rng=rng,
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerStatistics:
+    """A snapshot of one connection's counters.
+
+    Attributes:
+        bytes_sent, bytes_received: totals on the socket.
+        messages_sent, messages_received: frames after the handshake.
+        write_paused: the socket buffer is above its high-water mark.
+        buffered: bytes accepted for sending that the socket has not taken
+            yet (``PeerConnection.unsent``; bounded, rule 5).
+        congested: ``buffered`` is at or past ``max_unsent``.
+        silent: the peer is currently reported silent.
+    """
+
+    bytes_sent: int
+    bytes_received: int
+    messages_sent: int
+    messages_received: int
+    write_paused: bool
+    buffered: int
+    congested: bool
+    silent: bool
 
 
 class PeerHandler(Protocol):

@@ -22,6 +22,17 @@ Rules:
 4. Every ending records one ``close_reason`` and resolves ``wait_closed``;
    a protocol error or failed handshake is logged with the peer's address
    and closes only this connection.
+5. Unsent bytes are bounded (``max_unsent``, default 64 MiB): bytes accepted
+   by ``send`` that the socket has not taken yet (``unsent``: this object's
+   queue plus the transport's buffer). At or past the bound the connection
+   is ``congested``: the runtime refuses new calls, casts and sends to the
+   peer (``Overloaded``), while answers it owes (replies, failures, Down,
+   exit signals) are still queued. A peer congested for ``heartbeat_timeout``
+   is disconnected, and so is one for which a ``send`` finds twice the bound
+   unsent (that send raises ``NodeDown``): a peer that never reads costs at
+   most twice the bound plus one frame. Disconnecting aborts (a BYE could
+   not be read anyway); the peer's side sees the connection drop, and calls
+   it had in flight here fail ``NodeDown`` (delivery unknown).
 
 Built on ``asyncio.Protocol`` rather than streams: no reader task, no
 StreamReader buffering, callbacks straight from the loop.
@@ -31,40 +42,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from shoal.errors import BadArgument, NodeDown, ProtocolError
 from shoal.pid import Pid
+from shoal.transport._config import PeerStatistics
 from shoal.wire import Closed, Connection, Established, Message, Ping, Pong
 
 if TYPE_CHECKING:
     from shoal.transport._manager import ConnectionManager
 
-__all__ = ["PeerConnection", "PeerStatistics"]
+__all__ = ["PeerConnection"]
 
 logger = logging.getLogger("shoal.transport")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PeerStatistics:
-    """A snapshot of one connection's counters.
-
-    Attributes:
-        bytes_sent, bytes_received: totals on the socket.
-        messages_sent, messages_received: frames after the handshake.
-        write_paused: the socket buffer is above its high-water mark.
-        buffered: bytes queued in this object, not yet handed to the socket.
-        silent: the peer is currently reported silent.
-    """
-
-    bytes_sent: int
-    bytes_received: int
-    messages_sent: int
-    messages_received: int
-    write_paused: bool
-    buffered: int
-    silent: bool
 
 
 class PeerConnection(asyncio.Protocol):
@@ -91,8 +81,16 @@ class PeerConnection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         # Invariant: frames accepted by send() but not yet written; non-empty
-        # only while a flush is scheduled.
+        # only while a flush is scheduled. _out_bytes == sum(map(len, _out)).
         self._out: list[bytes] = []
+        self._out_bytes = 0
+        # Invariant: unpaused, the transport buffers at most _high_water bytes
+        # (asyncio pauses us the moment it holds more), so an unpaused
+        # connection with _out_bytes + _high_water below a bound is below it.
+        self._high_water = self._config.write_buffer_high or 64 * 1024
+        # Invariant: loop time since when unsent >= max_unsent, as seen by
+        # the heartbeat timer; None while below.
+        self._congested_since: float | None = None
         self._flush_scheduled = False
         self._writable = asyncio.Event()
         self._writable.set()
@@ -127,6 +125,22 @@ class PeerConnection(asyncio.Protocol):
     def write_paused(self) -> bool:
         """True while the socket buffer is above its high-water mark."""
         return not self._writable.is_set()
+
+    @property
+    def unsent(self) -> int:
+        """Bytes accepted by ``send`` that the socket has not taken yet."""
+        buffered = self._transport.get_write_buffer_size() if self._transport else 0
+        return self._out_bytes + buffered
+
+    @property
+    def congested(self) -> bool:
+        """True while ``unsent`` is at or past ``max_unsent`` (rule 5): the
+        peer is not reading what this node sends it. New requests to the
+        peer should be refused, not queued."""
+        limit = self._config.max_unsent
+        if self._writable.is_set() and self._out_bytes + self._high_water < limit:
+            return False  # the cheap answer, exact by the invariant on _high_water
+        return self.unsent >= limit
 
     def send(self, msg: Message) -> None:
         """Send a message: the first of a loop turn is written at once, the
@@ -167,9 +181,12 @@ class PeerConnection(asyncio.Protocol):
         self._queue(self._wire.send_reply(ref, value, queue_len))
 
     def _queue(self, data: bytes) -> None:
+        if not self._writable.is_set() or self._out_bytes >= self._config.max_unsent:
+            self._check_room()
         self._counts[2] += 1
         if self._flush_scheduled:
             self._out.append(data)
+            self._out_bytes += len(data)
         else:
             # The first frame of a loop turn goes out at once (latency: no
             # extra turn before a lone reply leaves); frames sent later in
@@ -238,6 +255,8 @@ class PeerConnection(asyncio.Protocol):
         """
         self._set_reason(reason)
         self._wire.close(reason)
+        self._out.clear()
+        self._out_bytes = 0
         if self._transport is not None:
             self._transport.abort()
 
@@ -248,11 +267,12 @@ class PeerConnection(asyncio.Protocol):
             A :class:`PeerStatistics`.
         """
         out, into, sent, received = self._counts
-        buffered = self._transport.get_write_buffer_size() if self._transport else 0
+        unsent = self.unsent
         return PeerStatistics(
             bytes_sent=out, bytes_received=into, messages_sent=sent,
             messages_received=received, write_paused=self.write_paused,
-            buffered=buffered + sum(map(len, self._out)), silent=self.silent,
+            buffered=unsent, congested=unsent >= self._config.max_unsent,
+            silent=self.silent,
         )  # fmt: skip
 
     # --- asyncio.Protocol -----------------------------------------------
@@ -311,6 +331,7 @@ class PeerConnection(asyncio.Protocol):
         self._set_reason(f"connection lost: {exc}" if exc else "connection closed by peer")
         self._writable.set()
         self._out.clear()
+        self._out_bytes = 0
         reason = self.close_reason or "closed"
         if not self._established.done():
             self._established.set_exception(
@@ -347,7 +368,22 @@ class PeerConnection(asyncio.Protocol):
             return
         data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
         self._out.clear()
+        self._out_bytes = 0
         self._write_now(data)
+
+    def _check_room(self) -> None:
+        """Disconnect a peer for which twice ``max_unsent`` waits (rule 5)."""
+        unsent = self.unsent
+        if unsent >= 2 * self._config.max_unsent:
+            self._disconnect_congested(
+                f"peer not reading: {unsent} bytes unsent, twice the bound of "
+                f"{self._config.max_unsent}")
+            raise NodeDown(self.peer_node or "?", f"connection {self.close_reason}")
+
+    def _disconnect_congested(self, reason: str) -> None:
+        logger.warning("disconnecting node %s at %s: %s",
+                       self.peer_node, self.peer_address, reason)
+        self.abort(reason)
 
     def _handle(self, events: list[Any]) -> None:
         manager = self._manager
@@ -418,6 +454,17 @@ class PeerConnection(asyncio.Protocol):
             return
         now = self._loop.time()
         config = self._config
+        if self.congested:
+            since = self._congested_since
+            if since is None:
+                self._congested_since = now
+            elif now - since >= config.heartbeat_timeout:
+                self._disconnect_congested(
+                    f"peer not reading: {self.unsent} bytes unsent (bound "
+                    f"{config.max_unsent}) for {now - since:.1f}s")
+                return
+        else:
+            self._congested_since = None
         if now - self._last_send >= config.heartbeat_interval:
             self._ping_seq += 1
             try:

@@ -1,0 +1,149 @@
+"""Nodes and a peer that does not read: bounded memory, Overloaded, disconnect.
+
+Two nodes in this process share a SQLite store and talk over loopback; one
+of them stops reading its connection (its socket's reading is paused, as a
+hung or hostile peer would). Calls, casts and sends towards it fail
+``Overloaded`` without being queued once ``max_unsent`` bytes wait. A raw
+peer that floods a node with calls and never reads the replies makes the
+node hold at most twice the bound before it drops the connection. Memory is
+measured by the connection's statistics, not by RSS; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import shoal
+from shoal.transport import PeerConnection
+from shoal.wire import Call, Connection, Established, HandshakeConfig
+
+SECRET = b"node-bounds-test-secret-0123456789"
+CLUSTER = "bounds"
+BOUND = 256 * 1024
+CHUNK = 64 * 1024
+SLACK = CHUNK + 1024  # one frame past a check
+WAIT = 5.0
+
+
+class Echo(shoal.GenServer):
+    async def handle_call(self, request: Any, caller: shoal.Caller) -> Any:
+        return request
+
+
+def _connection(node: shoal.Node, peer: str) -> PeerConnection:
+    manager = node.remote.manager
+    assert manager is not None
+    conn = manager.get(peer)
+    assert conn is not None
+    return conn
+
+
+@pytest.fixture
+async def pair(tmp_path: Path) -> AsyncIterator[tuple[shoal.Node, shoal.Node, shoal.Pid]]:
+    """Nodes "a" and "b" connected; an Echo on "b" that "a" called once."""
+    store = f"sqlite://{tmp_path}/cluster.db"
+    async with shoal.Node("a", cluster=CLUSTER, store=store, secret=SECRET,
+                          max_unsent=BOUND) as a, \
+            shoal.Node("b", cluster=CLUSTER, store=store, secret=SECRET) as b:
+        pid = await b.spawn(Echo)
+        assert await a.call(pid, "hello", WAIT) == "hello"
+        yield a, b, pid
+
+
+async def test_calls_casts_and_sends_to_a_node_that_does_not_read_fail_overloaded(
+        pair: tuple[shoal.Node, shoal.Node, shoal.Pid]) -> None:
+    a, b, pid = pair
+    deaf = _connection(b, "a")
+    transport = deaf._transport
+    assert transport is not None
+    transport.pause_reading()  # "b" stops reading what "a" sends it
+    towards_b = _connection(a, "b")
+    refused: shoal.Overloaded | None = None
+    for _ in range(2000):  # bounded: the kernel takes a few MiB at most
+        try:
+            a.cast(pid, b"x" * CHUNK)
+        except shoal.Overloaded as exc:
+            refused = exc
+            break
+        await asyncio.sleep(0)  # let the loop hand the frames to the socket
+    assert refused is not None and refused.not_started
+    assert "not reading" in str(refused)
+    stats = towards_b.statistics()
+    assert stats.congested and BOUND <= stats.buffered < BOUND + SLACK
+    with pytest.raises(shoal.Overloaded) as call:
+        await a.call(pid, "more", WAIT)
+    assert call.value.not_started and call.value.limit == BOUND
+    with pytest.raises(shoal.Overloaded):
+        a.send(pid, "more")
+    # Refused, not queued: nothing was added to what waits.
+    assert towards_b.statistics().buffered == stats.buffered
+    transport.resume_reading()  # it reads again: calls go through
+    await asyncio.wait_for(towards_b.wait_writable(), WAIT)
+    assert await a.call(pid, "again", WAIT) == "again"
+
+
+class DeafCaller(asyncio.Protocol):
+    """A raw peer: completes the handshake, sends calls, never reads a reply."""
+
+    def __init__(self) -> None:
+        config = HandshakeConfig(cluster=CLUSTER, node="deaf", creation=1, secret=SECRET)
+        self.wire = Connection(config, initiator=True)
+        self.established = asyncio.Event()
+        self.lost = asyncio.Event()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.wire.data_to_send())
+
+    def data_received(self, data: bytes) -> None:
+        events = self.wire.receive_data(data)
+        if out := self.wire.data_to_send():
+            self.transport.write(out)  # type: ignore[union-attr]
+        if any(isinstance(e, Established) for e in events):
+            self.established.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set()
+
+
+async def test_a_peer_flooding_calls_without_reading_replies_is_bounded_then_dropped(
+        tmp_path: Path) -> None:
+    store = f"sqlite://{tmp_path}/cluster.db"
+    async with shoal.Node("b", cluster=CLUSTER, store=store, secret=SECRET,
+                          max_unsent=BOUND) as b:
+        pid = await b.spawn(Echo)
+        assert b.address is not None
+        loop = asyncio.get_running_loop()
+        _, peer = await loop.create_connection(DeafCaller, *b.address)
+        await asyncio.wait_for(peer.established.wait(), WAIT)
+        assert peer.transport is not None
+        peer.transport.pause_reading()
+        blob = b"r" * CHUNK
+        for ref in range(1, 401):  # 25 MiB of replies: more than any socket buffers
+            peer.transport.write(peer.wire.send(
+                Call(ref=ref, sender=None, to=pid, request=blob, timeout_ms=60_000)))
+        most = 0
+        deadline = loop.time() + 10 * WAIT
+        while not peer.lost.is_set() and loop.time() < deadline:
+            manager = b.remote.manager
+            conn = manager.get("deaf") if manager is not None else None
+            if conn is not None:
+                most = max(most, conn.statistics().buffered)
+            await asyncio.sleep(0)  # let "b" read calls and queue replies
+        assert peer.lost.is_set(), "the node never dropped a peer that does not read"
+        assert BOUND <= most < 2 * BOUND + SLACK
+        peer.transport.close()
+        assert await b.call(pid, "still serving", WAIT) == "still serving"
+
+
+def test_max_unsent_is_checked_when_the_node_is_made() -> None:
+    with pytest.raises(shoal.BadArgument) as info:
+        shoal.Node("n", store="memory://", max_unsent=100)
+    assert info.value.argument == "max_unsent"
