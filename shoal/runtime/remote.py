@@ -1,8 +1,9 @@
 """Messaging between nodes: remote calls, casts, sends, monitors, links.
 
 ``Remote`` is the runtime's side of the transport: it implements the
-transport's ``PeerHandler`` callbacks and turns wire messages into local
-deliveries, and local operations on remote pids into wire messages.
+transport's ``PeerHandler`` callbacks and turns local operations on remote
+pids into wire messages. What peers send is handled by its part
+``inbound.Inbound``, which also enforces that a peer speaks only for itself.
 
 Rules:
 
@@ -45,25 +46,21 @@ from shoal.errors import (
     CallTimeout,
     NodeDown,
     NoSuchProcess,
-    Overloaded,
     ShoalError,
 )
 from shoal.pid import NOCONNECTION, NOPROC, SHUTDOWN, Pid, Reason
+from shoal.runtime.inbound import Inbound
 from shoal.runtime.messages import Down, Ref
-from shoal.runtime.process import CALL, CAST, INFO, Caller, current_process
-from shoal.runtime.replies import ReplySlot, fail_error, stand_in_reason, wire_reason
+from shoal.runtime.process import current_process
+from shoal.runtime.replies import stand_in_reason, wire_reason
 from shoal.transport import ConnectionManager, PeerConnection
 from shoal.wire import (
-    Bye,
-    Call,
     Cast,
     Demonitor,
     Exit,
-    Fail,
     Link,
     Message,
     Monitor,
-    Reply,
     Send,
     Unlink,
 )
@@ -102,8 +99,9 @@ class Remote:
         # Invariant: the latest incarnation of every other node the store
         # showed us, by name.
         self.peers: dict[str, PeerInfo] = {}
-        # Invariant: calls sent and not yet answered: ref -> (future, callee).
-        self.pending: dict[int, tuple[asyncio.Future[Any], Pid]] = {}
+        # Invariant: calls sent and not yet answered: ref -> (future, callee,
+        # the connection the CALL went out on; only it may answer).
+        self.pending: dict[int, tuple[asyncio.Future[Any], Pid, PeerConnection]] = {}
         # Invariant: one redial task per node whose connection broke while
         # the store still lists it.
         self._redials: dict[str, asyncio.Task[None]] = {}
@@ -116,6 +114,7 @@ class Remote:
         # sender to one receiver arrive in the order sent, as in Erlang.
         self._backlog: dict[str, list[Message]] = {}
         self.on_node_lost: list[Any] = []
+        self._inbound = Inbound(self, node)
 
     # -- sending ------------------------------------------------------------------
 
@@ -169,7 +168,7 @@ class Remote:
         future: asyncio.Future[Any] = loop.create_future()
         conn.send_call(ref, me.pid if me is not None else None, pid, request,
                        int(timeout * 1000))
-        self.pending[ref] = (future, pid)
+        self.pending[ref] = (future, pid, conn)
         node._deadlines.add(future, timeout, pid)
         try:
             return await future
@@ -265,8 +264,8 @@ class Remote:
 
     def monitor(self, ref: Ref, watcher: Pid, target: Pid) -> None:
         if not self._known(target):
-            self._deliver_down(ref, watcher, target, NOPROC if self._stale(target)
-                               else NOCONNECTION)
+            self.deliver_down(ref, watcher, target, NOPROC if self._stale(target)
+                              else NOCONNECTION)
             return
         self.monitors[ref.serial] = (ref, watcher, target)
         self._send(target.node, Monitor(ref=ref.serial, watcher=watcher, target=target))
@@ -385,16 +384,17 @@ class Remote:
 
     def node_lost(self, name: str, detail: str, *, not_started: bool = False) -> None:
         """Fail everything in flight towards ``name`` (Rule 3)."""
-        for future, pid in list(self.pending.values()):
+        for future, pid, _ in list(self.pending.values()):
             if pid.node == name and not future.done():
                 future.set_exception(NodeDown(name, detail, not_started=not_started))
         for serial, (mref, watcher, target) in list(self.monitors.items()):
             if target.node == name:
                 del self.monitors[serial]
-                self._deliver_down(mref, watcher, target, NOCONNECTION)
+                self.deliver_down(mref, watcher, target, NOCONNECTION)
         self.node._remote_node_lost(name)
 
-    def _deliver_down(self, ref: Ref, watcher: Pid, target: Pid, reason: Reason) -> None:
+    def deliver_down(self, ref: Ref, watcher: Pid, target: Pid, reason: Reason) -> None:
+        """Give a local watcher the Down of its monitor on a remote target."""
         proc = self.node.local_process(watcher)
         if proc is not None:
             proc.monitoring.pop(ref, None)
@@ -404,102 +404,7 @@ class Remote:
         entry = self.monitors.pop(serial, None)
         if entry is not None:
             ref, watcher, _ = entry
-            self._deliver_down(ref, watcher, target, reason)
+            self.deliver_down(ref, watcher, target, reason)
 
     def on_message(self, peer: PeerConnection, msg: Message) -> None:
-        kind = type(msg)
-        if kind is Call:
-            self._on_call(peer, msg)  # type: ignore[arg-type]
-        elif kind is Reply:
-            entry = self.pending.pop(msg.ref, None)  # type: ignore[attr-defined]
-            if entry is not None:
-                future, pid = entry
-                self.node.queue_lengths[pid] = msg.queue_len  # type: ignore[attr-defined]
-                if not future.done():
-                    future.set_result(msg.value)  # type: ignore[attr-defined]
-            # else: the caller gave up (timed out): a late reply is dropped.
-        elif kind is Fail:
-            entry = self.pending.pop(msg.ref, None)  # type: ignore[attr-defined]
-            if entry is not None:
-                future, pid = entry
-                self.node.queue_lengths[pid] = msg.queue_len  # type: ignore[attr-defined]
-                if not future.done():
-                    future.set_exception(fail_error(msg))  # type: ignore[arg-type]
-        elif kind is Cast or kind is Send:
-            self._on_cast(msg)
-        elif kind is Monitor:
-            self._on_monitor(peer, msg)  # type: ignore[arg-type]
-        elif kind is Demonitor:
-            target = self.node.local_process(msg.target)  # type: ignore[attr-defined]
-            if target is not None:
-                w: Pid = msg.watcher  # type: ignore[attr-defined]
-                target.monitored_by.pop(Ref(w.node, w.creation, msg.ref), None)  # type: ignore[attr-defined]
-        elif kind is WireDown:
-            self._remote_down(msg.ref, msg.target, msg.reason)  # type: ignore[attr-defined]
-        elif kind is Link:
-            self._on_link(peer, msg)  # type: ignore[arg-type]
-        elif kind is Unlink:
-            proc = self.node.local_process(msg.b)  # type: ignore[attr-defined]
-            if proc is not None:
-                proc.links.discard(msg.a)  # type: ignore[attr-defined]
-        elif kind is Exit:
-            proc = self.node.local_process(msg.to)  # type: ignore[attr-defined]
-            if proc is not None:
-                if msg.sender in proc.links:  # type: ignore[attr-defined]
-                    proc.links.discard(msg.sender)  # type: ignore[attr-defined]
-                self.node.exit_signal(proc, msg.sender, msg.reason)  # type: ignore[attr-defined]
-        elif kind is Bye:
-            pass  # the transport reports the peer down right after
-        else:  # pragma: no cover - the codec only yields the types above
-            raise BadArgument("msg", msg, "a known wire message")
-
-    def _on_call(self, peer: PeerConnection, msg: Call) -> None:
-        node = self.node
-        proc = node._procs.get(msg.to)
-        if proc is None:
-            peer.send(Fail(ref=msg.ref, kind="noproc", pid=msg.to, detail=None, queue_len=0))
-            return
-        loop = node._loop
-        # The caller stops listening at its deadline: past it, the request is
-        # dropped unrun (the process sees the slot as done).
-        slot = ReplySlot(peer, msg.ref, msg.to, proc.mailbox,
-                          loop.time() + msg.timeout_ms / 1000 if msg.timeout_ms else 0.0,
-                          loop.time)
-        try:
-            proc.deliver(CALL, msg.request, Caller(msg.sender, slot))  # type: ignore[arg-type]
-        except NoSuchProcess:
-            peer.send(Fail(ref=msg.ref, kind="noproc", pid=msg.to, detail=None, queue_len=0))
-            return
-        except Overloaded as exc:
-            peer.send(Fail(ref=msg.ref, kind="overloaded", pid=msg.to, detail=exc.limit,
-                           queue_len=len(proc.mailbox)))
-            return
-
-    def _on_cast(self, msg: Message) -> None:
-        to: Pid = msg.to  # type: ignore[attr-defined]
-        proc = self.node.local_process(to)
-        if proc is None:
-            return  # casts and sends to dead pids are dropped, as in Erlang
-        try:
-            if type(msg) is Cast:
-                proc.deliver(CAST, msg.request, None)
-            else:
-                proc.deliver(INFO, msg.message, None)  # type: ignore[attr-defined]
-        except Overloaded:
-            log.warning("dropped a message to %s: mailbox full", to)
-
-    def _on_monitor(self, peer: PeerConnection, msg: Monitor) -> None:
-        target = self.node.local_process(msg.target)
-        if target is None:
-            peer.send(WireDown(ref=msg.ref, target=msg.target, watcher=msg.watcher,
-                               reason=NOPROC))
-            return
-        w = msg.watcher
-        target.monitored_by[Ref(w.node, w.creation, msg.ref)] = w
-
-    def _on_link(self, peer: PeerConnection, msg: Link) -> None:
-        proc = self.node.local_process(msg.b)
-        if proc is None:
-            peer.send(Exit(sender=msg.b, to=msg.a, reason=NOPROC))
-            return
-        proc.links.add(msg.a)
+        self._inbound.on_message(peer, msg)  # see inbound.py

@@ -19,6 +19,10 @@ Rules:
    was written for that long, and reports the peer silent if nothing was
    read for ``heartbeat_timeout``. Any bytes read make it alive again.
    PING is answered with PONG here; neither reaches the runtime.
+5. Messages read before the connection ended (a BYE or a bad frame later
+   in the same read) are still delivered, in order, after the connection
+   is closed: answers to them are dropped quietly by whoever answers
+   (``is_open`` is False), never logged per message.
 4. Every ending records one ``close_reason`` and resolves ``wait_closed``;
    a protocol error or failed handshake is logged with the peer's address
    and closes only this connection.
@@ -394,7 +398,10 @@ class PeerConnection(asyncio.Protocol):
                     continue  # a connection the manager refused; it is closing
                 self._counts[3] += 1
                 if kind is Ping:
-                    self.send(Pong(seq=event.seq))
+                    # A BYE or a bad frame later in the same read has closed
+                    # the connection already: nobody would read the PONG.
+                    if self.is_open:
+                        self.send(Pong(seq=event.seq))
                 elif kind is not Pong:
                     # The hot path: straight to the handler (no wrapper call);
                     # its exceptions are logged, as every callback's are.

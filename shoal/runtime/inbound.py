@@ -1,0 +1,269 @@
+"""Messages from peers: what this node takes from another node, and its answers.
+
+Owns: the handling of every message an authenticated peer sends after the
+handshake (the transport's ``on_message``, delegated here by ``Remote``):
+deliveries to local processes, answers to this node's calls, monitors and
+links set up from other nodes. ``Remote`` owns the tables (``pending``,
+``monitors``); this part reads them and only removes what a message
+legitimately completes.
+
+Rules:
+
+1. An authenticated peer speaks only for itself (STYLE.md rule 21; Erlang's
+   runtime refuses a link or exit signal whose sender is not on the
+   connection's node). A connection belongs to one incarnation, so "itself"
+   is its node name *and* creation:
+
+   - a REPLY or FAIL is taken only from the connection its CALL went out
+     on (``pending`` records it); one for a ref this node is not waiting
+     for on that connection is dropped (a late answer after a timeout looks
+     the same, and is harmless);
+   - a DOWN only from the monitored pid's incarnation, for a monitor its
+     watcher holds on that target;
+   - CALL's sender, MONITOR's and DEMONITOR's watcher, LINK's and UNLINK's
+     ``a`` and EXIT's sender must be pids of the sending incarnation.
+
+   A message that breaks the rule is dropped. The first on a connection is
+   logged at WARNING with the peer's name, later ones at DEBUG: logs grow
+   with connections, not with what a peer chooses to send.
+2. Answers (FAIL ``noproc``, DOWN ``noproc``, EXIT ``noproc``) go back on the
+   connection the message came on, only while it is open: a BYE or a bad
+   frame later in the same read closed it before the message was handled,
+   and nobody would read the answer (rule 5 of the transport's ``_peer``).
+3. Unknown message types raise (the codec yields only the types below).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from typing import Any, Protocol
+
+from shoal.errors import BadArgument, NoSuchProcess, Overloaded
+from shoal.pid import NOPROC, Pid, Reason
+from shoal.runtime.messages import Ref
+from shoal.runtime.process import CALL, CAST, INFO, Caller, Process
+from shoal.runtime.replies import ReplySlot, fail_error
+from shoal.transport import PeerConnection
+from shoal.wire import (
+    Bye,
+    Call,
+    Cast,
+    Demonitor,
+    Exit,
+    Fail,
+    Link,
+    Message,
+    Monitor,
+    Reply,
+    Send,
+    Unlink,
+)
+from shoal.wire import Down as WireDown
+
+__all__ = ["Inbound", "LocalNode", "RemoteTables"]
+
+log = logging.getLogger("shoal")
+
+
+def _speaks_for(peer: PeerConnection, pid: Pid) -> bool:
+    """Whether ``pid`` belongs to the incarnation at the other end of ``peer``."""
+    return pid.node == peer.peer_node and pid.creation == peer.peer_creation
+
+
+class RemoteTables(Protocol):
+    """What ``Remote`` shares with this part: its tables and one delivery."""
+
+    pending: dict[int, tuple[asyncio.Future[Any], Pid, PeerConnection]]
+    monitors: dict[int, tuple[Ref, Pid, Pid]]
+
+    def deliver_down(self, ref: Ref, watcher: Pid, target: Pid, reason: Reason) -> None: ...
+
+
+class LocalNode(Protocol):
+    """What this part needs of its node."""
+
+    queue_lengths: dict[Pid, int]
+
+    def local_process(self, pid: Pid) -> Process | None: ...
+
+    def exit_signal(self, proc: Process, sender: Pid, reason: Reason) -> None: ...
+
+
+class Inbound:
+    """Handles what authenticated peers send (see the module header).
+
+    Args:
+        remote: the tables of calls and monitors this node has out.
+        node: the node whose processes receive.
+    """
+
+    def __init__(self, remote: RemoteTables, node: LocalNode) -> None:
+        self.remote = remote
+        self.node = node
+        # Invariant: connections that already had a refused message logged at
+        # WARNING; weak, so a closed connection leaves the set with its object.
+        self._warned: weakref.WeakSet[PeerConnection] = weakref.WeakSet()
+
+    def on_message(self, peer: PeerConnection, msg: Message) -> None:
+        kind = type(msg)
+        if kind is Call:
+            self._on_call(peer, msg)  # type: ignore[arg-type]
+        elif kind is Reply or kind is Fail:
+            self._on_answer(peer, msg)  # type: ignore[arg-type]
+        elif kind is Cast or kind is Send:
+            self._on_cast(msg)
+        elif kind is Monitor:
+            self._on_monitor(peer, msg)  # type: ignore[arg-type]
+        elif kind is Demonitor:
+            self._on_demonitor(peer, msg)  # type: ignore[arg-type]
+        elif kind is WireDown:
+            self._on_down(peer, msg)  # type: ignore[arg-type]
+        elif kind is Link:
+            self._on_link(peer, msg)  # type: ignore[arg-type]
+        elif kind is Unlink:
+            self._on_unlink(peer, msg)  # type: ignore[arg-type]
+        elif kind is Exit:
+            self._on_exit(peer, msg)  # type: ignore[arg-type]
+        elif kind is Bye:
+            pass  # the transport reports the peer down right after
+        else:  # pragma: no cover - the codec only yields the types above
+            raise BadArgument("msg", msg, "a known wire message")
+
+    # -- rule 1 ---------------------------------------------------------------------
+
+    def _refuse(self, peer: PeerConnection, msg: Message, why: str) -> None:
+        level = logging.DEBUG if peer in self._warned else logging.WARNING
+        self._warned.add(peer)
+        log.log(level, "dropped %s from node %s (creation %s) at %s: %s",
+                type(msg).__name__, peer.peer_node, peer.peer_creation, peer.peer_address, why)
+
+    # -- rule 2 ---------------------------------------------------------------------
+
+    @staticmethod
+    def _answer(peer: PeerConnection, msg: Message) -> None:
+        if peer.is_open:
+            peer.send(msg)
+
+    # -- calls ----------------------------------------------------------------------
+
+    def _on_call(self, peer: PeerConnection, msg: Call) -> None:
+        sender = msg.sender
+        if sender is not None and not _speaks_for(peer, sender):
+            self._refuse(peer, msg, f"its sender {sender} is not a process of that node")
+            return
+        proc = self.node.local_process(msg.to)
+        if proc is None:
+            self._answer(peer, Fail(ref=msg.ref, kind="noproc", pid=msg.to, detail=None,
+                                    queue_len=0))
+            return
+        loop = asyncio.get_running_loop()
+        # The caller stops listening at its deadline: past it, the request is
+        # dropped unrun (the process sees the slot as done).
+        deadline = loop.time() + msg.timeout_ms / 1000 if msg.timeout_ms else 0.0
+        slot = ReplySlot(peer, msg.ref, msg.to, proc.mailbox, deadline, loop.time)
+        try:
+            proc.deliver(CALL, msg.request, Caller(sender, slot))  # type: ignore[arg-type]
+        except NoSuchProcess:
+            self._answer(peer, Fail(ref=msg.ref, kind="noproc", pid=msg.to, detail=None,
+                                    queue_len=0))
+        except Overloaded as exc:
+            self._answer(peer, Fail(ref=msg.ref, kind="overloaded", pid=msg.to,
+                                    detail=exc.limit, queue_len=len(proc.mailbox)))
+
+    def _on_answer(self, peer: PeerConnection, msg: Reply | Fail) -> None:
+        pending = self.remote.pending
+        entry = pending.get(msg.ref)
+        if entry is None:
+            return  # the caller gave up (timed out): a late answer is dropped
+        future, pid, conn = entry
+        if conn is not peer:
+            self._refuse(peer, msg, f"ref {msg.ref} is a call that went out on "
+                                    "another connection")
+            return
+        del pending[msg.ref]
+        self.node.queue_lengths[pid] = msg.queue_len
+        if not future.done():
+            if type(msg) is Reply:
+                future.set_result(msg.value)
+            else:
+                future.set_exception(fail_error(msg))  # type: ignore[arg-type]
+
+    def _on_cast(self, msg: Message) -> None:
+        to: Pid = msg.to  # type: ignore[attr-defined]
+        proc = self.node.local_process(to)
+        if proc is None:
+            return  # casts and sends to dead pids are dropped, as in Erlang
+        try:
+            if type(msg) is Cast:
+                proc.deliver(CAST, msg.request, None)
+            else:
+                proc.deliver(INFO, msg.message, None)  # type: ignore[attr-defined]
+        except Overloaded:
+            log.warning("dropped a message to %s: mailbox full", to)
+
+    # -- monitors -------------------------------------------------------------------
+
+    def _on_monitor(self, peer: PeerConnection, msg: Monitor) -> None:
+        watcher = msg.watcher
+        if not _speaks_for(peer, watcher):
+            self._refuse(peer, msg, f"its watcher {watcher} is not a process of that node")
+            return
+        target = self.node.local_process(msg.target)
+        if target is None:
+            self._answer(peer, WireDown(ref=msg.ref, target=msg.target, watcher=watcher,
+                                        reason=NOPROC))
+            return
+        target.monitored_by[Ref(watcher.node, watcher.creation, msg.ref)] = watcher
+
+    def _on_demonitor(self, peer: PeerConnection, msg: Demonitor) -> None:
+        watcher = msg.watcher
+        if not _speaks_for(peer, watcher):
+            self._refuse(peer, msg, f"its watcher {watcher} is not a process of that node")
+            return
+        target = self.node.local_process(msg.target)
+        if target is not None:
+            target.monitored_by.pop(Ref(watcher.node, watcher.creation, msg.ref), None)
+
+    def _on_down(self, peer: PeerConnection, msg: WireDown) -> None:
+        monitors = self.remote.monitors
+        entry = monitors.get(msg.ref)
+        if entry is None:
+            return  # demonitored, or already fired (its node was lost): dropped
+        ref, watcher, target = entry
+        if target != msg.target or watcher != msg.watcher or not _speaks_for(peer, target):
+            self._refuse(peer, msg, f"monitor {msg.ref} is not one on a process of that node")
+            return
+        del monitors[msg.ref]
+        self.remote.deliver_down(ref, watcher, target, msg.reason)
+
+    # -- links ----------------------------------------------------------------------
+
+    def _on_link(self, peer: PeerConnection, msg: Link) -> None:
+        if not _speaks_for(peer, msg.a):
+            self._refuse(peer, msg, f"{msg.a} is not a process of that node")
+            return
+        proc = self.node.local_process(msg.b)
+        if proc is None:
+            self._answer(peer, Exit(sender=msg.b, to=msg.a, reason=NOPROC))
+            return
+        proc.links.add(msg.a)
+
+    def _on_unlink(self, peer: PeerConnection, msg: Unlink) -> None:
+        if not _speaks_for(peer, msg.a):
+            self._refuse(peer, msg, f"{msg.a} is not a process of that node")
+            return
+        proc = self.node.local_process(msg.b)
+        if proc is not None:
+            proc.links.discard(msg.a)
+
+    def _on_exit(self, peer: PeerConnection, msg: Exit) -> None:
+        sender = msg.sender
+        if not _speaks_for(peer, sender):
+            self._refuse(peer, msg, f"its sender {sender} is not a process of that node")
+            return
+        proc = self.node.local_process(msg.to)
+        if proc is not None:
+            proc.links.discard(sender)
+            self.node.exit_signal(proc, sender, msg.reason)
