@@ -29,18 +29,19 @@ Rules:
 2. Answers (FAIL ``noproc``, DOWN ``noproc``, EXIT ``noproc``) go back on the
    connection the message came on, only while it is open: a BYE or a bad
    frame later in the same read closed it before the message was handled,
-   and nobody would read the answer (rule 5 of the transport's ``_peer``).
+   and nobody would read the answer (rule 6 of the transport's ``_peer``).
 3. Unknown message types raise (the codec yields only the types below).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import weakref
 from typing import Any, Protocol
 
-from shoal.errors import BadArgument, NoSuchProcess, Overloaded
+from shoal.errors import BadArgument, NodeDown, NoSuchProcess, Overloaded
 from shoal.pid import NOPROC, Pid, Reason
 from shoal.runtime.messages import Ref
 from shoal.runtime.process import CALL, CAST, INFO, Caller, Process
@@ -144,7 +145,10 @@ class Inbound:
     @staticmethod
     def _answer(peer: PeerConnection, msg: Message) -> None:
         if peer.is_open:
-            peer.send(msg)
+            # NodeDown: the transport disconnected it just now, as a peer that
+            # does not read (it owes the answer to nobody).
+            with contextlib.suppress(NodeDown):
+                peer.send(msg)
 
     # -- calls ----------------------------------------------------------------------
 

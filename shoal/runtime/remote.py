@@ -46,6 +46,7 @@ from shoal.errors import (
     CallTimeout,
     NodeDown,
     NoSuchProcess,
+    Overloaded,
     ShoalError,
 )
 from shoal.pid import NOCONNECTION, NOPROC, SHUTDOWN, Pid, Reason

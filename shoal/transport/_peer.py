@@ -19,10 +19,6 @@ Rules:
    was written for that long, and reports the peer silent if nothing was
    read for ``heartbeat_timeout``. Any bytes read make it alive again.
    PING is answered with PONG here; neither reaches the runtime.
-5. Messages read before the connection ended (a BYE or a bad frame later
-   in the same read) are still delivered, in order, after the connection
-   is closed: answers to them are dropped quietly by whoever answers
-   (``is_open`` is False), never logged per message.
 4. Every ending records one ``close_reason`` and resolves ``wait_closed``;
    a protocol error or failed handshake is logged with the peer's address
    and closes only this connection.
@@ -37,6 +33,10 @@ Rules:
    most twice the bound plus one frame. Disconnecting aborts (a BYE could
    not be read anyway); the peer's side sees the connection drop, and calls
    it had in flight here fail ``NodeDown`` (delivery unknown).
+6. Messages read before the connection ended (a BYE or a bad frame later
+   in the same read) are still delivered, in order, after the connection
+   is closed: answers to them are dropped quietly by whoever answers
+   (``is_open`` is False), never logged per message.
 
 Built on ``asyncio.Protocol`` rather than streams: no reader task, no
 StreamReader buffering, callbacks straight from the loop.
@@ -45,6 +45,7 @@ StreamReader buffering, callbacks straight from the loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, cast
 
@@ -399,9 +400,11 @@ class PeerConnection(asyncio.Protocol):
                 self._counts[3] += 1
                 if kind is Ping:
                     # A BYE or a bad frame later in the same read has closed
-                    # the connection already: nobody would read the PONG.
+                    # the connection already, or it is disconnected now as
+                    # congested: nobody would read the PONG.
                     if self.is_open:
-                        self.send(Pong(seq=event.seq))
+                        with contextlib.suppress(NodeDown):
+                            self.send(Pong(seq=event.seq))
                 elif kind is not Pong:
                     # The hot path: straight to the handler (no wrapper call);
                     # its exceptions are logged, as every callback's are.
