@@ -214,10 +214,12 @@ class Groups:
 
     async def leave(self, group: str, pids: Pid | list[Pid]) -> bool:
         """Remove one join of each pid from ``group`` (replicated like
-        :meth:`join`).
+        :meth:`join`). A pid listed twice removes two joins, if it has them.
 
         Returns:
-            False if any pid was not joined (the others still left), else True.
+            True when at least one join was removed, False when none was
+            (no pid was joined, or ``pids`` is empty): exactly when Erlang's
+            ``pg:leave`` answers ``ok`` rather than ``not_joined``.
 
         Raises:
             BadArgument: bad ``group`` or ``pids``, or a pid of another node.
@@ -227,9 +229,9 @@ class Groups:
         for pid in members:
             if pid.node != self.node.name:
                 raise BadArgument("pids", pid, f"a pid of this node ({self.node.name!r})")
-        events, not_joined = self.node.table.leave(self.scope, group, members)
+        events, _ = self.node.table.leave(self.scope, group, members)
         self.node._dispatch(events)
-        return not not_joined
+        return bool(events)  # pg: ok when anything left, not_joined otherwise
 
     async def sync(self, timeout: float = 5.0) -> None:
         """Wait until every membership change this node made so far (in any

@@ -89,6 +89,57 @@ def test_leave_removes_one_join_per_pid_and_reports_not_joined(
                                           reason="left")]
 
 
+def _pg_leave(joined: Counter[Pid], leaving: list[Pid]) -> str:
+    """Erlang pg's leave_local: one join per listed pid; ``ok`` when the
+    state changed, ``not_joined`` when it did not."""
+    changed = False
+    for pid in leaving:
+        if joined[pid] > 0:
+            joined[pid] -= 1
+            changed = True
+    return "ok" if changed else "not_joined"
+
+
+@pytest.mark.parametrize(
+    ("joined", "leaving", "answer"),
+    [
+        ([A1], [], "not_joined"),
+        ([], [], "not_joined"),
+        ([A1], [A1, A2], "ok"),
+        ([A1], [A2, A1], "ok"),
+        ([A1], [A1, A1], "ok"),
+        ([A1], [A2], "not_joined"),
+        ([A1, B1], [B1], "ok"),
+    ],
+    ids=["empty-list", "empty-everything", "joined-then-not", "not-then-joined",
+         "same-pid-twice-joined-once", "only-not-joined", "remote-pid"],
+)
+def test_a_leave_event_exists_exactly_when_pg_answers_ok(
+    joined: list[Pid], leaving: list[Pid], answer: str,
+) -> None:
+    table = GroupTable(LOCAL)
+    table.join("s", "g", joined)
+    events, _ = table.leave("s", "g", leaving)
+    assert ("ok" if events else "not_joined") == answer
+    assert answer == _pg_leave(Counter(joined), leaving)
+
+
+@given(st.lists(st.tuples(st.booleans(), st.lists(st.sampled_from([A1, A2, B1]), max_size=4)),
+                max_size=30))
+def test_leave_answers_like_pg_under_any_join_leave_sequence(
+        steps: list[tuple[bool, list[Pid]]]) -> None:
+    table = GroupTable(LOCAL)
+    model: Counter[Pid] = Counter()
+    for join, pids in steps:
+        if join:
+            table.join("s", "g", pids)
+            model.update(pids)
+        else:
+            events, _ = table.leave("s", "g", pids)
+            assert ("ok" if events else "not_joined") == _pg_leave(model, pids)
+        assert Counter(table.members("s", "g")) == +model
+
+
 def test_a_group_with_no_members_does_not_exist() -> None:
     table = _table(("s", "g", A1), ("s", "h", A2))
     assert sorted(table.which_groups("s")) == ["g", "h"]

@@ -35,12 +35,19 @@ async def test_join_leave_and_reads(node: shoal.Node) -> None:
     assert groups.which_groups() == []
 
 
-async def test_leave_reports_a_pid_that_was_not_joined(node: shoal.Node) -> None:
+async def test_leave_answers_like_pg_true_when_anything_left(node: shoal.Node) -> None:
+    # Erlang's pg:leave answers ok when at least one listed join was removed,
+    # not_joined when none was; leave returns True exactly for ok.
     a, b = await node.spawn(Probe), await node.spawn(Probe)
     await node.groups.join("g", a)
-    assert await node.groups.leave("g", [b, a]) is False
+    assert await node.groups.leave("g", []) is False
+    assert await node.groups.leave("g", [b, a]) is True  # a left, b was not joined
     assert node.groups.get_members("g") == []
     assert await node.groups.leave("nothing-here", a) is False
+    await node.groups.join("g", a)
+    assert await node.groups.leave("g", [a, a]) is True  # joined once, listed twice
+    assert node.groups.get_members("g") == []
+    assert await node.groups.leave("g", [a, b]) is False
 
 
 async def test_a_process_leaves_every_group_when_it_exits(node: shoal.Node) -> None:
