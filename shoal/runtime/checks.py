@@ -13,9 +13,14 @@ from typing import Any
 from shoal.errors import BadArgument
 from shoal.pid import Pid
 
-__all__ = ["check_group", "check_int", "check_name", "check_pid", "check_pids", "check_timeout"]
+__all__ = ["MAX_TIMEOUT", "check_group", "check_int", "check_name", "check_pid", "check_pids",
+           "check_timeout"]
 
 MAX_NAME = 255
+MAX_TIMEOUT = 365 * 24 * 3600.0
+"""The longest timeout any API accepts: one year, in seconds. Far beyond
+any real deadline, and small enough for every place a deadline goes (the
+event loop's timers, the milliseconds a CALL carries on the wire)."""
 
 
 def check_pid(argument: str, value: Any) -> Pid:
@@ -38,12 +43,18 @@ def check_pids(argument: str, value: Any) -> list[Pid]:
 
 
 def check_timeout(value: Any, argument: str = "timeout") -> float:
-    """A finite number of seconds > 0 (every call has a deadline: G6)."""
+    """A number of seconds > 0 and at most :data:`MAX_TIMEOUT` (one year):
+    every call has a deadline (G6); inf, nan and larger values are refused."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BadArgument(argument, value, "a number of seconds > 0")
-    if not (value > 0 and math.isfinite(value)):
-        raise BadArgument(argument, value, "a finite number of seconds > 0")
-    return float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int too large for a float
+        seconds = math.inf
+    if not 0 < seconds <= MAX_TIMEOUT:  # also false for nan
+        raise BadArgument(argument, value,
+                          f"a number of seconds > 0 and at most {int(MAX_TIMEOUT)} (one year)")
+    return seconds
 
 
 def check_int(argument: str, value: Any, minimum: int) -> int:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from shoal.errors import NoSuchProcess
 from shoal.pid import Pid
-from shoal.runtime.checks import check_pid, check_timeout
+from shoal.runtime.checks import MAX_TIMEOUT, check_pid, check_timeout
 from shoal.runtime.process import CALL, CAST, INFO, SYSTEM, Caller, Process, current_process
 
 if TYPE_CHECKING:
@@ -58,7 +58,9 @@ class Messaging:
             What the callee's ``handle_call`` returned or replied.
 
         Raises:
-            BadArgument: ``pid`` is not a Pid or ``timeout`` is not > 0.
+            BadArgument: ``pid`` is not a Pid, ``timeout`` is not a number
+                of seconds in (0, one year], or the request of a call to
+                another node cannot be encoded (not retried by group calls).
             NoSuchProcess: the callee is dead (its request never started).
             Overloaded: the callee's mailbox is full, or its node does not
                 read what this node sends it (never started).
@@ -79,7 +81,7 @@ class Messaging:
             raise NoSuchProcess(pid)
         if type(timeout) is not float:
             timeout = check_timeout(timeout)
-        elif not 0 < timeout < 1e9:
+        elif not 0 < timeout <= MAX_TIMEOUT:
             check_timeout(timeout)
         future: asyncio.Future[Any] = self._loop.create_future()
         me = current_process.get()

@@ -13,7 +13,10 @@ from runtime_servers import Probe
 import shoal
 
 NOT_PIDS: list[Any] = [None, "t.1.1", ("t", 1, 1), 7, ["not", "hashable"]]
-BAD_TIMEOUTS: list[Any] = [0, -1, math.nan, math.inf, "1", None, True]
+# Past one year (MAX_TIMEOUT) a timeout is refused: 1e308 once raised
+# OverflowError from the event loop and 1e17 a BadArgument naming a wire field.
+BAD_TIMEOUTS: list[Any] = [0, -1, math.nan, math.inf, 1e308, 1e17, 10**400,
+                           365 * 24 * 3600 + 1, "1", None, True]
 BAD_GROUPS: list[Any] = ["", None, 3, ["g"], "x" * 2000]
 
 Case = tuple[str, Callable[[shoal.Node, shoal.Pid], Any]]
@@ -138,10 +141,30 @@ async def test_bad_argument_is_rejected_and_named(
     assert node.is_alive(pid)
 
 
+@pytest.mark.parametrize("timeout", [1e308, 1e17, 365 * 24 * 3600 + 1])
+async def test_a_call_to_another_node_with_a_huge_timeout_names_timeout(
+        node: shoal.Node, timeout: float) -> None:
+    with pytest.raises(shoal.BadArgument) as info:
+        await node.call(shoal.Pid("some-other-node", 1, 1), "x", timeout=timeout)
+    assert info.value.argument == "timeout"
+    assert "one year" in str(info.value)
+
+
+async def test_a_timeout_of_exactly_one_year_is_accepted(node: shoal.Node) -> None:
+    pid = await node.spawn(Probe)
+    year = 365 * 24 * 3600
+    assert await node.call(pid, "ping", timeout=year) == "ping"
+    assert await node.call(pid, "ping", timeout=float(year)) == "ping"
+    await node.groups.join("g", pid)
+    assert await node.groups.call("g", "ping", timeout=year) == "ping"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "argument"),
     [
         ({"name": ""}, "name"),
+        ({"heartbeat_timeout": 1e308}, "heartbeat_timeout"),
+        ({"session_ttl": math.nan}, "session_ttl"),
         ({"name": None}, "name"),
         ({"name": "a/b"}, "name"),
         ({"name": "x" * 300}, "name"),
