@@ -8,7 +8,9 @@ Group calls follow G3 exactly: a member is retried elsewhere only when the
 request provably did not start on it (``NoSuchProcess``, ``Overloaded``, a
 node known down before sending), or, for requests the caller marked
 ``idempotent``, when delivery is unknown (the callee exited mid-call, the
-connection broke). Every attempt shares one deadline.
+connection broke). A usage error (``BadArgument``: a request that cannot be
+encoded for another node, say) is the caller's and is raised at once, never
+retried. Every attempt shares one deadline.
 
 Subscribers are either processes (events arrive in ``handle_info`` as
 ``GroupEvent``) or ``Subscription`` iterators for code outside processes.
@@ -29,6 +31,7 @@ from shoal.errors import (
     NoSuchProcess,
     ProcessExited,
     ShoalError,
+    UsageError,
 )
 from shoal.membership.strategies import STRATEGIES, key_digest, select
 from shoal.membership.table import MembershipEvent
@@ -380,7 +383,9 @@ class Groups:
             CallTimeout: the deadline passed.
             CallError, BadRequest: the member's handler raised or rejected it.
             ProcessExited, NodeDown: delivery unknown and not ``idempotent``.
-            BadArgument: a bad argument, named.
+            BadArgument: a bad argument, named; also a request that cannot
+                be encoded for a member on another node (raised at once,
+                not retried on other members).
         """
         seconds = check_timeout(timeout)
         node = self.node
@@ -397,7 +402,7 @@ class Groups:
             try:
                 return await node.call(pid, request, remaining)
             except ShoalError as exc:
-                if not (exc.not_started or (idempotent and _unknown_delivery(exc))):
+                if not _retryable(exc, idempotent):
                     raise
                 tried.add(pid)
             finally:
@@ -420,6 +425,12 @@ class Groups:
         return pid
 
 
-def _unknown_delivery(exc: ShoalError) -> bool:
-    return isinstance(exc, (ProcessExited, NodeDown))
+def _retryable(exc: ShoalError, idempotent: bool) -> bool:
+    """G3: another member may take the request when it provably did not
+    start here (or, if idempotent, when its delivery is unknown). A usage
+    error never qualifies: the caller is wrong (a request that cannot be
+    encoded, say), and every other member would refuse it the same way."""
+    if isinstance(exc, UsageError):
+        return False
+    return exc.not_started or (idempotent and isinstance(exc, (ProcessExited, NodeDown)))
 

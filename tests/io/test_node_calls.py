@@ -1,0 +1,79 @@
+"""Calls between in-process nodes on loopback sharing one SQLite store.
+
+What a caller sees when a call crosses nodes and something is wrong: its
+own request (a usage error, never retried), a member whose owner said "no
+such process" (never selected again), a liveness question about a remote
+pid (asked of its owner). Every wait is bounded; nothing sleeps to
+synchronise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import shoal
+
+SECRET = "node-calls-test-secret-0123456789"
+WAIT = 5.0
+
+
+class Echo(shoal.GenServer):
+    served = 0
+
+    async def handle_call(self, request: Any, caller: shoal.Caller) -> Any:
+        Echo.served += 1
+        return request
+
+
+async def wait_members(node: shoal.Node, group: str, count: int) -> list[shoal.Pid]:
+    """Wait, on group events, until ``node`` sees ``count`` members."""
+    async with node.groups.subscribe(group) as sub:
+        members = list(sub.members)
+        async with asyncio.timeout(WAIT):
+            while len(members) != count:
+                event = await sub.get()
+                for pid in event.pids:
+                    if event.kind == "join":
+                        members.append(pid)
+                    else:
+                        members.remove(pid)
+    return members
+
+
+@pytest.fixture
+async def pair(tmp_path: Path) -> AsyncIterator[tuple[shoal.Node, shoal.Node]]:
+    store = f"sqlite://{tmp_path}/cluster.db"
+    async with shoal.Node("a", store=store, secret=SECRET) as a, \
+            shoal.Node("b", store=store, secret=SECRET) as b:
+        yield a, b
+
+
+def _deep(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+# -- a caller's mistake is not "no members" ------------------------------------------
+
+
+@pytest.mark.parametrize("request_", [2**64, "\ud800", _deep(300)],
+                         ids=["int-2**64", "lone-surrogate", "300-deep"])
+async def test_a_group_call_whose_request_cannot_be_encoded_raises_bad_argument_at_once(
+        pair: tuple[shoal.Node, shoal.Node], request_: Any) -> None:
+    a, b = pair
+    pids = [await a.spawn(Echo) for _ in range(3)]
+    await a.groups.join("g", pids)
+    await wait_members(b, "g", 3)
+    for strategy in ("random", "round_robin", "least_loaded"):
+        with pytest.raises(shoal.BadArgument) as info:
+            await b.groups.call("g", request_, timeout=WAIT, strategy=strategy)
+        assert info.value.argument == "request"
+    # Nothing was marked tried or unroutable: the next good call is served.
+    assert await b.groups.call("g", "fine", timeout=WAIT) == "fine"
