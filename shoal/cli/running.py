@@ -6,6 +6,11 @@ then serves until SIGTERM or SIGINT, and stops in the order of G4: leave
 every group and wait until the store shows it, drain calls in flight, run
 every ``terminate``, end the store session. SIGUSR1 logs a dump of the
 node's processes and asyncio tasks, without stopping anything.
+
+A node that fences itself (its store session ended and a newer incarnation
+holds its name: it must never serve again) stops at once and the command
+exits with :data:`EXIT_FENCED`; whether to start it again is the
+supervisor's decision.
 """
 
 from __future__ import annotations
@@ -21,9 +26,12 @@ from typing import Any
 
 import shoal
 
-__all__ = ["dump_node", "load_app", "run_node"]
+__all__ = ["EXIT_FENCED", "dump_node", "load_app", "run_node"]
 
 log = logging.getLogger("shoal")
+
+EXIT_FENCED = 3
+"""Exit status of ``shoal run`` when the node fenced itself."""
 
 
 def load_app(spec: str) -> Callable[[shoal.Node], Awaitable[Any]]:
@@ -65,7 +73,8 @@ async def run_node(spec: str, **node_options: Any) -> int:
     """Start a node, run the app's setup, serve until SIGTERM/SIGINT, stop.
 
     Returns:
-        0 after a clean stop, 1 if the app's setup raised.
+        0 after a clean stop, 1 if the app's setup raised, :data:`EXIT_FENCED`
+        if the node fenced itself.
     """
     app = load_app(spec)
     loop = asyncio.get_running_loop()
@@ -82,6 +91,14 @@ async def run_node(spec: str, **node_options: Any) -> int:
         host, port = node.address or ("-", 0)
         print(f"shoal node {node.name} ready on {host}:{port} "
               f"(creation {node.creation})", flush=True)
-        await stop.wait()
+        assert node.replication is not None
+        waits = [loop.create_task(stop.wait()), loop.create_task(node.replication.wait_fenced())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+        if node.replication.fenced is not None:
+            return EXIT_FENCED  # the reason is logged, in one line, by the fence
         log.info("node %s stopping (signal)", node.name)
     return 0

@@ -10,7 +10,11 @@ Rules:
 - Rule 1 (incarnations): a pid whose creation differs from the creation this
   node knows for its node is dead by definition: calls to it fail at once
   with ``NoSuchProcess``, and messages about it are dropped. The transport
-  already refuses connections from an older incarnation.
+  already refuses connections from an older incarnation. A connection
+  belongs to the incarnation it was handshaken with: nothing for another
+  creation travels on it (``_connection_for``), and once the store shows a
+  newer creation for a name, a connection to an older one is aborted. Its
+  end (and its silence) then says nothing about the newer incarnation.
 - Rule 2 (delivery): a call that could not be sent (no connection, refused)
   raises ``NodeDown(not_started=True)``; a call sent on a connection that
   then broke raises ``NodeDown(not_started=False)``: delivery unknown (G3).
@@ -123,13 +127,37 @@ class Remote:
         manager = self.manager
         return manager.get(node) if manager is not None else None
 
+    def _connection_for(self, node: str, creation: int) -> PeerConnection | None:
+        """The open connection to incarnation ``creation`` of ``node``, if any
+        (Rule 1). One to an older incarnation is aborted on the way."""
+        conn = self._connection(node)
+        if conn is None or conn.peer_creation == creation:
+            return conn
+        if conn.peer_creation is not None and conn.peer_creation < creation:
+            self.drop_stale(node, creation)
+        return None
+
+    def drop_stale(self, node: str, creation: int) -> None:
+        """Abort the connection to ``node`` if it belongs to an incarnation
+        older than ``creation`` (the store shows the newer one)."""
+        conn = self._connection(node)
+        if conn is not None and conn.peer_creation is not None and conn.peer_creation < creation:
+            log.info("closing the connection to node %s (creation %d): creation %d holds "
+                     "the name now", node, conn.peer_creation, creation)
+            conn.abort(f"replaced by creation {creation}")
+
+    def _stale_event(self, node: str, creation: int) -> bool:
+        """Whether a transport event is about a replaced incarnation (Rule 1)."""
+        peer = self.peers.get(node)
+        return peer is not None and peer.creation > creation
+
     async def _connect(self, pid: Pid, timeout: float) -> PeerConnection:
         peer = self.peers.get(pid.node)
         if peer is None or peer.creation < pid.creation:
             raise NodeDown(pid.node, "not known to this node (yet)", not_started=True)
         if peer.creation != pid.creation:
             raise NoSuchProcess(pid)  # an earlier incarnation: dead by definition
-        conn = self._connection(pid.node)
+        conn = self._connection_for(pid.node, pid.creation)
         if conn is not None:
             return conn
         if self.manager is None:
@@ -139,13 +167,18 @@ class Remote:
             # connect means this incarnation is gone: fail now (the request
             # provably did not start; a group call moves on, G3) instead of
             # redialling a dead address until the deadline.
-            return await self.manager.connect(pid.node, peer.address, timeout=timeout,
+            conn = await self.manager.connect(pid.node, peer.address, timeout=timeout,
                                               retry_refused=False)
         except ShoalError as exc:
             # Could not reach it: ask the store whether its owner died (G2).
             self.node._probe_store()
             detail = exc.detail if isinstance(exc, NodeDown) else str(exc)
             raise NodeDown(pid.node, detail, not_started=True) from None
+        if conn.peer_creation != pid.creation:  # another incarnation answered
+            self.drop_stale(pid.node, pid.creation)
+            raise NodeDown(pid.node, f"creation {conn.peer_creation} answered, not "
+                           f"{pid.creation}", not_started=True)
+        return conn
 
     async def call(self, pid: Pid, request: Any, timeout: float) -> Any:
         """A call to a pid of another node (see ``Node.call``)."""
@@ -153,7 +186,8 @@ class Remote:
         loop = node._loop
         peer = self.peers.get(pid.node)
         conn = self._connection(pid.node)
-        if conn is None or peer is None or peer.creation != pid.creation:
+        if conn is None or peer is None or peer.creation != pid.creation \
+                or conn.peer_creation != pid.creation:
             deadline = loop.time() + timeout
             conn = await self._connect(pid, timeout)
             timeout = deadline - loop.time()
@@ -198,9 +232,9 @@ class Remote:
         if backlog is not None:
             backlog.append(msg)  # behind earlier messages still waiting for the dial
             return False
-        conn = self._connection(node)
+        peer = self.peers.get(node)
+        conn = self._connection_for(node, peer.creation) if peer is not None else None
         if conn is None:
-            peer = self.peers.get(node)
             if peer is not None and self.manager is not None:
                 self._backlog[node] = [msg]
                 self.node._loop.create_task(self._send_later(peer))
@@ -329,17 +363,30 @@ class Remote:
     # -- PeerHandler ----------------------------------------------------------------
 
     def on_peer_up(self, peer_name: str, creation: int, connection: PeerConnection) -> None:
+        if self._stale_event(peer_name, creation):
+            # An incarnation the store says was replaced (Rule 1).
+            connection.abort(f"creation {self.peers[peer_name].creation} holds the name")
+            return
         self.node._node_routable(peer_name, True)
 
     def on_peer_silent(self, peer_name: str, creation: int) -> None:
+        if self._stale_event(peer_name, creation):
+            return
         log.warning("node %s is silent: its members are unroutable", peer_name)
         self.node._node_routable(peer_name, False)
 
     def on_peer_alive(self, peer_name: str, creation: int) -> None:
+        if self._stale_event(peer_name, creation):
+            return
         log.info("node %s answers again", peer_name)
         self.node._node_routable(peer_name, True)
 
     def on_peer_down(self, peer_name: str, creation: int, reason: str) -> None:
+        if self._stale_event(peer_name, creation):
+            # Its calls in flight failed when the new creation showed up.
+            log.info("connection to node %s (creation %d, replaced) closed: %s",
+                     peer_name, creation, reason)
+            return
         log.info("connection to node %s (creation %d) lost: %s", peer_name, creation, reason)
         self.node._node_routable(peer_name, False)
         # BYE "shutdown" promises that the peer answered every call it read

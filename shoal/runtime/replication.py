@@ -31,6 +31,14 @@ Rules:
   marked before it was written. A store that cannot be reached is retried with backoff while
   the local table keeps serving; a session that ended is re-opened and every
   local membership rewritten (this node holds the truth about its own).
+- Rule 5 (fencing): a node whose session ended while a *newer incarnation*
+  holds its name (the store shows ``nodes/<name>`` with another creation,
+  or re-opening finds the name taken) no longer owns that name. It fences
+  itself at once: it stops following and writing, kills its processes
+  (every call fails ``NoSuchProcess``), closes its connections and
+  listener, logs why in one line, and never opens a session or writes a
+  membership again. ``wait_fenced`` lets the host process exit (``shoal
+  run`` exits 3).
 - Rule 4: anything malformed read from the store is logged and skipped,
   never executed (G7). An exception while applying a change (a bug) is
   logged and the whole view rebuilt from a fresh snapshot: the watch never
@@ -63,11 +71,12 @@ from shoal.store.base import Changes, Event, Session, Snapshot, Store
 if TYPE_CHECKING:
     from shoal.runtime.node import Node
 
-__all__ = ["NODEDOWN", "Replication", "store_backoff"]
+__all__ = ["FENCED", "NODEDOWN", "Replication", "store_backoff"]
 
 log = logging.getLogger("shoal")
 
 NODEDOWN = "nodedown"
+FENCED = "fenced"  # exit reason of a fenced node's processes, and its BYE (Rule 5)
 STORE_RETRY_FIRST, STORE_RETRY_MAX = 0.05, 2.0  # seconds, before jitter
 APPLY_SLICE = 0.02  # seconds of applying watched events before letting other tasks run
 
@@ -95,6 +104,9 @@ class Replication:
         self._stopping = False
         self._reopening = asyncio.Lock()
         self.revision = 0
+        # Invariant: None until fenced, then why (Rule 5); set once.
+        self.fenced: str | None = None
+        self._fenced_event = asyncio.Event()
 
     # -- life -------------------------------------------------------------------------
 
@@ -147,6 +159,57 @@ class Replication:
                 if loop.time() >= deadline:
                     raise
 
+    async def wait_fenced(self) -> str:
+        """Wait until this node fences itself (Rule 5); return why."""
+        await self._fenced_event.wait()
+        assert self.fenced is not None
+        return self.fenced
+
+    def fence(self, why: str) -> None:
+        """Stop serving at once and for good: this incarnation no longer owns
+        its name (Rule 5). Idempotent."""
+        if self.fenced is not None:
+            return
+        self.fenced = why
+        self._stopping = True
+        node = self.node
+        log.error("node %s (creation %d) fenced: %s; it stops serving, never writes to the "
+                  "store again, and should exit", node.name, node.creation, why)
+        me = asyncio.current_task()
+        for task in [*self._tasks, *self.writer.cancel()]:
+            if task is not me:
+                task.cancel()
+        self.writer.release_waiters()
+        for pid in node.processes():
+            proc = node.local_process(pid)
+            if proc is not None:
+                proc.kill(FENCED)  # queued callers get NoSuchProcess at once
+        node.remote.close()
+        manager = node.remote.manager
+        if manager is not None:
+            self._tasks.append(asyncio.get_running_loop().create_task(
+                manager.close(FENCED), name=f"shoal fence {node.name}"))
+        self._fenced_event.set()
+
+    def _check_holder(self, value: bytes | None) -> bool:
+        """Fence if ``nodes/<our name>`` holds another incarnation; True if so."""
+        info = parse_info(self.node.name, value)
+        if info is None or info.creation == self.node.creation:
+            return False
+        self.fence(f"its store session ended and creation {info.creation} holds the name "
+                   f"now (at {info.address[0]}:{info.address[1]})")
+        return True
+
+    async def _name_taken(self) -> bool:
+        """Whether a newer incarnation holds our name (then fenced); False
+        when the store cannot tell now."""
+        name = f"nodes/{self.node.name}"
+        try:
+            entry = (await self.store.snapshot(name)).entries.get(name)
+        except StoreError:
+            return False
+        return entry is not None and self._check_holder(entry.value)
+
     async def stop(self) -> None:
         """Stop following and end the session (its keys vanish at once)."""
         self._stopping = True
@@ -187,7 +250,8 @@ class Replication:
             # retry forever, with every write and flush waiting behind it.
             if self.session is not ended:
                 return
-            await self._open_again()
+            if self.fenced is None:
+                await self._open_again()
 
     async def _open_again(self) -> None:
         delays = store_backoff()
@@ -196,9 +260,15 @@ class Replication:
                 self.session = await self.store.open_session(self.node.name, self.info, self.ttl)
                 break
             except StoreError as exc:
+                # Our name is taken: by a newer incarnation (fence, Rule 5),
+                # or by our own ended session not yet cleared (retry).
+                if isinstance(exc, NameInUse) and await self._name_taken():
+                    return
                 log.warning("node %s: cannot re-open its store session (%s); retrying",
                             self.node.name, exc)
                 await asyncio.sleep(next(delays))
+        if self.fenced is not None:
+            return
         # The old session's keys went with it; write back every bucket we hold.
         rewritten = self.writer.rewrite_all()
         log.warning("node %s: store session re-opened; %d memberships rewritten",
@@ -214,6 +284,8 @@ class Replication:
                 return
             if session is self.session:
                 log.warning("node %s: store session ended (%s)", self.node.name, reason)
+                if await self._name_taken():
+                    return
                 await self._reopen(session)
                 self.writer.kick()
 
@@ -228,6 +300,8 @@ class Replication:
                         loop = asyncio.get_running_loop()
                         slice_end = loop.time() + APPLY_SLICE
                         for event in item.events:
+                            if self._stopping:
+                                return  # fenced while applying (Rule 5)
                             self._apply(event)
                             if loop.time() > slice_end:
                                 # One batch can hold thousands of events (a node
@@ -269,7 +343,11 @@ class Replication:
         elif key.startswith("nodes/"):
             name = key[len("nodes/"):]
             if name == self.node.name:
-                return  # our own registration: _guard_session watches it
+                # Our own registration: _guard_session watches our session;
+                # another incarnation writing it means we lost the name.
+                if event.kind == "put":
+                    self._check_holder(event.value)
+                return
             if event.kind == "put":
                 info = parse_info(name, event.value)
                 if info is not None:
@@ -326,6 +404,8 @@ class Replication:
         if old is not None and old.creation > info.creation:
             return  # an older incarnation's registration arriving late
         peers[info.name] = info
+        # A connection to an older incarnation carries nothing for this one.
+        self.node.remote.drop_stale(info.name, info.creation)
         if old is None or old.creation != info.creation:
             if old is not None:
                 self.node.remote.node_lost(info.name, "restarted with a new creation")
@@ -364,6 +444,8 @@ class Replication:
         for key, entry in snapshot.entries.items():
             if key.startswith("nodes/"):
                 name = key[len("nodes/"):]
+                if name == self.node.name and self._check_holder(entry.value):
+                    return
                 if name != self.node.name:
                     info = parse_info(name, entry.value)
                     if info is not None:
@@ -384,6 +466,7 @@ class Replication:
             if old is not None and old.creation != info.creation:
                 remote.node_lost(name, "restarted with a new creation")
             remote.peers[name] = info
+            remote.drop_stale(name, info.creation)
         table_nodes = {pid.node for pid in self.node.table.pids()} - {self.node.name}
         for name in before | set(seen) | table_nodes:
             self._replace(name)

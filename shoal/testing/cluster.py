@@ -93,6 +93,7 @@ class LocalCluster:
             suite runs some end-to-end tests on etcd this way), else SQLite
             in a temporary directory.
         heartbeat_timeout: passed to every node, the client included.
+        session_ttl: passed to every node process (default: the node's own).
         secret: the cluster secret.
         env: extra environment for the node processes.
         mesh: wait at start until every node sees every other one (asking
@@ -104,7 +105,8 @@ class LocalCluster:
     """
 
     def __init__(self, names: int | list[str] = 3, *, store: str | None = None,
-                 heartbeat_timeout: float = 2.0, secret: str = SECRET,
+                 heartbeat_timeout: float = 2.0, session_ttl: float | None = None,
+                 secret: str = SECRET,
                  env: dict[str, str] | None = None, client_name: str = "test-client",
                  app: str = "shoal.testing.agent:setup", mesh: bool = True) -> None:
         self.names = [f"n{i + 1}" for i in range(names)] if isinstance(names, int) else names
@@ -113,6 +115,7 @@ class LocalCluster:
         self.store = (store or os.environ.get("SHOAL_TEST_STORE")
                       or f"sqlite://{self._tmp}/cluster.db")
         self.heartbeat_timeout = heartbeat_timeout
+        self.session_ttl = session_ttl
         self.secret = secret
         self.env = env or {}
         self.client_name = client_name
@@ -186,6 +189,7 @@ class LocalCluster:
             sys.executable, "-m", "shoal.cli", "run", self.app,
             "--node", name, "--store", self.store,
             "--heartbeat-timeout", str(self.heartbeat_timeout),
+            *(() if self.session_ttl is None else ("--session-ttl", str(self.session_ttl))),
             stdout=asyncio.subprocess.PIPE, stderr=log.open("wb"), env=env)
         node = NodeProcess(name, process, log)
         old = self.nodes.get(name)
