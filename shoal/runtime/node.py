@@ -89,9 +89,8 @@ class Node(Messaging, Signals):
             bind, the address of the interface carrying the default route).
         heartbeat_timeout: seconds of silence after which a peer's members
             are unroutable (default 2).
-        session_ttl: seconds the store keeps this node's entries after it
-            stops renewing its session (default 5): on etcd a longer hang
-            ends this incarnation; on SQLite a held lock keeps them anyway.
+        session_ttl: seconds etcd keeps this node's entries after it stops
+            renewing its lease (default 5; on SQLite a hung node keeps them).
         drain_timeout: seconds ``stop`` waits for in-flight calls.
         max_unsent: bytes held at most for a peer node that does not read
             (default 64 MiB): past it, calls, casts and sends to it raise
@@ -268,7 +267,6 @@ class Node(Messaging, Signals):
             for pid in [p for p in self.table.pids() if p.node == self.name]:
                 self._dispatch(self.table.remove_pid(pid, SHUTDOWN))
             # G4: the leave must be visible before anything else stops.
-            # A fenced node never writes again: nothing to wait for.
             if self.replication is not None and self.replication.fenced is None \
                     and not await self.replication.flush(self.drain_timeout):
                 log.warning("node %s: leaving groups was not confirmed by the store "

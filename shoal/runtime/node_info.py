@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from shoal.runtime.remote import PeerInfo
+from shoal.runtime.peers import PeerInfo
 
 if TYPE_CHECKING:
     from shoal.runtime.node import Node

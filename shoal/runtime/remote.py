@@ -11,10 +11,7 @@ Rules:
   node knows for its node is dead by definition: calls to it fail at once
   with ``NoSuchProcess``, and messages about it are dropped. The transport
   already refuses connections from an older incarnation. A connection
-  belongs to the incarnation it was handshaken with: nothing for another
-  creation travels on it (``_connection_for``), and once the store shows a
-  newer creation for a name, a connection to an older one is aborted. Its
-  end (and its silence) then says nothing about the newer incarnation.
+  belongs to one incarnation (``peers.py``, Rule 1).
 - Rule 2 (delivery): a call that could not be sent (no connection, refused)
   raises ``NodeDown(not_started=True)``; a call sent on a connection that
   then broke raises ``NodeDown(not_started=False)``: delivery unknown (G3).
@@ -44,7 +41,6 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from shoal._backoff import backoff_delays
 from shoal.errors import (
     BadArgument,
     CallTimeout,
@@ -56,6 +52,7 @@ from shoal.errors import (
 from shoal.pid import NOCONNECTION, NOPROC, SHUTDOWN, Pid, Reason
 from shoal.runtime.inbound import Inbound
 from shoal.runtime.messages import Down, Ref
+from shoal.runtime.peers import PeerInfo, Redials, connection_for, drop_stale, is_stale
 from shoal.runtime.process import current_process
 from shoal.runtime.replies import stand_in_reason, wire_reason
 from shoal.transport import ConnectionManager, PeerConnection
@@ -78,21 +75,7 @@ __all__ = ["PeerInfo", "Remote"]
 
 log = logging.getLogger("shoal")
 
-REDIAL_FIRST, REDIAL_MAX = 0.05, 1.0  # seconds between redials, before jitter
 MAX_BACKLOG = 10_000  # messages waiting for the dial to one node (Rule 5)
-
-
-class PeerInfo:
-    """What this node knows of another node from the store."""
-
-    __slots__ = ("address", "creation", "info", "name")
-
-    def __init__(self, name: str, creation: int, address: tuple[str, int],
-                 info: dict[str, Any]) -> None:
-        self.name = name
-        self.creation = creation
-        self.address = address
-        self.info = info
 
 
 class Remote:
@@ -107,9 +90,7 @@ class Remote:
         # Invariant: calls sent and not yet answered: ref -> (future, callee,
         # the connection the CALL went out on; only it may answer).
         self.pending: dict[int, tuple[asyncio.Future[Any], Pid, PeerConnection]] = {}
-        # Invariant: one redial task per node whose connection broke while
-        # the store still lists it.
-        self._redials: dict[str, asyncio.Task[None]] = {}
+        self.redials = Redials(self.peers, lambda: self.manager, node._probe_store)
         self._next_ref = 1
         # Monitors held by local watchers on remote targets: wire ref -> (ref, watcher, target).
         self.monitors: dict[int, tuple[Ref, Pid, Pid]] = {}
@@ -127,37 +108,13 @@ class Remote:
         manager = self.manager
         return manager.get(node) if manager is not None else None
 
-    def _connection_for(self, node: str, creation: int) -> PeerConnection | None:
-        """The open connection to incarnation ``creation`` of ``node``, if any
-        (Rule 1). One to an older incarnation is aborted on the way."""
-        conn = self._connection(node)
-        if conn is None or conn.peer_creation == creation:
-            return conn
-        if conn.peer_creation is not None and conn.peer_creation < creation:
-            self.drop_stale(node, creation)
-        return None
-
-    def drop_stale(self, node: str, creation: int) -> None:
-        """Abort the connection to ``node`` if it belongs to an incarnation
-        older than ``creation`` (the store shows the newer one)."""
-        conn = self._connection(node)
-        if conn is not None and conn.peer_creation is not None and conn.peer_creation < creation:
-            log.info("closing the connection to node %s (creation %d): creation %d holds "
-                     "the name now", node, conn.peer_creation, creation)
-            conn.abort(f"replaced by creation {creation}")
-
-    def _stale_event(self, node: str, creation: int) -> bool:
-        """Whether a transport event is about a replaced incarnation (Rule 1)."""
-        peer = self.peers.get(node)
-        return peer is not None and peer.creation > creation
-
     async def _connect(self, pid: Pid, timeout: float) -> PeerConnection:
         peer = self.peers.get(pid.node)
         if peer is None or peer.creation < pid.creation:
             raise NodeDown(pid.node, "not known to this node (yet)", not_started=True)
         if peer.creation != pid.creation:
             raise NoSuchProcess(pid)  # an earlier incarnation: dead by definition
-        conn = self._connection_for(pid.node, pid.creation)
+        conn = connection_for(self.manager, pid.node, pid.creation)
         if conn is not None:
             return conn
         if self.manager is None:
@@ -175,7 +132,7 @@ class Remote:
             detail = exc.detail if isinstance(exc, NodeDown) else str(exc)
             raise NodeDown(pid.node, detail, not_started=True) from None
         if conn.peer_creation != pid.creation:  # another incarnation answered
-            self.drop_stale(pid.node, pid.creation)
+            drop_stale(self.manager, pid.node, pid.creation)
             raise NodeDown(pid.node, f"creation {conn.peer_creation} answered, not "
                            f"{pid.creation}", not_started=True)
         return conn
@@ -233,7 +190,10 @@ class Remote:
             backlog.append(msg)  # behind earlier messages still waiting for the dial
             return False
         peer = self.peers.get(node)
-        conn = self._connection_for(node, peer.creation) if peer is not None else None
+        # A node the store has not shown yet (it dialled us first) has one
+        # incarnation we know of: its connection's.
+        conn = connection_for(self.manager, node, peer.creation) if peer is not None \
+            else self._connection(node)
         if conn is None:
             if peer is not None and self.manager is not None:
                 self._backlog[node] = [msg]
@@ -363,26 +323,26 @@ class Remote:
     # -- PeerHandler ----------------------------------------------------------------
 
     def on_peer_up(self, peer_name: str, creation: int, connection: PeerConnection) -> None:
-        if self._stale_event(peer_name, creation):
+        if is_stale(self.peers, peer_name, creation):
             # An incarnation the store says was replaced (Rule 1).
             connection.abort(f"creation {self.peers[peer_name].creation} holds the name")
             return
         self.node._node_routable(peer_name, True)
 
     def on_peer_silent(self, peer_name: str, creation: int) -> None:
-        if self._stale_event(peer_name, creation):
+        if is_stale(self.peers, peer_name, creation):
             return
         log.warning("node %s is silent: its members are unroutable", peer_name)
         self.node._node_routable(peer_name, False)
 
     def on_peer_alive(self, peer_name: str, creation: int) -> None:
-        if self._stale_event(peer_name, creation):
+        if is_stale(self.peers, peer_name, creation):
             return
         log.info("node %s answers again", peer_name)
         self.node._node_routable(peer_name, True)
 
     def on_peer_down(self, peer_name: str, creation: int, reason: str) -> None:
-        if self._stale_event(peer_name, creation):
+        if is_stale(self.peers, peer_name, creation):
             # Its calls in flight failed when the new creation showed up.
             log.info("connection to node %s (creation %d, replaced) closed: %s",
                      peer_name, creation, reason)
@@ -395,40 +355,11 @@ class Remote:
         clean = reason == f"peer closed: {SHUTDOWN}"
         self.node_lost(peer_name, f"connection lost: {reason}", not_started=clean)
         self.node._probe_store()
-        self._start_redial(peer_name)
-
-    def _start_redial(self, name: str) -> None:
-        """Keep dialling a node the store still lists, so a connection that
-        broke while the node lives (a network blip) comes back: nothing else
-        would dial it, since selection skips its unroutable members."""
-        if name in self._redials or self.manager is None or self.node._stopping:
-            return
-        task = self.node._loop.create_task(self._redial(name), name=f"shoal redial {name}")
-        self._redials[name] = task
-        task.add_done_callback(lambda _: self._redials.pop(name, None))
-
-    async def _redial(self, name: str) -> None:
-        delays = backoff_delays(initial=REDIAL_FIRST, maximum=REDIAL_MAX)
-        while not self.node._stopping and self.manager is not None:
-            peer = self.peers.get(name)
-            if peer is None or self._connection(name) is not None:
-                return  # its session ended (dead), or it is connected again
-            await asyncio.sleep(next(delays))  # backoff between attempts
-            peer = self.peers.get(name)
-            if peer is None or self._connection(name) is not None:
-                return
-            try:
-                await self.manager.connect(name, peer.address, timeout=2.0,
-                                           retry_refused=False)
-            except ShoalError:
-                self.node._probe_store()
-                continue
-            return
+        self.redials.start(peer_name)
 
     def close(self) -> None:
         """Stop redialling (the node is stopping)."""
-        for task in list(self._redials.values()):
-            task.cancel()
+        self.redials.close()
 
     def node_lost(self, name: str, detail: str, *, not_started: bool = False) -> None:
         """Fail everything in flight towards ``name`` (Rule 3)."""

@@ -64,7 +64,7 @@ from shoal.membership.keys import (
 from shoal.membership.table import MembershipEvent
 from shoal.pid import Pid
 from shoal.runtime.node_info import holder_is_dead, parse_info
-from shoal.runtime.remote import PeerInfo
+from shoal.runtime.peers import PeerInfo, drop_stale
 from shoal.runtime.writer import Writer
 from shoal.store.base import Changes, Event, Session, Snapshot, Store
 
@@ -405,7 +405,7 @@ class Replication:
             return  # an older incarnation's registration arriving late
         peers[info.name] = info
         # A connection to an older incarnation carries nothing for this one.
-        self.node.remote.drop_stale(info.name, info.creation)
+        drop_stale(self.node.remote.manager, info.name, info.creation)
         if old is None or old.creation != info.creation:
             if old is not None:
                 self.node.remote.node_lost(info.name, "restarted with a new creation")
@@ -466,7 +466,7 @@ class Replication:
             if old is not None and old.creation != info.creation:
                 remote.node_lost(name, "restarted with a new creation")
             remote.peers[name] = info
-            remote.drop_stale(name, info.creation)
+            drop_stale(remote.manager, name, info.creation)
         table_nodes = {pid.node for pid in self.node.table.pids()} - {self.node.name}
         for name in before | set(seen) | table_nodes:
             self._replace(name)

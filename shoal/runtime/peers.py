@@ -1,0 +1,132 @@
+"""Other nodes as this node knows them: their incarnations and the
+connections that belong to them, and the redial of a broken connection.
+
+Rules:
+
+- Rule 1: a connection belongs to the incarnation (name, creation) it was
+  handshaken with. Nothing for another creation travels on it
+  (``connection_for``); once the store shows a newer creation for a name,
+  the connection to the older one is aborted (``drop_stale``), and
+  transport events about a replaced creation (``is_stale``) say nothing
+  about the current one.
+- Rule 2: ``Redials`` keeps one redial task per node whose connection broke
+  while the store still lists it (pruned when the task ends, all cancelled
+  by ``close``), so a connection that broke while the node lives (a network
+  blip) comes back: nothing else would dial it, since selection skips its
+  unroutable members.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from shoal._backoff import backoff_delays
+from shoal.errors import ShoalError
+from shoal.transport import ConnectionManager, PeerConnection
+
+__all__ = ["PeerInfo", "Redials", "connection_for", "drop_stale", "is_stale"]
+
+log = logging.getLogger("shoal")
+
+REDIAL_FIRST, REDIAL_MAX = 0.05, 1.0  # seconds between redials, before jitter
+
+
+class PeerInfo:
+    """What this node knows of another node from the store."""
+
+    __slots__ = ("address", "creation", "info", "name")
+
+    def __init__(self, name: str, creation: int, address: tuple[str, int],
+                 info: dict[str, Any]) -> None:
+        self.name = name
+        self.creation = creation
+        self.address = address
+        self.info = info
+
+
+def connection_for(manager: ConnectionManager | None, node: str,
+                   creation: int) -> PeerConnection | None:
+    """The open connection to incarnation ``creation`` of ``node``, if any
+    (Rule 1). One to an older incarnation is aborted on the way."""
+    conn = manager.get(node) if manager is not None else None
+    if conn is None or conn.peer_creation == creation:
+        return conn
+    drop_stale(manager, node, creation)
+    return None
+
+
+def drop_stale(manager: ConnectionManager | None, node: str, creation: int) -> None:
+    """Abort the connection to ``node`` if it belongs to an incarnation
+    older than ``creation`` (the store shows the newer one)."""
+    conn = manager.get(node) if manager is not None else None
+    if conn is not None and conn.peer_creation is not None and conn.peer_creation < creation:
+        log.info("closing the connection to node %s (creation %d): creation %d holds "
+                 "the name now", node, conn.peer_creation, creation)
+        conn.abort(f"replaced by creation {creation}")
+
+
+def is_stale(peers: dict[str, PeerInfo], node: str, creation: int) -> bool:
+    """Whether an event about ``(node, creation)`` concerns a replaced incarnation."""
+    peer = peers.get(node)
+    return peer is not None and peer.creation > creation
+
+
+class Redials:
+    """Redial tasks of one node's ``Remote`` (Rule 2).
+
+    Args:
+        peers: the store's view of the other nodes (read, never written).
+        manager: returns the connection manager (None while not distributed).
+        probe: asks the store to check for dead owners (after a failed dial).
+    """
+
+    def __init__(self, peers: dict[str, PeerInfo],
+                 manager: Callable[[], ConnectionManager | None],
+                 probe: Callable[[], None]) -> None:
+        self._peers = peers
+        self._manager = manager
+        self._probe = probe
+        # Invariant: one task per node name, removed when it ends.
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._closed = False
+
+    def start(self, name: str) -> None:
+        """Keep dialling ``name`` until connected or the store drops it."""
+        if name in self._tasks or self._manager() is None or self._closed:
+            return
+        task = asyncio.get_running_loop().create_task(self._redial(name),
+                                                      name=f"shoal redial {name}")
+        self._tasks[name] = task
+        task.add_done_callback(lambda _: self._tasks.pop(name, None))
+
+    def _wanted(self, name: str) -> PeerInfo | None:
+        peer = self._peers.get(name)
+        manager = self._manager()
+        if peer is None or manager is None or self._closed \
+                or connection_for(manager, name, peer.creation) is not None:
+            return None  # its session ended (dead), or it is connected again
+        return peer
+
+    async def _redial(self, name: str) -> None:
+        delays = backoff_delays(initial=REDIAL_FIRST, maximum=REDIAL_MAX)
+        while self._wanted(name) is not None:
+            await asyncio.sleep(next(delays))  # backoff between attempts
+            peer = self._wanted(name)
+            manager = self._manager()
+            if peer is None or manager is None:
+                return
+            try:
+                await manager.connect(name, peer.address, timeout=2.0, retry_refused=False)
+            except ShoalError:
+                self._probe()
+                continue
+            return
+
+    def close(self) -> None:
+        """Stop redialling (the node is stopping)."""
+        self._closed = True
+        for task in list(self._tasks.values()):
+            task.cancel()
