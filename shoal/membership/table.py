@@ -20,9 +20,15 @@ Rules (after Erlang's ``pg``):
   the runtime delivers them to subscribers.
 
 *Member* and *routable* differ: a member on a node that is suspected stays
-in the table but ``routable`` skips it. Routability is kept here so
-selection is one cached list read: each group caches its routable members
-and rebuilds that cache lazily when membership or node suspicion changes.
+in the table but ``routable`` skips it. So does a member whose owner
+answered "no such process" (``mark_dead``): it stays a member until the
+owner's removal arrives through the store, but selection never offers it
+again (DESIGN.md). Those marks are a subset of the member pids and are
+pruned with the pid's last membership (its removal, or its node's view
+replaced by a new incarnation's), so they are bounded by the table itself.
+Routability is kept here so selection is one cached list read: each group
+caches its routable members and rebuilds that cache lazily when
+membership, node suspicion or a mark changes.
 """
 
 from __future__ import annotations
@@ -151,6 +157,9 @@ class GroupTable:
         self._by_pid: dict[Pid, _Keys] = {}
         # Invariant: nodes whose members are not routable (suspected).
         self._unroutable: set[str] = set()
+        # Invariant: remote pids whose owner answered "no such process";
+        # every one has an entry in _by_pid (dropped with its last membership).
+        self._dead: set[Pid] = set()
         self._route_version = 0
 
     # -- reads ----------------------------------------------------------------
@@ -229,9 +238,9 @@ class GroupTable:
         return entry.rr
 
     def _refresh(self, entry: _Group) -> None:
-        if self._unroutable:
-            bad = self._unroutable
-            entry.routable = [p for p in entry.members if p.node not in bad]
+        if self._unroutable or self._dead:
+            bad, dead = self._unroutable, self._dead
+            entry.routable = [p for p in entry.members if p.node not in bad and p not in dead]
         else:
             entry.routable = entry.members
         entry.version = self._route_version
@@ -253,6 +262,25 @@ class GroupTable:
     def is_routable(self, node: str) -> bool:
         """Whether members on ``node`` may be selected."""
         return node not in self._unroutable
+
+    def mark_dead(self, pid: Pid) -> bool:
+        """Its owner answered "no such process" for ``pid``: stop offering it
+        (every group's routable list skips it) while it stays a member until
+        the owner's removal arrives. A local pid or a pid that is no member
+        is ignored (the local exit path removes local pids itself).
+        Returns whether anything changed."""
+        keys = self._by_pid.get(pid)
+        if keys is None or pid.node == self.node or pid in self._dead:
+            return False
+        self._dead.add(pid)
+        for scope, group in keys:  # list entries or dict keys: (scope, group)
+            self._scopes[scope][group].routable = None
+        return True
+
+    def is_marked_dead(self, pid: Pid) -> bool:
+        """Whether its owner answered "no such process" for ``pid`` and its
+        removal has not arrived yet."""
+        return pid in self._dead
 
     # -- writes -----------------------------------------------------------------
 
@@ -368,6 +396,7 @@ class GroupTable:
             keys.remove(key)
         if not keys:
             del self._by_pid[pid]
+            self._dead.discard(pid)  # its removal arrived: the mark goes with it
         groups = self._scopes[scope]
         entry = groups[group]
         entry._members.remove(pid)

@@ -13,6 +13,10 @@ Rules:
   Erlang.
 - Rule 3: a plain tuple equal to a pid is not a pid: it is refused with
   ``BadArgument`` rather than routed.
+- Rule 4: when a remote pid's owner answers "no such process" (or the pid
+  is of an earlier incarnation), the group table marks it: selection never
+  offers it again, though it stays a member until the owner's removal
+  arrives through the store (DESIGN.md, "Membership").
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from shoal.runtime.checks import MAX_TIMEOUT, check_pid, check_timeout
 from shoal.runtime.process import CALL, CAST, INFO, SYSTEM, Caller, Process, current_process
 
 if TYPE_CHECKING:
+    from shoal.membership.table import GroupTable
     from shoal.runtime.deadlines import Deadlines
     from shoal.runtime.remote import Remote
 
@@ -44,6 +49,7 @@ class Messaging:
     _running: bool
     _loop: asyncio.AbstractEventLoop
     _deadlines: Deadlines
+    table: GroupTable
     local_process: Callable[[Pid], Process | None]  # Signals provides it
 
     async def call(self, pid: Pid, request: Any, timeout: float = DEFAULT_TIMEOUT) -> Any:
@@ -77,7 +83,11 @@ class Messaging:
             check_pid("pid", pid)
             seconds = check_timeout(timeout)
             if pid.node != self.name and self._running:
-                return await self.remote.call(pid, request, seconds)
+                try:
+                    return await self.remote.call(pid, request, seconds)
+                except NoSuchProcess:
+                    self.table.mark_dead(pid)  # Rule 4
+                    raise
             raise NoSuchProcess(pid)
         if type(timeout) is not float:
             timeout = check_timeout(timeout)

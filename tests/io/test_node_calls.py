@@ -77,3 +77,40 @@ async def test_a_group_call_whose_request_cannot_be_encoded_raises_bad_argument_
         assert info.value.argument == "request"
     # Nothing was marked tried or unroutable: the next good call is served.
     assert await b.groups.call("g", "fine", timeout=WAIT) == "fine"
+
+
+# -- "no such process" is remembered until the removal arrives -----------------------
+
+
+async def test_a_member_whose_owner_said_no_such_process_is_not_offered_again(
+        pair: tuple[shoal.Node, shoal.Node]) -> None:
+    a, b = pair
+    live = await a.spawn(Echo)
+    await a.groups.join("g", live)
+    await wait_members(b, "g", 1)
+    # A pid of a's incarnation that a does not host, listed in b's view as
+    # when b has not yet heard of its exit (the removal is in flight).
+    gone = shoal.Pid("a", a.creation, 10**6)
+    b.table.join("default", "g", [gone])
+    with pytest.raises(shoal.NoSuchProcess):
+        await b.call(gone, "x", WAIT)
+    picks = {b.groups.select("g", strategy=s, key="k")
+             for s in ("round_robin", "random", "least_loaded", "hash") for _ in range(10)}
+    assert picks == {live}
+    assert gone in b.groups.get_members("g")  # still a member until its removal
+    # The removal arrives: the mark goes with it.
+    b.table.remove_pid(gone, "noproc")
+    assert not b.table.is_marked_dead(gone)
+
+
+async def test_a_group_call_that_learns_no_such_process_does_not_try_it_next_time(
+        pair: tuple[shoal.Node, shoal.Node]) -> None:
+    a, b = pair
+    gone = shoal.Pid("a", a.creation, 10**6)
+    b.table.join("default", "lonely", [gone])
+    with pytest.raises(shoal.NoMembers) as first:
+        await b.groups.call("lonely", "x", timeout=WAIT)
+    assert first.value.tried == 1
+    with pytest.raises(shoal.NoMembers) as second:
+        b.groups.select("lonely")
+    assert second.value.tried == 0

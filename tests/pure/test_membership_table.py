@@ -285,6 +285,41 @@ def test_routable_follows_membership_changes_while_a_node_is_suspected() -> None
     assert sorted(table.members("s", "g")) == [B1, B2]  # members have no order
 
 
+def test_a_pid_its_owner_called_dead_is_skipped_in_every_group_until_its_removal() -> None:
+    table = _table(("s", "g", B1), ("s", "g", B2), ("s", "h", B1), ("t", "g", B1),
+                   ("s", "g", B1))
+    assert table.routable("s", "g") == [B1, B2, B1]
+    assert table.mark_dead(B1) is True
+    assert table.mark_dead(B1) is False
+    assert table.is_marked_dead(B1)
+    assert table.route("s", "g")[0] == [B2]
+    assert table.routable("s", "h") == [] and table.routable("t", "g") == []
+    # Still a member: only the owner's removal takes it out.
+    assert table.members("s", "g") == [B1, B2, B1] and table.is_member(B1)
+    table.leave("s", "g", [B1])
+    assert table.is_marked_dead(B1)  # other memberships remain
+    table.remove_pid(B1, "noproc")
+    assert not table.is_marked_dead(B1)
+    assert table.routable("s", "g") == [B2]
+
+
+@pytest.mark.parametrize("pid", [A1, C1], ids=["local", "not-a-member"])
+def test_marking_a_local_pid_or_a_non_member_changes_nothing(pid: Pid) -> None:
+    table = _table(("s", "g", A1), ("s", "g", B1))
+    assert table.mark_dead(pid) is False
+    assert not table.is_marked_dead(pid)
+    assert table.routable("s", "g") == [A1, B1]
+
+
+def test_a_new_incarnations_view_prunes_the_marks_of_the_old_one() -> None:
+    old, new = Pid("b", 7, 1), Pid("b", 8, 1)
+    table = _table(("s", "g", old), ("s", "g", A1))
+    table.mark_dead(old)
+    table.replace_node("b", [("s", "g", new, 1)], "nodedown")
+    assert not table.is_marked_dead(old)
+    assert sorted(table.routable("s", "g")) == sorted([A1, new])
+
+
 def test_local_members_are_routable_even_when_remote_nodes_are_not() -> None:
     table = _table(("s", "g", A1), ("s", "g", B1))
     table.set_routable("b", False)
@@ -312,6 +347,7 @@ ops = st.one_of(
     st.tuples(st.just("replace"), st.sampled_from(["b", "c"]),
               st.lists(st.tuples(where, pid_st, st.integers(0, 2)), max_size=4)),
     st.tuples(st.just("route"), st.sampled_from(["a", "b", "c"]), st.booleans()),
+    st.tuples(st.just("dead"), pid_st),
 )
 
 
@@ -333,6 +369,7 @@ def test_table_matches_a_multiset_model(steps: list[tuple]) -> None:  # type: ig
     model: Counter[tuple[str, str, Pid]] = Counter()
     from_events: Counter[tuple[str, str, Pid]] = Counter()
     unroutable: set[str] = set()
+    dead: set[Pid] = set()
     for step in steps:
         kind = step[0]
         if kind == "join":
@@ -367,12 +404,21 @@ def test_table_matches_a_multiset_model(steps: list[tuple]) -> None:  # type: ig
             for (s, g), p, n in entries:
                 if p.node == node:
                     model[(s, g, p)] += n
+        elif kind == "dead":
+            events = []
+            pid = step[1]
+            member = any(n > 0 and p == pid for (_, _, p), n in model.items())
+            assert table.mark_dead(pid) == (member and pid.node != LOCAL and pid not in dead)
+            if member and pid.node != LOCAL:
+                dead.add(pid)
         else:
             events = []
             table.set_routable(step[1], step[2])
             (unroutable.discard if step[2] else unroutable.add)(step[1])
         _apply_events(from_events, events)
         model = +model
+        # A mark lasts until the pid's last membership goes.
+        dead = {p for p in dead if any(k[2] == p for k in model)}
         # Subscribers replaying the events see exactly the table's state.
         assert +from_events == model
         for scope in SCOPES:
@@ -386,11 +432,13 @@ def test_table_matches_a_multiset_model(steps: list[tuple]) -> None:  # type: ig
                 assert Counter(table.local_members(scope, group)) == Counter(
                     {p: n for p, n in want.items() if p.node == LOCAL})
                 assert Counter(table.routable(scope, group)) == Counter(
-                    {p: n for p, n in want.items() if p.node not in unroutable})
+                    {p: n for p, n in want.items()
+                     if p.node not in unroutable and p not in dead})
         for pid in PIDS:
             groups = {(s, g) for (s, g, p), n in model.items() if p == pid and n > 0}
             assert set(table.groups_of(pid)) == groups
             assert table.is_member(pid) == bool(groups)
+            assert table.is_marked_dead(pid) == (pid in dead)
 
 
 def test_a_pid_in_many_groups_keeps_exact_join_counts() -> None:
