@@ -81,11 +81,11 @@ class RemoteTables(Protocol):
 
     def deliver_down(self, ref: Ref, watcher: Pid, target: Pid, reason: Reason) -> None: ...
 
+    def note_queue_length(self, pid: Pid, queue_len: int) -> None: ...
+
 
 class LocalNode(Protocol):
     """What this part needs of its node."""
-
-    queue_lengths: dict[Pid, int]
 
     def local_process(self, pid: Pid) -> Process | None: ...
 
@@ -187,7 +187,7 @@ class Inbound:
                                     "another connection")
             return
         del pending[msg.ref]
-        self.node.queue_lengths[pid] = msg.queue_len
+        self.remote.note_queue_length(pid, msg.queue_len)
         if not future.done():
             if type(msg) is Reply:
                 future.set_result(msg.value)

@@ -175,7 +175,7 @@ class Node(Messaging, Signals):
         self.hub = SubscriptionHub(self)
         # Invariant: in-flight calls this node made per callee, for least_loaded.
         self.inflight: dict[Pid, int] = {}
-        # Invariant: the last queue length a remote callee reported.
+        # Invariant: the last queue length a remote member reported (Remote prunes).
         self.queue_lengths: dict[Pid, int] = {}
         self.rng = random.Random(seed)
         self._scopes: dict[str, Groups] = {}
@@ -449,6 +449,7 @@ class Node(Messaging, Signals):
             self.hub.publish(events)
             if local and self.replication is not None:
                 self.replication.local_changes(events)
+            self.remote.members_changed(events)
 
     async def _replicated(self, timeout: float) -> bool:
         """Wait until local membership changes are in the store."""

@@ -69,6 +69,7 @@ from shoal.wire import (
 from shoal.wire import Down as WireDown
 
 if TYPE_CHECKING:
+    from shoal.membership.table import MembershipEvent
     from shoal.runtime.node import Node
 
 __all__ = ["PeerInfo", "Remote"]
@@ -99,6 +100,9 @@ class Remote:
         # later message to that node (calls included): messages from one
         # sender to one receiver arrive in the order sent, as in Erlang.
         self._backlog: dict[str, list[Message]] = {}
+        # Invariant: the task that sends a node's backlog once the dial is
+        # done; at most one per node, cancelled by close().
+        self._senders: dict[str, asyncio.Task[None]] = {}
         self.on_node_lost: list[Any] = []
         self._inbound = Inbound(self, node)
 
@@ -197,7 +201,7 @@ class Remote:
         if conn is None:
             if peer is not None and self.manager is not None:
                 self._backlog[node] = [msg]
-                self.node._loop.create_task(self._send_later(peer))
+                self._start_sender(peer)
             return False
         try:
             conn.send(msg)
@@ -209,6 +213,20 @@ class Remote:
             self._undeliverable(msg)
             return False
         return True
+
+    def _start_sender(self, peer: PeerInfo) -> None:
+        sender = self._senders.get(peer.name)
+        if sender is not None and not sender.done():
+            return  # its dial is still under way: it sends the backlog too
+        task = self.node._loop.create_task(self._send_later(peer),
+                                           name=f"shoal send to {peer.name}")
+        self._senders[peer.name] = task
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self._senders.get(peer.name) is done:
+                del self._senders[peer.name]
+
+        task.add_done_callback(forget)
 
     async def _send_later(self, peer: PeerInfo) -> None:
         assert self.manager is not None
@@ -358,8 +376,31 @@ class Remote:
         self.redials.start(peer_name)
 
     def close(self) -> None:
-        """Stop redialling (the node is stopping)."""
+        """Stop redialling and sending (the node is stopping): what still
+        waits for a dial is dropped."""
         self.redials.close()
+        for task in self._senders.values():
+            task.cancel()
+        self._backlog.clear()
+
+    def members_changed(self, events: list[MembershipEvent]) -> None:
+        """Forget the queue length of remote pids no longer in any group:
+        only selection among members reads it (``least_loaded``)."""
+        lengths = self.node.queue_lengths
+        if not lengths:
+            return
+        is_member = self.node.table.is_member
+        for event in events:
+            if event.kind == "leave":
+                for pid in event.pids:
+                    if pid in lengths and not is_member(pid):
+                        del lengths[pid]
+
+    def note_queue_length(self, pid: Pid, queue_len: int) -> None:
+        """Remember what a remote callee reported, if it is a member (only
+        members are selected by ``least_loaded``; others would pile up)."""
+        if self.node.table.is_member(pid):
+            self.node.queue_lengths[pid] = queue_len
 
     def node_lost(self, name: str, detail: str, *, not_started: bool = False) -> None:
         """Fail everything in flight towards ``name`` (Rule 3)."""
@@ -370,6 +411,9 @@ class Remote:
             if target.node == name:
                 del self.monitors[serial]
                 self.deliver_down(mref, watcher, target, NOCONNECTION)
+        lengths = self.node.queue_lengths
+        for pid in [p for p in lengths if p.node == name]:
+            del lengths[pid]
         self.node._remote_node_lost(name)
 
     def deliver_down(self, ref: Ref, watcher: Pid, target: Pid, reason: Reason) -> None:

@@ -147,3 +147,50 @@ def test_max_unsent_is_checked_when_the_node_is_made() -> None:
     with pytest.raises(shoal.BadArgument) as info:
         shoal.Node("n", store="memory://", max_unsent=100)
     assert info.value.argument == "max_unsent"
+
+
+async def _members(node: shoal.Node, group: str, count: int) -> None:
+    """Wait (bounded) until ``node`` sees exactly ``count`` members of ``group``."""
+    sub = node.groups.subscribe(group)
+    try:
+        seen = len(sub.members)
+        async with asyncio.timeout(WAIT):
+            while seen != count:
+                event = await sub.get()
+                seen += len(event.pids) if event.kind == "join" else -len(event.pids)
+    finally:
+        sub.close()
+
+
+async def test_queue_lengths_are_kept_for_members_only_and_pruned_when_they_leave(
+        pair: tuple[shoal.Node, shoal.Node, shoal.Pid]) -> None:
+    a, b, pid = pair
+    # A direct call to a pid in no group: its queue length is not kept.
+    assert await a.call(pid, "direct", WAIT) == "direct"
+    assert pid not in a.queue_lengths
+    await b.groups.join("g", pid)
+    await _members(a, "g", 1)
+    assert await a.groups.call("g", "member", timeout=WAIT,
+                               strategy="least_loaded") == "member"
+    assert a.queue_lengths.get(pid) == 0
+    await b.groups.leave("g", pid)
+    await _members(a, "g", 0)
+    assert pid not in a.queue_lengths
+
+
+async def test_queue_lengths_of_a_node_are_pruned_when_its_connection_is_lost(
+        pair: tuple[shoal.Node, shoal.Node, shoal.Pid]) -> None:
+    a, b, first = pair
+    pids = [first, await b.spawn(Echo), await b.spawn(Echo)]
+    await b.groups.join("g", pids)
+    await _members(a, "g", 3)
+    for _ in range(6):
+        await a.groups.call("g", "x", timeout=WAIT, strategy="round_robin")
+    assert set(a.queue_lengths) == set(pids)
+    conn = _connection(a, "b")
+    conn.abort("cut by the test")
+    await asyncio.wait_for(conn.wait_closed(), WAIT)
+    # Still members (a lost connection is no evidence of death), but what
+    # they reported on that connection is forgotten.
+    assert sorted(a.groups.get_members("g")) == sorted(pids)
+    assert not a.queue_lengths

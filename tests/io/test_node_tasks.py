@@ -1,0 +1,56 @@
+"""Every task a node starts has an owner and ends with the node.
+
+A cast to a node that is still being dialled waits in a backlog, and a
+task sends it once the connection is up. That task belongs to the node:
+stopping the node cancels it, even while the dial hangs (here: a listener
+that accepts and never answers the handshake).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import shoal
+
+SECRET = b"node-tasks-test-secret-0123456789"
+WAIT = 5.0
+
+
+class Echo(shoal.GenServer):
+    async def handle_call(self, request: Any, caller: shoal.Caller) -> Any:
+        return request
+
+
+async def test_stopping_a_node_ends_the_task_sending_to_a_node_still_being_dialled(
+        tmp_path: Path) -> None:
+    streams: list[asyncio.StreamWriter] = []
+
+    async def accept_and_say_nothing(_: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        streams.append(w)
+
+    blackhole = await asyncio.start_server(accept_and_say_nothing, "127.0.0.1", 0)
+    port = blackhole.sockets[0].getsockname()[1]
+    store = f"sqlite://{tmp_path}/cluster.db"
+    try:
+        async with shoal.Node("ghost", store=store, secret=SECRET,
+                              advertise=f"127.0.0.1:{port}") as ghost:
+            pid = await ghost.spawn(Echo)
+            before = asyncio.all_tasks()
+            a = shoal.Node("a", store=store, secret=SECRET)
+            await a.start()
+            try:
+                a.cast(pid, "waits for the dial")  # the dial hangs in the handshake
+                a.send(pid, "so does this")
+                started = {t for t in asyncio.all_tasks() - before if not t.done()}
+                assert any(t.get_name() == "shoal send to ghost" for t in started)
+            finally:
+                await a.stop()
+            leftover = [t for t in asyncio.all_tasks() - before if not t.done()]
+            assert not leftover, [t.get_name() for t in leftover]
+    finally:
+        for w in streams:
+            w.close()
+        blackhole.close()
+        await blackhole.wait_closed()
