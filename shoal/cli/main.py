@@ -12,7 +12,7 @@ import click
 
 import shoal
 from shoal.cli.demo import DemoReport, run_demo
-from shoal.runtime.process import CRASH_REPORT
+from shoal.runtime.process import CRASH_REPORT, RUN_MAILBOX_SIZE
 
 __all__ = ["main", "run"]
 
@@ -101,6 +101,10 @@ def demo(workers: int, callers: int, calls: int, strategy: str) -> None:
 @click.option("--session-ttl", default=5.0, show_default=True, type=float,
               help="Seconds the store keeps this node's entries after it stops renewing "
                    "its session (a killed node's members vanish after this on etcd).")
+@click.option("--mailbox-size", default=RUN_MAILBOX_SIZE, show_default=True,
+              type=click.IntRange(min=0),
+              help="Bound of every mailbox whose behaviour sets none: calls, casts and "
+                   "sends past it raise Overloaded instead of queueing. 0: unbounded.")
 @click.option("--tls-cert", default=None, metavar="PEM",
               help="This node's certificate for mutual TLS between peers; needs --tls-key "
                    "and --tls-ca too [env SHOAL_TLS_CERT; default: plain TCP].")
@@ -113,7 +117,7 @@ def demo(workers: int, callers: int, calls: int, strategy: str) -> None:
                    "default: the address dialled].")
 def run_command(app: str, name: str, cluster: str | None, store: str | None,
                 listen: str | None, advertise: str | None, heartbeat_timeout: float,
-                session_ttl: float,
+                session_ttl: float, mailbox_size: int,
                 tls_cert: str | None, tls_key: str | None, tls_ca: str | None,
                 tls_server_name: str | None) -> None:
     """Host a node running APP (module:function) until SIGTERM or SIGINT.
@@ -128,7 +132,8 @@ def run_command(app: str, name: str, cluster: str | None, store: str | None,
 
     _loop_factory()
     options: dict[str, object] = {"name": name, "heartbeat_timeout": heartbeat_timeout,
-                                  "session_ttl": session_ttl}
+                                  "session_ttl": session_ttl,
+                                  "mailbox_size": mailbox_size or None}
     if cluster is not None:
         options["cluster"] = cluster
     if store is not None:

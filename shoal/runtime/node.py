@@ -47,7 +47,7 @@ from shoal.runtime.groups import Groups, SubscriptionHub
 from shoal.runtime.messages import Ref
 from shoal.runtime.messaging import DEFAULT_TIMEOUT, Messaging
 from shoal.runtime.node_info import NodeStatistics, node_info
-from shoal.runtime.process import Process, current_process
+from shoal.runtime.process import Process, current_process, mailbox_limit
 from shoal.runtime.remote import Remote
 from shoal.runtime.replication import Replication
 from shoal.runtime.signals import Signals
@@ -92,6 +92,7 @@ class Node(Messaging, Signals):
         session_ttl: seconds etcd keeps this node's entries after it stops
             renewing its lease (default 5; on SQLite a hung node keeps them).
         drain_timeout: seconds ``stop`` waits for in-flight calls.
+        mailbox_size: bound of mailboxes whose behaviour sets none (None: unbounded).
         max_unsent: bytes held at most for a peer node that does not read
             (default 64 MiB): past it, calls, casts and sends to it raise
             ``Overloaded``; if it stays past, it is disconnected.
@@ -123,6 +124,7 @@ class Node(Messaging, Signals):
         heartbeat_timeout: float = 2.0,
         session_ttl: float = 5.0,
         drain_timeout: float = 5.0,
+        mailbox_size: int | None = None,
         max_unsent: int = DEFAULT_MAX_UNSENT,
         tls_cert: str | os.PathLike[str] | None = None,
         tls_key: str | os.PathLike[str] | None = None,
@@ -139,6 +141,7 @@ class Node(Messaging, Signals):
         self.heartbeat_timeout = check_timeout(heartbeat_timeout, "heartbeat_timeout")
         self.session_ttl = check_timeout(session_ttl, "session_ttl")
         self.max_unsent = check_int("max_unsent", max_unsent, MIN_MAX_UNSENT)
+        self.mailbox_size = mailbox_limit(-1, None, mailbox_size)
         if store is None:
             store = os.environ.get("SHOAL_STORE") or DEFAULT_STORE
         if not isinstance(store, str) and not isinstance(store, Store):
@@ -357,7 +360,7 @@ class Node(Messaging, Signals):
             link: link the new process with the calling process (or ``parent``)
                 before ``init`` runs.
             mailbox_size: bound of the mailbox; ``None`` unbounded; default:
-                the behaviour's ``mailbox_size``.
+                the behaviour's ``mailbox_size``, else the node's.
             trap_exit: start trapping exits (``init`` may also set it).
             shutdown_timeout: seconds ``terminate`` may take; default: the
                 behaviour's ``shutdown_timeout``.
@@ -373,9 +376,7 @@ class Node(Messaging, Signals):
             raise BadArgument("args", args, "a tuple")
         if kwargs is not None and not isinstance(kwargs, dict):
             raise BadArgument("kwargs", kwargs, "a dict")
-        limit = behaviour.mailbox_size if mailbox_size == -1 else mailbox_size
-        if limit is not None and (type(limit) is not int or limit < 1):
-            raise BadArgument("mailbox_size", limit, "None or an int >= 1")
+        limit = mailbox_limit(mailbox_size, behaviour.mailbox_size, self.mailbox_size)
         timeout = check_timeout(
             behaviour.shutdown_timeout if shutdown_timeout is None else shutdown_timeout,
             "shutdown_timeout",
@@ -483,8 +484,7 @@ class Node(Messaging, Signals):
         """Counts describing the node now."""
         live = [p for p in self._procs.values() if p.alive]
         return NodeStatistics(
-            name=self.name,
-            processes=len(live),
+            name=self.name, processes=len(live),
             queued=sum(len(p.mailbox) for p in live),
             monitors=sum(len(p.monitoring) for p in live),
             groups=sum(len(self.table.which_groups(s)) for s in self.table.scopes()),

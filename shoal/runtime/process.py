@@ -21,7 +21,11 @@ Failure rules for callers, decided here once:
   is skipped: its request is dropped unrun.
 
 The mailbox is a deque plus one waiter future: cheaper than an
-``asyncio.Queue`` and enough for a single consumer.
+``asyncio.Queue`` and enough for a single consumer. Its bound (``limit``)
+applies to calls, casts and sends; it comes from ``spawn_opt``, else the
+behaviour's ``mailbox_size``, else the node's ``mailbox_size``
+(:func:`mailbox_limit`); ``shoal run`` gives its node a default bound
+(``RUN_MAILBOX_SIZE``) so that a cast flood is refused, not stored.
 """
 
 from __future__ import annotations
@@ -32,7 +36,14 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from shoal.errors import BadRequest, CallError, NoSuchProcess, Overloaded, ProcessExited
+from shoal.errors import (
+    BadArgument,
+    BadRequest,
+    CallError,
+    NoSuchProcess,
+    Overloaded,
+    ProcessExited,
+)
 from shoal.pid import KILLED, NORMAL, Crash, Pid, Reason
 from shoal.runtime.messages import NOREPLY, Stop
 
@@ -40,10 +51,14 @@ if TYPE_CHECKING:
     from shoal.runtime.genserver import GenServer
     from shoal.runtime.node import Node
 
-__all__ = ["Caller", "Process", "current_process"]
+__all__ = ["RUN_MAILBOX_SIZE", "Caller", "Process", "current_process", "mailbox_limit"]
 
 log = logging.getLogger("shoal")
 CRASH_REPORT = "process %s crashed: %s\n%s"  # pid, reason, traceback
+
+RUN_MAILBOX_SIZE = 10_000
+"""The mailbox bound of ``shoal run``'s node (``--mailbox-size``): about 3 MB
+of small queued casts per process, seconds of backlog for any handler."""
 
 CALL, CAST, INFO, SYSTEM = 0, 1, 2, 3
 STARTING, RUNNING, EXITING, DEAD = 0, 1, 2, 3
@@ -51,6 +66,19 @@ STARTING, RUNNING, EXITING, DEAD = 0, 1, 2, 3
 current_process: contextvars.ContextVar[Process | None] = contextvars.ContextVar(
     "shoal_current_process", default=None
 )
+
+
+def mailbox_limit(given: Any, behaviour: int | None, node: int | None) -> int | None:
+    """The mailbox bound of a new process: ``given`` to ``spawn_opt`` (-1 when
+    not given), else the behaviour's ``mailbox_size``, else the node's.
+
+    Raises:
+        BadArgument: the bound chosen is neither None nor an int >= 1.
+    """
+    limit = given if given != -1 else behaviour if behaviour is not None else node
+    if limit is not None and (type(limit) is not int or limit < 1):
+        raise BadArgument("mailbox_size", limit, "None or an int >= 1")
+    return limit
 
 
 class Caller:

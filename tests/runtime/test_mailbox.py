@@ -112,3 +112,40 @@ def _key_for(node: shoal.Node, group: str, pid: shoal.Pid) -> int:
         if node.groups.select(group, strategy="hash", key=key) == pid:
             return key
     raise AssertionError("no key routes there")
+
+
+async def test_the_nodes_mailbox_size_bounds_behaviours_that_set_none() -> None:
+    class Bounded(Probe):
+        mailbox_size = 5
+
+    async with shoal.Node("m", store="memory://", mailbox_size=2) as node:
+        pid = await node.spawn(Probe)  # Probe sets no bound: the node's applies
+        release, started = asyncio.Event(), asyncio.Event()
+        busy = asyncio.ensure_future(node.call(pid, block(release, started), timeout=WAIT))
+        await started.wait()
+        node.cast(pid, 1)
+        node.cast(pid, 2)
+        with pytest.raises(shoal.Overloaded) as info:
+            node.cast(pid, 3)
+        assert info.value.limit == 2
+        release.set()
+        await busy
+        # A behaviour's own bound wins; spawn_opt(mailbox_size=None) opts out.
+        own = await node.spawn(Bounded)
+        opted_out = await node.spawn_opt(Probe, mailbox_size=None)
+        for target, room in ((own, 5), (opted_out, 100)):
+            release, started = asyncio.Event(), asyncio.Event()
+            busy = asyncio.ensure_future(node.call(target, block(release, started),
+                                                   timeout=WAIT))
+            await started.wait()
+            for n in range(room):
+                node.cast(target, n)
+            release.set()
+            await busy
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "10"])
+def test_a_bad_node_mailbox_size_is_refused_naming_it(bad: Any) -> None:
+    with pytest.raises(shoal.BadArgument) as info:
+        shoal.Node("m", store="memory://", mailbox_size=bad)
+    assert info.value.argument == "mailbox_size"
