@@ -25,7 +25,9 @@ Rules:
 
    A message that breaks the rule is dropped. The first on a connection is
    logged at WARNING with the peer's name, later ones at DEBUG: logs grow
-   with connections, not with what a peer chooses to send.
+   with connections, not with what a peer chooses to send. Casts and sends
+   dropped at a full mailbox are logged as a count, once per
+   ``DROP_LOG_INTERVAL``, for the same reason.
 2. Answers (FAIL ``noproc``, DOWN ``noproc``, EXIT ``noproc``) go back on the
    connection the message came on, only while it is open: a BYE or a bad
    frame later in the same read closed it before the message was handled,
@@ -38,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import weakref
 from typing import Any, Protocol
 
@@ -66,6 +69,8 @@ from shoal.wire import Down as WireDown
 __all__ = ["Inbound", "LocalNode", "RemoteTables"]
 
 log = logging.getLogger("shoal")
+
+DROP_LOG_INTERVAL = 10.0  # seconds between log lines about casts dropped at full mailboxes
 
 
 def _speaks_for(peer: PeerConnection, pid: Pid) -> bool:
@@ -106,6 +111,9 @@ class Inbound:
         # Invariant: connections that already had a refused message logged at
         # WARNING; weak, so a closed connection leaves the set with its object.
         self._warned: weakref.WeakSet[PeerConnection] = weakref.WeakSet()
+        # Casts and sends dropped at full mailboxes since the last log line.
+        self._dropped = 0
+        self._drop_logged_at = -DROP_LOG_INTERVAL
 
     def on_message(self, peer: PeerConnection, msg: Message) -> None:
         kind = type(msg)
@@ -204,8 +212,15 @@ class Inbound:
                 proc.deliver(CAST, msg.request, None)
             else:
                 proc.deliver(INFO, msg.message, None)  # type: ignore[attr-defined]
-        except Overloaded:
-            log.warning("dropped a message to %s: mailbox full", to)
+        except Overloaded as exc:
+            # One line per DROP_LOG_INTERVAL, not one per cast: a flood of
+            # casts to a full mailbox must not become a flood of log lines.
+            self._dropped += 1
+            now = time.monotonic()
+            if now >= self._drop_logged_at + DROP_LOG_INTERVAL:
+                log.warning("dropped %d cast(s)/send(s) from other nodes to full mailboxes "
+                            "(latest to %s: %s)", self._dropped, to, exc.detail)
+                self._dropped, self._drop_logged_at = 0, now
 
     # -- monitors -------------------------------------------------------------------
 

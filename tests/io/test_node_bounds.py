@@ -194,3 +194,38 @@ async def test_queue_lengths_of_a_node_are_pruned_when_its_connection_is_lost(
     # they reported on that connection is forgotten.
     assert sorted(a.groups.get_members("g")) == sorted(pids)
     assert not a.queue_lengths
+
+
+class Stuck(shoal.GenServer):
+    """Blocks in a call until released, with room for one queued message."""
+
+    mailbox_size = 1
+
+    async def init(self, started: asyncio.Event, release: asyncio.Event) -> None:
+        self.started, self.release = started, release
+
+    async def handle_call(self, request: Any, caller: shoal.Caller) -> Any:
+        if request == "block":
+            self.started.set()
+            await self.release.wait()
+        return request
+
+
+async def test_a_cast_flood_into_a_full_mailbox_is_logged_as_one_line_not_one_per_cast(
+        pair: tuple[shoal.Node, shoal.Node, shoal.Pid], caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b, _ = pair
+    started, release = asyncio.Event(), asyncio.Event()
+    pid = await b.spawn(Stuck, started, release)
+    blocked = asyncio.ensure_future(a.call(pid, "block", WAIT))
+    await asyncio.wait_for(started.wait(), WAIT)
+    for n in range(300):
+        a.cast(pid, n)  # one fits; 299 are dropped on arrival at "b"
+    # Casts and this call travel in order on one connection: once "b" has
+    # refused the call (the mailbox is still full), it has seen every cast.
+    with pytest.raises(shoal.Overloaded):
+        await a.call(pid, "after the flood", WAIT)
+    release.set()
+    assert await blocked == "block"
+    drops = [r for r in caplog.records if "full mailbox" in r.getMessage()]
+    assert len(drops) == 1  # the first drop, at once; the rest are counted
