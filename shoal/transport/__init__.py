@@ -6,6 +6,7 @@
 """
 
 from shoal.transport._config import (
+    DEFAULT_MAX_HANDSHAKES,
     DEFAULT_MAX_UNSENT,
     MIN_MAX_UNSENT,
     PeerHandler,
@@ -17,6 +18,7 @@ from shoal.transport._manager import ConnectionManager
 from shoal.transport._peer import PeerConnection
 
 __all__ = [
+    "DEFAULT_MAX_HANDSHAKES",
     "DEFAULT_MAX_UNSENT",
     "MIN_MAX_UNSENT",
     "ConnectionManager",

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from shoal.transport._peer import PeerConnection
 
 __all__ = [
+    "DEFAULT_MAX_HANDSHAKES",
     "DEFAULT_MAX_UNSENT",
     "MIN_MAX_UNSENT",
     "PeerHandler",
@@ -54,6 +55,9 @@ DEFAULT_MAX_UNSENT = 64 * 1024 * 1024
 ``TransportConfig.max_unsent``)."""
 MIN_MAX_UNSENT = 64 * 1024
 """The smallest ``max_unsent``: asyncio's default write-buffer high-water mark."""
+DEFAULT_MAX_HANDSHAKES = 64
+"""Accepted connections that may be in the handshake at once (see
+``TransportConfig.max_handshakes``)."""
 
 
 def _positive(name: str, value: Any) -> None:
@@ -100,6 +104,14 @@ class TransportConfig:
             congested for ``heartbeat_timeout`` is disconnected, and a send
             that finds twice this bound unsent disconnects at once (rule 5
             of ``_peer.py``).
+        max_handshakes: accepted connections that may be in the handshake
+            (not yet authenticated) at once, default 64. One more is closed
+            as soon as it is accepted, and the refusals are logged at most
+            every 10 s: half-open sockets from strangers cannot exhaust the
+            node's file descriptors. Each slot is held at most
+            ``handshake_timeout``. With ``server_ssl``, a connection counts
+            from the end of its TLS handshake (asyncio bounds that phase by
+            ``handshake_timeout`` too).
     """
 
     cluster: str
@@ -123,6 +135,7 @@ class TransportConfig:
     backoff_jitter: float = 0.5
     write_buffer_high: int | None = None
     max_unsent: int = DEFAULT_MAX_UNSENT
+    max_handshakes: int = DEFAULT_MAX_HANDSHAKES
 
     def __post_init__(self) -> None:
         self.handshake_config()  # validates cluster, node, creation, secret
@@ -149,6 +162,8 @@ class TransportConfig:
             raise BadArgument("max_connect_attempts", self.max_connect_attempts, "an int >= 1")
         if type(self.max_frame) is not int or self.max_frame < HANDSHAKE_MAX_FRAME:
             raise BadArgument("max_frame", self.max_frame, f"an int >= {HANDSHAKE_MAX_FRAME}")
+        if type(self.max_handshakes) is not int or self.max_handshakes < 1:
+            raise BadArgument("max_handshakes", self.max_handshakes, "an int >= 1")
         if type(self.max_unsent) is not int or self.max_unsent < MIN_MAX_UNSENT:
             raise BadArgument("max_unsent", self.max_unsent, f"an int >= {MIN_MAX_UNSENT}")
         if self.write_buffer_high is not None and (

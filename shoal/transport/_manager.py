@@ -11,12 +11,14 @@ Rules (each one decided in exactly one place, named here):
    whose creation is below the highest seen for its name is refused
    (``stale``); a higher creation replaces the current connection, and the
    old incarnation is reported down *before* the new one is reported up.
-3. Simultaneous connect (``_vet``, acceptor side, before any proof): when
-   this node is dialling a peer that dials it, both sides keep the
-   connection initiated by the node whose ``(name, creation)`` sorts lower
-   and refuse the other with ``duplicate``. Both sides compute the same
-   answer from the same two identities, and decide before either
-   connection carries a message, so nothing is lost.
+3. Simultaneous connect (``_vet``, acceptor side, once the initiator has
+   proven itself and before the acceptor's own proof): when this node is
+   dialling a peer that dials it, both sides keep the connection initiated
+   by the node whose ``(name, creation)`` sorts lower and refuse the other
+   with ``duplicate``. Both sides compute the same answer from the same two
+   identities, and decide before either end of the refused connection is
+   established, so no message is ever written on it. Admission waits for
+   the proof (wire rule 6) so that a stranger learns nothing from it.
 4. If two connections with the same incarnation do get established (a
    race the vet cannot see: one completed while the other was mid-
    handshake), ``_established`` applies the same order and closes the loser
@@ -27,6 +29,8 @@ Rules (each one decided in exactly one place, named here):
    connection to show up rather than failing.
 6. A failed handshake or protocol error closes that connection only, and is
    logged with the address; the listener keeps serving.
+7. Accepted connections still in the handshake are capped
+   (``max_handshakes``; ``_handshaking.py`` counts them and logs refusals).
 
 Dial failures are retried with capped, jittered exponential backoff, within
 ``connect_timeout`` and ``max_connect_attempts``; authentication failures are
@@ -39,11 +43,13 @@ import asyncio
 import logging
 import os
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
 from shoal.errors import AuthenticationFailed, NodeDown, ProtocolError
 from shoal.transport._config import PeerHandler, TransportConfig, backoff_delays
+from shoal.transport._handshaking import HandshakeCap
 from shoal.transport._peer import PeerConnection
 from shoal.wire import Connection, Message
 
@@ -100,6 +106,9 @@ class ConnectionManager:
         # connect() calls waiting for a peer's own dial to complete.
         self._up_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._closing = False
+        # Accepted connections not yet established nor lost (rule 7).
+        self._handshaking: HandshakeCap[PeerConnection] = HandshakeCap(
+            config.max_handshakes, time.monotonic)
 
     async def __aenter__(self) -> ConnectionManager:
         await self.start()
@@ -140,6 +149,11 @@ class ConnectionManager:
             raise NodeDown(self.config.node, "listener not started")
         host, port = self._server.sockets[0].getsockname()[:2]
         return str(host), int(port)
+
+    @property
+    def handshaking(self) -> int:
+        """Accepted connections still in the handshake (at most ``max_handshakes``)."""
+        return len(self._handshaking)
 
     def get(self, peer_name: str) -> PeerConnection | None:
         """The current connection to a peer, if one is up.
@@ -359,7 +373,7 @@ class ConnectionManager:
     # --- decisions (rules 2-5) ----------------------------------------
 
     def _vet(self, node: str, creation: int) -> str | None:
-        """Acceptor side, after HELLO and before any proof."""
+        """Acceptor side, once the peer's PROOF verified and before ours."""
         if self._closing:
             return "closing"
         if creation < self._highest.get(node, -1):
@@ -377,7 +391,7 @@ class ConnectionManager:
         return None
 
     def _vet_outbound(self, node: str, creation: int) -> str | None:
-        """Initiator side, after CHALLENGE and before our proof."""
+        """Initiator side, once the acceptor's PROOF verified."""
         if creation < self._highest.get(node, -1):
             return "stale"
         return None
@@ -387,6 +401,7 @@ class ConnectionManager:
 
         Returns None when kept, or the reason to close it with.
         """
+        self._handshaking.release(conn)
         name, creation = conn.peer_node, conn.peer_creation
         assert name is not None and creation is not None
         if self._closing:
@@ -435,19 +450,25 @@ class ConnectionManager:
 
     # --- callbacks from PeerConnection ----------------------------------
 
-    def _connection_made(self, conn: PeerConnection) -> bool:
+    def _connection_made(self, conn: PeerConnection) -> str | None:
         """Track a connection once its socket (and TLS session) is up.
 
         Not at protocol creation: with TLS, a protocol whose TLS handshake
         fails never sees ``connection_made`` nor ``connection_lost``.
-        Returns False when this node is closing and the connection must go.
+        Returns None, or why the connection must go at once: this node is
+        closing, or too many accepted connections are in the handshake.
         """
         if self._closing:
-            return False
+            return "this node is shutting down"
+        if not conn.initiator:
+            refusal = self._handshaking.admit(conn, conn.peer_address)
+            if refusal is not None:
+                return refusal
         self._all.add(conn)
-        return True
+        return None
 
     def _connection_lost(self, conn: PeerConnection) -> None:
+        self._handshaking.release(conn)
         self._all.discard(conn)
         self._unregister(conn, conn.close_reason or "connection lost")
 

@@ -292,8 +292,9 @@ class PeerConnection(asyncio.Protocol):
         # has the same methods: no isinstance check here.
         self._transport = cast(asyncio.Transport, transport)
         self.peer_address = transport.get_extra_info("peername")
-        if not self._manager._connection_made(self):
-            self._set_reason("this node is shutting down")
+        refusal = self._manager._connection_made(self)
+        if refusal is not None:
+            self._set_reason(refusal)
             self._transport.abort()
             return
         if self._config.write_buffer_high is not None:

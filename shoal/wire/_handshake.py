@@ -8,13 +8,13 @@ Exchange (the initiator opened the TCP connection)::
 
     initiator                                   acceptor
       HELLO(min_v, max_v, cluster, node, creation, nonce_i)  -->
-                                                checks cluster, versions, vets the peer
+                                                checks versions
       <--  CHALLENGE(version, cluster, node, creation, nonce_a)
-      checks cluster, version, expected name, vets the peer
+      checks cluster, version, expected name
       PROOF(HMAC(secret, transcript("initiator")))  -->
-                                                verifies, then established
+                                                verifies, admits the peer, established
       <--  PROOF(HMAC(secret, transcript("acceptor")))
-      verifies, then established
+      verifies, admits the peer, established
 
 Rules:
 
@@ -31,6 +31,15 @@ Rules:
    message out of order); :attr:`Handshake.refusal` is then the REFUSE
    message to send before closing, telling the peer why in one word.
 5. Randomness is injected (``random_bytes``) so tests build exact vectors.
+6. Admission is decided only once the peer has proven it knows the secret:
+   its cluster and name, and ``vet_peer`` (the node's policy: a stale
+   incarnation, a duplicate connection, a node shutting down) are judged
+   after its PROOF verified. Before that, the only refusals depend on the
+   HELLO or CHALLENGE alone (``version``, ``reflected``, and the initiator's
+   own ``cluster`` and ``name`` checks of the node it reached), so a
+   stranger learns nothing about which nodes exist or are connected: every
+   node answers any HELLO it can with a CHALLENGE, and a wrong PROOF with
+   ``auth``.
 
 Not a goal: confidentiality or integrity after the handshake; a relay in the
 middle can still forward a whole exchange. Use TLS on untrusted networks.
@@ -313,9 +322,11 @@ class Handshake:
         config: this node's identity and secret.
         initiator: True on the side that opened the connection.
         random_bytes: source of the nonce, ``random_bytes(32) -> bytes``.
-        vet_peer: asked once the peer's identity is known, before any proof
-            is sent; returns None to go on or a refusal word (the transport
-            uses it for duplicate and stale-incarnation connections).
+        vet_peer: asked once the peer has proven it knows the secret (rule
+            6): on the acceptor before it sends its own PROOF, on the
+            initiator before it considers the connection established;
+            returns None to go on or a refusal word (the transport uses it
+            for duplicate and stale-incarnation connections).
         expect_node: on the initiator, the node name it meant to reach.
     """
 
@@ -386,7 +397,10 @@ class Handshake:
             initiator_nonce=hello.nonce, acceptor_nonce=challenge.nonce,
         )  # fmt: skip
 
-    def _vet_identity(self, node: str, creation: int) -> None:
+    def _admit(self, cluster: str, node: str, creation: int) -> None:
+        """Rule 6: judge a peer that has proven it knows the secret."""
+        if cluster != self._config.cluster:
+            raise self._refuse("cluster", f"peer is in cluster {cluster!r}")
         if node == self._config.node:
             raise self._refuse("self", f"peer claims this node's own name {node!r}")
         if self._vet is not None:
@@ -418,9 +432,9 @@ class Handshake:
             raise ProtocolError(f"handshake expected {expected}, got {type(msg).__name__}")
         cfg = self._config
         if type(msg) is Hello:
+            # Rule 6: nothing about the peer is judged yet, only whether a
+            # CHALLENGE can be built for this HELLO.
             self._hello = msg
-            if msg.cluster != cfg.cluster:
-                raise self._refuse("cluster", f"peer is in cluster {msg.cluster!r}")
             low = max(msg.min_version, cfg.min_version)
             high = min(msg.max_version, cfg.max_version)
             if low > high:
@@ -429,7 +443,6 @@ class Handshake:
                     f"peer speaks {msg.min_version}..{msg.max_version}, "
                     f"this node {cfg.min_version}..{cfg.max_version}",
                 )
-            self._vet_identity(msg.node, msg.creation)
             self._nonce = self._new_nonce()
             if self._nonce == msg.nonce:
                 raise self._refuse("reflected", "peer sent this node's own challenge")
@@ -449,7 +462,6 @@ class Handshake:
                 raise self._refuse("name", f"expected node {self._expect!r}, reached {msg.node!r}")
             if msg.nonce == self._nonce:
                 raise self._refuse("reflected", "peer sent this node's own challenge")
-            self._vet_identity(msg.node, msg.creation)
             self._expecting = Proof
             return [Proof(digest=self._digest("initiator"))]
         assert type(msg) is Proof
@@ -459,6 +471,7 @@ class Handshake:
         self._expecting = None
         peer = self._challenge if self._initiator else self._hello
         assert peer is not None and self._challenge is not None
+        self._admit(peer.cluster, peer.node, peer.creation)
         self.result = HandshakeResult(
             version=self._challenge.version, node=peer.node, creation=peer.creation,
             initiator=self._initiator,

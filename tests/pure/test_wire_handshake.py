@@ -173,9 +173,69 @@ def test_initiator_rejects_a_forged_acceptor_proof() -> None:
     assert ini.result is None
 
 
-def test_other_cluster_is_refused() -> None:
+def test_other_cluster_is_refused_by_the_initiator_from_the_challenge() -> None:
     pair, _, _ = connect(cfg("a", cluster="staging"), cfg("b"))
-    assert closed(pair.events["initiator"]).refusal == "cluster"
+    assert "cluster 'prod'" in str(closed(pair.events["initiator"]).error)
+    assert closed(pair.events["acceptor"]).refusal == "cluster"
+
+
+def _proof_for(hello: Hello, challenge: Challenge, secret: bytes = SECRET) -> Proof:
+    return Proof(digest=proof_digest(
+        secret, "initiator", version=challenge.version, min_version=hello.min_version,
+        max_version=hello.max_version, cluster=hello.cluster,
+        initiator=(hello.node, hello.creation), acceptor=(challenge.node, challenge.creation),
+        initiator_nonce=hello.nonce, acceptor_nonce=challenge.nonce))
+
+
+def test_acceptor_refuses_another_cluster_only_after_the_peer_proved_itself() -> None:
+    acc = Handshake(cfg("b"), initiator=False, random_bytes=counter_bytes(100))
+    hello = Hello(min_version=1, max_version=1, cluster="staging", node="a", creation=1,
+                  nonce=bytes(32))
+    (challenge,) = acc.receive(hello)
+    assert isinstance(challenge, Challenge) and challenge.cluster == "prod"
+    with pytest.raises(AuthenticationFailed, match="cluster"):
+        acc.receive(_proof_for(hello, challenge))
+    assert acc.refusal == Refuse(reason="cluster") and acc.result is None
+
+
+@pytest.mark.parametrize("word", ["stale", "duplicate", "closing"])
+def test_a_stranger_gets_a_challenge_then_auth_whatever_the_node_would_decide(
+        word: str) -> None:
+    """Before the peer proves it knows the secret, nothing depends on which
+    nodes are alive or connected: the policy is not even asked."""
+    asked: list[tuple[str, int]] = []
+
+    def vet(node: str, creation: int) -> str:
+        asked.append((node, creation))
+        return word
+
+    acc = Handshake(cfg("b"), initiator=False, random_bytes=counter_bytes(100), vet_peer=vet)
+    hello = Hello(min_version=1, max_version=1, cluster="prod", node="a", creation=1,
+                  nonce=bytes(32))
+    (challenge,) = acc.receive(hello)
+    assert isinstance(challenge, Challenge) and asked == []
+    with pytest.raises(AuthenticationFailed, match="auth"):
+        acc.receive(_proof_for(hello, challenge, secret=b"a guess"))
+    assert acc.refusal == Refuse(reason="auth") and asked == []
+
+
+def test_the_initiator_vets_the_acceptor_only_after_its_proof() -> None:
+    asked: list[tuple[str, int]] = []
+
+    def vet(node: str, creation: int) -> str:
+        asked.append((node, creation))
+        return "stale"
+
+    ini = Connection(cfg("a"), initiator=True, random_bytes=counter_bytes(1), vet_peer=vet)
+    acc = Connection(cfg("b", creation=5), initiator=False, random_bytes=counter_bytes(100))
+    acc.receive_data(ini.data_to_send())  # HELLO
+    ini.receive_data(acc.data_to_send())  # CHALLENGE
+    assert asked == [] and ini.state == "handshake"
+    acc.receive_data(ini.data_to_send())  # the initiator's PROOF
+    events = ini.receive_data(acc.data_to_send())  # the acceptor's PROOF
+    assert asked == [("b", 5)]
+    assert "stale" in str(closed(events).error)
+    assert closed(acc.receive_data(ini.data_to_send())).refusal == "stale"
 
 
 def test_vet_peer_refusal_word_reaches_the_initiator() -> None:
