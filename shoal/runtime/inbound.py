@@ -46,6 +46,7 @@ from typing import Any, Protocol
 
 from shoal.errors import BadArgument, NodeDown, NoSuchProcess, Overloaded
 from shoal.pid import NOPROC, Pid, Reason
+from shoal.runtime.holds import SYSTEM_LIMIT, Holds
 from shoal.runtime.messages import Ref
 from shoal.runtime.process import CALL, CAST, INFO, Caller, Process
 from shoal.runtime.replies import ReplySlot, fail_error
@@ -87,6 +88,9 @@ class RemoteTables(Protocol):
     def deliver_down(self, ref: Ref, watcher: Pid, target: Pid, reason: Reason) -> None: ...
 
     def note_queue_length(self, pid: Pid, queue_len: int) -> None: ...
+
+    @property
+    def holds(self) -> Holds: ...
 
 
 class LocalNode(Protocol):
@@ -234,7 +238,12 @@ class Inbound:
             self._answer(peer, WireDown(ref=msg.ref, target=msg.target, watcher=watcher,
                                         reason=NOPROC))
             return
-        target.monitored_by[Ref(watcher.node, watcher.creation, msg.ref)] = watcher
+        ref = Ref(watcher.node, watcher.creation, msg.ref)
+        if not self.remote.holds.add_monitor(target.pid, ref):  # holds.py rule 1
+            self._answer(peer, WireDown(ref=msg.ref, target=msg.target, watcher=watcher,
+                                        reason=SYSTEM_LIMIT))
+            return
+        target.monitored_by[ref] = watcher
 
     def _on_demonitor(self, peer: PeerConnection, msg: Demonitor) -> None:
         watcher = msg.watcher
@@ -243,7 +252,9 @@ class Inbound:
             return
         target = self.node.local_process(msg.target)
         if target is not None:
-            target.monitored_by.pop(Ref(watcher.node, watcher.creation, msg.ref), None)
+            ref = Ref(watcher.node, watcher.creation, msg.ref)
+            target.monitored_by.pop(ref, None)
+            self.remote.holds.drop_monitor(target.pid, ref)
 
     def _on_down(self, peer: PeerConnection, msg: WireDown) -> None:
         monitors = self.remote.monitors
@@ -267,6 +278,9 @@ class Inbound:
         if proc is None:
             self._answer(peer, Exit(sender=msg.b, to=msg.a, reason=NOPROC))
             return
+        if msg.a not in proc.links and not self.remote.holds.add_link(proc.pid, msg.a):
+            self._answer(peer, Exit(sender=msg.b, to=msg.a, reason=SYSTEM_LIMIT))
+            return  # holds.py rule 1
         proc.links.add(msg.a)
 
     def _on_unlink(self, peer: PeerConnection, msg: Unlink) -> None:
@@ -276,6 +290,7 @@ class Inbound:
         proc = self.node.local_process(msg.b)
         if proc is not None:
             proc.links.discard(msg.a)
+            self.remote.holds.drop_link(proc.pid, msg.a)
 
     def _on_exit(self, peer: PeerConnection, msg: Exit) -> None:
         sender = msg.sender
@@ -285,4 +300,5 @@ class Inbound:
         proc = self.node.local_process(msg.to)
         if proc is not None:
             proc.links.discard(sender)
+            self.remote.holds.drop_link(proc.pid, sender)
             self.node.exit_signal(proc, sender, msg.reason)

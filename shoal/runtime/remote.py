@@ -50,6 +50,7 @@ from shoal.errors import (
     ShoalError,
 )
 from shoal.pid import NOCONNECTION, NOPROC, SHUTDOWN, Pid, Reason
+from shoal.runtime.holds import Holds
 from shoal.runtime.inbound import Inbound
 from shoal.runtime.messages import Down, Ref
 from shoal.runtime.peers import PeerInfo, Redials, connection_for, drop_stale, is_stale
@@ -104,6 +105,8 @@ class Remote:
         # done; at most one per node, cancelled by close().
         self._senders: dict[str, asyncio.Task[None]] = {}
         self.on_node_lost: list[Any] = []
+        # Monitors and links other nodes hold on our processes: bounded, pruned.
+        self.holds = Holds()
         self._inbound = Inbound(self, node)
 
     # -- sending ------------------------------------------------------------------

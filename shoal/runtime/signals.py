@@ -166,6 +166,7 @@ class Signals:
             if proc is not None:
                 proc.links.discard(y)
                 if y.node != self.name:
+                    self.remote.holds.drop_link(x, y)
                     self.remote.unlink(x, y)
 
     def exit(self, pid: Pid, reason: Reason) -> None:
@@ -211,6 +212,7 @@ class Signals:
     def _remote_node_lost(self, name: str) -> None:
         """Links to ``name``'s pids break with ``"noconnection"``; monitors
         that ``name``'s processes held on ours are gone (Rule 3 of remote.py)."""
+        self.remote.holds.drop_node(name)
         for proc in list(self._procs.values()):
             for ref in [r for r, w in proc.monitored_by.items() if w.node == name]:
                 del proc.monitored_by[ref]
@@ -243,6 +245,11 @@ class Signals:
                 other.notify(Down(ref=ref, pid=proc.pid, reason=reason))
         remote_watchers = [(r, w) for r, w in proc.monitored_by.items() if w.node != self.name]
         remote_links = [p for p in proc.links if p.node != self.name]
+        holds = self.remote.holds
+        for ref, _ in remote_watchers:
+            holds.drop_monitor(proc.pid, ref)
+        for linked_pid in remote_links:
+            holds.drop_link(proc.pid, linked_pid)
         if remote_watchers or remote_links:
             self.remote.process_dead(proc.pid, reason, remote_watchers,
                                      [] if self._halting and reason == SHUTDOWN
