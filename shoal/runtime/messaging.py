@@ -1,4 +1,5 @@
-"""Messages between processes: call, cast, send and code_change.
+"""Messages between processes: call, cast, send and code_change; is a
+process alive.
 
 ``Messaging`` is a base of :class:`~shoal.runtime.node.Node`. A message to
 a local process goes straight into its mailbox; one to a pid of another
@@ -17,6 +18,11 @@ Rules:
   is of an earlier incarnation), the group table marks it: selection never
   offers it again, though it stays a member until the owner's removal
   arrives through the store (DESIGN.md, "Membership").
+- Rule 5: whether a process is alive is answered only by its own node.
+  ``is_alive`` is sync and answers for local pids; for a pid of another
+  node it raises ``BadArgument`` naming ``ask_alive``, which asks the owner
+  within a deadline and raises when it cannot know. Never a confident wrong
+  answer: "I could not reach it" is not "dead".
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from shoal.errors import NoSuchProcess
+from shoal.errors import BadArgument, NodeDown, NoSuchProcess
 from shoal.pid import Pid
 from shoal.runtime.checks import MAX_TIMEOUT, check_pid, check_timeout
 from shoal.runtime.process import CALL, CAST, INFO, SYSTEM, Caller, Process, current_process
@@ -103,6 +109,62 @@ class Messaging:
         else:
             self._deadlines.add(future, timeout, pid)
         return await future
+
+    def is_alive(self, pid: Pid) -> bool:
+        """Whether a process of this node is alive (not exiting).
+
+        Only a pid's own node can tell (Rule 5): for another node's pid use
+        ``await node.ask_alive(pid)``, which asks that node.
+
+        Returns:
+            True while the local process runs; False once it is exiting or
+            dead (a pid of an earlier incarnation of this node is dead).
+
+        Raises:
+            BadArgument: ``pid`` is not a Pid, or is another node's pid.
+        """
+        proc = self._procs.get(check_pid("pid", pid))
+        if proc is None and pid.node != self.name:
+            raise BadArgument("pid", pid, f"a pid of this node ({self.name!r}); ask another "
+                              "node's with `await node.ask_alive(pid)`")
+        return proc is not None and proc.alive
+
+    async def ask_alive(self, pid: Pid, timeout: float = DEFAULT_TIMEOUT) -> bool:
+        """Whether a process is alive, asked of the node that owns it.
+
+        A local pid is answered at once, as :meth:`is_alive`. For another
+        node's pid this node asks the owner (a monitor and a round trip on
+        its connection): False only on positive evidence of death (the owner
+        answered "no such process", or the pid is of an earlier incarnation
+        of its node); when the owner cannot be asked it raises instead.
+
+        Args:
+            pid: the process.
+            timeout: seconds to wait for the owner's answer (default 5).
+
+        Returns:
+            True if the process was alive when its owner answered, else False.
+
+        Raises:
+            BadArgument: ``pid`` is not a Pid or ``timeout`` is not a number
+                of seconds in (0, one year].
+            NodeDown: its node is not known to this node, not reachable, or
+                its connection broke before it answered.
+            CallTimeout: no answer within ``timeout``.
+            Overloaded: its node does not read what this node sends it.
+        """
+        check_pid("pid", pid)
+        seconds = check_timeout(timeout)
+        if pid.node == self.name:
+            return self.is_alive(pid)
+        if not self._running:
+            raise NodeDown(pid.node, "this node is not running", not_started=True)
+        if self.table.is_marked_dead(pid):
+            return False  # its owner said so already (Rule 4)
+        alive = await self.remote.alive(pid, seconds)
+        if not alive:
+            self.table.mark_dead(pid)  # Rule 4
+        return alive
 
     async def code_change(self, pid: Pid, old_version: Any = None, extra: Any = None, *,
                           timeout: float = DEFAULT_TIMEOUT) -> None:

@@ -405,11 +405,6 @@ class Node(Messaging, Signals):
         await started
         return pid
 
-    def is_alive(self, pid: Pid) -> bool:
-        """Whether a local pid is alive (not exiting). Remote pids: False."""
-        proc = self._procs.get(check_pid("pid", pid))
-        return proc is not None and proc.alive
-
     def processes(self) -> list[Pid]:
         """Pids of every live local process, oldest first."""
         return [p.pid for p in self._procs.values() if p.alive]

@@ -38,6 +38,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -173,6 +174,40 @@ class Remote:
             return await future
         finally:
             self.pending.pop(ref, None)
+
+    async def alive(self, pid: Pid, timeout: float) -> bool:
+        """Ask the owner of a remote pid whether it is alive (see
+        ``Node.ask_alive``): MONITOR it, then CALL the owner's serial 0 (never
+        a process) as a barrier. The owner handles both in order, so its DOWN
+        for a dead target arrives before the barrier's FAIL noproc; no DOWN
+        by then means the target was alive, and the monitor is removed."""
+        loop = self.node._loop
+        deadline = loop.time() + timeout
+        try:
+            conn = await self._connect(pid, timeout)
+        except NoSuchProcess:
+            return False  # an earlier incarnation: dead by definition
+        if self._backlog and pid.node in self._backlog:
+            self._flush_backlog(pid.node, conn)
+        ref = self.node.make_ref()
+        watcher = self.node.self_pid  # no process: a DOWN for it reaches nobody
+        self.monitors[ref.serial] = (ref, watcher, pid)
+        try:
+            conn.send(Monitor(ref=ref.serial, watcher=watcher, target=pid))
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise CallTimeout(pid, timeout)
+            try:
+                await self.call(Pid(pid.node, pid.creation, 0), None, remaining)
+            except NoSuchProcess:
+                pass  # the barrier's expected answer
+            except CallTimeout:
+                raise CallTimeout(pid, timeout) from None
+            return ref.serial in self.monitors  # a DOWN removed it: dead
+        finally:
+            if self.monitors.pop(ref.serial, None) is not None and conn.is_open:
+                with contextlib.suppress(NodeDown, Overloaded):
+                    conn.send(Demonitor(ref=ref.serial, watcher=watcher, target=pid))
 
     def _overloaded(self, pid: Pid, conn: PeerConnection) -> Overloaded:
         limit = self.manager.config.max_unsent if self.manager is not None else 0

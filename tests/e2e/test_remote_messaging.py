@@ -227,3 +227,20 @@ async def _poll(fetch: Any, *, what: str, timeout: float = 10.0) -> list[str]:
             return items
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+@pytest.mark.e2e_stores("sqlite")
+async def test_ask_alive_of_a_hung_node_times_out_instead_of_answering_false() -> None:
+    async with LocalCluster(1, heartbeat_timeout=0.5) as cluster:
+        client = cluster.client
+        [echo] = await cluster.spawn("n1")
+        assert await client.ask_alive(echo, 5.0) is True
+        cluster.sigstop("n1")
+        try:
+            started = time.monotonic()
+            with pytest.raises(shoal.CallTimeout):
+                await client.ask_alive(echo, 0.5)
+            assert time.monotonic() - started < 3.0  # bounded by its deadline
+        finally:
+            cluster.sigcont("n1")
+        assert await client.ask_alive(echo, 5.0) is True

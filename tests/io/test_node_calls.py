@@ -114,3 +114,61 @@ async def test_a_group_call_that_learns_no_such_process_does_not_try_it_next_tim
     with pytest.raises(shoal.NoMembers) as second:
         b.groups.select("lonely")
     assert second.value.tried == 0
+
+
+# -- is a remote process alive: asked of its owner, never guessed --------------------
+
+
+async def test_is_alive_refuses_another_nodes_pid_and_names_ask_alive(
+        pair: tuple[shoal.Node, shoal.Node]) -> None:
+    a, b = pair
+    pid = await a.spawn(Echo)
+    with pytest.raises(shoal.BadArgument, match="ask_alive") as info:
+        b.is_alive(pid)
+    assert info.value.argument == "pid"
+    assert a.is_alive(pid)
+
+
+async def test_the_clean_up_filter_keeps_every_live_remote_member(
+        pair: tuple[shoal.Node, shoal.Node]) -> None:
+    # The story's script was filter(not is_alive, members): it must find no
+    # live member dead.
+    a, b = pair
+    pids = [await a.spawn(Echo) for _ in range(3)]
+    await a.groups.join("g", pids)
+    members = await wait_members(b, "g", 3)
+    assert [p for p in members if not await b.ask_alive(p, timeout=WAIT)] == []
+    # The probe's monitors are gone again: the owner keeps no watcher for them.
+    assert await b.call(pids[0], "after", WAIT) == "after"  # behind the DEMONITORs
+    for pid in pids:
+        proc = a.local_process(pid)
+        assert proc is not None and not proc.monitored_by
+
+
+async def test_ask_alive_is_false_only_on_evidence_of_death(
+        pair: tuple[shoal.Node, shoal.Node]) -> None:
+    a, b = pair
+    live, doomed = await a.spawn(Echo), await a.spawn(Echo)
+    await a.groups.join("g", doomed)
+    await wait_members(b, "g", 1)
+    a.kill(doomed)
+    await a.wait_exit(doomed)
+    assert await b.ask_alive(live) is True
+    assert await b.ask_alive(doomed) is False  # the owner answered: no such process
+    assert await b.ask_alive(shoal.Pid("a", a.creation, 10**6)) is False
+    assert await b.ask_alive(shoal.Pid("a", a.creation - 1, live.serial)) is False  # older
+    # Its own pids, and the local answer for a dead one.
+    mine = await b.spawn(Echo)
+    assert await b.ask_alive(mine) is True
+    b.kill(mine)
+    await b.wait_exit(mine)
+    assert await b.ask_alive(mine) is False
+
+
+async def test_ask_alive_raises_when_the_owner_cannot_be_asked(
+        pair: tuple[shoal.Node, shoal.Node]) -> None:
+    _, b = pair
+    with pytest.raises(shoal.NodeDown):
+        await b.ask_alive(shoal.Pid("nobody-knows", 1, 1), timeout=1.0)
+    with pytest.raises(shoal.BadArgument):
+        await b.ask_alive(shoal.Pid("nobody-knows", 1, 1), timeout=0)
