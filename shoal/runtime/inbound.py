@@ -15,9 +15,9 @@ Rules:
    is its node name *and* creation:
 
    - a REPLY or FAIL is taken only from the connection its CALL went out
-     on (``pending`` records it); one for a ref this node is not waiting
-     for on that connection is dropped (a late answer after a timeout looks
-     the same, and is harmless);
+     on (``pending`` records it), and a FAIL only when it names the callee;
+     one for a ref this node is not waiting for on that connection is
+     dropped (a late answer after a timeout looks the same, and is harmless);
    - a DOWN only from the monitored pid's incarnation, for a monitor its
      watcher holds on that target;
    - CALL's sender, MONITOR's and DEMONITOR's watcher, LINK's and UNLINK's
@@ -197,6 +197,11 @@ class Inbound:
         if conn is not peer:
             self._refuse(peer, msg, f"ref {msg.ref} is a call that went out on "
                                     "another connection")
+            return
+        if type(msg) is Fail and msg.pid != pid:
+            # A FAIL names the callee: "no such process" about any other pid
+            # would have this node forget a process the peer does not own.
+            self._refuse(peer, msg, f"ref {msg.ref} went to {pid}, not {msg.pid}")
             return
         del pending[msg.ref]
         self.remote.note_queue_length(pid, msg.queue_len)

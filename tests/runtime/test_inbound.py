@@ -1,0 +1,65 @@
+"""Inbound, the part that handles what peers send, driven without sockets:
+a fake connection and fake tables stand in for the transport and Remote."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+import shoal
+from shoal.pid import Pid
+from shoal.runtime.inbound import Inbound
+from shoal.wire import Fail, Message, Reply
+
+
+class FakePeer:
+    """The connection an answer arrives on."""
+
+    def __init__(self, node: str, creation: int) -> None:
+        self.peer_node, self.peer_creation = node, creation
+        self.peer_address = ("127.0.0.1", 1)
+        self.is_open = True
+        self.sent: list[Message] = []
+
+    def send(self, msg: Message) -> None:
+        self.sent.append(msg)
+
+
+CALLEE = Pid.of("b", 1, 5)
+
+
+def _inbound(peer: FakePeer) -> tuple[Inbound, dict[int, Any], asyncio.Future[Any]]:
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    pending: dict[int, Any] = {1: (future, CALLEE, peer)}
+    tables = SimpleNamespace(pending=pending, monitors={},
+                             note_queue_length=lambda pid, n: None)
+    return Inbound(tables, SimpleNamespace()), pending, future  # type: ignore[arg-type]
+
+
+async def test_a_fail_naming_another_pid_than_the_callee_is_ignored(
+        caplog: pytest.LogCaptureFixture) -> None:
+    peer = FakePeer("b", 1)
+    inbound, pending, future = _inbound(peer)
+    bystander = Pid.of("c", 1, 7)
+    inbound.on_message(peer, Fail(ref=1, kind="noproc", pid=bystander, detail=None,  # type: ignore[arg-type]
+                                  queue_len=0))
+    assert not future.done() and 1 in pending
+    assert "went to" in caplog.text and caplog.records[-1].levelno == logging.WARNING
+    inbound.on_message(peer, Fail(ref=1, kind="noproc", pid=CALLEE, detail=None,  # type: ignore[arg-type]
+                                  queue_len=0))
+    error = future.exception()
+    assert isinstance(error, shoal.NoSuchProcess) and error.pid == CALLEE
+    assert pending == {}
+
+
+async def test_an_answer_on_another_connection_leaves_the_call_waiting() -> None:
+    peer = FakePeer("b", 1)
+    inbound, pending, future = _inbound(peer)
+    inbound.on_message(FakePeer("b", 1), Reply(ref=1, value="forged", queue_len=0))  # type: ignore[arg-type]
+    assert not future.done() and 1 in pending
+    inbound.on_message(peer, Reply(ref=1, value="real", queue_len=0))  # type: ignore[arg-type]
+    assert future.result() == "real"
