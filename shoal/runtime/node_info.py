@@ -10,6 +10,7 @@ predecessor's record to tell whether that one provably died on this host.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -19,13 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from shoal.errors import NameInUse
 from shoal.runtime.peers import PeerInfo
+from shoal.store.base import Session, Store
 
 if TYPE_CHECKING:
     from shoal.runtime.node import Node
 
-__all__ = ["NodeStatistics", "advertised_host", "holder_is_dead", "node_info", "parse_info",
-           "process_identity"]
+__all__ = ["NodeStatistics", "advertised_host", "holder_is_dead", "node_info",
+           "open_first_session", "parse_info", "process_identity"]
 
 log = logging.getLogger("shoal")
 
@@ -149,3 +152,41 @@ def parse_info(name: str, value: bytes | None) -> PeerInfo | None:
         log.warning("ignoring malformed node info for %r: %s", name, exc)
         return None
     return PeerInfo(name, creation, (host, port), info)
+
+
+async def open_first_session(store: Store, name: str, info: bytes, ttl: float) -> Session:
+    """Open a starting node's session. When the name is held by the session
+    of a process of this host that is provably dead (killed before it could
+    end its session), wait for that session to expire instead of failing: a
+    supervisor restarting a killed node gets the name back within the dead
+    one's TTL. A holder that may be alive still gets NameInUse at once.
+
+    Raises:
+        NameInUse: the holder may be alive, or its session did not expire in time.
+        StoreUnavailable: the store cannot be reached.
+    """
+    try:
+        return await store.open_session(name, info, ttl)
+    except NameInUse:
+        held = await store.snapshot(f"nodes/{name}")
+        entry = held.entries.get(f"nodes/{name}")
+        try:
+            record = msgpack.unpackb(entry.value if entry else b"", raw=False)
+        except Exception:
+            record = None
+        if not isinstance(record, dict) or not holder_is_dead(record):
+            raise
+    theirs = record.get("ttl")
+    wait = (theirs if isinstance(theirs, (int, float)) and 0 < theirs < 3600 else ttl) + 2.0
+    log.warning("node %s: the name is held by the session of os pid %s on this host, "
+                "which is gone (killed?); waiting up to %.0fs for it to expire",
+                name, record.get("os_pid"), wait)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        await asyncio.sleep(min(0.2, max(0.0, deadline - loop.time())))
+        try:
+            return await store.open_session(name, info, ttl)
+        except NameInUse:
+            if loop.time() >= deadline:
+                raise

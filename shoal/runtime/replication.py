@@ -21,6 +21,10 @@ Rules:
   a node shows up with a new creation, its members are recomputed from the
   store's entries of that incarnation alone (pg2 merged, and resurrected
   groups after net splits).
+- Rule 2b: our own keys (this incarnation) come back from the watch too;
+  one changed by someone else (an operator's ``etcdctl del``, a script) is
+  written again at once, with a warning naming the keys and the revision
+  (the writer's Rule 4). Our own table never takes them from the store.
 - Rule 2: only positive evidence of death removes a member: the owner
   deleted the key (it left or exited), the owner's session ended (its
   ``nodes/`` key was deleted), or its node came back with a new creation.
@@ -52,8 +56,6 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-import msgpack
-
 from shoal._backoff import backoff_delays
 from shoal.errors import NameInUse, ShoalError, StoreError
 from shoal.membership.keys import (
@@ -63,7 +65,7 @@ from shoal.membership.keys import (
 )
 from shoal.membership.table import MembershipEvent
 from shoal.pid import Pid
-from shoal.runtime.node_info import holder_is_dead, parse_info
+from shoal.runtime.node_info import open_first_session, parse_info
 from shoal.runtime.peers import PeerInfo, drop_stale
 from shoal.runtime.writer import Writer
 from shoal.store.base import Changes, Event, Session, Snapshot, Store
@@ -104,6 +106,9 @@ class Replication:
         self._stopping = False
         self._reopening = asyncio.Lock()
         self.revision = 0
+        # Invariant: own keys found changed by someone else in the watched
+        # batch being applied (Rule 2b), logged and cleared after it.
+        self._foreign: list[str] = []
         # Invariant: None until fenced, then why (Rule 5); set once.
         self.fenced: str | None = None
         self._fenced_event = asyncio.Event()
@@ -117,47 +122,14 @@ class Replication:
             NameInUse: a live node holds this node's name.
             StoreUnavailable: the store cannot be reached.
         """
-        self.session = await self._open_first()
+        self.session = await open_first_session(self.store, self.node.name, self.info,
+                                                  self.ttl)
         snapshot = await self.store.snapshot("")
         self._resync(snapshot)
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._follow(), name=f"shoal watch {self.node.name}"))
         self._tasks.append(loop.create_task(self._guard_session(),
                                             name=f"shoal session {self.node.name}"))
-
-    async def _open_first(self) -> Session:
-        """Open our session. When the name is held by the session of a
-        process of this host that is provably dead (killed before it could
-        end its session), wait for that session to expire instead of
-        failing: a supervisor restarting a killed node gets the name back
-        within the dead one's TTL. A holder that may be alive still gets
-        NameInUse at once."""
-        name = self.node.name
-        try:
-            return await self.store.open_session(name, self.info, self.ttl)
-        except NameInUse:
-            held = await self.store.snapshot(f"nodes/{name}")
-            entry = held.entries.get(f"nodes/{name}")
-            try:
-                info = msgpack.unpackb(entry.value if entry else b"", raw=False)
-            except Exception:
-                info = None
-            if not isinstance(info, dict) or not holder_is_dead(info):
-                raise
-        ttl = info.get("ttl")
-        wait = (ttl if isinstance(ttl, (int, float)) and 0 < ttl < 3600 else self.ttl) + 2.0
-        log.warning("node %s: the name is held by the session of os pid %s on this host, "
-                    "which is gone (killed?); waiting up to %.0fs for it to expire",
-                    name, info.get("os_pid"), wait)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        while True:
-            await asyncio.sleep(min(0.2, max(0.0, deadline - loop.time())))
-            try:
-                return await self.store.open_session(name, self.info, self.ttl)
-            except NameInUse:
-                if loop.time() >= deadline:
-                    raise
 
     async def wait_fenced(self) -> str:
         """Wait until this node fences itself (Rule 5); return why."""
@@ -314,6 +286,10 @@ class Replication:
                                 await asyncio.sleep(0)
                                 slice_end = loop.time() + APPLY_SLICE
                         self.revision = item.revision
+                        self.writer.watched_to(item.revision)
+                        if self._foreign:
+                            self.reasserting(self._foreign, item.revision)
+                            self._foreign = []
                     else:
                         self._resync(item.snapshot)
                     delays = store_backoff()  # it works again: start over
@@ -339,7 +315,8 @@ class Replication:
     def _apply(self, event: Event) -> None:
         key = event.key
         if key.startswith("members/"):
-            self._apply_member(key, event.value if event.kind == "put" else None)
+            self._apply_member(key, event.value if event.kind == "put" else None,
+                               event.revision)
         elif key.startswith("nodes/"):
             name = key[len("nodes/"):]
             if name == self.node.name:
@@ -355,14 +332,29 @@ class Replication:
             else:
                 self._node_gone(name)
 
-    def _apply_member(self, key: str, value: bytes | None) -> None:
+    def reasserting(self, keys: list[str], revision: int) -> bool:
+        """Log that our ``keys`` were changed by someone else at ``revision``
+        and are written again (Rule 2b); False if we no longer write."""
+        if self._stopping:
+            return False
+        shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+        log.warning("node %s: its membership keys were changed by someone else at revision "
+                    "%d; writing them again: %s", self.node.name, revision, shown)
+        return True
+
+    def _apply_member(self, key: str, value: bytes | None, revision: int) -> None:
         parsed = parse_member_key(key)
         if parsed is None:
             log.warning("ignoring malformed membership key %r", key)
             return
         node = parsed.node
         if node == self.node.name:
-            return  # we are authoritative for our own pids (Rule 2 of the header)
+            # We are authoritative for our own pids: the table never takes
+            # them from the store, but the store must hold them (Rule 2b).
+            if parsed.creation == self.node.creation and self.writer.foreign(
+                    key, value, revision):
+                self._foreign.append(key)
+            return
         counts: dict[int, int] = {}
         if value is not None:
             decoded = decode_members(parsed.bucket, value)
@@ -450,9 +442,13 @@ class Replication:
                     info = parse_info(name, entry.value)
                     if info is not None:
                         seen[name] = info
+        own: dict[str, tuple[bytes, int]] = {}
         for key, entry in snapshot.entries.items():
             if key.startswith("members/"):
                 parsed = parse_member_key(key)
+                if parsed is not None and parsed.node == self.node.name \
+                        and parsed.creation == self.node.creation:
+                    own[key] = (entry.value, entry.revision)
                 if parsed is None or parsed.node == self.node.name:
                     continue
                 counts = decode_members(parsed.bucket, entry.value)
@@ -471,3 +467,7 @@ class Replication:
         for name in before | set(seen) | table_nodes:
             self._replace(name)
         self.revision = snapshot.revision
+        if self.session is not None:  # not at start: nothing written yet
+            changed = self.writer.check_snapshot(own, snapshot.revision)
+            if changed:
+                self.reasserting(changed, snapshot.revision)

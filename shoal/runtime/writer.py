@@ -17,6 +17,13 @@ Rules:
   shared backoff (``shoal._backoff``, jittered; a success restarts it); a
   write that finds the session ended asks the replication to open a new
   one, after which every bucket is written again.
+- Rule 4: the owner is authoritative (re-assertion). A watched change of
+  one of our keys (this incarnation) that we did not make -- its revision
+  is past our last write of that key, and the store no longer holds what we
+  hold -- is written again at once (``foreign``). A change seen while our
+  write of that key is in flight is judged when the write's revision is
+  known. ``_landed`` holds a revision per key we hold; ``_gone`` one per key
+  we deleted, pruned once the watch has passed it (``watched_to``).
 """
 
 from __future__ import annotations
@@ -79,6 +86,14 @@ class Writer:
         self._retry_at = 0.0
         # Invariant: the shared backoff's delays, restarted by a success.
         self._delays = _backoff()
+        # Invariant (Rule 4): revision of our last landed write of each key
+        # in _local (_landed), or of our deletion of a key no longer held
+        # that the watch has not passed yet (_gone).
+        self._landed: dict[str, int] = {}
+        self._gone: dict[str, int] = {}
+        # Invariant: keys in _inflight -> the highest revision of a change
+        # of them watched while in flight.
+        self._suspect: dict[str, int] = {}
 
     def cancel(self) -> list[asyncio.Task[None]]:
         """Cancel the writes in flight; return their tasks (to await)."""
@@ -107,6 +122,39 @@ class Writer:
             for key in self._local:
                 self._mark_dirty(key, self._marked)
         return len(self._local)
+
+    def foreign(self, key: str, value: bytes | None, revision: int) -> bool:
+        """A watched change of one of our keys: write it again if someone else
+        made it (Rule 4). Returns True when it is being re-asserted."""
+        if key in self._inflight:
+            self._suspect[key] = max(revision, self._suspect.get(key, 0))
+            return False
+        if key in self._dirty or revision <= max(self._landed.get(key, 0),
+                                                 self._gone.get(key, 0)):
+            return False  # our own change, or older than ours, or about to be written
+        held = self._local.get(key)
+        if (encode_members(*held) if held is not None else None) == value:
+            return False
+        self._marked += 1
+        self._mark_dirty(key, self._marked)
+        self.kick()
+        return True
+
+    def watched_to(self, revision: int) -> None:
+        """The watch has applied every change up to ``revision``: forget the
+        deletions it has passed (Rule 4)."""
+        if self._gone:
+            self._gone = {k: r for k, r in self._gone.items() if r > revision}
+
+    def check_snapshot(self, own: dict[str, tuple[bytes, int]], revision: int) -> list[str]:
+        """Compare our keys in a snapshot at ``revision`` (key -> (value, its
+        revision)) with what we hold; re-assert what differs (Rule 4).
+
+        Returns:
+            The keys being written again.
+        """
+        return [key for key in sorted(set(self._local) | set(own))
+                if self.foreign(key, *own.get(key, (None, revision)))]
 
     def local_changes(self, events: Iterable[MembershipEvent]) -> None:
         """Mark the buckets of local pids touched by ``events`` for writing."""
@@ -201,7 +249,7 @@ class Writer:
         try:
             if session is None:
                 raise SessionEnded("no session")
-            await session.apply(ops)
+            revision = await session.apply(ops)
         except Exception as exc:  # a write is never dropped silently, whatever failed
             self._requeue(batch)
             if isinstance(exc, SessionEnded):
@@ -223,9 +271,22 @@ class Writer:
             if self._retry_at:
                 self._retry_at = 0.0
                 self._delays = _backoff()  # the store answers again: start over
+            late = []
             for key in batch:
                 del self._inflight[key]
+                if key in self._local:
+                    self._landed[key] = revision
+                    self._gone.pop(key, None)
+                else:
+                    self._landed.pop(key, None)
+                    self._gone[key] = revision
+                if self._suspect.pop(key, 0) > revision:
+                    late.append(key)  # changed by someone else after our write
             self._advance()
+            if late and self.replication.reasserting(late, revision):
+                self._marked += 1
+                for key in late:
+                    self._mark_dirty(key, self._marked)
         finally:
             task = asyncio.current_task()
             if task is not None:
@@ -235,6 +296,7 @@ class Writer:
     def _requeue(self, batch: dict[str, int]) -> None:
         for key, mark in batch.items():
             del self._inflight[key]
+            self._suspect.pop(key, None)  # it is written again anyway
             held = self._dirty.get(key)
             self._dirty[key] = mark if held is None else min(mark, held)
 
