@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 
 import shoal
@@ -177,7 +178,18 @@ async def test_a_process_stopping_with_an_unsendable_reason_still_signals_remote
 # -- nothing is answered on a closed connection -------------------------------------
 
 
-@pytest.mark.parametrize("ending", ["bye", "bad-frame"])
+# The FAIL whose kind is a list once escaped the decoder as a TypeError: a
+# fatal transport error, and the valid frames before it were lost.
+FAIL_KIND_A_LIST = msgpack.packb([18, 1, ["noproc"], msgpack.ExtType(1, msgpack.packb(["b", 1, 1])),
+                                  None, 0])
+ENDINGS = {
+    "bye": None,
+    "zero-length-frame": b"\x00\x00\x00\x00",
+    "fail-kind-a-list": len(FAIL_KIND_A_LIST).to_bytes(4, "big") + FAIL_KIND_A_LIST,
+}
+
+
+@pytest.mark.parametrize("ending", sorted(ENDINGS))
 async def test_messages_before_a_close_in_one_read_are_delivered_and_answers_dropped_quietly(
         two: tuple[shoal.Node, shoal.Node], ending: str,
         caplog: pytest.LogCaptureFixture) -> None:
@@ -194,7 +206,7 @@ async def test_messages_before_a_close_in_one_read_are_delivered_and_answers_dro
                wire.Link(a=shoal.Pid("mallory", 1, 1), b=dead),
                wire.Ping(seq=1)]
     data = b"".join(peer.conn.send(m) for m in frames)
-    data += peer.conn.close("shutdown") if ending == "bye" else b"\x00\x00\x00\x00"
+    data += ENDINGS[ending] or peer.conn.close("shutdown")
     caplog.clear()
     peer.writer.write(data)  # a legitimate peer may well write PING and BYE together
     await peer.wait_closed()
