@@ -34,13 +34,7 @@ from shoal.errors import BadArgument, CallTimeout, ShoalError
 from shoal.membership.table import GroupTable, MembershipEvent
 from shoal.pid import NOPROC, SHUTDOWN, Pid, Reason
 from shoal.runtime.checks import check_int, check_name, check_pid, check_timeout
-from shoal.runtime.config import (
-    DEFAULT_STORE,
-    load_secret,
-    parse_advertise,
-    parse_listen,
-    peer_tls,
-)
+from shoal.runtime.config import DEFAULT_STORE, load_secret, parse_advertise, parse_listen, peer_tls
 from shoal.runtime.deadlines import Deadlines
 from shoal.runtime.genserver import GenServer
 from shoal.runtime.groups import Groups, SubscriptionHub
@@ -52,7 +46,13 @@ from shoal.runtime.remote import Remote
 from shoal.runtime.replication import Replication
 from shoal.runtime.signals import Signals
 from shoal.store import Store, open_store
-from shoal.transport import DEFAULT_MAX_UNSENT, MIN_MAX_UNSENT, ConnectionManager, TransportConfig
+from shoal.transport import (
+    DEFAULT_MAX_HANDSHAKES,
+    DEFAULT_MAX_UNSENT,
+    MIN_MAX_UNSENT,
+    ConnectionManager,
+    TransportConfig,
+)
 
 __all__ = ["Node", "NodeStatistics"]
 
@@ -96,6 +96,8 @@ class Node(Messaging, Signals):
         max_unsent: bytes held at most for a peer node that does not read
             (default 64 MiB): past it, calls, casts and sends to it raise
             ``Overloaded``; if it stays past, it is disconnected.
+        max_handshakes: accepted connections that may be authenticating at
+            once (default 64); more are closed when accepted, and logged.
         tls_cert, tls_key, tls_ca: PEM files for mutual TLS between peers:
             this node's certificate, its key, and the CA that signed every
             node's certificate. All three or none (default:
@@ -126,6 +128,7 @@ class Node(Messaging, Signals):
         drain_timeout: float = 5.0,
         mailbox_size: int | None = None,
         max_unsent: int = DEFAULT_MAX_UNSENT,
+        max_handshakes: int = DEFAULT_MAX_HANDSHAKES,
         tls_cert: str | os.PathLike[str] | None = None,
         tls_key: str | os.PathLike[str] | None = None,
         tls_ca: str | os.PathLike[str] | None = None,
@@ -141,6 +144,7 @@ class Node(Messaging, Signals):
         self.heartbeat_timeout = check_timeout(heartbeat_timeout, "heartbeat_timeout")
         self.session_ttl = check_timeout(session_ttl, "session_ttl")
         self.max_unsent = check_int("max_unsent", max_unsent, MIN_MAX_UNSENT)
+        self.max_handshakes = check_int("max_handshakes", max_handshakes, 1)
         self.mailbox_size = mailbox_limit(-1, None, mailbox_size)
         if store is None:
             store = os.environ.get("SHOAL_STORE") or DEFAULT_STORE
@@ -237,7 +241,7 @@ class Node(Messaging, Signals):
                     secret=load_secret(self._secret, url), host=self._listen[0],
                     port=self._listen[1], heartbeat_timeout=self.heartbeat_timeout,
                     heartbeat_interval=self.heartbeat_timeout / 4,
-                    max_unsent=self.max_unsent,
+                    max_unsent=self.max_unsent, max_handshakes=self.max_handshakes,
                     server_ssl=server_ssl, client_ssl=client_ssl,
                     tls_server_hostname=server_name)
                 manager = ConnectionManager(config, self.remote)

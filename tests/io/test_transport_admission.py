@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import shoal
 from shoal.errors import AuthenticationFailed
 from shoal.testing.cluster import wait_until
 from shoal.transport import DEFAULT_MAX_HANDSHAKES, ConnectionManager, PeerConnection
@@ -183,3 +184,21 @@ async def test_a_half_open_connection_holds_its_slot_at_most_the_handshake_timeo
     finally:
         writer.close()
         await alpha.close()
+
+
+async def test_a_node_passes_its_max_handshakes_to_its_listener(tmp_path: Any) -> None:
+    with pytest.raises(shoal.BadArgument) as info:
+        shoal.Node("n", store="memory://", max_handshakes=0)
+    assert info.value.argument == "max_handshakes"
+    async with shoal.Node("n", store=f"sqlite://{tmp_path}/c.db", secret="s" * 32,
+                          max_handshakes=2) as node:
+        assert node.address is not None
+        held = [await _half_open(node.address) for _ in range(2)]
+        try:
+            reader, writer = await _half_open(node.address)
+            async with asyncio.timeout(WAIT):
+                assert await reader.read() == b""  # the third is closed at once
+            writer.close()
+        finally:
+            for _, held_writer in held:
+                held_writer.close()
