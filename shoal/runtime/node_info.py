@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from shoal._backoff import backoff_delays
 from shoal.errors import NameInUse
 from shoal.runtime.peers import PeerInfo
 from shoal.store.base import Session, Store
@@ -183,8 +184,9 @@ async def open_first_session(store: Store, name: str, info: bytes, ttl: float) -
                 name, record.get("os_pid"), wait)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
+    delays = backoff_delays(initial=0.05, maximum=0.4)
     while True:
-        await asyncio.sleep(min(0.2, max(0.0, deadline - loop.time())))
+        await asyncio.sleep(min(next(delays), max(0.0, deadline - loop.time())))
         try:
             return await store.open_session(name, info, ttl)
         except NameInUse:

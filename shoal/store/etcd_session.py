@@ -26,6 +26,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from shoal._backoff import backoff_delays
 from shoal.errors import BadArgument, SessionEnded, StoreError
 from shoal.store._validate import check_ops, node_key
 from shoal.store.base import Op, Put
@@ -237,15 +238,17 @@ class EtcdSession:
     async def _keep_alive(self) -> None:
         interval = self._ttl / 3
         delay = interval
+        retries = backoff_delays(initial=interval / 2, maximum=interval / 2)
         while self._reason is None:
             await asyncio.sleep(delay)  # pacing the refresh, not synchronising
             try:
                 alive = await self.check()
             except StoreError as error:
                 # Keep trying, twice as often: the lease may well survive (etcd
-                # restarting), and only etcd can say it did not.
+                # restarting), and only etcd can say it did not. Jittered, so
+                # nodes that lost etcd together do not retry together.
                 _log.warning("etcd session %s keepalive failed: %s", self.id, error)
-                delay = interval / 2
+                delay = next(retries)
                 continue
             if not alive:
                 return
