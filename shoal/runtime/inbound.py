@@ -11,17 +11,20 @@ Rules:
 
 1. An authenticated peer speaks only for itself (STYLE.md rule 21; Erlang's
    runtime refuses a link or exit signal whose sender is not on the
-   connection's node). A connection belongs to one incarnation, so "itself"
-   is its node name *and* creation:
+   connection's node). A connection belongs to one incarnation, and
+   "itself" is the processes of its node name with that creation or an
+   earlier one (an incarnation may answer for its predecessors' pids, which
+   are dead: a MONITOR or LINK naming one is answered ``noproc``), never a
+   later one:
 
    - a REPLY or FAIL is taken only from the connection its CALL went out
      on (``pending`` records it), and a FAIL only when it names the callee;
      one for a ref this node is not waiting for on that connection is
      dropped (a late answer after a timeout looks the same, and is harmless);
-   - a DOWN only from the monitored pid's incarnation, for a monitor its
-     watcher holds on that target;
+   - a DOWN only from the monitored pid's node, for a monitor its watcher
+     holds on that target;
    - CALL's sender, MONITOR's and DEMONITOR's watcher, LINK's and UNLINK's
-     ``a`` and EXIT's sender must be pids of the sending incarnation.
+     ``a`` and EXIT's sender must be pids of the sending node.
 
    A message that breaks the rule is dropped. The first on a connection is
    logged at WARNING with the peer's name, later ones at DEBUG: logs grow
@@ -75,8 +78,10 @@ DROP_LOG_INTERVAL = 10.0  # seconds between log lines about casts dropped at ful
 
 
 def _speaks_for(peer: PeerConnection, pid: Pid) -> bool:
-    """Whether ``pid`` belongs to the incarnation at the other end of ``peer``."""
-    return pid.node == peer.peer_node and pid.creation == peer.peer_creation
+    """Whether ``pid`` is one the incarnation at the other end of ``peer`` may
+    speak for: its own, or an earlier incarnation's of its name (rule 1)."""
+    creation = peer.peer_creation
+    return pid.node == peer.peer_node and creation is not None and pid.creation <= creation
 
 
 class RemoteTables(Protocol):

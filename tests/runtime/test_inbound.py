@@ -13,7 +13,7 @@ import pytest
 import shoal
 from shoal.pid import Pid
 from shoal.runtime.inbound import Inbound
-from shoal.wire import Fail, Message, Reply
+from shoal.wire import Down, Fail, Message, Reply
 
 
 class FakePeer:
@@ -63,3 +63,18 @@ async def test_an_answer_on_another_connection_leaves_the_call_waiting() -> None
     assert not future.done() and 1 in pending
     inbound.on_message(peer, Reply(ref=1, value="real", queue_len=0))  # type: ignore[arg-type]
     assert future.result() == "real"
+
+
+def test_a_node_may_report_its_predecessors_pids_dead_but_not_its_successors() -> None:
+    delivered: list[tuple[Any, ...]] = []
+    watcher = Pid.of("a", 1, 2)
+    older, newer = Pid.of("b", 1, 5), Pid.of("b", 3, 5)
+    monitors = {7: ("ref7", watcher, older), 8: ("ref8", watcher, newer)}
+    tables = SimpleNamespace(pending={}, monitors=monitors,
+                             deliver_down=lambda *args: delivered.append(args))
+    inbound = Inbound(tables, SimpleNamespace())  # type: ignore[arg-type]
+    peer = FakePeer("b", 2)  # the incarnation between the two
+    inbound.on_message(peer, Down(ref=7, target=older, watcher=watcher, reason="noproc"))  # type: ignore[arg-type]
+    inbound.on_message(peer, Down(ref=8, target=newer, watcher=watcher, reason="noproc"))  # type: ignore[arg-type]
+    assert delivered == [("ref7", watcher, older, "noproc")]
+    assert list(monitors) == [8]
