@@ -21,6 +21,11 @@ Rules:
   Ended rows and old changes are pruned together by compaction.
 - Rule 5: sqlite3 and OS errors leave this module as StoreUnavailable naming
   the database path; nothing raw escapes.
+- Rule 6: the file's identity (device, inode) is recorded when it is
+  opened. A database deleted or replaced under us (``identity_changed``)
+  is not written to in silence: ``reopen`` drops our sessions' locks (those
+  sessions do not exist in the new file) and opens whatever is at the path
+  now, creating it if it is gone.
 """
 
 from __future__ import annotations
@@ -81,6 +86,8 @@ class Database:
         self._dirty = False
         # Invariant: _locks[s] is an fd holding LOCK_EX on locks/s for each live own session.
         self._locks: dict[str, int] = {}
+        # Invariant: (st_dev, st_ino) of the file the connection opened (Rule 6).
+        self._identity: tuple[int, int] | None = None
 
     @contextlib.contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
@@ -102,6 +109,34 @@ class Database:
             self.locks.mkdir(mode=0o700, exist_ok=True)
             with self._init_lock():
                 self._connect_locked()
+                stat = os.stat(self.path)
+                self._identity = (stat.st_dev, stat.st_ino)
+
+    def identity_changed(self) -> str | None:
+        """Why the file at the path is no longer the one we opened
+        (``"deleted"`` or ``"replaced"``), or None (Rule 6)."""
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            return "deleted"
+        except OSError:
+            return None  # cannot tell (a permission change): not evidence
+        if self._identity is not None and (stat.st_dev, stat.st_ino) != self._identity:
+            return "replaced"
+        return None
+
+    def reopen(self) -> list[str]:
+        """Open the file now at the path (Rule 6). Returns the ids of our
+        sessions, which ended with the file they were in."""
+        ended = list(self._locks)
+        for session in ended:
+            self.release(session)
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
+        self.connect()
+        return ended
 
     @contextlib.contextmanager
     def _init_lock(self) -> Iterator[None]:

@@ -29,6 +29,13 @@ Rules:
   ``probe_interval`` seconds.
 - Rule 3: watchers wait on wake-ups, with a slow poll (``poll_interval``)
   only as a fallback for lost wakes; the change log is the truth.
+- Rule 4: a database file deleted or replaced under running nodes is found
+  by the background probe (its device and inode changed or it is gone).
+  The client logs an error, opens the file now at the path (creating it if
+  needed), ends its own sessions as ``"revoked"`` (they were in the old
+  file: a node re-opens its session and rewrites its memberships) and
+  restarts every watch with a Resync of the new file. Nothing keeps
+  serving from an unlinked file in silence.
 """
 
 from __future__ import annotations
@@ -190,6 +197,9 @@ class SqliteStore:
         self._listening = False
         self._prober: asyncio.Task[None] | None = None
         self._closed = False
+        # Invariant: how many times the file was re-opened (Rule 4); a watch
+        # that started under an older generation resyncs.
+        self._generation = 0
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.path)!r})"
@@ -307,8 +317,15 @@ class SqliteStore:
         self._watch_events.add(event)
         try:
             position = revision
+            generation = self._generation
             while not self._closed:
                 event.clear()
+                if generation != self._generation:  # another file now (Rule 4)
+                    generation = self._generation
+                    snapshot = await self._run(self._db.snapshot, prefix)
+                    position = snapshot.revision
+                    yield Resync(snapshot=snapshot)
+                    continue
                 result: ReadResult | None = self._reader.read_changes(prefix, position)
                 if result is None:
                     try:
@@ -360,10 +377,27 @@ class SqliteStore:
                 session._mark_ended(reason)
         self._wake_local()
 
+    async def _check_file(self) -> None:
+        """Rule 4: re-open a database deleted or replaced under us."""
+        why = await self._run(self._db.identity_changed)
+        if why is None:
+            return
+        _log.error("sqlite store %s: the database file was %s under this process; "
+                   "opening the one at that path now and registering again", self.path, why)
+        self._reader.close()
+        ended = await self._run(self._db.reopen)
+        self._generation += 1
+        for session_id in ended:
+            session = self._sessions.get(session_id)
+            if session is not None:
+                session._mark_ended("revoked")
+        self._wake_local()
+
     async def _probe_forever(self) -> None:
         while not self._closed:
             await asyncio.sleep(self._probe_interval)
             try:
+                await self._check_file()
                 await self.probe()
                 await self._run(self._db.checkpoint)
             except StoreUnavailable as exc:
