@@ -54,26 +54,46 @@ class DemoReport:
             self.members_after == self.members_before - 2
 
 
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one}" if n == 1 else f"{n} {many or one + 's'}"
+
+
 async def run_demo(*, workers: int = 4, callers: int = 16, calls: int = 20_000,
                    strategy: str = "least_loaded",
                    echo: Callable[[str], Any] = print) -> DemoReport:
-    """Run the demo on an in-process node; return what callers saw."""
+    """Run the demo on an in-process node; return what callers saw.
+
+    Args:
+        workers: at least 3: one crashes and one is killed midway, and the
+            callers need one left to be unaffected.
+        callers: concurrent callers; the ``calls`` are shared among them as
+            evenly as possible (a caller may get none when there are more
+            callers than calls).
+        calls: group calls made in all, exactly.
+
+    Raises:
+        BadArgument: fewer than 3 workers, or fewer than 1 caller or call.
+    """
+    for argument, value, least in (("workers", workers, 3), ("callers", callers, 1),
+                                   ("calls", calls, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise shoal.BadArgument(argument, value, f"an int >= {least}")
     async with shoal.Node("demo") as node:
         pids = [await node.spawn(Worker) for _ in range(workers)]
         await node.groups.join("workers", pids)
         before = len(node.groups.get_members("workers"))
-        echo(f"{before} workers joined group 'workers'; {callers} callers start "
-             f"{calls} group calls (strategy {strategy})")
+        echo(f"{_count(before, 'worker')} joined group 'workers'; {_count(callers, 'caller')} "
+             f"will make {_count(calls, 'group call')} (strategy {strategy})")
         failures: list[str] = []
         wrong = 0
         done = 0
-        per_caller = calls // callers
         half = asyncio.Event()
+        share, extra = divmod(calls, callers)
 
         async def caller(index: int) -> None:
             nonlocal wrong, done
-            for i in range(per_caller):
-                n = index * per_caller + i
+            first = index * share + min(index, extra)
+            for n in range(first, first + share + (index < extra)):
                 try:
                     # Doubling a number has no side effects, so the request is
                     # idempotent: a call whose worker was killed mid-request may
@@ -89,8 +109,12 @@ async def run_demo(*, workers: int = 4, callers: int = 16, calls: int = 20_000,
                     half.set()
 
         started = time.perf_counter()
-        tasks = [asyncio.create_task(caller(i)) for i in range(callers)]
-        await half.wait()
+        everyone = asyncio.gather(*(caller(i) for i in range(callers)))
+        midway: asyncio.Future[Any] = asyncio.ensure_future(half.wait())
+        # Every call counts towards `done`, so half is reached; waiting on the
+        # callers too means a caller that died of a bug cannot hang the demo.
+        await asyncio.wait([everyone, midway], return_when=asyncio.FIRST_COMPLETED)
+        midway.cancel()
         victim, target = pids[0], pids[1]
         echo(f"midway: worker {victim} crashes in a handler, worker {target} is killed")
         try:
@@ -101,14 +125,14 @@ async def run_demo(*, workers: int = 4, callers: int = 16, calls: int = 20_000,
         node.kill(target)
         still = [p for p in (victim, target) if p in node.groups.get_members("workers")]
         echo(f"  dead workers still in the group right after: {len(still)}")
-        await asyncio.gather(*tasks)
+        await everyone
         seconds = time.perf_counter() - started
         after = len(node.groups.get_members("workers"))
-        total = per_caller * callers
-        report = DemoReport(calls=total, failures=len(failures), wrong_replies=wrong,
+        report = DemoReport(calls=done, failures=len(failures), wrong_replies=wrong,
                             members_before=before, members_after=after, seconds=seconds)
-        echo(f"{total} group calls in {seconds:.2f}s ({total / seconds:,.0f}/s): "
-             f"{len(failures)} failed, {wrong} wrong replies; group now has {after} members")
+        replies = _count(wrong, "wrong reply", "wrong replies")
+        echo(f"{_count(done, 'group call')} in {seconds:.2f}s ({done / seconds:,.0f}/s): "
+             f"{len(failures)} failed, {replies}; group now has {_count(after, 'member')}")
         for line in failures[:5]:
             echo(f"  failure: {line}")
         echo("demo passed: callers were unaffected" if report.ok else "demo FAILED")

@@ -2,12 +2,17 @@
 
 ``nodes``, ``groups`` and ``members`` read one snapshot of the store; they
 do not join the cluster, so they work while nodes are down and change
-nothing. ``call`` starts a short-lived node named ``shoal-cli-<os pid>``,
-makes one group call and stops it (leaving nothing behind).
+nothing: a SQLite store is opened read-only, and one that does not exist is
+"no cluster at PATH", never a new empty store. ``call`` starts a
+short-lived node named ``shoal-cli-<os pid>``, makes one group call and
+stops it (leaving nothing behind); it too refuses a SQLite store that does
+not exist rather than create one.
 """
 
 from __future__ import annotations
 
+import base64
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -18,9 +23,9 @@ import msgpack
 
 import shoal
 from shoal.membership.keys import decode_members, parse_member_key
-from shoal.store import Store, open_store
+from shoal.store import SqliteStore, open_store, read_snapshot
 
-__all__ = ["ClusterView", "call_group", "read_cluster"]
+__all__ = ["ClusterView", "call_group", "read_cluster", "to_json"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,26 +38,25 @@ class ClusterView:
     revision: int
 
 
-def _store(url: str | None, cluster: str | None) -> Store:
-    url = url or os.environ.get("SHOAL_STORE") or ""
-    name = cluster or os.environ.get("SHOAL_CLUSTER") or "default"
-    if url.startswith("etcd://") and "cluster=" not in url:
-        url += ("&" if "?" in url else "?") + f"cluster={name}"
-    return open_store(url or None)
+def _url(url: str | None) -> str:
+    return url or os.environ.get("SHOAL_STORE") or ""
+
+
+def _cluster(cluster: str | None) -> str:
+    return cluster or os.environ.get("SHOAL_CLUSTER") or "default"
 
 
 async def read_cluster(url: str | None, cluster: str | None) -> ClusterView:
-    """Read the cluster's nodes and memberships from one store snapshot.
+    """Read the cluster's nodes and memberships from one store snapshot,
+    changing nothing (see the module docstring).
 
     Raises:
-        StoreUnavailable: the store cannot be read.
+        StoreUnavailable: the store cannot be read, or there is no SQLite
+            database at its path ("no cluster at PATH").
         BadArgument: the URL is not a store URL.
+        ConfigError: an etcd URL is malformed.
     """
-    store = _store(url, cluster)
-    try:
-        snapshot = await store.snapshot("")
-    finally:
-        await store.close()
+    snapshot = await read_snapshot(_url(url) or None, "", cluster=_cluster(cluster))
     nodes: dict[str, dict[str, Any]] = {}
     members: dict[tuple[str, str], list[tuple[shoal.Pid, int]]] = {}
     for key, entry in snapshot.entries.items():
@@ -98,8 +102,15 @@ async def call_group(url: str | None, cluster: str | None, group: str, request: 
     """Make one group call from a short-lived node; return the reply.
 
     Raises:
+        StoreUnavailable: there is no SQLite database at the store's path
+            ("no cluster at PATH"), or the store cannot be reached.
         ShoalError: whatever the group call raised (NoMembers, CallTimeout, ...).
     """
+    url = _url(url)
+    if not url or url.startswith("sqlite://"):
+        embedded = open_store(url or None)  # no IO; BadArgument for a malformed URL
+        if isinstance(embedded, SqliteStore) and not embedded.path.is_file():
+            raise shoal.StoreUnavailable(f"no cluster at {embedded.path}")
     options: dict[str, Any] = {"name": f"shoal-cli-{os.getpid()}", "drain_timeout": 1.0}
     if url:
         options["store"] = url
@@ -108,3 +119,34 @@ async def call_group(url: str | None, cluster: str | None, group: str, request: 
     async with shoal.Node(**options) as node:
         return await node.scope(scope).call(group, request, timeout=timeout,
                                             strategy=strategy, key=key)
+
+
+def to_json(value: Any) -> Any:
+    """``value`` as something ``json.dumps(allow_nan=False)`` accepts.
+
+    NaN and the infinities become None (null), as JavaScript's
+    ``JSON.stringify`` does; bytes become text (UTF-8, else base64); tuples
+    lists; map keys that JSON cannot hold, and any other value, their str().
+    """
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return bytes(value).decode()
+        except UnicodeDecodeError:
+            return base64.b64encode(value).decode()
+    if isinstance(value, (list, tuple)):
+        return [to_json(item) for item in value]
+    if isinstance(value, dict):
+        return {_json_key(k): to_json(v) for k, v in value.items()}
+    return str(value)
+
+
+def _json_key(key: Any) -> str | int | float | bool | None:
+    if key is None or isinstance(key, (bool, int, str)):
+        return key
+    if isinstance(key, float):
+        return key if math.isfinite(key) else str(key)
+    return str(key)

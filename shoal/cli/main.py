@@ -17,6 +17,7 @@ from shoal.runtime.process import CRASH_REPORT, RUN_MAILBOX_SIZE
 __all__ = ["main", "run"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
 
 def _loop_factory() -> None:
@@ -28,18 +29,52 @@ def _loop_factory() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+def _configure_logging(verbose: int) -> None:
+    """Log to stderr at WARNING, INFO (-v) or DEBUG (-vv).
+
+    The level is set only on a root logger this command configured itself:
+    an embedding program (or a test runner) that set up logging keeps it.
+    """
+    root = logging.getLogger()
+    level = logging.WARNING - 10 * min(verbose, 2)
+    if not root.handlers:
+        logging.basicConfig(level=level, format=_LOG_FORMAT)
+        root.handlers[0].set_name("shoal-cli")
+    elif any(handler.get_name() == "shoal-cli" for handler in root.handlers):
+        root.setLevel(level)
+
+
+def _more_verbose(ctx: click.Context, _param: click.Parameter, value: int) -> None:
+    if value:
+        root = ctx.find_root()
+        root.obj = dict(root.obj or {})
+        root.obj["verbose"] = root.obj.get("verbose", 0) + value
+        _configure_logging(root.obj["verbose"])
+
+
+def _verbose_option(func: Any) -> Any:
+    """``-v`` after the command name too (``shoal run -v ...``), adding to ``shoal -v``."""
+    return click.option("-v", "--verbose", count=True, expose_value=False,
+                        callback=_more_verbose,
+                        help="Log more (-v info, -vv debug); same as before the command.")(func)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(shoal.__version__, prog_name="shoal")
-@click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
+@click.option("-v", "--verbose", count=True,
+              help="Log more (-v info, -vv debug); also accepted after the command.")
 @click.pass_context
 def cli(ctx: click.Context, verbose: int) -> None:
     """shoal: Erlang/OTP-style processes and process groups for Python services.
 
-    Exit codes: 0 success, 1 the job failed, 2 bad usage.
+    Exit codes: 0 success; 1 the job failed (a failed call, an unreachable
+    store, no cluster at the store's path, a demo caller that saw a failure,
+    an application whose setup raised); 2 bad usage (an unknown command or
+    option, a malformed or out-of-range value, an app that cannot be loaded,
+    a configuration shoal refuses such as an unsafe secret file).
     """
     ctx.obj = {"verbose": verbose}
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    _configure_logging(verbose)
 
 
 class _CrashOnOneLine(logging.Filter):
@@ -52,15 +87,17 @@ class _CrashOnOneLine(logging.Filter):
 
 
 @cli.command()
-@click.option("--workers", default=4, show_default=True, type=click.IntRange(2, 1000),
-              help="Worker processes in the group.")
+@click.option("--workers", default=4, show_default=True, type=click.IntRange(3, 1000),
+              help="Worker processes in the group, 3 to 1000 (one crashes and one is "
+                   "killed midway; callers need one left).")
 @click.option("--callers", default=16, show_default=True, type=click.IntRange(1, 1000),
-              help="Concurrent callers.")
+              help="Concurrent callers, 1 to 1000.")
 @click.option("--calls", default=20_000, show_default=True, type=click.IntRange(100, 10_000_000),
-              help="Group calls to make in all.")
+              help="Group calls to make in all, shared among the callers (100 to 10000000).")
 @click.option("--strategy", default="least_loaded", show_default=True,
               type=click.Choice(["local_first", "random", "round_robin", "least_loaded"]),
               help="How a member is picked for each call.")
+@_verbose_option
 def demo(workers: int, callers: int, calls: int, strategy: str) -> None:
     """Workers serve group calls; one crashes and one is killed midway.
 
@@ -115,6 +152,7 @@ def demo(workers: int, callers: int, calls: int, strategy: str) -> None:
 @click.option("--tls-server-name", default=None,
               help="Name a peer's certificate must carry [env SHOAL_TLS_SERVER_NAME; "
                    "default: the address dialled].")
+@_verbose_option
 def run_command(app: str, name: str, cluster: str | None, store: str | None,
                 listen: str | None, advertise: str | None, heartbeat_timeout: float,
                 session_ttl: float, mailbox_size: int,
@@ -123,13 +161,18 @@ def run_command(app: str, name: str, cluster: str | None, store: str | None,
     """Host a node running APP (module:function) until SIGTERM or SIGINT.
 
     APP is an async function taking the started node: it spawns processes and
-    joins groups. The secret comes from SHOAL_SECRET or SHOAL_SECRET_FILE (or,
-    with the embedded store, from the file generated beside it). On SIGTERM or
+    joins groups. An APP that cannot be loaded is bad usage (exit 2); one
+    whose setup raises fails the job (exit 1). The secret comes from
+    SHOAL_SECRET or SHOAL_SECRET_FILE (or, with the embedded store, from the
+    file generated beside it). On SIGTERM or
     SIGINT the node leaves its groups, drains calls in flight, runs every
     terminate and ends its session. SIGUSR1 logs a dump of its processes.
     """
     from shoal.cli.running import run_node
 
+    # A node is a server: it logs at INFO (peers down and back, the SIGUSR1
+    # dump) unless asked for more; the other commands log at WARNING.
+    _configure_logging(click.get_current_context().find_root().obj.get("verbose", 0) + 1)
     _loop_factory()
     options: dict[str, object] = {"name": name, "heartbeat_timeout": heartbeat_timeout,
                                   "session_ttl": session_ttl,
@@ -151,10 +194,12 @@ def run_command(app: str, name: str, cluster: str | None, store: str | None,
 
 
 def _store_options(func: Any) -> Any:
+    func = _verbose_option(func)
     func = click.option("--cluster", default=None,
                         help="Cluster name [env SHOAL_CLUSTER; default: default].")(func)
     func = click.option("--store", default=None,
-                        help="Store URL [env SHOAL_STORE; default: sqlite://.shoal/cluster.db].")(
+                        help="Store URL of an existing cluster [env SHOAL_STORE; "
+                             "default: sqlite://.shoal/cluster.db].")(
         func)
     return func
 
@@ -170,7 +215,12 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
 @_store_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def nodes(store: str | None, cluster: str | None, as_json: bool) -> None:
-    """List the live nodes of the cluster (read from the store; joins nothing)."""
+    """List the live nodes of the cluster.
+
+    Reads the store and changes nothing: it joins nothing, creates no file
+    and needs no write access (SQLite is opened read-only). A store that does
+    not exist is an error: "no cluster at PATH" (exit 1).
+    """
     from shoal.cli.inspect import describe_node, read_cluster
 
     view = asyncio.run(read_cluster(store, cluster))
@@ -186,7 +236,7 @@ def nodes(store: str | None, cluster: str | None, as_json: bool) -> None:
 @click.option("--scope", default=None, help="Only this scope (default: every scope).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def groups(store: str | None, cluster: str | None, scope: str | None, as_json: bool) -> None:
-    """List the non-empty groups with their member counts."""
+    """List the non-empty groups with their member counts (read-only, as nodes)."""
     from shoal.cli.inspect import read_cluster
 
     view = asyncio.run(read_cluster(store, cluster))
@@ -206,7 +256,7 @@ def groups(store: str | None, cluster: str | None, scope: str | None, as_json: b
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def members(group: str, store: str | None, cluster: str | None, scope: str,
             as_json: bool) -> None:
-    """List the members of GROUP, once per pid with its join count."""
+    """List the members of GROUP, once per pid with its join count (read-only, as nodes)."""
     from shoal.cli.inspect import read_cluster
 
     view = asyncio.run(read_cluster(store, cluster))
@@ -223,32 +273,53 @@ def members(group: str, store: str | None, cluster: str | None, scope: str,
 @click.argument("request")
 @_store_options
 @click.option("--scope", default="default", show_default=True, help="The group's scope.")
-@click.option("--timeout", default=5.0, show_default=True, type=float, help="Seconds.")
+@click.option("--timeout", default=5.0, show_default=True, type=float,
+              help="Seconds, a finite number > 0.")
 @click.option("--strategy", default="local_first", show_default=True,
               type=click.Choice(["local_first", "random", "round_robin", "least_loaded",
                                  "hash"]))
-@click.option("--key", default=None, help="Routing key (JSON) for --strategy hash.")
+@click.option("--key", default=None, help="Routing key (JSON); required by --strategy hash.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the reply as indented JSON (without: JSON on one line).")
 def call_command(group: str, request: str, store: str | None, cluster: str | None,
-                 scope: str, timeout: float, strategy: str, key: str | None) -> None:
+                 scope: str, timeout: float, strategy: str, key: str | None,
+                 as_json: bool) -> None:
     """Call one member of GROUP with REQUEST (JSON) and print the reply as JSON.
 
     Joins the cluster briefly as a node named shoal-cli-<os pid>; the secret
     comes from SHOAL_SECRET or SHOAL_SECRET_FILE (or the embedded store's file),
     peer TLS from SHOAL_TLS_CERT, SHOAL_TLS_KEY and SHOAL_TLS_CA (and
-    SHOAL_TLS_SERVER_NAME) when the cluster's nodes use it.
+    SHOAL_TLS_SERVER_NAME) when the cluster's nodes use it. The output is
+    always valid JSON: what JSON cannot hold is converted (NaN and Infinity
+    become null, as JavaScript's JSON.stringify does; bytes become text,
+    other values their str()).
+
     Example: shoal call counters '"incr"'
     """
-    from shoal.cli.inspect import call_group
+    from shoal.cli.inspect import call_group, to_json
+    from shoal.runtime.checks import check_timeout
 
-    try:
-        value = json.loads(request)
-        routing = json.loads(key) if key is not None else None
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not JSON: {exc}") from None
+    value = _parse_json("request", request)
+    routing = _parse_json("key", key) if key is not None else None
+    check_timeout(timeout)
+    if strategy == "hash" and key is None:
+        raise shoal.BadArgument("key", None, "a routing key (--key JSON) with --strategy hash")
     _loop_factory()
     reply = asyncio.run(call_group(store, cluster, group, value, scope=scope, timeout=timeout,
                                    strategy=strategy, key=routing))
-    click.echo(json.dumps(reply, default=str))
+    click.echo(json.dumps(to_json(reply), indent=2 if as_json else None, allow_nan=False))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _parse_json(argument: str, text: str) -> Any:
+    """Strict JSON (no NaN or Infinity), or BadArgument naming ``argument``."""
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise shoal.BadArgument(argument, text, f"JSON ({exc})") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -263,7 +334,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except SystemExit as exc:
         return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_FAILED
+    except shoal.UsageError as exc:  # BadArgument, ConfigError: the caller's to fix
+        click.echo(f"error: {exc}", err=True)
+        return EXIT_USAGE
     except shoal.ShoalError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return EXIT_FAILED
+    except OSError as exc:  # e.g. the listen address cannot be bound
         click.echo(f"error: {exc}", err=True)
         return EXIT_FAILED
     return EXIT_OK

@@ -38,8 +38,9 @@ def load_app(spec: str) -> Callable[[shoal.Node], Awaitable[Any]]:
     """Resolve ``module:function`` to an async function taking a Node.
 
     Raises:
-        BadArgument: the spec is malformed, the module or function is missing,
-            or the function is not async.
+        BadArgument: (argument ``app``) the spec is malformed, the module
+            cannot be imported, it has no such function, or the function is
+            not async; the message says which.
     """
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
@@ -51,8 +52,12 @@ def load_app(spec: str) -> Callable[[shoal.Node], Awaitable[Any]]:
     except ImportError as exc:
         raise shoal.BadArgument("app", spec, f"an importable module ({exc})") from None
     func = getattr(module, attr, None)
-    if func is None or not inspect.iscoroutinefunction(func):
-        raise shoal.BadArgument("app", spec, "an async function taking the node")
+    if func is None:
+        raise shoal.BadArgument("app", spec, f"a function of the module: no function {attr} "
+                                             f"in {module_name}")
+    if not inspect.iscoroutinefunction(func):
+        raise shoal.BadArgument("app", spec, f"an async function taking the node: {attr} in "
+                                             f"{module_name} is not one")
     return func  # type: ignore[no-any-return]
 
 
@@ -82,7 +87,7 @@ async def run_node(spec: str, **node_options: Any) -> int:
     async with shoal.Node(**node_options) as node:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        loop.add_signal_handler(signal.SIGUSR1, lambda: log.warning("%s", dump_node(node)))
+        loop.add_signal_handler(signal.SIGUSR1, lambda: log.info("%s", dump_node(node)))
         try:
             await app(node)
         except Exception:

@@ -493,6 +493,4 @@ class Node(Messaging, Signals):
 
 def _open_store(url: str, cluster: str) -> Store:
     # etcd keeps many clusters apart by key prefix; a SQLite file is one cluster.
-    if url.startswith("etcd://") and "cluster=" not in url:
-        url += ("&" if "?" in url else "?") + f"cluster={cluster}"
-    return open_store(url)
+    return open_store(url, cluster=cluster)

@@ -39,9 +39,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from shoal.errors import NameInUse, StoreUnavailable
-from shoal.store._sqlite_read import ReadResult, prefix_range, read_changes
+from shoal.store._sqlite_read import ReadResult, read_changes, snapshot_in
 from shoal.store._wake import WakeDir
-from shoal.store.base import Entry, Op, Put, Snapshot
+from shoal.store.base import Op, Put, Snapshot
 
 __all__ = ["Database"]
 
@@ -456,16 +456,8 @@ class Database:
 
     def snapshot(self, prefix: str) -> Snapshot:
         """Every entry under ``prefix`` at one revision."""
-        low, high = prefix_range(prefix)
         with self._read("read a snapshot") as conn:
-            rev = self._meta(conn, "revision")
-            sql = "SELECT key, value, session, revision FROM entries WHERE key >= ?"
-            args: tuple[str, ...] = (low,)
-            if high is not None:
-                sql, args = sql + " AND key < ?", (low, high)
-            rows = conn.execute(sql, args).fetchall()
-        entries = {k: Entry(key=k, value=v, session=s, revision=r) for k, v, s, r in rows}
-        return Snapshot(entries=entries, revision=rev)
+            return snapshot_in(conn, prefix)
 
     def read_changes(self, prefix: str, position: int) -> ReadResult:
         """Changes under ``prefix`` after ``position``, whole revisions at a time."""

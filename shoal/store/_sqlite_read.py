@@ -1,5 +1,6 @@
 """Reading the SQLite store's change log: the query shared by the worker
-thread and the event loop, and the loop-side reader.
+thread and the event loop, and the loop-side reader; and the snapshot query
+shared by the worker thread and the read-only path (``_sqlite_readonly``).
 
 Owns no state but :class:`LoopReader`'s read-only connection. A read is one
 deferred transaction (one WAL snapshot) and never waits for a writer.
@@ -11,9 +12,9 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
-from shoal.store.base import Event, Snapshot
+from shoal.store.base import Entry, Event, Snapshot
 
-__all__ = ["LoopReader", "ReadResult", "prefix_range", "read_changes"]
+__all__ = ["LoopReader", "ReadResult", "prefix_range", "read_changes", "snapshot_in"]
 
 _READ_CHUNK = 1000
 
@@ -34,6 +35,19 @@ def prefix_range(prefix: str) -> tuple[str, str | None]:
 
 def _meta(conn: sqlite3.Connection, key: str) -> int:
     return int(conn.execute("SELECT v FROM meta WHERE k = ?", (key,)).fetchone()[0])
+
+
+def snapshot_in(conn: sqlite3.Connection, prefix: str) -> Snapshot:
+    """Inside a read transaction: every entry under ``prefix`` and the revision."""
+    low, high = prefix_range(prefix)
+    rev = _meta(conn, "revision")
+    sql = "SELECT key, value, session, revision FROM entries WHERE key >= ?"
+    args: tuple[str, ...] = (low,)
+    if high is not None:
+        sql, args = sql + " AND key < ?", (low, high)
+    rows = conn.execute(sql, args).fetchall()
+    entries = {k: Entry(key=k, value=v, session=s, revision=r) for k, v, s, r in rows}
+    return Snapshot(entries=entries, revision=rev)
 
 
 def read_changes(

@@ -23,6 +23,8 @@ class Counter(shoal.GenServer):
         if request == "incr":
             self.n += 1
             return self.n
+        if request == "odd":  # values JSON cannot hold as they are
+            return {"nan": float("nan"), "inf": float("-inf"), "raw": b"hi", "pair": (2, 3)}
         raise shoal.BadRequest(request)
 
 
@@ -118,17 +120,17 @@ def test_call_with_a_request_that_is_not_json_is_a_usage_error(store_url: str) -
 
 
 def test_a_bad_store_url_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["nodes", "--store", "ftp://nowhere"]) == 1
+    assert main(["nodes", "--store", "ftp://nowhere"]) == 2
     assert "url" in capsys.readouterr().err
 
 
 def test_run_refuses_an_app_that_does_not_exist(store_url: str) -> None:
-    assert main(["run", "no_such_module:setup", "--node", "x", "--store", store_url]) == 1
+    assert main(["run", "no_such_module:setup", "--node", "x", "--store", store_url]) == 2
 
 
 def test_run_rejects_a_session_ttl_that_is_not_positive(store_url: str) -> None:
     assert main(["run", "shoal.testing.agent:setup", "--node", "x", "--store", store_url,
-                 "--session-ttl", "0"]) == 1
+                 "--session-ttl", "0"]) == 2
 
 
 def test_run_refuses_incomplete_peer_tls_naming_what_is_missing(
@@ -136,7 +138,7 @@ def test_run_refuses_incomplete_peer_tls_naming_what_is_missing(
     cert = tmp_path / "cert.pem"
     cert.write_text("unused: refused before it is read\n")
     assert main(["run", "shoal.testing.agent:setup", "--node", "x", "--store", store_url,
-                 "--tls-cert", str(cert)]) == 1
+                 "--tls-cert", str(cert)]) == 2
     err = capsys.readouterr().err
     assert "missing: tls_key (or SHOAL_TLS_KEY), tls_ca (or SHOAL_TLS_CA)" in err
 
@@ -179,5 +181,226 @@ async def test_run_with_tls_flags_serves_tls_peers_and_call_uses_the_environment
 def test_run_refuses_a_bad_advertise_address(
         store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "shoal.testing.agent:setup", "--node", "x", "--store", store_url,
-                 "--advertise", "host:port"]) == 1
+                 "--advertise", "host:port"]) == 2
     assert "advertise" in capsys.readouterr().err
+
+
+# -- exit codes: every usage error is 2 ------------------------------------------------
+
+@pytest.mark.parametrize("argv", [
+    ["nodes", "--store", "foo://x"],
+    ["nodes", "--store", "sqlite://"],
+    ["groups", "--store", "etcd://127.0.0.1:2379?no_such_option=1"],
+    ["call", "counters", '"incr"', "--timeout", "-1"],
+    ["call", "counters", '"incr"', "--timeout", "nan"],
+    ["call", "counters", '"incr"', "--strategy", "hash"],
+    ["call", "counters", "NaN"],
+    ["run", "myapp", "--node", "x"],
+    ["run", "shoal.testing.agent:setup", "--node", "x", "--listen", "notanaddress"],
+    ["run", "shoal.testing.agent:setup", "--node", ""],
+    ["run", "shoal.testing.agent:setup", "--node", "x", "--heartbeat-timeout", "-1"],
+    ["demo", "--calls", "5"],
+])
+def test_every_usage_error_exits_2_and_changes_nothing(
+        argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SHOAL_SECRET", SECRET)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.strip() and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # no store, no secret, nothing
+
+
+def test_an_etcd_url_without_hosts_is_echoed_as_typed(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["nodes", "--store", "etcd://"]) == 2
+    err = capsys.readouterr().err
+    assert "url='etcd://'" in err
+    assert "cluster=" not in err
+
+
+# -- read-only commands ---------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [["nodes"], ["groups"], ["members", "counters"]])
+def test_read_only_commands_refuse_a_store_that_does_not_exist(
+        command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    missing = tmp_path / "no" / "such" / "dir" / "c.db"
+    assert main([*command, "--store", f"sqlite://{missing}"]) == 1
+    assert f"no cluster at {missing}" in capsys.readouterr().err
+    # The default store, in a directory that holds none.
+    assert main(command) == 1
+    assert f"no cluster at {tmp_path / '.shoal' / 'cluster.db'}" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_call_refuses_a_store_that_does_not_exist(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["call", "counters", '"incr"']) == 1
+    assert "no cluster at" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in root.rglob("*")}
+
+
+async def test_reading_a_stopped_cluster_creates_and_changes_no_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+
+    monkeypatch.chdir(tmp_path)
+    async with shoal.Node("api-1") as node:  # the default store, ./.shoal/cluster.db
+        await node.groups.join("counters", await node.spawn(Counter))
+    before = _tree(tmp_path)
+    assert not any(name.endswith(("-wal", "-shm")) for name in before)
+    for command in (["nodes", "--json"], ["groups", "--json"],
+                    ["members", "counters", "--json"]):
+        assert await asyncio.to_thread(main, command) == 0
+        assert json.loads(capsys.readouterr().out) == []
+    assert _tree(tmp_path) == before
+
+
+READER = """
+import os, sys
+import shoal.cli.inspect, shoal.store, sqlite3, json, asyncio, concurrent.futures
+from shoal.cli import main
+os.setgid(65534)  # after the imports: the interpreter may live where 65534 cannot read
+os.setuid(65534)
+sys.exit(main(["nodes", "--json", "--store", sys.argv[1]]))
+"""
+
+
+async def test_read_only_commands_need_no_write_access(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """As another user who may read the store but not write it (as root:
+    uid 65534; otherwise the directory and files are made read-only)."""
+    import asyncio
+    import shutil
+    import stat
+    import subprocess
+    import sys
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="shoal-ro-"))  # tmp_path is private to its user
+    try:
+        db = root / "store" / "cluster.db"
+        reader = READER if os.geteuid() == 0 else READER.replace("os.set", "# os.set")
+
+        def read() -> subprocess.CompletedProcess[str]:
+            for path in [root, *root.rglob("*")]:
+                path.chmod(0o555 if path.is_dir() else 0o444)
+            try:
+                return subprocess.run([sys.executable, "-c", reader, f"sqlite://{db}"],
+                                      capture_output=True, text=True, timeout=60, check=False)
+            finally:
+                for path in [root, *root.rglob("*")]:
+                    path.chmod(stat.S_IRWXU if path.is_dir() else 0o600)
+
+        async with shoal.Node("api-1", store=f"sqlite://{db}", secret=SECRET) as node:
+            await node.groups.sync()
+            live = await asyncio.to_thread(read)   # a node has the store open (a -wal exists)
+            assert live.returncode == 0, live.stderr
+            assert [n["name"] for n in json.loads(live.stdout)] == ["api-1"]
+        stopped = await asyncio.to_thread(read)    # nobody has it open (no -wal)
+        assert stopped.returncode == 0, stopped.stderr
+        assert json.loads(stopped.stdout) == []
+    finally:
+        shutil.rmtree(root)
+
+
+# -- call -----------------------------------------------------------------------------
+
+def _strict_json(text: str) -> object:
+    def refuse(name: str) -> object:
+        raise AssertionError(f"{name} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+async def test_call_prints_only_valid_json_with_or_without_json_flag(
+        serving: shoal.Node, store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+
+    expected = {"nan": None, "inf": None, "raw": "hi", "pair": [2, 3]}
+    assert await asyncio.to_thread(main, ["call", "counters", '"odd"', "--store", store_url]) == 0
+    out = capsys.readouterr().out
+    assert _strict_json(out) == expected
+    assert len(out.strip().splitlines()) == 1
+    assert await asyncio.to_thread(
+        main, ["call", "counters", '"odd"', "--store", store_url, "--json"]) == 0
+    out = capsys.readouterr().out
+    assert _strict_json(out) == expected
+    assert len(out.strip().splitlines()) > 1  # indented, as the other commands' --json
+
+
+# -- run --------------------------------------------------------------------------------
+
+APP = """
+import shoal
+
+async def setup(node: shoal.Node) -> None:
+    raise RuntimeError("setup failed on purpose")
+
+def not_async(node: shoal.Node) -> None:
+    pass
+"""
+
+
+@pytest.fixture
+def cliapp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    (tmp_path / "cliapp_for_tests.py").write_text(APP)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "cliapp_for_tests"
+
+
+@pytest.mark.parametrize(("function", "message"), [
+    ("nosuch", "no function nosuch in cliapp_for_tests"),
+    ("not_async", "not_async in cliapp_for_tests is not one"),
+])
+def test_run_says_what_is_wrong_with_the_app(
+        cliapp: str, function: str, message: str, store_url: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", f"{cliapp}:{function}", "--node", "x", "--store", store_url]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_verbose_is_accepted_after_the_command_too(
+        cliapp: str, store_url: str, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    # exit 1 (the setup raised), not 2 (an unknown option)
+    assert main(["run", "-v", f"{cliapp}:setup", "--node", "x", "--store", store_url]) == 1
+    assert "setup failed on purpose" in caplog.text
+    assert main(["nodes", "-v", "--store", store_url]) == 0
+    for command in ("run", "nodes", "groups", "members", "call", "demo"):
+        assert main([command, "--help"]) == 0
+        assert "-v, --verbose" in capsys.readouterr().out
+
+
+# -- demo -------------------------------------------------------------------------------
+
+def test_demo_needs_three_workers_and_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--workers", "2"]) == 2
+    assert main(["demo", "--help"]) == 0
+    assert "3 to 1000" in capsys.readouterr().out
+
+
+@pytest.mark.timeout(60)
+def test_demo_with_more_callers_than_calls_finishes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--workers", "3", "--calls", "100", "--callers", "101"]) == 0
+    out = capsys.readouterr().out
+    assert "101 callers will make 100 group calls" in out
+    assert "100 group calls in" in out
+
+
+def test_demo_makes_exactly_the_calls_asked_for(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--workers", "3", "--calls", "1001", "--callers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "1 caller will make 1001 group calls" in out
+    assert "1001 group calls in" in out
+    assert "0 failed, 0 wrong replies" in out
