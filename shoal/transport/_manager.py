@@ -250,8 +250,11 @@ class ConnectionManager:
         self._closing = True
         if self._server is not None:
             self._server.close()
-        for task in list(self._connecting.values()):
+        dials = list(self._connecting.values())
+        for task in dials:
             task.cancel()
+        # A dial is this manager's task: it has ended when close returns.
+        await asyncio.gather(*dials, return_exceptions=True)
         conns = list(self._all)
         for conn in conns:
             conn.close(reason)
