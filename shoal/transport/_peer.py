@@ -31,8 +31,8 @@ Rules:
    is disconnected, and so is one for which a ``send`` finds twice the bound
    unsent (that send raises ``NodeDown``): a peer that never reads costs at
    most twice the bound plus one frame. Disconnecting aborts (a BYE could
-   not be read anyway); the peer's side sees the connection drop, and calls
-   it had in flight here fail ``NodeDown`` (delivery unknown).
+   not be read anyway): the peer sees the connection drop, and its calls to
+   this node fail there with ``NodeDown`` (delivery unknown).
 6. Messages read before the connection ended (a BYE or a bad frame later
    in the same read) are still delivered, in order, after the connection
    is closed: answers to them are dropped quietly by whoever answers
