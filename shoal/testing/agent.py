@@ -11,8 +11,10 @@ shoal's own distribution. Workers:
   ``"received"`` answers them as text; traps exits.
 
 ``Control`` commands (``cluster.control(name, command, *args)``): ``spawn``,
-``kill``, ``members``, ``group_call``, ``call``, ``creation``, ``link`` (two
-pids, one local) and ``alive`` (a local pid). For large groups: ``join``
+``kill``, ``members``, ``group_call``, ``call``, ``call_many`` (a list of
+``[delay, pid]``, request, timeout: each call starts ``delay`` seconds from
+now, all concurrently; one ``call`` answer per pid), ``creation``, ``link``
+(two pids, one local) and ``alive`` (a local pid). For large groups: ``join``
 (scope, group, local pids; answers once the store has them), ``count``
 (scope, group: how many members this node sees) and ``wait_count`` (scope,
 group, count, timeout: wait until this node sees at least ``count``
@@ -86,6 +88,16 @@ class Recorder(shoal.GenServer):
 KINDS: dict[str, type[shoal.GenServer]] = {"echo": Echo, "recorder": Recorder}
 
 
+async def _call(node: shoal.Node, pid: shoal.Pid, request: Any, timeout: float,
+                delay: float = 0.0) -> list[Any]:
+    if delay > 0:
+        await asyncio.sleep(delay)  # the scenario's start time, not a synchronisation
+    try:
+        return ["ok", await node.call(pid, request, timeout)]
+    except shoal.ShoalError as exc:
+        return ["error", type(exc).__name__, str(exc)]
+
+
 class Control(shoal.GenServer):
     """Carries out a test's commands on its node."""
 
@@ -120,6 +132,10 @@ class Control(shoal.GenServer):
                 return ["ok", await node.call(pid, req, timeout)]
             except shoal.ShoalError as exc:
                 return ["error", type(exc).__name__, str(exc)]
+        if command == "call_many":  # calls at set moments, for crossing first calls
+            starts, req, timeout = args
+            return list(await asyncio.gather(*(_call(node, pid, req, timeout, delay)
+                                               for delay, pid in starts)))
         if command == "creation":
             return node.creation
         if command == "link":

@@ -19,10 +19,13 @@ Rules (each one decided in exactly one place, named here):
    identities, and decide before either end of the refused connection is
    established, so no message is ever written on it. Admission waits for
    the proof (wire rule 6) so that a stranger learns nothing from it.
-4. If two connections with the same incarnation do get established (a
-   race the vet cannot see: one completed while the other was mid-
-   handshake), ``_established`` applies the same order and closes the loser
-   with BYE ``duplicate``. A silent current connection always yields to a
+4. If two connections with the same incarnation do get established,
+   ``_established`` applies the same order and closes the loser with BYE
+   ``duplicate``. A crossing never gets here: an acceptor's vet and its
+   end's establishment happen in one step (at the proof), a node admits no
+   crossing connection while it dials (rule 3), and it dials only while it
+   has no connection (rule 1); so this stays a guard (docs/decisions.md,
+   "Crossing first calls"). A silent current connection always yields to a
    fresh one: the peer dialled because its side is gone.
 5. An inbound dial from a peer we believe connected and responsive is a
    ``duplicate``; the peer's ``connect`` then waits for the existing
