@@ -14,12 +14,14 @@ argument winning:
 | TLS name to verify | ``tls_server_name`` | ``SHOAL_TLS_SERVER_NAME`` | the dialled address |
 
 The secret proves membership of the cluster in every handshake (G7). A
-secret file must be readable by its owner only: a file that group or others
-can read is refused with :class:`~shoal.ConfigError`, as ssh refuses a
-world-readable key. With the embedded SQLite store and no secret given, the
-nodes of one host share one generated in ``<store dir>/secret`` (mode 0600):
-zero set-up on one host, and only users who can read the store directory
-can join. Any other store needs an explicit secret.
+secret file must be the user's own and readable by its owner only: a file
+owned by another user, or that group or others can read, is refused with
+:class:`~shoal.ConfigError`, as ssh refuses such a private key. With the
+embedded SQLite store and no secret given, the nodes of one host share one
+generated in ``<store dir>/secret`` (mode 0600, in a directory shoal
+creates with mode 0700, as it does every file and directory of the store:
+see :mod:`shoal.store.files`): zero set-up on one host, and only the user
+who owns the store can join. Any other store needs an explicit secret.
 
 Peer TLS is mutual: with a certificate, its key and a CA bundle, a node
 serves TLS, demands a certificate signed by that CA from every peer that
@@ -39,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shoal.errors import BadArgument, ConfigError
+from shoal.store.files import FILE_MODE, make_private_dirs
 
 __all__ = ["DEFAULT_STORE", "NodeConfig", "PeerTLS", "load_peer_tls", "load_secret",
            "parse_advertise", "parse_listen", "peer_tls"]
@@ -103,18 +106,23 @@ def parse_advertise(value: str) -> tuple[str, int]:
 
 def _read_secret_file(path: Path) -> bytes:
     try:
-        info = path.stat()
+        with open(path, "rb") as file:
+            info = os.fstat(file.fileno())  # of the file read, not of a path swapped meanwhile
+            data = file.read()
     except OSError as exc:
-        raise ConfigError(f"cannot read secret file {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read secret file {path}: {exc.strerror or exc}") from None
+    if info.st_uid != os.geteuid():
+        raise ConfigError(
+            f"secret file {path} is owned by uid {info.st_uid}, not by this user "
+            f"(uid {os.geteuid()}); a secret must be its reader's own file, as ssh requires "
+            f"of a private key: run: chown {os.geteuid()} {path}"
+        )
     if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(
             f"secret file {path} is readable by others (mode {stat.filemode(info.st_mode)}); "
             f"run: chmod 600 {path}"
         )
-    try:
-        secret = path.read_bytes().strip()
-    except OSError as exc:
-        raise ConfigError(f"cannot read secret file {path}: {exc.strerror}") from None
+    secret = data.strip()
     if len(secret) < MIN_SECRET:
         raise ConfigError(f"secret in {path} is shorter than {MIN_SECRET} bytes")
     return secret
@@ -127,13 +135,14 @@ def _shared_host_secret(store_url: str) -> bytes | None:
     db = Path(store_url[len("sqlite://"):])
     path = db.parent / "secret"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        make_private_dirs(path.parent)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
     except FileExistsError:
         return _read_secret_file(path)
     except OSError as exc:
-        raise ConfigError(f"cannot create secret file {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot create secret file {path}: {exc.strerror or exc}") from None
     with os.fdopen(fd, "wb") as out:
+        os.fchmod(out.fileno(), FILE_MODE)  # whatever the umask (shoal.store.files)
         out.write(secrets.token_hex(32).encode())
     return _read_secret_file(path)
 

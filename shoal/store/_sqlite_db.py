@@ -42,6 +42,7 @@ from shoal.errors import NameInUse, StoreUnavailable
 from shoal.store._sqlite_read import ReadResult, read_changes, snapshot_in
 from shoal.store._wake import WakeDir
 from shoal.store.base import Op, Put, Snapshot
+from shoal.store.files import create_private_file, make_private_dirs, open_private
 
 __all__ = ["Database"]
 
@@ -105,9 +106,10 @@ class Database:
     def connect(self) -> None:
         """Create the directories and schema if needed and open the database."""
         with self._errors("open the database"):
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self.locks.mkdir(mode=0o700, exist_ok=True)
+            make_private_dirs(self.path.parent)
+            make_private_dirs(self.locks)
             with self._init_lock():
+                create_private_file(self.path)  # its -wal and -shm take its mode
                 self._connect_locked()
                 stat = os.stat(self.path)
                 self._identity = (stat.st_dev, stat.st_ino)
@@ -146,7 +148,7 @@ class Database:
         (released by the kernel if its holder dies) orders them instead,
         polled so a hung holder costs at most the busy timeout (G6)."""
         path = self.path.with_name(self.path.name + ".init.lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = open_private(path, os.O_RDWR)
         try:
             deadline = time.monotonic() + self._busy_timeout
             while True:
@@ -295,7 +297,7 @@ class Database:
             NameInUse: a live session with a living owner holds ``name``.
         """
         with self._errors("create a session lock file"):
-            fd = os.open(self.locks / session, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = open_private(self.locks / session, os.O_RDWR)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         dead: list[tuple[str, int]] = []
         try:

@@ -18,6 +18,10 @@ Rules:
   directory next to the database is too deep, a directory under the system
   temporary directory named after a hash of the database's real path is used
   instead, so every client of one database still agrees on one directory.
+- Rule 4: the directory goes with its last socket: a client that closes
+  removes it when it is empty (``rmdir`` fails harmlessly while any socket
+  is left), so directories under the temporary directory do not pile up. A
+  client binding into a directory removed meanwhile makes it again.
 """
 
 from __future__ import annotations
@@ -30,10 +34,13 @@ import socket
 import tempfile
 from pathlib import Path
 
+from shoal.store.files import FILE_MODE, make_private_dirs
+
 __all__ = ["WakeDir", "wake_dir_for"]
 
 _MAX_SOCKET_PATH = 100
 _SUFFIX = ".sock"
+_BIND_ATTEMPTS = 3
 
 
 def wake_dir_for(db_path: Path) -> Path:
@@ -78,11 +85,19 @@ class WakeDir:
         Raises:
             OSError: the directory cannot be created or the socket bound.
         """
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
-            sock.bind(os.fspath(self.directory / self.name))
+            for attempt in range(_BIND_ATTEMPTS):
+                make_private_dirs(self.directory)
+                try:
+                    sock.bind(os.fspath(self.directory / self.name))
+                    break
+                except FileNotFoundError:
+                    # Rule 4: its last client removed the directory just now.
+                    if attempt == _BIND_ATTEMPTS - 1:
+                        raise
+            os.chmod(self.directory / self.name, FILE_MODE)
         except OSError:
             sock.close()
             raise
@@ -123,14 +138,20 @@ class WakeDir:
                     # Nobody is bound: its owner died without cleaning up.
                     with contextlib.suppress(OSError):
                         os.unlink(path)
+                    if self._sock is None:  # Rule 4, for the dead owner
+                        with contextlib.suppress(OSError):
+                            os.rmdir(self.directory)
 
     def close(self) -> None:
-        """Close both sockets and remove this client's socket file. Idempotent."""
+        """Close both sockets, remove this client's socket file, and the
+        directory if no socket is left in it (Rule 4). Idempotent."""
         if self._sock is not None:
             self._sock.close()
             self._sock = None
             with contextlib.suppress(OSError):
                 os.unlink(self.directory / self.name)
+            with contextlib.suppress(OSError):  # not empty: another client's socket
+                os.rmdir(self.directory)
         if self._sender is not None:
             self._sender.close()
             self._sender = None

@@ -239,7 +239,7 @@ async def test_dead_watchers_wake_socket_is_removed_by_the_next_writer(
     async with SqliteStore(db) as store:
         session = await store.open_session("parent", b"", 5)
         await session.apply([Put(key="k", value=b"v")])
-        assert os.listdir(wake) == []
+        assert not wake.exists()  # its socket was the last: the directory went too
 
 
 async def test_watcher_behind_the_kept_log_gets_resync(tmp_path: Path) -> None:
@@ -317,3 +317,35 @@ async def test_full_disk_is_store_unavailable_naming_the_file(tmp_path: Path) ->
     async with asyncio.timeout(30):
         out, _ = await proc.communicate()
     assert out.decode().startswith(f"unavailable sqlite store {db}"), out
+
+
+async def test_the_wake_directory_goes_with_its_last_socket(tmp_path: Path) -> None:
+    import tempfile
+
+    db = tmp_path / ("deep" * 25) / "cluster.db"  # too deep for a socket path beside it
+    wake = wake_dir_for(db.absolute())
+    assert wake.parent == Path(tempfile.gettempdir())
+
+    async def watching(store: SqliteStore) -> AsyncIterator[WatchItem]:
+        watch = store.watch("", 0)
+        await anext(watch)  # the first item: this client's socket is bound by now
+        return watch
+
+    first, second = SqliteStore(db), SqliteStore(db)
+    session = await first.open_session("a", b"", 5)
+    watches = [await watching(first), await watching(second)]
+    assert len(list(wake.iterdir())) == 2
+    await second.close()
+    assert len(list(wake.iterdir())) == 1
+    await session.close()
+    await first.close()
+    assert not wake.exists()
+    for watch in watches:
+        await watch.aclose()  # type: ignore[attr-defined]
+    # A new client makes the directory again.
+    async with SqliteStore(db) as third:
+        await third.open_session("b", b"", 5)
+        watch = await watching(third)
+        assert len(list(wake.iterdir())) == 1
+    await watch.aclose()  # type: ignore[attr-defined]
+    assert not wake.exists()

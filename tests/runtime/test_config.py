@@ -199,3 +199,43 @@ def test_peer_tls_files_that_cannot_be_read_or_parsed_are_named(tmp_path: Path) 
         load_peer_tls(garbage, garbage, garbage)
     with pytest.raises(shoal.ConfigError, match="tls_server_name is set but peer TLS is not"):
         load_peer_tls(server_name="localhost")
+
+
+def test_secret_file_owned_by_another_user_is_refused(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "secret"
+    path.write_text("a-long-enough-cluster-secret-0123")
+    path.chmod(0o600)
+    monkeypatch.setenv("SHOAL_SECRET_FILE", str(path))
+    if os.geteuid() == 0:
+        os.chown(path, 65534, 65534)   # nobody's file, mode 0600: root could read it
+    else:
+        monkeypatch.setattr(os, "geteuid", lambda: path.stat().st_uid + 1)
+    with pytest.raises(shoal.ConfigError, match="owned by uid"):
+        load_secret(None, "etcd://x")
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o277])
+async def test_every_store_file_and_directory_is_private_whatever_the_umask(
+        umask: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shoal.store._wake import wake_dir_for
+
+    monkeypatch.chdir(tmp_path)
+    old = os.umask(umask)
+    try:
+        # The default: ./.shoal/cluster.db with a generated secret.
+        async with shoal.Node("api-1") as node:
+            await node.groups.join("workers", await node.spawn(shoal.GenServer))
+            await node.groups.sync()
+            store = tmp_path / ".shoal"
+            wake = wake_dir_for((store / "cluster.db").absolute())
+            paths = [store, *store.rglob("*"), wake, *wake.iterdir()]
+            modes = {str(p): oct(p.stat().st_mode & 0o777) for p in paths}
+    finally:
+        os.umask(old)
+    expected = {str(p): oct(0o700 if p.is_dir() else 0o600) for p in paths}
+    assert modes == expected
+    names = {p.name for p in paths}
+    assert {"cluster.db", "cluster.db-wal", "cluster.db-shm", "secret",
+            "cluster.db.locks"} <= names
+    assert any(name.endswith(".sock") for name in names)
