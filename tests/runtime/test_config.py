@@ -231,9 +231,9 @@ async def test_every_store_file_and_directory_is_private_whatever_the_umask(
             wake = wake_dir_for((store / "cluster.db").absolute())
             paths = [store, *store.rglob("*"), wake, *wake.iterdir()]
             modes = {str(p): oct(p.stat().st_mode & 0o777) for p in paths}
+            expected = {str(p): oct(0o700 if p.is_dir() else 0o600) for p in paths}
     finally:
         os.umask(old)
-    expected = {str(p): oct(0o700 if p.is_dir() else 0o600) for p in paths}
     assert modes == expected
     names = {p.name for p in paths}
     assert {"cluster.db", "cluster.db-wal", "cluster.db-shm", "secret",
