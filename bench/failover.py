@@ -151,7 +151,12 @@ async def sigstop_rounds(rounds: int) -> list[float]:
     out = []
     async with _cluster() as cluster:  # default heartbeat timeout
         client = cluster.client
-        await cluster.spawn("n2", group="g")
+        pids = await cluster.spawn("n2", group="g")
+        # The join reaches the client through the store. Stopping n2 before
+        # its write left would leave the client with a routable node and no
+        # member in "g" once n2 continues (NoMembers until the write lands).
+        await wait_until(lambda: client.groups.get_members("g") == pids,
+                         what="n2's member at the client")
         for _ in range(rounds):
             await wait_until(lambda: client.table.is_routable("n2"), what="n2 routable")
             stopped = time.monotonic()

@@ -108,3 +108,36 @@ async def test_hung_node_replaced_on_etcd_fences_itself_and_the_new_one_takes_it
         assert isinstance(await cluster.control("n1", "call", new_pids[1], "x", 5.0), list)
         with pytest.raises(shoal.NoSuchProcess):
             await client.call(shoal.Pid("n2", old_creation, new_pids[0].serial), "x", 1.0)
+
+
+@pytest.mark.e2e_stores("sqlite")
+async def test_after_a_hang_a_known_member_is_callable_as_soon_as_its_node_is_routable(
+        ) -> None:
+    async with LocalCluster(["n1", "n2"], heartbeat_timeout=0.3) as cluster:
+        client = cluster.client
+        pids = await cluster.spawn("n2", group="g")
+        await wait_until(lambda: client.groups.get_members("g") == pids,
+                         what="n2's member at the client")
+        for _ in range(4):
+            cluster.sigstop("n2")
+            try:
+                await wait_until(lambda: not client.table.is_routable("n2"), timeout=5,
+                                 what="n2 unroutable", interval=0.001)
+            finally:
+                cluster.sigcont("n2")
+            await wait_until(lambda: client.table.is_routable("n2"), timeout=5,
+                             what="n2 routable again", interval=0.001)
+            assert await client.groups.call("g", "x", timeout=5.0) == ["n2", "x"]
+
+        # A join made just before the hang reaches the client after it: the
+        # member is unknown (not unroutable) until then, and callable after.
+        late = await cluster.spawn("n2", group="h")
+        cluster.sigstop("n2")
+        try:
+            await wait_until(lambda: not client.table.is_routable("n2"), timeout=5,
+                             what="n2 unroutable")
+        finally:
+            cluster.sigcont("n2")
+        await wait_until(lambda: client.groups.get_members("h") == late, timeout=5,
+                         what="the late join at the client")
+        assert await client.groups.call("h", "y", timeout=5.0) == ["n2", "y"]
