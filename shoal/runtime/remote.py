@@ -383,18 +383,23 @@ class Remote:
             # An incarnation the store says was replaced (Rule 1).
             connection.abort(f"creation {self.peers[peer_name].creation} holds the name")
             return
+        log.info("connected to node %s (creation %d): its members are routable",
+                 peer_name, creation)
         self.node._node_routable(peer_name, True)
 
     def on_peer_silent(self, peer_name: str, creation: int) -> None:
         if is_stale(self.peers, peer_name, creation):
             return
-        log.warning("node %s is silent: its members are unroutable", peer_name)
+        log.info("node %s (creation %d) is silent for the heartbeat timeout (%gs): its "
+                 "members are unroutable until it answers", peer_name, creation,
+                 self.node.heartbeat_timeout)
         self.node._node_routable(peer_name, False)
 
     def on_peer_alive(self, peer_name: str, creation: int) -> None:
         if is_stale(self.peers, peer_name, creation):
             return
-        log.info("node %s answers again", peer_name)
+        log.info("node %s (creation %d) answers again: its members are routable",
+                 peer_name, creation)
         self.node._node_routable(peer_name, True)
 
     def on_peer_down(self, peer_name: str, creation: int, reason: str) -> None:

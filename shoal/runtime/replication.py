@@ -66,6 +66,7 @@ from shoal.membership.keys import (
 from shoal.membership.table import MembershipEvent
 from shoal.pid import Pid
 from shoal.runtime.node_info import open_first_session, parse_info
+from shoal.runtime.outages import StoreOutages
 from shoal.runtime.peers import PeerInfo, drop_stale
 from shoal.runtime.writer import Writer
 from shoal.store.base import Changes, Event, Session, Snapshot, Store
@@ -102,6 +103,7 @@ class Replication:
         # for every other node's non-empty buckets, whatever their incarnation.
         self.entries: dict[str, dict[str, tuple[MemberKey, dict[int, int]]]] = {}
         self.writer = Writer(self)
+        self.outages = StoreOutages(node.name)  # one log line as the store goes, one as it is back
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False
         self._reopening = asyncio.Lock()
@@ -236,11 +238,12 @@ class Replication:
                 # or by our own ended session not yet cleared (retry).
                 if isinstance(exc, NameInUse) and await self._name_taken():
                     return
-                log.warning("node %s: cannot re-open its store session (%s); retrying",
-                            self.node.name, exc)
-                await asyncio.sleep(next(delays))
+                delay = next(delays)
+                self.outages.failed("store session re-open", exc, delay)
+                await asyncio.sleep(delay)
         if self.fenced is not None:
             return
+        self.outages.succeeded("store session re-open")
         # The old session's keys went with it; write back every bucket we hold.
         rewritten = self.writer.rewrite_all()
         log.warning("node %s: store session re-opened; %d memberships rewritten",
@@ -293,10 +296,10 @@ class Replication:
                     else:
                         self._resync(item.snapshot)
                     delays = store_backoff()  # it works again: start over
+                    self.outages.succeeded("store watch")
             except StoreError as exc:
                 delay = next(delays)
-                log.warning("node %s: store watch failed (%s); retrying in %.2fs",
-                            self.node.name, exc, delay)
+                self.outages.failed("store watch", exc, delay)
                 await asyncio.sleep(delay)
             except Exception:
                 # A bug while applying changes must not end this task: a node

@@ -261,16 +261,18 @@ class Writer:
                     # A StoreError is the store's trouble; anything else is a
                     # bug, logged with its traceback, and retried the same way
                     # rather than leaving these keys unwritten for good.
-                    log.log(logging.WARNING if isinstance(exc, StoreError) else logging.ERROR,
-                            "node %s: membership write failed (%s); retrying in %.2fs",
-                            self.node.name, exc, delay,
-                            exc_info=not isinstance(exc, StoreError))
+                    if isinstance(exc, StoreError):
+                        self.replication.outages.failed("membership write", exc, delay)
+                    else:
+                        log.error("node %s: membership write failed (%s); retrying in %.2fs",
+                                  self.node.name, exc, delay, exc_info=True)
                     self._retry_at = loop.time() + delay
                 await asyncio.sleep(max(0.0, self._retry_at - loop.time()))
         else:
             if self._retry_at:
                 self._retry_at = 0.0
                 self._delays = _backoff()  # the store answers again: start over
+                self.replication.outages.succeeded("membership write")
             late = []
             for key in batch:
                 del self._inflight[key]

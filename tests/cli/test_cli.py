@@ -404,3 +404,27 @@ def test_demo_makes_exactly_the_calls_asked_for(capsys: pytest.CaptureFixture[st
     assert "1 caller will make 1001 group calls" in out
     assert "1001 group calls in" in out
     assert "0 failed, 0 wrong replies" in out
+
+
+async def test_a_running_node_logs_its_sigusr1_dump_at_info(store_url: str) -> None:
+    import asyncio
+    import signal
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "shoal.cli", "run", "shoal.testing.agent:setup",
+        "--node", "dumped", "--store", store_url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert b"ready" in await asyncio.wait_for(proc.stdout.readline(), 30)
+        proc.send_signal(signal.SIGUSR1)
+        async with asyncio.timeout(30):
+            line = b""
+            while b"node dumped (creation" not in line:
+                line = await proc.stderr.readline()
+                assert line, "stderr ended without the dump"
+        assert b" INFO " in line and b"WARNING" not in line
+    finally:
+        proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), 30) == 0

@@ -371,3 +371,21 @@ async def test_whatever_happens_the_store_ends_equal_to_the_nodes_own_view(
                 want.setdefault(key, {})[pid.serial] = node.table.count(pid, scope, group)
         assert await store.stored("w") == want
         assert store.overlaps == []
+
+
+async def test_a_store_outage_is_logged_once_as_it_starts_and_once_as_it_ends(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    store = HeldStore()
+    async with shoal.Node("w", store=store, listen=None) as node:
+        pid = await node.spawn(Probe)
+        store.fail = 4  # four attempts fail, the fifth lands
+        await node.groups.join("g", pid)
+        await node.groups.sync(WAIT)
+        assert store.fail == 0
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records
+             if r.levelno >= logging.INFO and "membership write" in r.getMessage()]
+    assert [level for level, _ in lines] == [logging.WARNING, logging.INFO], lines
+    assert "membership write failed (injected: the store is down)" in lines[0][1]
+    assert "the store is back: membership write works again" in lines[1][1]
+    assert "4 failed attempts; last error: injected: the store is down" in lines[1][1]
