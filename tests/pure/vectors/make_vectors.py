@@ -148,6 +148,12 @@ INVALID: list[tuple[str, str, str]] = [
     ("bad_pid_ext_payload", "9314d701" + "00" * 8 + "00", "pid"),
     ("int_map_key", "931400" + "810102", "map key"),
     ("trailing_bytes", "911b00", "malformed"),
+    # FAIL to pid B whose kind is an array, not a str.
+    ("fail_kind_not_a_str", "961201" + "91a66e6f70726f63" + "d70193a464622d320301" + "c000",
+     "kind"),
+    # EXIT from A to B whose reason is nested 300 deep (the limit is 256).
+    ("exit_reason_too_deep", "941a" + "c7090193a56170692d31072a" + "d70193a464622d320301"
+     + "91" * 300 + "c0", "nested"),
 ]
 
 
