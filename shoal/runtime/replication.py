@@ -57,7 +57,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from shoal._backoff import backoff_delays
-from shoal.errors import NameInUse, ShoalError, StoreError
+from shoal.errors import NameInUse, SessionEnded, ShoalError, StoreError
 from shoal.membership.keys import (
     MemberKey,
     decode_members,
@@ -69,7 +69,7 @@ from shoal.runtime.node_info import open_first_session, parse_info
 from shoal.runtime.outages import StoreOutages
 from shoal.runtime.peers import PeerInfo, drop_stale
 from shoal.runtime.writer import Writer
-from shoal.store.base import Changes, Event, Session, Snapshot, Store
+from shoal.store.base import Changes, Event, Put, Session, Snapshot, Store
 
 if TYPE_CHECKING:
     from shoal.runtime.node import Node
@@ -324,9 +324,15 @@ class Replication:
             name = key[len("nodes/"):]
             if name == self.node.name:
                 # Our own registration: _guard_session watches our session;
-                # another incarnation writing it means we lost the name.
+                # another incarnation writing it means we lost the name, and
+                # our live session's record deleted is restored (Rule 2b).
+                session = self.session
                 if event.kind == "put":
                     self._check_holder(event.value)
+                elif session is not None and event.session == session.id:
+                    self._tasks = [t for t in self._tasks if not t.done()]
+                    self._tasks.append(asyncio.get_running_loop().create_task(
+                        self._restore_record(session, event.revision)))
                 return
             if event.kind == "put":
                 info = parse_info(name, event.value)
@@ -344,6 +350,25 @@ class Replication:
         log.warning("node %s: its membership keys were changed by someone else at revision "
                     "%d; writing them again: %s", self.node.name, revision, shown)
         return True
+
+    async def _restore_record(self, session: Session, revision: int) -> None:
+        """Someone deleted ``nodes/<our name>`` while our session lives: put
+        it back and write every membership again, since peers dropped them
+        (Rule 2b). A store that ties the record to the session (etcd) ends
+        the session instead, and the re-open registers us again."""
+        log.warning("node %s: its registration nodes/%s was deleted by someone else at "
+                    "revision %d; writing it and its memberships again",
+                    self.node.name, self.node.name, revision)
+        try:
+            await session.apply([Put(key=f"nodes/{self.node.name}", value=self.info)])
+        except SessionEnded:
+            await self._reopen(session)
+            return
+        except StoreError as exc:
+            log.warning("node %s: could not restore its registration (%s)", self.node.name, exc)
+            return
+        self.writer.rewrite_all()
+        self.writer.kick()
 
     def _apply_member(self, key: str, value: bytes | None, revision: int) -> None:
         parsed = parse_member_key(key)

@@ -110,3 +110,29 @@ async def test_membership_keys_deleted_by_someone_else_are_written_back_within_a
         await eventually(restored, timeout=BOUND + 1.0, what="the owner's own changes")
         assert len([r for r in caplog.records
                     if "changed by someone else" in r.getMessage()]) == 2
+
+
+async def test_a_live_nodes_registration_deleted_by_someone_else_comes_back_with_its_members(
+        store_url: str, operator: Store, caplog: pytest.LogCaptureFixture) -> None:
+    # Peers take a deleted nodes/<name> for the end of that node's session
+    # and drop its members; the owner, alive, registers again and rewrites.
+    caplog.set_level(logging.WARNING, logger="shoal")
+    async with shoal.Node("owner", store=store_url, secret=SECRET) as owner, \
+            shoal.Node("caller", store=store_url, secret=SECRET) as caller:
+        pids = [await owner.spawn(Echo) for _ in range(2)]
+        await owner.groups.join("g", pids)
+        await owner.groups.sync(timeout=5.0)
+        await wait_until(lambda: sorted(caller.groups.get_members("g")) == sorted(pids),
+                         what="the owner's members at the caller")
+        intruder = await operator.open_session("operator-script", b"", 5.0)
+        revision = await intruder.apply([Delete(key="nodes/owner")])
+
+        async def registered() -> bool:
+            return "nodes/owner" in (await operator.snapshot("nodes/")).entries
+        await eventually(registered, timeout=BOUND + 1.0, what="the registration restored")
+        await wait_until(lambda: sorted(caller.groups.get_members("g")) == sorted(pids),
+                         timeout=BOUND + 1.0, what="the members back at the caller")
+        assert caller.remote.peers["owner"].creation == owner.creation
+        assert await caller.groups.call("g", "back", timeout=5.0) == "back"
+        assert any(f"nodes/owner was deleted by someone else at revision {revision}"
+                   in r.getMessage() for r in caplog.records)
