@@ -8,6 +8,12 @@ if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; th
     echo "shoal needs Python 3.11 or newer as '$PY' (set PYTHON=/path/to/python3.11)" >&2
     exit 2
 fi
+STAMP=.venv/.shoal-installed-$1
+if [ ! -x .venv/bin/python ] || [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
+    # Said once, before the quiet part: pip takes 15-40 s.
+    if [ "$1" = base ]; then what="shoal"; else what="shoal and its $1 tools"; fi
+    echo "installing $what into ./.venv ..." >&2
+fi
 if [ ! -x .venv/bin/python ]; then
     if ! "$PY" -m venv .venv 2>/dev/null; then
         rm -rf .venv
@@ -18,7 +24,6 @@ if [ ! -x .venv/bin/python ]; then
         "$PY" -m venv .venv
     fi
 fi
-STAMP=.venv/.shoal-installed-$1
 if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
     .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
     if [ "$1" = base ]; then target="."; else target=".[$1]"; fi

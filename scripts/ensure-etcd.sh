@@ -1,7 +1,8 @@
 #!/bin/sh
 # Make sure an etcd server binary is available for shoal's etcd tests.
 # Installs Debian's etcd-server (and etcd-client for etcdctl) via apt-get when
-# `etcd` is not on PATH. Quiet and idempotent: does nothing when etcd exists.
+# `etcd` is not on PATH. Idempotent: does nothing (and says nothing) when etcd
+# exists; otherwise says "installing ..." once on stderr, then is quiet.
 set -eu
 
 if command -v etcd >/dev/null 2>&1; then
@@ -20,6 +21,7 @@ if [ "$(id -u)" != "0" ]; then
     SUDO="sudo"
 fi
 
+echo "installing etcd-server and etcd-client from Debian's packages ..." >&2
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq >/dev/null
 $SUDO apt-get install -y -qq --no-install-recommends etcd-server etcd-client >/dev/null

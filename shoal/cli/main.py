@@ -56,22 +56,25 @@ def _verbose_option(func: Any) -> Any:
     """``-v`` after the command name too (``shoal run -v ...``), adding to ``shoal -v``."""
     return click.option("-v", "--verbose", count=True, expose_value=False,
                         callback=_more_verbose,
-                        help="Log more (-v info, -vv debug); same as before the command.")(func)
+                        help="Log more, as -v before the command does.")(func)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(shoal.__version__, prog_name="shoal")
 @click.option("-v", "--verbose", count=True,
-              help="Log more (-v info, -vv debug); also accepted after the command.")
+              help="Log more: -v INFO, -vv DEBUG (shoal run logs at INFO already; -v "
+                   "gives DEBUG there). Also accepted after the command.")
 @click.pass_context
 def cli(ctx: click.Context, verbose: int) -> None:
     """shoal: Erlang/OTP-style processes and process groups for Python services.
 
     Exit codes: 0 success; 1 the job failed (a failed call, an unreachable
     store, no cluster at the store's path, a demo caller that saw a failure,
-    an application whose setup raised); 2 bad usage (an unknown command or
-    option, a malformed or out-of-range value, an app that cannot be loaded,
-    a configuration shoal refuses such as an unsafe secret file).
+    an application whose setup raised, a listen address that cannot be
+    bound); 2 bad usage (an unknown command or option, a malformed or
+    out-of-range value, an app that cannot be loaded, a configuration shoal
+    refuses such as an unsafe secret file or incomplete peer TLS); 3 (shoal
+    run) the node fenced itself: a newer incarnation holds its name.
     """
     ctx.obj = {"verbose": verbose}
     _configure_logging(verbose)
@@ -164,9 +167,12 @@ def run_command(app: str, name: str, cluster: str | None, store: str | None,
     joins groups. An APP that cannot be loaded is bad usage (exit 2); one
     whose setup raises fails the job (exit 1). The secret comes from
     SHOAL_SECRET or SHOAL_SECRET_FILE (or, with the embedded store, from the
-    file generated beside it). On SIGTERM or
-    SIGINT the node leaves its groups, drains calls in flight, runs every
-    terminate and ends its session. SIGUSR1 logs a dump of its processes.
+    file generated beside it). On SIGTERM or SIGINT the node leaves its
+    groups, drains calls in flight, runs every terminate and ends its
+    session (exit 0). It logs at INFO (-v: DEBUG): peers connected, silent,
+    back or lost, store outages as they start and end, and on SIGUSR1 a dump
+    of its processes and tasks. Exit 3: it fenced itself (a newer
+    incarnation holds its name).
     """
     from shoal.cli.running import run_node
 

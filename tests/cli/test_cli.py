@@ -428,3 +428,17 @@ async def test_a_running_node_logs_its_sigusr1_dump_at_info(store_url: str) -> N
     finally:
         proc.terminate()
         assert await asyncio.wait_for(proc.wait(), 30) == 0
+
+
+def test_run_on_a_listen_address_in_use_fails_the_job_with_a_message(
+        store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        host, port = taken.getsockname()
+        assert main(["run", "shoal.testing.agent:setup", "--node", "x", "--store", store_url,
+                     "--listen", f"{host}:{port}"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err

@@ -1,0 +1,78 @@
+"""The set-up scripts say "installing ..." once on stderr while they install.
+
+Each runs against stand-ins (a fake python, a fake apt-get) in a scratch
+directory, so the test installs nothing and needs no network.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+FAKE_PYTHON = """#!/bin/sh
+# Stands in for python3 and for .venv/bin/python: every command succeeds.
+if [ "$1" = "-m" ] && [ "$2" = "venv" ]; then
+    mkdir -p "$3/bin" && cp "$0" "$3/bin/python"
+fi
+exit 0
+"""
+
+FAKE_APT = """#!/bin/sh
+# Stands in for apt-get: "install" puts an etcd beside it.
+if [ "$1" = "install" ]; then
+    printf '#!/bin/sh\\nexit 0\\n' > "$(dirname "$0")/etcd" && chmod +x "$(dirname "$0")/etcd"
+fi
+exit 0
+"""
+
+
+def _executable(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
+def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def test_venv_setup_says_installing_once_then_nothing(tmp_path: Path) -> None:
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "_venv.sh", tmp_path / "scripts" / "_venv.sh")
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    python = _executable(tmp_path / "fakepython", FAKE_PYTHON)
+    env = dict(os.environ, PYTHON=str(python))
+    argv = ["bash", "-c", "source scripts/_venv.sh dev"]
+    first = _run(argv, tmp_path, env)
+    assert first.returncode == 0, first.stderr
+    assert first.stderr.count("installing") == 1
+    assert "installing shoal and its dev tools into ./.venv" in first.stderr
+    again = _run(argv, tmp_path, env)
+    assert again.returncode == 0, again.stderr
+    assert again.stderr == ""
+
+
+def test_ensure_etcd_says_installing_once_then_nothing(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"  # the only PATH: no etcd until the fake apt-get adds one
+    bin_dir.mkdir()
+    _executable(bin_dir / "apt-get", FAKE_APT)
+    for tool in ("id", "dirname", "chmod"):
+        found = shutil.which(tool)
+        assert found is not None
+        (bin_dir / tool).symlink_to(found)
+    if os.geteuid() != 0:
+        _executable(bin_dir / "sudo", '#!/bin/sh\nexec "$@"\n')
+    env = dict(os.environ, PATH=str(bin_dir))
+    argv = ["/bin/sh", str(ROOT / "scripts" / "ensure-etcd.sh")]
+    first = _run(argv, tmp_path, env)
+    assert first.returncode == 0, first.stderr
+    assert first.stderr.count("installing") == 1
+    assert "installing etcd-server and etcd-client" in first.stderr
+    again = _run(argv, tmp_path, env)
+    assert again.returncode == 0, again.stderr
+    assert again.stderr == ""
