@@ -14,6 +14,7 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from e2e_support import Attempts, Stream, wait_until
@@ -87,7 +88,7 @@ async def test_hung_node_replaced_on_etcd_fences_itself_and_the_new_one_takes_it
         old.signal(signal.SIGCONT)
         # It wakes, finds its name held by the new creation, and fences itself.
         assert await asyncio.wait_for(old.process.wait(), 15) == EXIT_FENCED
-        fenced = [line for line in old.log_text().splitlines() if "fenced" in line]
+        fenced = [line for line in old.log_text().splitlines() if " fenced: " in line]
         assert len(fenced) == 1 and str(new_creation) in fenced[0], fenced
 
         await wait_until(lambda: any(o.node == "n2" and o.start > restarted
@@ -141,3 +142,38 @@ async def test_after_a_hang_a_known_member_is_callable_as_soon_as_its_node_is_ro
         await wait_until(lambda: client.groups.get_members("h") == late, timeout=5,
                          what="the late join at the client")
         assert await client.groups.call("h", "y", timeout=5.0) == ["n2", "y"]
+
+
+@pytest.mark.e2e_stores("sqlite")
+async def test_hung_node_whose_lock_file_was_deleted_expires_and_fences_itself_on_waking(
+        ) -> None:
+    # On one host only a deleted lock file lets a hung node's session expire;
+    # the replaced node then behaves as on etcd: it fences itself on waking.
+    async with LocalCluster(["n1", "n2"], heartbeat_timeout=0.5, session_ttl=0.5) as cluster:
+        client = cluster.client
+        await cluster.spawn("n2", group="g", count=2)
+        await wait_until(lambda: len(client.groups.get_members("g")) == 2,
+                         what="n2's members at the client")
+        old = cluster.nodes["n2"]
+        old_creation = await cluster.control("n2", "creation")
+        db = Path(cluster.store.removeprefix("sqlite://"))
+        assert client.store is not None
+        session = (await client.store.snapshot("nodes/n2")).entries["nodes/n2"].session
+        old.signal(signal.SIGSTOP)
+        (db.with_name(db.name + ".locks") / session).unlink()
+        await wait_until(lambda: "n2" not in client.remote.peers, timeout=5,
+                         what="n2's session to expire")
+        assert client.groups.get_members("g") == []
+        await cluster.start_node("n2")
+        new_creation = await cluster.control("n2", "creation")
+        new_pids = await cluster.spawn("n2", group="g")
+        old.signal(signal.SIGCONT)
+        assert await asyncio.wait_for(old.process.wait(), 15) == EXIT_FENCED
+        assert sum(" fenced: " in line for line in old.log_text().splitlines()) == 1
+        # It wrote nothing under the name it lost.
+        entries = (await client.store.snapshot("members/n2/")).entries
+        assert entries and all(f"/{new_creation}/" in key for key in entries)
+        assert not any(f"/{old_creation}/" in key for key in entries)
+        await wait_until(lambda: client.groups.get_members("g") == new_pids,
+                         what="only the new n2's member")
+        assert await client.groups.call("g", "x", timeout=5.0) == ["n2", "x"]
