@@ -129,21 +129,34 @@ def _read_secret_file(path: Path) -> bytes:
 
 
 def _shared_host_secret(store_url: str) -> bytes | None:
-    """The generated secret beside an embedded SQLite store, created once."""
+    """The generated secret beside an embedded SQLite store, created once.
+
+    Nodes starting together on a fresh directory race to create it: the
+    secret is written to a private temporary file first and linked into
+    place, so a reader sees it whole or not at all (an empty file read
+    between another node's create and write was refused as too short).
+    """
     if not store_url.startswith("sqlite://"):
         return None
     db = Path(store_url[len("sqlite://"):])
     path = db.parent / "secret"
+    if os.path.lexists(path):
+        return _read_secret_file(path)
+    draft = path.with_name(f".secret-{os.getpid()}-{secrets.token_hex(8)}")
     try:
         make_private_dirs(path.parent)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
-    except FileExistsError:
-        return _read_secret_file(path)
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                os.fchmod(out.fileno(), FILE_MODE)  # whatever the umask (shoal.store.files)
+                out.write(secrets.token_hex(32).encode())
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another node's secret got there first: everyone uses that one
+        finally:
+            os.unlink(draft)
     except OSError as exc:
         raise ConfigError(f"cannot create secret file {path}: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "wb") as out:
-        os.fchmod(out.fileno(), FILE_MODE)  # whatever the umask (shoal.store.files)
-        out.write(secrets.token_hex(32).encode())
     return _read_secret_file(path)
 
 

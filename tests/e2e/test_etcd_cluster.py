@@ -352,7 +352,7 @@ async def test_write_that_finds_the_session_revoked_reopens_it_once_and_lands(
         written = await _store_members(url, f"members/{client.name}/")
         assert written == {(p, "default", "g") for p in (first, second, third)}
         # Nobody tried to open a second session for the same end.
-        assert "cannot re-open" not in caplog.text
+        assert "store session re-open failed" not in caplog.text
 
 
 async def test_nodes_listening_on_every_interface_advertise_a_dialable_address(

@@ -239,3 +239,24 @@ async def test_every_store_file_and_directory_is_private_whatever_the_umask(
     assert {"cluster.db", "cluster.db-wal", "cluster.db-shm", "secret",
             "cluster.db.locks"} <= names
     assert any(name.endswith(".sock") for name in names)
+
+
+def test_the_generated_secret_appears_whole_or_not_at_all(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nodes starting together on a fresh directory must never read another's
+    secret half written (an empty file was refused as too short)."""
+    import secrets
+
+    secret_file = tmp_path / "db" / "secret"
+    visible_while_generating: list[bool] = []
+    real_token_hex = secrets.token_hex
+
+    def token_hex(nbytes: int | None = None) -> str:
+        visible_while_generating.append(secret_file.exists())
+        return real_token_hex(nbytes)
+
+    monkeypatch.setattr(secrets, "token_hex", token_hex)
+    first = load_secret(None, f"sqlite://{tmp_path}/db/cluster.db")
+    assert not any(visible_while_generating)
+    assert secret_file.read_bytes().strip() == first
+    assert sorted(p.name for p in secret_file.parent.iterdir()) == ["secret"]  # no draft left
