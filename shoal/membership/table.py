@@ -373,6 +373,9 @@ class GroupTable:
         # One leave and one join event per group, not one per pid: replacing
         # a node of thousands of members stays a handful of events.
         events: list[MembershipEvent] = []
+        # A pid that only moves between groups keeps its mark: leaving its
+        # last old group below would drop it before the joins re-add it.
+        marked = [pid for pid in self._dead if pid.node == node]
         for (scope, group), pids in have.items():
             want = wanted.get((scope, group), {})
             extra = [pid for pid, n in pids.items() for _ in range(n - want.get(pid, 0))]
@@ -383,6 +386,9 @@ class GroupTable:
             missing = [pid for pid, n in want.items() for _ in range(n - held.get(pid, 0))]
             if missing:
                 events.extend(self.join(scope, group, missing))
+        for pid in marked:
+            if pid in self._by_pid and pid not in self._dead:
+                self.mark_dead(pid)
         return events
 
     def _drop_one(self, scope: str, group: Hashable, pid: Pid, keys: _Keys) -> None:
