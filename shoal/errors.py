@@ -119,38 +119,61 @@ class NoSuchProcess(TargetError):
 class NoMembers(TargetError):
     """A group has no live, routable member that could take the request.
 
-    Retry later if members are expected to come back.
+    Retry later if members are expected to come back. When members were
+    tried, the message says why they failed (each distinct reason once, for
+    instance "authentication refused by node 'a' ...": then no retry helps
+    until the configuration is fixed).
 
     Attributes:
         scope, group: the group that was asked.
         tried: how many members were tried and failed before giving up.
+        reasons: why they failed, each distinct message once, in order.
     """
 
     not_started = True
 
-    def __init__(self, scope: str, group: Any, tried: int = 0) -> None:
+    def __init__(self, scope: str, group: Any, tried: int = 0,
+                 reasons: tuple[str, ...] = ()) -> None:
         self.scope = scope
         self.group = group
         self.tried = tried
+        self.reasons = reasons
         where = f"group {_short(group)} in scope {scope!r}"
         extra = f" ({tried} tried and failed)" if tried else ""
+        if reasons:
+            shown = "; ".join(reasons[:3]) + (f"; and {len(reasons) - 3} more"
+                                               if len(reasons) > 3 else "")
+            extra += f": {shown}"
         super().__init__(f"no live members in {where}{extra}")
 
 
 class NodeDown(TargetError):
-    """The node hosting the target is known down or the connection to it
-    broke. ``not_started`` tells whether the request was sent before the
-    connection failed (unknown delivery) or not at all.
+    """The node hosting the target is known down, the connection to it
+    broke, or it refused this node. ``not_started`` tells whether the request
+    was sent before the connection failed (unknown delivery) or not at all.
+
+    ``refused`` is True when the node is up but refused this node's
+    authentication: the cluster secrets differ, it belongs to another
+    cluster, or their TLS settings do not match (a CA one side does not
+    trust, TLS on one side only); the message says which. Nothing was sent,
+    and retrying cannot help until the configuration is fixed.
 
     Attributes:
         node: the node's name.
+        refused: the node refused this node's authentication.
     """
 
-    def __init__(self, node: str, detail: str = "", *, not_started: bool = True) -> None:
+    def __init__(self, node: str, detail: str = "", *, not_started: bool = True,
+                 refused: bool = False) -> None:
         self.node = node
         self.detail = detail
+        self.refused = refused
         self.not_started = not_started  # type: ignore[misc]
-        super().__init__(f"node {node!r} is down" + (f": {detail}" if detail else ""))
+        if refused:
+            text = detail or f"node {node!r} refused this node's authentication"
+        else:
+            text = f"node {node!r} is down" + (f": {detail}" if detail else "")
+        super().__init__(text)
 
 
 class ProtocolError(TargetError):

@@ -379,7 +379,10 @@ class Groups:
             The reply.
 
         Raises:
-            NoMembers: no live member could take the request.
+            NoMembers: no live member could take the request; when members
+                were tried, its message and ``reasons`` say why they failed
+                (a node that refused this node's authentication says so, and
+                its other members are not tried in the same call).
             CallTimeout: the deadline passed.
             CallError, BadRequest: the member's handler raised or rejected it.
             ProcessExited, NodeDown: delivery unknown and not ``idempotent``.
@@ -391,10 +394,16 @@ class Groups:
         node = self.node
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        tried: set[Pid] = set()
+        tried: set[Pid] = set()  # members failed, or on a node that refused this one
+        failures: list[ShoalError] = []
         inflight = node.inflight
         while True:
-            pid = self.select(group, strategy=strategy, key=key, exclude=tried)
+            try:
+                pid = self.select(group, strategy=strategy, key=key, exclude=tried)
+            except NoMembers:
+                if not failures:
+                    raise
+                raise _no_members(self.scope, group, failures) from failures[-1]
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise CallTimeout(f"group {group!r}", seconds)
@@ -405,6 +414,12 @@ class Groups:
                 if not _retryable(exc, idempotent):
                     raise
                 tried.add(pid)
+                failures.append(exc)
+                if isinstance(exc, NodeDown) and exc.refused:
+                    # Its node refused this node: none of its members can
+                    # take the request, and dialling it again cannot help.
+                    tried.update(p for p in node.table.members(self.scope, group)
+                                 if p.node == exc.node)
             finally:
                 left = inflight.get(pid, 1) - 1
                 if left > 0:
@@ -423,6 +438,13 @@ class Groups:
         pid = self.select(group, strategy=strategy, key=key)
         self.node.cast(pid, request)
         return pid
+
+
+def _no_members(scope: str, group: str, failures: list[ShoalError]) -> NoMembers:
+    """NoMembers after tries, saying why they failed: each distinct reason
+    once, so "authentication refused by node 'a'" is not lost in a count."""
+    reasons = tuple(dict.fromkeys(str(exc) for exc in failures))
+    return NoMembers(scope, group, len(failures), reasons)
 
 
 def _retryable(exc: ShoalError, idempotent: bool) -> bool:

@@ -57,7 +57,7 @@ from shoal.runtime.messages import Down, Ref
 from shoal.runtime.peers import PeerInfo, Redials, connection_for, drop_stale, is_stale
 from shoal.runtime.process import current_process
 from shoal.runtime.replies import stand_in_reason, wire_reason
-from shoal.transport import ConnectionManager, PeerConnection
+from shoal.transport import ConnectionManager, PeerConnection, Refused
 from shoal.wire import (
     Cast,
     Demonitor,
@@ -134,6 +134,10 @@ class Remote:
             # redialling a dead address until the deadline.
             conn = await self.manager.connect(pid.node, peer.address, timeout=timeout,
                                               retry_refused=False)
+        except Refused as exc:
+            # It is up and refused our credentials: say so (nothing was sent),
+            # and leave the store alone (nothing died).
+            raise NodeDown(pid.node, str(exc), not_started=True, refused=True) from None
         except ShoalError as exc:
             # Could not reach it: ask the store whether its owner died (G2).
             self.node._probe_store()

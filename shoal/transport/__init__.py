@@ -16,6 +16,7 @@ from shoal.transport._config import (
 )
 from shoal.transport._manager import ConnectionManager
 from shoal.transport._peer import PeerConnection
+from shoal.transport._refusals import Refused
 
 __all__ = [
     "DEFAULT_MAX_HANDSHAKES",
@@ -25,6 +26,7 @@ __all__ = [
     "PeerConnection",
     "PeerHandler",
     "PeerStatistics",
+    "Refused",
     "TransportConfig",
     "backoff_delays",
 ]

@@ -35,9 +35,11 @@ Rules (each one decided in exactly one place, named here):
 7. Accepted connections still in the handshake are capped
    (``max_handshakes``; ``_handshaking.py`` counts them and logs refusals).
 
-Dial failures are retried with capped, jittered exponential backoff, within
-``connect_timeout`` and ``max_connect_attempts``; authentication failures are
-not retried (a wrong secret does not fix itself).
+Dials live in ``_dialling.py``: failures are retried with the one jittered
+backoff, within ``connect_timeout`` and ``max_connect_attempts``; a peer
+that refuses this node (wrong secret, other cluster, TLS either way) is not
+retried, and is held for a while (``_refusals.py``): a wrong secret does not
+fix itself, and redialling it in a loop would only fill logs.
 """
 
 from __future__ import annotations
@@ -50,8 +52,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from shoal.errors import AuthenticationFailed, NodeDown, ProtocolError
-from shoal.transport._config import PeerHandler, TransportConfig, backoff_delays
+from shoal.errors import NodeDown
+from shoal.transport._config import PeerHandler, TransportConfig
+from shoal.transport._dialling import Dialler
 from shoal.transport._handshaking import HandshakeCap
 from shoal.transport._peer import PeerConnection
 from shoal.wire import Connection, Message
@@ -59,13 +62,6 @@ from shoal.wire import Connection, Message
 __all__ = ["ConnectionManager"]
 
 logger = logging.getLogger("shoal.transport")
-
-
-class _Duplicate(NodeDown):
-    """Internal: our dial was refused because the peer keeps another one."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__("?", detail)
 
 
 class ConnectionManager:
@@ -101,13 +97,12 @@ class ConnectionManager:
         self._peers: dict[str, PeerConnection] = {}
         # Invariant: highest creation ever established per peer name.
         self._highest: dict[str, int] = {}
-        # Names this node is dialling (TCP connect or handshake in progress).
-        self._dialling: set[str] = set()
+        # Outbound dials, the names being dialled, holds on refusing peers.
+        self._dialler = Dialler(config, self._rng, self.get,
+                                lambda name: self._new_protocol(initiator=True, expect=name))
         # One dialling task per peer name; concurrent connect() calls share it.
         self._connecting: dict[str, asyncio.Task[PeerConnection]] = {}
         self._all: set[PeerConnection] = set()
-        # connect() calls waiting for a peer's own dial to complete.
-        self._up_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._closing = False
         # Accepted connections not yet established nor lost (rule 7).
         self._handshaking: HandshakeCap[PeerConnection] = HandshakeCap(
@@ -219,8 +214,9 @@ class ConnectionManager:
             The open, authenticated connection.
 
         Raises:
-            AuthenticationFailed: the peer refused us or failed to prove the
-                secret (not retried).
+            AuthenticationFailed: the peer refused us, failed to prove the
+                secret, or the TLS handshake failed either way (not retried,
+                and raised at once for a while after: ``_refusals.py``).
             NodeDown: no connection within the timeout or attempts
                 (``not_started=True``: nothing was sent).
         """
@@ -233,7 +229,7 @@ class ConnectionManager:
         task = self._connecting.get(peer_name)
         if task is None:
             task = asyncio.create_task(
-                self._connect_loop(peer_name, address, budget, retry_refused)
+                self._dialler.connect_loop(peer_name, address, budget, retry_refused)
             )
             self._connecting[peer_name] = task
             task.add_done_callback(lambda _: self._connecting.pop(peer_name, None))
@@ -285,97 +281,6 @@ class ConnectionManager:
         )
         return PeerConnection(self, wire, initiator=initiator)
 
-    async def _dial(self, peer_name: str, address: tuple[str, int]) -> PeerConnection:
-        loop = asyncio.get_running_loop()
-        config = self.config
-        hostname = None
-        if config.client_ssl is not None:
-            hostname = config.tls_server_hostname or address[0]
-        # Marked before the TCP connect starts: the peer's own HELLO may
-        # arrive at any moment from now on, and rule 3 must see this dial.
-        self._dialling.add(peer_name)
-        try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: self._new_protocol(initiator=True, expect=peer_name),
-                    address[0], address[1], ssl=config.client_ssl, server_hostname=hostname,
-                    ssl_handshake_timeout=config.handshake_timeout if config.client_ssl else None,
-                ),
-                config.handshake_timeout,
-            )  # fmt: skip
-            try:
-                await conn.wait_established()  # bounded by the handshake timer
-            except AuthenticationFailed as exc:
-                if conn.refusal == "duplicate":
-                    raise _Duplicate(str(exc)) from None
-                raise
-        finally:
-            self._dialling.discard(peer_name)
-        return conn
-
-    async def _wait_up(self, peer_name: str) -> PeerConnection | None:
-        """After our dial was refused as a duplicate, the peer's own dial
-        should complete within one handshake; wait for it, bounded."""
-        current = self.get(peer_name)
-        if current is not None:
-            return current
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._up_waiters.setdefault(peer_name, []).append(waiter)
-        try:
-            await asyncio.wait_for(waiter, self.config.handshake_timeout)
-        except TimeoutError:
-            pass
-        finally:
-            waiters = self._up_waiters.get(peer_name, [])
-            if waiter in waiters:
-                waiters.remove(waiter)
-            if not waiters:
-                self._up_waiters.pop(peer_name, None)
-        return self.get(peer_name)
-
-    async def _connect_loop(
-        self, peer_name: str, address: tuple[str, int], budget: float, retry_refused: bool = True
-    ) -> PeerConnection:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + budget
-        delays = backoff_delays(self.config, self._rng)
-        last: BaseException | None = None
-        for attempt in range(1, self.config.max_connect_attempts + 1):
-            current = self.get(peer_name)
-            if current is not None:
-                return current
-            try:
-                conn = await self._dial(peer_name, address)
-                return self.get(peer_name) or conn
-            except _Duplicate as exc:
-                # Rules 3 and 5: the peer keeps another connection with us.
-                found = await self._wait_up(peer_name)
-                if found is not None:
-                    return found
-                last = exc
-            except AuthenticationFailed:
-                raise
-            except ConnectionRefusedError as exc:
-                # Nothing listens there. Retrying would keep a caller that
-                # knows the peer is gone waiting for its whole budget.
-                if not retry_refused:
-                    raise NodeDown(peer_name, f"connection to {address} refused") from exc
-                last = exc
-            except (OSError, ProtocolError, NodeDown, TimeoutError) as exc:
-                found = self.get(peer_name)
-                if found is not None:  # rule 4 kept the other connection
-                    return found
-                last = exc
-            delay = next(delays)
-            logger.debug(
-                "connect to %s at %s failed (attempt %d): %s; retrying in %.3fs",
-                peer_name, address, attempt, last, delay,
-            )  # fmt: skip
-            if loop.time() + delay >= deadline:
-                break
-            await asyncio.sleep(delay)  # backoff between attempts, not synchronisation
-        raise NodeDown(peer_name, f"could not connect to {address}: {last}")
-
     # --- decisions (rules 2-5) ----------------------------------------
 
     def _vet(self, node: str, creation: int) -> str | None:
@@ -390,7 +295,7 @@ class ConnectionManager:
         # Rule 3: both are dialling. Keep the dial of the lower identity.
         if (
             current is None
-            and node in self._dialling
+            and node in self._dialler.dialling
             and (self.config.node, self.config.creation) < (node, creation)
         ):
             return "duplicate"
@@ -435,9 +340,7 @@ class ConnectionManager:
         self._peers[name] = conn
         self._highest[name] = creation
         self._notify(self.handler.on_peer_up, name, creation, conn)
-        for waiter in self._up_waiters.pop(name, []):
-            if not waiter.done():
-                waiter.set_result(None)
+        self._dialler.peer_up(name)
         return None
 
     def _initiator_id(self, conn: PeerConnection) -> tuple[str, int]:

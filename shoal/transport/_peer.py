@@ -435,8 +435,10 @@ class PeerConnection(asyncio.Protocol):
         self.refusal = event.refusal
         if event.error is not None:
             # A duplicate is the normal end of a simultaneous connect (rule 3
-            # of the manager), not a fault worth a warning.
-            routine = "duplicate" in (event.refusal, self._wire.refusal_sent)
+            # of the manager), not a fault worth a warning; our own dial's
+            # failure is the dialler's to report (once per refusal).
+            routine = "duplicate" in (event.refusal, self._wire.refusal_sent) or (
+                self.initiator and not self._established.done())
             logger.log(
                 logging.INFO if routine else logging.WARNING,
                 "closing connection with %s (node %s): %s",

@@ -10,6 +10,7 @@ synchronise.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -172,3 +173,36 @@ async def test_ask_alive_raises_when_the_owner_cannot_be_asked(
         await b.ask_alive(shoal.Pid("nobody-knows", 1, 1), timeout=1.0)
     with pytest.raises(shoal.BadArgument):
         await b.ask_alive(shoal.Pid("nobody-knows", 1, 1), timeout=0)
+
+
+# -- a node that refused this one says so, once --------------------------------------
+
+
+async def test_a_node_with_the_wrong_secret_is_told_so_and_does_not_redial_in_a_loop(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = f"sqlite://{tmp_path}/cluster.db"
+    async with shoal.Node("a", store=store, secret=SECRET) as a, \
+            shoal.Node("b", store=store, secret="another-secret-entirely-0123456789") as b:
+        pids = [await a.spawn(Echo) for _ in range(3)]
+        await a.groups.join("g", pids)
+        await wait_members(b, "g", 3)  # b reads the store; a refuses its proof
+        caplog.set_level(logging.WARNING, logger="shoal")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for _ in range(20):
+            with pytest.raises(shoal.NoMembers) as caught:
+                await b.groups.call("g", "x", timeout=WAIT)
+            # One member tried: its node refused, so its other members are
+            # skipped; the reason is in the error, not only a count.
+            assert caught.value.tried == 1
+            assert "authentication refused by node 'a'" in str(caught.value)
+            assert "secrets differ" in str(caught.value)
+            with pytest.raises(shoal.NodeDown) as direct:
+                await b.call(pids[0], "x", WAIT)
+            assert direct.value.refused and direct.value.not_started
+            assert "secrets differ" in str(direct.value)
+        assert loop.time() - started < WAIT / 2  # no call waited for its deadline
+        # One dial, refused once: one line on each side, not one per call.
+        warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(warnings) <= 2, warnings
+        assert await a.call(pids[0], "still serving", WAIT) == "still serving"

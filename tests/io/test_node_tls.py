@@ -8,6 +8,7 @@ and loses nothing (its calls fail as not started, G3).
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -37,6 +38,14 @@ def stranger(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("other-pki"), names=("x",), ca_name="other-ca")
 
 
+async def _wait_seen(node: shoal.Node) -> None:
+    """Wait, on group events, until ``node`` sees a's member of "g"."""
+    async with node.groups.subscribe("g") as sub:
+        if not sub.members:
+            async with asyncio.timeout(WAIT):
+                await sub.get()  # a's member joining, the only event of "g"
+
+
 def _tls(pki: Pki, name: str) -> dict[str, Any]:
     return {"tls_cert": pki.cert(name), "tls_key": pki.key(name), "tls_ca": pki.ca}
 
@@ -63,13 +72,27 @@ async def test_nodes_with_certificates_from_one_ca_call_each_other_over_tls(
         assert isinstance(conn._transport.get_extra_info("ssl_object"), ssl.SSLObject)
 
 
+async def _refused_quickly(node: shoal.Node, pid: shoal.Pid) -> str:
+    """A direct call and a group call to a node that refuses ``node``: both
+    fail at once (not at their deadline), saying it refused."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(shoal.NodeDown) as info:
+        await node.call(pid, "hello", WAIT)
+    assert info.value.not_started and info.value.refused  # safe to retry elsewhere (G3)
+    with pytest.raises(shoal.NoMembers) as caught:
+        await node.groups.call("g", "hello", timeout=WAIT)
+    assert "authentication refused by node 'a'" in str(caught.value)
+    assert loop.time() - started < WAIT / 2
+    return str(info.value)
+
+
 async def test_a_node_without_tls_cannot_reach_a_tls_node(
         served: tuple[str, shoal.Node, shoal.Pid]) -> None:
     store, a, pid = served
     async with shoal.Node("plain", store=store, secret=SECRET) as plain:
-        with pytest.raises(shoal.NodeDown) as info:
-            await plain.call(pid, "hello", 2.0)
-        assert info.value.not_started  # safe to retry elsewhere (G3)
+        await _wait_seen(plain)
+        assert "may use TLS where this node does not" in await _refused_quickly(plain, pid)
     assert a.running
 
 
@@ -80,13 +103,13 @@ async def test_a_certificate_from_another_ca_is_refused_both_ways(
     # the listener's check can refuse it.
     async with shoal.Node("x", store=store, secret=SECRET, tls_cert=stranger.cert("x"),
                           tls_key=stranger.key("x"), tls_ca=pki.ca) as x:
-        with pytest.raises(shoal.NodeDown):
-            await x.call(pid, "hello", 2.0)
+        await _wait_seen(x)
+        assert "not trust this node's certificate" in await _refused_quickly(x, pid)
     # And a node that trusts only the other CA refuses a's certificate.
     async with shoal.Node("x2", store=store, secret=SECRET, tls_cert=stranger.cert("x"),
                           tls_key=stranger.key("x"), tls_ca=stranger.ca) as x2:
-        with pytest.raises(shoal.NodeDown):
-            await x2.call(pid, "hello", 2.0)
+        await _wait_seen(x2)
+        assert "certificate is not trusted here" in await _refused_quickly(x2, pid)
     assert a.running
 
 
