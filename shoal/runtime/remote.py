@@ -133,7 +133,7 @@ class Remote:
             # provably did not start; a group call moves on, G3) instead of
             # redialling a dead address until the deadline.
             conn = await self.manager.connect(pid.node, peer.address, timeout=timeout,
-                                              retry_refused=False)
+                                              retry_refused=False, incarnation=peer.creation)
         except Refused as exc:
             # It is up and refused our credentials: say so (nothing was sent),
             # and leave the store alone (nothing died).

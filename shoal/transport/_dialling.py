@@ -143,15 +143,17 @@ class Dialler:
         return self._current(peer_name)
 
     async def connect_loop(self, peer_name: str, address: Address, budget: float,
-                           retry_refused: bool = True) -> PeerConnection:
+                           retry_refused: bool = True,
+                           incarnation: int | None = None) -> PeerConnection:
         """Dial until connected, refused, or out of budget or attempts.
+        ``incarnation`` is the peer's creation the caller expects, if known.
 
         Raises:
             AuthenticationFailed: the peer refused this node, now or within
                 its hold (rule 3).
             NodeDown: no connection within the budget or attempts.
         """
-        held = self.refusals.check(peer_name, address)
+        held = self.refusals.check(peer_name, address, incarnation)
         if held is not None:
             raise held
         loop = asyncio.get_running_loop()
@@ -168,6 +170,7 @@ class Dialler:
                 return self._current(peer_name) or conn
             except _Duplicate as exc:
                 # The peer keeps another connection with us (manager rules 3, 5).
+                closes = 0
                 found = await self._wait_up(peer_name)
                 if found is not None:
                     return found
@@ -175,6 +178,7 @@ class Dialler:
             except ConnectionRefusedError as exc:
                 # Nothing listens there. Retrying would keep a caller that
                 # knows the peer is gone waiting for its whole budget.
+                closes = 0
                 if not retry_refused:
                     raise NodeDown(peer_name, f"connection to {address} refused") from exc
                 last = exc
@@ -183,7 +187,7 @@ class Dialler:
                 closes = closes + 1 if isinstance(exc, _Ended) and exc.by_peer else 0
                 why = explain(error, word, closes)
                 if why is not None:  # rule 3
-                    raise self.refusals.record(peer_name, address, why) from error
+                    raise self.refusals.record(peer_name, address, why, incarnation) from error
                 if isinstance(error, AuthenticationFailed):
                     raise error from None  # the peer is closing: not worth a retry
                 found = self._current(peer_name)

@@ -196,6 +196,7 @@ class ConnectionManager:
         *,
         timeout: float | None = None,
         retry_refused: bool = True,
+        incarnation: int | None = None,
     ) -> PeerConnection:
         """Return the connection to a peer, dialling it if needed.
 
@@ -209,6 +210,9 @@ class ConnectionManager:
                 (default). False makes a refused TCP connect fail at once:
                 for a caller that knows the peer listened there before it
                 announced itself, a refusal means the peer is gone.
+            incarnation: the peer's creation the caller expects (from the
+                store); a peer that refused another incarnation's dial is
+                dialled anyway (it may have restarted with the right secret).
 
         Returns:
             The open, authenticated connection.
@@ -229,7 +233,8 @@ class ConnectionManager:
         task = self._connecting.get(peer_name)
         if task is None:
             task = asyncio.create_task(
-                self._dialler.connect_loop(peer_name, address, budget, retry_refused)
+                self._dialler.connect_loop(peer_name, address, budget, retry_refused,
+                                           incarnation)
             )
             self._connecting[peer_name] = task
             task.add_done_callback(lambda _: self._connecting.pop(peer_name, None))

@@ -19,7 +19,10 @@ Rules:
    that address: ``connect`` raises the same ``AuthenticationFailed`` at
    once until the hold ends, so calls and redials do not redial it in a
    tight loop. Holds grow with each refusal in a row (the one backoff, 1 s
-   up to 30 s) and end when a handshake with that peer succeeds.
+   up to 30 s) and end when a handshake with that peer succeeds. A hold
+   names the incarnation the caller expected, if it said: a dial meant for
+   another incarnation (the node was restarted, perhaps with the right
+   secret) is not held.
 3. One WARNING per refusal that starts or renews a hold; nothing while held.
 4. Bounded: at most ``MAX_HELD`` peers; holds expired for longer than the
    longest hold are pruned on every refusal recorded, and past the bound the
@@ -104,11 +107,12 @@ class Refused(AuthenticationFailed):
 
 
 class _Hold:
-    __slots__ = ("delays", "error", "until")
+    __slots__ = ("delays", "error", "incarnation", "until")
 
     def __init__(self, delays: Iterator[float]) -> None:
         self.delays = delays
         self.error: Refused | None = None
+        self.incarnation: int | None = None
         self.until = 0.0
 
 
@@ -131,15 +135,21 @@ class Refusals:
     def __len__(self) -> int:
         return len(self._held)
 
-    def check(self, name: str, address: Address) -> Refused | None:
-        """The refusal that holds ``name`` at ``address`` now, if any."""
+    def check(self, name: str, address: Address,
+              incarnation: int | None = None) -> Refused | None:
+        """The refusal that holds ``name`` at ``address`` now, if any: none
+        when it was recorded for another incarnation than ``incarnation``."""
         hold = self._held.get((name, address))
         if hold is None or self._clock() >= hold.until:
             return None
+        if None not in (incarnation, hold.incarnation) and incarnation != hold.incarnation:
+            return None
         return hold.error
 
-    def record(self, name: str, address: Address, why: str) -> Refused:
-        """A dial to ``name`` at ``address`` was refused: hold it, log it once.
+    def record(self, name: str, address: Address, why: str,
+               incarnation: int | None = None) -> Refused:
+        """A dial to ``name`` at ``address`` (meant for ``incarnation``, if
+        known) was refused: hold it, log it once.
 
         Returns:
             The error to raise, naming the peer and why.
@@ -156,6 +166,7 @@ class Refusals:
         delay = next(hold.delays)
         hold.until = now + delay
         hold.error = error = Refused(name, address, why)
+        hold.incarnation = incarnation
         self._held[key] = hold
         logger.warning("%s; not dialling it again for %.1fs", error, delay)
         return error

@@ -206,3 +206,26 @@ async def test_a_node_with_the_wrong_secret_is_told_so_and_does_not_redial_in_a_
         warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
         assert len(warnings) <= 2, warnings
         assert await a.call(pids[0], "still serving", WAIT) == "still serving"
+
+
+async def test_a_refusing_node_restarted_with_the_right_secret_is_called_at_once(
+        tmp_path: Path) -> None:
+    store = f"sqlite://{tmp_path}/cluster.db"
+    async with shoal.Node("b", store=store, secret=SECRET) as b:
+        async with shoal.Node("a", store=store, secret="a-wrong-secret-0123456789abcdef") as a:
+            assert a.address is not None
+            port = a.address[1]
+            wrong = await a.spawn(Echo)
+            await a.groups.join("g", wrong)
+            await wait_members(b, "g", 1)
+            with pytest.raises(shoal.NodeDown) as info:
+                await b.call(wrong, "x", WAIT)
+            assert info.value.refused
+        await wait_members(b, "g", 0)
+        # Same name, same address, the right secret: a new incarnation.
+        async with shoal.Node("a", store=store, secret=SECRET,
+                              listen=f"127.0.0.1:{port}") as fixed:
+            right = await fixed.spawn(Echo)
+            await fixed.groups.join("g", right)
+            await wait_members(b, "g", 1)
+            assert await b.call(right, "x", WAIT) == "x"  # not held for the old refusal

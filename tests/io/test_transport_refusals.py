@@ -94,3 +94,11 @@ def test_holds_are_bounded_and_long_expired_ones_pruned() -> None:
     clock.now += 2 * HOLD_MAX + 1
     refusals.record("late", ADDRESS, "why")
     assert len(refusals) == 1
+
+
+def test_a_hold_does_not_stop_a_dial_meant_for_another_incarnation() -> None:
+    refusals = Refusals(Clock(), random.Random(4))
+    refusals.record("a", ADDRESS, "the cluster secrets differ", incarnation=1)
+    assert refusals.check("a", ADDRESS, 1) is not None
+    assert refusals.check("a", ADDRESS) is not None  # the caller did not say
+    assert refusals.check("a", ADDRESS, 2) is None  # restarted, perhaps fixed
