@@ -38,11 +38,9 @@ Rules:
 - Rule 5 (fencing): a node whose session ended while a *newer incarnation*
   holds its name (the store shows ``nodes/<name>`` with another creation,
   or re-opening finds the name taken) no longer owns that name. It fences
-  itself at once: it stops following and writing, kills its processes
-  (every call fails ``NoSuchProcess``), closes its connections and
-  listener, logs why in one line, and never opens a session or writes a
-  membership again. ``wait_fenced`` lets the host process exit (``shoal
-  run`` exits 3).
+  itself at once: it stops following and writing, stops serving
+  (``fencing.py``) and never opens a session or writes a membership
+  again. ``wait_fenced`` lets the host process exit (``shoal run`` exits 3).
 - Rule 4: anything malformed read from the store is logged and skipped,
   never executed (G7). An exception while applying a change (a bug) is
   logged and the whole view rebuilt from a fresh snapshot: the watch never
@@ -65,6 +63,7 @@ from shoal.membership.keys import (
 )
 from shoal.membership.table import MembershipEvent
 from shoal.pid import Pid
+from shoal.runtime.fencing import stop_serving
 from shoal.runtime.node_info import open_first_session, parse_info
 from shoal.runtime.outages import StoreOutages
 from shoal.runtime.peers import PeerInfo, drop_stale
@@ -74,12 +73,11 @@ from shoal.store.base import Changes, Event, Put, Session, Snapshot, Store
 if TYPE_CHECKING:
     from shoal.runtime.node import Node
 
-__all__ = ["FENCED", "NODEDOWN", "Replication", "store_backoff"]
+__all__ = ["NODEDOWN", "Replication", "store_backoff"]
 
 log = logging.getLogger("shoal")
 
 NODEDOWN = "nodedown"
-FENCED = "fenced"  # exit reason of a fenced node's processes, and its BYE (Rule 5)
 STORE_RETRY_FIRST, STORE_RETRY_MAX = 0.05, 2.0  # seconds, before jitter
 APPLY_SLICE = 0.02  # seconds of applying watched events before letting other tasks run
 
@@ -146,23 +144,14 @@ class Replication:
             return
         self.fenced = why
         self._stopping = True
-        node = self.node
-        log.error("node %s (creation %d) fenced: %s; it stops serving, never writes to the "
-                  "store again, and should exit", node.name, node.creation, why)
         me = asyncio.current_task()
         for task in [*self._tasks, *self.writer.cancel()]:
             if task is not me:
                 task.cancel()
         self.writer.release_waiters()
-        for pid in node.processes():
-            proc = node.local_process(pid)
-            if proc is not None:
-                proc.kill(FENCED)  # queued callers get NoSuchProcess at once
-        node.remote.close()
-        manager = node.remote.manager
-        if manager is not None:
-            self._tasks.append(asyncio.get_running_loop().create_task(
-                manager.close(FENCED), name=f"shoal fence {node.name}"))
+        closing = stop_serving(self.node, why)  # fencing.py
+        if closing is not None:
+            self._tasks.append(closing)
         self._fenced_event.set()
 
     def _check_holder(self, value: bytes | None) -> bool:
@@ -495,6 +484,7 @@ class Replication:
         for name in before | set(seen) | table_nodes:
             self._replace(name)
         self.revision = snapshot.revision
+        self.writer.watched_to(snapshot.revision)
         if self.session is not None:  # not at start: nothing written yet
             changed = self.writer.check_snapshot(own, snapshot.revision)
             if changed:
