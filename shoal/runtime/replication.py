@@ -473,7 +473,9 @@ class Replication:
                     self.entries.setdefault(parsed.node, {})[key] = (parsed, counts)
         for name in before - set(seen):
             remote.peers.pop(name, None)
-            remote.node_lost(name, "gone from the store")
+            conn = remote._connection(name)
+            if conn is None or conn.silent:  # as in _node_gone: it may still answer
+                remote.node_lost(name, "gone from the store")
         for name, info in seen.items():
             old = remote.peers.get(name)
             if old is not None and old.creation != info.creation:

@@ -10,6 +10,7 @@ started afterwards sees them and can call them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from pathlib import Path
@@ -26,6 +27,8 @@ SECRET = "replaced-db-test-secret-0123456789"
 
 class Echo(shoal.GenServer):
     async def handle_call(self, request: Any, caller: shoal.Caller) -> Any:
+        if request == "slow":
+            await asyncio.sleep(0.6)  # still running while the file goes
         return request
 
 
@@ -48,6 +51,9 @@ async def test_database_deleted_or_replaced_under_running_nodes_is_reopened_and_
         await a.groups.sync()
         await wait_until(lambda: sorted(b.groups.get_members("g")) == sorted(pids),
                          what="a's members at b")
+        # A call in flight: a is alive and connected, so losing the file is
+        # no reason to fail it.
+        in_flight = asyncio.ensure_future(b.call(pids[0], "slow", 5.0))
 
         if how == "deleted":
             _remove_database(db)
@@ -58,6 +64,7 @@ async def test_database_deleted_or_replaced_under_running_nodes_is_reopened_and_
             _remove_database(db)
             os.rename(other, db)
 
+        assert await in_flight == "slow"
         async with shoal.Node("c", store=url, secret=SECRET) as c:
             await wait_until(lambda: sorted(c.groups.get_members("g")) == sorted(pids),
                              timeout=5.0, what="a's members at a node started afterwards")
