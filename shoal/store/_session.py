@@ -53,7 +53,11 @@ class SessionCore:
         return self._reason
 
     def pause_keepalive(self) -> None:
-        """Stop refreshing the TTL, as a hung (SIGSTOPped) owner would. For tests."""
+        """Stop refreshing the TTL, as a hung (SIGSTOPped) owner would. For tests.
+
+        A SQLite session still lives while its lock is held (a hung owner's
+        is): it expires only if its lock file is deleted as well.
+        """
         if self._keepalive is not None:
             self._keepalive.cancel()
 
