@@ -1,7 +1,8 @@
 """The cap on accepted connections that have not authenticated yet.
 
 Owns: the set of accepted connections still in the handshake, the decision
-to close one more at once, and the log line that says so.
+to close one more at once, and the log lines about strangers: refused past
+the cap, or failing the handshake.
 
 Rules:
 
@@ -16,6 +17,13 @@ Rules:
 3. Refusals are logged at WARNING at most once per :data:`LOG_EVERY`
    seconds, with how many were refused since the last line: logs grow with
    time, not with the connections an attacker opens.
+4. Accepted connections that fail the handshake (closed or silent before
+   the proof, a wrong secret, a malformed frame) follow rule 3 too: the
+   first is logged at WARNING with its address and error, later ones at
+   DEBUG, and the next WARNING line, at least :data:`LOG_EVERY` seconds
+   later, says how many failed since the last one. A port scanner, a TCP
+   health check or a flood of half-open sockets costs one line per
+   interval; a wrong secret is still seen, with an address.
 """
 
 from __future__ import annotations
@@ -50,6 +58,9 @@ class HandshakeCap(Generic[C]):
         # Refusals since the last log line, and when that line was written.
         self._refused = 0
         self._logged = -LOG_EVERY
+        # Failed handshakes since the last line about them, and its time (rule 4).
+        self._failed = 0
+        self._failed_logged = -LOG_EVERY
 
     def __len__(self) -> int:
         return len(self._open)
@@ -77,6 +88,30 @@ class HandshakeCap(Generic[C]):
             )  # fmt: skip
             self._refused, self._logged = 0, now
         return f"{self.limit} connections already in the handshake"
+
+    def failed(self, address: object, error: object) -> None:
+        """Log that an accepted connection failed the handshake (rule 4).
+
+        Args:
+            address: the stranger's address.
+            error: why it failed.
+        """
+        self._failed += 1
+        now = self._clock()
+        if now - self._failed_logged < LOG_EVERY:
+            logger.debug("closing connection with %s (node unauthenticated): %s",
+                         address, error)
+            return
+        if self._failed == 1:
+            logger.warning("closing connection with %s (node unauthenticated): %s",
+                           address, error)
+        else:
+            logger.warning(
+                "closing connection with %s (node unauthenticated): %s (%d accepted "
+                "connections failed the handshake in the last %.0fs; one line per %.0fs "
+                "at most)", address, error, self._failed, now - self._failed_logged, LOG_EVERY,
+            )  # fmt: skip
+        self._failed, self._failed_logged = 0, now
 
     def release(self, conn: C) -> None:
         """The connection was established or lost: its slot is free."""

@@ -33,7 +33,8 @@ Rules (each one decided in exactly one place, named here):
 6. A failed handshake or protocol error closes that connection only, and is
    logged with the address; the listener keeps serving.
 7. Accepted connections still in the handshake are capped
-   (``max_handshakes``; ``_handshaking.py`` counts them and logs refusals).
+   (``max_handshakes``; ``_handshaking.py`` counts them, and logs refusals
+   and failed handshakes at most once per interval).
 
 Dials live in ``_dialling.py``: failures are retried with the one jittered
 backoff, within ``connect_timeout`` and ``max_connect_attempts``; a peer
@@ -152,6 +153,15 @@ class ConnectionManager:
     def handshaking(self) -> int:
         """Accepted connections still in the handshake (at most ``max_handshakes``)."""
         return len(self._handshaking)
+
+    def handshake_failed(self, conn: PeerConnection, error: object) -> None:
+        """Log that ``conn`` failed its handshake: our own dial at once, an
+        accepted connection per interval (rule 7; ``_handshaking.py`` rule 4)."""
+        if conn.initiator:
+            logger.warning("closing connection with %s (node unauthenticated): %s",
+                           conn.peer_address, error)
+        else:
+            self._handshaking.failed(conn.peer_address, error)
 
     def get(self, peer_name: str) -> PeerConnection | None:
         """The current connection to a peer, if one is up.

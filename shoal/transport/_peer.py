@@ -21,7 +21,7 @@ Rules:
    PING is answered with PONG here; neither reaches the runtime.
 4. Every ending records one ``close_reason`` and resolves ``wait_closed``;
    a protocol error or failed handshake is logged with the peer's address
-   and closes only this connection.
+   and closes only this connection (a stranger's, per interval: the manager's rule 7).
 5. Unsent bytes are bounded (``max_unsent``, default 64 MiB): bytes accepted
    by ``send`` that the socket has not taken yet (``unsent``: this object's
    queue plus the transport's buffer). At or past the bound the connection
@@ -434,16 +434,16 @@ class PeerConnection(asyncio.Protocol):
     def _closed_by_protocol(self, event: Closed) -> None:
         self.refusal = event.refusal
         if event.error is not None:
-            # A duplicate is the normal end of a simultaneous connect (rule 3
-            # of the manager), not a fault worth a warning; our own dial's
-            # failure is the dialler's to report (once per refusal).
+            # A duplicate is the normal end of a simultaneous connect (rule 3 of the
+            # manager); our own dial's failure is the dialler's to report (once per refusal).
             routine = "duplicate" in (event.refusal, self._wire.refusal_sent) or (
                 self.initiator and not self._established.done())
-            logger.log(
-                logging.INFO if routine else logging.WARNING,
-                "closing connection with %s (node %s): %s",
-                self.peer_address, self.peer_node or "unauthenticated", event.error,
-            )  # fmt: skip
+            if routine or self._established.done():
+                logger.log(logging.INFO if routine else logging.WARNING,
+                           "closing connection with %s (node %s): %s", self.peer_address,
+                           self.peer_node or "unauthenticated", event.error)
+            else:
+                self._manager.handshake_failed(self, event.error)  # a stranger's: rule 4
             self._set_reason(f"protocol error: {event.error}")
             if not self._established.done():
                 self._established.set_exception(event.error)
@@ -455,8 +455,8 @@ class PeerConnection(asyncio.Protocol):
             self._transport.close()
 
     def _handshake_late(self) -> None:
-        logger.warning("handshake with %s timed out; closing", self.peer_address)
         error = ProtocolError(f"handshake not completed in {self._config.handshake_timeout}s")
+        self._manager.handshake_failed(self, f"handshake timed out ({error})")
         if not self._established.done():
             self._established.set_exception(error)
             self._established.exception()

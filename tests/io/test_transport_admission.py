@@ -18,6 +18,7 @@ from shoal.errors import AuthenticationFailed
 from shoal.testing.cluster import wait_until
 from shoal.transport import DEFAULT_MAX_HANDSHAKES, ConnectionManager, PeerConnection
 from shoal.transport import TransportConfig as Config
+from shoal.transport._handshaking import LOG_EVERY, HandshakeCap
 from shoal.wire import (
     Challenge,
     Hello,
@@ -202,3 +203,55 @@ async def test_a_node_passes_its_max_handshakes_to_its_listener(tmp_path: Any) -
         finally:
             for _, held_writer in held:
                 held_writer.close()
+
+
+# -- what strangers cost in the log ----------------------------------------------------
+
+
+async def _stranger_leaves(address: tuple[str, int], first_bytes: bytes) -> None:
+    """Send ``first_bytes`` (maybe none), end the stream, and read until the
+    node closes its side: the node has then handled the failed handshake."""
+    reader, writer = await asyncio.open_connection(*address)
+    try:
+        writer.write(first_bytes)
+        writer.write_eof()
+        async with asyncio.timeout(WAIT):
+            while await reader.read(65536):
+                pass
+    finally:
+        writer.close()
+
+
+async def test_strangers_failing_the_handshake_are_logged_per_interval_not_one_line_each(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # A port scanner, a TCP health check or a flood of half-open sockets: one
+    # WARNING line with the address for the first, the rest counted (each at
+    # DEBUG), so the log grows with time, not with what a stranger opens.
+    caplog.set_level(logging.DEBUG, logger="shoal.transport")
+    alpha = await start("alpha")
+    try:
+        await _stranger_leaves(alpha.address, b"")
+        for i in range(30):
+            await _stranger_leaves(alpha.address, b"" if i % 2 else b"\x00\x00\x00\x03abc")
+        warnings = [r.getMessage() for r in caplog.records
+                    if r.levelno >= logging.WARNING and r.name == "shoal.transport"]
+        assert len(warnings) == 1, warnings
+        assert "127.0.0.1" in warnings[0] and "handshake" in warnings[0]
+        assert alpha.handshaking == 0
+    finally:
+        await alpha.close()
+
+
+def test_failed_handshakes_after_the_interval_are_summed_up_in_one_line(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="shoal.transport")
+    now = [0.0]
+    cap: HandshakeCap[object] = HandshakeCap(4, lambda: now[0])
+    for i in range(10):
+        cap.failed(("10.0.0.1", i), "connection closed during the handshake")
+    now[0] = LOG_EVERY
+    cap.failed(("10.0.0.2", 1), "bad frame")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2, lines
+    assert "10.0.0.1" in lines[0]
+    assert "(10 accepted" in lines[1] and "10.0.0.2" in lines[1] and "bad frame" in lines[1]
