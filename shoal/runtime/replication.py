@@ -107,8 +107,10 @@ class Replication:
         self._reopening = asyncio.Lock()
         self.revision = 0
         # Invariant: own keys found changed by someone else in the watched
-        # batch being applied (Rule 2b), logged and cleared after it.
+        # batch being applied (Rule 2b), logged and cleared after it; and our
+        # session's record if that batch deleted it (then restored after it).
         self._foreign: list[str] = []
+        self._record_deleted: tuple[Session, int] | None = None
         # Invariant: None until fenced, then why (Rule 5); set once.
         self.fenced: str | None = None
         self._fenced_event = asyncio.Event()
@@ -268,20 +270,21 @@ class Replication:
                                 return  # fenced while applying (Rule 5)
                             self._apply(event)
                             if loop.time() > slice_end:
-                                # One batch can hold thousands of events (a node
-                                # of 2,000 members joining or dying). Applying it
-                                # in one go on a busy host held the loop for
-                                # longer than the session TTL: our keepalive did
-                                # not run, our own session expired and the whole
-                                # cluster re-synced. Other tasks may see part of
-                                # a revision applied; each event is valid alone.
+                                # One batch can hold thousands of events: applied in
+                                # one go on a busy host, it held the loop past the
+                                # session TTL (our keepalive did not run). Others may
+                                # see part of a revision applied; each event is valid.
                                 await asyncio.sleep(0)
                                 slice_end = loop.time() + APPLY_SLICE
                         self.revision = item.revision
                         self.writer.watched_to(item.revision)
-                        if self._foreign:
+                        deleted, self._record_deleted = self._record_deleted, None
+                        if deleted is not None:  # the restore tells what happened
+                            self._tasks = [t for t in self._tasks if not t.done()]
+                            self._tasks.append(loop.create_task(self._restore_record(*deleted)))
+                        elif self._foreign:
                             self.reasserting(self._foreign, item.revision)
-                            self._foreign = []
+                        self._foreign = []
                     else:
                         self._resync(item.snapshot)
                     delays = store_backoff()  # it works again: start over
@@ -319,9 +322,7 @@ class Replication:
                 if event.kind == "put":
                     self._check_holder(event.value)
                 elif session is not None and event.session == session.id:
-                    self._tasks = [t for t in self._tasks if not t.done()]
-                    self._tasks.append(asyncio.get_running_loop().create_task(
-                        self._restore_record(session, event.revision)))
+                    self._record_deleted = (session, event.revision)
                 return
             if event.kind == "put":
                 info = parse_info(name, event.value)
@@ -341,23 +342,28 @@ class Replication:
         return True
 
     async def _restore_record(self, session: Session, revision: int) -> None:
-        """Someone deleted ``nodes/<our name>`` while our session lives: put
-        it back and write every membership again, since peers dropped them
-        (Rule 2b). A store that ties the record to the session (etcd) ends
-        the session instead, and the re-open registers us again."""
-        log.warning("node %s: its registration nodes/%s was deleted by someone else at "
-                    "revision %d; writing it and its memberships again",
-                    self.node.name, self.node.name, revision)
+        """Our session's ``nodes/<name>`` was deleted: put it back, rewrite every
+        membership (peers dropped them; Rule 2b). Where the record guards the
+        session (etcd) the session ended with it: the re-open registers us again.
+        A session that *expired* (we hung past the lease) is nobody else's doing."""
         try:
             await session.apply([Put(key=f"nodes/{self.node.name}", value=self.info)])
         except SessionEnded:
+            if not session.ended or await session.wait_ended() != "expired":
+                self._record_deleted_by_someone(revision)
             await self._reopen(session)
             return
         except StoreError as exc:
             log.warning("node %s: could not restore its registration (%s)", self.node.name, exc)
             return
+        self._record_deleted_by_someone(revision)
         self.writer.rewrite_all()
         self.writer.kick()
+
+    def _record_deleted_by_someone(self, revision: int) -> None:
+        log.warning("node %s: its registration nodes/%s was deleted by someone else at "
+                    "revision %d; writing it and its memberships again",
+                    self.node.name, self.node.name, revision)
 
     def _apply_member(self, key: str, value: bytes | None, revision: int) -> None:
         parsed = parse_member_key(key)

@@ -136,3 +136,26 @@ async def test_a_live_nodes_registration_deleted_by_someone_else_comes_back_with
         assert await caller.groups.call("g", "back", timeout=5.0) == "back"
         assert any(f"nodes/owner was deleted by someone else at revision {revision}"
                    in r.getMessage() for r in caplog.records)
+
+
+async def test_a_lease_that_ran_out_is_not_reported_as_someone_elses_deletion(
+        etcd: EtcdCluster, caplog: pytest.LogCaptureFixture) -> None:
+    # A node hung past its lease wakes to the deletes the expiry made: they
+    # are its session's end, not an operator's doing, and the log says so
+    # (an operator at 3 a.m. should not go looking for a rogue script).
+    url = etcd.url(cluster=f"reassert-{uuid.uuid4().hex[:12]}")
+    caplog.set_level(logging.INFO, logger="shoal")
+    async with shoal.Node("owner", store=url, secret=SECRET, session_ttl=1.0) as owner:
+        pids = [await owner.spawn(Echo) for _ in range(2)]
+        await owner.groups.join("g", pids)
+        await owner.groups.sync(timeout=5.0)
+        assert owner.replication is not None and owner.replication.session is not None
+        lapsed = owner.replication.session
+        lapsed.pause_keepalive()  # type: ignore[attr-defined]  # the hang, as etcd sees it
+        await wait_until(lambda: owner.replication is not None
+                         and owner.replication.session is not lapsed, timeout=15,
+                         what="a new session")
+        await owner.groups.sync(timeout=5.0)  # every membership written again
+        messages = [r.getMessage() for r in caplog.records]
+        assert any("store session ended (expired)" in m for m in messages), messages
+        assert not any("someone else" in m for m in messages), messages
