@@ -41,6 +41,8 @@ from shoal.runtime.messages import GroupEvent, Ref
 
 if TYPE_CHECKING:
     from shoal.runtime.node import Node
+    from shoal.runtime.processes import ProcessTable
+    from shoal.runtime.signals import Signals
 
 __all__ = ["Groups", "Subscription", "SubscriptionHub", "SubscriptionOverflow"]
 
@@ -183,9 +185,12 @@ class Groups:
     Get one with ``node.groups`` (scope ``"default"``) or ``node.scope(name)``.
     """
 
-    def __init__(self, node: Node, scope: str) -> None:
+    def __init__(self, node: Node, scope: str, *, processes: ProcessTable,
+                 signals: Signals) -> None:
         self.node = node
         self.scope = scope
+        self._processes = processes
+        self._signals = signals
 
     # -- membership ----------------------------------------------------------------
 
@@ -276,14 +281,14 @@ class Groups:
             NoSuchProcess: ``watcher`` is dead.
         """
         check_group(group)
-        proc = self.node._watcher(watcher)
+        proc = self._signals.watcher(watcher)
         ref = self.node.make_ref()
         self.node.hub.add((self.scope, group), ref, proc.pid)
         return ref, self.get_members(group)
 
     def monitor_scope(self, *, watcher: Pid | None = None) -> tuple[Ref, dict[str, list[Pid]]]:
         """Like :meth:`monitor`, for every group of the scope."""
-        proc = self.node._watcher(watcher)
+        proc = self._signals.watcher(watcher)
         ref = self.node.make_ref()
         self.node.hub.add((self.scope, None), ref, proc.pid)
         return ref, {g: self.get_members(g) for g in self.which_groups()}
@@ -320,7 +325,7 @@ class Groups:
 
     def _load(self, pid: Pid) -> int:
         node = self.node
-        proc = node._procs.get(pid)
+        proc = self._processes.get(pid)
         queued = len(proc.mailbox) if proc is not None else node.queue_lengths.get(pid, 0)
         return node.inflight.get(pid, 0) + queued
 

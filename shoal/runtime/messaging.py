@@ -39,6 +39,7 @@ from shoal.runtime.process import CALL, CAST, INFO, SYSTEM, Caller, Process, cur
 if TYPE_CHECKING:
     from shoal.membership.table import GroupTable
     from shoal.runtime.deadlines import Deadlines
+    from shoal.runtime.processes import ProcessTable
     from shoal.runtime.remote import Remote
 
 __all__ = ["DEFAULT_TIMEOUT", "Messaging"]
@@ -51,12 +52,12 @@ class Messaging:
 
     name: str
     remote: Remote
-    _procs: dict[Pid, Process]
+    _processes: ProcessTable
     _running: bool
     _loop: asyncio.AbstractEventLoop
     _deadlines: Deadlines
     table: GroupTable
-    local_process: Callable[[Pid], Process | None]  # Signals provides it
+    local_process: Callable[[Pid], Process | None]
 
     async def call(self, pid: Pid, request: Any, timeout: float = DEFAULT_TIMEOUT) -> Any:
         """Send ``request`` to ``pid`` and wait for the reply.
@@ -82,7 +83,7 @@ class Messaging:
             CallTimeout: no reply within ``timeout``; a late reply is dropped.
         """
         try:
-            proc = self._procs.get(pid)
+            proc = self._processes.get(pid)
         except TypeError:  # unhashable: certainly not a Pid
             proc = None
         if proc is None or type(pid) is not Pid:  # a plain tuple equal to a pid is no pid
@@ -123,7 +124,7 @@ class Messaging:
         Raises:
             BadArgument: ``pid`` is not a Pid, or is another node's pid.
         """
-        proc = self._procs.get(check_pid("pid", pid))
+        proc = self._processes.get(check_pid("pid", pid))
         if proc is None and pid.node != self.name:
             raise BadArgument("pid", pid, f"a pid of this node ({self.name!r}); ask another "
                               "node's with `await node.ask_alive(pid)`")
@@ -215,7 +216,7 @@ class Messaging:
         self._one_way(pid, INFO, message)
 
     def _one_way(self, pid: Pid, kind: int, payload: Any) -> None:
-        proc = self._procs.get(check_pid("pid", pid))
+        proc = self._processes.get(check_pid("pid", pid))
         if proc is not None and proc.alive:
             proc.deliver(kind, payload, None)
         elif pid.node != self.name:

@@ -1,28 +1,26 @@
 """The Node: one OS process's share of the cluster, hosting processes.
 
-A node owns its processes (the ``_procs`` table), its view of group
-membership (a pure ``GroupTable``), monitors and links. It is the only
-writer of all of them, and all of it runs on one event loop, so "before any
-other code on this node runs" means "before the next ``await``".
+A node builds its components and wires them by constructor: the process
+table (``processes.py``), signals (``signals.py``: monitors, links, exit
+signals, the exit-path hooks), its view of group membership (a pure
+``GroupTable``). All of it runs on one event loop, so "before any other
+code on this node runs" means "before the next ``await``".
 
 Rules:
 
-- Rule 1: a process that exits leaves every group in ``_process_exiting``,
-  called from the synchronous half of its exit path (G1).
+- Rule 1: a process that exits leaves every group in ``_left``, called
+  from the synchronous half of its exit path through ``Signals`` (G1).
 - Rule 2: stopping runs in the order of G4: leave every group, drain the
   calls in flight (bounded by ``drain_timeout``), run every ``terminate``
   newest process first (so children stop before the parents that spawned
   them), each bounded by its ``shutdown_timeout``.
 - Messages (call, cast, send, deadlines) are ``messaging.py``'s; monitors,
-  links and exit signals ``signals.py``'s.
-- Rule 3: serial 0 names the node itself: exit signals sent from code
-  outside any process come from ``Pid(node, creation, 0)``.
+  links and exit signals ``signals.py``'s (one-line delegations below).
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
 import random
@@ -42,6 +40,7 @@ from shoal.runtime.messages import Ref
 from shoal.runtime.messaging import DEFAULT_TIMEOUT, Messaging
 from shoal.runtime.node_info import NodeStatistics, node_info
 from shoal.runtime.process import Process, current_process, mailbox_limit
+from shoal.runtime.processes import ProcessTable
 from shoal.runtime.remote import Remote
 from shoal.runtime.replication import Replication
 from shoal.runtime.signals import Signals
@@ -59,7 +58,7 @@ __all__ = ["Node", "NodeStatistics"]
 log = logging.getLogger("shoal")
 
 
-class Node(Messaging, Signals):
+class Node(Messaging):
     """A node hosting processes; use it as an async context manager.
 
     Every setting may also come from the environment (``SHOAL_CLUSTER``,
@@ -174,10 +173,7 @@ class Node(Messaging, Signals):
         # on one host (microseconds since the epoch at construction).
         self.creation = time.time_ns() // 1000
         self.self_pid = Pid(self.name, self.creation, 0)
-        self._serials = itertools.count(1)
-        self._refs = itertools.count(1)
-        # Invariant: every process not yet DEAD, in spawn order.
-        self._procs: dict[Pid, Process] = {}
+        self._processes = ProcessTable(self.name, self.creation)
         self.table = GroupTable(self.name)
         self.hub = SubscriptionHub(self)
         # Invariant: in-flight calls this node made per callee, for least_loaded.
@@ -186,13 +182,10 @@ class Node(Messaging, Signals):
         self.queue_lengths: dict[Pid, int] = {}
         self.rng = random.Random(seed)
         self._scopes: dict[str, Groups] = {}
-        # Invariant: every live monitor set up by a local watcher: ref -> (watcher, target).
-        self._monitors: dict[Ref, tuple[Pid, Pid]] = {}
+        self._signals = Signals(self._processes, self.remote, exiting=self._left,
+                                dead=self._forget)
         self._running = False
         self._stopping = False
-        # Invariant: True while stop() terminates processes one by one; exit
-        # signals over links are not sent then (see _process_dead).
-        self._halting = False
         # Set by start(); every process exists only after it.
         self._loop: asyncio.AbstractEventLoop
         self._deadlines: Deadlines
@@ -227,7 +220,8 @@ class Node(Messaging, Signals):
         self._deadlines = Deadlines(self._loop)
         store_arg = self._store_arg
         owned = isinstance(store_arg, str)
-        store = _open_store(store_arg, self.cluster) if isinstance(store_arg, str) \
+        # etcd keeps many clusters apart by key prefix; a SQLite file is one cluster.
+        store = open_store(store_arg, cluster=self.cluster) if isinstance(store_arg, str) \
             else store_arg
         manager: ConnectionManager | None = None
         try:
@@ -278,10 +272,9 @@ class Node(Messaging, Signals):
                     and not await self.replication.flush(self.drain_timeout):
                 log.warning("node %s: leaving groups was not confirmed by the store "
                                 "within %gs", self.name, self.drain_timeout)
-            await self._drain()
-            self._halting = True
-            for proc in reversed(list(self._procs.values())):
-                await self._stop_process(proc)
+            await self._processes.drain(self.drain_timeout)
+            self._signals.halt()
+            await self._processes.stop_all()
         finally:
             try:
                 if self.replication is not None:
@@ -294,37 +287,6 @@ class Node(Messaging, Signals):
             finally:
                 self._deadlines.close()
                 self._running = False
-
-    async def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.drain_timeout
-        for proc in list(self._procs.values()):
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                log.warning("node %s: drain timed out after %gs", self.name, self.drain_timeout)
-                return
-            idle = proc.wait_idle()
-            if idle is None:
-                continue
-            try:
-                await asyncio.wait_for(idle, remaining)
-            except TimeoutError:
-                log.warning("node %s: drain timed out after %gs", self.name, self.drain_timeout)
-                return
-
-    async def _stop_process(self, proc: Process) -> None:
-        proc.kill(SHUTDOWN)
-        try:
-            await asyncio.wait_for(asyncio.shield(proc.done), proc.shutdown_timeout + 1.0)
-        except TimeoutError:
-            proc.kill(SHUTDOWN, brutal=True)
-            try:
-                await asyncio.wait_for(asyncio.shield(proc.done), 1.0)
-            except TimeoutError:
-                # Its code swallowed the cancellation: give up on it (G6)
-                # rather than hang the node's stop.
-                log.error("process %s ignored being killed; abandoning it", proc.pid)
-                proc._end()
 
     @property
     def running(self) -> bool:
@@ -397,21 +359,18 @@ class Node(Messaging, Signals):
             if me is None:
                 raise BadArgument("link", link, "link=True only from inside a process")
             parent = me.pid
-        pid = Pid(self.name, self.creation, next(self._serials))
-        proc = Process(self, pid, behaviour(), limit=limit, trap_exit=bool(trap_exit),
-                       shutdown_timeout=timeout, parent=parent)
-        self._procs[pid] = proc
+        proc = Process(self, self._processes.new_pid(), behaviour(), hooks=self._signals,
+                       limit=limit, trap_exit=bool(trap_exit), shutdown_timeout=timeout,
+                       parent=parent)
+        self._processes.add(proc)
         if link and parent is not None:
-            self.link(parent, pid)
-        loop = asyncio.get_running_loop()
-        started: asyncio.Future[None] = loop.create_future()
-        proc.task = loop.create_task(proc.run(args, kwargs or {}, started), name=f"shoal {pid}")
-        await started
-        return pid
+            self.link(parent, proc.pid)
+        await self._processes.run(proc, args, kwargs or {})
+        return proc.pid
 
     def processes(self) -> list[Pid]:
         """Pids of every live local process, oldest first."""
-        return [p.pid for p in self._procs.values() if p.alive]
+        return [p.pid for p in self._processes.all() if p.alive]
 
     async def wait_exit(self, pid: Pid, timeout: float = DEFAULT_TIMEOUT) -> Reason:
         """Wait until a local process is dead; return its exit reason
@@ -420,7 +379,7 @@ class Node(Messaging, Signals):
         Raises:
             CallTimeout: it is still alive after ``timeout`` seconds.
         """
-        proc = self._procs.get(check_pid("pid", pid))
+        proc = self._processes.get(check_pid("pid", pid))
         seconds = check_timeout(timeout)
         if proc is None:
             return NOPROC
@@ -428,6 +387,55 @@ class Node(Messaging, Signals):
             return await asyncio.wait_for(asyncio.shield(proc.done), seconds)
         except TimeoutError:
             raise CallTimeout(pid, seconds) from None
+
+    # -- signals (signals.py) ---------------------------------------------------------
+
+    def monitor(self, pid: Pid, *, watcher: Pid | None = None) -> Ref:
+        """See :meth:`Signals.monitor <shoal.runtime.signals.Signals.monitor>`."""
+        return self._signals.monitor(pid, watcher=watcher)
+
+    def demonitor(self, ref: Ref) -> None:
+        """See :meth:`Signals.demonitor <shoal.runtime.signals.Signals.demonitor>`."""
+        self._signals.demonitor(ref)
+
+    def link(self, a: Pid, b: Pid) -> None:
+        """See :meth:`Signals.link <shoal.runtime.signals.Signals.link>`."""
+        self._signals.link(a, b)
+
+    def unlink(self, a: Pid, b: Pid) -> None:
+        """See :meth:`Signals.unlink <shoal.runtime.signals.Signals.unlink>`."""
+        self._signals.unlink(a, b)
+
+    def exit(self, pid: Pid, reason: Reason) -> None:
+        """See :meth:`Signals.exit <shoal.runtime.signals.Signals.exit>`."""
+        self._signals.exit(pid, reason)
+
+    def kill(self, pid: Pid) -> None:
+        """``exit(pid, "kill")``: stop it now, skipping ``terminate``."""
+        self._signals.kill(pid)
+
+    def make_ref(self) -> Ref:
+        """A new unique reference."""
+        return self._signals.make_ref()
+
+    def exit_signal(self, proc: Process, sender: Pid, reason: Reason) -> None:
+        """Apply Erlang's exit-signal rules to a local process (internal)."""
+        self._signals.exit_signal(proc, sender, reason)
+
+    def local_process(self, pid: Pid) -> Process | None:
+        """The live local process for ``pid``, if any (internal; a debug hook)."""
+        return self._processes.live(pid)
+
+    def _left(self, pid: Pid, reason: Reason) -> None:
+        # G1: runs inside the synchronous half of the exit path.
+        self._dispatch(self.table.remove_pid(pid, reason))
+        self.hub.drop_owner(pid)
+
+    def _forget(self, pid: Pid) -> None:
+        self.inflight.pop(pid, None)
+
+    def _remote_node_lost(self, name: str) -> None:
+        self._signals.remote_node_lost(name)
 
     # -- groups ---------------------------------------------------------------------
 
@@ -441,7 +449,8 @@ class Node(Messaging, Signals):
         # Unhashable names must raise BadArgument, not TypeError from the dict.
         groups = self._scopes.get(name) if type(name) is str else None
         if groups is None:
-            groups = self._scopes[check_name("scope", name)] = Groups(self, name)
+            groups = self._scopes[check_name("scope", name)] = Groups(
+                self, name, processes=self._processes, signals=self._signals)
         return groups
 
     def _dispatch(self, events: list[MembershipEvent], *, local: bool = True) -> None:
@@ -481,7 +490,7 @@ class Node(Messaging, Signals):
 
     def statistics(self) -> NodeStatistics:
         """Counts describing the node now."""
-        live = [p for p in self._procs.values() if p.alive]
+        live = [p for p in self._processes.all() if p.alive]
         return NodeStatistics(
             name=self.name, processes=len(live),
             queued=sum(len(p.mailbox) for p in live),
@@ -489,8 +498,3 @@ class Node(Messaging, Signals):
             groups=sum(len(self.table.which_groups(s)) for s in self.table.scopes()),
             memberships=sum(len(self.table.groups_of(p)) for p in self.table.pids()),
         )
-
-
-def _open_store(url: str, cluster: str) -> Store:
-    # etcd keeps many clusters apart by key prefix; a SQLite file is one cluster.
-    return open_store(url, cluster=cluster)

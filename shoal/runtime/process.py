@@ -34,7 +34,7 @@ import asyncio
 import contextvars
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shoal.errors import (
     BadArgument,
@@ -51,7 +51,8 @@ if TYPE_CHECKING:
     from shoal.runtime.genserver import GenServer
     from shoal.runtime.node import Node
 
-__all__ = ["RUN_MAILBOX_SIZE", "Caller", "Process", "current_process", "mailbox_limit"]
+__all__ = ["RUN_MAILBOX_SIZE", "Caller", "ExitHooks", "Process", "current_process",
+           "mailbox_limit"]
 
 log = logging.getLogger("shoal")
 CRASH_REPORT = "process %s crashed: %s\n%s"  # pid, reason, traceback
@@ -117,6 +118,16 @@ class Caller:
         return f"<Caller from {self.pid}>"
 
 
+class ExitHooks(Protocol):
+    """What a process's exit path tells its node (the node's ``Signals``)."""
+
+    def process_exiting(self, proc: Process, reason: Reason) -> None:
+        """From the synchronous half: leave every group now (G1)."""
+
+    def process_dead(self, proc: Process, reason: Reason) -> None:
+        """Once ``terminate`` returned: Down to monitors, exit signals to links."""
+
+
 class Process:
     """Runtime state of one process. Internal: users see pids and GenServers."""
 
@@ -126,6 +137,7 @@ class Process:
         "brutal",
         "current",
         "done",
+        "hooks",
         "limit",
         "links",
         "mailbox",
@@ -138,7 +150,6 @@ class Process:
         "server",
         "shutdown_timeout",
         "state",
-        "subscriptions",
         "task",
         "trap_exit",
     )
@@ -149,12 +160,14 @@ class Process:
         pid: Pid,
         server: GenServer,
         *,
+        hooks: ExitHooks,
         limit: int | None,
         trap_exit: bool,
         shutdown_timeout: float,
         parent: Pid | None,
     ) -> None:
-        self.node = node
+        self.node = node  # what its GenServer's ``node`` answers
+        self.hooks = hooks
         self.pid = pid
         self.server = server
         # Invariant: holds (kind, payload, caller) tuples; len <= limit for
@@ -177,7 +190,6 @@ class Process:
         # watcher pid; monitoring maps refs this process holds to targets.
         self.monitored_by: dict[Any, Pid] = {}
         self.monitoring: dict[Any, Pid] = {}
-        self.subscriptions: set[Any] = set()
         self.task: asyncio.Task[None] | None = None
         self.done: asyncio.Future[Reason] = asyncio.get_running_loop().create_future()
         server._process = self
@@ -363,7 +375,7 @@ class Process:
             self._idle = None
             if not idle.done():
                 idle.set_result(None)
-        self.node._process_exiting(self, reason)
+        self.hooks.process_exiting(self, reason)
         caller = self.current
         if caller is not None:  # a crash already answered it with CallError
             caller.fail(ProcessExited(self.pid, reason))
@@ -407,13 +419,19 @@ class Process:
                 log.exception("process %s: terminate raised", self.pid)
         self._end()
 
+    def abandon(self) -> None:
+        """End the exit path without waiting for the process's task: its
+        code swallowed the cancellation of a brutal kill (the node's stop
+        gives up on it rather than hang)."""
+        self._end()
+
     def _end(self) -> None:
         if self.state == DEAD:
             return
         self.state = DEAD
         reason = self.reason if self.reason is not None else KILLED
         try:
-            self.node._process_dead(self, reason)
+            self.hooks.process_dead(self, reason)
         except Exception:
             # The exit path must finish whatever went wrong: ``done`` is
             # what every waiter (spawn, stop, wait_exit) is blocked on.

@@ -1,7 +1,16 @@
 """Monitors, links and exit signals: how one process learns of another's exit.
 
-``Signals`` is a base of :class:`~shoal.runtime.node.Node`; it owns the
-node's half of Erlang's signal rules, for local and remote pids alike.
+``Signals`` is a component of :class:`~shoal.runtime.node.Node` (which
+delegates ``monitor``, ``demonitor``, ``link``, ``unlink``, ``exit`` and
+``kill`` to it); it owns the node's half of Erlang's signal rules, for local
+and remote pids alike, and the exit-path hooks every ``Process`` calls
+(``process_exiting``, ``process_dead``: the ``ExitHooks`` of ``process.py``).
+
+Owns: ``_monitors`` (every live monitor a local watcher set up: ref ->
+(watcher, target); an entry goes when the monitor fires, is removed, or its
+watcher exits), the reference counter, and ``_halting``. The per-process
+halves (``Process.monitoring``, ``monitored_by``, ``links``) live on each
+process and are changed only here and by ``Remote`` for remote peers.
 
 Rules:
 
@@ -11,9 +20,10 @@ Rules:
 - Rule 2: ``"kill"`` is untrappable and skips ``terminate``; any other
   abnormal reason stops a process unless it traps exits, in which case it
   becomes an ``Exit`` message; ``"normal"`` does not propagate.
-- Rule 3: the exit path calls ``_process_exiting`` from its synchronous half
-  (the process leaves every group there: G1), then ``_process_dead`` once
-  ``terminate`` returned (Down to monitors, exit signals to links).
+- Rule 3: the exit path calls ``process_exiting`` from its synchronous half
+  (the process leaves every group there, through the ``exiting`` callback
+  it is given: G1), then ``process_dead`` once ``terminate`` returned (Down
+  to monitors, exit signals to links, out of the process table).
 - Rule 4: while the node itself stops every process, newest first, links do
   not propagate ``"shutdown"``: a child's stop must not stop its parent
   before the parent's other children.
@@ -24,6 +34,7 @@ Rules:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -32,37 +43,46 @@ from shoal.pid import NOCONNECTION, NOPROC, NORMAL, SHUTDOWN, Pid, Reason
 from shoal.runtime.checks import check_pid
 from shoal.runtime.messages import Down, Exit, Ref
 from shoal.runtime.process import DEAD, INFO, Process, current_process
+from shoal.runtime.processes import ProcessTable
 
 if TYPE_CHECKING:
-    from shoal.membership.table import GroupTable
-    from shoal.runtime.groups import SubscriptionHub
     from shoal.runtime.remote import Remote
 
 __all__ = ["Signals"]
 
 
 class Signals:
-    """Monitors, links and exit signals of one node (a base of Node)."""
+    """Monitors, links and exit signals of one node (see the module header).
 
-    # Provided by Node (see its __init__ for the invariants).
-    name: str
-    creation: int
-    self_pid: Pid
-    table: GroupTable
-    hub: SubscriptionHub
-    remote: Remote
-    inflight: dict[Pid, int]
-    _procs: dict[Pid, Process]
-    _monitors: dict[Ref, tuple[Pid, Pid]]
-    _halting: bool
-    _refs: Any
+    Args:
+        processes: the node's process table.
+        remote: cross-node messaging, for monitors and links on other nodes.
+        exiting: called from a process's synchronous exit half with its pid
+            and reason: it leaves every group and subscription there (G1).
+        dead: called once a process is dead, with its pid: per-callee
+            figures about it are dropped.
+    """
 
-    _dispatch: Callable[..., None]
+    def __init__(self, processes: ProcessTable, remote: Remote, *,
+                 exiting: Callable[[Pid, Reason], None],
+                 dead: Callable[[Pid], None]) -> None:
+        self.name = processes.name
+        self.creation = processes.creation
+        self.self_pid = Pid(self.name, self.creation, 0)
+        self._procs = processes
+        self.remote = remote
+        self._exiting = exiting
+        self._dead = dead
+        self._refs = itertools.count(1)
+        # Invariant: every live monitor set up by a local watcher: ref -> (watcher, target).
+        self._monitors: dict[Ref, tuple[Pid, Pid]] = {}
+        # Invariant: True while the node's stop terminates processes one by
+        # one; exit signals over links are not sent then (Rule 4).
+        self._halting = False
 
-    def local_process(self, pid: Pid) -> Process | None:
-        """The live local process for ``pid``, if any (internal)."""
-        proc = self._procs.get(pid)
-        return proc if proc is not None and proc.alive else None
+    def halt(self) -> None:
+        """The node now stops every process itself, newest first (Rule 4)."""
+        self._halting = True
 
     # -- monitors and links -------------------------------------------------------------
 
@@ -70,7 +90,13 @@ class Signals:
         """A new unique reference."""
         return Ref(self.name, self.creation, next(self._refs))
 
-    def _watcher(self, watcher: Pid | None) -> Process:
+    def watcher(self, watcher: Pid | None) -> Process:
+        """The live process that watches: ``watcher``, else the calling one.
+
+        Raises:
+            BadArgument: ``watcher`` is not a Pid, or None outside a process.
+            NoSuchProcess: ``watcher`` is not alive.
+        """
         if watcher is None:
             me = current_process.get()
             if me is None:
@@ -91,7 +117,7 @@ class Signals:
             NoSuchProcess: ``watcher`` is dead.
         """
         check_pid("pid", pid)
-        me = self._watcher(watcher)
+        me = self.watcher(watcher)
         ref = self.make_ref()
         if pid.node != self.name:
             me.monitoring[ref] = pid
@@ -148,7 +174,7 @@ class Signals:
             if a.node != self.name and b.node != self.name:
                 raise BadArgument("a", a, "a pid of this node (one side must be local)")
             local, other = (a, b) if a.node == self.name else (b, a)
-            if self.local_process(local) is not None:
+            if self._procs.live(local) is not None:
                 self.remote.link(local, other)
             return
         if pa is None or not pa.alive or pb is None or not pb.alive:
@@ -209,11 +235,11 @@ class Signals:
         elif reason != NORMAL:
             proc.kill(reason)
 
-    def _remote_node_lost(self, name: str) -> None:
+    def remote_node_lost(self, name: str) -> None:
         """Links to ``name``'s pids break with ``"noconnection"``; monitors
         that ``name``'s processes held on ours are gone (Rule 3 of remote.py)."""
         self.remote.holds.drop_node(name)
-        for proc in list(self._procs.values()):
+        for proc in self._procs.all():
             for ref in [r for r, w in proc.monitored_by.items() if w.node == name]:
                 del proc.monitored_by[ref]
             lost = [p for p in proc.links if p.node == name]
@@ -223,10 +249,10 @@ class Signals:
 
     # -- exit path hooks (called by Process) ------------------------------------------------
 
-    def _process_exiting(self, proc: Process, reason: Reason) -> None:
-        # G1: runs inside the synchronous half of the exit path.
-        self._dispatch(self.table.remove_pid(proc.pid, reason))
-        self.hub.drop_owner(proc.pid)
+    def process_exiting(self, proc: Process, reason: Reason) -> None:
+        """The synchronous half's hook (Rule 3): out of every group (G1),
+        its own monitors dropped."""
+        self._exiting(proc.pid, reason)
         for ref, target in proc.monitoring.items():
             self._monitors.pop(ref, None)
             owner = self._procs.get(target)
@@ -234,9 +260,11 @@ class Signals:
                 owner.monitored_by.pop(ref, None)
         proc.monitoring.clear()
 
-    def _process_dead(self, proc: Process, reason: Reason) -> None:
-        self._procs.pop(proc.pid, None)
-        self.inflight.pop(proc.pid, None)
+    def process_dead(self, proc: Process, reason: Reason) -> None:
+        """The hook once ``terminate`` returned (Rule 3): out of the
+        process table; Down to monitors, exit signals to links."""
+        self._procs.discard(proc.pid)
+        self._dead(proc.pid)
         for ref, watcher in proc.monitored_by.items():
             self._monitors.pop(ref, None)
             other = self._procs.get(watcher)
