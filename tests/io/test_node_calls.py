@@ -3,8 +3,8 @@
 What a caller sees when a call crosses nodes and something is wrong: its
 own request (a usage error, never retried), a member whose owner said "no
 such process" (never selected again), a liveness question about a remote
-pid (asked of its owner). Every wait is bounded; nothing sleeps to
-synchronise.
+pid (asked of its owner), a node that refuses this one (said once, not
+redialled in a loop). Every wait is bounded; nothing sleeps to synchronise.
 """
 
 from __future__ import annotations
@@ -24,10 +24,7 @@ WAIT = 5.0
 
 
 class Echo(shoal.GenServer):
-    served = 0
-
     async def handle_call(self, request: Any, caller: shoal.Caller) -> Any:
-        Echo.served += 1
         return request
 
 
