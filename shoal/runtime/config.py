@@ -20,7 +20,7 @@ owned by another user, or that group or others can read, is refused with
 embedded SQLite store and no secret given, the nodes of one host share one
 generated in ``<store dir>/secret`` (mode 0600, in a directory shoal
 creates with mode 0700, as it does every file and directory of the store:
-see :mod:`shoal.store.files`): zero set-up on one host, and only the user
+see :mod:`shoal._files`): zero set-up on one host, and only the user
 who owns the store can join. Any other store needs an explicit secret.
 
 Peer TLS is mutual: with a certificate, its key and a CA bundle, a node
@@ -40,8 +40,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from shoal._files import FILE_MODE, make_private_dirs
 from shoal.errors import BadArgument, ConfigError
-from shoal.store.files import FILE_MODE, make_private_dirs
 
 __all__ = ["DEFAULT_STORE", "NodeConfig", "PeerTLS", "load_peer_tls", "load_secret",
            "parse_advertise", "parse_listen", "peer_tls"]
@@ -148,7 +148,7 @@ def _shared_host_secret(store_url: str) -> bytes | None:
         fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
         try:
             with os.fdopen(fd, "wb") as out:
-                os.fchmod(out.fileno(), FILE_MODE)  # whatever the umask (shoal.store.files)
+                os.fchmod(out.fileno(), FILE_MODE)  # whatever the umask (shoal._files)
                 out.write(secrets.token_hex(32).encode())
             os.link(draft, path)
         except FileExistsError:

@@ -13,7 +13,7 @@ URL forms (Rule 1: anything else is a BadArgument naming them):
 - ``etcd://host:port[,host:port...]``: etcd (``EtcdStore.from_url``).
 
 :func:`read_snapshot` is the read-only way in, for tools that only look: it
-never creates a store, and opens SQLite read-only (``_sqlite_readonly``).
+never creates a store, and opens SQLite read-only (``sqlite._readonly``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import asyncio
 from pathlib import Path
 
 from shoal.errors import BadArgument
-from shoal.store._sqlite_readonly import read_only_snapshot
+from shoal.store._memory import MemorySession, MemoryStore
 from shoal.store.base import (
     Changes,
     Delete,
@@ -36,8 +36,8 @@ from shoal.store.base import (
     Store,
     WatchItem,
 )
-from shoal.store.memory import MemorySession, MemoryStore
 from shoal.store.sqlite import DEFAULT_SQLITE_PATH, SqliteSession, SqliteStore
+from shoal.store.sqlite._readonly import read_only_snapshot
 
 __all__ = [
     "DEFAULT_SQLITE_PATH",
@@ -102,7 +102,7 @@ def open_store(url: str | None = None, *, cluster: str | None = None) -> Store:
         return SqliteStore(_sqlite_path(url))
     if url.startswith("etcd://") and len(url) > len("etcd://"):
         from shoal.store.etcd import EtcdStore  # type: ignore[import-not-found,unused-ignore]
-        from shoal.store.etcd_url import parse_etcd_url
+        from shoal.store.etcd._url import parse_etcd_url
 
         endpoints, options = parse_etcd_url(url)
         if cluster is not None:

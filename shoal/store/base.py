@@ -26,12 +26,13 @@ Rules every adapter keeps:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 __all__ = [
     "Changes",
+    "Clock",
     "Delete",
     "Entry",
     "Event",
@@ -39,10 +40,19 @@ __all__ = [
     "Put",
     "Resync",
     "Session",
+    "Sleep",
     "Snapshot",
     "Store",
     "WatchItem",
 ]
+
+Clock = Callable[[], float]
+"""Returns monotonic seconds (``time.monotonic`` in production). Adapters
+that keep time take one injected (with a matching :data:`Sleep`), so tests
+drive TTLs with ``shoal.testing.clock.ManualClock`` instead of sleeping."""
+
+Sleep = Callable[[float], Awaitable[None]]
+"""Waits that many seconds of the matching clock (``asyncio.sleep``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

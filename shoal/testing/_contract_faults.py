@@ -7,7 +7,6 @@ import asyncio
 
 from shoal.errors import SessionEnded
 from shoal.store.base import Delete, Put
-from shoal.store.view import WatchView
 from shoal.testing._contract_support import (
     StoreFactory,
     Unsupported,
@@ -17,6 +16,7 @@ from shoal.testing._contract_support import (
     pass_time,
     watching,
 )
+from shoal.testing.view import WatchView
 
 __all__ = [
     "check_closing_a_client_ends_its_sessions_and_watches",

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from shoal.store.base import Entry, Session, Store
-from shoal.store.clock import ManualClock
-from shoal.store.view import WatchFollower
+from shoal.testing.clock import ManualClock
+from shoal.testing.view import WatchFollower
 
 __all__ = ["Hook", "ManualClock", "StoreFactory", "StoreHarness", "Unsupported", "Watcher",
            "bounded", "expect", "pass_time", "watching"]

@@ -28,7 +28,6 @@ from typing import Any
 
 from shoal.errors import BadArgument, NameInUse, SessionEnded
 from shoal.store.base import Delete, Put, Session, Store
-from shoal.store.clock import ManualClock
 from shoal.testing._contract_faults import (
     check_closing_a_client_ends_its_sessions_and_watches,
     check_compacted_watch_resyncs_and_continues,
@@ -45,6 +44,7 @@ from shoal.testing._contract_support import (
     expect,
     watching,
 )
+from shoal.testing.clock import ManualClock
 
 __all__ = [
     "CHECKS",

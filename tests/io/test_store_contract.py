@@ -13,10 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from shoal.store import MemoryStore, SqliteStore
+from shoal.store import MemorySession, MemoryStore, SqliteSession, SqliteStore
 from shoal.store.base import Session, Store
-from shoal.store.memory import MemorySession
-from shoal.store.sqlite import SqliteSession
 from shoal.testing.store_contract import (
     CHECKS,
     ManualClock,

@@ -20,7 +20,7 @@ import pytest
 
 from shoal.errors import NameInUse, StoreUnavailable
 from shoal.store import Changes, Event, Put, Resync, SqliteStore, WatchItem
-from shoal.store._wake import wake_dir_for
+from shoal.store.sqlite._wake import wake_dir_for
 
 ROOT = Path(__file__).resolve().parents[2]
 

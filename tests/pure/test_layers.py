@@ -36,10 +36,11 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "pid": ABOVE_PID_ERRORS,
     "errors": ABOVE_PID_ERRORS,
     "_backoff": ABOVE_PID_ERRORS,
+    "_files": ABOVE_PID_ERRORS,
     "wire": ("membership", "store", "transport", "runtime", "ops", "cli", "testing"),
     "membership": ("wire", "store", "transport", "runtime", "ops", "cli", "testing"),
-    "store": ("transport", "runtime", "ops", "cli"),
-    "transport": ("store", "runtime", "ops", "cli"),
+    "store": ("transport", "runtime", "ops", "cli", "testing"),
+    "transport": ("store", "runtime", "ops", "cli", "testing"),
     "runtime": ("ops", "cli", "testing"),
     "ops": ("cli", "testing"),
 }
@@ -90,7 +91,7 @@ LAYER_FILES = [
 
 
 def test_every_layer_has_source_files_to_check() -> None:
-    for layer in ("pid", "errors", "_backoff", "membership", "runtime"):
+    for layer in ("pid", "errors", "_backoff", "_files", "membership", "store", "runtime"):
         assert _layer_files(layer), layer
 
 

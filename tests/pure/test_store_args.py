@@ -27,9 +27,9 @@ from shoal.store import (
     SqliteStore,
     open_store,
 )
-from shoal.store._sqlite_read import prefix_range as _prefix_range
 from shoal.store._validate import check_name, check_ops, check_revision, check_ttl
-from shoal.store.view import WatchOrderError, WatchView
+from shoal.store.sqlite._read import prefix_range as _prefix_range
+from shoal.testing.view import WatchOrderError, WatchView
 
 
 @pytest.mark.parametrize(

@@ -218,7 +218,7 @@ def test_secret_file_owned_by_another_user_is_refused(tmp_path: Path,
 @pytest.mark.parametrize("umask", [0o000, 0o277])
 async def test_every_store_file_and_directory_is_private_whatever_the_umask(
         umask: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from shoal.store._wake import wake_dir_for
+    from shoal.store.sqlite._wake import wake_dir_for
 
     monkeypatch.chdir(tmp_path)
     old = os.umask(umask)

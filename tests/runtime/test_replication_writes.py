@@ -24,9 +24,8 @@ import shoal
 from shoal.errors import StoreUnavailable
 from shoal.membership.keys import bucket_of, decode_members, member_key
 from shoal.runtime.writer import MAX_WRITES
-from shoal.store import MemoryStore
+from shoal.store import MemorySession, MemoryStore
 from shoal.store.base import Op, Put
-from shoal.store.memory import MemorySession
 from shoal.testing.cluster import wait_until
 
 WAIT = 5.0

@@ -1,6 +1,6 @@
 """Reading the SQLite store's change log: the query shared by the worker
 thread and the event loop, and the loop-side reader; and the snapshot query
-shared by the worker thread and the read-only path (``_sqlite_readonly``).
+shared by the worker thread and the read-only path (``_readonly``).
 
 Owns no state but :class:`LoopReader`'s read-only connection. A read is one
 deferred transaction (one WAL snapshot) and never waits for a writer.

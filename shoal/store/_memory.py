@@ -39,8 +39,19 @@ from shoal.store._validate import (
     check_ttl,
     node_key,
 )
-from shoal.store.base import Changes, Delete, Entry, Event, Op, Put, Resync, Snapshot, WatchItem
-from shoal.store.clock import Clock, Sleep
+from shoal.store.base import (
+    Changes,
+    Clock,
+    Delete,
+    Entry,
+    Event,
+    Op,
+    Put,
+    Resync,
+    Sleep,
+    Snapshot,
+    WatchItem,
+)
 
 __all__ = ["MemorySession", "MemoryStore"]
 

@@ -1,4 +1,4 @@
-"""A narrow, typed connection to one etcd endpoint, for :mod:`shoal.store.etcd`.
+"""A narrow, typed connection to one etcd endpoint, for :mod:`shoal.store.etcd._store`.
 
 What it owns: one gRPC channel to one etcd member, built on aetcd's generated
 protocol stubs (``aetcd.rpc``), the calls the store needs (range, txn, lease

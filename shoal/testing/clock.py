@@ -1,9 +1,9 @@
-"""Injected time for the store layer: the clock and sleep pair, and a manual one.
+"""A manual clock for tests: time that moves only when a test says so.
 
-Owns the types adapters take for time (``Clock``, ``Sleep``) and
-:class:`ManualClock`, which moves only when a test says so. MemoryStore takes
-both, so TTL expiry is tested without sleeping; the contract suite drives it
-through ``StoreHarness.advance``.
+Owns :class:`ManualClock`, a clock and sleep pair of the types adapters take
+for time (``Clock`` and ``Sleep`` of :mod:`shoal.store.base`). MemoryStore
+takes both, so TTL expiry is tested without sleeping; the contract suite
+drives it through ``StoreHarness.advance``.
 
 Rule: a sleeper wakes when the clock reaches its deadline, in deadline
 order, and :meth:`ManualClock.advance` moves in small steps and yields to the
@@ -14,15 +14,8 @@ deadline it would have pushed back is checked (as in real time).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
-__all__ = ["Clock", "ManualClock", "Sleep"]
-
-Clock = Callable[[], float]
-"""Returns monotonic seconds (``time.monotonic`` in production)."""
-
-Sleep = Callable[[float], Awaitable[None]]
-"""Waits that many seconds of the matching clock (``asyncio.sleep``)."""
+__all__ = ["ManualClock"]
 
 
 class ManualClock:

@@ -30,7 +30,7 @@ from shoal._backoff import backoff_delays
 from shoal.errors import BadArgument, SessionEnded, StoreError
 from shoal.store._validate import check_ops, node_key
 from shoal.store.base import Op, Put
-from shoal.store.etcd_client import (
+from shoal.store.etcd._client import (
     EndpointConnection,
     EtcdCallError,
     compare_lease,
@@ -39,7 +39,7 @@ from shoal.store.etcd_client import (
 )
 
 if TYPE_CHECKING:
-    from shoal.store.etcd import EtcdStore
+    from shoal.store.etcd._store import EtcdStore
 
 __all__ = ["MAX_TXN_OPS", "EtcdSession", "session_id"]
 

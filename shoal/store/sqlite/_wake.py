@@ -34,7 +34,7 @@ import socket
 import tempfile
 from pathlib import Path
 
-from shoal.store.files import FILE_MODE, make_private_dirs
+from shoal._files import FILE_MODE, make_private_dirs
 
 __all__ = ["WakeDir", "wake_dir_for"]
 

@@ -2,7 +2,7 @@
 
 What it owns: turning ``etcd://h1:p1,h2:p2?cluster=...&ca=...`` and the
 constructor's arguments into checked endpoints and a
-:class:`~shoal.store.etcd_client.ChannelConfig`, before any IO on the network.
+:class:`~shoal.store.etcd._client.ChannelConfig`, before any IO on the network.
 
 Rules:
 
@@ -22,7 +22,7 @@ from typing import TypedDict
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from shoal.errors import BadArgument, ConfigError
-from shoal.store.etcd_client import ChannelConfig
+from shoal.store.etcd._client import ChannelConfig
 
 __all__ = ["DEFAULT_PORT", "UrlOptions", "channel_config", "check_endpoints", "parse_etcd_url"]
 

@@ -29,8 +29,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from shoal.errors import StoreUnavailable
-from shoal.store._sqlite_read import snapshot_in
 from shoal.store.base import Snapshot
+from shoal.store.sqlite._read import snapshot_in
 
 __all__ = ["read_only_snapshot"]
 

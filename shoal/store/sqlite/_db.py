@@ -38,11 +38,11 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from shoal._files import create_private_file, make_private_dirs, open_private
 from shoal.errors import NameInUse, StoreUnavailable
-from shoal.store._sqlite_read import ReadResult, read_changes, snapshot_in
-from shoal.store._wake import WakeDir
 from shoal.store.base import Op, Put, Snapshot
-from shoal.store.files import create_private_file, make_private_dirs, open_private
+from shoal.store.sqlite._read import ReadResult, read_changes, snapshot_in
+from shoal.store.sqlite._wake import WakeDir
 
 __all__ = ["Database"]
 

@@ -2,7 +2,7 @@
 
 Owns the asyncio side of the SQLite adapter: one worker thread per client,
 session keepalives, the background probe, wake sockets and watches. The
-database side (schema, transactions, lock files) is ``_sqlite_db``.
+database side (schema, transactions, lock files) is ``_db``.
 
 Files, next to the database (default ``./.shoal/cluster.db``):
 
@@ -54,8 +54,6 @@ from typing import TypeVar
 
 from shoal.errors import BadArgument, SessionEnded, StoreUnavailable
 from shoal.store._session import SessionCore
-from shoal.store._sqlite_db import Database
-from shoal.store._sqlite_read import LoopReader, ReadResult
 from shoal.store._validate import (
     check_info,
     check_name,
@@ -64,8 +62,10 @@ from shoal.store._validate import (
     check_revision,
     check_ttl,
 )
-from shoal.store._wake import WakeDir, wake_dir_for
 from shoal.store.base import Changes, Op, Resync, Snapshot, WatchItem
+from shoal.store.sqlite._db import Database
+from shoal.store.sqlite._read import LoopReader, ReadResult
+from shoal.store.sqlite._wake import WakeDir, wake_dir_for
 
 __all__ = ["DEFAULT_SQLITE_PATH", "SqliteSession", "SqliteStore"]
 

@@ -1,11 +1,11 @@
 """EtcdStore: the store contract on an etcd v3 cluster, for clusters spanning hosts.
 
 What it owns: the mapping of :mod:`shoal.store.base` onto etcd. Keys live under
-``/shoal/<cluster>/``; a session is one etcd lease (:mod:`.etcd_session`); a
+``/shoal/<cluster>/``; a session is one etcd lease (:mod:`._session`); a
 session's node record is ``nodes/<name>``, created by a transaction only if
 absent; a batch is one transaction (one revision); a session end is a lease
 revoke or expiry (all its keys vanish at one revision); a watch is an etcd
-watch from a revision. :mod:`.etcd_client` holds the gRPC calls.
+watch from a revision. :mod:`._client` holds the gRPC calls.
 
 Rules:
 
@@ -48,7 +48,7 @@ from shoal.store._validate import (
     node_key,
 )
 from shoal.store.base import Changes, Entry, Event, Resync, Snapshot, WatchItem
-from shoal.store.etcd_client import (
+from shoal.store.etcd._client import (
     ChannelConfig,
     EndpointConnection,
     EtcdCallError,
@@ -59,8 +59,8 @@ from shoal.store.etcd_client import (
     put_op,
     range_op,
 )
-from shoal.store.etcd_session import EtcdSession, session_id
-from shoal.store.etcd_url import channel_config, check_endpoints, parse_etcd_url
+from shoal.store.etcd._session import EtcdSession, session_id
+from shoal.store.etcd._url import channel_config, check_endpoints, parse_etcd_url
 
 __all__ = ["DEFAULT_TTL", "EtcdSession", "EtcdStore"]
 
