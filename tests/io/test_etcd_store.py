@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -247,3 +248,33 @@ def test_from_url_reads_endpoints_and_options(tmp_path: Path) -> None:
 def test_from_url_refuses_bad_urls(url: str) -> None:
     with pytest.raises(ConfigError):
         EtcdStore.from_url(url)
+
+
+async def test_closing_the_store_while_a_watch_is_being_opened_ends_that_watch(
+        etcd: EtcdCluster) -> None:
+    """A watch whose stream is still being opened when the store closes must
+    end, not open its stream on a channel dialled anew after the close (which
+    nobody would ever close: the watch would hang for good)."""
+    store = EtcdStore(etcd.endpoints, cluster=_cluster_name())
+    conn = store._conns[0]
+    opening = asyncio.Event()
+    release = asyncio.Event()
+    real_open = conn.open_watch
+
+    async def held_open(prefix: bytes, start: int, seconds: float) -> Any:
+        opening.set()
+        await release.wait()
+        return await real_open(prefix, start, seconds)
+
+    conn.open_watch = held_open  # type: ignore[method-assign]
+
+    async def consume() -> None:
+        async for _ in store.watch("", 0):
+            pass
+
+    watcher = asyncio.ensure_future(consume())
+    await asyncio.wait_for(opening.wait(), 5)
+    await store.close()
+    release.set()
+    await asyncio.wait_for(watcher, 5)
+    assert conn._channel is None  # nothing dialled after the close

@@ -264,8 +264,13 @@ class EndpointConnection:
         self._config = config
         self._channel: Any = None
         self._token: str | None = None
+        # Invariant: once closed, never dialled again: a call still on its
+        # way when the store closed must not open a channel nobody closes.
+        self._closed = False
 
     def _ensure_channel(self) -> Any:
+        if self._closed:
+            raise EtcdCallError("unavailable", self.endpoint, "the store was closed")
         if self._channel is None:
             if self._config.tls:
                 credentials = grpc.ssl_channel_credentials(
@@ -426,7 +431,8 @@ class EndpointConnection:
         return WatchStream(call, self.endpoint)
 
     async def close(self) -> None:
-        """Close the channel; open streams on it end."""
+        """Close the channel for good; open streams on it end."""
+        self._closed = True
         channel, self._channel = self._channel, None
         if channel is not None:
             with contextlib.suppress(Exception):

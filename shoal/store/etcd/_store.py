@@ -206,6 +206,8 @@ class EtcdStore:
         attempt = 0
         delays = backoff_delays(initial=CALL_RETRY_FIRST, maximum=CALL_RETRY_MAX)
         while True:
+            if self._closed:  # closed while this call was failing over
+                raise StoreUnavailable(f"etcd store for {','.join(self._endpoints)} is closed")
             conn = self._conns[self._current]
             remaining = deadline - loop.time()
             try:
@@ -418,6 +420,8 @@ async def _resuming_watch(store: EtcdStore, prefix: str, revision: int) -> Async
                 yield Resync(snapshot=snapshot)
                 continue
             stream = await store._call("watch", open_stream)
+            if store._closed:  # it closed while the stream was being opened
+                return
             store._streams.add(stream)
             if trouble_since is not None:  # it works again: the next trouble starts over
                 trouble_since = None
