@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol, TypeVar
 
 from shoal._backoff import backoff_delays
 from shoal.errors import BadArgument, SessionEnded, StoreError
@@ -38,15 +38,35 @@ from shoal.store.etcd._client import (
     put_op,
 )
 
-if TYPE_CHECKING:
-    from shoal.store.etcd._store import EtcdStore
-
-__all__ = ["MAX_TXN_OPS", "EtcdSession", "session_id"]
+__all__ = ["MAX_TXN_OPS", "EtcdSession", "LeaseOwner", "session_id"]
 
 MAX_TXN_OPS = 128
 """etcd's default ``--max-txn-ops``: the largest batch one transaction takes."""
 
 _log = logging.getLogger("shoal.store.etcd")
+_T = TypeVar("_T")
+
+
+class LeaseOwner(Protocol):
+    """What a session uses of the store that granted its lease (an
+    :class:`~shoal.store.etcd.EtcdStore`). Declared here, at the session's
+    level, so that the session does not import the store that builds it."""
+
+    # Invariant: holds exactly the store's sessions that have not ended.
+    _sessions: set[EtcdSession]
+
+    def _encode(self, key: str) -> bytes:
+        """The etcd key of a store key (the cluster prefix added)."""
+
+    async def _call(self, what: str, run: Callable[[EndpointConnection, float], Awaitable[_T]],
+                    *, budget: float | None = None) -> _T:
+        """Run ``run`` under the store's deadline, failing over between endpoints."""
+
+    def _refused(self, what: str, error: EtcdCallError) -> StoreError:
+        """The error for a call etcd answered with a refusal."""
+
+    async def _revoke(self, lease: int) -> None:
+        """Revoke a lease, best effort."""
 
 
 def session_id(lease: int) -> str:
@@ -58,7 +78,7 @@ class EtcdSession:
     """A session of an :class:`EtcdStore`: one etcd lease kept alive every
     TTL/3; see :class:`shoal.store.base.Session`."""
 
-    def __init__(self, store: EtcdStore, name: str, lease: int, ttl: int) -> None:
+    def __init__(self, store: LeaseOwner, name: str, lease: int, ttl: int) -> None:
         self._store = store
         self._name = name
         self._lease = lease
