@@ -17,12 +17,20 @@ Whether a failed request *provably did not start* is what makes a group call
 safe to retry elsewhere (G3). Each class says so in ``not_started``; a group
 call retries on another member only when it is ``True``, or when the caller
 marked the request idempotent.
+
+The root and the caller's errors (:class:`ShoalError`, :class:`UsageError`,
+:class:`BadArgument`, :class:`ConfigError`) are defined in
+``shoal._usage_errors``, below ``shoal.pid`` (which raises
+:class:`BadArgument` for a malformed pid), and are re-exported here: this
+module is where every error is imported from, and each names it as its
+module.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
+from shoal._usage_errors import BadArgument, ConfigError, ShoalError, UsageError, short_repr
 from shoal.pid import Pid, Reason
 
 __all__ = [
@@ -47,50 +55,6 @@ __all__ = [
     "TargetError",
     "UsageError",
 ]
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-class ShoalError(Exception):
-    """Base of every error shoal raises."""
-
-    not_started: ClassVar[bool] = False
-    """True when the failed request provably never started on the callee."""
-
-
-# --- the caller's fault ----------------------------------------------------
-
-
-class UsageError(ShoalError):
-    """The caller used the API wrongly. Retrying the same call cannot help."""
-
-
-class BadArgument(UsageError, ValueError):
-    """An argument to a public function has the wrong type or value.
-
-    Raised before anything is done, so nothing needs undoing. Not retryable.
-
-    Attributes:
-        argument: the parameter's name.
-        value: what was passed.
-        expected: a short description of what is accepted.
-    """
-
-    not_started = True
-
-    def __init__(self, argument: str, value: Any, expected: str) -> None:
-        self.argument = argument
-        self.value = value
-        self.expected = expected
-        super().__init__(f"bad argument {argument}={_short(value)}: expected {expected}")
-
-
-class ConfigError(UsageError):
-    """Node or cluster configuration is invalid or unsafe (for instance a
-    world-readable secret file). Raised at start-up; fix the configuration."""
 
 
 # --- the target is gone or unreachable --------------------------------------
@@ -138,7 +102,7 @@ class NoMembers(TargetError):
         self.group = group
         self.tried = tried
         self.reasons = reasons
-        where = f"group {_short(group)} in scope {scope!r}"
+        where = f"group {short_repr(group)} in scope {scope!r}"
         extra = f" ({tried} tried and failed)" if tried else ""
         if reasons:
             shown = "; ".join(reasons[:3]) + (f"; and {len(reasons) - 3} more"
@@ -272,7 +236,7 @@ class BadRequest(CalleeError):
     def __init__(self, request: Any = None, detail: str = "") -> None:
         self.request = request
         self.detail = detail
-        super().__init__(detail or f"bad request {_short(request)}")
+        super().__init__(detail or f"bad request {short_repr(request)}")
 
 
 # --- time -----------------------------------------------------------------

@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from shoal._usage_errors import BadArgument
+
 __all__ = [
     "KILLED",
     "NOCONNECTION",
@@ -65,8 +67,6 @@ class Pid(NamedTuple):
         Raises:
             BadArgument: a field has the wrong type or is out of range.
         """
-        from shoal.errors import BadArgument
-
         if not isinstance(node, str) or not node or len(node) > MAX_NAME_LENGTH:
             raise BadArgument("node", node, f"a non-empty str of at most {MAX_NAME_LENGTH} chars")
         for name, value in (("creation", creation), ("serial", serial)):

@@ -37,6 +37,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "errors": ABOVE_PID_ERRORS,
     "_backoff": ABOVE_PID_ERRORS,
     "_files": ABOVE_PID_ERRORS,
+    "_usage_errors": ABOVE_PID_ERRORS,
     "wire": ("membership", "store", "transport", "runtime", "ops", "cli", "testing"),
     "membership": ("wire", "store", "transport", "runtime", "ops", "cli", "testing"),
     "store": ("transport", "runtime", "ops", "cli", "testing"),
