@@ -56,12 +56,17 @@ class _Bucket:
 class Deadlines:
     """Fails call futures with :class:`~shoal.CallTimeout` after their timeout."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self) -> None:
+        # Set by start(); no deadline is added before it.
+        self._loop: asyncio.AbstractEventLoop
         self._buckets: dict[int, _Bucket] = {}
         # A cache from the exact timeout to its bucket, so the hot path skips
         # the rounding. Invariant: every value is in _buckets.
         self.by_timeout: dict[float, _Bucket] = {}
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run the timers on ``loop`` (the node's, when it starts)."""
+        self._loop = loop
 
     def add(self, future: asyncio.Future[Any], timeout: float, target: Any) -> None:
         """Fail ``future`` with ``CallTimeout(target, timeout)`` unless it is

@@ -1,9 +1,16 @@
 """Messages between processes: call, cast, send and code_change; is a
 process alive.
 
-``Messaging`` is a base of :class:`~shoal.runtime.node.Node`. A message to
-a local process goes straight into its mailbox; one to a pid of another
-node goes through ``remote.py``.
+``Messaging`` is a component of :class:`~shoal.runtime.node.Node`, which
+delegates ``call``, ``cast``, ``send``, ``code_change``, ``is_alive`` and
+``ask_alive`` to it. A message to a local process goes straight into its
+mailbox; one to a pid of another node goes through ``remote.py``.
+
+Owns: nothing that outlives a message but the ``running`` flag (set by the
+node's start and stop). A call's deadline lives in the node's
+``Deadlines`` (``deadlines.py``), which this part and ``Remote`` share;
+its future lives in the caller's ``Caller`` (local) or ``Remote.pending``
+(remote) until answered or expired.
 
 Rules:
 
@@ -28,13 +35,12 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from shoal.errors import BadArgument, NodeDown, NoSuchProcess
 from shoal.pid import Pid
 from shoal.runtime.checks import MAX_TIMEOUT, check_pid, check_timeout
-from shoal.runtime.process import CALL, CAST, INFO, SYSTEM, Caller, Process, current_process
+from shoal.runtime.process import CALL, CAST, INFO, SYSTEM, Caller, current_process
 
 if TYPE_CHECKING:
     from shoal.membership.table import GroupTable
@@ -48,16 +54,34 @@ DEFAULT_TIMEOUT = 5.0
 
 
 class Messaging:
-    """call, code_change, cast and send (see the module header)."""
+    """call, code_change, cast and send (see the module header).
 
-    name: str
-    remote: Remote
-    _processes: ProcessTable
-    _running: bool
-    _loop: asyncio.AbstractEventLoop
-    _deadlines: Deadlines
-    table: GroupTable
-    local_process: Callable[[Pid], Process | None]
+    Args:
+        processes: the node's process table.
+        remote: cross-node messaging, for pids of other nodes.
+        table: the node's group table (marks pids whose owner said "no
+            such process", Rule 4).
+        deadlines: the node's call deadlines.
+    """
+
+    def __init__(self, processes: ProcessTable, remote: Remote, table: GroupTable,
+                 deadlines: Deadlines) -> None:
+        self.name = processes.name
+        self._processes = processes
+        self.remote = remote
+        self.table = table
+        self._deadlines = deadlines
+        self._running = False
+        self._loop: asyncio.AbstractEventLoop
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The node started: messages to other nodes go out."""
+        self._loop = loop
+        self._running = True
+
+    def stop(self) -> None:
+        """The node stopped: a call to another node's pid raises ``NoSuchProcess``."""
+        self._running = False
 
     async def call(self, pid: Pid, request: Any, timeout: float = DEFAULT_TIMEOUT) -> Any:
         """Send ``request`` to ``pid`` and wait for the reply.
@@ -181,7 +205,7 @@ class Messaging:
         """
         check_pid("pid", pid)
         seconds = check_timeout(timeout)
-        proc = self.local_process(pid)
+        proc = self._processes.live(pid)
         if proc is None:
             raise NoSuchProcess(pid)
         future: asyncio.Future[Any] = self._loop.create_future()

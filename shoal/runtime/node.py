@@ -1,10 +1,12 @@
 """The Node: one OS process's share of the cluster, hosting processes.
 
-A node builds its components and wires them by constructor: the process
-table (``processes.py``), signals (``signals.py``: monitors, links, exit
-signals, the exit-path hooks), its view of group membership (a pure
-``GroupTable``). All of it runs on one event loop, so "before any other
-code on this node runs" means "before the next ``await``".
+A facade: it builds its components, wires them by constructor, runs the G4
+start/stop order and offers the public API as one-line delegations. The
+process table (``processes.py``), messages (``messaging.py``: call, cast,
+send, deadlines), signals (``signals.py``: monitors, links, exit signals,
+the exit-path hooks) and the group table (a pure ``GroupTable``) all run on
+one event loop, so "before any other code on this node runs" means "before
+the next ``await``".
 
 Rules:
 
@@ -13,10 +15,7 @@ Rules:
 - Rule 2: stopping runs in the order of G4: leave every group, drain the
   calls in flight (bounded by ``drain_timeout``), run every ``terminate``
   newest process first (so children stop before the parents that spawned
-  them), each bounded by its ``shutdown_timeout``.
-- Messages (call, cast, send, deadlines) are ``messaging.py``'s; monitors,
-  links and exit signals ``signals.py``'s (one-line delegations below).
-"""
+  them), each bounded by its ``shutdown_timeout``."""
 
 from __future__ import annotations
 
@@ -26,12 +25,13 @@ import os
 import random
 import ssl
 import time
+from collections.abc import Coroutine
 from typing import Any
 
-from shoal.errors import BadArgument, CallTimeout, ShoalError
+from shoal.errors import BadArgument, ShoalError
 from shoal.membership.table import GroupTable, MembershipEvent
-from shoal.pid import NOPROC, SHUTDOWN, Pid, Reason
-from shoal.runtime.checks import check_int, check_name, check_pid, check_timeout
+from shoal.pid import SHUTDOWN, Pid, Reason
+from shoal.runtime.checks import check_int, check_name, check_timeout
 from shoal.runtime.config import DEFAULT_STORE, load_secret, parse_advertise, parse_listen, peer_tls
 from shoal.runtime.deadlines import Deadlines
 from shoal.runtime.genserver import GenServer
@@ -39,7 +39,7 @@ from shoal.runtime.groups import Groups, SubscriptionHub
 from shoal.runtime.messages import Ref
 from shoal.runtime.messaging import DEFAULT_TIMEOUT, Messaging
 from shoal.runtime.node_info import NodeStatistics, node_info
-from shoal.runtime.process import Process, current_process, mailbox_limit
+from shoal.runtime.process import Process, mailbox_limit
 from shoal.runtime.processes import ProcessTable
 from shoal.runtime.remote import Remote
 from shoal.runtime.replication import Replication
@@ -58,7 +58,7 @@ __all__ = ["Node", "NodeStatistics"]
 log = logging.getLogger("shoal")
 
 
-class Node(Messaging):
+class Node:
     """A node hosting processes; use it as an async context manager.
 
     Every setting may also come from the environment (``SHOAL_CLUSTER``,
@@ -173,7 +173,7 @@ class Node(Messaging):
         # on one host (microseconds since the epoch at construction).
         self.creation = time.time_ns() // 1000
         self.self_pid = Pid(self.name, self.creation, 0)
-        self._processes = ProcessTable(self.name, self.creation)
+        self._processes = ProcessTable(self.name, self.creation, self.mailbox_size)
         self.table = GroupTable(self.name)
         self.hub = SubscriptionHub(self)
         # Invariant: in-flight calls this node made per callee, for least_loaded.
@@ -184,11 +184,12 @@ class Node(Messaging):
         self._scopes: dict[str, Groups] = {}
         self._signals = Signals(self._processes, self.remote, exiting=self._left,
                                 dead=self._forget)
+        self._deadlines = Deadlines()
+        self._messaging = Messaging(self._processes, self.remote, self.table, self._deadlines)
         self._running = False
         self._stopping = False
         # Set by start(); every process exists only after it.
         self._loop: asyncio.AbstractEventLoop
-        self._deadlines: Deadlines
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -217,7 +218,7 @@ class Node(Messaging):
             raise ShoalError(f"node {self.name!r} was stopped; a Node is used once: "
                              "create a new one (a new incarnation, with a new creation)")
         self._loop = asyncio.get_running_loop()
-        self._deadlines = Deadlines(self._loop)
+        self._deadlines.start(self._loop)
         store_arg = self._store_arg
         owned = isinstance(store_arg, str)
         # etcd keeps many clusters apart by key prefix; a SQLite file is one cluster.
@@ -256,6 +257,8 @@ class Node(Messaging):
             raise
         self.store = store
         self._owns_store = owned
+        self._messaging.start(self._loop)
+        self._processes.open()
         self._running = True
 
     async def stop(self) -> None:
@@ -264,6 +267,7 @@ class Node(Messaging):
         if not self._running or self._stopping:
             return
         self._stopping = True
+        self._processes.close()
         try:
             for pid in [p for p in self.table.pids() if p.node == self.name]:
                 self._dispatch(self.table.remove_pid(pid, SHUTDOWN))
@@ -286,6 +290,7 @@ class Node(Messaging):
                     await self.store.close()
             finally:
                 self._deadlines.close()
+                self._messaging.stop()
                 self._running = False
 
     @property
@@ -336,41 +341,14 @@ class Node(Messaging):
             BadArgument: a bad option, named.
             CallError: ``init`` raised.
         """
-        if not (isinstance(behaviour, type) and issubclass(behaviour, GenServer)):
-            raise BadArgument("behaviour", behaviour, "a subclass of shoal.GenServer")
-        if not isinstance(args, tuple):
-            raise BadArgument("args", args, "a tuple")
-        if kwargs is not None and not isinstance(kwargs, dict):
-            raise BadArgument("kwargs", kwargs, "a dict")
-        limit = mailbox_limit(mailbox_size, behaviour.mailbox_size, self.mailbox_size)
-        timeout = check_timeout(
-            behaviour.shutdown_timeout if shutdown_timeout is None else shutdown_timeout,
-            "shutdown_timeout",
-        )
-        if not self._running or self._stopping:
-            raise ShoalError(f"node {self.name!r} is not running")
-        # Checked here, not left to link(): a bad parent found after the
-        # process is registered would leave it in the table, never started,
-        # and stop() would wait for it forever.
-        if parent is not None:
-            check_pid("parent", parent)
-        if link and parent is None:
-            me = current_process.get()
-            if me is None:
-                raise BadArgument("link", link, "link=True only from inside a process")
-            parent = me.pid
-        proc = Process(self, self._processes.new_pid(), behaviour(), hooks=self._signals,
-                       limit=limit, trap_exit=bool(trap_exit), shutdown_timeout=timeout,
-                       parent=parent)
-        self._processes.add(proc)
-        if link and parent is not None:
-            self.link(parent, proc.pid)
-        await self._processes.run(proc, args, kwargs or {})
-        return proc.pid
+        return await self._processes.spawn(
+            self, behaviour, self._signals, self._signals.link, args=args, kwargs=kwargs,
+            link=link, mailbox_size=mailbox_size, trap_exit=trap_exit,
+            shutdown_timeout=shutdown_timeout, parent=parent)
 
     def processes(self) -> list[Pid]:
         """Pids of every live local process, oldest first."""
-        return [p.pid for p in self._processes.all() if p.alive]
+        return self._processes.pids()
 
     async def wait_exit(self, pid: Pid, timeout: float = DEFAULT_TIMEOUT) -> Reason:
         """Wait until a local process is dead; return its exit reason
@@ -379,14 +357,35 @@ class Node(Messaging):
         Raises:
             CallTimeout: it is still alive after ``timeout`` seconds.
         """
-        proc = self._processes.get(check_pid("pid", pid))
-        seconds = check_timeout(timeout)
-        if proc is None:
-            return NOPROC
-        try:
-            return await asyncio.wait_for(asyncio.shield(proc.done), seconds)
-        except TimeoutError:
-            raise CallTimeout(pid, seconds) from None
+        return await self._processes.wait_exit(pid, timeout)
+
+    # -- messages (messaging.py) -------------------------------------------------------
+
+    def call(self, pid: Pid, request: Any,
+             timeout: float = DEFAULT_TIMEOUT) -> Coroutine[Any, Any, Any]:
+        """See :meth:`Messaging.call <shoal.runtime.messaging.Messaging.call>`; await it."""
+        return self._messaging.call(pid, request, timeout)  # no frame of its own: the hot path
+
+    def cast(self, pid: Pid, request: Any) -> None:
+        """See :meth:`Messaging.cast <shoal.runtime.messaging.Messaging.cast>`."""
+        self._messaging.cast(pid, request)
+
+    def send(self, pid: Pid, message: Any) -> None:
+        """See :meth:`Messaging.send <shoal.runtime.messaging.Messaging.send>`."""
+        self._messaging.send(pid, message)
+
+    async def code_change(self, pid: Pid, old_version: Any = None, extra: Any = None, *,
+                          timeout: float = DEFAULT_TIMEOUT) -> None:
+        """See :meth:`Messaging.code_change <shoal.runtime.messaging.Messaging.code_change>`."""
+        await self._messaging.code_change(pid, old_version, extra, timeout=timeout)
+
+    def is_alive(self, pid: Pid) -> bool:
+        """See :meth:`Messaging.is_alive <shoal.runtime.messaging.Messaging.is_alive>`."""
+        return self._messaging.is_alive(pid)
+
+    async def ask_alive(self, pid: Pid, timeout: float = DEFAULT_TIMEOUT) -> bool:
+        """See :meth:`Messaging.ask_alive <shoal.runtime.messaging.Messaging.ask_alive>`."""
+        return await self._messaging.ask_alive(pid, timeout)
 
     # -- signals (signals.py) ---------------------------------------------------------
 

@@ -10,10 +10,13 @@ Rules:
   asynchronous half ends (``Signals.process_dead`` discards it): an exiting
   process is still found by ``get`` (so a kill can cut its ``terminate``
   short, and stop can wait for it), but not by ``live``.
-- Rule 2: serials start at 1 and are never reused within an incarnation;
+- Rule 2: processes are spawned only while the table is open: from the
+  node's start until its stop begins. Arguments are all checked before a
+  pid is taken, and a process is in the table before its ``init`` runs.
+- Rule 3: serials start at 1 and are never reused within an incarnation;
   serial 0 names the node itself (exit signals sent from code outside any
   process come from ``Pid(node, creation, 0)``).
-- Rule 3: a node's stop (G4) first waits for every process to be idle
+- Rule 4: a node's stop (G4) first waits for every process to be idle
   (``drain``, bounded), then stops them newest first (``stop_all``), so
   children stop before the parents that spawned them; each is bounded by
   its ``shutdown_timeout``, and one that ignores being killed is abandoned
@@ -30,10 +33,14 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from shoal.pid import SHUTDOWN, Pid
+from shoal.errors import BadArgument, CallTimeout, ShoalError
+from shoal.pid import NOPROC, SHUTDOWN, Pid, Reason
+from shoal.runtime.checks import check_pid, check_timeout
+from shoal.runtime.genserver import GenServer
+from shoal.runtime.process import ExitHooks, Process, current_process, mailbox_limit
 
 if TYPE_CHECKING:
-    from shoal.runtime.process import Process
+    from shoal.runtime.node import Node
 
 __all__ = ["ProcessTable"]
 
@@ -46,11 +53,14 @@ class ProcessTable:
     Args:
         name: the node's name.
         creation: the node's creation (its incarnation).
+        mailbox_size: the node's default mailbox bound.
     """
 
-    def __init__(self, name: str, creation: int) -> None:
+    def __init__(self, name: str, creation: int, mailbox_size: int | None) -> None:
         self.name = name
         self.creation = creation
+        self.mailbox_size = mailbox_size
+        self._open = False
         self._serials = itertools.count(1)
         # Invariant: every process not yet DEAD, in spawn order.
         self._procs: dict[Pid, Process] = {}
@@ -58,21 +68,66 @@ class ProcessTable:
         # the dict's own bound method, not a wrapper around it.
         self.get: Callable[[Pid], Process | None] = self._procs.get
 
-    def new_pid(self) -> Pid:
-        """The pid for the next process spawned (Rule 2)."""
-        return Pid(self.name, self.creation, next(self._serials))
+    def open(self) -> None:
+        """The node started: spawns are accepted (Rule 2)."""
+        self._open = True
 
-    def add(self, proc: Process) -> None:
-        """Enter a process just spawned."""
-        self._procs[proc.pid] = proc
+    def close(self) -> None:
+        """The node's stop began: spawns are refused (Rule 2)."""
+        self._open = False
 
-    async def run(self, proc: Process, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        """Start the task of a process just added; returns once its ``init``
-        returned (its failure is raised here, see ``Process.run``)."""
+    async def spawn(
+        self,
+        node: Node,
+        behaviour: type[GenServer],
+        hooks: ExitHooks,
+        link_pids: Callable[[Pid, Pid], None],
+        *,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        link: bool,
+        mailbox_size: int | None,
+        trap_exit: bool,
+        shutdown_timeout: float | None,
+        parent: Pid | None,
+    ) -> Pid:
+        """``Node.spawn_opt`` (see it for the arguments): ``node`` is what the
+        process's GenServer sees as its node, ``hooks`` its exit path's hooks,
+        ``link_pids`` links it with its parent."""
+        if not (isinstance(behaviour, type) and issubclass(behaviour, GenServer)):
+            raise BadArgument("behaviour", behaviour, "a subclass of shoal.GenServer")
+        if not isinstance(args, tuple):
+            raise BadArgument("args", args, "a tuple")
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise BadArgument("kwargs", kwargs, "a dict")
+        limit = mailbox_limit(mailbox_size, behaviour.mailbox_size, self.mailbox_size)
+        timeout = check_timeout(
+            behaviour.shutdown_timeout if shutdown_timeout is None else shutdown_timeout,
+            "shutdown_timeout",
+        )
+        if not self._open:
+            raise ShoalError(f"node {self.name!r} is not running")
+        # Checked here, not left to link(): a bad parent found after the
+        # process is registered would leave it in the table, never started,
+        # and stop() would wait for it forever.
+        if parent is not None:
+            check_pid("parent", parent)
+        if link and parent is None:
+            me = current_process.get()
+            if me is None:
+                raise BadArgument("link", link, "link=True only from inside a process")
+            parent = me.pid
+        pid = Pid(self.name, self.creation, next(self._serials))
+        proc = Process(node, pid, behaviour(), hooks=hooks, limit=limit,
+                       trap_exit=bool(trap_exit), shutdown_timeout=timeout, parent=parent)
+        self._procs[pid] = proc
+        if link and parent is not None:
+            link_pids(parent, pid)
         loop = asyncio.get_running_loop()
         started: asyncio.Future[None] = loop.create_future()
-        proc.task = loop.create_task(proc.run(args, kwargs, started), name=f"shoal {proc.pid}")
+        proc.task = loop.create_task(proc.run(args, kwargs or {}, started), name=f"shoal {pid}")
         await started
+        return pid
 
     def discard(self, pid: Pid) -> None:
         """Remove a process whose exit path ended (Rule 1)."""
@@ -83,6 +138,25 @@ class ProcessTable:
         proc = self._procs.get(pid)
         return proc if proc is not None and proc.alive else None
 
+    def pids(self) -> list[Pid]:
+        """Pids of every live process, oldest first."""
+        return [p.pid for p in self._procs.values() if p.alive]
+
+    async def wait_exit(self, pid: Pid, timeout: float) -> Reason:
+        """``Node.wait_exit``: the exit reason once ``pid`` is dead.
+
+        Raises:
+            CallTimeout: it is still alive after ``timeout`` seconds.
+        """
+        proc = self._procs.get(check_pid("pid", pid))
+        seconds = check_timeout(timeout)
+        if proc is None:
+            return NOPROC
+        try:
+            return await asyncio.wait_for(asyncio.shield(proc.done), seconds)
+        except TimeoutError:
+            raise CallTimeout(pid, seconds) from None
+
     def all(self) -> list[Process]:
         """Every process not yet dead, oldest first (a copy: safe to iterate
         while processes exit)."""
@@ -90,7 +164,7 @@ class ProcessTable:
 
     async def drain(self, timeout: float) -> None:
         """Wait until every process is idle, at most ``timeout`` seconds in
-        all (Rule 3); a timeout is logged, not raised."""
+        all (Rule 4); a timeout is logged, not raised."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         for proc in self.all():
@@ -108,7 +182,7 @@ class ProcessTable:
                 return
 
     async def stop_all(self) -> None:
-        """Stop every process, newest first, each bounded (Rule 3)."""
+        """Stop every process, newest first, each bounded (Rule 4)."""
         for proc in reversed(self.all()):
             await _stop(proc)
 
