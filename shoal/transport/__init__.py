@@ -9,11 +9,11 @@ from shoal.transport._config import (
     DEFAULT_MAX_HANDSHAKES,
     DEFAULT_MAX_UNSENT,
     MIN_MAX_UNSENT,
-    PeerHandler,
     PeerStatistics,
     TransportConfig,
     backoff_delays,
 )
+from shoal.transport._handler import PeerHandler
 from shoal.transport._manager import ConnectionManager
 from shoal.transport._peer import PeerConnection
 from shoal.transport._refusals import Refused

@@ -1,28 +1,16 @@
-"""Transport configuration, the callback interface to the runtime, and backoff.
+"""Transport configuration, connection statistics, and backoff.
 
 Owns: every tunable of the transport (one frozen value, checked when
-built), the frozen :class:`PeerStatistics` snapshot of a connection, the
-:class:`PeerHandler` interface through which the runtime hears
-about peers and messages, and the reconnect backoff schedule (shoal's one
-schedule, ``shoal._backoff``, with this configuration's parameters).
+built), the frozen :class:`PeerStatistics` snapshot of a connection, and
+the reconnect backoff schedule (shoal's one schedule, ``shoal._backoff``,
+with this configuration's parameters). The callback interface to the
+runtime, :class:`~shoal.transport.PeerHandler`, is ``_handler.py``.
 
-Rules:
-
-1. Callbacks are plain synchronous functions called on the event loop, from
-   inside the protocol's ``data_received`` / ``connection_lost``. They must
-   not block; they may call ``PeerConnection.send``. An exception a callback
-   raises is logged (``shoal.transport``) and does not close the connection:
-   one bad message must not turn into a node marked down.
-2. Order per peer: ``on_peer_up`` comes before any ``on_message`` of that
-   connection, ``on_peer_down`` after the last one. ``on_peer_silent`` and
-   ``on_peer_alive`` alternate, and only between up and down.
-3. A peer is *up* per incarnation: ``(peer_name, creation)``. A new creation
-   replaces the old connection: the old incarnation is reported down first.
-4. TLS is a pass-through seam: ``server_ssl`` goes to ``loop.create_server``
-   and ``client_ssl`` to ``loop.create_connection`` (``server_hostname`` is
-   ``tls_server_hostname`` or the dialled host). The shoal handshake runs
-   inside TLS unchanged; TLS adds confidentiality and integrity, which the
-   handshake alone does not give.
+Rule: TLS is a pass-through seam: ``server_ssl`` goes to
+``loop.create_server`` and ``client_ssl`` to ``loop.create_connection``
+(``server_hostname`` is ``tls_server_hostname`` or the dialled host). The
+shoal handshake runs inside TLS unchanged; TLS adds confidentiality and
+integrity, which the handshake alone does not give.
 """
 
 from __future__ import annotations
@@ -31,20 +19,16 @@ import random
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from shoal._backoff import backoff_delays as jittered_backoff
 from shoal.errors import BadArgument
-from shoal.wire import DEFAULT_MAX_FRAME, HANDSHAKE_MAX_FRAME, HandshakeConfig, Message
-
-if TYPE_CHECKING:
-    from shoal.transport._peer import PeerConnection
+from shoal.wire import DEFAULT_MAX_FRAME, HANDSHAKE_MAX_FRAME, HandshakeConfig
 
 __all__ = [
     "DEFAULT_MAX_HANDSHAKES",
     "DEFAULT_MAX_UNSENT",
     "MIN_MAX_UNSENT",
-    "PeerHandler",
     "PeerStatistics",
     "TransportConfig",
     "backoff_delays",
@@ -228,57 +212,3 @@ class PeerStatistics:
     buffered: int
     congested: bool
     silent: bool
-
-
-class PeerHandler(Protocol):
-    """What the runtime implements to hear from the transport.
-
-    All methods are called on the event loop and must not block (rule 1 of
-    this module). Subclass it to inherit no-op defaults, or implement the
-    methods on any object.
-    """
-
-    def on_message(self, peer: PeerConnection, msg: Message) -> None:
-        """A message arrived from an authenticated peer (never PING/PONG).
-
-        Args:
-            peer: the connection it came on; answer with ``peer.send(...)``.
-            msg: the decoded, validated message.
-        """
-
-    def on_peer_up(self, peer_name: str, creation: int, connection: PeerConnection) -> None:
-        """A peer incarnation is connected and authenticated.
-
-        Args:
-            peer_name: the peer's node name.
-            creation: its incarnation.
-            connection: the one connection to it, until ``on_peer_down``.
-        """
-
-    def on_peer_down(self, peer_name: str, creation: int, reason: str) -> None:
-        """The connection to a peer incarnation is gone.
-
-        Args:
-            peer_name: the peer's node name.
-            creation: the incarnation that went down.
-            reason: why, e.g. the peer's BYE reason, ``"connection lost"``,
-                ``"replaced by creation 8"``.
-        """
-
-    def on_peer_silent(self, peer_name: str, creation: int) -> None:
-        """Nothing arrived from the peer for ``heartbeat_timeout`` seconds.
-
-        The connection stays open: silence is suspicion, not death.
-
-        Args:
-            peer_name: the peer's node name.
-            creation: its incarnation.
-        """
-
-    def on_peer_alive(self, peer_name: str, creation: int) -> None:
-        """Bytes arrived again from a peer reported silent.
-
-        Args:
-            peer_name: the peer's node name.
-            creation: its incarnation.
-        """

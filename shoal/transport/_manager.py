@@ -54,8 +54,9 @@ from collections.abc import Callable
 from typing import Any
 
 from shoal.errors import NodeDown
-from shoal.transport._config import PeerHandler, TransportConfig
+from shoal.transport._config import TransportConfig
 from shoal.transport._dialling import Dialler
+from shoal.transport._handler import PeerHandler
 from shoal.transport._handshaking import HandshakeCap
 from shoal.transport._peer import PeerConnection
 from shoal.wire import Connection, Message

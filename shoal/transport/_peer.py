@@ -47,15 +47,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from shoal.errors import BadArgument, NodeDown, ProtocolError
 from shoal.pid import Pid
 from shoal.transport._config import PeerStatistics
+from shoal.transport._owner import PeerOwner
 from shoal.wire import Closed, Connection, Established, Message, Ping, Pong
-
-if TYPE_CHECKING:
-    from shoal.transport._manager import ConnectionManager
 
 __all__ = ["PeerConnection"]
 
@@ -74,12 +72,14 @@ class PeerConnection(asyncio.Protocol):
         refusal: the word from the peer's REFUSE, if it refused us.
 
     Args:
-        manager: the owning manager, which decides which connection to keep.
+        manager: the owning manager, which decides which connection to keep
+            (``_owner.py``: what this connection calls on it).
         wire: the sans-IO protocol state for this connection.
         initiator: True when this node dialled.
     """
 
-    def __init__(self, manager: ConnectionManager, wire: Connection, *, initiator: bool) -> None:
+    def __init__(self, manager: PeerOwner[PeerConnection], wire: Connection, *,
+                 initiator: bool) -> None:
         self._manager = manager
         self._wire = wire
         self._config = manager.config
