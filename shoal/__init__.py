@@ -20,6 +20,7 @@ Everything a user needs is re-exported here::
 
 import logging as _logging
 
+from shoal._version import __version__
 from shoal.errors import (
     AuthenticationFailed,
     BadArgument,
@@ -48,8 +49,6 @@ from shoal.runtime.groups import Groups, Subscription, SubscriptionOverflow
 from shoal.runtime.messages import NOREPLY, Down, Exit, GroupEvent, Ref, Stop
 from shoal.runtime.node import Node, NodeStatistics
 from shoal.runtime.process import Caller
-
-__version__ = "0.1.0"
 
 __all__ = [
     "KILLED",

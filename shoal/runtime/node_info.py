@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from shoal._backoff import backoff_delays
+from shoal._version import __version__
 from shoal.errors import NameInUse
 from shoal.runtime.peers import PeerInfo
 from shoal.store.base import Session, Store
@@ -83,8 +84,6 @@ def node_info(node: Node, host: str, port: int, *, as_given: bool = False) -> by
     ``host`` is the address listened on, translated for a wildcard bind
     (:func:`advertised_host`), or, ``as_given``, the address to advertise.
     """
-    from shoal import __version__
-
     packed: bytes = msgpack.packb({
         "name": node.name, "creation": node.creation,
         "host": host if as_given else advertised_host(host),
