@@ -1,4 +1,4 @@
-"""The import direction of DESIGN.md, and the public namespace.
+"""The import direction of DESIGN.md, no import cycle, and the public namespace.
 
 Layers, top to bottom: ``cli → ops → runtime → transport, store, membership,
 wire → pid, errors``. A module may import its own layer and the layers
@@ -6,6 +6,11 @@ below it, never one above. ``wire/`` and ``membership/`` are pure: they
 import nothing that does IO, so they are checked twice — statically, by
 parsing every source file, and dynamically, by importing them in a fresh
 interpreter in which the IO modules cannot be imported at all.
+
+Inside a layer, modules import one way too: the graph of every import in
+``shoal/`` (including those made only for type checking, and those inside
+functions) has no cycle. A part that must call up is handed a ``Protocol``
+declared at its own level instead of importing the part above it.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ import ast
 import inspect
 import subprocess
 import sys
+import tempfile
 import textwrap
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -38,6 +45,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "_backoff": ABOVE_PID_ERRORS,
     "_files": ABOVE_PID_ERRORS,
     "_usage_errors": ABOVE_PID_ERRORS,
+    "_version": ABOVE_PID_ERRORS,
     "wire": ("membership", "store", "transport", "runtime", "ops", "cli", "testing"),
     "membership": ("wire", "store", "transport", "runtime", "ops", "cli", "testing"),
     "store": ("transport", "runtime", "ops", "cli", "testing"),
@@ -54,26 +62,35 @@ def _layer_files(layer: str) -> list[Path]:
     return sorted((PACKAGE / layer).rglob("*.py"))
 
 
-def _imported_modules(path: Path) -> set[str]:
-    """Absolute names of every module a file imports, anywhere in it
-    (including imports inside functions and ``if TYPE_CHECKING`` blocks)."""
+def _import_statements(path: Path, package: Path = PACKAGE) -> list[tuple[str, tuple[str, ...]]]:
+    """Every import of a file, anywhere in it (including imports inside
+    functions and ``if TYPE_CHECKING`` blocks), as (absolute module, names):
+    ``import a.b`` is ("a.b", ()), ``from a import b, c`` is ("a", ("b", "c"))."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     # The package a relative import starts from: the file's directory
     # (for __init__.py too, which is the package itself).
-    package_parts = path.relative_to(PACKAGE.parent).parts[:-1]
-    found: set[str] = set()
+    package_parts = path.relative_to(package.parent).parts[:-1]
+    found: list[tuple[str, tuple[str, ...]]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
+            found.extend((alias.name, ()) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = list(package_parts[: len(package_parts) - node.level + 1])
                 module = ".".join([*base, node.module] if node.module else base)
             else:
                 module = node.module or ""
-            found.add(module)
-            # "from shoal import runtime" imports shoal.runtime.
-            found.update(f"{module}.{alias.name}" for alias in node.names)
+            found.append((module, tuple(alias.name for alias in node.names)))
+    return found
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Absolute names of every module a file imports, anywhere in it."""
+    found: set[str] = set()
+    for module, names in _import_statements(path):
+        found.add(module)
+        # "from shoal import runtime" imports shoal.runtime.
+        found.update(f"{module}.{name}" for name in names)
     return found
 
 
@@ -190,6 +207,115 @@ def test_blocked_import_check_does_catch_an_io_import() -> None:
     )
     assert result.returncode != 0
     assert "blocked IO module" in result.stderr or "import of" in result.stderr
+
+
+# -- no import cycle -----------------------------------------------------------
+
+# Packages whose modules may still import each other in a circle. The graph
+# check ignores only imports from one module of such a package to another
+# of the same package; an import circle that leaves it is still caught.
+# runtime/ goes from this tuple when it is rebuilt as components
+# (docs/architecture.md); then the whole package is checked.
+PACKAGES_WITH_CYCLES_STILL_TOLERATED: tuple[str, ...] = ("shoal.runtime",)
+
+
+def _all_module_files(package: Path = PACKAGE) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    for path in sorted(package.rglob("*.py")):
+        parts = list(path.relative_to(package.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        files[".".join(parts)] = path
+    return files
+
+
+def _import_graph(files: dict[str, Path], package: Path = PACKAGE) -> dict[str, set[str]]:
+    """Module -> the package modules it imports. ``from a import b`` points
+    at ``a.b`` when that is a module, else at ``a``; the parent packages
+    Python runs first are not edges (a package's ``__init__`` importing its
+    own submodules is not a cycle)."""
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        targets: set[str] = set()
+        for module, names in _import_statements(path, package):
+            submodules = {f"{module}.{n}" for n in names} & files.keys()
+            targets |= submodules
+            # "import a", or "from a import x" where x is a name a defines.
+            if module in files and (not names or len(submodules) < len(names)):
+                targets.add(module)
+        targets.discard(name)
+        graph[name] = targets
+    return graph
+
+
+def _tolerated(source: str, target: str) -> bool:
+    return any(
+        source.startswith(f"{package}.") and target.startswith(f"{package}.")
+        for package in PACKAGES_WITH_CYCLES_STILL_TOLERATED
+    )
+
+
+def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of ``graph`` as [a, b, ..., a], or None (iterative DFS)."""
+    done: set[str] = set()
+    for start in sorted(graph):
+        if start in done:
+            continue
+        path: list[str] = [start]
+        on_path = {start}
+        stack = [iter(sorted(graph[start]))]
+        while stack:
+            following = next(stack[-1], None)
+            if following is None:
+                stack.pop()
+                done.add(path[-1])
+                on_path.discard(path.pop())
+            elif following in on_path:
+                return [*path[path.index(following):], following]
+            elif following not in done:
+                path.append(following)
+                on_path.add(following)
+                stack.append(iter(sorted(graph.get(following, ()))))
+    return None
+
+
+def test_cycle_finder_finds_a_cycle_and_only_a_cycle() -> None:
+    # The check below proves nothing unless the finder does find cycles,
+    # including one made only of type-checking imports (parsed like any).
+    assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+    assert _find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+    with tempfile.TemporaryDirectory() as tmp:
+        package = Path(tmp) / "shoal"
+        (package / "sub").mkdir(parents=True)
+        (package / "__init__.py").write_text("")
+        (package / "sub" / "__init__.py").write_text("from shoal.sub.one import A\n")
+        (package / "sub" / "one.py").write_text(
+            "from typing import TYPE_CHECKING\n"
+            "if TYPE_CHECKING:\n    from ..two import B\n")
+        (package / "two.py").write_text("def f():\n    from shoal.sub import one\n")
+        graph = _import_graph(_all_module_files(package), package)
+    assert graph == {"shoal": set(), "shoal.sub": {"shoal.sub.one"},
+                     "shoal.sub.one": {"shoal.two"}, "shoal.two": {"shoal.sub.one"}}
+    assert _find_cycle(graph) == ["shoal.sub.one", "shoal.two", "shoal.sub.one"]
+
+
+def test_package_has_no_import_cycle() -> None:
+    files = _all_module_files()
+    graph = {
+        source: {target for target in targets if not _tolerated(source, target)}
+        for source, targets in _import_graph(files).items()
+    }
+    cycle = _find_cycle(graph)
+    assert cycle is None, (
+        "import cycle: " + " -> ".join(cycle)
+        + " (a part that must call up is handed a Protocol declared at its own level)"
+    )
+
+
+def test_version_is_the_one_in_pyproject() -> None:
+    pyproject_toml = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    pyproject = tomllib.loads(pyproject_toml.read_text(encoding="utf-8"))
+    assert shoal.__version__ == pyproject["project"]["version"]
 
 
 # -- the public namespace ------------------------------------------------------
