@@ -40,6 +40,7 @@ from shoal.runtime.checks import check_group, check_pids, check_timeout
 from shoal.runtime.messages import GroupEvent, Ref
 
 if TYPE_CHECKING:
+    from shoal.runtime.cluster import ClusterView
     from shoal.runtime.node import Node
     from shoal.runtime.processes import ProcessTable
     from shoal.runtime.signals import Signals
@@ -186,11 +187,12 @@ class Groups:
     """
 
     def __init__(self, node: Node, scope: str, *, processes: ProcessTable,
-                 signals: Signals) -> None:
+                 signals: Signals, cluster: ClusterView) -> None:
         self.node = node
         self.scope = scope
         self._processes = processes
         self._signals = signals
+        self._cluster = cluster
 
     # -- membership ----------------------------------------------------------------
 
@@ -324,10 +326,8 @@ class Groups:
     # -- selection and calls ---------------------------------------------------------
 
     def _load(self, pid: Pid) -> int:
-        node = self.node
         proc = self._processes.get(pid)
-        queued = len(proc.mailbox) if proc is not None else node.queue_lengths.get(pid, 0)
-        return node.inflight.get(pid, 0) + queued
+        return self._cluster.load(pid, len(proc.mailbox) if proc is not None else None)
 
     def select(self, group: str, *, strategy: str = DEFAULT_STRATEGY, key: Any = None,
                exclude: frozenset[Pid] | set[Pid] = frozenset()) -> Pid:
@@ -401,7 +401,7 @@ class Groups:
         deadline = loop.time() + seconds
         tried: set[Pid] = set()  # members failed, or on a node that refused this one
         failures: list[ShoalError] = []
-        inflight = node.inflight
+        cluster = self._cluster
         while True:
             try:
                 pid = self.select(group, strategy=strategy, key=key, exclude=tried)
@@ -412,7 +412,7 @@ class Groups:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise CallTimeout(f"group {group!r}", seconds)
-            inflight[pid] = inflight.get(pid, 0) + 1
+            cluster.call_started(pid)
             try:
                 return await node.call(pid, request, remaining)
             except ShoalError as exc:
@@ -426,11 +426,7 @@ class Groups:
                     tried.update(p for p in node.table.members(self.scope, group)
                                  if p.node == exc.node)
             finally:
-                left = inflight.get(pid, 1) - 1
-                if left > 0:
-                    inflight[pid] = left
-                else:
-                    inflight.pop(pid, None)
+                cluster.call_ended(pid)
 
     def cast(self, group: str, request: Any, *, strategy: str = DEFAULT_STRATEGY,
              key: Any = None) -> Pid:

@@ -17,7 +17,7 @@ Rules:
    nothing, rather than waiting for a ``Down`` that would never come. The
    first refusal per node is logged at WARNING.
 2. Pruned: a node's entries go when its connection is lost or its
-   incarnation ends (``drop_node``, from ``Signals._remote_node_lost``),
+   incarnation ends (``drop_node``, from ``Remote.node_lost``),
    when the local process dies, and when the peer demonitors, unlinks or
    sends the exit signal that ends the link. Entries are sets, so a removal
    that finds nothing is harmless, and a node's whole share leaves at once.

@@ -70,7 +70,7 @@ from shoal.wire import (
 )
 from shoal.wire import Down as WireDown
 
-__all__ = ["Inbound", "LocalNode", "RemoteTables"]
+__all__ = ["Inbound", "LocalProcesses", "RemoteTables"]
 
 log = logging.getLogger("shoal")
 
@@ -98,12 +98,10 @@ class RemoteTables(Protocol):
     def holds(self) -> Holds: ...
 
 
-class LocalNode(Protocol):
-    """What this part needs of its node."""
+class LocalProcesses(Protocol):
+    """What this part needs of its node: its live processes."""
 
-    def local_process(self, pid: Pid) -> Process | None: ...
-
-    def exit_signal(self, proc: Process, sender: Pid, reason: Reason) -> None: ...
+    def live(self, pid: Pid) -> Process | None: ...
 
 
 class Inbound:
@@ -111,12 +109,12 @@ class Inbound:
 
     Args:
         remote: the tables of calls and monitors this node has out.
-        node: the node whose processes receive.
+        processes: the node's processes, which receive.
     """
 
-    def __init__(self, remote: RemoteTables, node: LocalNode) -> None:
+    def __init__(self, remote: RemoteTables, processes: LocalProcesses) -> None:
         self.remote = remote
-        self.node = node
+        self._processes = processes
         # Invariant: connections that already had a refused message logged at
         # WARNING; weak, so a closed connection leaves the set with its object.
         self._warned: weakref.WeakSet[PeerConnection] = weakref.WeakSet()
@@ -174,7 +172,7 @@ class Inbound:
         if sender is not None and not _speaks_for(peer, sender):
             self._refuse(peer, msg, f"its sender {sender} is not a process of that node")
             return
-        proc = self.node.local_process(msg.to)
+        proc = self._processes.live(msg.to)
         if proc is None:
             self._answer(peer, Fail(ref=msg.ref, kind="noproc", pid=msg.to, detail=None,
                                     queue_len=0))
@@ -218,7 +216,7 @@ class Inbound:
 
     def _on_cast(self, msg: Message) -> None:
         to: Pid = msg.to  # type: ignore[attr-defined]
-        proc = self.node.local_process(to)
+        proc = self._processes.live(to)
         if proc is None:
             return  # casts and sends to dead pids are dropped, as in Erlang
         try:
@@ -243,7 +241,7 @@ class Inbound:
         if not _speaks_for(peer, watcher):
             self._refuse(peer, msg, f"its watcher {watcher} is not a process of that node")
             return
-        target = self.node.local_process(msg.target)
+        target = self._processes.live(msg.target)
         if target is None:
             self._answer(peer, WireDown(ref=msg.ref, target=msg.target, watcher=watcher,
                                         reason=NOPROC))
@@ -260,7 +258,7 @@ class Inbound:
         if not _speaks_for(peer, watcher):
             self._refuse(peer, msg, f"its watcher {watcher} is not a process of that node")
             return
-        target = self.node.local_process(msg.target)
+        target = self._processes.live(msg.target)
         if target is not None:
             ref = Ref(watcher.node, watcher.creation, msg.ref)
             target.monitored_by.pop(ref, None)
@@ -284,7 +282,7 @@ class Inbound:
         if not _speaks_for(peer, msg.a):
             self._refuse(peer, msg, f"{msg.a} is not a process of that node")
             return
-        proc = self.node.local_process(msg.b)
+        proc = self._processes.live(msg.b)
         if proc is None:
             self._answer(peer, Exit(sender=msg.b, to=msg.a, reason=NOPROC))
             return
@@ -297,7 +295,7 @@ class Inbound:
         if not _speaks_for(peer, msg.a):
             self._refuse(peer, msg, f"{msg.a} is not a process of that node")
             return
-        proc = self.node.local_process(msg.b)
+        proc = self._processes.live(msg.b)
         if proc is not None:
             proc.links.discard(msg.a)
             self.remote.holds.drop_link(proc.pid, msg.a)
@@ -307,8 +305,8 @@ class Inbound:
         if not _speaks_for(peer, sender):
             self._refuse(peer, msg, f"its sender {sender} is not a process of that node")
             return
-        proc = self.node.local_process(msg.to)
+        proc = self._processes.live(msg.to)
         if proc is not None:
             proc.links.discard(sender)
             self.remote.holds.drop_link(proc.pid, sender)
-            self.node.exit_signal(proc, sender, msg.reason)
+            proc.exit_signal(sender, msg.reason)

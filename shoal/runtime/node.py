@@ -32,6 +32,7 @@ from shoal.errors import BadArgument, ShoalError
 from shoal.membership.table import GroupTable, MembershipEvent
 from shoal.pid import SHUTDOWN, Pid, Reason
 from shoal.runtime.checks import check_int, check_name, check_timeout
+from shoal.runtime.cluster import ClusterView
 from shoal.runtime.config import DEFAULT_STORE, load_secret, parse_advertise, parse_listen, peer_tls
 from shoal.runtime.deadlines import Deadlines
 from shoal.runtime.genserver import GenServer
@@ -165,7 +166,6 @@ class Node:
         self._tls_files = (tls_cert, tls_key, tls_ca, tls_server_name)
         self.store: Store | None = None
         self.address: tuple[str, int] | None = None
-        self.remote = Remote(self)
         self.replication: Replication | None = None
         self._owns_store = False
         self._background: set[asyncio.Task[None]] = set()
@@ -176,15 +176,15 @@ class Node:
         self._processes = ProcessTable(self.name, self.creation, self.mailbox_size)
         self.table = GroupTable(self.name)
         self.hub = SubscriptionHub(self)
-        # Invariant: in-flight calls this node made per callee, for least_loaded.
-        self.inflight: dict[Pid, int] = {}
-        # Invariant: the last queue length a remote member reported (Remote prunes).
-        self.queue_lengths: dict[Pid, int] = {}
+        self._cluster = ClusterView(self.table)
+        self._deadlines = Deadlines()
+        self.remote = Remote(self._processes, self._cluster, self._deadlines,
+                             probe_store=self._probe_store,
+                             heartbeat_timeout=self.heartbeat_timeout)
         self.rng = random.Random(seed)
         self._scopes: dict[str, Groups] = {}
         self._signals = Signals(self._processes, self.remote, exiting=self._left,
-                                dead=self._forget)
-        self._deadlines = Deadlines()
+                                dead=self._cluster.process_dead)
         self._messaging = Messaging(self._processes, self.remote, self.table, self._deadlines)
         self._running = False
         self._stopping = False
@@ -246,7 +246,7 @@ class Node:
                     host, port = self._advertise[0], self._advertise[1] or port
             self.remote.manager = manager
             self.replication = Replication(
-                self, store, ttl=self.session_ttl,
+                self, store, cluster=self._cluster, ttl=self.session_ttl,
                 info=node_info(self, host, port, as_given=self._advertise is not None))
             await self.replication.start()
         except BaseException:
@@ -430,12 +430,6 @@ class Node:
         self._dispatch(self.table.remove_pid(pid, reason))
         self.hub.drop_owner(pid)
 
-    def _forget(self, pid: Pid) -> None:
-        self.inflight.pop(pid, None)
-
-    def _remote_node_lost(self, name: str) -> None:
-        self._signals.remote_node_lost(name)
-
     # -- groups ---------------------------------------------------------------------
 
     @property
@@ -449,7 +443,8 @@ class Node:
         groups = self._scopes.get(name) if type(name) is str else None
         if groups is None:
             groups = self._scopes[check_name("scope", name)] = Groups(
-                self, name, processes=self._processes, signals=self._signals)
+                self, name, processes=self._processes, signals=self._signals,
+                cluster=self._cluster)
         return groups
 
     def _dispatch(self, events: list[MembershipEvent], *, local: bool = True) -> None:
@@ -457,7 +452,7 @@ class Node:
             self.hub.publish(events)
             if local and self.replication is not None:
                 self.replication.local_changes(events)
-            self.remote.members_changed(events)
+            self._cluster.members_changed(events)
 
     async def _replicated(self, timeout: float) -> bool:
         """Wait until local membership changes are in the store."""
@@ -466,9 +461,6 @@ class Node:
         return await self.replication.flush(timeout)
 
     # -- what the cluster layer tells us ---------------------------------------------
-
-    def _node_routable(self, name: str, routable: bool) -> None:
-        self.table.set_routable(name, routable)
 
     def _probe_store(self) -> None:
         store = self.store
@@ -487,6 +479,12 @@ class Node:
 
     # -- introspection -----------------------------------------------------------------
 
+    @property
+    def cluster_view(self) -> ClusterView:
+        """What this node knows of the other nodes (``runtime/cluster.py``): a
+        hook for tests and debugging, to read (``peer(name)``, ``names()``)."""
+        return self._cluster
+
     def statistics(self) -> NodeStatistics:
         """Counts describing the node now."""
         live = [p for p in self._processes.all() if p.alive]
@@ -496,4 +494,5 @@ class Node:
             monitors=sum(len(p.monitoring) for p in live),
             groups=sum(len(self.table.which_groups(s)) for s in self.table.scopes()),
             memberships=sum(len(self.table.groups_of(p)) for p in self.table.pids()),
+            calls_in_flight=self._cluster.calls_in_flight(),
         )

@@ -46,6 +46,8 @@ class NodeStatistics:
         monitors: monitors held by local processes.
         groups: non-empty groups this node knows, over every scope.
         memberships: distinct (pid, scope, group) memberships it knows.
+        calls_in_flight: group calls this node made that are not answered
+            yet (what ``least_loaded`` counts), over every callee.
     """
 
     name: str
@@ -54,6 +56,7 @@ class NodeStatistics:
     monitors: int
     groups: int
     memberships: int
+    calls_in_flight: int
 
 
 def advertised_host(host: str) -> str:

@@ -7,7 +7,7 @@ Rules:
   handshaken with. Nothing for another creation travels on it
   (``connection_for``); once the store shows a newer creation for a name,
   the connection to the older one is aborted (``drop_stale``), and
-  transport events about a replaced creation (``is_stale``) say nothing
+  transport events about a replaced creation (``ClusterView.is_stale``) say nothing
   about the current one.
 - Rule 2: ``Redials`` keeps one redial task per node whose connection broke
   while the store still lists it (pruned when the task ends, all cancelled
@@ -27,7 +27,7 @@ from shoal._backoff import backoff_delays
 from shoal.errors import ShoalError
 from shoal.transport import ConnectionManager, PeerConnection
 
-__all__ = ["PeerInfo", "Redials", "connection_for", "drop_stale", "is_stale"]
+__all__ = ["PeerInfo", "Redials", "connection_for", "drop_stale"]
 
 log = logging.getLogger("shoal")
 
@@ -68,25 +68,19 @@ def drop_stale(manager: ConnectionManager | None, node: str, creation: int) -> N
         conn.abort(f"replaced by creation {creation}")
 
 
-def is_stale(peers: dict[str, PeerInfo], node: str, creation: int) -> bool:
-    """Whether an event about ``(node, creation)`` concerns a replaced incarnation."""
-    peer = peers.get(node)
-    return peer is not None and peer.creation > creation
-
-
 class Redials:
     """Redial tasks of one node's ``Remote`` (Rule 2).
 
     Args:
-        peers: the store's view of the other nodes (read, never written).
+        peer: the store's view of another node, by name (the cluster view's).
         manager: returns the connection manager (None while not distributed).
         probe: asks the store to check for dead owners (after a failed dial).
     """
 
-    def __init__(self, peers: dict[str, PeerInfo],
+    def __init__(self, peer: Callable[[str], PeerInfo | None],
                  manager: Callable[[], ConnectionManager | None],
                  probe: Callable[[], None]) -> None:
-        self._peers = peers
+        self._peer = peer
         self._manager = manager
         self._probe = probe
         # Invariant: one task per node name, removed when it ends.
@@ -103,7 +97,7 @@ class Redials:
         task.add_done_callback(lambda _: self._tasks.pop(name, None))
 
     def _wanted(self, name: str) -> PeerInfo | None:
-        peer = self._peers.get(name)
+        peer = self._peer(name)
         manager = self._manager()
         if peer is None or manager is None or self._closed \
                 or connection_for(manager, name, peer.creation) is not None:

@@ -45,7 +45,7 @@ from shoal.errors import (
     ProcessExited,
 )
 from shoal.pid import KILLED, NORMAL, Crash, Pid, Reason
-from shoal.runtime.messages import NOREPLY, Stop
+from shoal.runtime.messages import NOREPLY, Exit, Stop
 
 if TYPE_CHECKING:
     from shoal.runtime.genserver import GenServer
@@ -385,6 +385,25 @@ class Process:
             if kind == CALL and queued is not None:
                 queued.fail(NoSuchProcess(self.pid))
         return True
+
+    def exit_signal(self, sender: Pid, reason: Reason) -> None:
+        """Apply Erlang's exit-signal rules (``signals.py``, Rule 2) to this
+        process: ``"kill"`` kills it, untrappably; otherwise a process that
+        traps exits gets ``Exit``, one that does not stops unless the reason
+        is ``"normal"``."""
+        if reason == "kill":
+            # Untrappable, and it also reaches a process that is exiting but
+            # not dead yet: it cuts short a terminate in progress (a hung
+            # terminate must be killable without waiting shutdown_timeout).
+            if self.state != DEAD:
+                self.kill(KILLED, brutal=True)
+            return
+        if not self.alive:
+            return
+        if self.trap_exit:
+            self.notify(Exit(pid=sender, reason=reason))
+        elif reason != NORMAL:
+            self.kill(reason)
 
     def kill(self, reason: Reason, *, brutal: bool = False) -> None:
         """Exit now with ``reason``: the synchronous half runs here, the rest

@@ -1,8 +1,9 @@
 """The process table: every process of this node not yet dead, and pid serials.
 
-Owns: ``_procs`` (pid -> Process, in spawn order) and the serial counter
-new pids are numbered from. Everything else on the node finds a process
-through this table's methods; only ``add`` and ``discard`` change it.
+Owns: ``_procs`` (pid -> Process, in spawn order), the serial counter
+new pids are numbered from, and the counter of the node's references.
+Everything else on the node finds a process through this table's methods;
+only ``spawn`` and ``discard`` change it.
 
 Rules:
 
@@ -37,6 +38,7 @@ from shoal.errors import BadArgument, CallTimeout, ShoalError
 from shoal.pid import NOPROC, SHUTDOWN, Pid, Reason
 from shoal.runtime.checks import check_pid, check_timeout
 from shoal.runtime.genserver import GenServer
+from shoal.runtime.messages import Ref
 from shoal.runtime.process import ExitHooks, Process, current_process, mailbox_limit
 
 if TYPE_CHECKING:
@@ -62,11 +64,16 @@ class ProcessTable:
         self.mailbox_size = mailbox_size
         self._open = False
         self._serials = itertools.count(1)
+        self._refs = itertools.count(1)
         # Invariant: every process not yet DEAD, in spawn order.
         self._procs: dict[Pid, Process] = {}
         # The hot paths (call, cast, send) look a pid up once per message:
         # the dict's own bound method, not a wrapper around it.
         self.get: Callable[[Pid], Process | None] = self._procs.get
+
+    def new_ref(self) -> Ref:
+        """A new reference, unique on this node (monitors, subscriptions)."""
+        return Ref(self.name, self.creation, next(self._refs))
 
     def open(self) -> None:
         """The node started: spawns are accepted (Rule 2)."""

@@ -4,6 +4,15 @@
 transport's ``PeerHandler`` callbacks and turns local operations on remote
 pids into wire messages. What peers send is handled by its part
 ``inbound.Inbound``, which also enforces that a peer speaks only for itself.
+It is built by the node with the process table, the cluster view
+(``cluster.py``: which incarnation of each node is current, routability,
+reported queue lengths), the node's deadlines and a way to ask the store
+to probe: it never calls the node itself.
+
+Owns: ``pending`` (calls out, bounded by the callers waiting), ``monitors``
+(monitors local watchers hold on remote targets), the per-node backlog
+(bounded by ``MAX_BACKLOG``) and its sender tasks, redials, and ``holds``
+(what other nodes hold on ours, capped per node: ``holds.py``).
 
 Rules:
 
@@ -16,10 +25,11 @@ Rules:
   raises ``NodeDown(not_started=True)``; a call sent on a connection that
   then broke raises ``NodeDown(not_started=False)``: delivery unknown (G3).
 - Rule 3 (node loss): when the connection to a node breaks, its members
-  become unroutable at once, calls in flight to it fail, monitors on its
-  pids fire ``Down`` with ``"noconnection"``, links to its pids deliver an
-  exit signal ``"noconnection"``, and the store is asked to probe, so the
-  node's session ends as soon as its death is provable (G2).
+  become unroutable at once (this part tells the cluster view), calls in
+  flight to it fail, monitors on its pids fire ``Down`` with
+  ``"noconnection"``, links to its pids deliver an exit signal
+  ``"noconnection"``, and the store is asked to probe, so the node's
+  session ends as soon as its death is provable (G2).
 - Rule 4 (silence): a node silent for the heartbeat timeout is unroutable
   until bytes arrive again; silence is suspicion, not death: its members
   stay members and calls in flight keep waiting for their deadline.
@@ -40,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from shoal.errors import (
@@ -54,7 +65,7 @@ from shoal.pid import NOCONNECTION, NOPROC, SHUTDOWN, Pid, Reason
 from shoal.runtime.holds import Holds
 from shoal.runtime.inbound import Inbound
 from shoal.runtime.messages import Down, Ref
-from shoal.runtime.peers import PeerInfo, Redials, connection_for, drop_stale, is_stale
+from shoal.runtime.peers import PeerInfo, Redials, connection_for, drop_stale
 from shoal.runtime.process import current_process
 from shoal.runtime.replies import stand_in_reason, wire_reason
 from shoal.transport import ConnectionManager, PeerConnection, Refused
@@ -71,8 +82,9 @@ from shoal.wire import (
 from shoal.wire import Down as WireDown
 
 if TYPE_CHECKING:
-    from shoal.membership.table import MembershipEvent
-    from shoal.runtime.node import Node
+    from shoal.runtime.cluster import ClusterView
+    from shoal.runtime.deadlines import Deadlines
+    from shoal.runtime.processes import ProcessTable
 
 __all__ = ["PeerInfo", "Remote"]
 
@@ -82,18 +94,30 @@ MAX_BACKLOG = 10_000  # messages waiting for the dial to one node (Rule 5)
 
 
 class Remote:
-    """Cross-node messaging for one node (see the module header)."""
+    """Cross-node messaging for one node (see the module header).
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    Args:
+        processes: the node's process table (deliveries, links, refs).
+        cluster: what the node knows of other nodes.
+        deadlines: the node's call deadlines.
+        probe_store: asks the store to check whether a node's owner died.
+        heartbeat_timeout: the transport's, for the log.
+    """
+
+    def __init__(self, processes: ProcessTable, cluster: ClusterView, deadlines: Deadlines,
+                 *, probe_store: Callable[[], None], heartbeat_timeout: float) -> None:
+        self._processes = processes
+        self.cluster = cluster
+        self._deadlines = deadlines
+        self._probe_store = probe_store
+        self._heartbeat_timeout = heartbeat_timeout
+        # Serial 0 names the node itself: no process gets a DOWN for it.
+        self.self_pid = Pid(processes.name, processes.creation, 0)
         self.manager: ConnectionManager | None = None
-        # Invariant: the latest incarnation of every other node the store
-        # showed us, by name.
-        self.peers: dict[str, PeerInfo] = {}
         # Invariant: calls sent and not yet answered: ref -> (future, callee,
         # the connection the CALL went out on; only it may answer).
         self.pending: dict[int, tuple[asyncio.Future[Any], Pid, PeerConnection]] = {}
-        self.redials = Redials(self.peers, lambda: self.manager, node._probe_store)
+        self.redials = Redials(cluster.peer, lambda: self.manager, probe_store)
         self._next_ref = 1
         # Monitors held by local watchers on remote targets: wire ref -> (ref, watcher, target).
         self.monitors: dict[int, tuple[Ref, Pid, Pid]] = {}
@@ -105,19 +129,19 @@ class Remote:
         # Invariant: the task that sends a node's backlog once the dial is
         # done; at most one per node, cancelled by close().
         self._senders: dict[str, asyncio.Task[None]] = {}
-        self.on_node_lost: list[Any] = []
         # Monitors and links other nodes hold on our processes: bounded, pruned.
         self.holds = Holds()
-        self._inbound = Inbound(self, node)
+        self._inbound = Inbound(self, processes)
 
     # -- sending ------------------------------------------------------------------
 
-    def _connection(self, node: str) -> PeerConnection | None:
+    def connection(self, node: str) -> PeerConnection | None:
+        """The open connection to ``node``, if any (whatever its incarnation)."""
         manager = self.manager
         return manager.get(node) if manager is not None else None
 
     async def _connect(self, pid: Pid, timeout: float) -> PeerConnection:
-        peer = self.peers.get(pid.node)
+        peer = self.cluster.peer(pid.node)
         if peer is None or peer.creation < pid.creation:
             raise NodeDown(pid.node, "not known to this node (yet)", not_started=True)
         if peer.creation != pid.creation:
@@ -140,7 +164,7 @@ class Remote:
             raise NodeDown(pid.node, str(exc), not_started=True, refused=True) from None
         except ShoalError as exc:
             # Could not reach it: ask the store whether its owner died (G2).
-            self.node._probe_store()
+            self._probe_store()
             detail = exc.detail if isinstance(exc, NodeDown) else str(exc)
             raise NodeDown(pid.node, detail, not_started=True) from None
         if conn.peer_creation != pid.creation:  # another incarnation answered
@@ -151,10 +175,9 @@ class Remote:
 
     async def call(self, pid: Pid, request: Any, timeout: float) -> Any:
         """A call to a pid of another node (see ``Node.call``)."""
-        node = self.node
-        loop = node._loop
-        peer = self.peers.get(pid.node)
-        conn = self._connection(pid.node)
+        loop = asyncio.get_running_loop()
+        peer = self.cluster.peer(pid.node)
+        conn = self.connection(pid.node)
         if conn is None or peer is None or peer.creation != pid.creation \
                 or conn.peer_creation != pid.creation:
             deadline = loop.time() + timeout
@@ -173,7 +196,7 @@ class Remote:
         conn.send_call(ref, me.pid if me is not None else None, pid, request,
                        int(timeout * 1000))
         self.pending[ref] = (future, pid, conn)
-        node._deadlines.add(future, timeout, pid)
+        self._deadlines.add(future, timeout, pid)
         try:
             return await future
         finally:
@@ -185,7 +208,7 @@ class Remote:
         a process) as a barrier. The owner handles both in order, so its DOWN
         for a dead target arrives before the barrier's FAIL noproc; no DOWN
         by then means the target was alive, and the monitor is removed."""
-        loop = self.node._loop
+        loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         try:
             conn = await self._connect(pid, timeout)
@@ -193,8 +216,8 @@ class Remote:
             return False  # an earlier incarnation: dead by definition
         if self._backlog and pid.node in self._backlog:
             self._flush_backlog(pid.node, conn)
-        ref = self.node.make_ref()
-        watcher = self.node.self_pid  # no process: a DOWN for it reaches nobody
+        ref = self._processes.new_ref()
+        watcher = self.self_pid  # no process: a DOWN for it reaches nobody
         self.monitors[ref.serial] = (ref, watcher, pid)
         try:
             conn.send(Monitor(ref=ref.serial, watcher=watcher, target=pid))
@@ -225,7 +248,7 @@ class Remote:
         if backlog is not None and len(backlog) >= MAX_BACKLOG:
             raise Overloaded(pid, MAX_BACKLOG, f"{len(backlog)} messages wait for the "
                                                f"connection to node {pid.node}")
-        conn = self._connection(pid.node)
+        conn = self.connection(pid.node)
         if conn is not None and conn.congested:
             raise self._overloaded(pid, conn)
         self._send(pid.node, msg)
@@ -235,11 +258,11 @@ class Remote:
         if backlog is not None:
             backlog.append(msg)  # behind earlier messages still waiting for the dial
             return False
-        peer = self.peers.get(node)
+        peer = self.cluster.peer(node)
         # A node the store has not shown yet (it dialled us first) has one
         # incarnation we know of: its connection's.
         conn = connection_for(self.manager, node, peer.creation) if peer is not None \
-            else self._connection(node)
+            else self.connection(node)
         if conn is None:
             if peer is not None and self.manager is not None:
                 self._backlog[node] = [msg]
@@ -260,8 +283,8 @@ class Remote:
         sender = self._senders.get(peer.name)
         if sender is not None and not sender.done():
             return  # its dial is still under way: it sends the backlog too
-        task = self.node._loop.create_task(self._send_later(peer),
-                                           name=f"shoal send to {peer.name}")
+        task = asyncio.get_running_loop().create_task(self._send_later(peer),
+                                                      name=f"shoal send to {peer.name}")
         self._senders[peer.name] = task
 
         def forget(done: asyncio.Task[None]) -> None:
@@ -300,10 +323,10 @@ class Remote:
         if isinstance(msg, Monitor):
             self._remote_down(msg.ref, msg.target, NOCONNECTION)
         elif isinstance(msg, Link):
-            proc = self.node.local_process(msg.a)
+            proc = self._processes.live(msg.a)
             if proc is not None:
                 proc.links.discard(msg.b)
-                self.node.exit_signal(proc, msg.b, NOCONNECTION)
+                proc.exit_signal(msg.b, NOCONNECTION)
 
     def cast(self, pid: Pid, request: Any) -> None:
         if self._known(pid):
@@ -314,7 +337,7 @@ class Remote:
             self._send_request(pid, Send(to=pid, message=message))
 
     def _known(self, pid: Pid) -> bool:
-        peer = self.peers.get(pid.node)
+        peer = self.cluster.peer(pid.node)
         return peer is not None and peer.creation == pid.creation
 
     def monitor(self, ref: Ref, watcher: Pid, target: Pid) -> None:
@@ -332,11 +355,11 @@ class Remote:
             self._send(target.node, Demonitor(ref=ref.serial, watcher=watcher, target=target))
 
     def link(self, local: Pid, remote: Pid) -> None:
-        proc = self.node.local_process(local)
+        proc = self._processes.live(local)
         if proc is None:
             return
         if not self._known(remote):
-            self.node.exit_signal(proc, remote, NOPROC if self._stale(remote) else NOCONNECTION)
+            proc.exit_signal(remote, NOPROC if self._stale(remote) else NOCONNECTION)
             return
         proc.links.add(remote)
         self._send(remote.node, Link(a=local, b=remote))
@@ -350,8 +373,7 @@ class Remote:
             self._send(target.node, Exit(sender=sender, to=target, reason=reason))
 
     def _stale(self, pid: Pid) -> bool:
-        peer = self.peers.get(pid.node)
-        return peer is not None and peer.creation > pid.creation
+        return self.cluster.is_stale(pid.node, pid.creation)
 
     # -- notifications from the local exit path -----------------------------------
 
@@ -383,43 +405,44 @@ class Remote:
     # -- PeerHandler ----------------------------------------------------------------
 
     def on_peer_up(self, peer_name: str, creation: int, connection: PeerConnection) -> None:
-        if is_stale(self.peers, peer_name, creation):
+        peer = self.cluster.peer(peer_name)
+        if peer is not None and peer.creation > creation:
             # An incarnation the store says was replaced (Rule 1).
-            connection.abort(f"creation {self.peers[peer_name].creation} holds the name")
+            connection.abort(f"creation {peer.creation} holds the name")
             return
         log.info("connected to node %s (creation %d): its members are routable",
                  peer_name, creation)
-        self.node._node_routable(peer_name, True)
+        self.cluster.set_routable(peer_name, True)
 
     def on_peer_silent(self, peer_name: str, creation: int) -> None:
-        if is_stale(self.peers, peer_name, creation):
+        if self.cluster.is_stale(peer_name, creation):
             return
         log.info("node %s (creation %d) is silent for the heartbeat timeout (%gs): its "
                  "members are unroutable until it answers", peer_name, creation,
-                 self.node.heartbeat_timeout)
-        self.node._node_routable(peer_name, False)
+                 self._heartbeat_timeout)
+        self.cluster.set_routable(peer_name, False)
 
     def on_peer_alive(self, peer_name: str, creation: int) -> None:
-        if is_stale(self.peers, peer_name, creation):
+        if self.cluster.is_stale(peer_name, creation):
             return
         log.info("node %s (creation %d) answers again: its members are routable",
                  peer_name, creation)
-        self.node._node_routable(peer_name, True)
+        self.cluster.set_routable(peer_name, True)
 
     def on_peer_down(self, peer_name: str, creation: int, reason: str) -> None:
-        if is_stale(self.peers, peer_name, creation):
+        if self.cluster.is_stale(peer_name, creation):
             # Its calls in flight failed when the new creation showed up.
             log.info("connection to node %s (creation %d, replaced) closed: %s",
                      peer_name, creation, reason)
             return
         log.info("connection to node %s (creation %d) lost: %s", peer_name, creation, reason)
-        self.node._node_routable(peer_name, False)
+        self.cluster.set_routable(peer_name, False)
         # BYE "shutdown" promises that the peer answered every call it read
         # on this connection (docs/protocol.md): calls still unanswered were
         # never read, so they provably did not start and may go elsewhere.
         clean = reason == f"peer closed: {SHUTDOWN}"
         self.node_lost(peer_name, f"connection lost: {reason}", not_started=clean)
-        self.node._probe_store()
+        self._probe_store()
         self.redials.start(peer_name)
 
     def close(self) -> None:
@@ -430,24 +453,9 @@ class Remote:
             task.cancel()
         self._backlog.clear()
 
-    def members_changed(self, events: list[MembershipEvent]) -> None:
-        """Forget the queue length of remote pids no longer in any group:
-        only selection among members reads it (``least_loaded``)."""
-        lengths = self.node.queue_lengths
-        if not lengths:
-            return
-        is_member = self.node.table.is_member
-        for event in events:
-            if event.kind == "leave":
-                for pid in event.pids:
-                    if pid in lengths and not is_member(pid):
-                        del lengths[pid]
-
     def note_queue_length(self, pid: Pid, queue_len: int) -> None:
-        """Remember what a remote callee reported, if it is a member (only
-        members are selected by ``least_loaded``; others would pile up)."""
-        if self.node.table.is_member(pid):
-            self.node.queue_lengths[pid] = queue_len
+        """A remote callee reported its queue length (``cluster.py``)."""
+        self.cluster.note_queue_length(pid, queue_len)
 
     def node_lost(self, name: str, detail: str, *, not_started: bool = False) -> None:
         """Fail everything in flight towards ``name`` (Rule 3)."""
@@ -458,14 +466,20 @@ class Remote:
             if target.node == name:
                 del self.monitors[serial]
                 self.deliver_down(mref, watcher, target, NOCONNECTION)
-        lengths = self.node.queue_lengths
-        for pid in [p for p in lengths if p.node == name]:
-            del lengths[pid]
-        self.node._remote_node_lost(name)
+        self.cluster.node_lost(name)
+        # Links to its pids break with "noconnection"; monitors its
+        # processes held on ours are gone.
+        self.holds.drop_node(name)
+        for proc in self._processes.all():
+            for mref in [r for r, w in proc.monitored_by.items() if w.node == name]:
+                del proc.monitored_by[mref]
+            for pid in [p for p in proc.links if p.node == name]:
+                proc.links.discard(pid)
+                proc.exit_signal(pid, NOCONNECTION)
 
     def deliver_down(self, ref: Ref, watcher: Pid, target: Pid, reason: Reason) -> None:
         """Give a local watcher the Down of its monitor on a remote target."""
-        proc = self.node.local_process(watcher)
+        proc = self._processes.live(watcher)
         if proc is not None:
             proc.monitoring.pop(ref, None)
             proc.notify(Down(ref=ref, pid=target, reason=reason))

@@ -28,13 +28,14 @@ Rules:
 - Rule 2: only positive evidence of death removes a member: the owner
   deleted the key (it left or exited), the owner's session ended (its
   ``nodes/`` key was deleted), or its node came back with a new creation.
-  A broken connection only makes members unroutable (``remote.py``).
+  A broken connection only makes members unroutable (``cluster.py``).
+  Incarnations seen in the store go into the cluster view, written only here.
 - Rule 3: writes are coalesced: joins and leaves mark buckets dirty; the
   :class:`~shoal.runtime.writer.Writer` writes them in batches, a few
   transactions in flight on disjoint keys. ``flush`` waits until everything
-  marked before it was written. A store that cannot be reached is retried with backoff while
-  the local table keeps serving; a session that ended is re-opened and every
-  local membership rewritten (this node holds the truth about its own).
+  marked before it was written. A store that cannot be reached is retried
+  with backoff while the local table keeps serving; a session that ended is
+  re-opened and every local membership rewritten (this node holds the truth).
 - Rule 5 (fencing): a node whose session ended while a *newer incarnation*
   holds its name (the store shows ``nodes/<name>`` with another creation,
   or re-opening finds the name taken) no longer owns that name. It fences
@@ -71,6 +72,7 @@ from shoal.runtime.writer import Writer
 from shoal.store.base import Changes, Event, Put, Session, Snapshot, Store
 
 if TYPE_CHECKING:
+    from shoal.runtime.cluster import ClusterView
     from shoal.runtime.node import Node
 
 __all__ = ["NODEDOWN", "Replication", "store_backoff"]
@@ -91,8 +93,10 @@ def store_backoff() -> Iterator[float]:
 class Replication:
     """Keeps the node's table in step with the store (see the module header)."""
 
-    def __init__(self, node: Node, store: Store, *, ttl: float, info: bytes) -> None:
+    def __init__(self, node: Node, store: Store, *, cluster: ClusterView, ttl: float,
+                 info: bytes) -> None:
         self.node = node
+        self.cluster = cluster  # incarnations and routability: written here only
         self.store = store
         self.ttl = ttl
         self.info = info
@@ -198,11 +202,8 @@ class Replication:
         self.writer.local_changes(events)
 
     async def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every change marked so far is in the store.
-
-        Returns:
-            True if written, False if ``timeout`` passed first.
-        """
+        """Wait until every change marked so far is in the store: False if
+        ``timeout`` passed first."""
         return await self.writer.flush(timeout)
 
     async def _reopen(self, ended: Session | None) -> None:
@@ -391,7 +392,7 @@ class Replication:
             if held is None:
                 held = self.entries[node] = {}
             held[key] = (parsed, counts)
-        peer = self.node.remote.peers.get(node)
+        peer = self.cluster.peer(node)
         if peer is None or peer.creation != parsed.creation:
             return  # not the current incarnation: kept aside until it is
         before = old[1] if old is not None else {}
@@ -414,24 +415,23 @@ class Replication:
             self.node._dispatch(table.join(parsed.scope, parsed.group, joined), local=False)
 
     def _node_seen(self, info: PeerInfo) -> None:
-        peers = self.node.remote.peers
-        old = peers.get(info.name)
+        old = self.cluster.peer(info.name)
         if old is not None and old.creation > info.creation:
             return  # an older incarnation's registration arriving late
-        peers[info.name] = info
+        self.cluster.seen(info)
         # A connection to an older incarnation carries nothing for this one.
         drop_stale(self.node.remote.manager, info.name, info.creation)
         if old is None or old.creation != info.creation:
             if old is not None:
                 self.node.remote.node_lost(info.name, "restarted with a new creation")
             self._replace(info.name)
-            self.node._node_routable(info.name, True)
+            self.cluster.set_routable(info.name, True)
 
     def _node_gone(self, name: str) -> None:
         remote = self.node.remote
-        if remote.peers.pop(name, None) is None:
+        if self.cluster.gone(name) is None:
             return
-        conn = remote._connection(name)
+        conn = remote.connection(name)
         if conn is None or conn.silent:
             remote.node_lost(name, "its store session ended")
         # else: it still talks to us, so it is stopping in order (G4): its
@@ -442,7 +442,7 @@ class Replication:
         self._replace(name)
 
     def _replace(self, name: str) -> None:
-        peer = self.node.remote.peers.get(name)
+        peer = self.cluster.peer(name)
         creation = peer.creation if peer is not None else None
         wanted = [(parts.scope, parts.group, Pid(name, creation, serial), count)
                   for parts, counts in self.entries.get(name, {}).values()
@@ -453,7 +453,7 @@ class Replication:
     def _resync(self, snapshot: Snapshot) -> None:
         """Replace the whole view of every other node (Rule 1)."""
         remote = self.node.remote
-        before = set(remote.peers)
+        before = self.cluster.names()
         self.entries.clear()
         seen: dict[str, PeerInfo] = {}
         for key, entry in snapshot.entries.items():
@@ -478,15 +478,15 @@ class Replication:
                 if counts:
                     self.entries.setdefault(parsed.node, {})[key] = (parsed, counts)
         for name in before - set(seen):
-            remote.peers.pop(name, None)
-            conn = remote._connection(name)
+            self.cluster.gone(name)
+            conn = remote.connection(name)
             if conn is None or conn.silent:  # as in _node_gone: it may still answer
                 remote.node_lost(name, "gone from the store")
         for name, info in seen.items():
-            old = remote.peers.get(name)
+            old = self.cluster.peer(name)
             if old is not None and old.creation != info.creation:
                 remote.node_lost(name, "restarted with a new creation")
-            remote.peers[name] = info
+            self.cluster.seen(info)
             drop_stale(remote.manager, name, info.creation)
         table_nodes = {pid.node for pid in self.node.table.pids()} - {self.node.name}
         for name in before | set(seen) | table_nodes:

@@ -8,7 +8,7 @@ and remote pids alike, and the exit-path hooks every ``Process`` calls
 
 Owns: ``_monitors`` (every live monitor a local watcher set up: ref ->
 (watcher, target); an entry goes when the monitor fires, is removed, or its
-watcher exits), the reference counter, and ``_halting``. The per-process
+watcher exits) and ``_halting``. The per-process
 halves (``Process.monitoring``, ``monitored_by``, ``links``) live on each
 process and are changed only here and by ``Remote`` for remote peers.
 
@@ -34,15 +34,14 @@ Rules:
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from shoal.errors import BadArgument, NoSuchProcess
-from shoal.pid import NOCONNECTION, NOPROC, NORMAL, SHUTDOWN, Pid, Reason
+from shoal.pid import NOPROC, SHUTDOWN, Pid, Reason
 from shoal.runtime.checks import check_pid
-from shoal.runtime.messages import Down, Exit, Ref
-from shoal.runtime.process import DEAD, INFO, Process, current_process
+from shoal.runtime.messages import Down, Ref
+from shoal.runtime.process import INFO, Process, current_process
 from shoal.runtime.processes import ProcessTable
 
 if TYPE_CHECKING:
@@ -73,7 +72,6 @@ class Signals:
         self.remote = remote
         self._exiting = exiting
         self._dead = dead
-        self._refs = itertools.count(1)
         # Invariant: every live monitor set up by a local watcher: ref -> (watcher, target).
         self._monitors: dict[Ref, tuple[Pid, Pid]] = {}
         # Invariant: True while the node's stop terminates processes one by
@@ -88,7 +86,7 @@ class Signals:
 
     def make_ref(self) -> Ref:
         """A new unique reference."""
-        return Ref(self.name, self.creation, next(self._refs))
+        return self._procs.new_ref()
 
     def watcher(self, watcher: Pid | None) -> Process:
         """The live process that watches: ``watcher``, else the calling one.
@@ -220,32 +218,8 @@ class Signals:
         self.exit(pid, "kill")
 
     def exit_signal(self, proc: Process, sender: Pid, reason: Reason) -> None:
-        """Apply Erlang's exit-signal rules to a local process."""
-        if reason == "kill":
-            # Untrappable, and it also reaches a process that is exiting but
-            # not dead yet: it cuts short a terminate in progress (a hung
-            # terminate must be killable without waiting shutdown_timeout).
-            if proc.state != DEAD:
-                proc.kill("killed", brutal=True)
-            return
-        if not proc.alive:
-            return
-        if proc.trap_exit:
-            proc.notify(Exit(pid=sender, reason=reason))
-        elif reason != NORMAL:
-            proc.kill(reason)
-
-    def remote_node_lost(self, name: str) -> None:
-        """Links to ``name``'s pids break with ``"noconnection"``; monitors
-        that ``name``'s processes held on ours are gone (Rule 3 of remote.py)."""
-        self.remote.holds.drop_node(name)
-        for proc in self._procs.all():
-            for ref in [r for r, w in proc.monitored_by.items() if w.node == name]:
-                del proc.monitored_by[ref]
-            lost = [p for p in proc.links if p.node == name]
-            for pid in lost:
-                proc.links.discard(pid)
-                self.exit_signal(proc, pid, NOCONNECTION)
+        """Apply Erlang's exit-signal rules to a local process (Rule 2)."""
+        proc.exit_signal(sender, reason)
 
     # -- exit path hooks (called by Process) ------------------------------------------------
 

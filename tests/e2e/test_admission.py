@@ -73,7 +73,7 @@ class RawPeer:
 
 def _address(cluster: LocalCluster, name: str) -> tuple[str, int]:
     # Where the store says the node listens.
-    return cluster.client.remote.peers[name].address
+    return cluster.client.cluster_view.peer(name).address
 
 
 async def _group(cluster: LocalCluster, per_node: int = 2) -> list[shoal.Pid]:
@@ -92,7 +92,7 @@ async def test_node_name_held_by_a_live_node_is_refused_with_name_in_use() -> No
         assert caught.value.name == "n1"
         assert not impostor.running
         # The live n1 is undisturbed: same incarnation, same members, serving.
-        assert client.remote.peers["n1"].creation == creation
+        assert client.cluster_view.peer("n1").creation == creation
         assert sorted(client.groups.get_members("g")) == sorted(pids)
         assert await cluster.control("n1", "creation") == creation
         assert client.table.is_routable("n1")

@@ -179,7 +179,7 @@ async def test_kill9_node_unroutable_at_once_and_gone_from_every_view_within_ttl
         assert unroutable_after < AT_ONCE
         assert gone_at_client_after < EXPIRY_BOUND
         assert gone_everywhere_after < EXPIRY_BOUND
-        assert "n2" not in client.remote.peers
+        assert client.cluster_view.peer("n2") is None
 
 
 async def test_a_killed_node_restarted_at_once_gets_its_name_back_when_its_lease_ends(

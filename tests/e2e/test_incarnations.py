@@ -47,7 +47,7 @@ async def test_node_hung_past_its_session_ttl_on_one_host_keeps_its_members() ->
                          what="n2 to become unroutable")
         while time.monotonic() - stopped < 4 * ttl:  # a hang of 4 session TTLs
             assert sorted(client.groups.get_members("g")) == sorted(pids)
-            assert "n2" in client.remote.peers
+            assert client.cluster_view.peer("n2") is not None
             await asyncio.sleep(0.05)  # sampling the view through the hang
         cluster.sigcont("n2")
         await wait_until(lambda: client.table.is_routable("n2"), timeout=5,
@@ -75,7 +75,7 @@ async def test_hung_node_replaced_on_etcd_fences_itself_and_the_new_one_takes_it
 
         old.signal(signal.SIGSTOP)
         # The lease runs out: the old incarnation has ended for everyone.
-        await wait_until(lambda: "n2" not in client.remote.peers, timeout=10,
+        await wait_until(lambda: client.cluster_view.peer("n2") is None, timeout=10,
                          what="n2's lease to expire")
         await cluster.start_node("n2")  # the name is free: a new incarnation
         new_creation = await cluster.control("n2", "creation")
@@ -161,7 +161,7 @@ async def test_hung_node_whose_lock_file_was_deleted_expires_and_fences_itself_o
         session = (await client.store.snapshot("nodes/n2")).entries["nodes/n2"].session
         old.signal(signal.SIGSTOP)
         (db.with_name(db.name + ".locks") / session).unlink()
-        await wait_until(lambda: "n2" not in client.remote.peers, timeout=5,
+        await wait_until(lambda: client.cluster_view.peer("n2") is None, timeout=5,
                          what="n2's session to expire")
         assert client.groups.get_members("g") == []
         await cluster.start_node("n2")

@@ -60,7 +60,7 @@ async def test_kill9_under_steady_group_calls_loses_no_idempotent_call() -> None
         assert failed and all(type(a.error) is shoal.NodeDown for a in failed)
         assert all(len(attempts.of_call(a.call_id)) >= 2 for a in failed if a.call_id)
         # The dead node's session ended: gone from the peers and the table.
-        assert "n2" not in client.remote.peers
+        assert client.cluster_view.peer("n2") is None
         assert removed_after < REMOVAL_BOUND
         # Every monitor on its pids fired with "noconnection".
         for ref, pid in refs.items():
@@ -123,7 +123,7 @@ async def test_calls_that_provably_did_not_start_are_retried_on_live_members() -
                          what="calls waiting on n2's hung listener")
         cluster.kill9("n2")
         await cluster.wait_exit("n2")
-        await wait_until(lambda: "n2" not in client.remote.peers, timeout=REMOVAL_BOUND,
+        await wait_until(lambda: client.cluster_view.peer("n2") is None, timeout=REMOVAL_BOUND,
                          what="n2's session to end")
         await stream.wait_calls(100)
         await stream.stop()
@@ -221,7 +221,7 @@ async def test_node_restarted_under_same_name_is_a_new_incarnation() -> None:
         new_pids = await cluster.spawn("n2", group="g", count=2)
         await wait_until(lambda: sorted(client.groups.get_members("g")) == sorted(new_pids),
                          what="only the new incarnation's members")
-        assert client.remote.peers["n2"].creation == new_creation
+        assert client.cluster_view.peer("n2").creation == new_creation
 
         # Old pids are dead by definition: calls fail at once, not by timeout.
         for pid in old_pids:

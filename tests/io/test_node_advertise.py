@@ -59,7 +59,7 @@ async def test_peers_dial_the_advertised_name_and_the_listened_port(tmp_path: Pa
         view = await read_cluster(store, None)
         assert (view.nodes["a"]["host"], view.nodes["a"]["port"]) == ("localhost", a.address[1])
         assert await b.call(pid, "by name", WAIT) == "by name"
-        assert b.remote.peers["a"].address == ("localhost", a.address[1])
+        assert b.cluster_view.peer("a").address == ("localhost", a.address[1])
 
 
 async def test_an_advertised_address_nobody_serves_makes_calls_fail_unstarted(

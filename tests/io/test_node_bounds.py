@@ -167,15 +167,15 @@ async def test_queue_lengths_are_kept_for_members_only_and_pruned_when_they_leav
     a, b, pid = pair
     # A direct call to a pid in no group: its queue length is not kept.
     assert await a.call(pid, "direct", WAIT) == "direct"
-    assert pid not in a.queue_lengths
+    assert pid not in a.cluster_view.reported_queue_lengths()
     await b.groups.join("g", pid)
     await _members(a, "g", 1)
     assert await a.groups.call("g", "member", timeout=WAIT,
                                strategy="least_loaded") == "member"
-    assert a.queue_lengths.get(pid) == 0
+    assert a.cluster_view.reported_queue_lengths().get(pid) == 0
     await b.groups.leave("g", pid)
     await _members(a, "g", 0)
-    assert pid not in a.queue_lengths
+    assert pid not in a.cluster_view.reported_queue_lengths()
 
 
 async def test_queue_lengths_of_a_node_are_pruned_when_its_connection_is_lost(
@@ -186,14 +186,14 @@ async def test_queue_lengths_of_a_node_are_pruned_when_its_connection_is_lost(
     await _members(a, "g", 3)
     for _ in range(6):
         await a.groups.call("g", "x", timeout=WAIT, strategy="round_robin")
-    assert set(a.queue_lengths) == set(pids)
+    assert set(a.cluster_view.reported_queue_lengths()) == set(pids)
     conn = _connection(a, "b")
     conn.abort("cut by the test")
     await asyncio.wait_for(conn.wait_closed(), WAIT)
     # Still members (a lost connection is no evidence of death), but what
     # they reported on that connection is forgotten.
     assert sorted(a.groups.get_members("g")) == sorted(pids)
-    assert not a.queue_lengths
+    assert not a.cluster_view.reported_queue_lengths()
 
 
 class Stuck(shoal.GenServer):

@@ -132,7 +132,7 @@ async def test_a_live_nodes_registration_deleted_by_someone_else_comes_back_with
         await eventually(registered, timeout=BOUND + 1.0, what="the registration restored")
         await wait_until(lambda: sorted(caller.groups.get_members("g")) == sorted(pids),
                          timeout=BOUND + 1.0, what="the members back at the caller")
-        assert caller.remote.peers["owner"].creation == owner.creation
+        assert caller.cluster_view.peer("owner").creation == owner.creation
         assert await caller.groups.call("g", "back", timeout=5.0) == "back"
         assert any(f"nodes/owner was deleted by someone else at revision {revision}"
                    in r.getMessage() for r in caplog.records)

@@ -72,7 +72,7 @@ async def test_database_deleted_or_replaced_under_running_nodes_is_reopened_and_
             await wait_until(lambda: sorted(b.groups.get_members("g")) == sorted(pids),
                              timeout=5.0, what="a's members at b again")
             # Every running node registered again in the file at the path.
-            await wait_until(lambda: set(c.remote.peers) == {"a", "b"}, timeout=5.0,
+            await wait_until(lambda: c.cluster_view.names() == {"a", "b"}, timeout=5.0,
                              what="a and b registered in the new file")
             async with SqliteStore(db) as reader:
                 names = set((await reader.snapshot("nodes/")).entries)

@@ -228,7 +228,7 @@ async def test_no_leak_after_10000_timed_out_calls(node: shoal.Node) -> None:
     assert ran == 0, "callers that gave up before their request started must not run"
     probe = node.local_process(pid)
     assert probe is not None and len(probe.mailbox) == 0
-    assert node.inflight == {}
+    assert node.statistics().calls_in_flight == 0
     assert len(asyncio.all_tasks()) <= baseline_tasks + 1  # + the process's own task
     gc.collect()
     callers = sum(isinstance(o, shoal.Caller) for o in gc.get_objects())

@@ -51,7 +51,7 @@ async def test_round_robin_group_calls_reach_every_member(node: shoal.Node) -> N
     first, second, _ = await _two(node)
     replies = [await node.groups.call("g", whoami, strategy="round_robin") for _ in range(4)]
     assert sorted(replies) == sorted([first, second] * 2)
-    assert node.inflight == {}
+    assert node.statistics().calls_in_flight == 0
 
 
 async def test_group_call_on_an_empty_group_raises_no_members(node: shoal.Node) -> None:

@@ -1,0 +1,150 @@
+"""The cluster view: what this node knows of the other nodes.
+
+Owns:
+
+- ``_peers``: the latest incarnation of every other node the store showed
+  (name -> ``PeerInfo``: creation, address, its ``nodes/`` record). Written
+  by replication only (``seen``, ``gone``), as the store's watch reports
+  registrations and session ends; read by remote messaging (which
+  incarnation a call may go to, which connection is stale) and by redials.
+- routability: whether a node's members may be selected. The cached
+  routable lists live in the ``GroupTable`` (selection reads them there);
+  this part is the only one that changes them (``set_routable``), as the
+  transport reports a connection up, silent, alive again or lost, and as
+  replication sees a new incarnation.
+- per-callee load, for ``least_loaded``: ``_inflight`` (group calls this
+  node made and not yet answered, per callee) and ``_queue_lengths`` (the
+  queue length a remote member last reported in a reply).
+
+Rules:
+
+- Rule 1: an event about an incarnation older than the one in ``_peers``
+  is stale (``is_stale``): it says nothing about the current one.
+- Rule 2: "I could not reach it" is suspicion, never death: routability
+  changes here; only replication's evidence (``gone``, a new creation)
+  removes a node's members, and it does so through the group table.
+- Bounds: ``_peers`` holds one entry per node the store lists.
+  ``_inflight`` holds an entry only while a group call to that callee is
+  out (removed at zero, and when a local process dies). ``_queue_lengths``
+  keeps remote pids that are members of some group only: entries go when
+  the pid leaves its last group (``members_changed``) or its node is lost
+  (``node_lost``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from shoal.pid import Pid
+
+if TYPE_CHECKING:
+    from shoal.membership.table import GroupTable, MembershipEvent
+    from shoal.runtime.peers import PeerInfo
+
+__all__ = ["ClusterView"]
+
+
+class ClusterView:
+    """What this node knows of other nodes (see the module header).
+
+    Args:
+        table: the node's group table, whose routable lists this part sets.
+    """
+
+    def __init__(self, table: GroupTable) -> None:
+        self._table = table
+        # Invariant: the latest incarnation of every other node the store showed.
+        self._peers: dict[str, PeerInfo] = {}
+        # Invariant: every value >= 1 (an entry at zero is removed).
+        self._inflight: dict[Pid, int] = {}
+        # Invariant: keys are members of some group (Bounds).
+        self._queue_lengths: dict[Pid, int] = {}
+
+    # -- incarnations (written by replication) -------------------------------------
+
+    def peer(self, name: str) -> PeerInfo | None:
+        """The latest incarnation of ``name`` the store showed, if any."""
+        return self._peers.get(name)
+
+    def names(self) -> set[str]:
+        """Every other node the store lists now."""
+        return set(self._peers)
+
+    def seen(self, info: PeerInfo) -> None:
+        """The store shows ``info`` as ``info.name``'s registration."""
+        self._peers[info.name] = info
+
+    def gone(self, name: str) -> PeerInfo | None:
+        """The store no longer lists ``name``; returns what was known of it."""
+        return self._peers.pop(name, None)
+
+    def is_stale(self, name: str, creation: int) -> bool:
+        """Whether an event about ``(name, creation)`` concerns a replaced
+        incarnation (Rule 1)."""
+        peer = self._peers.get(name)
+        return peer is not None and peer.creation > creation
+
+    # -- routability ---------------------------------------------------------------
+
+    def set_routable(self, name: str, routable: bool) -> None:
+        """Whether ``name``'s members may be selected (Rule 2)."""
+        self._table.set_routable(name, routable)
+
+    # -- load ------------------------------------------------------------------------
+
+    def call_started(self, pid: Pid) -> None:
+        """A group call to ``pid`` went out."""
+        inflight = self._inflight
+        inflight[pid] = inflight.get(pid, 0) + 1
+
+    def call_ended(self, pid: Pid) -> None:
+        """A group call to ``pid`` was answered, failed or gave up."""
+        inflight = self._inflight
+        left = inflight.get(pid, 1) - 1
+        if left > 0:
+            inflight[pid] = left
+        else:
+            inflight.pop(pid, None)
+
+    def load(self, pid: Pid, queued: int | None) -> int:
+        """Calls this node has out to ``pid`` plus its queue: ``queued`` for
+        a local process, else the length it last reported."""
+        if queued is None:
+            queued = self._queue_lengths.get(pid, 0)
+        return self._inflight.get(pid, 0) + queued
+
+    def reported_queue_lengths(self) -> dict[Pid, int]:
+        """A copy of the queue lengths remote members last reported."""
+        return dict(self._queue_lengths)
+
+    def calls_in_flight(self) -> int:
+        """Group calls this node has out now, over every callee."""
+        return sum(self._inflight.values())
+
+    def process_dead(self, pid: Pid) -> None:
+        """A local process died: no load figure about it is kept."""
+        self._inflight.pop(pid, None)
+
+    def note_queue_length(self, pid: Pid, queue_len: int) -> None:
+        """Remember what a remote callee reported, if it is a member (only
+        members are selected by ``least_loaded``; others would pile up)."""
+        if self._table.is_member(pid):
+            self._queue_lengths[pid] = queue_len
+
+    def members_changed(self, events: list[MembershipEvent]) -> None:
+        """Forget the queue length of remote pids no longer in any group."""
+        lengths = self._queue_lengths
+        if not lengths:
+            return
+        is_member = self._table.is_member
+        for event in events:
+            if event.kind == "leave":
+                for pid in event.pids:
+                    if pid in lengths and not is_member(pid):
+                        del lengths[pid]
+
+    def node_lost(self, name: str) -> None:
+        """The connection to ``name`` broke: its reported figures go."""
+        lengths = self._queue_lengths
+        for pid in [p for p in lengths if p.node == name]:
+            del lengths[pid]
