@@ -47,6 +47,7 @@ import time
 import weakref
 from typing import Any, Protocol
 
+from shoal import wire
 from shoal.errors import BadArgument, NodeDown, NoSuchProcess, Overloaded
 from shoal.pid import NOPROC, Pid, Reason
 from shoal.runtime.holds import SYSTEM_LIMIT, Holds
@@ -59,7 +60,6 @@ from shoal.wire import (
     Call,
     Cast,
     Demonitor,
-    Exit,
     Fail,
     Link,
     Message,
@@ -68,7 +68,6 @@ from shoal.wire import (
     Send,
     Unlink,
 )
-from shoal.wire import Down as WireDown
 
 __all__ = ["Inbound", "LocalProcesses", "RemoteTables"]
 
@@ -123,29 +122,30 @@ class Inbound:
         self._drop_logged_at = -DROP_LOG_INTERVAL
 
     def on_message(self, peer: PeerConnection, msg: Message) -> None:
-        kind = type(msg)
-        if kind is Call:
-            self._on_call(peer, msg)  # type: ignore[arg-type]
-        elif kind is Reply or kind is Fail:
-            self._on_answer(peer, msg)  # type: ignore[arg-type]
-        elif kind is Cast or kind is Send:
-            self._on_cast(msg)
-        elif kind is Monitor:
-            self._on_monitor(peer, msg)  # type: ignore[arg-type]
-        elif kind is Demonitor:
-            self._on_demonitor(peer, msg)  # type: ignore[arg-type]
-        elif kind is WireDown:
-            self._on_down(peer, msg)  # type: ignore[arg-type]
-        elif kind is Link:
-            self._on_link(peer, msg)  # type: ignore[arg-type]
-        elif kind is Unlink:
-            self._on_unlink(peer, msg)  # type: ignore[arg-type]
-        elif kind is Exit:
-            self._on_exit(peer, msg)  # type: ignore[arg-type]
-        elif kind is Bye:
-            pass  # the transport reports the peer down right after
-        else:  # pragma: no cover - the codec only yields the types above
-            raise BadArgument("msg", msg, "a known wire message")
+        # Most frequent first: a call and its answer are the hot path.
+        match msg:
+            case Call():
+                self._on_call(peer, msg)
+            case Reply() | Fail():
+                self._on_answer(peer, msg)
+            case Cast() | Send():
+                self._on_cast(msg)
+            case Monitor():
+                self._on_monitor(peer, msg)
+            case Demonitor():
+                self._on_demonitor(peer, msg)
+            case wire.Down():
+                self._on_down(peer, msg)
+            case Link():
+                self._on_link(peer, msg)
+            case Unlink():
+                self._on_unlink(peer, msg)
+            case wire.Exit():
+                self._on_exit(peer, msg)
+            case Bye():
+                pass  # the transport reports the peer down right after
+            case _:  # pragma: no cover - the codec only yields the types above
+                raise BadArgument("msg", msg, "a known wire message")
 
     # -- rule 1 ---------------------------------------------------------------------
 
@@ -183,7 +183,7 @@ class Inbound:
         deadline = loop.time() + msg.timeout_ms / 1000 if msg.timeout_ms else 0.0
         slot = ReplySlot(peer, msg.ref, msg.to, proc.mailbox, deadline, loop.time)
         try:
-            proc.deliver(CALL, msg.request, Caller(sender, slot))  # type: ignore[arg-type]
+            proc.deliver(CALL, msg.request, Caller(sender, slot))
         except NoSuchProcess:
             self._answer(peer, Fail(ref=msg.ref, kind="noproc", pid=msg.to, detail=None,
                                     queue_len=0))
@@ -209,21 +209,20 @@ class Inbound:
         del pending[msg.ref]
         self.remote.note_queue_length(pid, msg.queue_len)
         if not future.done():
-            if type(msg) is Reply:
+            if isinstance(msg, Reply):
                 future.set_result(msg.value)
             else:
-                future.set_exception(fail_error(msg))  # type: ignore[arg-type]
+                future.set_exception(fail_error(msg))
 
-    def _on_cast(self, msg: Message) -> None:
-        to: Pid = msg.to  # type: ignore[attr-defined]
-        proc = self._processes.live(to)
+    def _on_cast(self, msg: Cast | Send) -> None:
+        proc = self._processes.live(msg.to)
         if proc is None:
             return  # casts and sends to dead pids are dropped, as in Erlang
         try:
-            if type(msg) is Cast:
+            if isinstance(msg, Cast):
                 proc.deliver(CAST, msg.request, None)
             else:
-                proc.deliver(INFO, msg.message, None)  # type: ignore[attr-defined]
+                proc.deliver(INFO, msg.message, None)
         except Overloaded as exc:
             # One line per DROP_LOG_INTERVAL, not one per cast: a flood of
             # casts to a full mailbox must not become a flood of log lines.
@@ -231,7 +230,7 @@ class Inbound:
             now = time.monotonic()
             if now >= self._drop_logged_at + DROP_LOG_INTERVAL:
                 log.warning("dropped %d cast(s)/send(s) from other nodes to full mailboxes "
-                            "(latest to %s: %s)", self._dropped, to, exc.detail)
+                            "(latest to %s: %s)", self._dropped, msg.to, exc.detail)
                 self._dropped, self._drop_logged_at = 0, now
 
     # -- monitors -------------------------------------------------------------------
@@ -243,12 +242,12 @@ class Inbound:
             return
         target = self._processes.live(msg.target)
         if target is None:
-            self._answer(peer, WireDown(ref=msg.ref, target=msg.target, watcher=watcher,
+            self._answer(peer, wire.Down(ref=msg.ref, target=msg.target, watcher=watcher,
                                         reason=NOPROC))
             return
         ref = Ref(watcher.node, watcher.creation, msg.ref)
         if not self.remote.holds.add_monitor(target.pid, ref):  # holds.py rule 1
-            self._answer(peer, WireDown(ref=msg.ref, target=msg.target, watcher=watcher,
+            self._answer(peer, wire.Down(ref=msg.ref, target=msg.target, watcher=watcher,
                                         reason=SYSTEM_LIMIT))
             return
         target.monitored_by[ref] = watcher
@@ -264,7 +263,7 @@ class Inbound:
             target.monitored_by.pop(ref, None)
             self.remote.holds.drop_monitor(target.pid, ref)
 
-    def _on_down(self, peer: PeerConnection, msg: WireDown) -> None:
+    def _on_down(self, peer: PeerConnection, msg: wire.Down) -> None:
         monitors = self.remote.monitors
         entry = monitors.get(msg.ref)
         if entry is None:
@@ -284,10 +283,10 @@ class Inbound:
             return
         proc = self._processes.live(msg.b)
         if proc is None:
-            self._answer(peer, Exit(sender=msg.b, to=msg.a, reason=NOPROC))
+            self._answer(peer, wire.Exit(sender=msg.b, to=msg.a, reason=NOPROC))
             return
         if msg.a not in proc.links and not self.remote.holds.add_link(proc.pid, msg.a):
-            self._answer(peer, Exit(sender=msg.b, to=msg.a, reason=SYSTEM_LIMIT))
+            self._answer(peer, wire.Exit(sender=msg.b, to=msg.a, reason=SYSTEM_LIMIT))
             return  # holds.py rule 1
         proc.links.add(msg.a)
 
@@ -300,7 +299,7 @@ class Inbound:
             proc.links.discard(msg.a)
             self.remote.holds.drop_link(proc.pid, msg.a)
 
-    def _on_exit(self, peer: PeerConnection, msg: Exit) -> None:
+    def _on_exit(self, peer: PeerConnection, msg: wire.Exit) -> None:
         sender = msg.sender
         if not _speaks_for(peer, sender):
             self._refuse(peer, msg, f"its sender {sender} is not a process of that node")

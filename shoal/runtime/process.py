@@ -93,29 +93,45 @@ class Caller:
         pid: the calling process, or ``None`` for code outside any process.
     """
 
-    __slots__ = ("_future", "pid")
+    __slots__ = ("answer", "pid")
 
-    def __init__(self, pid: Pid | None, future: asyncio.Future[Any]) -> None:
+    def __init__(self, pid: Pid | None, answer: Answer) -> None:
         self.pid = pid
-        self._future = future
+        # Internal: where the answer goes (the caller's future, or the reply
+        # slot of a caller on another node). Use reply() and fail().
+        self.answer = answer
 
     def reply(self, value: Any) -> None:
         """Send the reply (at most once; later replies are ignored)."""
-        if not self._future.done():
-            self._future.set_result(value)
+        if not self.answer.done():
+            self.answer.set_result(value)
 
     def fail(self, error: BaseException) -> None:
         """Answer with an error the caller will raise."""
-        if not self._future.done():
-            self._future.set_exception(error)
+        if not self.answer.done():
+            self.answer.set_exception(error)
 
     @property
     def gave_up(self) -> bool:
         """Whether the caller stopped waiting (answered, timed out, cancelled)."""
-        return self._future.done()
+        return self.answer.done()
 
     def __repr__(self) -> str:
         return f"<Caller from {self.pid}>"
+
+
+class Answer(Protocol):
+    """Where a call's answer goes: the caller's ``asyncio.Future`` on this
+    node, or a ``replies.ReplySlot`` that sends it to a caller on another."""
+
+    def done(self) -> bool:
+        """Whether an answer was given, or nobody listens any more."""
+
+    def set_result(self, value: Any, /) -> None:
+        """Answer with ``value``."""
+
+    def set_exception(self, exception: BaseException, /) -> None:
+        """Answer with an error the caller raises."""
 
 
 class ExitHooks(Protocol):
@@ -314,7 +330,7 @@ class Process:
         mailbox = self.mailbox
         popleft = mailbox.popleft
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] | None = None
+        future: Answer | None = None
         result: Any = None
         while self.state == RUNNING:
             if not mailbox:
@@ -332,14 +348,15 @@ class Process:
                 continue
             kind, payload, caller = popleft()
             if kind == CALL:
-                future = caller._future  # type: ignore[union-attr]
+                assert caller is not None  # a CALL always carries its caller
+                future = caller.answer
                 if future.done():
                     continue  # the caller gave up before we started: drop unrun
                 self.current = caller
                 try:
-                    result = await server.handle_call(payload, caller)  # type: ignore[arg-type]
+                    result = await server.handle_call(payload, caller)
                 except BadRequest as exc:
-                    caller.fail(exc)  # type: ignore[union-attr]
+                    caller.fail(exc)
                     self.current = None
                     continue
                 self.current = None
@@ -350,7 +367,8 @@ class Process:
             elif kind == INFO:
                 await server.handle_info(payload)
             else:  # SYSTEM: code_change, in line with the other messages
-                future = caller._future  # type: ignore[union-attr]
+                assert caller is not None  # as a CALL, it carries its caller
+                future = caller.answer
                 if future.done():
                     continue
                 self.current = caller

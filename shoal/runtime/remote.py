@@ -53,6 +53,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from shoal import wire
 from shoal.errors import (
     BadArgument,
     CallTimeout,
@@ -72,14 +73,12 @@ from shoal.transport import ConnectionManager, PeerConnection, Refused
 from shoal.wire import (
     Cast,
     Demonitor,
-    Exit,
     Link,
     Message,
     Monitor,
     Send,
     Unlink,
 )
-from shoal.wire import Down as WireDown
 
 if TYPE_CHECKING:
     from shoal.runtime.cluster import ClusterView
@@ -370,7 +369,7 @@ class Remote:
 
     def exit(self, sender: Pid, target: Pid, reason: Reason) -> None:
         if self._known(target):
-            self._send(target.node, Exit(sender=sender, to=target, reason=reason))
+            self._send(target.node, wire.Exit(sender=sender, to=target, reason=reason))
 
     def _stale(self, pid: Pid) -> bool:
         return self.cluster.is_stale(pid.node, pid.creation)
@@ -386,12 +385,12 @@ class Remote:
         """
         sent = wire_reason(reason)
         for ref, watcher in watchers:
-            self._send_signal(watcher.node, WireDown,
+            self._send_signal(watcher.node, wire.Down,
                               {"ref": ref.serial, "target": pid, "watcher": watcher}, sent)
         for other in links:
-            self._send_signal(other.node, Exit, {"sender": pid, "to": other}, sent)
+            self._send_signal(other.node, wire.Exit, {"sender": pid, "to": other}, sent)
 
-    def _send_signal(self, node: str, kind: type[WireDown] | type[Exit],
+    def _send_signal(self, node: str, kind: type[wire.Down] | type[wire.Exit],
                      fields: dict[str, Any], reason: Reason) -> None:
         """Send a DOWN or EXIT from the exit path; if this connection cannot
         carry the reason (its frame limit is below the reason's size), send

@@ -60,9 +60,10 @@ def fail_error(msg: Fail) -> ShoalError:
 
 
 class ReplySlot:
-    """Stands in for the caller's future on the callee's node: setting it
-    sends the answer at once. A future plus a done-callback would cost an
-    extra turn of the event loop on every remote call."""
+    """Where the answer to a caller on another node goes (a ``process.Answer``,
+    as the caller's future is for a local one): setting it sends the answer
+    at once. A future plus a done-callback would cost an extra turn of the
+    event loop on every remote call."""
 
     __slots__ = ("_done", "_time", "deadline", "mailbox", "peer", "pid", "ref")
 
@@ -78,14 +79,13 @@ class ReplySlot:
         self._done = False
 
     def done(self) -> bool:
+        """Whether it was answered, or the caller's deadline passed."""
         if not self._done and self.deadline and self._time() > self.deadline:
             self._done = True  # the caller gave up: nobody is listening
         return self._done
 
-    def cancelled(self) -> bool:
-        return False
-
     def set_result(self, value: Any) -> None:
+        """Send the reply (or a FAIL when the reply cannot be encoded)."""
         self._done = True
         try:
             try:
@@ -99,6 +99,7 @@ class ReplySlot:
             pass  # the caller's node is gone: nobody is listening
 
     def set_exception(self, exc: BaseException) -> None:
+        """Send the failure, unless it is the caller's own timeout."""
         self._done = True
         if isinstance(exc, CallTimeout):
             return  # the caller's own deadline passed: it is not listening
