@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from shoal.errors import BadRequest
 from shoal.pid import Pid, Reason
-from shoal.runtime.messages import Ref, Stop
+from shoal.runtime.messages import UNSET, Ref, Stop
 
 if TYPE_CHECKING:
     from shoal.runtime.node import Node
@@ -110,7 +110,7 @@ class GenServer:
     def trap_exit(self, value: bool) -> None:
         self._process.trap_exit = bool(value)
 
-    def stop(self, reason: Reason = "normal", *, reply: Any = Stop._UNSET) -> None:
+    def stop(self, reason: Reason = "normal", *, reply: Any = UNSET) -> None:
         """Stop this process after the current hook: raises :class:`~shoal.Stop`."""
         raise Stop(reason, reply=reply)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
 from shoal.errors import (
@@ -41,11 +41,14 @@ from shoal.runtime.messages import GroupEvent, Ref
 
 if TYPE_CHECKING:
     from shoal.runtime.cluster import ClusterView
+    from shoal.runtime.feed import MembershipFeed
     from shoal.runtime.node import Node
     from shoal.runtime.processes import ProcessTable
     from shoal.runtime.signals import Signals
 
 __all__ = ["Groups", "Subscription", "SubscriptionHub", "SubscriptionOverflow"]
+
+Deliver = Callable[[GroupEvent], None]
 
 DEFAULT_STRATEGY = "local_first"
 MAX_PENDING = 10_000
@@ -63,7 +66,8 @@ class Subscription:
     subscription). Close it with :meth:`close` or ``async with``.
     """
 
-    def __init__(self, hub: SubscriptionHub, ref: Ref, members: Any, limit: int) -> None:
+    def __init__(self, hub: SubscriptionHub, key: tuple[str, Hashable | None], ref: Ref,
+                 members: Any, limit: int) -> None:
         self.ref = ref
         self.members = members
         self._hub = hub
@@ -72,6 +76,7 @@ class Subscription:
         self._wake: asyncio.Future[None] | None = None
         self._closed = False
         self._overflowed = False
+        hub.add(key, ref, self._push)
 
     def _push(self, event: GroupEvent) -> None:
         if self._closed:
@@ -130,15 +135,16 @@ class Subscription:
 class SubscriptionHub:
     """Routes membership events to subscribers (internal)."""
 
-    def __init__(self, node: Node) -> None:
-        self._node = node
+    def __init__(self, processes: ProcessTable) -> None:
+        self._processes = processes
         # Invariant: key (scope, group) for a group subscription, (scope, None)
-        # for a scope subscription; value ref -> watcher pid or Subscription.
-        self._subs: dict[tuple[str, Hashable | None], dict[Ref, Pid | Subscription]] = {}
+        # for a scope subscription; value ref -> watcher pid, or the delivery
+        # of a Subscription.
+        self._subs: dict[tuple[str, Hashable | None], dict[Ref, Pid | Deliver]] = {}
         self._keys: dict[Ref, tuple[str, Hashable | None]] = {}
         self._by_owner: dict[Pid, set[Ref]] = {}
 
-    def add(self, key: tuple[str, Hashable | None], ref: Ref, sub: Pid | Subscription) -> None:
+    def add(self, key: tuple[str, Hashable | None], ref: Ref, sub: Pid | Deliver) -> None:
         self._subs.setdefault(key, {})[ref] = sub
         self._keys[ref] = key
         if isinstance(sub, Pid):
@@ -172,10 +178,10 @@ class SubscriptionHub:
                 for ref, sub in list(self._subs.get(key, {}).items()):
                     notice = GroupEvent(ref=ref, scope=event.scope, group=event.group,
                                         kind=event.kind, pids=event.pids, reason=event.reason)
-                    if isinstance(sub, Subscription):
-                        sub._push(notice)
+                    if not isinstance(sub, Pid):
+                        sub(notice)
                     else:
-                        proc = self._node.local_process(sub)
+                        proc = self._processes.live(sub)
                         if proc is not None:
                             proc.notify(notice)
 
@@ -187,12 +193,13 @@ class Groups:
     """
 
     def __init__(self, node: Node, scope: str, *, processes: ProcessTable,
-                 signals: Signals, cluster: ClusterView) -> None:
+                 signals: Signals, cluster: ClusterView, feed: MembershipFeed) -> None:
         self.node = node
         self.scope = scope
         self._processes = processes
         self._signals = signals
         self._cluster = cluster
+        self._feed = feed
 
     # -- membership ----------------------------------------------------------------
 
@@ -220,7 +227,7 @@ class Groups:
                 raise NoSuchProcess(pid)  # an earlier incarnation's pid is dead
             if node.local_process(pid) is None:
                 raise NoSuchProcess(pid)
-        node._dispatch(node.table.join(self.scope, group, members))
+        self._feed.publish(node.table.join(self.scope, group, members))
 
     async def leave(self, group: str, pids: Pid | list[Pid]) -> bool:
         """Remove one join of each pid from ``group`` (replicated like
@@ -240,7 +247,7 @@ class Groups:
             if pid.node != self.node.name:
                 raise BadArgument("pids", pid, f"a pid of this node ({self.node.name!r})")
         events, _ = self.node.table.leave(self.scope, group, members)
-        self.node._dispatch(events)
+        self._feed.publish(events)
         return bool(events)  # pg: ok when anything left, not_joined otherwise
 
     async def sync(self, timeout: float = 5.0) -> None:
@@ -254,7 +261,7 @@ class Groups:
             BadArgument: ``timeout`` is not a number > 0.
         """
         seconds = check_timeout(timeout)
-        if not await self.node._replicated(seconds):
+        if not await self._feed.replicated(seconds):
             raise CallTimeout("the membership store", seconds)
 
     def get_members(self, group: str) -> list[Pid]:
@@ -319,9 +326,7 @@ class Groups:
             self.get_members(group) if group is not None
             else {g: self.get_members(g) for g in self.which_groups()}
         )
-        sub = Subscription(self.node.hub, ref, members, limit)
-        self.node.hub.add((self.scope, group), ref, sub)
-        return sub
+        return Subscription(self.node.hub, (self.scope, group), ref, members, limit)
 
     # -- selection and calls ---------------------------------------------------------
 

@@ -78,6 +78,10 @@ class GroupEvent:
     reason: Reason | None = None
 
 
+UNSET: Final = object()
+"""``Stop``'s reply when none was given (``None`` is a reply like any other)."""
+
+
 class Stop(Exception):
     """Raise from any handler to stop the process cleanly.
 
@@ -86,13 +90,11 @@ class Stop(Exception):
     without it the caller gets :class:`~shoal.errors.ProcessExited`.
     """
 
-    _UNSET: Final = object()
-
-    def __init__(self, reason: Reason = NORMAL, *, reply: Any = _UNSET) -> None:
+    def __init__(self, reason: Reason = NORMAL, *, reply: Any = UNSET) -> None:
         super().__init__(reason)
         self.reason = reason
         self.reply = reply
 
     @property
     def has_reply(self) -> bool:
-        return self.reply is not Stop._UNSET
+        return self.reply is not UNSET

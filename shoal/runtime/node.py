@@ -29,12 +29,13 @@ from collections.abc import Coroutine
 from typing import Any
 
 from shoal.errors import BadArgument, ShoalError
-from shoal.membership.table import GroupTable, MembershipEvent
+from shoal.membership.table import GroupTable
 from shoal.pid import SHUTDOWN, Pid, Reason
 from shoal.runtime.checks import check_int, check_name, check_timeout
 from shoal.runtime.cluster import ClusterView
 from shoal.runtime.config import DEFAULT_STORE, load_secret, parse_advertise, parse_listen, peer_tls
 from shoal.runtime.deadlines import Deadlines
+from shoal.runtime.feed import MembershipFeed
 from shoal.runtime.genserver import GenServer
 from shoal.runtime.groups import Groups, SubscriptionHub
 from shoal.runtime.messages import Ref
@@ -175,8 +176,9 @@ class Node:
         self.self_pid = Pid(self.name, self.creation, 0)
         self._processes = ProcessTable(self.name, self.creation, self.mailbox_size)
         self.table = GroupTable(self.name)
-        self.hub = SubscriptionHub(self)
+        self.hub = SubscriptionHub(self._processes)
         self._cluster = ClusterView(self.table)
+        self._feed = MembershipFeed(self.hub, self._cluster)
         self._deadlines = Deadlines()
         self.remote = Remote(self._processes, self._cluster, self._deadlines,
                              probe_store=self._probe_store,
@@ -246,9 +248,10 @@ class Node:
                     host, port = self._advertise[0], self._advertise[1] or port
             self.remote.manager = manager
             self.replication = Replication(
-                self, store, cluster=self._cluster, ttl=self.session_ttl,
+                self, store, cluster=self._cluster, feed=self._feed, ttl=self.session_ttl,
                 info=node_info(self, host, port, as_given=self._advertise is not None))
             await self.replication.start()
+            self._feed.start(self.replication.writer)
         except BaseException:
             if manager is not None:
                 await manager.close()
@@ -270,10 +273,10 @@ class Node:
         self._processes.close()
         try:
             for pid in [p for p in self.table.pids() if p.node == self.name]:
-                self._dispatch(self.table.remove_pid(pid, SHUTDOWN))
+                self._feed.publish(self.table.remove_pid(pid, SHUTDOWN))
             # G4: the leave must be visible before anything else stops.
             if self.replication is not None and self.replication.fenced is None \
-                    and not await self.replication.flush(self.drain_timeout):
+                    and not await self._feed.replicated(self.drain_timeout):
                 log.warning("node %s: leaving groups was not confirmed by the store "
                                 "within %gs", self.name, self.drain_timeout)
             await self._processes.drain(self.drain_timeout)
@@ -427,7 +430,7 @@ class Node:
 
     def _left(self, pid: Pid, reason: Reason) -> None:
         # G1: runs inside the synchronous half of the exit path.
-        self._dispatch(self.table.remove_pid(pid, reason))
+        self._feed.publish(self.table.remove_pid(pid, reason))
         self.hub.drop_owner(pid)
 
     # -- groups ---------------------------------------------------------------------
@@ -444,21 +447,8 @@ class Node:
         if groups is None:
             groups = self._scopes[check_name("scope", name)] = Groups(
                 self, name, processes=self._processes, signals=self._signals,
-                cluster=self._cluster)
+                cluster=self._cluster, feed=self._feed)
         return groups
-
-    def _dispatch(self, events: list[MembershipEvent], *, local: bool = True) -> None:
-        if events:
-            self.hub.publish(events)
-            if local and self.replication is not None:
-                self.replication.local_changes(events)
-            self._cluster.members_changed(events)
-
-    async def _replicated(self, timeout: float) -> bool:
-        """Wait until local membership changes are in the store."""
-        if self.replication is None:
-            return True
-        return await self.replication.flush(timeout)
 
     # -- what the cluster layer tells us ---------------------------------------------
 

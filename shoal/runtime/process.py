@@ -208,7 +208,9 @@ class Process:
         self.monitoring: dict[Any, Pid] = {}
         self.task: asyncio.Task[None] | None = None
         self.done: asyncio.Future[Reason] = asyncio.get_running_loop().create_future()
-        server._process = self
+        # A GenServer's runtime half is its Process: a public name for it
+        # would take one from every user's subclass.
+        server._process = self  # noqa: SLF001
 
     # -- delivery ---------------------------------------------------------------
 

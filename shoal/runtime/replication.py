@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from shoal._backoff import backoff_delays
@@ -62,7 +62,6 @@ from shoal.membership.keys import (
     decode_members,
     parse_member_key,
 )
-from shoal.membership.table import MembershipEvent
 from shoal.pid import Pid
 from shoal.runtime.fencing import stop_serving
 from shoal.runtime.node_info import open_first_session, parse_info
@@ -73,6 +72,7 @@ from shoal.store.base import Changes, Event, Put, Session, Snapshot, Store
 
 if TYPE_CHECKING:
     from shoal.runtime.cluster import ClusterView
+    from shoal.runtime.feed import MembershipFeed
     from shoal.runtime.node import Node
 
 __all__ = ["NODEDOWN", "Replication", "store_backoff"]
@@ -93,10 +93,11 @@ def store_backoff() -> Iterator[float]:
 class Replication:
     """Keeps the node's table in step with the store (see the module header)."""
 
-    def __init__(self, node: Node, store: Store, *, cluster: ClusterView, ttl: float,
-                 info: bytes) -> None:
+    def __init__(self, node: Node, store: Store, *, cluster: ClusterView,
+                 feed: MembershipFeed, ttl: float, info: bytes) -> None:
         self.node = node
         self.cluster = cluster  # incarnations and routability: written here only
+        self.feed = feed  # other nodes' changes go out through it (local=False)
         self.store = store
         self.ttl = ttl
         self.info = info
@@ -104,7 +105,7 @@ class Replication:
         # Invariant: node -> {member key seen in the store -> (its parts, serial -> count)},
         # for every other node's non-empty buckets, whatever their incarnation.
         self.entries: dict[str, dict[str, tuple[MemberKey, dict[int, int]]]] = {}
-        self.writer = Writer(self)
+        self.writer = Writer(self, node.table, node.name)
         self.outages = StoreOutages(node.name)  # one log line as the store goes, one as it is back
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False
@@ -197,16 +198,12 @@ class Replication:
 
     # -- writing our own memberships ----------------------------------------------------
 
-    def local_changes(self, events: Iterable[MembershipEvent]) -> None:
-        """Mark the buckets of local pids touched by ``events`` for writing."""
-        self.writer.local_changes(events)
+    @property
+    def stopping(self) -> bool:
+        """True once the node stops or is fenced: nothing more is written."""
+        return self._stopping
 
-    async def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every change marked so far is in the store: False if
-        ``timeout`` passed first."""
-        return await self.writer.flush(timeout)
-
-    async def _reopen(self, ended: Session | None) -> None:
+    async def reopen(self, ended: Session | None) -> None:
         """Our session ``ended`` under us: open a new one and rewrite everything."""
         async with self._reopening:
             # The writer (a write found the session gone) and _guard_session
@@ -253,7 +250,7 @@ class Replication:
                 log.warning("node %s: store session ended (%s)", self.node.name, reason)
                 if await self._name_taken():
                     return
-                await self._reopen(session)
+                await self.reopen(session)
                 self.writer.kick()
 
     # -- following everyone else ------------------------------------------------------
@@ -352,7 +349,7 @@ class Replication:
         except SessionEnded:
             if not session.ended or await session.wait_ended() != "expired":
                 self._record_deleted_by_someone(revision)
-            await self._reopen(session)
+            await self.reopen(session)
             return
         except StoreError as exc:
             log.warning("node %s: could not restore its registration (%s)", self.node.name, exc)
@@ -410,9 +407,9 @@ class Replication:
         table = self.node.table
         if left:
             events, _ = table.leave(parsed.scope, parsed.group, left)
-            self.node._dispatch(events, local=False)
+            self.feed.publish(events, local=False)
         if joined:
-            self.node._dispatch(table.join(parsed.scope, parsed.group, joined), local=False)
+            self.feed.publish(table.join(parsed.scope, parsed.group, joined), local=False)
 
     def _node_seen(self, info: PeerInfo) -> None:
         old = self.cluster.peer(info.name)
@@ -448,7 +445,7 @@ class Replication:
                   for parts, counts in self.entries.get(name, {}).values()
                   if parts.creation == creation
                   for serial, count in counts.items()]
-        self.node._dispatch(self.node.table.replace_node(name, wanted, NODEDOWN), local=False)
+        self.feed.publish(self.node.table.replace_node(name, wanted, NODEDOWN), local=False)
 
     def _resync(self, snapshot: Snapshot) -> None:
         """Replace the whole view of every other node (Rule 1)."""

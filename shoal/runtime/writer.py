@@ -1,7 +1,9 @@
 """Writing a node's own memberships to the store.
 
 The node is the only writer of its memberships (Rule 3 of
-``replication.py``). Joins and leaves mark *buckets* dirty
+``replication.py``). The writer depends only on a ``SessionHolder`` (the
+replication) that hands it the current session, reopens an ended one, and
+says whether the node stops; and on the group table it reads. Joins and leaves mark *buckets* dirty
 (``shoal.membership.keys``); a bucket's value is computed from ``_local``
 when it is written, so a write always carries the latest state.
 
@@ -32,18 +34,18 @@ import asyncio
 import heapq
 import logging
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from shoal._backoff import backoff_delays
 from shoal.errors import SessionEnded, StoreError
 from shoal.membership.keys import bucket_of, encode_members, member_key
-from shoal.membership.table import MembershipEvent
-from shoal.store.base import Delete, Op, Put
+from shoal.membership.table import GroupTable, MembershipEvent
+from shoal.store.base import Delete, Op, Put, Session
 
 if TYPE_CHECKING:
-    from shoal.runtime.replication import Replication
+    from shoal.runtime.outages import StoreOutages
 
-__all__ = ["MAX_BATCH", "MAX_WRITES", "Writer"]
+__all__ = ["MAX_BATCH", "MAX_WRITES", "SessionHolder", "Writer"]
 
 log = logging.getLogger("shoal")
 
@@ -56,12 +58,41 @@ def _backoff() -> Iterator[float]:
     return backoff_delays(initial=RETRY_FIRST, maximum=RETRY_MAX)
 
 
-class Writer:
-    """Writes the node's buckets for a :class:`Replication` (see the header)."""
+class SessionHolder(Protocol):
+    """What the writer needs of the replication that owns the session."""
 
-    def __init__(self, replication: Replication) -> None:
+    @property
+    def session(self) -> Session | None:
+        """The current session (None before the first is open)."""
+
+    @property
+    def stopping(self) -> bool:
+        """True once the node stops or is fenced: nothing more is written."""
+
+    @property
+    def outages(self) -> StoreOutages:
+        """Where store failures are logged, once per outage."""
+
+    async def reopen(self, ended: Session | None) -> None:
+        """``ended`` ended under us: open a new session (Rule 3)."""
+
+    def reasserting(self, keys: list[str], revision: int) -> bool:
+        """Whether to write back ``keys`` someone else changed (Rule 4)."""
+
+
+class Writer:
+    """Writes the node's buckets for a replication (see the header).
+
+    Args:
+        replication: hands the writer the current session.
+        table: the node's group table (its own memberships are read there).
+        name: the node's name.
+    """
+
+    def __init__(self, replication: SessionHolder, table: GroupTable, name: str) -> None:
         self.replication = replication
-        self.node = replication.node
+        self._table = table
+        self._name = name
         # Invariant: our own buckets as they must be in the store, key ->
         # (bucket, serial -> join count), never with an empty count map.
         self._local: dict[str, tuple[int, dict[int, int]]] = {}
@@ -158,8 +189,8 @@ class Writer:
 
     def local_changes(self, events: Iterable[MembershipEvent]) -> None:
         """Mark the buckets of local pids touched by ``events`` for writing."""
-        table = self.node.table
-        name = self.node.name
+        table = self._table
+        name = self._name
         local = self._local
         for event in events:
             group = str(event.group)
@@ -218,9 +249,9 @@ class Writer:
         already in flight waits for it: two writes of one key in flight
         could land in either order.
         """
-        if self.replication._stopping or not self._dirty:
+        if self.replication.stopping or not self._dirty:
             return
-        loop = self.node._loop
+        loop = asyncio.get_running_loop()
         if self._retry_at > loop.time():
             return  # backing off; the failed write kicks again when it is over
         while self._dirty and len(self._writes) < MAX_WRITES:
@@ -253,7 +284,7 @@ class Writer:
         except Exception as exc:  # a write is never dropped silently, whatever failed
             self._requeue(batch)
             if isinstance(exc, SessionEnded):
-                await self.replication._reopen(session)
+                await self.replication.reopen(session)
             else:
                 loop = asyncio.get_running_loop()
                 if self._retry_at <= loop.time():
@@ -265,7 +296,7 @@ class Writer:
                         self.replication.outages.failed("membership write", exc, delay)
                     else:
                         log.error("node %s: membership write failed (%s); retrying in %.2fs",
-                                  self.node.name, exc, delay, exc_info=True)
+                                  self._name, exc, delay, exc_info=True)
                     self._retry_at = loop.time() + delay
                 await asyncio.sleep(max(0.0, self._retry_at - loop.time()))
         else:
