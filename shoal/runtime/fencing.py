@@ -16,7 +16,8 @@ import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from shoal.runtime.node import Node
+    from shoal.runtime.processes import ProcessTable
+    from shoal.runtime.remote import Remote
 
 __all__ = ["FENCED", "stop_serving"]
 
@@ -26,22 +27,24 @@ FENCED = "fenced"
 """Exit reason of a fenced node's processes, and its BYE reason."""
 
 
-def stop_serving(node: Node, why: str) -> asyncio.Task[None] | None:
-    """Stop ``node`` serving, logging ``why`` in one line.
+def stop_serving(processes: ProcessTable, remote: Remote,
+                 why: str) -> asyncio.Task[None] | None:
+    """Stop the node of ``processes`` and ``remote`` serving, logging ``why``
+    in one line.
 
     Returns:
         The task closing its connections (for its owner to keep), or None
         when the node has no listener.
     """
     log.error("node %s (creation %d) fenced: %s; it stops serving, never writes to the "
-              "store again, and should exit", node.name, node.creation, why)
-    for pid in node.processes():
-        proc = node.local_process(pid)
+              "store again, and should exit", processes.name, processes.creation, why)
+    for pid in processes.pids():
+        proc = processes.live(pid)
         if proc is not None:
             proc.kill(FENCED)
-    node.remote.close()
-    manager = node.remote.manager
+    remote.close()
+    manager = remote.manager
     if manager is None:
         return None
     return asyncio.get_running_loop().create_task(manager.close(FENCED),
-                                                  name=f"shoal fence {node.name}")
+                                                  name=f"shoal fence {processes.name}")

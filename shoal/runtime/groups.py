@@ -19,8 +19,10 @@ Subscribers are either processes (events arrive in ``handle_info`` as
 from __future__ import annotations
 
 import asyncio
+import random
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Hashable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shoal.errors import (
@@ -40,9 +42,10 @@ from shoal.runtime.checks import check_group, check_pids, check_timeout
 from shoal.runtime.messages import GroupEvent, Ref
 
 if TYPE_CHECKING:
+    from shoal.membership.table import GroupTable
     from shoal.runtime.cluster import ClusterView
     from shoal.runtime.feed import MembershipFeed
-    from shoal.runtime.node import Node
+    from shoal.runtime.messaging import Messaging
     from shoal.runtime.processes import ProcessTable
     from shoal.runtime.signals import Signals
 
@@ -186,20 +189,41 @@ class SubscriptionHub:
                             proc.notify(notice)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GroupParts:
+    """The node's components a scope's ``Groups`` works with (built once by
+    the node)."""
+
+    name: str
+    creation: int
+    table: GroupTable
+    hub: SubscriptionHub
+    processes: ProcessTable
+    signals: Signals
+    cluster: ClusterView
+    feed: MembershipFeed
+    messaging: Messaging
+    rng: random.Random
+
+
 class Groups:
     """The process groups of one scope, as seen from one node.
 
     Get one with ``node.groups`` (scope ``"default"``) or ``node.scope(name)``.
     """
 
-    def __init__(self, node: Node, scope: str, *, processes: ProcessTable,
-                 signals: Signals, cluster: ClusterView, feed: MembershipFeed) -> None:
-        self.node = node
+    def __init__(self, parts: GroupParts, scope: str) -> None:
         self.scope = scope
-        self._processes = processes
-        self._signals = signals
-        self._cluster = cluster
-        self._feed = feed
+        self._name = parts.name
+        self._creation = parts.creation
+        self._table = parts.table
+        self._hub = parts.hub
+        self._processes = parts.processes
+        self._signals = parts.signals
+        self._cluster = parts.cluster
+        self._feed = parts.feed
+        self._messaging = parts.messaging
+        self._rng = parts.rng
 
     # -- membership ----------------------------------------------------------------
 
@@ -219,15 +243,14 @@ class Groups:
         """
         check_group(group)
         members = check_pids("pids", pids)
-        node = self.node
         for pid in members:
-            if pid.node != node.name or pid.creation != node.creation:
-                if pid.node != node.name:
-                    raise BadArgument("pids", pid, f"a pid of this node ({node.name!r})")
+            if pid.node != self._name or pid.creation != self._creation:
+                if pid.node != self._name:
+                    raise BadArgument("pids", pid, f"a pid of this node ({self._name!r})")
                 raise NoSuchProcess(pid)  # an earlier incarnation's pid is dead
-            if node.local_process(pid) is None:
+            if self._processes.live(pid) is None:
                 raise NoSuchProcess(pid)
-        self._feed.publish(node.table.join(self.scope, group, members))
+        self._feed.publish(self._table.join(self.scope, group, members))
 
     async def leave(self, group: str, pids: Pid | list[Pid]) -> bool:
         """Remove one join of each pid from ``group`` (replicated like
@@ -244,9 +267,9 @@ class Groups:
         check_group(group)
         members = check_pids("pids", pids)
         for pid in members:
-            if pid.node != self.node.name:
-                raise BadArgument("pids", pid, f"a pid of this node ({self.node.name!r})")
-        events, _ = self.node.table.leave(self.scope, group, members)
+            if pid.node != self._name:
+                raise BadArgument("pids", pid, f"a pid of this node ({self._name!r})")
+        events, _ = self._table.leave(self.scope, group, members)
         self._feed.publish(events)
         return bool(events)  # pg: ok when anything left, not_joined otherwise
 
@@ -266,15 +289,15 @@ class Groups:
 
     def get_members(self, group: str) -> list[Pid]:
         """Every member of ``group`` (once per join); empty if none."""
-        return self.node.table.members(self.scope, check_group(group))
+        return self._table.members(self.scope, check_group(group))
 
     def get_local_members(self, group: str) -> list[Pid]:
         """Members of ``group`` hosted on this node."""
-        return self.node.table.local_members(self.scope, check_group(group))
+        return self._table.local_members(self.scope, check_group(group))
 
     def which_groups(self) -> list[str]:
         """Every non-empty group of this scope."""
-        return [str(g) for g in self.node.table.which_groups(self.scope)]
+        return [str(g) for g in self._table.which_groups(self.scope)]
 
     # -- subscriptions ----------------------------------------------------------------
 
@@ -291,22 +314,22 @@ class Groups:
         """
         check_group(group)
         proc = self._signals.watcher(watcher)
-        ref = self.node.make_ref()
-        self.node.hub.add((self.scope, group), ref, proc.pid)
+        ref = self._processes.new_ref()
+        self._hub.add((self.scope, group), ref, proc.pid)
         return ref, self.get_members(group)
 
     def monitor_scope(self, *, watcher: Pid | None = None) -> tuple[Ref, dict[str, list[Pid]]]:
         """Like :meth:`monitor`, for every group of the scope."""
         proc = self._signals.watcher(watcher)
-        ref = self.node.make_ref()
-        self.node.hub.add((self.scope, None), ref, proc.pid)
+        ref = self._processes.new_ref()
+        self._hub.add((self.scope, None), ref, proc.pid)
         return ref, {g: self.get_members(g) for g in self.which_groups()}
 
     def demonitor(self, ref: Ref) -> None:
         """End a subscription made with :meth:`monitor` or :meth:`monitor_scope`."""
         if not isinstance(ref, Ref):
             raise BadArgument("ref", ref, "a shoal.Ref")
-        self.node.hub.remove(ref)
+        self._hub.remove(ref)
 
     def subscribe(self, group: str | None = None, *, limit: int = MAX_PENDING) -> Subscription:
         """Subscribe code outside processes to ``group``'s events, or to the
@@ -321,12 +344,12 @@ class Groups:
             check_group(group)
         if type(limit) is not int or limit < 1:
             raise BadArgument("limit", limit, "an int >= 1")
-        ref = self.node.make_ref()
+        ref = self._processes.new_ref()
         members: Any = (
             self.get_members(group) if group is not None
             else {g: self.get_members(g) for g in self.which_groups()}
         )
-        return Subscription(self.node.hub, (self.scope, group), ref, members, limit)
+        return Subscription(self._hub, (self.scope, group), ref, members, limit)
 
     # -- selection and calls ---------------------------------------------------------
 
@@ -355,7 +378,7 @@ class Groups:
             check_group(group)
         if type(strategy) is not str or strategy not in STRATEGIES:  # unhashable: no TypeError
             raise BadArgument("strategy", strategy, f"one of {sorted(STRATEGIES)}")
-        table = self.node.table
+        table = self._table
         members, local = table.route(self.scope, group)
         key_hash = None
         counter = 0
@@ -366,7 +389,7 @@ class Groups:
         elif strategy == "round_robin":
             counter = table.next_round_robin(self.scope, group)
         pid = select(strategy, members, local=local, load=self._load, counter=counter,
-                     key_hash=key_hash, exclude=exclude, rng=self.node.rng)
+                     key_hash=key_hash, exclude=exclude, rng=self._rng)
         if pid is None:
             raise NoMembers(self.scope, group, len(exclude))
         return pid
@@ -401,7 +424,6 @@ class Groups:
                 not retried on other members).
         """
         seconds = check_timeout(timeout)
-        node = self.node
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         tried: set[Pid] = set()  # members failed, or on a node that refused this one
@@ -419,7 +441,7 @@ class Groups:
                 raise CallTimeout(f"group {group!r}", seconds)
             cluster.call_started(pid)
             try:
-                return await node.call(pid, request, remaining)
+                return await self._messaging.call(pid, request, remaining)
             except ShoalError as exc:
                 if not _retryable(exc, idempotent):
                     raise
@@ -428,7 +450,7 @@ class Groups:
                 if isinstance(exc, NodeDown) and exc.refused:
                     # Its node refused this node: none of its members can
                     # take the request, and dialling it again cannot help.
-                    tried.update(p for p in node.table.members(self.scope, group)
+                    tried.update(p for p in self._table.members(self.scope, group)
                                  if p.node == exc.node)
             finally:
                 cluster.call_ended(pid)
@@ -442,7 +464,7 @@ class Groups:
             Overloaded: the chosen member's mailbox is full.
         """
         pid = self.select(group, strategy=strategy, key=key)
-        self.node.cast(pid, request)
+        self._messaging.cast(pid, request)
         return pid
 
 

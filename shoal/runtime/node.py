@@ -37,7 +37,7 @@ from shoal.runtime.config import DEFAULT_STORE, load_secret, parse_advertise, pa
 from shoal.runtime.deadlines import Deadlines
 from shoal.runtime.feed import MembershipFeed
 from shoal.runtime.genserver import GenServer
-from shoal.runtime.groups import Groups, SubscriptionHub
+from shoal.runtime.groups import GroupParts, Groups, SubscriptionHub
 from shoal.runtime.messages import Ref
 from shoal.runtime.messaging import DEFAULT_TIMEOUT, Messaging
 from shoal.runtime.node_info import NodeStatistics, node_info
@@ -188,6 +188,10 @@ class Node:
         self._signals = Signals(self._processes, self.remote, exiting=self._left,
                                 dead=self._cluster.process_dead)
         self._messaging = Messaging(self._processes, self.remote, self.table, self._deadlines)
+        self._group_parts = GroupParts(
+            name=self.name, creation=self.creation, table=self.table, hub=self.hub,
+            processes=self._processes, signals=self._signals, cluster=self._cluster,
+            feed=self._feed, messaging=self._messaging, rng=self.rng)
         self._running = False
         self._stopping = False
         # Set by start(); every process exists only after it.
@@ -248,8 +252,10 @@ class Node:
                     host, port = self._advertise[0], self._advertise[1] or port
             self.remote.manager = manager
             self.replication = Replication(
-                self, store, cluster=self._cluster, feed=self._feed, ttl=self.session_ttl,
-                info=node_info(self, host, port, as_given=self._advertise is not None))
+                store, table=self.table, processes=self._processes, remote=self.remote,
+                cluster=self._cluster, feed=self._feed, ttl=self.session_ttl,
+                info=node_info(self.name, self.creation, self.session_ttl, host, port,
+                               as_given=self._advertise is not None))
             await self.replication.start()
             self._feed.start(self.replication.writer)
         except BaseException:
@@ -445,9 +451,7 @@ class Node:
         # Unhashable names must raise BadArgument, not TypeError from the dict.
         groups = self._scopes.get(name) if type(name) is str else None
         if groups is None:
-            groups = self._scopes[check_name("scope", name)] = Groups(
-                self, name, processes=self._processes, signals=self._signals,
-                cluster=self._cluster, feed=self._feed)
+            groups = self._scopes[check_name("scope", name)] = Groups(self._group_parts, name)
         return groups
 
     # -- what the cluster layer tells us ---------------------------------------------

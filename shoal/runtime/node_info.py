@@ -16,7 +16,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgpack
 
@@ -25,9 +25,6 @@ from shoal._version import __version__
 from shoal.errors import NameInUse
 from shoal.runtime.peers import PeerInfo
 from shoal.store.base import Session, Store
-
-if TYPE_CHECKING:
-    from shoal.runtime.node import Node
 
 __all__ = ["NodeStatistics", "advertised_host", "holder_is_dead", "node_info",
            "open_first_session", "parse_info", "process_identity"]
@@ -81,18 +78,19 @@ def advertised_host(host: str) -> str:
         return fallback
 
 
-def node_info(node: Node, host: str, port: int, *, as_given: bool = False) -> bytes:
+def node_info(name: str, creation: int, ttl: float, host: str, port: int, *,
+              as_given: bool = False) -> bytes:
     """The ``nodes/<name>`` value: what others need to reach and show us.
 
     ``host`` is the address listened on, translated for a wildcard bind
     (:func:`advertised_host`), or, ``as_given``, the address to advertise.
     """
     packed: bytes = msgpack.packb({
-        "name": node.name, "creation": node.creation,
+        "name": name, "creation": creation,
         "host": host if as_given else advertised_host(host),
         "port": port,
         "os_pid": os.getpid(), "hostname": socket.gethostname(), "version": __version__,
-        "started": time.time(), "ttl": node.session_ttl, "process": process_identity(),
+        "started": time.time(), "ttl": ttl, "process": process_identity(),
     })
     return packed
 

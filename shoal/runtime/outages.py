@@ -5,7 +5,8 @@ Owns the record of what the node is currently failing to do with its store
 store operation reports each failure and each success here; the log then
 says once that the store went away (WARNING, with the error) and once that
 it came back (INFO, with how long it was gone and why), instead of one line
-per retry.
+per retry. ``store_backoff`` is the schedule those retries wait by (the one
+jittered backoff of ``shoal._backoff``).
 
 Rules:
 
@@ -18,10 +19,21 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 
-__all__ = ["StoreOutages"]
+from shoal._backoff import backoff_delays
+
+__all__ = ["StoreOutages", "store_backoff"]
 
 log = logging.getLogger("shoal")
+
+STORE_RETRY_FIRST, STORE_RETRY_MAX = 0.05, 2.0  # seconds, before jitter
+
+
+def store_backoff() -> Iterator[float]:
+    """Delays between attempts to reach a store that failed (jittered, so
+    nodes that lost the store together do not retry together)."""
+    return backoff_delays(initial=STORE_RETRY_FIRST, maximum=STORE_RETRY_MAX)
 
 
 class StoreOutages:

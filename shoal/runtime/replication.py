@@ -28,8 +28,8 @@ Rules:
 - Rule 2: only positive evidence of death removes a member: the owner
   deleted the key (it left or exited), the owner's session ended (its
   ``nodes/`` key was deleted), or its node came back with a new creation.
-  A broken connection only makes members unroutable (``cluster.py``).
-  Incarnations seen in the store go into the cluster view, written only here.
+  A broken connection only makes members unroutable (``cluster.py``, whose
+  incarnations are written only here).
 - Rule 3: writes are coalesced: joins and leaves mark buckets dirty; the
   :class:`~shoal.runtime.writer.Writer` writes them in batches, a few
   transactions in flight on disjoint keys. ``flush`` waits until everything
@@ -52,10 +52,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from shoal._backoff import backoff_delays
 from shoal.errors import NameInUse, SessionEnded, ShoalError, StoreError
 from shoal.membership.keys import (
     MemberKey,
@@ -65,37 +63,34 @@ from shoal.membership.keys import (
 from shoal.pid import Pid
 from shoal.runtime.fencing import stop_serving
 from shoal.runtime.node_info import open_first_session, parse_info
-from shoal.runtime.outages import StoreOutages
+from shoal.runtime.outages import StoreOutages, store_backoff
 from shoal.runtime.peers import PeerInfo, drop_stale
 from shoal.runtime.writer import Writer
 from shoal.store.base import Changes, Event, Put, Session, Snapshot, Store
 
 if TYPE_CHECKING:
+    from shoal.membership.table import GroupTable
     from shoal.runtime.cluster import ClusterView
     from shoal.runtime.feed import MembershipFeed
-    from shoal.runtime.node import Node
+    from shoal.runtime.processes import ProcessTable
+    from shoal.runtime.remote import Remote
 
-__all__ = ["NODEDOWN", "Replication", "store_backoff"]
+__all__ = ["NODEDOWN", "Replication"]
 
 log = logging.getLogger("shoal")
 
 NODEDOWN = "nodedown"
-STORE_RETRY_FIRST, STORE_RETRY_MAX = 0.05, 2.0  # seconds, before jitter
 APPLY_SLICE = 0.02  # seconds of applying watched events before letting other tasks run
-
-
-def store_backoff() -> Iterator[float]:
-    """Delays between attempts to reach a store that failed (jittered, so
-    nodes that lost the store together do not retry together)."""
-    return backoff_delays(initial=STORE_RETRY_FIRST, maximum=STORE_RETRY_MAX)
-
-
 class Replication:
     """Keeps the node's table in step with the store (see the module header)."""
 
-    def __init__(self, node: Node, store: Store, *, cluster: ClusterView,
-                 feed: MembershipFeed, ttl: float, info: bytes) -> None:
-        self.node = node
+    def __init__(self, store: Store, *, table: GroupTable, processes: ProcessTable,
+                 remote: Remote, cluster: ClusterView, feed: MembershipFeed, ttl: float,
+                 info: bytes) -> None:
+        self.name, self.creation = processes.name, processes.creation
+        self.table = table  # other nodes' memberships are applied to it
+        self.processes = processes  # killed if the node fences itself
+        self.remote = remote
         self.cluster = cluster  # incarnations and routability: written here only
         self.feed = feed  # other nodes' changes go out through it (local=False)
         self.store = store
@@ -105,8 +100,8 @@ class Replication:
         # Invariant: node -> {member key seen in the store -> (its parts, serial -> count)},
         # for every other node's non-empty buckets, whatever their incarnation.
         self.entries: dict[str, dict[str, tuple[MemberKey, dict[int, int]]]] = {}
-        self.writer = Writer(self, node.table, node.name)
-        self.outages = StoreOutages(node.name)  # one log line as the store goes, one as it is back
+        self.writer = Writer(self, table, self.name)
+        self.outages = StoreOutages(self.name)  # one log line as the store goes, one as it is back
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False
         self._reopening = asyncio.Lock()
@@ -129,14 +124,14 @@ class Replication:
             NameInUse: a live node holds this node's name.
             StoreUnavailable: the store cannot be reached.
         """
-        self.session = await open_first_session(self.store, self.node.name, self.info,
+        self.session = await open_first_session(self.store, self.name, self.info,
                                                   self.ttl)
         snapshot = await self.store.snapshot("")
         self._resync(snapshot)
         loop = asyncio.get_running_loop()
-        self._tasks.append(loop.create_task(self._follow(), name=f"shoal watch {self.node.name}"))
+        self._tasks.append(loop.create_task(self._follow(), name=f"shoal watch {self.name}"))
         self._tasks.append(loop.create_task(self._guard_session(),
-                                            name=f"shoal session {self.node.name}"))
+                                            name=f"shoal session {self.name}"))
 
     async def wait_fenced(self) -> str:
         """Wait until this node fences itself (Rule 5); return why."""
@@ -156,15 +151,15 @@ class Replication:
             if task is not me:
                 task.cancel()
         self.writer.release_waiters()
-        closing = stop_serving(self.node, why)  # fencing.py
+        closing = stop_serving(self.processes, self.remote, why)  # fencing.py
         if closing is not None:
             self._tasks.append(closing)
         self._fenced_event.set()
 
     def _check_holder(self, value: bytes | None) -> bool:
         """Fence if ``nodes/<our name>`` holds another incarnation; True if so."""
-        info = parse_info(self.node.name, value)
-        if info is None or info.creation == self.node.creation:
+        info = parse_info(self.name, value)
+        if info is None or info.creation == self.creation:
             return False
         self.fence(f"its store session ended and creation {info.creation} holds the name "
                    f"now (at {info.address[0]}:{info.address[1]})")
@@ -173,7 +168,7 @@ class Replication:
     async def _name_taken(self) -> bool:
         """Whether a newer incarnation holds our name (then fenced); False
         when the store cannot tell now."""
-        name = f"nodes/{self.node.name}"
+        name = f"nodes/{self.name}"
         try:
             entry = (await self.store.snapshot(name)).entries.get(name)
         except StoreError:
@@ -193,7 +188,7 @@ class Replication:
                 await self.session.close()
             except ShoalError as exc:
                 log.warning("node %s: could not close its store session: %s",
-                            self.node.name, exc)
+                            self.name, exc)
         self.writer.release_waiters()
 
     # -- writing our own memberships ----------------------------------------------------
@@ -220,7 +215,7 @@ class Replication:
         delays = store_backoff()
         while not self._stopping:
             try:
-                self.session = await self.store.open_session(self.node.name, self.info, self.ttl)
+                self.session = await self.store.open_session(self.name, self.info, self.ttl)
                 break
             except StoreError as exc:
                 # Our name is taken: by a newer incarnation (fence, Rule 5),
@@ -236,7 +231,7 @@ class Replication:
         # The old session's keys went with it; write back every bucket we hold.
         rewritten = self.writer.rewrite_all()
         log.warning("node %s: store session re-opened; %d memberships rewritten",
-                    self.node.name, rewritten)
+                    self.name, rewritten)
 
     async def _guard_session(self) -> None:
         while not self._stopping:
@@ -247,7 +242,7 @@ class Replication:
             if self._stopping:
                 return
             if session is self.session:
-                log.warning("node %s: store session ended (%s)", self.node.name, reason)
+                log.warning("node %s: store session ended (%s)", self.name, reason)
                 if await self._name_taken():
                     return
                 await self.reopen(session)
@@ -297,13 +292,13 @@ class Replication:
                 # and rebuild the whole view from a fresh snapshot (Rule 1).
                 delay = next(delays)
                 log.exception("node %s: applying the store's changes failed; "
-                              "re-reading the whole view in %.2fs", self.node.name, delay)
+                              "re-reading the whole view in %.2fs", self.name, delay)
                 await asyncio.sleep(delay)
                 try:
                     self._resync(await self.store.snapshot(""))
                 except Exception:
                     log.exception("node %s: re-reading the store failed; retrying",
-                                  self.node.name)
+                                  self.name)
 
     def _apply(self, event: Event) -> None:
         key = event.key
@@ -312,7 +307,7 @@ class Replication:
                                event.revision)
         elif key.startswith("nodes/"):
             name = key[len("nodes/"):]
-            if name == self.node.name:
+            if name == self.name:
                 # Our own registration: _guard_session watches our session;
                 # another incarnation writing it means we lost the name, and
                 # our live session's record deleted is restored (Rule 2b).
@@ -336,7 +331,7 @@ class Replication:
             return False
         shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
         log.warning("node %s: its membership keys were changed by someone else at revision "
-                    "%d; writing them again: %s", self.node.name, revision, shown)
+                    "%d; writing them again: %s", self.name, revision, shown)
         return True
 
     async def _restore_record(self, session: Session, revision: int) -> None:
@@ -345,14 +340,14 @@ class Replication:
         session (etcd) the session ended with it: the re-open registers us again.
         A session that *expired* (we hung past the lease) is nobody else's doing."""
         try:
-            await session.apply([Put(key=f"nodes/{self.node.name}", value=self.info)])
+            await session.apply([Put(key=f"nodes/{self.name}", value=self.info)])
         except SessionEnded:
             if not session.ended or await session.wait_ended() != "expired":
                 self._record_deleted_by_someone(revision)
             await self.reopen(session)
             return
         except StoreError as exc:
-            log.warning("node %s: could not restore its registration (%s)", self.node.name, exc)
+            log.warning("node %s: could not restore its registration (%s)", self.name, exc)
             return
         self._record_deleted_by_someone(revision)
         self.writer.rewrite_all()
@@ -361,7 +356,7 @@ class Replication:
     def _record_deleted_by_someone(self, revision: int) -> None:
         log.warning("node %s: its registration nodes/%s was deleted by someone else at "
                     "revision %d; writing it and its memberships again",
-                    self.node.name, self.node.name, revision)
+                    self.name, self.name, revision)
 
     def _apply_member(self, key: str, value: bytes | None, revision: int) -> None:
         parsed = parse_member_key(key)
@@ -369,10 +364,10 @@ class Replication:
             log.warning("ignoring malformed membership key %r", key)
             return
         node = parsed.node
-        if node == self.node.name:
+        if node == self.name:
             # We are authoritative for our own pids: the table never takes
             # them from the store, but the store must hold them (Rule 2b).
-            if parsed.creation == self.node.creation and self.writer.foreign(
+            if parsed.creation == self.creation and self.writer.foreign(
                     key, value, revision):
                 self._foreign.append(key)
             return
@@ -404,7 +399,7 @@ class Replication:
         for serial, count in before.items():
             if serial not in counts:
                 left.extend([Pid(node, creation, serial)] * count)
-        table = self.node.table
+        table = self.table
         if left:
             events, _ = table.leave(parsed.scope, parsed.group, left)
             self.feed.publish(events, local=False)
@@ -417,15 +412,15 @@ class Replication:
             return  # an older incarnation's registration arriving late
         self.cluster.seen(info)
         # A connection to an older incarnation carries nothing for this one.
-        drop_stale(self.node.remote.manager, info.name, info.creation)
+        drop_stale(self.remote.manager, info.name, info.creation)
         if old is None or old.creation != info.creation:
             if old is not None:
-                self.node.remote.node_lost(info.name, "restarted with a new creation")
+                self.remote.node_lost(info.name, "restarted with a new creation")
             self._replace(info.name)
             self.cluster.set_routable(info.name, True)
 
     def _node_gone(self, name: str) -> None:
-        remote = self.node.remote
+        remote = self.remote
         if self.cluster.gone(name) is None:
             return
         conn = remote.connection(name)
@@ -445,20 +440,20 @@ class Replication:
                   for parts, counts in self.entries.get(name, {}).values()
                   if parts.creation == creation
                   for serial, count in counts.items()]
-        self.feed.publish(self.node.table.replace_node(name, wanted, NODEDOWN), local=False)
+        self.feed.publish(self.table.replace_node(name, wanted, NODEDOWN), local=False)
 
     def _resync(self, snapshot: Snapshot) -> None:
         """Replace the whole view of every other node (Rule 1)."""
-        remote = self.node.remote
+        remote = self.remote
         before = self.cluster.names()
         self.entries.clear()
         seen: dict[str, PeerInfo] = {}
         for key, entry in snapshot.entries.items():
             if key.startswith("nodes/"):
                 name = key[len("nodes/"):]
-                if name == self.node.name and self._check_holder(entry.value):
+                if name == self.name and self._check_holder(entry.value):
                     return
-                if name != self.node.name:
+                if name != self.name:
                     info = parse_info(name, entry.value)
                     if info is not None:
                         seen[name] = info
@@ -466,10 +461,10 @@ class Replication:
         for key, entry in snapshot.entries.items():
             if key.startswith("members/"):
                 parsed = parse_member_key(key)
-                if parsed is not None and parsed.node == self.node.name \
-                        and parsed.creation == self.node.creation:
+                if parsed is not None and parsed.node == self.name \
+                        and parsed.creation == self.creation:
                     own[key] = (entry.value, entry.revision)
-                if parsed is None or parsed.node == self.node.name:
+                if parsed is None or parsed.node == self.name:
                     continue
                 counts = decode_members(parsed.bucket, entry.value)
                 if counts:
@@ -485,7 +480,7 @@ class Replication:
                 remote.node_lost(name, "restarted with a new creation")
             self.cluster.seen(info)
             drop_stale(remote.manager, name, info.creation)
-        table_nodes = {pid.node for pid in self.node.table.pids()} - {self.node.name}
+        table_nodes = {pid.node for pid in self.table.pids()} - {self.name}
         for name in before | set(seen) | table_nodes:
             self._replace(name)
         self.revision = snapshot.revision

@@ -4,7 +4,7 @@ record of every call attempt, and a steady stream of group calls.
 - ``Inbox`` runs on the in-process client node and keeps what arrives in
   its ``handle_info`` (Down, Exit, plain messages) as Python objects, so a
   test can check reasons exactly and wait for them without sleeping.
-- ``Attempts`` wraps the client's ``call``: every attempt a group call makes
+- ``Attempts`` wraps the client's messaging ``call``: every attempt a group call makes
   (the first and each retry) is recorded with its target, start and end
   times, outcome, and whether the target's node was routable when the
   attempt started. A context variable ties attempts to the group call
@@ -81,8 +81,11 @@ class Attempts:
     def __init__(self, node: shoal.Node) -> None:
         self.node = node
         self.items: list[Attempt] = []
-        self._original = node.call
-        node.call = self._call  # type: ignore[method-assign]
+        # Group calls go to the node's messaging component, not through
+        # node.call: every attempt passes here.
+        messaging = node._messaging
+        self._original = messaging.call
+        messaging.call = self._call  # type: ignore[method-assign]
 
     async def _call(self, pid: shoal.Pid, request: Any, timeout: float = 5.0) -> Any:
         attempt = Attempt(pid, time.monotonic(), self.node.table.is_routable(pid.node),
