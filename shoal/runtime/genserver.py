@@ -20,20 +20,21 @@ here, on the hooks, where users look:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from shoal.errors import BadRequest
 from shoal.pid import Pid, Reason
 from shoal.runtime.messages import UNSET, Ref, Stop
+from shoal.runtime.process import Behaviour
 
 if TYPE_CHECKING:
     from shoal.runtime.node import Node
-    from shoal.runtime.process import Caller, Process
+    from shoal.runtime.process import Caller
 
 __all__ = ["GenServer"]
 
 
-class GenServer:
+class GenServer(Behaviour):
     """Base class of every process behaviour. Override the hooks you need.
 
     Class attributes (override in a subclass, or per process with
@@ -48,8 +49,6 @@ class GenServer:
 
     mailbox_size: ClassVar[int | None] = None
     shutdown_timeout: ClassVar[float] = 5.0
-
-    _process: Process
 
     # -- hooks --------------------------------------------------------------------
 
@@ -98,7 +97,8 @@ class GenServer:
     @property
     def node(self) -> Node:
         """The node hosting this process."""
-        return self._process.node
+        # The process keeps its node untyped: process.py is below node.py.
+        return cast("Node", self._process.node)
 
     @property
     def trap_exit(self) -> bool:
@@ -116,40 +116,40 @@ class GenServer:
 
     async def call(self, pid: Pid, request: Any, timeout: float = 5.0) -> Any:
         """``Node.call`` from this process."""
-        return await self._process.node.call(pid, request, timeout)
+        return await self.node.call(pid, request, timeout)
 
     def cast(self, pid: Pid, request: Any) -> None:
         """``Node.cast`` from this process."""
-        self._process.node.cast(pid, request)
+        self.node.cast(pid, request)
 
     def send(self, pid: Pid, message: Any) -> None:
         """``Node.send`` from this process."""
-        self._process.node.send(pid, message)
+        self.node.send(pid, message)
 
     def monitor(self, pid: Pid) -> Ref:
         """Monitor ``pid``; a :class:`~shoal.Down` arrives in ``handle_info``."""
-        return self._process.node.monitor(pid, watcher=self._process.pid)
+        return self.node.monitor(pid, watcher=self._process.pid)
 
     def demonitor(self, ref: Ref) -> None:
         """Drop a monitor; no Down for it arrives afterwards."""
-        self._process.node.demonitor(ref)
+        self.node.demonitor(ref)
 
     def link(self, pid: Pid) -> None:
         """Link this process with ``pid``: an abnormal exit of either one
         stops the other (or reaches it as :class:`~shoal.Exit` if trapping)."""
-        self._process.node.link(self._process.pid, pid)
+        self.node.link(self._process.pid, pid)
 
     def unlink(self, pid: Pid) -> None:
         """Remove the link with ``pid``."""
-        self._process.node.unlink(self._process.pid, pid)
+        self.node.unlink(self._process.pid, pid)
 
     async def spawn(self, behaviour: type[GenServer], *args: Any, **kwargs: Any) -> Pid:
         """Spawn a child linked to this process (stopped before its parent)."""
-        return await self._process.node.spawn_opt(
+        return await self.node.spawn_opt(
             behaviour, args=args, kwargs=kwargs, link=True, parent=self._process.pid
         )
 
     def monitor_group(self, group: str, *, scope: str = "default") -> tuple[Ref, list[Pid]]:
         """Subscribe this process to a group's joins and leaves; returns the
         subscription's ref and the current members."""
-        return self._process.node.scope(scope).monitor(str(group), watcher=self._process.pid)
+        return self.node.scope(scope).monitor(str(group), watcher=self._process.pid)

@@ -36,12 +36,11 @@ from shoal.runtime.cluster import ClusterView
 from shoal.runtime.config import DEFAULT_STORE, load_secret, parse_advertise, parse_listen, peer_tls
 from shoal.runtime.deadlines import Deadlines
 from shoal.runtime.feed import MembershipFeed
-from shoal.runtime.genserver import GenServer
 from shoal.runtime.groups import GroupParts, Groups, SubscriptionHub
 from shoal.runtime.messages import Ref
 from shoal.runtime.messaging import DEFAULT_TIMEOUT, Messaging
 from shoal.runtime.node_info import NodeStatistics, node_info
-from shoal.runtime.process import Process, mailbox_limit
+from shoal.runtime.process import Behaviour, Process, mailbox_limit
 from shoal.runtime.processes import ProcessTable
 from shoal.runtime.remote import Remote
 from shoal.runtime.replication import Replication
@@ -309,7 +308,7 @@ class Node:
 
     # -- processes ------------------------------------------------------------------
 
-    async def spawn(self, behaviour: type[GenServer], *args: Any, **kwargs: Any) -> Pid:
+    async def spawn(self, behaviour: type[Behaviour], *args: Any, **kwargs: Any) -> Pid:
         """Start a process running ``behaviour``; ``args`` and ``kwargs`` go
         to its ``init``. Returns once ``init`` returned.
 
@@ -322,7 +321,7 @@ class Node:
 
     async def spawn_opt(
         self,
-        behaviour: type[GenServer],
+        behaviour: type[Behaviour],
         *,
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
@@ -350,6 +349,8 @@ class Node:
             BadArgument: a bad option, named.
             CallError: ``init`` raised.
         """
+        if not (isinstance(behaviour, type) and issubclass(behaviour, Behaviour)):
+            raise BadArgument("behaviour", behaviour, "a subclass of shoal.GenServer")
         return await self._processes.spawn(
             self, behaviour, self._signals, self._signals.link, args=args, kwargs=kwargs,
             link=link, mailbox_size=mailbox_size, trap_exit=trap_exit,

@@ -34,7 +34,7 @@ import asyncio
 import contextvars
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from shoal.errors import (
     BadArgument,
@@ -47,12 +47,8 @@ from shoal.errors import (
 from shoal.pid import KILLED, NORMAL, Crash, Pid, Reason
 from shoal.runtime.messages import NOREPLY, Exit, Stop
 
-if TYPE_CHECKING:
-    from shoal.runtime.genserver import GenServer
-    from shoal.runtime.node import Node
-
-__all__ = ["RUN_MAILBOX_SIZE", "Caller", "ExitHooks", "Process", "current_process",
-           "mailbox_limit"]
+__all__ = ["RUN_MAILBOX_SIZE", "Answer", "Behaviour", "Caller", "ExitHooks", "Process",
+           "current_process", "mailbox_limit"]
 
 log = logging.getLogger("shoal")
 CRASH_REPORT = "process %s crashed: %s\n%s"  # pid, reason, traceback
@@ -120,6 +116,30 @@ class Caller:
         return f"<Caller from {self.pid}>"
 
 
+class Behaviour:
+    """What a process runs: the hooks its loop calls. :class:`shoal.GenServer`
+    (``genserver.py``, above this module) is its one subclass, the one users
+    derive from, and documents each hook; ``spawn`` accepts subclasses of
+    this base only. Defined here so the process layer does not import the
+    behaviour layer that imports it."""
+
+    mailbox_size: ClassVar[int | None] = None
+    shutdown_timeout: ClassVar[float] = 5.0
+    _process: Process
+
+    async def init(self, *args: Any, **kwargs: Any) -> None: ...
+
+    async def handle_call(self, request: Any, caller: Caller) -> Any: ...
+
+    async def handle_cast(self, request: Any) -> None: ...
+
+    async def handle_info(self, message: Any) -> None: ...
+
+    async def terminate(self, reason: Reason) -> None: ...
+
+    async def code_change(self, old_version: Any, extra: Any) -> None: ...
+
+
 class Answer(Protocol):
     """Where a call's answer goes: the caller's ``asyncio.Future`` on this
     node, or a ``replies.ReplySlot`` that sends it to a caller on another."""
@@ -172,9 +192,9 @@ class Process:
 
     def __init__(
         self,
-        node: Node,
+        node: object,
         pid: Pid,
-        server: GenServer,
+        server: Behaviour,
         *,
         hooks: ExitHooks,
         limit: int | None,
@@ -328,7 +348,7 @@ class Process:
             log.error(CRASH_REPORT, self.pid, reason, reason.traceback.rstrip())
         await self._finish(reason)
 
-    async def _loop(self, server: GenServer) -> None:
+    async def _loop(self, server: Behaviour) -> None:
         mailbox = self.mailbox
         popleft = mailbox.popleft
         loop = asyncio.get_running_loop()

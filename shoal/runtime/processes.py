@@ -32,17 +32,13 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shoal.errors import BadArgument, CallTimeout, ShoalError
 from shoal.pid import NOPROC, SHUTDOWN, Pid, Reason
 from shoal.runtime.checks import check_pid, check_timeout
-from shoal.runtime.genserver import GenServer
 from shoal.runtime.messages import Ref
-from shoal.runtime.process import ExitHooks, Process, current_process, mailbox_limit
-
-if TYPE_CHECKING:
-    from shoal.runtime.node import Node
+from shoal.runtime.process import Behaviour, ExitHooks, Process, current_process, mailbox_limit
 
 __all__ = ["ProcessTable"]
 
@@ -85,8 +81,8 @@ class ProcessTable:
 
     async def spawn(
         self,
-        node: Node,
-        behaviour: type[GenServer],
+        node: object,
+        behaviour: type[Behaviour],
         hooks: ExitHooks,
         link_pids: Callable[[Pid, Pid], None],
         *,
@@ -98,11 +94,10 @@ class ProcessTable:
         shutdown_timeout: float | None,
         parent: Pid | None,
     ) -> Pid:
-        """``Node.spawn_opt`` (see it for the arguments): ``node`` is what the
+        """``Node.spawn_opt`` (see it for the arguments; the node checked
+        that ``behaviour`` is a GenServer): ``node`` is what the
         process's GenServer sees as its node, ``hooks`` its exit path's hooks,
         ``link_pids`` links it with its parent."""
-        if not (isinstance(behaviour, type) and issubclass(behaviour, GenServer)):
-            raise BadArgument("behaviour", behaviour, "a subclass of shoal.GenServer")
         if not isinstance(args, tuple):
             raise BadArgument("args", args, "a tuple")
         if kwargs is not None and not isinstance(kwargs, dict):

@@ -211,13 +211,6 @@ def test_blocked_import_check_does_catch_an_io_import() -> None:
 
 # -- no import cycle -----------------------------------------------------------
 
-# Packages whose modules may still import each other in a circle. The graph
-# check ignores only imports from one module of such a package to another
-# of the same package; an import circle that leaves it is still caught.
-# runtime/ goes from this tuple when it is rebuilt as components
-# (docs/architecture.md); then the whole package is checked.
-PACKAGES_WITH_CYCLES_STILL_TOLERATED: tuple[str, ...] = ("shoal.runtime",)
-
 
 def _all_module_files(package: Path = PACKAGE) -> dict[str, Path]:
     files: dict[str, Path] = {}
@@ -246,13 +239,6 @@ def _import_graph(files: dict[str, Path], package: Path = PACKAGE) -> dict[str, 
         targets.discard(name)
         graph[name] = targets
     return graph
-
-
-def _tolerated(source: str, target: str) -> bool:
-    return any(
-        source.startswith(f"{package}.") and target.startswith(f"{package}.")
-        for package in PACKAGES_WITH_CYCLES_STILL_TOLERATED
-    )
 
 
 def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -300,12 +286,9 @@ def test_cycle_finder_finds_a_cycle_and_only_a_cycle() -> None:
 
 
 def test_package_has_no_import_cycle() -> None:
-    files = _all_module_files()
-    graph = {
-        source: {target for target in targets if not _tolerated(source, target)}
-        for source, targets in _import_graph(files).items()
-    }
-    cycle = _find_cycle(graph)
+    # Every module of shoal/, runtime/ included: no circle, counting imports
+    # made only for type checking.
+    cycle = _find_cycle(_import_graph(_all_module_files()))
     assert cycle is None, (
         "import cycle: " + " -> ".join(cycle)
         + " (a part that must call up is handed a Protocol declared at its own level)"
