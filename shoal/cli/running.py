@@ -96,14 +96,13 @@ async def run_node(spec: str, **node_options: Any) -> int:
         host, port = node.address or ("-", 0)
         print(f"shoal node {node.name} ready on {host}:{port} "
               f"(creation {node.creation})", flush=True)
-        assert node.replication is not None
-        waits = [loop.create_task(stop.wait()), loop.create_task(node.replication.wait_fenced())]
+        waits = [loop.create_task(stop.wait()), loop.create_task(node.wait_fenced())]
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiting in waits:
                 waiting.cancel()
-        if node.replication.fenced is not None:
+        if node.fenced is not None:
             return EXIT_FENCED  # the reason is logged, in one line, by the fence
         log.info("node %s stopping (signal)", node.name)
     return 0

@@ -43,8 +43,8 @@ from pathlib import Path
 from shoal._files import FILE_MODE, make_private_dirs
 from shoal.errors import BadArgument, ConfigError
 
-__all__ = ["DEFAULT_STORE", "NodeConfig", "PeerTLS", "load_peer_tls", "load_secret",
-           "parse_advertise", "parse_listen", "peer_tls"]
+__all__ = ["DEFAULT_STORE", "NodeConfig", "PeerTLS", "listen_addresses", "load_peer_tls",
+           "load_secret", "parse_advertise", "parse_listen", "peer_tls"]
 
 DEFAULT_STORE = "sqlite://.shoal/cluster.db"
 MIN_SECRET = 16
@@ -78,6 +78,28 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not host or not 0 <= port <= 65535:
         raise BadArgument("listen", value, "'host:port' with a port in 0..65535")
     return host, port
+
+
+def listen_addresses(listen: str | None, advertise: str | None, store: object
+                     ) -> tuple[tuple[str, int] | None, tuple[str, int] | None]:
+    """A node's listen address and the address it advertises (see
+    ``Node``'s ``listen`` and ``advertise``), from the arguments, else the
+    environment: ``listen=""`` means ``SHOAL_LISTEN``, else ``127.0.0.1:0``
+    (no listener for ``memory://``); no ``advertise`` means ``SHOAL_ADVERTISE``.
+
+    Raises:
+        BadArgument: a malformed address, or ``advertise`` without a listener.
+    """
+    if listen == "":
+        listen = os.environ.get("SHOAL_LISTEN") or (
+            None if store == "memory://" else "127.0.0.1:0")
+    parsed = parse_listen(listen) if listen is not None else None
+    if advertise is not None and parsed is None:
+        raise BadArgument("advertise", advertise, "no advertise address without a listener "
+                          "(listen=None)")
+    if advertise is None and parsed is not None:
+        advertise = os.environ.get("SHOAL_ADVERTISE") or None
+    return parsed, parse_advertise(advertise) if advertise is not None else None
 
 
 def parse_advertise(value: str) -> tuple[str, int]:

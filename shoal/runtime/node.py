@@ -33,7 +33,7 @@ from shoal.membership.table import GroupTable
 from shoal.pid import SHUTDOWN, Pid, Reason
 from shoal.runtime.checks import check_int, check_name, check_timeout
 from shoal.runtime.cluster import ClusterView
-from shoal.runtime.config import DEFAULT_STORE, load_secret, parse_advertise, parse_listen, peer_tls
+from shoal.runtime.config import DEFAULT_STORE, listen_addresses, load_secret, peer_tls
 from shoal.runtime.deadlines import Deadlines
 from shoal.runtime.feed import MembershipFeed
 from shoal.runtime.groups import GroupParts, Groups, SubscriptionHub
@@ -151,16 +151,7 @@ class Node:
         if not isinstance(store, str) and not isinstance(store, Store):
             raise BadArgument("store", store, "a store URL or a shoal Store")
         self._store_arg = store
-        if listen == "":
-            listen = os.environ.get("SHOAL_LISTEN") or (
-                None if store == "memory://" else "127.0.0.1:0")
-        self._listen = parse_listen(listen) if listen is not None else None
-        if advertise is not None and self._listen is None:
-            raise BadArgument("advertise", advertise, "no advertise address without a listener "
-                              "(listen=None)")
-        if advertise is None and self._listen is not None:
-            advertise = os.environ.get("SHOAL_ADVERTISE") or None
-        self._advertise = parse_advertise(advertise) if advertise is not None else None
+        self._listen, self._advertise = listen_addresses(listen, advertise, store)
         self._secret = secret
         self._ssl = (server_ssl, client_ssl)
         self._tls_files = (tls_cert, tls_key, tls_ca, tls_server_name)
@@ -306,6 +297,21 @@ class Node:
         """True between start and the end of stop."""
         return self._running
 
+    @property
+    def fenced(self) -> str | None:
+        """Why this node fenced itself (a newer incarnation holds its name), or None."""
+        return self.replication.fenced if self.replication is not None else None
+
+    async def wait_fenced(self) -> str:
+        """Wait until this node fences itself; return why (``shoal run`` then exits 3).
+
+        Raises:
+            ShoalError: the node was never started.
+        """
+        if self.replication is None:
+            raise ShoalError(f"node {self.name!r} is not running")
+        return await self.replication.wait_fenced()
+
     # -- processes ------------------------------------------------------------------
 
     async def spawn(self, behaviour: type[Behaviour], *args: Any, **kwargs: Any) -> Pid:
@@ -426,10 +432,6 @@ class Node:
     def make_ref(self) -> Ref:
         """A new unique reference."""
         return self._signals.make_ref()
-
-    def exit_signal(self, proc: Process, sender: Pid, reason: Reason) -> None:
-        """Apply Erlang's exit-signal rules to a local process (internal)."""
-        self._signals.exit_signal(proc, sender, reason)
 
     def local_process(self, pid: Pid) -> Process | None:
         """The live local process for ``pid``, if any (internal; a debug hook)."""

@@ -261,3 +261,21 @@ async def test_a_call_to_a_process_of_a_stopped_node_raises_no_such_process(
     await node.stop()
     with pytest.raises(shoal.NoSuchProcess):
         await node.call(pid, "x")
+
+
+async def test_wait_fenced_returns_why_the_node_fenced_itself() -> None:
+    # What `shoal run` waits on to exit 3: a public call, not the replication's.
+    async with shoal.Node("w", store="memory://", listen=None) as node:
+        assert node.fenced is None
+        pid = await node.spawn(Probe)
+        waiting = asyncio.ensure_future(node.wait_fenced())
+        assert node.replication is not None
+        node.replication.fence("creation 2 holds the name now")
+        assert await asyncio.wait_for(waiting, WAIT) == "creation 2 holds the name now"
+        assert node.fenced == "creation 2 holds the name now"
+        assert not node.is_alive(pid)  # a fenced node serves nothing
+
+
+async def test_wait_fenced_on_a_node_never_started_says_it_is_not_running() -> None:
+    with pytest.raises(shoal.ShoalError, match="not running"):
+        await shoal.Node("w", store="memory://", listen=None).wait_fenced()
