@@ -86,6 +86,10 @@ class ClusterView:
 
     # -- routability ---------------------------------------------------------------
 
+    def is_routable(self, name: str) -> bool:
+        """Whether ``name``'s members may be selected now."""
+        return self._table.is_routable(name)
+
     def set_routable(self, name: str, routable: bool) -> None:
         """Whether ``name``'s members may be selected (Rule 2)."""
         self._table.set_routable(name, routable)

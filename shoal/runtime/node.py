@@ -166,22 +166,22 @@ class Node:
         self.self_pid = Pid(self.name, self.creation, 0)
         self._processes = ProcessTable(self.name, self.creation, self.mailbox_size)
         self.table = GroupTable(self.name)
-        self.hub = SubscriptionHub(self._processes)
+        self._hub = SubscriptionHub(self._processes)
         self._cluster = ClusterView(self.table)
-        self._feed = MembershipFeed(self.hub, self._cluster)
+        self._feed = MembershipFeed(self._hub, self._cluster)
         self._deadlines = Deadlines()
         self.remote = Remote(self._processes, self._cluster, self._deadlines,
                              probe_store=self._probe_store,
                              heartbeat_timeout=self.heartbeat_timeout)
-        self.rng = random.Random(seed)
+        self._rng = random.Random(seed)
         self._scopes: dict[str, Groups] = {}
         self._signals = Signals(self._processes, self.remote, exiting=self._left,
                                 dead=self._cluster.process_dead)
         self._messaging = Messaging(self._processes, self.remote, self.table, self._deadlines)
         self._group_parts = GroupParts(
-            name=self.name, creation=self.creation, table=self.table, hub=self.hub,
+            name=self.name, creation=self.creation, table=self.table, hub=self._hub,
             processes=self._processes, signals=self._signals, cluster=self._cluster,
-            feed=self._feed, messaging=self._messaging, rng=self.rng)
+            feed=self._feed, messaging=self._messaging, rng=self._rng)
         self._running = False
         self._stopping = False
         # Set by start(); every process exists only after it.
@@ -440,7 +440,7 @@ class Node:
     def _left(self, pid: Pid, reason: Reason) -> None:
         # G1: runs inside the synchronous half of the exit path.
         self._feed.publish(self.table.remove_pid(pid, reason))
-        self.hub.drop_owner(pid)
+        self._hub.drop_owner(pid)
 
     # -- groups ---------------------------------------------------------------------
 
@@ -479,7 +479,8 @@ class Node:
     @property
     def cluster_view(self) -> ClusterView:
         """What this node knows of the other nodes (``runtime/cluster.py``): a
-        hook for tests and debugging, to read (``peer(name)``, ``names()``)."""
+        hook for tests and debugging, to read (``peer(name)``, ``names()``,
+        ``is_routable(name)``, ``reported_queue_lengths()``)."""
         return self._cluster
 
     def statistics(self) -> NodeStatistics:

@@ -211,7 +211,7 @@ class LocalCluster:
         """Wait until the client sees the node's current incarnation."""
         def seen() -> bool:
             members = self.client.scope(CONTROL_SCOPE).get_members(name)
-            return bool(members) and self.client.table.is_routable(name)
+            return bool(members) and self.client.cluster_view.is_routable(name)
         await wait_until(seen, timeout=timeout, what=f"node {name} to be seen")
 
     def control_pid(self, name: str) -> shoal.Pid:

@@ -88,7 +88,7 @@ class Attempts:
         messaging.call = self._call  # type: ignore[method-assign]
 
     async def _call(self, pid: shoal.Pid, request: Any, timeout: float = 5.0) -> Any:
-        attempt = Attempt(pid, time.monotonic(), self.node.table.is_routable(pid.node),
+        attempt = Attempt(pid, time.monotonic(), self.node.cluster_view.is_routable(pid.node),
                           _call_id.get())
         self.items.append(attempt)
         try:

@@ -95,7 +95,7 @@ async def test_node_name_held_by_a_live_node_is_refused_with_name_in_use() -> No
         assert client.cluster_view.peer("n1").creation == creation
         assert sorted(client.groups.get_members("g")) == sorted(pids)
         assert await cluster.control("n1", "creation") == creation
-        assert client.table.is_routable("n1")
+        assert client.cluster_view.is_routable("n1")
         n1_pid = next(p for p in pids if p.node == "n1")
         assert await client.call(n1_pid, "ping", 5.0) == ["n1", "ping"]
 

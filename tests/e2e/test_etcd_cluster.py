@@ -151,7 +151,7 @@ async def test_kill9_node_unroutable_at_once_and_gone_from_every_view_within_ttl
 
         killed = time.monotonic()
         cluster.kill9("n2")
-        await wait_until(lambda: not client.table.is_routable("n2"), timeout=AT_ONCE,
+        await wait_until(lambda: not client.cluster_view.is_routable("n2"), timeout=AT_ONCE,
                          what="n2 to be unroutable at the client")
         unroutable_after = time.monotonic() - killed
         # Still members (only the store's session end is evidence of death),
@@ -281,7 +281,7 @@ async def test_revoked_session_is_reopened_and_its_memberships_rewritten(
         await wait_until(lambda: not set(pids["n2"]) & set(client.groups.get_members("g")),
                          what="n2's members to leave the client's view")
         await wait_until(lambda: set(pids["n2"]) <= set(client.groups.get_members("g"))
-                         and client.table.is_routable("n2"), timeout=15.0,
+                         and client.cluster_view.is_routable("n2"), timeout=15.0,
                          what="n2's members back in the client's view")
 
         async def back_at_n1() -> bool:

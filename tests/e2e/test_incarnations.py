@@ -43,14 +43,14 @@ async def test_node_hung_past_its_session_ttl_on_one_host_keeps_its_members() ->
                          what="n2's members at the client")
         cluster.sigstop("n2")
         stopped = time.monotonic()
-        await wait_until(lambda: not client.table.is_routable("n2"), timeout=5,
+        await wait_until(lambda: not client.cluster_view.is_routable("n2"), timeout=5,
                          what="n2 to become unroutable")
         while time.monotonic() - stopped < 4 * ttl:  # a hang of 4 session TTLs
             assert sorted(client.groups.get_members("g")) == sorted(pids)
             assert client.cluster_view.peer("n2") is not None
             await asyncio.sleep(0.05)  # sampling the view through the hang
         cluster.sigcont("n2")
-        await wait_until(lambda: client.table.is_routable("n2"), timeout=5,
+        await wait_until(lambda: client.cluster_view.is_routable("n2"), timeout=5,
                          what="n2 to be routable again")
         assert await client.groups.call("g", "back", timeout=5.0) == ["n2", "back"]
         assert sorted(client.groups.get_members("g")) == sorted(pids)
@@ -122,11 +122,11 @@ async def test_after_a_hang_a_known_member_is_callable_as_soon_as_its_node_is_ro
         for _ in range(4):
             cluster.sigstop("n2")
             try:
-                await wait_until(lambda: not client.table.is_routable("n2"), timeout=5,
+                await wait_until(lambda: not client.cluster_view.is_routable("n2"), timeout=5,
                                  what="n2 unroutable", interval=0.001)
             finally:
                 cluster.sigcont("n2")
-            await wait_until(lambda: client.table.is_routable("n2"), timeout=5,
+            await wait_until(lambda: client.cluster_view.is_routable("n2"), timeout=5,
                              what="n2 routable again", interval=0.001)
             assert await client.groups.call("g", "x", timeout=5.0) == ["n2", "x"]
 
@@ -135,7 +135,7 @@ async def test_after_a_hang_a_known_member_is_callable_as_soon_as_its_node_is_ro
         late = await cluster.spawn("n2", group="h")
         cluster.sigstop("n2")
         try:
-            await wait_until(lambda: not client.table.is_routable("n2"), timeout=5,
+            await wait_until(lambda: not client.cluster_view.is_routable("n2"), timeout=5,
                              what="n2 unroutable")
         finally:
             cluster.sigcont("n2")

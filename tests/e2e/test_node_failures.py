@@ -36,7 +36,7 @@ async def test_kill9_under_steady_group_calls_loses_no_idempotent_call() -> None
 
         killed_at = time.monotonic()
         cluster.kill9("n2")
-        await wait_until(lambda: not client.table.is_routable("n2"), timeout=REMOVAL_BOUND,
+        await wait_until(lambda: not client.cluster_view.is_routable("n2"), timeout=REMOVAL_BOUND,
                          what="n2 to be unroutable at the client")
         break_seen = time.monotonic()
         await wait_until(lambda: not any(p.node == "n2"
@@ -82,7 +82,7 @@ async def test_kill9_fails_only_calls_in_flight_with_unknown_delivery_never_retr
         await stream.wait_calls(40)
         await wait_until(lambda: attempts.in_flight("n2") > 0, what="a call in flight on n2")
         cluster.kill9("n2")
-        await wait_until(lambda: not client.table.is_routable("n2"), timeout=REMOVAL_BOUND,
+        await wait_until(lambda: not client.cluster_view.is_routable("n2"), timeout=REMOVAL_BOUND,
                          what="n2 to be unroutable at the client")
         await stream.wait_calls(40)
         await stream.stop()
@@ -164,7 +164,7 @@ async def test_sigstopped_node_is_unroutable_within_heartbeat_timeout_and_stays_
 
         def unroutable() -> bool:
             members_seen.append(sorted(client.groups.get_members("g")))
-            return not client.table.is_routable("n2")
+            return not client.cluster_view.is_routable("n2")
 
         # G2: unroutable within the heartbeat timeout of the last bytes
         # received (a margin for scheduling on a loaded machine).
@@ -186,7 +186,7 @@ async def test_sigstopped_node_is_unroutable_within_heartbeat_timeout_and_stays_
 
         cluster.sigcont("n2")
         stopped_for = time.monotonic() - stopped_at
-        await wait_until(lambda: client.table.is_routable("n2"), timeout=bound + 1.0,
+        await wait_until(lambda: client.cluster_view.is_routable("n2"), timeout=bound + 1.0,
                          what="n2 to be routable again")
         await wait_until(lambda: any(o.node == "n2" for o in before.outcomes
                                      if o.start > stopped_at + stopped_for),

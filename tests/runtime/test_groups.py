@@ -220,8 +220,8 @@ async def test_a_subscriber_that_exits_is_dropped(node: shoal.Node) -> None:
     a = await node.spawn(Probe)
     await node.groups.join("g", a)  # must not try to reach the dead subscriber
     assert rec.of("info") == []
-    assert node.hub._by_owner == {}
-    assert node.hub._subs == {}
+    assert node._hub._by_owner == {}
+    assert node._hub._subs == {}
 
 
 # -- G1: the dead are never selected -----------------------------------------------------
