@@ -20,6 +20,13 @@ Rules:
 
 - Rule 1: an event about an incarnation older than the one in ``_peers``
   is stale (``is_stale``): it says nothing about the current one.
+- Rule 3 (admission): this view is the transport's authority on
+  incarnations (its ``PeerAdmission``): a peer that proved the secret is
+  admitted only as the creation ``_peers`` shows for its name
+  (``admit_now``). A claim not shown yet waits in ``wait_admitted``, the one
+  place that waits for the view, woken by every ``seen``; a real new
+  incarnation registers before it dials, so its watch event is near.
+  Waiters share one event (``_changed``), so nothing grows with claims.
 - Rule 2: "I could not reach it" is suspicion, never death: routability
   changes here; only replication's evidence (``gone``, a new creation)
   removes a node's members, and it does so through the group table.
@@ -33,6 +40,7 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from shoal.pid import Pid
@@ -59,6 +67,8 @@ class ClusterView:
         self._inflight: dict[Pid, int] = {}
         # Invariant: keys are members of some group (Bounds).
         self._queue_lengths: dict[Pid, int] = {}
+        # Set (and dropped) by the next ``seen``; None while nobody waits (Rule 3).
+        self._changed: asyncio.Event | None = None
 
     # -- incarnations (written by replication) -------------------------------------
 
@@ -73,10 +83,38 @@ class ClusterView:
     def seen(self, info: PeerInfo) -> None:
         """The store shows ``info`` as ``info.name``'s registration."""
         self._peers[info.name] = info
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()  # Rule 3: claims waiting for the view look again
 
     def gone(self, name: str) -> PeerInfo | None:
         """The store no longer lists ``name``; returns what was known of it."""
         return self._peers.pop(name, None)
+
+    def admit_now(self, name: str, creation: int) -> bool | None:
+        """Whether a peer claiming ``(name, creation)`` is admitted (Rule 3):
+        True when the store shows that creation, False when it shows a
+        newer one, None when it does not show the name or only an older one."""
+        peer = self._peers.get(name)
+        if peer is None or peer.creation < creation:
+            return None
+        return peer.creation == creation
+
+    async def wait_admitted(self, name: str, creation: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the view to show ``creation``
+        as ``name``'s incarnation (Rule 3); False if it does not by then,
+        or shows a newer one."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (verdict := self.admit_now(name, creation)) is None:
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._changed.wait()
+            except TimeoutError:
+                return self.admit_now(name, creation) is True
+        return verdict
 
     def is_stale(self, name: str, creation: int) -> bool:
         """Whether an event about ``(name, creation)`` concerns a replaced

@@ -235,7 +235,7 @@ class Node:
                     max_unsent=self.max_unsent, max_handshakes=self.max_handshakes,
                     server_ssl=server_ssl, client_ssl=client_ssl,
                     tls_server_hostname=server_name)
-                manager = ConnectionManager(config, self.remote)
+                manager = ConnectionManager(config, self.remote, admission=self._cluster)
                 host, port = await manager.start()
                 self.address = (host, port)
                 if self._advertise is not None:

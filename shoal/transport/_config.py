@@ -96,6 +96,10 @@ class TransportConfig:
             ``handshake_timeout``. With ``server_ssl``, a connection counts
             from the end of its TLS handshake (asyncio bounds that phase by
             ``handshake_timeout`` too).
+        admission_timeout: seconds an accepted peer that proved the secret
+            may wait for this node's view of the store to show the
+            incarnation it claims (``PeerAdmission``; the manager's rule 2);
+            default 2, and never more than half of ``handshake_timeout``.
     """
 
     cluster: str
@@ -120,6 +124,7 @@ class TransportConfig:
     write_buffer_high: int | None = None
     max_unsent: int = DEFAULT_MAX_UNSENT
     max_handshakes: int = DEFAULT_MAX_HANDSHAKES
+    admission_timeout: float = 2.0
 
     def __post_init__(self) -> None:
         self.handshake_config()  # validates cluster, node, creation, secret
@@ -132,6 +137,7 @@ class TransportConfig:
             "connect_timeout",
             "backoff_initial",
             "backoff_max",
+            "admission_timeout",
         ):
             _positive(name, getattr(self, name))
         if self.heartbeat_timeout <= self.heartbeat_interval:

@@ -15,6 +15,10 @@ Rules:
    ``on_peer_alive`` alternate, and only between up and down.
 3. A peer is *up* per incarnation: ``(peer_name, creation)``. A new creation
    replaces the old connection: the old incarnation is reported down first.
+4. :class:`PeerAdmission`, optional, is the authority on incarnations (the
+   runtime answers from its view of the store): a proven peer is admitted
+   only if it confirms the ``(peer_name, creation)`` claimed. Without one,
+   every proven peer is (the transport alone, in tests).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Protocol
 from shoal.transport._peer import PeerConnection
 from shoal.wire import Message
 
-__all__ = ["PeerHandler"]
+__all__ = ["PeerAdmission", "PeerHandler"]
 
 
 class PeerHandler(Protocol):
@@ -78,4 +82,29 @@ class PeerHandler(Protocol):
         Args:
             peer_name: the peer's node name.
             creation: its incarnation.
+        """
+
+
+class PeerAdmission(Protocol):
+    """Which incarnations exist, asked by the transport before it admits a
+    peer that proved the secret (rule 4; the manager's rule 2).
+
+    ``admit_now`` must not block; ``wait_admitted`` is awaited only when
+    ``admit_now`` could not tell yet, and returns within its timeout.
+    """
+
+    def admit_now(self, peer_name: str, creation: int) -> bool | None:
+        """Whether ``creation`` is the current incarnation of ``peer_name``.
+
+        Returns:
+            True: it is. False: another, newer one is. None: not known yet
+            (the name is not listed, or only an older creation is).
+        """
+
+    async def wait_admitted(self, peer_name: str, creation: int, timeout: float) -> bool:
+        """Wait, at most ``timeout`` seconds, until ``admit_now`` gives True
+        or False for this claim.
+
+        Returns:
+            True only when ``creation`` became the current incarnation.
         """

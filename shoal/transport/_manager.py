@@ -11,6 +11,22 @@ Rules (each one decided in exactly one place, named here):
    whose creation is below the highest seen for its name is refused
    (``stale``); a higher creation replaces the current connection, and the
    old incarnation is reported down *before* the new one is reported up.
+   With a ``PeerAdmission`` (the runtime's view of the store), the store
+   decides which incarnations exist: an accepted peer is admitted only if
+   the view shows the creation it claims. A claim the view does not show
+   yet (an unlisted name, or newer than the view) waits, up to
+   ``admission_timeout``, for the view to catch up (a real new incarnation
+   registers before it dials, so its watch event is milliseconds away),
+   touching nothing meanwhile; then it is refused ``stale`` (the word an
+   old incarnation gets: the peer learns no more than that), logged once
+   at WARNING with the claim and the address. A claim the view already
+   shows is admitted at once, in the same step as before (``_vet``). Only
+   a confirmed creation replaces a live connection or raises ``_highest``,
+   so a peer that knows the secret cannot evict a live node nor make its
+   real incarnation look old. The wait runs in ``_admitting`` (one task
+   per accepted connection in the handshake, so bounded by rule 7;
+   cancelled when that connection is lost), and its end re-runs ``_vet``
+   and establishes in one step, so rule 3 sees dials made meanwhile.
 3. Simultaneous connect (``_vet``, acceptor side, once the initiator has
    proven itself and before the acceptor's own proof): when this node is
    dialling a peer that dials it, both sides keep the connection initiated
@@ -56,10 +72,10 @@ from typing import Any
 from shoal.errors import NodeDown
 from shoal.transport._config import TransportConfig
 from shoal.transport._dialling import Dialler
-from shoal.transport._handler import PeerHandler
+from shoal.transport._handler import PeerAdmission, PeerHandler
 from shoal.transport._handshaking import HandshakeCap
 from shoal.transport._peer import PeerConnection
-from shoal.wire import Connection, Message
+from shoal.wire import PENDING, Connection, Message, Pending
 
 __all__ = ["ConnectionManager"]
 
@@ -75,6 +91,8 @@ class ConnectionManager:
     Args:
         config: identity, secret, timeouts and limits.
         handler: receives messages and peer up/down/silent/alive events.
+        admission: says which incarnations exist (rule 2); None admits
+            every peer that proved the secret.
         random_bytes: nonce source for handshakes (tests may fix it).
         rng: random source for backoff jitter.
     """
@@ -84,11 +102,17 @@ class ConnectionManager:
         config: TransportConfig,
         handler: PeerHandler,
         *,
+        admission: PeerAdmission | None = None,
         random_bytes: Callable[[int], bytes] = os.urandom,
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
         self.handler = handler
+        self._admission = admission
+        # Invariant: one task per accepted connection whose admission waits
+        # for the store's view (rule 2); removed when it ends or the
+        # connection is lost, so at most max_handshakes.
+        self._admitting: dict[PeerConnection, asyncio.Task[None]] = {}
         self._hs_config = config.handshake_config()
         self._random_bytes = random_bytes
         self._rng = rng or random.Random()
@@ -265,7 +289,7 @@ class ConnectionManager:
         self._closing = True
         if self._server is not None:
             self._server.close()
-        dials = list(self._connecting.values())
+        dials = [*self._connecting.values(), *self._admitting.values()]
         for task in dials:
             task.cancel()
         # A dial is this manager's task: it has ended when close returns.
@@ -299,7 +323,7 @@ class ConnectionManager:
 
     # --- decisions (rules 2-5) ----------------------------------------
 
-    def _vet(self, node: str, creation: int) -> str | None:
+    def _vet(self, node: str, creation: int) -> str | Pending | None:
         """Acceptor side, once the peer's PROOF verified and before ours."""
         if self._closing:
             return "closing"
@@ -315,7 +339,41 @@ class ConnectionManager:
             and (self.config.node, self.config.creation) < (node, creation)
         ):
             return "duplicate"
+        if not self._confirmed(node, creation):
+            return PENDING  # rule 2: admission_pending asks the store's view
         return None
+
+    def _confirmed(self, node: str, creation: int) -> bool:
+        return self._admission is None or self._admission.admit_now(node, creation) is True
+
+    def admission_pending(self, conn: PeerConnection, node: str, creation: int) -> None:
+        """``conn``'s peer proved the secret with a claim the store's view
+        does not show (yet): decide within ``admission_timeout`` (rule 2)."""
+        if conn not in self._admitting:
+            self._admitting[conn] = asyncio.get_running_loop().create_task(
+                self._admit_later(conn, node, creation), name=f"shoal admit {node}")
+
+    async def _admit_later(self, conn: PeerConnection, node: str, creation: int) -> None:
+        assert self._admission is not None
+        wait = min(self.config.admission_timeout, self.config.handshake_timeout / 2)
+        try:
+            admitted = await self._admission.wait_admitted(node, creation, wait)
+        finally:
+            self._admitting.pop(conn, None)
+        # Rule 3 in one step with the establishment: what changed meanwhile
+        # (a dial of ours to that peer, a connection that came up) counts.
+        word = self._vet(node, creation) if admitted else "stale"
+        if word is PENDING or not admitted:
+            word = "stale"
+            logger.warning(
+                "refused node %r (creation %d) at %s: it proved the cluster secret, but "
+                "the store does not show that incarnation of the name (waited up to %gs)",
+                node, creation, conn.peer_address, wait)
+        elif word is not None:
+            logger.info("refused node %r (creation %d) at %s: %s",
+                        node, creation, conn.peer_address, word)
+        assert not isinstance(word, Pending)
+        conn.decide_admission(word)
 
     def _vet_outbound(self, node: str, creation: int) -> str | None:
         """Initiator side, once the acceptor's PROOF verified."""
@@ -336,6 +394,9 @@ class ConnectionManager:
         if creation < self._highest.get(name, -1):
             return "stale"
         current = self._peers.get(name)
+        confirmed = self._confirmed(name, creation)
+        if current is not None and current.peer_creation != creation and not confirmed:
+            return "stale"  # rule 2: only the store's incarnation replaces a live one
         if current is not None:
             # Rule 4: same incarnation twice; keep the lower initiator's.
             if (
@@ -354,7 +415,8 @@ class ConnectionManager:
             self._unregister(current, why)
             current.close(why)
         self._peers[name] = conn
-        self._highest[name] = creation
+        if confirmed:  # rule 2
+            self._highest[name] = max(creation, self._highest.get(name, -1))
         self._notify(self.handler.on_peer_up, name, creation, conn)
         self._dialler.peer_up(name)
         return None
@@ -393,6 +455,9 @@ class ConnectionManager:
         return None
 
     def _connection_lost(self, conn: PeerConnection) -> None:
+        admitting = self._admitting.pop(conn, None)
+        if admitting is not None:
+            admitting.cancel()
         self._handshaking.release(conn)
         self._all.discard(conn)
         self._unregister(conn, conn.close_reason or "connection lost")

@@ -53,6 +53,9 @@ class PeerOwner(Protocol[_Conn]):
     def _established(self, conn: _Conn) -> str | None:
         """The handshake succeeded; returns a refusal to close it with, or None."""
 
+    def admission_pending(self, conn: _Conn, node: str, creation: int) -> None:
+        """The peer proved the secret and its admission waits (``decide_admission``)."""
+
     def handshake_failed(self, conn: _Conn, error: object) -> None:
         """The handshake failed or timed out."""
 

@@ -114,6 +114,7 @@ class PeerConnection(asyncio.Protocol):
         self.peer_address: Any = None
         self.close_reason: str | None = None
         self.refusal: str | None = None
+        self._refusal_logged = False
 
     def __repr__(self) -> str:
         who = f"{self.peer_node}/{self.peer_creation}" if self.peer_node else "unauthenticated"
@@ -283,11 +284,8 @@ class PeerConnection(asyncio.Protocol):
     # --- asyncio.Protocol -----------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """asyncio callback: the socket is up; start the handshake and its deadline.
-
-        Args:
-            transport: the socket (or TLS) transport.
-        """
+        """asyncio callback: the socket (or TLS) ``transport`` is up; start
+        the handshake and its deadline."""
         # uvloop's TCP transport is not an asyncio.Transport subclass, but
         # has the same methods: no isinstance check here.
         self._transport = cast(asyncio.Transport, transport)
@@ -303,11 +301,8 @@ class PeerConnection(asyncio.Protocol):
         self._write_now(self._wire.data_to_send())
 
     def data_received(self, data: bytes) -> None:
-        """asyncio callback: feed bytes to the protocol and act on its events.
-
-        Args:
-            data: the bytes read.
-        """
+        """asyncio callback: feed the bytes read to the protocol and act on
+        its events."""
         self._counts[1] += len(data)
         self._last_recv = self._loop.time()
         if self.silent:
@@ -316,22 +311,26 @@ class PeerConnection(asyncio.Protocol):
         events = self._wire.receive_data(data)
         self._write_now(self._wire.data_to_send())
         self._handle(events)
+        if not self.registered and (pending := self._wire.pending_admission) is not None:
+            self._manager.admission_pending(self, *pending)  # it calls decide_admission
+
+    def decide_admission(self, word: str | None) -> None:
+        """Admit (``word`` None) or refuse with ``word`` the peer whose
+        admission the manager deferred (and logged, if refused)."""
+        self._refusal_logged = word is not None
+        events = self._wire.decide_admission(word)
+        self._write_now(self._wire.data_to_send())
+        self._handle(events)
 
     def eof_received(self) -> bool:
-        """asyncio callback: the peer closed its side.
-
-        Returns:
-            False, so that asyncio closes the transport.
-        """
+        """asyncio callback: the peer closed its side; returns False, so
+        that asyncio closes the transport."""
         self._handle(self._wire.receive_eof())
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """asyncio callback: the socket is gone; record why and tell the manager.
-
-        Args:
-            exc: the OS error that ended it, or None for a clean close.
-        """
+        """asyncio callback: the socket is gone (``exc``: the OS error, or
+        None for a clean close); record why and tell the manager."""
         if self._timer is not None:
             self._timer.cancel()
         self._set_reason(f"connection lost: {exc}" if exc else "connection closed by peer")
@@ -438,8 +437,9 @@ class PeerConnection(asyncio.Protocol):
             # manager); our own dial's failure is the dialler's to report (once per refusal).
             routine = "duplicate" in (event.refusal, self._wire.refusal_sent) or (
                 self.initiator and not self._established.done())
-            if routine or self._established.done():
-                logger.log(logging.INFO if routine else logging.WARNING,
+            if self._refusal_logged or routine or self._established.done():
+                level = logging.INFO if routine else logging.WARNING
+                logger.log(logging.DEBUG if self._refusal_logged else level,
                            "closing connection with %s (node %s): %s", self.peer_address,
                            self.peer_node or "unauthenticated", event.error)
             else:

@@ -51,7 +51,8 @@ _WORDS = {
     "auth": "it refused this node's proof: the cluster secrets differ",
     "cluster": "it belongs to another cluster",
     "version": "it speaks no protocol version this node speaks",
-    "stale": "it has seen a newer incarnation of this node's name",
+    "stale": ("it does not take this node for the current incarnation of its name "
+              "(it saw a newer one, or its view of the store does not show this one)"),
     "self": "it has this node's own name",
 }
 _SILENT_CLOSE = ("it closed the connection during the handshake twice without a word: it "

@@ -31,6 +31,11 @@ Rules:
    (the peer went away), but an error mid-frame or mid-handshake.
 5. PING and PONG are delivered as events like any message; answering a PING
    is the transport's business, which keeps this object free of policy.
+6. An acceptor whose ``vet_peer`` deferred the admission (handshake rule 7)
+   stays in ``handshake`` with :attr:`pending_admission` set; any frame the
+   peer sends meanwhile is a ``ProtocolError`` (it must wait for our
+   PROOF). :meth:`decide_admission` then yields ``Established`` (our PROOF
+   in :meth:`data_to_send`) or ``Closed`` (a REFUSE there).
 """
 
 from __future__ import annotations
@@ -238,21 +243,51 @@ class Connection:
                 raise
             self._outbox.extend(self._encoder.encode(m) for m in answers)
             if hs.result is not None:
-                self.result = result = hs.result
-                self._handshake = None
-                self.state = "open"
-                self._frames.max_frame = self._max_frame
-                events.append(
-                    Established(
-                        version=result.version,
-                        node=result.node,
-                        creation=result.creation,
-                        initiator=result.initiator,
-                    )
-                )
+                self._opened(hs.result, events)
                 return self._frames.feed(b"")
             bodies = self._frames.feed(b"", max_bodies=1)
         return []
+
+    def _opened(self, result: HandshakeResult, events: list[Event]) -> None:
+        self.result = result
+        self._handshake = None
+        self.state = "open"
+        self._frames.max_frame = self._max_frame
+        events.append(Established(version=result.version, node=result.node,
+                                  creation=result.creation, initiator=result.initiator))
+
+    @property
+    def pending_admission(self) -> tuple[str, int] | None:
+        """The proven peer's ``(node, creation)`` while its admission is
+        deferred (rule 6), else None."""
+        hs = self._handshake
+        return hs.pending if hs is not None and self.state == "handshake" else None
+
+    def decide_admission(self, word: str | None) -> list[Event]:
+        """Admit (``word`` None) or refuse the peer whose admission was
+        deferred (rule 6).
+
+        Returns:
+            ``Established`` (then :meth:`data_to_send` holds our PROOF), or
+            ``Closed`` (a REFUSE there); nothing when no admission is
+            pending any more (the connection ended meanwhile).
+        """
+        hs = self._handshake
+        if self.pending_admission is None or hs is None:
+            return []
+        events: list[Event] = []
+        try:
+            answers = hs.decide(word)
+        except AuthenticationFailed as exc:
+            assert hs.refusal is not None
+            self.refusal_sent = hs.refusal.reason
+            self._outbox.append(self._encoder.encode(hs.refusal))
+            self._fail(events, exc)
+            return events
+        self._outbox.extend(self._encoder.encode(m) for m in answers)
+        assert hs.result is not None
+        self._opened(hs.result, events)
+        return events
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
         """Take bytes read from the peer.

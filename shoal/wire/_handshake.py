@@ -40,6 +40,12 @@ Rules:
    stranger learns nothing about which nodes exist or are connected: every
    node answers any HELLO it can with a CHALLENGE, and a wrong PROOF with
    ``auth``.
+7. On the acceptor, ``vet_peer`` may defer its answer (:data:`PENDING`):
+   the handshake then holds its own PROOF, sends nothing and accepts
+   nothing more, until :meth:`Handshake.decide` admits or refuses the peer
+   (the transport asks the store whether that incarnation exists, which
+   may take a moment). An initiator never waits: its peer is already
+   established.
 
 Not a goal: confidentiality or integrity after the handshake; a relay in the
 middle can still forward a whole exchange. Use TLS on untrusted networks.
@@ -61,12 +67,14 @@ from shoal.wire._terms import check_name
 
 __all__ = [
     "NONCE_SIZE",
+    "PENDING",
     "PROTOCOL_VERSION",
     "Challenge",
     "Handshake",
     "HandshakeConfig",
     "HandshakeResult",
     "Hello",
+    "Pending",
     "Proof",
     "Refuse",
     "VetPeer",
@@ -81,8 +89,23 @@ NONCE_SIZE: Final = 32
 _VERSION_LIMIT: Final = 1 << 31
 _LIMIT: Final = 1 << 63
 
-VetPeer = Callable[[str, int], "str | None"]
-"""``vet_peer(node, creation)`` → None to go on, or a one-word refusal reason."""
+
+
+class Pending:
+    """The type of :data:`PENDING`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "PENDING"
+
+
+PENDING: Final = Pending()
+"""What ``vet_peer`` returns on the acceptor to decide later (rule 7)."""
+
+VetPeer = Callable[[str, int], "str | Pending | None"]
+"""``vet_peer(node, creation)`` → None to go on, a one-word refusal reason,
+or (acceptor only) :data:`PENDING` to decide later with ``decide``."""
 
 Role = Literal["initiator", "acceptor"]
 
@@ -326,7 +349,8 @@ class Handshake:
             6): on the acceptor before it sends its own PROOF, on the
             initiator before it considers the connection established;
             returns None to go on or a refusal word (the transport uses it
-            for duplicate and stale-incarnation connections).
+            for duplicate and stale-incarnation connections), or on the
+            acceptor :data:`PENDING` to decide later (rule 7).
         expect_node: on the initiator, the node name it meant to reach.
     """
 
@@ -355,6 +379,9 @@ class Handshake:
         """Set when this side refused: the message to send before closing."""
         self.peer_refusal: str | None = None
         """Set when the peer refused us: the word from its REFUSE."""
+        self.pending: tuple[str, int] | None = None
+        """Set on the acceptor while ``vet_peer`` deferred its decision
+        (rule 7): the proven peer's ``(node, creation)``."""
 
     def _new_nonce(self) -> bytes:
         nonce = self._random(NONCE_SIZE)
@@ -397,16 +424,47 @@ class Handshake:
             initiator_nonce=hello.nonce, acceptor_nonce=challenge.nonce,
         )  # fmt: skip
 
-    def _admit(self, cluster: str, node: str, creation: int) -> None:
-        """Rule 6: judge a peer that has proven it knows the secret."""
+    def _admit(self, cluster: str, node: str, creation: int) -> bool:
+        """Rule 6: judge a peer that has proven it knows the secret; False
+        when ``vet_peer`` deferred the decision (rule 7)."""
         if cluster != self._config.cluster:
             raise self._refuse("cluster", f"peer is in cluster {cluster!r}")
         if node == self._config.node:
             raise self._refuse("self", f"peer claims this node's own name {node!r}")
         if self._vet is not None:
             word = self._vet(node, creation)
-            if word is not None:
+            if word is PENDING:
+                if self._initiator:
+                    raise BadArgument("vet_peer", word, "None or a word on the initiator")
+                return False
+            if isinstance(word, str):
                 raise self._refuse(word, f"peer {node!r} (creation {creation}) not accepted")
+        return True
+
+    def decide(self, word: str | None) -> list[Message]:
+        """End an admission ``vet_peer`` deferred (rule 7).
+
+        Args:
+            word: None admits the peer; a one-word reason refuses it.
+
+        Returns:
+            The messages to send: this side's PROOF when admitted.
+
+        Raises:
+            AuthenticationFailed: ``word`` refuses the peer (:attr:`refusal`
+                then holds the REFUSE to send).
+            BadArgument: no admission is pending.
+        """
+        if self.pending is None:
+            raise BadArgument("word", word, "a decision while an admission is pending")
+        node, creation = self.pending
+        self.pending = None
+        if word is not None:
+            raise self._refuse(word, f"peer {node!r} (creation {creation}) not accepted")
+        assert self._challenge is not None
+        self.result = HandshakeResult(version=self._challenge.version, node=node,
+                                      creation=creation, initiator=False)
+        return [Proof(digest=self._digest("acceptor"))]
 
     def receive(self, msg: Message) -> list[Message]:
         """Take the peer's next handshake message.
@@ -471,7 +529,9 @@ class Handshake:
         self._expecting = None
         peer = self._challenge if self._initiator else self._hello
         assert peer is not None and self._challenge is not None
-        self._admit(peer.cluster, peer.node, peer.creation)
+        if not self._admit(peer.cluster, peer.node, peer.creation):
+            self.pending = (peer.node, peer.creation)
+            return []  # rule 7: our PROOF waits for decide()
         self.result = HandshakeResult(
             version=self._challenge.version, node=peer.node, creation=peer.creation,
             initiator=self._initiator,

@@ -19,6 +19,7 @@ from shoal.membership.keys import bucket_of, encode_members, member_key
 from shoal.store import open_store
 from shoal.store.base import Put
 from shoal.testing.cluster import LocalCluster
+from shoal.testing.registration import register_peer
 
 # These scenarios run against the embedded store and against etcd (conftest.py).
 E2E_STORES = ("sqlite", "etcd")
@@ -145,11 +146,18 @@ async def test_raw_handshake_with_wrong_secret_is_refused_and_logged_with_addres
         await wait_until(lambda: f"closing connection with {peer.address!r}"
                          in cluster.nodes["n1"].log_text(),
                          what="n1 to log the refusal with the peer's address")
-        # The right secret from the same kind of raw peer is accepted.
-        good = await RawPeer.open(_address(cluster, "n1"))
-        events = await good.handshake(node="raw", creation=1, secret=cluster.secret)
-        assert any(isinstance(e, wire.Established) for e in events)
-        good.close()
+        # The right secret from the same kind of raw peer, registered in the
+        # store as a node is before it dials, is accepted.
+        store = open_store(cluster.store)
+        try:
+            session = await register_peer(store, "raw", 1)
+            good = await RawPeer.open(_address(cluster, "n1"))
+            events = await good.handshake(node="raw", creation=1, secret=cluster.secret)
+            assert any(isinstance(e, wire.Established) for e in events)
+            good.close()
+            await session.close()
+        finally:
+            await store.close()
 
 
 @pytest.mark.parametrize("payload", [

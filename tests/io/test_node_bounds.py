@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import shoal
+from shoal.testing.registration import register_peer
 from shoal.transport import PeerConnection
 from shoal.wire import Call, Connection, Established, HandshakeConfig
 
@@ -119,7 +120,8 @@ async def test_a_peer_flooding_calls_without_reading_replies_is_bounded_then_dro
     async with shoal.Node("b", cluster=CLUSTER, store=store, secret=SECRET,
                           max_unsent=BOUND) as b:
         pid = await b.spawn(Echo)
-        assert b.address is not None
+        assert b.address is not None and b.store is not None
+        deaf = await register_peer(b.store, "deaf", 1)  # a member, as a node is
         loop = asyncio.get_running_loop()
         _, peer = await loop.create_connection(DeafCaller, *b.address)
         await asyncio.wait_for(peer.established.wait(), WAIT)
@@ -141,6 +143,7 @@ async def test_a_peer_flooding_calls_without_reading_replies_is_bounded_then_dro
         assert BOUND <= most < 2 * BOUND + SLACK
         peer.transport.close()
         assert await b.call(pid, "still serving", WAIT) == "still serving"
+        await deaf.close()
 
 
 def test_max_unsent_is_checked_when_the_node_is_made() -> None:

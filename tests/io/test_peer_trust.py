@@ -23,6 +23,7 @@ import pytest
 import shoal
 import shoal.wire as wire
 from shoal.runtime.replies import UNSENDABLE_REASON
+from shoal.testing.registration import register_peer, wait_seen
 
 SECRET = "peer-trust-test-secret-0123456789"
 WAIT = 5.0
@@ -141,7 +142,13 @@ async def two(tmp_path: Path) -> AsyncIterator[tuple[shoal.Node, shoal.Node]]:
     store = f"sqlite://{tmp_path}/cluster.db"
     async with shoal.Node("a", store=store, secret=SECRET) as a, \
             shoal.Node("b", store=store, secret=SECRET) as b:
+        # The attacker is a member: registered in the store, as a node is.
+        assert a.store is not None
+        mallory = await register_peer(a.store, "mallory", 1)
+        await wait_seen(a, "mallory", 1)
+        await wait_seen(b, "mallory", 1)
         yield a, b
+        await mallory.close()
 
 
 # -- exit reasons (item: an unsendable reason must not break the exit path) ----------

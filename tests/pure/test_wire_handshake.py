@@ -12,6 +12,7 @@ from shoal.errors import AuthenticationFailed, BadArgument, ProtocolError
 from shoal.pid import Pid
 from shoal.wire import (
     HANDSHAKE_MAX_FRAME,
+    PENDING,
     Bye,
     Call,
     Challenge,
@@ -241,6 +242,49 @@ def test_the_initiator_vets_the_acceptor_only_after_its_proof() -> None:
 def test_vet_peer_refusal_word_reaches_the_initiator() -> None:
     pair, _, _ = connect(cfg("a"), cfg("b"), vet_peer=lambda node, creation: "stale")
     assert closed(pair.events["initiator"]).refusal == "stale"
+
+
+def _deferred() -> tuple[ConnectionPair, Connection, Connection]:
+    pair, ini, acc = connect(cfg("a", creation=7), cfg("b"),
+                             vet_peer=lambda node, creation: PENDING)
+    assert acc.pending_admission == ("a", 7)
+    assert acc.state == ini.state == "handshake"
+    assert not pair.events["initiator"] and not pair.events["acceptor"]  # our PROOF waits
+    return pair, ini, acc
+
+
+def test_an_admission_deferred_by_the_acceptor_establishes_when_decided() -> None:
+    pair, _, acc = _deferred()
+    [established] = acc.decide_admission(None)
+    assert isinstance(established, Established) and established.node == "a"
+    assert acc.pending_admission is None and acc.state == "open"
+    pair.pump()
+    assert isinstance(pair.events["initiator"][0], Established)
+    assert acc.decide_admission(None) == []  # decided once
+
+
+def test_an_admission_deferred_by_the_acceptor_refuses_with_its_word() -> None:
+    pair, ini, acc = _deferred()
+    assert closed(acc.decide_admission("stale")).error is not None
+    assert acc.refusal_sent == "stale"
+    pair.pump()
+    assert closed(pair.events["initiator"]).refusal == "stale"
+    assert ini.state == acc.state == "closed"
+
+
+def test_a_frame_while_the_admission_is_deferred_is_a_protocol_error() -> None:
+    acc = _deferred()[2]
+    error = closed(acc.receive_data(encode_message(Proof(digest=bytes(32))))).error
+    assert isinstance(error, ProtocolError)
+    assert acc.pending_admission is None
+    assert acc.decide_admission(None) == []  # the connection is gone: nothing to decide
+
+
+def test_an_initiator_cannot_defer_its_admission() -> None:
+    ini = Connection(cfg("a"), initiator=True, vet_peer=lambda node, creation: PENDING)
+    pair = ConnectionPair(ini, Connection(cfg("b"), initiator=False))
+    with pytest.raises(BadArgument):
+        pair.pump()
 
 
 def test_initiator_refuses_an_unexpected_node_at_the_address() -> None:
