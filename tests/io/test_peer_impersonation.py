@@ -113,7 +113,7 @@ async def test_a_peer_claiming_a_live_nodes_name_with_a_newer_creation_is_refuse
 
     # The real connection stayed up, and nothing reached the linked processes.
     assert manager.get("b") is real and real.is_open
-    assert a.table.is_routable("b")
+    assert a.cluster_view.is_routable("b")
     assert await a.call(worker, "during", WAIT) == "during"
     assert await b.call(recorder, "back", WAIT) == "back"
     assert box == [] and b.is_alive(worker)
