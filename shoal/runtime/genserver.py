@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from shoal.errors import BadRequest
 from shoal.pid import Pid, Reason
-from shoal.runtime.messages import UNSET, Ref, Stop
+from shoal.runtime.notices import UNSET, Ref, Stop
 from shoal.runtime.process import Behaviour
 
 if TYPE_CHECKING:

@@ -39,7 +39,7 @@ from shoal.membership.strategies import STRATEGIES, key_digest, select
 from shoal.membership.table import MembershipEvent
 from shoal.pid import Pid
 from shoal.runtime.checks import check_group, check_pids, check_timeout
-from shoal.runtime.messages import GroupEvent, Ref
+from shoal.runtime.notices import GroupEvent, Ref
 
 if TYPE_CHECKING:
     from shoal.membership.table import GroupTable

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 
 from shoal.pid import Pid
-from shoal.runtime.messages import Ref
+from shoal.runtime.notices import Ref
 
 __all__ = ["MAX_LINKS_PER_NODE", "MAX_MONITORS_PER_NODE", "SYSTEM_LIMIT", "Holds"]
 

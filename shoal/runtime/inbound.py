@@ -51,7 +51,7 @@ from shoal import wire
 from shoal.errors import BadArgument, NodeDown, NoSuchProcess, Overloaded
 from shoal.pid import NOPROC, Pid, Reason
 from shoal.runtime.holds import SYSTEM_LIMIT, Holds
-from shoal.runtime.messages import Ref
+from shoal.runtime.notices import Ref
 from shoal.runtime.process import CALL, CAST, INFO, Caller, Process
 from shoal.runtime.replies import ReplySlot, fail_error
 from shoal.transport import PeerConnection

@@ -37,9 +37,9 @@ from shoal.runtime.config import DEFAULT_STORE, listen_addresses, load_secret, p
 from shoal.runtime.deadlines import Deadlines
 from shoal.runtime.feed import MembershipFeed
 from shoal.runtime.groups import GroupParts, Groups, SubscriptionHub
-from shoal.runtime.messages import Ref
 from shoal.runtime.messaging import DEFAULT_TIMEOUT, Messaging
 from shoal.runtime.node_info import NodeStatistics, node_info
+from shoal.runtime.notices import Ref
 from shoal.runtime.process import Behaviour, Process, mailbox_limit
 from shoal.runtime.processes import ProcessTable
 from shoal.runtime.remote import Remote

@@ -45,7 +45,7 @@ from shoal.errors import (
     ProcessExited,
 )
 from shoal.pid import KILLED, NORMAL, Crash, Pid, Reason
-from shoal.runtime.messages import NOREPLY, Exit, Stop
+from shoal.runtime.notices import NOREPLY, Exit, Stop
 
 __all__ = ["RUN_MAILBOX_SIZE", "Answer", "Behaviour", "Caller", "ExitHooks", "Process",
            "current_process", "mailbox_limit"]

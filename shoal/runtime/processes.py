@@ -37,7 +37,7 @@ from typing import Any
 from shoal.errors import BadArgument, CallTimeout, ShoalError
 from shoal.pid import NOPROC, SHUTDOWN, Pid, Reason
 from shoal.runtime.checks import check_pid, check_timeout
-from shoal.runtime.messages import Ref
+from shoal.runtime.notices import Ref
 from shoal.runtime.process import Behaviour, ExitHooks, Process, current_process, mailbox_limit
 
 __all__ = ["ProcessTable"]

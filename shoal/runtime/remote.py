@@ -65,7 +65,7 @@ from shoal.errors import (
 from shoal.pid import NOCONNECTION, NOPROC, SHUTDOWN, Pid, Reason
 from shoal.runtime.holds import Holds
 from shoal.runtime.inbound import Inbound
-from shoal.runtime.messages import Down, Ref
+from shoal.runtime.notices import Down, Ref
 from shoal.runtime.peers import PeerInfo, Redials, connection_for, drop_stale
 from shoal.runtime.process import current_process
 from shoal.runtime.replies import stand_in_reason, wire_reason

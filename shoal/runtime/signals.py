@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from shoal.errors import BadArgument, NoSuchProcess
 from shoal.pid import NOPROC, SHUTDOWN, Pid, Reason
 from shoal.runtime.checks import check_pid
-from shoal.runtime.messages import Down, Ref
+from shoal.runtime.notices import Down, Ref
 from shoal.runtime.process import INFO, Process, current_process
 from shoal.runtime.processes import ProcessTable
 
