@@ -157,7 +157,7 @@ class Node:
         self._tls_files = (tls_cert, tls_key, tls_ca, tls_server_name)
         self.store: Store | None = None
         self.address: tuple[str, int] | None = None
-        self.replication: Replication | None = None
+        self._replication: Replication | None = None
         self._owns_store = False
         self._background: set[asyncio.Task[None]] = set()
         # Invariant: creation differs between any two starts of this name
@@ -170,14 +170,14 @@ class Node:
         self._cluster = ClusterView(self.table)
         self._feed = MembershipFeed(self._hub, self._cluster)
         self._deadlines = Deadlines()
-        self.remote = Remote(self._processes, self._cluster, self._deadlines,
+        self._remote = Remote(self._processes, self._cluster, self._deadlines,
                              probe_store=self._probe_store,
                              heartbeat_timeout=self.heartbeat_timeout)
         self._rng = random.Random(seed)
         self._scopes: dict[str, Groups] = {}
-        self._signals = Signals(self._processes, self.remote, exiting=self._left,
+        self._signals = Signals(self._processes, self._remote, exiting=self._left,
                                 dead=self._cluster.process_dead)
-        self._messaging = Messaging(self._processes, self.remote, self.table, self._deadlines)
+        self._messaging = Messaging(self._processes, self._remote, self.table, self._deadlines)
         self._group_parts = GroupParts(
             name=self.name, creation=self.creation, table=self.table, hub=self._hub,
             processes=self._processes, signals=self._signals, cluster=self._cluster,
@@ -235,19 +235,19 @@ class Node:
                     max_unsent=self.max_unsent, max_handshakes=self.max_handshakes,
                     server_ssl=server_ssl, client_ssl=client_ssl,
                     tls_server_hostname=server_name)
-                manager = ConnectionManager(config, self.remote, admission=self._cluster)
+                manager = ConnectionManager(config, self._remote, admission=self._cluster)
                 host, port = await manager.start()
                 self.address = (host, port)
                 if self._advertise is not None:
                     host, port = self._advertise[0], self._advertise[1] or port
-            self.remote.manager = manager
-            self.replication = Replication(
-                store, table=self.table, processes=self._processes, remote=self.remote,
+            self._remote.manager = manager
+            self._replication = Replication(
+                store, table=self.table, processes=self._processes, remote=self._remote,
                 cluster=self._cluster, feed=self._feed, ttl=self.session_ttl,
                 info=node_info(self.name, self.creation, self.session_ttl, host, port,
                                as_given=self._advertise is not None))
-            await self.replication.start()
-            self._feed.start(self.replication.writer)
+            await self._replication.start()
+            self._feed.start(self._replication.writer)
         except BaseException:
             if manager is not None:
                 await manager.close()
@@ -271,7 +271,7 @@ class Node:
             for pid in [p for p in self.table.pids() if p.node == self.name]:
                 self._feed.publish(self.table.remove_pid(pid, SHUTDOWN))
             # G4: the leave must be visible before anything else stops.
-            if self.replication is not None and self.replication.fenced is None \
+            if self._replication is not None and self._replication.fenced is None \
                     and not await self._feed.replicated(self.drain_timeout):
                 log.warning("node %s: leaving groups was not confirmed by the store "
                                 "within %gs", self.name, self.drain_timeout)
@@ -280,11 +280,11 @@ class Node:
             await self._processes.stop_all()
         finally:
             try:
-                if self.replication is not None:
-                    await self.replication.stop()
-                self.remote.close()
-                if self.remote.manager is not None:
-                    await self.remote.manager.close("shutdown")
+                if self._replication is not None:
+                    await self._replication.stop()
+                self._remote.close()
+                if self._remote.manager is not None:
+                    await self._remote.manager.close("shutdown")
                 if self.store is not None and self._owns_store:
                     await self.store.close()
             finally:
@@ -300,7 +300,7 @@ class Node:
     @property
     def fenced(self) -> str | None:
         """Why this node fenced itself (a newer incarnation holds its name), or None."""
-        return self.replication.fenced if self.replication is not None else None
+        return self._replication.fenced if self._replication is not None else None
 
     async def wait_fenced(self) -> str:
         """Wait until this node fences itself; return why (``shoal run`` then exits 3).
@@ -308,9 +308,9 @@ class Node:
         Raises:
             ShoalError: the node was never started.
         """
-        if self.replication is None:
+        if self._replication is None:
             raise ShoalError(f"node {self.name!r} is not running")
-        return await self.replication.wait_fenced()
+        return await self._replication.wait_fenced()
 
     # -- processes ------------------------------------------------------------------
 

@@ -206,7 +206,7 @@ async def test_old_incarnation_cannot_connect_nor_publish_members() -> None:
         new_pids = await cluster.spawn("n1", group="g")
         await wait_until(lambda: client.groups.get_members("g") == new_pids,
                          what="the new incarnation's member")
-        assert client.remote.manager is not None
+        assert client._remote.manager is not None
         assert client.address is not None
 
         # A peer claiming to be the old incarnation is refused as stale.
@@ -225,8 +225,8 @@ async def test_old_incarnation_cannot_connect_nor_publish_members() -> None:
             revision = await session.apply([
                 Put(key=member_key(ghost.node, ghost.creation, "default", "g", bucket),
                     value=encode_members(bucket, {ghost.serial: 1}))])
-            await wait_until(lambda: client.replication is not None
-                             and client.replication.revision >= revision,
+            await wait_until(lambda: client._replication is not None
+                             and client._replication.revision >= revision,
                              what="the client to read the ghost entry")
             assert client.groups.get_members("g") == new_pids
             await session.close()

@@ -68,14 +68,14 @@ async def _sigterm_under_group_calls(*, idempotent: bool) -> None:
         stream = Stream(client, "g", callers=8, idempotent=idempotent).start()
         await stream.wait_calls(300)
         assert stream.served_by("n2")
-        assert client.remote.manager is not None
+        assert client._remote.manager is not None
         seen: dict[str, float] = {}
 
         def watch() -> bool:
             now = time.monotonic()
             if not any(p.node == "n2" for p in client.groups.get_members("g")):
                 seen.setdefault("left", now)
-            if "n2" not in client.remote.manager.peers():  # type: ignore[union-attr]
+            if "n2" not in client._remote.manager.peers():  # type: ignore[union-attr]
                 seen.setdefault("disconnected", now)
             return len(seen) == 2
 

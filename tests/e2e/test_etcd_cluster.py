@@ -328,8 +328,8 @@ async def test_write_that_finds_the_session_revoked_reopens_it_once_and_lands(
     url = _url(shared_etcd)
     async with LocalCluster(1, store=url) as cluster:
         client = cluster.client
-        assert client.replication is not None and client.replication.session is not None
-        old = client.replication.session.id
+        assert client._replication is not None and client._replication.session is not None
+        old = client._replication.session.id
         first = await client.spawn(Echo)
         await client.groups.join("g", first)
 
@@ -341,7 +341,7 @@ async def test_write_that_finds_the_session_revoked_reopens_it_once_and_lands(
         second = await client.spawn(Echo)
         await client.groups.join("g", second)
         await client.groups.sync(10.0)
-        assert client.replication.session.id != old
+        assert client._replication.session.id != old
         third = await client.spawn(Echo)
         await client.groups.join("g", third)
         await client.groups.sync(5.0)

@@ -101,7 +101,7 @@ async def test_hung_node_replaced_on_etcd_fences_itself_and_the_new_one_takes_it
                   and a.pid.creation == new_creation]
         assert to_new and all(a.error is None for a in to_new), [
             a.error for a in to_new if a.error is not None]
-        conn = client.remote.manager.get("n2") if client.remote.manager else None
+        conn = client._remote.manager.get("n2") if client._remote.manager else None
         assert conn is not None and conn.peer_creation == new_creation
         assert await client.call(new_pids[0], "served", 5.0) >= 1
         assert sorted(p for p in client.groups.get_members("g") if p.node == "n2") \

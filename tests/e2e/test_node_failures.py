@@ -113,8 +113,8 @@ async def test_calls_that_provably_did_not_start_are_retried_on_live_members() -
         client = cluster.client
         await wait_until(lambda: len(client.groups.get_members("g")) == 6,
                          what="6 members of g at the client")
-        assert client.remote.manager is not None
-        assert "n2" not in client.remote.manager.peers()
+        assert client._remote.manager is not None
+        assert "n2" not in client._remote.manager.peers()
         attempts = Attempts(client)
         cluster.sigstop("n2")
         # The store still lists n2 (its lock is held): selection picks it.

@@ -49,8 +49,8 @@ async def test_sends_made_while_dialling_arrive_in_order_before_a_later_call() -
         await wait_until(lambda: bool(client.groups.get_members("recorders")),
                          what="the recorder to be seen")
         [recorder] = client.groups.get_members("recorders")
-        assert client.remote.manager is not None
-        assert "n1" not in client.remote.manager.peers()
+        assert client._remote.manager is not None
+        assert "n1" not in client._remote.manager.peers()
         for i in range(50):
             client.send(recorder, i)
         received = await client.call(recorder, "received", 5.0)

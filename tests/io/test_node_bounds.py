@@ -37,7 +37,7 @@ class Echo(shoal.GenServer):
 
 
 def _connection(node: shoal.Node, peer: str) -> PeerConnection:
-    manager = node.remote.manager
+    manager = node._remote.manager
     assert manager is not None
     conn = manager.get(peer)
     assert conn is not None
@@ -134,7 +134,7 @@ async def test_a_peer_flooding_calls_without_reading_replies_is_bounded_then_dro
         most = 0
         deadline = loop.time() + 10 * WAIT
         while not peer.lost.is_set() and loop.time() < deadline:
-            manager = b.remote.manager
+            manager = b._remote.manager
             conn = manager.get("deaf") if manager is not None else None
             if conn is not None:
                 most = max(most, conn.statistics().buffered)

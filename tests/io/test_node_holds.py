@@ -119,22 +119,22 @@ async def test_monitors_and_links_from_one_node_are_capped_then_forgotten_when_i
         exits = [m for m in peer.received if isinstance(m, Exit)]
         assert [(d.ref, d.reason) for d in downs] == [(n, "system_limit") for n in (6, 7, 8)]
         assert [(e.to.serial, e.reason) for e in exits] == [(n, "system_limit") for n in (6, 7, 8)]
-        assert node.remote.holds.count("flood") == (CAP, CAP)
+        assert node._remote.holds.count("flood") == (CAP, CAP)
         assert node.is_alive(pid)  # refusing costs the target nothing
 
-        manager = node.remote.manager
+        manager = node._remote.manager
         assert manager is not None and peer.transport is not None
         conn = manager.get("flood")
         assert conn is not None
         peer.transport.close()  # the flooder leaves
         await asyncio.wait_for(conn.wait_closed(), WAIT)  # the node saw it go
-        assert node.remote.holds.count("flood") == (0, 0)
+        assert node._remote.holds.count("flood") == (0, 0)
         # Its share went with it: a new connection of that node may hold as many again.
         again = await _connect(node)
         _flood(again, pid, CAP)
         await _handled(again, node)
         assert not again.received  # none refused
-        assert node.remote.holds.count("flood") == (CAP, CAP)
+        assert node._remote.holds.count("flood") == (CAP, CAP)
         assert again.transport is not None
         again.transport.close()
 
@@ -148,10 +148,10 @@ async def test_a_dead_targets_entries_are_forgotten(
         peer = await _connect(node)
         _flood(peer, pid, 2)
         await _handled(peer, node)
-        assert node.remote.holds.count("flood") == (2, 2)
+        assert node._remote.holds.count("flood") == (2, 2)
         node.exit(pid, "shutdown")
         await node.wait_exit(pid, WAIT)
         await peer.wait_received(4)  # a Down per monitor, an exit signal per link
-        assert node.remote.holds.count("flood") == (0, 0)
+        assert node._remote.holds.count("flood") == (0, 0)
         assert peer.transport is not None
         peer.transport.close()

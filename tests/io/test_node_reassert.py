@@ -149,11 +149,11 @@ async def test_a_lease_that_ran_out_is_not_reported_as_someone_elses_deletion(
         pids = [await owner.spawn(Echo) for _ in range(2)]
         await owner.groups.join("g", pids)
         await owner.groups.sync(timeout=5.0)
-        assert owner.replication is not None and owner.replication.session is not None
-        lapsed = owner.replication.session
+        assert owner._replication is not None and owner._replication.session is not None
+        lapsed = owner._replication.session
         lapsed.pause_keepalive()  # type: ignore[attr-defined]  # the hang, as etcd sees it
-        await wait_until(lambda: owner.replication is not None
-                         and owner.replication.session is not lapsed, timeout=15,
+        await wait_until(lambda: owner._replication is not None
+                         and owner._replication.session is not lapsed, timeout=15,
                          what="a new session")
         await owner.groups.sync(timeout=5.0)  # every membership written again
         messages = [r.getMessage() for r in caplog.records]

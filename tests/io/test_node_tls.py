@@ -67,7 +67,7 @@ async def test_nodes_with_certificates_from_one_ca_call_each_other_over_tls(
     async with shoal.Node("b", store=store, secret=SECRET, **_tls(pki, "b")) as b:
         assert await b.call(pid, "over tls", WAIT) == "over tls"
         assert await b.groups.call("g", 7, timeout=WAIT) == 7
-        conn = b.remote.manager.get("a") if b.remote.manager else None
+        conn = b._remote.manager.get("a") if b._remote.manager else None
         assert conn is not None and conn._transport is not None
         assert isinstance(conn._transport.get_extra_info("ssl_object"), ssl.SSLObject)
 

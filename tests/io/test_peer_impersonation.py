@@ -101,7 +101,7 @@ async def test_a_peer_claiming_a_live_nodes_name_with_a_newer_creation_is_refuse
     a.link(recorder, worker)
     ref = a.monitor(worker, watcher=recorder)
     assert await a.call(worker, "before", WAIT) == "before"  # LINK, MONITOR arrived
-    manager = a.remote.manager
+    manager = a._remote.manager
     assert manager is not None
     real = manager.get("b")
     assert real is not None and real.peer_creation == b.creation
@@ -143,7 +143,7 @@ async def test_a_peer_claiming_a_name_the_store_does_not_list_is_refused(
     impostor = Impostor(a, "nobody", 1)
     assert _refusal(await impostor.handshake()) == "stale"
     impostor.close()
-    manager = a.remote.manager
+    manager = a._remote.manager
     assert manager is not None and manager.get("nobody") is None
     assert "nobody" not in manager.peers()
 
@@ -155,7 +155,7 @@ async def test_a_peer_registered_in_the_store_is_admitted_even_before_the_view_s
     impostor = Impostor(a, "late", 5)
     handshake = asyncio.ensure_future(impostor.handshake())
     # Its claim waits for a's view of the store, touching nothing...
-    manager = a.remote.manager
+    manager = a._remote.manager
     assert manager is not None
     await wait_until(lambda: manager.handshaking == 1, what="the claim to wait")
     assert not handshake.done()
@@ -175,7 +175,7 @@ async def test_a_restarted_node_registered_in_the_store_replaces_the_old_connect
     assert a.store is not None
     worker = await b.spawn(Inbox, [])
     assert await a.call(worker, "before", WAIT) == "before"
-    manager = a.remote.manager
+    manager = a._remote.manager
     assert manager is not None
     old = manager.get("b")
     assert old is not None

@@ -272,7 +272,7 @@ async def test_an_answer_from_a_third_node_is_ignored_even_with_the_right_ref(
     worker = await a.spawn(Worker, box, release, held)
     call = asyncio.ensure_future(b.call(worker, "hold", WAIT))
     await held.wait()
-    [ref] = list(b.remote.pending)  # the attacker guessed it: refs count up from 1
+    [ref] = list(b._remote.pending)  # the attacker guessed it: refs count up from 1
     peer = await RawPeer.connect(b)
     caplog.set_level(logging.DEBUG, logger="shoal")
     for _ in range(3):

@@ -269,8 +269,8 @@ async def test_wait_fenced_returns_why_the_node_fenced_itself() -> None:
         assert node.fenced is None
         pid = await node.spawn(Probe)
         waiting = asyncio.ensure_future(node.wait_fenced())
-        assert node.replication is not None
-        node.replication.fence("creation 2 holds the name now")
+        assert node._replication is not None
+        node._replication.fence("creation 2 holds the name now")
         assert await asyncio.wait_for(waiting, WAIT) == "creation 2 holds the name now"
         assert node.fenced == "creation 2 holds the name now"
         assert not node.is_alive(pid)  # a fenced node serves nothing

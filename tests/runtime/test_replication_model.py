@@ -118,7 +118,7 @@ class StoreModel:
 async def test_the_view_equals_the_store_after_any_sequence_of_changes(
         steps: list[tuple[Any, ...]]) -> None:
     async with shoal.Node("me", store=MemoryStore(), listen=None) as node:
-        replication = node.replication
+        replication = node._replication
         assert replication is not None
         model = StoreModel()
         revision = 10**6  # far above the node's own store, so nothing is stale

@@ -164,9 +164,9 @@ async def test_sync_after_the_session_ended_waits_for_the_memberships_to_be_rewr
         pid = await node.spawn(Probe)
         await node.groups.join("a", pid)
         await node.groups.sync(WAIT)
-        assert node.replication is not None and node.replication.session is not None
+        assert node._replication is not None and node._replication.session is not None
         store.fail = 2  # the rewrite fails twice before it lands
-        store._b.end(node.replication.session, "revoked")  # type: ignore[arg-type]
+        store._b.end(node._replication.session, "revoked")  # type: ignore[arg-type]
         assert await store.stored("w") == {}
         await node.groups.sync(WAIT)
         assert await store.stored("w") == {_key(pid, "a"): {pid.serial: 1}}
@@ -240,12 +240,12 @@ async def test_a_session_lost_under_the_writer_is_reopened_and_every_bucket_rewr
         for pid in pids:
             await node.groups.join("g", pid)
         await node.groups.sync(WAIT)
-        assert node.replication is not None
-        old = node.replication.session
+        assert node._replication is not None
+        old = node._replication.session
         assert old is not None
         store._b.end(old, "revoked")  # type: ignore[arg-type]  # as etcd revoking a lease
-        await wait_until(lambda: node.replication is not None
-                         and node.replication.session is not old, what="a new session")
+        await wait_until(lambda: node._replication is not None
+                         and node._replication.session is not old, what="a new session")
         await node.groups.sync(WAIT)
         stored = await store.stored("w")
         assert {s for counts in stored.values() for s in counts} == {p.serial for p in pids}
@@ -293,8 +293,8 @@ async def test_garbage_under_members_is_logged_and_never_becomes_a_member(
             Put(key=member_key("a", 1, "default", "h", 0), value=msgpack.packb([99])),
             Put(key=member_key("a", 1, "default", "ok", 0), value=msgpack.packb([3])),
         ])
-        await wait_until(lambda: b.replication is not None
-                         and b.replication.revision >= revision, what="b to read them")
+        await wait_until(lambda: b._replication is not None
+                         and b._replication.revision >= revision, what="b to read them")
         assert b.groups.which_groups() == ["ok"]
         assert b.groups.get_members("ok") == [shoal.Pid("a", 1, 3)]
         await other.close()
@@ -307,8 +307,8 @@ async def test_a_failure_while_applying_changes_rebuilds_the_view_and_keeps_foll
     store = MemoryStore()
     async with shoal.Node("a", store=store, listen=None) as a, \
             shoal.Node("b", store=store.another_client(), listen=None) as b:
-        assert b.replication is not None
-        apply = b.replication._apply_member
+        assert b._replication is not None
+        apply = b._replication._apply_member
         broken = [True]
 
         def apply_once_broken(key: str, value: bytes | None) -> None:
@@ -317,7 +317,7 @@ async def test_a_failure_while_applying_changes_rebuilds_the_view_and_keeps_foll
                 raise RuntimeError("injected bug in apply")
             apply(key, value)
 
-        b.replication._apply_member = apply_once_broken  # type: ignore[method-assign]
+        b._replication._apply_member = apply_once_broken  # type: ignore[method-assign]
         first = await a.spawn(Probe)
         await a.groups.join("g", first)
         await wait_until(lambda: b.groups.get_members("g") == [first],
@@ -358,8 +358,8 @@ async def test_whatever_happens_the_store_ends_equal_to_the_nodes_own_view(
             elif kind == "fail":
                 store.fail = 1
             elif kind == "end_session":
-                assert node.replication is not None and node.replication.session is not None
-                store._b.end(node.replication.session, "revoked")  # type: ignore[arg-type]
+                assert node._replication is not None and node._replication.session is not None
+                store._b.end(node._replication.session, "revoked")  # type: ignore[arg-type]
             else:
                 await asyncio.sleep(0)  # one loop turn: writes start and land meanwhile
         await node.groups.sync(10.0)
