@@ -44,11 +44,11 @@ from shoal.errors import (
     UsageError,
 )
 from shoal.pid import KILLED, NOCONNECTION, NOPROC, NORMAL, SHUTDOWN, Crash, Pid, Reason
+from shoal.runtime.caller import Caller
 from shoal.runtime.genserver import GenServer
 from shoal.runtime.groups import Groups, Subscription, SubscriptionOverflow
 from shoal.runtime.node import Node, NodeStatistics
 from shoal.runtime.notices import NOREPLY, Down, Exit, GroupEvent, Ref, Stop
-from shoal.runtime.process import Caller
 
 __all__ = [
     "KILLED",

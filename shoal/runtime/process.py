@@ -45,6 +45,7 @@ from shoal.errors import (
     ProcessExited,
 )
 from shoal.pid import KILLED, NORMAL, Crash, Pid, Reason
+from shoal.runtime.caller import Answer, Caller
 from shoal.runtime.notices import NOREPLY, Exit, Stop
 
 __all__ = ["RUN_MAILBOX_SIZE", "Answer", "Behaviour", "Caller", "ExitHooks", "Process",
@@ -78,44 +79,6 @@ def mailbox_limit(given: Any, behaviour: int | None, node: int | None) -> int | 
     return limit
 
 
-class Caller:
-    """The other end of one call; ``handle_call`` receives it.
-
-    Keep it and call :meth:`reply` later to answer after returning
-    :data:`~shoal.NOREPLY`. Replying twice, or after the caller gave up, does
-    nothing (a late reply is discarded, never leaked).
-
-    Attributes:
-        pid: the calling process, or ``None`` for code outside any process.
-    """
-
-    __slots__ = ("answer", "pid")
-
-    def __init__(self, pid: Pid | None, answer: Answer) -> None:
-        self.pid = pid
-        # Internal: where the answer goes (the caller's future, or the reply
-        # slot of a caller on another node). Use reply() and fail().
-        self.answer = answer
-
-    def reply(self, value: Any) -> None:
-        """Send the reply (at most once; later replies are ignored)."""
-        if not self.answer.done():
-            self.answer.set_result(value)
-
-    def fail(self, error: BaseException) -> None:
-        """Answer with an error the caller will raise."""
-        if not self.answer.done():
-            self.answer.set_exception(error)
-
-    @property
-    def gave_up(self) -> bool:
-        """Whether the caller stopped waiting (answered, timed out, cancelled)."""
-        return self.answer.done()
-
-    def __repr__(self) -> str:
-        return f"<Caller from {self.pid}>"
-
-
 class Behaviour:
     """What a process runs: the hooks its loop calls. :class:`shoal.GenServer`
     (``genserver.py``, above this module) is its one subclass, the one users
@@ -138,20 +101,6 @@ class Behaviour:
     async def terminate(self, reason: Reason) -> None: ...
 
     async def code_change(self, old_version: Any, extra: Any) -> None: ...
-
-
-class Answer(Protocol):
-    """Where a call's answer goes: the caller's ``asyncio.Future`` on this
-    node, or a ``replies.ReplySlot`` that sends it to a caller on another."""
-
-    def done(self) -> bool:
-        """Whether an answer was given, or nobody listens any more."""
-
-    def set_result(self, value: Any, /) -> None:
-        """Answer with ``value``."""
-
-    def set_exception(self, exception: BaseException, /) -> None:
-        """Answer with an error the caller raises."""
 
 
 class ExitHooks(Protocol):
