@@ -42,7 +42,7 @@ import msgpack
 from shoal.errors import BadArgument, ProtocolError
 from shoal.pid import Pid
 from shoal.wire._frames import DEFAULT_MAX_FRAME, HEADER_SIZE
-from shoal.wire._handshake import Challenge, Hello, Proof, Refuse
+from shoal.wire._handshake_messages import Challenge, Hello, Proof, Refuse
 from shoal.wire._messages import (
     Bye,
     Call,

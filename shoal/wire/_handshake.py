@@ -1,8 +1,8 @@
 """The handshake: both peers prove they know the cluster secret (sans-IO).
 
-Owns: the four handshake messages, the per-connection state machine, and
-the exact bytes fed to HMAC (docs/protocol.md repeats them for other
-implementations).
+Owns: the per-connection state machine and the exact bytes fed to HMAC
+(docs/protocol.md repeats them for other implementations). The four
+messages it exchanges are ``_handshake_messages.py``'s.
 
 Exchange (the initiator opened the TCP connection)::
 
@@ -59,9 +59,18 @@ import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, Final, Literal
 
 from shoal.errors import AuthenticationFailed, BadArgument, ProtocolError
+from shoal.wire._handshake_messages import (
+    NONCE_SIZE,
+    Challenge,
+    Hello,
+    Proof,
+    Refuse,
+    check_creation,
+    check_version,
+)
 from shoal.wire._messages import Message
 from shoal.wire._terms import check_name
 
@@ -84,10 +93,6 @@ __all__ = [
 
 PROTOCOL_VERSION: Final = 1
 """The protocol version this implementation speaks."""
-NONCE_SIZE: Final = 32
-"""Bytes in each side's random challenge."""
-_VERSION_LIMIT: Final = 1 << 31
-_LIMIT: Final = 1 << 63
 
 
 
@@ -108,120 +113,6 @@ VetPeer = Callable[[str, int], "str | Pending | None"]
 or (acceptor only) :data:`PENDING` to decide later with ``decide``."""
 
 Role = Literal["initiator", "acceptor"]
-
-
-def _check_version(name: str, value: Any) -> None:
-    if type(value) is not int or not 1 <= value < _VERSION_LIMIT:
-        raise BadArgument(name, value, "an int in [1, 2**31)")
-
-
-def _check_creation(value: Any) -> None:
-    if type(value) is not int or not 0 <= value < _LIMIT:
-        raise BadArgument("creation", value, "an int in [0, 2**63)")
-
-
-def _check_bin(name: str, value: Any, size: int) -> None:
-    if type(value) is not bytes or len(value) != size:
-        raise BadArgument(name, value, f"{size} bytes")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Hello(Message):
-    """Handshake step 1, initiator → acceptor: who I am, what I speak.
-
-    Attributes:
-        min_version, max_version: the protocol versions the initiator accepts.
-        cluster: the cluster name. node: the initiator's node name.
-        creation: the initiator's incarnation. nonce: its 32 random bytes.
-    """
-
-    code: ClassVar[int] = 1
-    min_version: int
-    max_version: int
-    cluster: str
-    node: str
-    creation: int
-    nonce: bytes
-
-    def __post_init__(self) -> None:
-        _check_version("min_version", self.min_version)
-        _check_version("max_version", self.max_version)
-        if self.max_version < self.min_version:
-            raise BadArgument("max_version", self.max_version, "at least min_version")
-        check_name(self.cluster, "cluster")
-        check_name(self.node, "node")
-        _check_creation(self.creation)
-        _check_bin("nonce", self.nonce, NONCE_SIZE)
-
-    def _wire(self) -> list[Any]:
-        return [1, self.min_version, self.max_version, self.cluster, self.node,
-                self.creation, self.nonce]  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Challenge(Message):
-    """Handshake step 2, acceptor → initiator: the chosen version and a challenge.
-
-    Attributes:
-        version: the highest version in both ranges. cluster, node, creation:
-            the acceptor's identity. nonce: its 32 random bytes.
-    """
-
-    code: ClassVar[int] = 2
-    version: int
-    cluster: str
-    node: str
-    creation: int
-    nonce: bytes
-
-    def __post_init__(self) -> None:
-        _check_version("version", self.version)
-        check_name(self.cluster, "cluster")
-        check_name(self.node, "node")
-        _check_creation(self.creation)
-        _check_bin("nonce", self.nonce, NONCE_SIZE)
-
-    def _wire(self) -> list[Any]:
-        return [2, self.version, self.cluster, self.node, self.creation, self.nonce]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Proof(Message):
-    """Handshake steps 3 and 4: an HMAC-SHA256 digest of the transcript.
-
-    Attributes:
-        digest: 32 bytes, see :func:`proof_digest`.
-    """
-
-    code: ClassVar[int] = 3
-    digest: bytes
-
-    def __post_init__(self) -> None:
-        _check_bin("digest", self.digest, hashlib.sha256().digest_size)
-
-    def _wire(self) -> list[Any]:
-        return [3, self.digest]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Refuse(Message):
-    """Sent instead of the next handshake step: why the connection is refused.
-
-    Attributes:
-        reason: one word: ``auth``, ``cluster``, ``version``, ``self``,
-            ``name``, ``reflected``, or a word from the node's vetting
-            (``duplicate``, ``stale``).
-    """
-
-    code: ClassVar[int] = 4
-    reason: str
-
-    def __post_init__(self) -> None:
-        if type(self.reason) is not str or len(self.reason) > 64:
-            raise BadArgument("reason", self.reason, "a str of at most 64 chars")
-
-    def _wire(self) -> list[Any]:
-        return [4, self.reason]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -249,11 +140,11 @@ class HandshakeConfig:
     def __post_init__(self) -> None:
         check_name(self.cluster, "cluster")
         check_name(self.node, "node")
-        _check_creation(self.creation)
+        check_creation(self.creation)
         if type(self.secret) is not bytes or not self.secret:
             raise BadArgument("secret", "<hidden>", "non-empty bytes")
-        _check_version("min_version", self.min_version)
-        _check_version("max_version", self.max_version)
+        check_version("min_version", self.min_version)
+        check_version("max_version", self.max_version)
         if self.max_version < self.min_version:
             raise BadArgument("max_version", self.max_version, "at least min_version")
 
