@@ -118,13 +118,13 @@ class _Slots:
 
 
 class _Group:
-    __slots__ = ("_members", "local", "members", "routable", "rr", "version")
+    __slots__ = ("joins", "local", "members", "routable", "rr", "version")
 
     def __init__(self) -> None:
-        # Invariant: _members holds one entry per join (order not kept);
+        # Invariant: joins holds one entry per join (order not kept);
         # members is its list, aliased for reads without a call.
-        self._members = _Slots()
-        self.members = self._members.items
+        self.joins = _Slots()
+        self.members = self.joins.items
         # Invariant: local is the sub-list of members owned by this node. A
         # plain list, removed from by a scan: a node's own members are far
         # fewer than a large group's, and an index here would cost ~70 bytes
@@ -295,7 +295,7 @@ class GroupTable:
             entry = groups[group] = _Group()
         key = (scope, group)
         for pid in added:
-            entry._members.append(pid)
+            entry.joins.append(pid)
             if pid.node == self.node:
                 entry.local.append(pid)
             keys = self._by_pid.get(pid)
@@ -405,7 +405,7 @@ class GroupTable:
             self._dead.discard(pid)  # its removal arrived: the mark goes with it
         groups = self._scopes[scope]
         entry = groups[group]
-        entry._members.remove(pid)
+        entry.joins.remove(pid)
         if pid.node == self.node:
             _remove_last(entry.local, pid)
         entry.routable = None

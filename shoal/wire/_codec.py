@@ -28,7 +28,7 @@ Rules:
 
 Speed: one reused ``msgpack.Packer`` per encoder (creating a packer costs
 about as much as packing a small message), the array built by each class's
-``_wire`` with its code inlined, and one dict lookup to decode.
+``wire_array`` with its code inlined, and one dict lookup to decode.
 """
 
 from __future__ import annotations
@@ -193,7 +193,7 @@ class Encoder:
         for name in msg.term_fields:
             check_term(getattr(msg, name), name)
         try:
-            body = self._pack(msg._wire())
+            body = self._pack(msg.wire_array())
         except (Unencodable, ValueError, OverflowError, TypeError) as exc:
             raise _blame(msg, exc) from None
         size = len(body)

@@ -67,7 +67,7 @@ class Hello(Message):
         check_creation(self.creation)
         _check_bin("nonce", self.nonce, NONCE_SIZE)
 
-    def _wire(self) -> list[Any]:
+    def wire_array(self) -> list[Any]:
         return [1, self.min_version, self.max_version, self.cluster, self.node,
                 self.creation, self.nonce]  # fmt: skip
 
@@ -95,7 +95,7 @@ class Challenge(Message):
         check_creation(self.creation)
         _check_bin("nonce", self.nonce, NONCE_SIZE)
 
-    def _wire(self) -> list[Any]:
+    def wire_array(self) -> list[Any]:
         return [2, self.version, self.cluster, self.node, self.creation, self.nonce]
 
 
@@ -113,7 +113,7 @@ class Proof(Message):
     def __post_init__(self) -> None:
         _check_bin("digest", self.digest, hashlib.sha256().digest_size)
 
-    def _wire(self) -> list[Any]:
+    def wire_array(self) -> list[Any]:
         return [3, self.digest]
 
 
@@ -134,5 +134,5 @@ class Refuse(Message):
         if type(self.reason) is not str or len(self.reason) > 64:
             raise BadArgument("reason", self.reason, "a str of at most 64 chars")
 
-    def _wire(self) -> list[Any]:
+    def wire_array(self) -> list[Any]:
         return [4, self.reason]

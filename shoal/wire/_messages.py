@@ -10,7 +10,7 @@ Rules:
    messages through the same constructors and turns that ``BadArgument``
    into a ``ProtocolError``, so one set of checks guards both directions.
 2. On the wire a message is a msgpack array ``[code, field1, field2, ...]``
-   in the order the fields are declared here; ``_wire`` returns that array.
+   in the order the fields are declared here; ``wire_array`` returns that array.
    Arity is exact for a given protocol version.
 3. Term fields (``request``, ``value``, ``message``, ``reason``, ``detail``)
    are not walked when built (that would tax every call); they are checked
@@ -84,7 +84,8 @@ class Message:
     term_fields: ClassVar[tuple[str, ...]] = ()
     """Fields holding user terms, checked when the message is encoded."""
 
-    def _wire(self) -> list[Any]:
+    def wire_array(self) -> list[Any]:
+        """The msgpack array sent for this message: code, then the fields."""
         # Every concrete message overrides this; the base is never sent.
         raise TypeError(f"{type(self).__name__} is not a concrete wire message")
 
@@ -120,7 +121,7 @@ class Call(Message):
         if type(self.timeout_ms) is not int or not 0 <= self.timeout_ms < _LIMIT:
             raise _bad_int("timeout_ms", self.timeout_ms)
 
-    def _wire(self) -> list[Any]:
+    def wire_array(self) -> list[Any]:
         return [16, self.ref, self.sender, self.to, self.request, self.timeout_ms]
 
 
@@ -147,7 +148,7 @@ class Reply(Message):
         if type(self.queue_len) is not int or not 0 <= self.queue_len < _LIMIT:
             raise _bad_int("queue_len", self.queue_len)
 
-    def _wire(self) -> list[Any]:
+    def wire_array(self) -> list[Any]:
         return [17, self.ref, self.value, self.queue_len]
 
 
@@ -205,7 +206,7 @@ class Fail(Message):
         elif kind == "exited":
             check_term(detail, "detail")  # an exit reason: bounded (rule 3)
 
-    def _wire(self) -> list[Any]:
+    def wire_array(self) -> list[Any]:
         return [18, self.ref, self.kind, self.pid, self.detail, self.queue_len]
 
 
@@ -227,7 +228,7 @@ class Cast(Message):
         if type(self.to) is not Pid:
             raise _bad_pid("to", self.to)
 
-    def _wire(self) -> list[Any]:
+    def wire_array(self) -> list[Any]:
         return [19, self.to, self.request]
 
 
@@ -249,7 +250,7 @@ class Send(Message):
         if type(self.to) is not Pid:
             raise _bad_pid("to", self.to)
 
-    def _wire(self) -> list[Any]:
+    def wire_array(self) -> list[Any]:
         return [20, self.to, self.message]
 
 
@@ -267,7 +268,7 @@ class _RefWatch(Message):
         if type(self.target) is not Pid:
             raise _bad_pid("target", self.target)
 
-    def _wire(self) -> list[Any]:
+    def wire_array(self) -> list[Any]:
         return [self.code, self.ref, self.watcher, self.target]
 
 
@@ -327,7 +328,7 @@ class Down(Message):
             raise _bad_pid("watcher", self.watcher)
         check_term(self.reason, "reason")  # rule 3
 
-    def _wire(self) -> list[Any]:
+    def wire_array(self) -> list[Any]:
         return [23, self.ref, self.target, self.watcher, self.reason]
 
 
@@ -342,7 +343,7 @@ class _Pair(Message):
         if type(self.b) is not Pid:
             raise _bad_pid("b", self.b)
 
-    def _wire(self) -> list[Any]:
+    def wire_array(self) -> list[Any]:
         return [self.code, self.a, self.b]
 
 
@@ -396,7 +397,7 @@ class Exit(Message):
             raise _bad_pid("to", self.to)
         check_term(self.reason, "reason")  # rule 3
 
-    def _wire(self) -> list[Any]:
+    def wire_array(self) -> list[Any]:
         return [26, self.sender, self.to, self.reason]
 
 
@@ -408,7 +409,7 @@ class _Seq(Message):
         if type(self.seq) is not int or not 0 <= self.seq < _LIMIT:
             raise _bad_int("seq", self.seq)
 
-    def _wire(self) -> list[Any]:
+    def wire_array(self) -> list[Any]:
         return [self.code, self.seq]
 
 
@@ -450,5 +451,5 @@ class Bye(Message):
         if type(self.reason) is not str:
             raise BadArgument("reason", self.reason, "a str")
 
-    def _wire(self) -> list[Any]:
+    def wire_array(self) -> list[Any]:
         return [29, self.reason]
