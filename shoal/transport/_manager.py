@@ -7,7 +7,7 @@ Rules (each one decided in exactly one place, named here):
 
 1. One connection per peer name (``_peers``). ``connect`` returns the
    existing one, or joins a dial already in flight, or dials.
-2. Incarnations only move forward (``_vet`` and ``_established``): a peer
+2. Incarnations only move forward (``_vet`` and ``connection_established``): a peer
    whose creation is below the highest seen for its name is refused
    (``stale``); a higher creation replaces the current connection, and the
    old incarnation is reported down *before* the new one is reported up.
@@ -36,7 +36,7 @@ Rules (each one decided in exactly one place, named here):
    established, so no message is ever written on it. Admission waits for
    the proof (wire rule 6) so that a stranger learns nothing from it.
 4. If two connections with the same incarnation do get established,
-   ``_established`` applies the same order and closes the loser with BYE
+   ``connection_established`` applies the same order and closes the loser with BYE
    ``duplicate``. A crossing never gets here: an acceptor's vet and its
    end's establishment happen in one step (at the proof), a node admits no
    crossing connection while it dials (rule 3), and it dials only while it
@@ -381,7 +381,7 @@ class ConnectionManager:
             return "stale"
         return None
 
-    def _established(self, conn: PeerConnection) -> str | None:
+    def connection_established(self, conn: PeerConnection) -> str | None:
         """Register a connection that completed its handshake, or refuse it.
 
         Returns None when kept, or the reason to close it with.
@@ -435,9 +435,9 @@ class ConnectionManager:
         conn.registered = False
         self._notify(self.handler.on_peer_down, name, creation, reason)
 
-    # --- callbacks from PeerConnection ----------------------------------
+    # --- PeerOwner: called by PeerConnection only, not by applications ---
 
-    def _connection_made(self, conn: PeerConnection) -> str | None:
+    def connection_made(self, conn: PeerConnection) -> str | None:
         """Track a connection once its socket (and TLS session) is up.
 
         Not at protocol creation: with TLS, a protocol whose TLS handshake
@@ -454,7 +454,7 @@ class ConnectionManager:
         self._all.add(conn)
         return None
 
-    def _connection_lost(self, conn: PeerConnection) -> None:
+    def connection_lost(self, conn: PeerConnection) -> None:
         admitting = self._admitting.pop(conn, None)
         if admitting is not None:
             admitting.cancel()
@@ -465,12 +465,12 @@ class ConnectionManager:
     def _deliver(self, conn: PeerConnection, msg: Message) -> None:
         self._notify(self.handler.on_message, conn, msg)
 
-    def _peer_silent(self, conn: PeerConnection) -> None:
+    def peer_silent(self, conn: PeerConnection) -> None:
         if conn.registered and conn.peer_node is not None:
             logger.info("peer %s at %s is silent", conn.peer_node, conn.peer_address)
             self._notify(self.handler.on_peer_silent, conn.peer_node, conn.peer_creation)
 
-    def _peer_alive(self, conn: PeerConnection) -> None:
+    def peer_alive(self, conn: PeerConnection) -> None:
         if conn.registered and conn.peer_node is not None:
             self._notify(self.handler.on_peer_alive, conn.peer_node, conn.peer_creation)
 

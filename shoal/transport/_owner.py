@@ -11,7 +11,7 @@ Rules:
    transport's modules import one way: ``_config`` and ``_owner`` below
    ``_peer``, below ``_dialling`` and ``_handler``, below ``_manager``.
 2. The owner's answers decide, the connection obeys: a refusal returned by
-   ``_connection_made`` or ``_established`` closes the connection with it.
+   ``connection_made`` or ``connection_established`` closes the connection with it.
 
 Generic in the connection type, so that this module, below ``_peer``, need
 not name :class:`PeerConnection`; ``_peer`` uses ``PeerOwner[PeerConnection]``.
@@ -47,10 +47,10 @@ class PeerOwner(Protocol[_Conn]):
     def handler(self) -> MessageSink[_Conn]:
         """Where the connection delivers messages (called directly: the hot path)."""
 
-    def _connection_made(self, conn: _Conn) -> str | None:
+    def connection_made(self, conn: _Conn) -> str | None:
         """A socket is up; returns a refusal to close it with, or None."""
 
-    def _established(self, conn: _Conn) -> str | None:
+    def connection_established(self, conn: _Conn) -> str | None:
         """The handshake succeeded; returns a refusal to close it with, or None."""
 
     def admission_pending(self, conn: _Conn, node: str, creation: int) -> None:
@@ -59,11 +59,11 @@ class PeerOwner(Protocol[_Conn]):
     def handshake_failed(self, conn: _Conn, error: object) -> None:
         """The handshake failed or timed out."""
 
-    def _peer_silent(self, conn: _Conn) -> None:
+    def peer_silent(self, conn: _Conn) -> None:
         """Nothing was read for ``heartbeat_timeout``."""
 
-    def _peer_alive(self, conn: _Conn) -> None:
+    def peer_alive(self, conn: _Conn) -> None:
         """Bytes were read again after silence."""
 
-    def _connection_lost(self, conn: _Conn) -> None:
+    def connection_lost(self, conn: _Conn) -> None:
         """The socket is gone; ``conn.close_reason`` says why."""

@@ -290,7 +290,7 @@ class PeerConnection(asyncio.Protocol):
         # has the same methods: no isinstance check here.
         self._transport = cast(asyncio.Transport, transport)
         self.peer_address = transport.get_extra_info("peername")
-        refusal = self._manager._connection_made(self)
+        refusal = self._manager.connection_made(self)
         if refusal is not None:
             self._set_reason(refusal)
             self._transport.abort()
@@ -307,7 +307,7 @@ class PeerConnection(asyncio.Protocol):
         self._last_recv = self._loop.time()
         if self.silent:
             self.silent = False
-            self._manager._peer_alive(self)
+            self._manager.peer_alive(self)
         events = self._wire.receive_data(data)
         self._write_now(self._wire.data_to_send())
         self._handle(events)
@@ -343,7 +343,7 @@ class PeerConnection(asyncio.Protocol):
                 NodeDown(self.peer_node or str(self.peer_address), reason)
             )
             self._established.exception()  # consumed here: callers may not wait
-        self._manager._connection_lost(self)
+        self._manager.connection_lost(self)
         if not self._closed.done():
             self._closed.set_result(reason)
 
@@ -416,7 +416,7 @@ class PeerConnection(asyncio.Protocol):
                 self.peer_node, self.peer_creation = event.node, event.creation
                 if self._timer is not None:
                     self._timer.cancel()
-                refusal = manager._established(self)
+                refusal = manager.connection_established(self)
                 if refusal is not None:
                     self._established.set_exception(NodeDown(event.node, refusal))
                     self._established.exception()
@@ -489,7 +489,7 @@ class PeerConnection(asyncio.Protocol):
             quiet_for = now - self._last_recv
             if quiet_for >= config.heartbeat_timeout:
                 self.silent = True
-                self._manager._peer_silent(self)
+                self._manager.peer_silent(self)
             else:
                 # Check again the moment silence would reach the timeout: on
                 # the interval's ticks alone it was seen up to one interval
