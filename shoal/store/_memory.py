@@ -124,11 +124,11 @@ class _Backend:
         keys = sorted(self.owned.get(session.id, ()))
         self.commit([Delete(key=k) for k in keys], session.id)
         self.owned.pop(session.id, None)
-        session._mark_ended(reason)
+        session.mark_ended(reason)
 
     def expire_due(self) -> None:
         now = self.clock()
-        for session in [s for s in self.live.values() if s._deadline < now]:
+        for session in [s for s in self.live.values() if s.deadline < now]:
             self.end(session, "expired")
 
 
@@ -142,6 +142,11 @@ class MemorySession(SessionCore):
         self._backend = backend
         # Invariant: the session is expired once clock() passes _deadline.
         self._deadline = backend.clock() + ttl
+
+    @property
+    def deadline(self) -> float:
+        """When (on the store's clock) the session expires unless kept alive."""
+        return self._deadline
 
     async def apply(self, ops: Sequence[Op]) -> int:
         """Apply puts and deletes atomically at one revision.
@@ -262,7 +267,7 @@ class MemoryStore:
         self._b.names[name] = session.id
         self._b.commit([Put(key=node_key(name), value=info)], session.id)
         self._sessions.add(session)
-        session._start()
+        session.start_keepalive()
         if self._reaper is None:
             self._reaper = asyncio.get_running_loop().create_task(
                 self._reap(), name="shoal-memory-reaper"
@@ -361,7 +366,7 @@ class MemoryStore:
         self._closed = True
         for session in list(self._sessions):
             self._b.end(session, "closed")
-        tasks = [s._keepalive for s in self._sessions if s._keepalive is not None]
+        tasks = [t for s in self._sessions if (t := s.keepalive_task) is not None]
         if self._reaper is not None:
             tasks.append(self._reaper)
         for task in tasks:

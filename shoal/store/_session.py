@@ -1,9 +1,13 @@
 """What every adapter's session object shares: identity, the end, keepalive.
 
 A session has an id (never reused), the name it was opened under, a TTL,
-and at most one end: ``_mark_ended`` records the first reason, wakes
+and at most one end: ``mark_ended`` records the first reason, wakes
 ``wait_ended`` and stops the keepalive task. Adapters add ``apply``,
 ``close`` and the keepalive loop itself (``_keep_alive``).
+
+``start_keepalive``, ``keepalive_task`` and ``mark_ended`` are for the store
+that opened the session, not for applications (they are not in the
+:class:`shoal.store.base.Session` contract).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ class SessionCore:
         self._id = session_id
         self._name = name
         self._ttl = ttl
-        # Invariant: None while the session lives; set once, by _mark_ended.
+        # Invariant: None while the session lives; set once, by mark_ended.
         self._reason: str | None = None
         self._ended_event = asyncio.Event()
         self._keepalive: asyncio.Task[None] | None = None
@@ -61,7 +65,13 @@ class SessionCore:
         if self._keepalive is not None:
             self._keepalive.cancel()
 
-    def _start(self) -> None:
+    @property
+    def keepalive_task(self) -> asyncio.Task[None] | None:
+        """The keepalive task, None before ``start_keepalive``. For the store."""
+        return self._keepalive
+
+    def start_keepalive(self) -> None:
+        """Start refreshing the TTL in the background. For the store, once."""
         self._keepalive = asyncio.get_running_loop().create_task(
             self._keep_alive(), name=f"shoal-{self._kind}-keepalive-{self._name}"
         )
@@ -69,8 +79,8 @@ class SessionCore:
     async def _keep_alive(self) -> None:
         raise TypeError(f"{type(self).__name__} must define its keepalive loop")
 
-    def _mark_ended(self, reason: str) -> bool:
-        """Record the end (the first reason wins); False if already ended."""
+    def mark_ended(self, reason: str) -> bool:
+        """Record the end (the first reason wins); False if already ended. For the store."""
         if self._reason is not None:
             return False
         self._reason = reason

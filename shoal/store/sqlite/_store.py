@@ -46,11 +46,11 @@ import functools
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from shoal.errors import BadArgument, SessionEnded, StoreUnavailable
 from shoal.store._session import SessionCore
@@ -76,14 +76,29 @@ _log = logging.getLogger("shoal.store.sqlite")
 T = TypeVar("T")
 
 
+class _Runner(Protocol):
+    """A store's ``_run``: call ``fn(*args)`` on its worker thread."""
+
+    def __call__(self, fn: Callable[..., T], *args: object) -> Awaitable[T]: ...
+
+
 class SqliteSession(SessionCore):
     """A session of a :class:`SqliteStore`; see :class:`shoal.store.base.Session`."""
 
     _kind = "sqlite"
 
-    def __init__(self, store: SqliteStore, session_id: str, name: str, ttl: float) -> None:
+    def __init__(
+        self, session_id: str, name: str, ttl: float, *,
+        run: _Runner, db: Database, wake: Callable[[], None], forget: Callable[[str], object],
+    ) -> None:
         super().__init__(session_id, name, ttl)
-        self._store = store
+        # What the session uses of its store, handed over by the store: its
+        # worker (``run``), its database, the wake of its local watchers, and
+        # ``forget`` to drop the session from the store's live set once ended.
+        self._run = run
+        self._db = db
+        self._wake = wake
+        self._forget = forget
 
     async def apply(self, ops: Sequence[Op]) -> int:
         """Apply puts and deletes atomically at one revision.
@@ -101,11 +116,11 @@ class SqliteSession(SessionCore):
         """
         batch = check_ops(ops)
         if self._reason is None:
-            result = await self._store._run(self._store._db.apply, self._id, batch)
+            result = await self._run(self._db.apply, self._id, batch)
             if isinstance(result, int):
-                self._store._wake_local()
+                self._wake()
                 return result
-            self._mark_ended(result)
+            self.mark_ended(result)
         raise SessionEnded(f"session {self._id} ({self._name}) ended: {self._reason}")
 
     async def close(self) -> None:
@@ -116,9 +131,9 @@ class SqliteSession(SessionCore):
                 ends by TTL once the database is back, or when this process exits).
         """
         if self._reason is None:
-            await self._store._run(self._store._db.end_session, self._id, "closed")
-            self._store._wake_local()
-            self._mark_ended("closed")
+            await self._run(self._db.end_session, self._id, "closed")
+            self._wake()
+            self.mark_ended("closed")
 
     async def abandon(self) -> None:
         """Let go of the lock without ending the session, as a killed owner would.
@@ -126,23 +141,24 @@ class SqliteSession(SessionCore):
         For tests: the next probe by any client ends the session as ``"owner-dead"``.
         """
         self.pause_keepalive()
-        await self._store._run(self._store._db.abandon, self._id)
+        await self._run(self._db.abandon, self._id)
 
     async def _keep_alive(self) -> None:
         while self._reason is None:
             await asyncio.sleep(self._ttl / 3)
             try:
-                reason = await self._store._run(self._store._db.refresh, self._id, self._ttl)
+                reason = await self._run(self._db.refresh, self._id, self._ttl)
             except StoreUnavailable as exc:
                 _log.warning("keepalive of session %s failed: %s", self._name, exc)
                 continue
             if reason is not None:
-                self._mark_ended(reason)
+                self.mark_ended(reason)
 
-    def _mark_ended(self, reason: str) -> bool:
-        if not super()._mark_ended(reason):
+    def mark_ended(self, reason: str) -> bool:
+        """Record the end, and drop the session from its store's live set. For the store."""
+        if not super().mark_ended(reason):
             return False
-        self._store._sessions.pop(self._id, None)
+        self._forget(self._id)
         return True
 
 
@@ -245,6 +261,9 @@ class SqliteStore:
         for event in self._watch_events:
             event.set()
 
+    def _forget_session(self, session_id: str) -> None:
+        self._sessions.pop(session_id, None)
+
     async def open_session(self, name: str, info: bytes, ttl: float) -> SqliteSession:
         """Open a session and store ``info`` under ``nodes/<name>``.
 
@@ -268,11 +287,14 @@ class SqliteStore:
         check_name(name)
         check_info(info)
         seconds = check_ttl(ttl)
-        session = SqliteSession(self, uuid.uuid4().hex, name, seconds)
+        session = SqliteSession(
+            uuid.uuid4().hex, name, seconds,
+            run=self._run, db=self._db, wake=self._wake_local, forget=self._forget_session,
+        )
         await self._run(self._db.open_session, session.id, name, info, seconds)
         self._wake_local()
         self._sessions[session.id] = session
-        session._start()
+        session.start_keepalive()
         return session
 
     async def snapshot(self, prefix: str) -> Snapshot:
@@ -374,7 +396,7 @@ class SqliteStore:
         for session_id, reason in ended.items():
             session = self._sessions.get(session_id)
             if session is not None:
-                session._mark_ended(reason)
+                session.mark_ended(reason)
         self._wake_local()
 
     async def _check_file(self) -> None:
@@ -390,7 +412,7 @@ class SqliteStore:
         for session_id in ended:
             session = self._sessions.get(session_id)
             if session is not None:
-                session._mark_ended("revoked")
+                session.mark_ended("revoked")
         self._wake_local()
 
     async def _probe_forever(self) -> None:
@@ -426,7 +448,7 @@ class SqliteStore:
             except StoreUnavailable as exc:
                 _log.warning("could not end session %s: %s", session.name, exc)
         self._closed = True
-        tasks = [s._keepalive for s in self._sessions.values() if s._keepalive is not None]
+        tasks = [t for s in self._sessions.values() if (t := s.keepalive_task) is not None]
         if self._prober is not None:
             tasks.append(self._prober)
         for task in tasks:
