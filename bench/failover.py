@@ -158,17 +158,17 @@ async def sigstop_rounds(rounds: int) -> list[float]:
         await wait_until(lambda: client.groups.get_members("g") == pids,
                          what="n2's member at the client")
         for _ in range(rounds):
-            await wait_until(lambda: client.table.is_routable("n2"), what="n2 routable")
+            await wait_until(lambda: client.cluster_view.is_routable("n2"), what="n2 routable")
             stopped = time.monotonic()
             cluster.sigstop("n2")
             try:
-                await wait_until(lambda: not client.table.is_routable("n2"), timeout=10,
+                await wait_until(lambda: not client.cluster_view.is_routable("n2"), timeout=10,
                                  what="n2 unroutable", interval=0.001)
                 out.append(time.monotonic() - stopped)
             finally:
                 cluster.sigcont("n2")
             # Its session lives on (TTL 5 s): n2 answers again, same incarnation.
-            await wait_until(lambda: client.table.is_routable("n2"), what="n2 back")
+            await wait_until(lambda: client.cluster_view.is_routable("n2"), what="n2 back")
             await client.groups.call("g", "x", timeout=5.0)
     return out
 
@@ -185,7 +185,7 @@ async def join_samples(count: int) -> list[float]:
                     now = time.monotonic()
                     for pid in event.pids:
                         # Selection reads the same table the event came from.
-                        assert pid in client.table.routable("default", "joins")
+                        assert pid in client._table.routable("default", "joins")
                         arrived[pid] = now
 
         watcher = asyncio.create_task(watch())

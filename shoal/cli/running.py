@@ -68,7 +68,7 @@ def dump_node(node: shoal.Node) -> str:
         proc = node.local_process(pid)
         if proc is not None:
             lines.append(f"  {pid} {type(proc.server).__name__} queued={len(proc.mailbox)} "
-                         f"links={len(proc.links)} groups={node.table.groups_of(pid)}")
+                         f"links={len(proc.links)} groups={node.groups_of(pid)}")
     for task in asyncio.all_tasks():
         lines.append(f"  task {task.get_name()}: {task.get_coro()}")
     return "\n".join(lines)

@@ -38,7 +38,7 @@ from shoal.runtime.deadlines import Deadlines
 from shoal.runtime.feed import MembershipFeed
 from shoal.runtime.groups import GroupParts, Groups, SubscriptionHub
 from shoal.runtime.messaging import DEFAULT_TIMEOUT, Messaging
-from shoal.runtime.node_info import NodeStatistics, node_info
+from shoal.runtime.node_info import NodeStatistics, node_info, node_statistics
 from shoal.runtime.notices import Ref
 from shoal.runtime.process import Behaviour, Process, mailbox_limit
 from shoal.runtime.processes import ProcessTable
@@ -155,7 +155,7 @@ class Node:
         self._secret = secret
         self._ssl = (server_ssl, client_ssl)
         self._tls_files = (tls_cert, tls_key, tls_ca, tls_server_name)
-        self.store: Store | None = None
+        self._store: Store | None = None
         self.address: tuple[str, int] | None = None
         self._replication: Replication | None = None
         self._owns_store = False
@@ -165,9 +165,9 @@ class Node:
         self.creation = time.time_ns() // 1000
         self.self_pid = Pid(self.name, self.creation, 0)
         self._processes = ProcessTable(self.name, self.creation, self.mailbox_size)
-        self.table = GroupTable(self.name)
+        self._table = GroupTable(self.name)
         self._hub = SubscriptionHub(self._processes)
-        self._cluster = ClusterView(self.table)
+        self._cluster = ClusterView(self._table)
         self._feed = MembershipFeed(self._hub, self._cluster)
         self._deadlines = Deadlines()
         self._remote = Remote(self._processes, self._cluster, self._deadlines,
@@ -177,9 +177,9 @@ class Node:
         self._scopes: dict[str, Groups] = {}
         self._signals = Signals(self._processes, self._remote, exiting=self._left,
                                 dead=self._cluster.process_dead)
-        self._messaging = Messaging(self._processes, self._remote, self.table, self._deadlines)
+        self._messaging = Messaging(self._processes, self._remote, self._table, self._deadlines)
         self._group_parts = GroupParts(
-            name=self.name, creation=self.creation, table=self.table, hub=self._hub,
+            name=self.name, creation=self.creation, table=self._table, hub=self._hub,
             processes=self._processes, signals=self._signals, cluster=self._cluster,
             feed=self._feed, messaging=self._messaging, rng=self._rng)
         self._running = False
@@ -242,7 +242,7 @@ class Node:
                     host, port = self._advertise[0], self._advertise[1] or port
             self._remote.manager = manager
             self._replication = Replication(
-                store, table=self.table, processes=self._processes, remote=self._remote,
+                store, table=self._table, processes=self._processes, remote=self._remote,
                 cluster=self._cluster, feed=self._feed, ttl=self.session_ttl,
                 info=node_info(self.name, self.creation, self.session_ttl, host, port,
                                as_given=self._advertise is not None))
@@ -254,7 +254,7 @@ class Node:
             if owned:
                 await store.close()
             raise
-        self.store = store
+        self._store = store
         self._owns_store = owned
         self._messaging.start(self._loop)
         self._processes.open()
@@ -268,8 +268,8 @@ class Node:
         self._stopping = True
         self._processes.close()
         try:
-            for pid in [p for p in self.table.pids() if p.node == self.name]:
-                self._feed.publish(self.table.remove_pid(pid, SHUTDOWN))
+            for pid in [p for p in self._table.pids() if p.node == self.name]:
+                self._feed.publish(self._table.remove_pid(pid, SHUTDOWN))
             # G4: the leave must be visible before anything else stops.
             if self._replication is not None and self._replication.fenced is None \
                     and not await self._feed.replicated(self.drain_timeout):
@@ -285,8 +285,8 @@ class Node:
                 self._remote.close()
                 if self._remote.manager is not None:
                     await self._remote.manager.close("shutdown")
-                if self.store is not None and self._owns_store:
-                    await self.store.close()
+                if self._store is not None and self._owns_store:
+                    await self._store.close()
             finally:
                 self._deadlines.close()
                 self._messaging.stop()
@@ -439,7 +439,7 @@ class Node:
 
     def _left(self, pid: Pid, reason: Reason) -> None:
         # G1: runs inside the synchronous half of the exit path.
-        self._feed.publish(self.table.remove_pid(pid, reason))
+        self._feed.publish(self._table.remove_pid(pid, reason))
         self._hub.drop_owner(pid)
 
     # -- groups ---------------------------------------------------------------------
@@ -460,7 +460,7 @@ class Node:
     # -- what the cluster layer tells us ---------------------------------------------
 
     def _probe_store(self) -> None:
-        store = self.store
+        store = self._store
         if store is None or self._stopping:
             return
 
@@ -483,14 +483,12 @@ class Node:
         ``is_routable(name)``, ``reported_queue_lengths()``)."""
         return self._cluster
 
+    def groups_of(self, pid: Pid) -> list[tuple[str, str]]:
+        """The (scope, group) pairs ``pid`` is a member of, as this node knows
+        them, each once; empty if none (the SIGUSR1 dump of ``shoal run``)."""
+        return [(scope, str(group)) for scope, group in self._table.groups_of(pid)]
+
     def statistics(self) -> NodeStatistics:
         """Counts describing the node now."""
-        live = [p for p in self._processes.all() if p.alive]
-        return NodeStatistics(
-            name=self.name, processes=len(live),
-            queued=sum(len(p.mailbox) for p in live),
-            monitors=sum(len(p.monitoring) for p in live),
-            groups=sum(len(self.table.which_groups(s)) for s in self.table.scopes()),
-            memberships=sum(len(self.table.groups_of(p)) for p in self.table.pids()),
-            calls_in_flight=self._cluster.calls_in_flight(),
-        )
+        return node_statistics(self.name, self._processes.all(), self._table,
+                               self._cluster.calls_in_flight())

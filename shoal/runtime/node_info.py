@@ -15,8 +15,9 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
@@ -26,8 +27,12 @@ from shoal.errors import NameInUse
 from shoal.runtime.peers import PeerInfo
 from shoal.store.base import Session, Store
 
+if TYPE_CHECKING:
+    from shoal.membership.table import GroupTable
+    from shoal.runtime.process import Process
+
 __all__ = ["NodeStatistics", "advertised_host", "holder_is_dead", "node_info",
-           "open_first_session", "parse_info", "process_identity"]
+           "node_statistics", "open_first_session", "parse_info", "process_identity"]
 
 log = logging.getLogger("shoal")
 
@@ -54,6 +59,21 @@ class NodeStatistics:
     groups: int
     memberships: int
     calls_in_flight: int
+
+
+def node_statistics(name: str, processes: Iterable[Process], table: GroupTable,
+                    calls_in_flight: int) -> NodeStatistics:
+    """The :class:`NodeStatistics` of node ``name`` hosting ``processes``
+    (live or dead: the dead are not counted) and holding ``table``."""
+    live = [p for p in processes if p.alive]
+    return NodeStatistics(
+        name=name, processes=len(live),
+        queued=sum(len(p.mailbox) for p in live),
+        monitors=sum(len(p.monitoring) for p in live),
+        groups=sum(len(table.which_groups(s)) for s in table.scopes()),
+        memberships=sum(len(table.groups_of(p)) for p in table.pids()),
+        calls_in_flight=calls_in_flight,
+    )
 
 
 def advertised_host(host: str) -> str:

@@ -430,6 +430,17 @@ async def test_a_running_node_logs_its_sigusr1_dump_at_info(store_url: str) -> N
         assert await asyncio.wait_for(proc.wait(), 30) == 0
 
 
+async def test_the_sigusr1_dump_names_each_process_s_groups() -> None:
+    from shoal.cli.running import dump_node
+    from shoal.testing.agent import Echo
+
+    async with shoal.Node("dumped", store="memory://", listen=None) as node:
+        pid = await node.spawn(Echo)
+        await node.scope("jobs").join("workers", pid)
+        assert f"  {pid} Echo queued=0 links=0 groups=[('jobs', 'workers')]" \
+            in dump_node(node).splitlines()
+
+
 def test_run_on_a_listen_address_in_use_fails_the_job_with_a_message(
         store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     import socket

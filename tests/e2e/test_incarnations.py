@@ -157,8 +157,8 @@ async def test_hung_node_whose_lock_file_was_deleted_expires_and_fences_itself_o
         old = cluster.nodes["n2"]
         old_creation = await cluster.control("n2", "creation")
         db = Path(cluster.store.removeprefix("sqlite://"))
-        assert client.store is not None
-        session = (await client.store.snapshot("nodes/n2")).entries["nodes/n2"].session
+        assert client._store is not None
+        session = (await client._store.snapshot("nodes/n2")).entries["nodes/n2"].session
         old.signal(signal.SIGSTOP)
         (db.with_name(db.name + ".locks") / session).unlink()
         await wait_until(lambda: client.cluster_view.peer("n2") is None, timeout=5,
@@ -171,7 +171,7 @@ async def test_hung_node_whose_lock_file_was_deleted_expires_and_fences_itself_o
         assert await asyncio.wait_for(old.process.wait(), 15) == EXIT_FENCED
         assert sum(" fenced: " in line for line in old.log_text().splitlines()) == 1
         # It wrote nothing under the name it lost.
-        entries = (await client.store.snapshot("members/n2/")).entries
+        entries = (await client._store.snapshot("members/n2/")).entries
         assert entries and all(f"/{new_creation}/" in key for key in entries)
         assert not any(f"/{old_creation}/" in key for key in entries)
         await wait_until(lambda: client.groups.get_members("g") == new_pids,

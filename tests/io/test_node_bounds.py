@@ -120,8 +120,8 @@ async def test_a_peer_flooding_calls_without_reading_replies_is_bounded_then_dro
     async with shoal.Node("b", cluster=CLUSTER, store=store, secret=SECRET,
                           max_unsent=BOUND) as b:
         pid = await b.spawn(Echo)
-        assert b.address is not None and b.store is not None
-        deaf = await register_peer(b.store, "deaf", 1)  # a member, as a node is
+        assert b.address is not None and b._store is not None
+        deaf = await register_peer(b._store, "deaf", 1)  # a member, as a node is
         loop = asyncio.get_running_loop()
         _, peer = await loop.create_connection(DeafCaller, *b.address)
         await asyncio.wait_for(peer.established.wait(), WAIT)

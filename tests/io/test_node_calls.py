@@ -89,7 +89,7 @@ async def test_a_member_whose_owner_said_no_such_process_is_not_offered_again(
     # A pid of a's incarnation that a does not host, listed in b's view as
     # when b has not yet heard of its exit (the removal is in flight).
     gone = shoal.Pid("a", a.creation, 10**6)
-    b.table.join("default", "g", [gone])
+    b._table.join("default", "g", [gone])
     with pytest.raises(shoal.NoSuchProcess):
         await b.call(gone, "x", WAIT)
     picks = {b.groups.select("g", strategy=s, key="k")
@@ -97,15 +97,15 @@ async def test_a_member_whose_owner_said_no_such_process_is_not_offered_again(
     assert picks == {live}
     assert gone in b.groups.get_members("g")  # still a member until its removal
     # The removal arrives: the mark goes with it.
-    b.table.remove_pid(gone, "noproc")
-    assert not b.table.is_marked_dead(gone)
+    b._table.remove_pid(gone, "noproc")
+    assert not b._table.is_marked_dead(gone)
 
 
 async def test_a_group_call_that_learns_no_such_process_does_not_try_it_next_time(
         pair: tuple[shoal.Node, shoal.Node]) -> None:
     a, b = pair
     gone = shoal.Pid("a", a.creation, 10**6)
-    b.table.join("default", "lonely", [gone])
+    b._table.join("default", "lonely", [gone])
     with pytest.raises(shoal.NoMembers) as first:
         await b.groups.call("lonely", "x", timeout=WAIT)
     assert first.value.tried == 1

@@ -75,9 +75,9 @@ class RawPeer(asyncio.Protocol):
 
 
 async def _connect(node: shoal.Node) -> RawPeer:
-    assert node.address is not None and node.store is not None
+    assert node.address is not None and node._store is not None
     if node.cluster_view.peer("flood") is None:  # a member, as a node is
-        await register_peer(node.store, "flood", 7)
+        await register_peer(node._store, "flood", 7)
     _, peer = await asyncio.get_running_loop().create_connection(RawPeer, *node.address)
     await asyncio.wait_for(peer.established.wait(), WAIT)
     return peer

@@ -151,7 +151,7 @@ async def test_a_peer_claiming_a_name_the_store_does_not_list_is_refused(
 async def test_a_peer_registered_in_the_store_is_admitted_even_before_the_view_shows_it(
         two: tuple[shoal.Node, shoal.Node]) -> None:
     a, _ = two
-    assert a.store is not None
+    assert a._store is not None
     impostor = Impostor(a, "late", 5)
     handshake = asyncio.ensure_future(impostor.handshake())
     # Its claim waits for a's view of the store, touching nothing...
@@ -160,7 +160,7 @@ async def test_a_peer_registered_in_the_store_is_admitted_even_before_the_view_s
     await wait_until(lambda: manager.handshaking == 1, what="the claim to wait")
     assert not handshake.done()
     # ...until the registration arrives, as a starting node's does.
-    session = await register_peer(a.store, "late", 5)
+    session = await register_peer(a._store, "late", 5)
     events = await handshake
     assert any(isinstance(e, wire.Established) for e in events)
     conn = manager.get("late")
@@ -172,7 +172,7 @@ async def test_a_peer_registered_in_the_store_is_admitted_even_before_the_view_s
 async def test_a_restarted_node_registered_in_the_store_replaces_the_old_connection(
         two: tuple[shoal.Node, shoal.Node]) -> None:
     a, b = two
-    assert a.store is not None
+    assert a._store is not None
     worker = await b.spawn(Inbox, [])
     assert await a.call(worker, "before", WAIT) == "before"
     manager = a._remote.manager
@@ -182,7 +182,7 @@ async def test_a_restarted_node_registered_in_the_store_replaces_the_old_connect
     # b's name passes to a new incarnation (its registration written over,
     # as after b hung past its session): b fences itself, a follows the store.
     newer = b.creation + 1
-    session = await register_peer(a.store, "ghost", 1)
+    session = await register_peer(a._store, "ghost", 1)
     info = msgpack.packb({"name": "b", "creation": newer, "host": "127.0.0.1", "port": 9})
     await session.apply([Put(key="nodes/b", value=info)])
     successor = Impostor(a, "b", newer)

@@ -143,8 +143,8 @@ async def two(tmp_path: Path) -> AsyncIterator[tuple[shoal.Node, shoal.Node]]:
     async with shoal.Node("a", store=store, secret=SECRET) as a, \
             shoal.Node("b", store=store, secret=SECRET) as b:
         # The attacker is a member: registered in the store, as a node is.
-        assert a.store is not None
-        mallory = await register_peer(a.store, "mallory", 1)
+        assert a._store is not None
+        mallory = await register_peer(a._store, "mallory", 1)
         await wait_seen(a, "mallory", 1)
         await wait_seen(b, "mallory", 1)
         yield a, b

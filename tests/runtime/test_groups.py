@@ -113,6 +113,20 @@ async def test_scopes_are_independent(node: shoal.Node) -> None:
     assert node.scope("one") is one
 
 
+async def test_groups_of_lists_each_scope_and_group_a_pid_is_in_once(node: shoal.Node) -> None:
+    a, b = await node.spawn(Probe), await node.spawn(Probe)
+    await node.groups.join("g", [a, a])
+    await node.scope("other").join("h", a)
+    await node.groups.join("g", b)
+    assert node.groups_of(a) == [("default", "g"), ("other", "h")]
+    assert node.groups_of(b) == [("default", "g")]
+    await node.groups.leave("g", b)
+    assert node.groups_of(b) == []
+    node.kill(a)
+    await node.wait_exit(a)
+    assert node.groups_of(a) == []
+
+
 # -- subscriptions ---------------------------------------------------------------------
 
 

@@ -134,5 +134,5 @@ async def test_the_view_equals_the_store_after_any_sequence_of_changes(
                 replication._apply(Event(kind=kind, key=key, value=value,  # type: ignore[arg-type]
                                          session="s", revision=revision))
             for group in GROUPS:
-                assert Counter(node.table.members("default", group)) == _expected(
+                assert Counter(node.groups.get_members(group)) == _expected(
                     model.entries, group)
