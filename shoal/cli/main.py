@@ -12,7 +12,7 @@ import click
 
 import shoal
 from shoal.cli.demo import DemoReport, run_demo
-from shoal.runtime.process import CRASH_REPORT, RUN_MAILBOX_SIZE
+from shoal.runtime.process import RUN_MAILBOX_SIZE, CrashLog
 
 __all__ = ["main", "run"]
 
@@ -81,11 +81,15 @@ def cli(ctx: click.Context, verbose: int) -> None:
 
 
 class _CrashOnOneLine(logging.Filter):
-    """The demo's crash is on purpose: log its report without the traceback."""
+    """The demo's crash is on purpose: log its report without the traceback.
+
+    A crash report is told by its ``shoal_crash`` attribute (a ``CrashLog``:
+    pid and reason, see ``shoal/runtime/process.py``), not by its message."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg == CRASH_REPORT and isinstance(record.args, tuple):
-            record.msg, record.args = CRASH_REPORT.split("\n")[0], record.args[:2]
+        crash = getattr(record, "shoal_crash", None)
+        if isinstance(crash, CrashLog):
+            record.msg, record.args = "process %s crashed: %s", (crash.pid, crash.reason)
         return True
 
 

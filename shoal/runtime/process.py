@@ -26,6 +26,13 @@ applies to calls, casts and sends; it comes from ``spawn_opt``, else the
 behaviour's ``mailbox_size``, else the node's ``mailbox_size``
 (:func:`mailbox_limit`); ``shoal run`` gives its node a default bound
 (``RUN_MAILBOX_SIZE``) so that a cast flood is refused, not stored.
+
+A crash (a handler raised) is logged once, at ERROR on the ``shoal`` logger,
+with the traceback. Its record carries ``record.shoal_crash``, a
+:class:`CrashLog` (the pid and the :class:`~shoal.pid.Crash` reason), so a
+log filter can tell crash reports apart and reword them without parsing the
+message (``shoal demo`` logs them on one line); other records have no such
+attribute.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ import asyncio
 import contextvars
 import logging
 from collections import deque
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 from shoal.errors import (
     BadArgument,
@@ -48,11 +55,10 @@ from shoal.pid import KILLED, NORMAL, Crash, Pid, Reason
 from shoal.runtime.caller import Answer, Caller
 from shoal.runtime.notices import NOREPLY, Exit, Stop
 
-__all__ = ["RUN_MAILBOX_SIZE", "Answer", "Behaviour", "Caller", "ExitHooks", "Process",
-           "current_process", "mailbox_limit"]
+__all__ = ["RUN_MAILBOX_SIZE", "Answer", "Behaviour", "Caller", "CrashLog", "ExitHooks",
+           "Process", "current_process", "mailbox_limit"]
 
 log = logging.getLogger("shoal")
-CRASH_REPORT = "process %s crashed: %s\n%s"  # pid, reason, traceback
 
 RUN_MAILBOX_SIZE = 10_000
 """The mailbox bound of ``shoal run``'s node (``--mailbox-size``): about 3 MB
@@ -64,6 +70,13 @@ STARTING, RUNNING, EXITING, DEAD = 0, 1, 2, 3
 current_process: contextvars.ContextVar[Process | None] = contextvars.ContextVar(
     "shoal_current_process", default=None
 )
+
+
+class CrashLog(NamedTuple):
+    """``record.shoal_crash`` of a crash report (see the module header)."""
+
+    pid: Pid
+    reason: Crash
 
 
 def mailbox_limit(given: Any, behaviour: int | None, node: int | None) -> int | None:
@@ -294,7 +307,8 @@ class Process:
             caller = self.current
             if caller is not None:
                 caller.fail(CallError(self.pid, reason.type, reason.message, reason.traceback))
-            log.error(CRASH_REPORT, self.pid, reason, reason.traceback.rstrip())
+            log.error("process %s crashed: %s\n%s", self.pid, reason,
+                      reason.traceback.rstrip(), extra={"shoal_crash": CrashLog(self.pid, reason)})
         await self._finish(reason)
 
     async def _loop(self, server: Behaviour) -> None:

@@ -332,6 +332,18 @@ async def test_crash_in_handle_cast_stops_the_process_with_the_crash(
     assert reason.message == "cast went wrong"
 
 
+async def test_a_crash_report_carries_its_pid_and_reason_for_log_filters(
+    node: shoal.Node, caplog: pytest.LogCaptureFixture,
+) -> None:
+    pid = await node.spawn(Probe)
+    node.cast(pid, crash("cast went wrong"))
+    reason = await node.wait_exit(pid)
+    [record] = [r for r in caplog.records if hasattr(r, "shoal_crash")]
+    assert record.levelname == "ERROR" and record.name == "shoal"
+    assert tuple(record.shoal_crash) == (pid, reason)
+    assert "Traceback" in record.getMessage()  # the report itself is whole
+
+
 async def test_init_raising_makes_spawn_raise_call_error(node: shoal.Node) -> None:
     class BadInit(shoal.GenServer):
         async def init(self) -> None:
