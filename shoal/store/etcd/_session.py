@@ -52,20 +52,22 @@ class LeaseOwner(Protocol):
     :class:`~shoal.store.etcd.EtcdStore`). Declared here, at the session's
     level, so that the session does not import the store that builds it."""
 
-    # Invariant: holds exactly the store's sessions that have not ended.
-    _sessions: set[EtcdSession]
+    def session_ended(self, session: EtcdSession) -> None:
+        """Forget a session that has ended."""
 
-    def _encode(self, key: str) -> bytes:
+    def etcd_key(self, key: str) -> bytes:
         """The etcd key of a store key (the cluster prefix added)."""
 
-    async def _call(self, what: str, run: Callable[[EndpointConnection, float], Awaitable[_T]],
-                    *, budget: float | None = None) -> _T:
+    async def call_endpoints(
+        self, what: str, run: Callable[[EndpointConnection, float], Awaitable[_T]],
+        *, budget: float | None = None,
+    ) -> _T:
         """Run ``run`` under the store's deadline, failing over between endpoints."""
 
-    def _refused(self, what: str, error: EtcdCallError) -> StoreError:
+    def refusal(self, what: str, error: EtcdCallError) -> StoreError:
         """The error for a call etcd answered with a refusal."""
 
-    async def _revoke(self, lease: int) -> None:
+    async def revoke_lease(self, lease: int) -> None:
         """Revoke a lease, best effort."""
 
 
@@ -83,7 +85,7 @@ class EtcdSession:
         self._name = name
         self._lease = lease
         self._ttl = ttl
-        self._guard = store._encode(node_key(name))
+        self._guard = store.etcd_key(node_key(name))
         loop = asyncio.get_running_loop()
         # Invariant: the lease was alive at _confirmed (loop time of the last
         # keepalive answer or successful write).
@@ -125,7 +127,7 @@ class EtcdSession:
             return
         self._reason = reason
         self._ended_event.set()
-        self._store._sessions.discard(self)
+        self._store.session_ended(self)
         if self._keepalive is not asyncio.current_task():
             self._keepalive.cancel()
         _log.info("etcd session %s (%s) ended: %s", self.id, self._name, reason)
@@ -154,7 +156,7 @@ class EtcdSession:
             raise BadArgument("ops", f"{len(batch)} operations", f"at most {MAX_TXN_OPS}")
         if self._reason is not None:
             raise self._ended_error()
-        encode = self._store._encode
+        encode = self._store.etcd_key
         success = [
             put_op(encode(op.key), op.value, self._lease)
             if isinstance(op, Put)
@@ -168,10 +170,10 @@ class EtcdSession:
             return ok, revision
 
         try:
-            ok, revision = await self._store._call("apply", run)
+            ok, revision = await self._store.call_endpoints("apply", run)
         except EtcdCallError as error:
             if error.kind != "lease_not_found":
-                raise self._store._refused("apply", error) from None
+                raise self._store.refusal("apply", error) from None
             ok, revision = False, 0
         if not ok:
             self._mark_ended(self._loss_reason())
@@ -199,7 +201,7 @@ class EtcdSession:
         if self._reason is not None:
             return
         self._mark_ended("closed")
-        await self._store._revoke(self._lease)
+        await self._store.revoke_lease(self._lease)
 
     def pause_keepalive(self) -> None:
         """Stop refreshing the lease, as a hung owner would (for tests).
@@ -220,7 +222,9 @@ class EtcdSession:
         while self._reason is None:
             await asyncio.sleep(self._ttl / 3)  # pacing the check, not synchronising
             try:
-                ttl = await self._store._call("lease time-to-live", remaining, budget=self._ttl)
+                ttl = await self._store.call_endpoints(
+                    "lease time-to-live", remaining, budget=self._ttl
+                )
             except EtcdCallError as error:
                 ttl = -1 if error.kind == "lease_not_found" else 1
             except StoreError:
@@ -244,10 +248,10 @@ class EtcdSession:
             return await conn.lease_keepalive(self._lease, seconds)
 
         try:
-            ttl = await self._store._call("lease keepalive", refresh, budget=self._ttl / 3)
+            ttl = await self._store.call_endpoints("lease keepalive", refresh, budget=self._ttl / 3)
         except EtcdCallError as error:
             if error.kind != "lease_not_found":
-                raise self._store._refused("lease keepalive", error) from None
+                raise self._store.refusal("lease keepalive", error) from None
             ttl = 0
         if ttl <= 0:
             self._mark_ended(self._loss_reason())

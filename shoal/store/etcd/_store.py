@@ -157,7 +157,11 @@ class EtcdStore:
         """The configured ``host:port`` endpoints."""
         return self._endpoints
 
-    def _encode(self, key: str) -> bytes:
+    # etcd_key, call_endpoints, refusal, revoke_lease and session_ended are
+    # what its sessions use of the store (``LeaseOwner``), not for applications.
+
+    def etcd_key(self, key: str) -> bytes:
+        """The etcd key of a store key (the cluster prefix added)."""
         return self._prefix + key.encode()
 
     def _decode(self, key: bytes) -> str:
@@ -188,7 +192,7 @@ class EtcdStore:
             revision=event.kv.mod_revision,
         )
 
-    async def _call(
+    async def call_endpoints(
         self,
         what: str,
         run: Callable[[EndpointConnection, float], Awaitable[_T]],
@@ -241,7 +245,8 @@ class EtcdStore:
         if self._conns[self._current].endpoint == endpoint:
             self._current = (self._current + 1) % len(self._conns)
 
-    def _refused(self, what: str, error: EtcdCallError) -> StoreError:
+    def refusal(self, what: str, error: EtcdCallError) -> StoreError:
+        """The error for a call etcd answered with a refusal."""
         return StoreError(f"etcd refused {what} at {error.endpoint}: {error.detail}")
 
     async def open_session(self, name: str, info: bytes, ttl: float) -> EtcdSession:
@@ -268,10 +273,10 @@ class EtcdStore:
             return await conn.lease_grant(lease_ttl, seconds)
 
         try:
-            lease, granted = await self._call("lease grant", grant)
+            lease, granted = await self.call_endpoints("lease grant", grant)
         except EtcdCallError as error:
-            raise self._refused("lease grant", error) from None
-        key = self._encode(node_key(name))
+            raise self.refusal("lease grant", error) from None
+        key = self.etcd_key(node_key(name))
 
         async def create(conn: EndpointConnection, seconds: float) -> tuple[bool, list[KeyValue]]:
             ok, _, read = await conn.txn(
@@ -280,27 +285,33 @@ class EtcdStore:
             return ok, read
 
         try:
-            created, holders = await self._call("open session", create)
+            created, holders = await self.call_endpoints("open session", create)
         except BaseException as error:
-            await self._revoke(lease)
+            await self.revoke_lease(lease)
             if isinstance(error, EtcdCallError):
-                raise self._refused("open session", error) from None
+                raise self.refusal("open session", error) from None
             raise
         # A retried create finds the key written by its own first attempt.
         if not created and not (holders and holders[0].lease == lease):
-            await self._revoke(lease)
+            await self.revoke_lease(lease)
             holder = f"session {session_id(holders[0].lease)}" if holders else ""
             raise NameInUse(name, holder)
         session = EtcdSession(self, name, lease, granted)
         self._sessions.add(session)
         return session
 
-    async def _revoke(self, lease: int) -> None:
+    def session_ended(self, session: EtcdSession) -> None:
+        """Forget an ended session (it is no longer probed nor closed)."""
+        self._sessions.discard(session)
+
+    async def revoke_lease(self, lease: int) -> None:
+        """Revoke a lease, best effort (a failure is logged)."""
+
         async def revoke(conn: EndpointConnection, seconds: float) -> None:
             await conn.lease_revoke(lease, seconds)
 
         try:
-            await self._call("lease revoke", revoke)
+            await self.call_endpoints("lease revoke", revoke)
         except EtcdCallError as error:
             if error.kind != "lease_not_found":
                 _log.warning("etcd lease %x revoke refused: %s", lease, error)
@@ -322,15 +333,15 @@ class EtcdStore:
             StoreError: etcd refused the read.
         """
         check_prefix(prefix)
-        full = self._encode(prefix)
+        full = self.etcd_key(prefix)
 
         async def read(conn: EndpointConnection, seconds: float) -> tuple[list[KeyValue], int]:
             return await conn.range_prefix(full, seconds)
 
         try:
-            kvs, revision = await self._call("snapshot", read)
+            kvs, revision = await self.call_endpoints("snapshot", read)
         except EtcdCallError as error:
-            raise self._refused("snapshot", error) from None
+            raise self.refusal("snapshot", error) from None
         entries = {entry.key: entry for entry in map(self._entry, kvs)}
         return Snapshot(entries=entries, revision=revision)
 
@@ -355,7 +366,7 @@ class EtcdStore:
         check_revision(revision)
         if self._closed:
             raise StoreUnavailable("etcd store is closed")
-        return _resuming_watch(self, prefix, revision)
+        return self._resuming_watch(prefix, revision)
 
     async def probe(self) -> None:
         """Refresh every session of this store once now; a session whose
@@ -380,89 +391,90 @@ class EtcdStore:
             await conn.close()
 
 
-async def _resuming_watch(store: EtcdStore, prefix: str, revision: int) -> AsyncIterator[WatchItem]:
-    """Watch ``prefix`` after ``revision``, resuming across stream failures.
+    async def _resuming_watch(self, prefix: str, revision: int) -> AsyncIterator[WatchItem]:
+        """Watch ``prefix`` after ``revision``, resuming across stream failures.
 
-    Args:
-        store: the store whose endpoints, deadlines and key prefix are used.
-        prefix: key prefix without the store's cluster prefix.
-        revision: the revision the consumer's view is at.
+        Args:
+            prefix: key prefix without the store's cluster prefix.
+            revision: the revision the consumer's view is at.
 
-    Yields:
-        :class:`Changes` (the events of one etcd response: whole revisions)
-        and :class:`Resync` after a compaction.
+        Yields:
+            :class:`Changes` (the events of one etcd response: whole revisions)
+            and :class:`Resync` after a compaction.
 
-    Raises:
-        StoreUnavailable: no stream could be opened for ``watch_give_up``
-            seconds.
-        StoreError: etcd refused the watch (for instance permission denied).
-    """
-    key = store._encode(prefix)
-    loop = asyncio.get_running_loop()
-    # Invariant: every event with revision <= last has been handed out (or
-    # is covered by the last Resync), and none above it.
-    last = revision
-    need_resync = False
-    trouble_since: float | None = None
-    delays = backoff_delays(initial=WATCH_RETRY_FIRST, maximum=WATCH_RETRY_MAX)
-    problem = ""
+        Raises:
+            StoreUnavailable: no stream could be opened for ``watch_give_up``
+                seconds.
+            StoreError: etcd refused the watch (for instance permission denied).
+        """
+        key = self.etcd_key(prefix)
+        loop = asyncio.get_running_loop()
+        # Invariant: every event with revision <= last has been handed out (or
+        # is covered by the last Resync), and none above it.
+        last = revision
+        need_resync = False
+        trouble_since: float | None = None
+        delays = backoff_delays(initial=WATCH_RETRY_FIRST, maximum=WATCH_RETRY_MAX)
+        problem = ""
 
-    async def open_stream(conn: EndpointConnection, seconds: float) -> WatchStream:
-        return await conn.open_watch(key, last + 1, seconds)
+        async def open_stream(conn: EndpointConnection, seconds: float) -> WatchStream:
+            return await conn.open_watch(key, last + 1, seconds)
 
-    while not store._closed:
-        stream: WatchStream | None = None
-        try:
-            if need_resync:
-                snapshot = await store.snapshot(prefix)
-                need_resync = False
-                last = snapshot.revision
-                yield Resync(snapshot=snapshot)
-                continue
-            stream = await store._call("watch", open_stream)
-            if store._closed:  # it closed while the stream was being opened
+        while not self._closed:
+            stream: WatchStream | None = None
+            try:
+                if need_resync:
+                    snapshot = await self.snapshot(prefix)
+                    need_resync = False
+                    last = snapshot.revision
+                    yield Resync(snapshot=snapshot)
+                    continue
+                stream = await self.call_endpoints("watch", open_stream)
+                if self._closed:  # it closed while the stream was being opened
+                    return
+                self._streams.add(stream)
+                if trouble_since is not None:  # it works again: the next trouble starts over
+                    trouble_since = None
+                    delays = backoff_delays(initial=WATCH_RETRY_FIRST, maximum=WATCH_RETRY_MAX)
+                while True:
+                    batch = await stream.next_batch()
+                    events = tuple(
+                        self._event(event) for event in batch.events if event.kv.mod_revision > last
+                    )
+                    if events:
+                        last = events[-1].revision
+                        yield Changes(events=events, revision=last)
+            except EtcdCallError as error:
+                if error.kind == "compacted":
+                    need_resync = True
+                    continue
+                if error.kind != "unavailable":
+                    raise self.refusal("watch", error) from None
+                self._failed(error.endpoint)
+                problem = str(error)
+            except StoreUnavailable as error:
+                problem = str(error)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if self._closed and task is not None and task.cancelling() == 0:
+                    return  # the store closed under us: end quietly (Rule 6)
+                raise
+            finally:
+                if stream is not None:
+                    self._streams.discard(stream)
+                    stream.cancel()
+            if self._closed:
                 return
-            store._streams.add(stream)
-            if trouble_since is not None:  # it works again: the next trouble starts over
-                trouble_since = None
-                delays = backoff_delays(initial=WATCH_RETRY_FIRST, maximum=WATCH_RETRY_MAX)
-            while True:
-                batch = await stream.next_batch()
-                events = tuple(
-                    store._event(event) for event in batch.events if event.kv.mod_revision > last
+            now = loop.time()
+            if trouble_since is None:
+                trouble_since = now
+            elif now - trouble_since > self._watch_give_up:
+                raise StoreUnavailable(
+                    f"etcd watch of {prefix!r} gave up after {self._watch_give_up:g}s "
+                    f"without a working endpoint: {problem}"
                 )
-                if events:
-                    last = events[-1].revision
-                    yield Changes(events=events, revision=last)
-        except EtcdCallError as error:
-            if error.kind == "compacted":
-                need_resync = True
-                continue
-            if error.kind != "unavailable":
-                raise store._refused("watch", error) from None
-            store._failed(error.endpoint)
-            problem = str(error)
-        except StoreUnavailable as error:
-            problem = str(error)
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if store._closed and task is not None and task.cancelling() == 0:
-                return  # the store closed under us: end quietly (Rule 6)
-            raise
-        finally:
-            if stream is not None:
-                store._streams.discard(stream)
-                stream.cancel()
-        if store._closed:
-            return
-        now = loop.time()
-        if trouble_since is None:
-            trouble_since = now
-        elif now - trouble_since > store._watch_give_up:
-            raise StoreUnavailable(
-                f"etcd watch of {prefix!r} gave up after {store._watch_give_up:g}s "
-                f"without a working endpoint: {problem}"
+            _log.info(
+                "etcd watch of %r resumes at revision %d after: %s", prefix, last + 1, problem
             )
-        _log.info("etcd watch of %r resumes at revision %d after: %s", prefix, last + 1, problem)
-        # Back off a stream that keeps breaking (a member without a leader).
-        await asyncio.sleep(next(delays))
+            # Back off a stream that keeps breaking (a member without a leader).
+            await asyncio.sleep(next(delays))
