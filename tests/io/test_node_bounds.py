@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 
 import shoal
+from shoal.testing.hand_peer import HandPeer
 from shoal.testing.registration import register_peer
 from shoal.transport import PeerConnection
-from shoal.wire import Call, Connection, Established, HandshakeConfig
+from shoal.wire import Call, HandshakeConfig
 
 SECRET = b"node-bounds-test-secret-0123456789"
 CLUSTER = "bounds"
@@ -88,30 +89,12 @@ async def test_calls_casts_and_sends_to_a_node_that_does_not_read_fail_overloade
     assert await a.call(pid, "again", WAIT) == "again"
 
 
-class DeafCaller(asyncio.Protocol):
+class DeafCaller(HandPeer):
     """A raw peer: completes the handshake, sends calls, never reads a reply."""
 
     def __init__(self) -> None:
-        config = HandshakeConfig(cluster=CLUSTER, node="deaf", creation=1, secret=SECRET)
-        self.wire = Connection(config, initiator=True)
-        self.established = asyncio.Event()
-        self.lost = asyncio.Event()
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(self.wire.data_to_send())
-
-    def data_received(self, data: bytes) -> None:
-        events = self.wire.receive_data(data)
-        if out := self.wire.data_to_send():
-            self.transport.write(out)  # type: ignore[union-attr]
-        if any(isinstance(e, Established) for e in events):
-            self.established.set()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost.set()
+        super().__init__(HandshakeConfig(cluster=CLUSTER, node="deaf", creation=1,
+                                         secret=SECRET))
 
 
 async def test_a_peer_flooding_calls_without_reading_replies_is_bounded_then_dropped(

@@ -18,9 +18,10 @@ import pytest
 
 import shoal
 from shoal.runtime import holds
+from shoal.testing.hand_peer import HandPeer
 from shoal.testing.registration import register_peer
-from shoal.wire import Connection, Established, Exit, HandshakeConfig, Link, Message, Monitor
 from shoal.wire import Down as WireDown
+from shoal.wire import Exit, HandshakeConfig, Link, Monitor
 
 SECRET = b"node-holds-test-secret-0123456789"
 CLUSTER = "holds"
@@ -33,39 +34,12 @@ class Echo(shoal.GenServer):
         return request
 
 
-class RawPeer(asyncio.Protocol):
+class RawPeer(HandPeer):
     """A hand-driven node "flood": handshake, then whatever the test sends."""
 
     def __init__(self) -> None:
-        config = HandshakeConfig(cluster=CLUSTER, node="flood", creation=7, secret=SECRET)
-        self.wire = Connection(config, initiator=True)
-        self.established = asyncio.Event()
-        self.lost = asyncio.Event()
-        self.received: list[Message] = []
-        self.arrived = asyncio.Event()
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(self.wire.data_to_send())
-
-    def data_received(self, data: bytes) -> None:
-        events = self.wire.receive_data(data)
-        if out := self.wire.data_to_send():
-            self.transport.write(out)  # type: ignore[union-attr]
-        for event in events:
-            if isinstance(event, Established):
-                self.established.set()
-            elif isinstance(event, (WireDown, Exit)):
-                self.received.append(event)
-                self.arrived.set()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost.set()
-
-    def send(self, msg: Message) -> None:
-        self.transport.write(self.wire.send(msg))  # type: ignore[union-attr]
+        super().__init__(HandshakeConfig(cluster=CLUSTER, node="flood", creation=7,
+                                         secret=SECRET))
 
     async def wait_received(self, count: int) -> None:
         async with asyncio.timeout(WAIT):

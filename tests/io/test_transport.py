@@ -18,13 +18,13 @@ import pytest
 
 from shoal.errors import AuthenticationFailed, NodeDown
 from shoal.pid import Pid
+from shoal.testing.hand_peer import HandPeer
 from shoal.transport import ConnectionManager, PeerConnection, TransportConfig
 from shoal.wire import (
     Call,
-    Connection,
-    Established,
     HandshakeConfig,
     Message,
+    Pong,
     Reply,
     Send,
 )
@@ -276,32 +276,14 @@ async def test_wrong_node_at_address_is_refused() -> None:
     await b.close()
 
 
-class SilentPeer(asyncio.Protocol):
+class SilentPeer(HandPeer):
     """A hand-driven peer: completes the handshake, then says nothing."""
 
     def __init__(self, node: str) -> None:
-        cfg = HandshakeConfig(cluster="test", node=node, creation=1, secret=SECRET)
-        self.wire = Connection(cfg, initiator=True)
-        self.established = asyncio.Event()
-        self.transport: asyncio.Transport | None = None
-        self.muted = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(self.wire.data_to_send())
-
-    def data_received(self, data: bytes) -> None:
-        events = self.wire.receive_data(data)
-        if out := self.wire.data_to_send():
-            self.transport.write(out)  # type: ignore[union-attr]
-        if any(isinstance(e, Established) for e in events):
-            self.established.set()
+        super().__init__(HandshakeConfig(cluster="test", node=node, creation=1, secret=SECRET))
 
     def speak(self) -> None:
-        from shoal.wire import Pong
-
-        self.transport.write(self.wire.send(Pong(seq=1)))  # type: ignore[union-attr]
+        self.send(Pong(seq=1))
 
 
 async def test_heartbeat_timeout_reports_silent_then_alive_when_bytes_arrive() -> None:
