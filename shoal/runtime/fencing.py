@@ -1,8 +1,8 @@
 """What a node does when it fences itself (``replication.py``, Rule 5).
 
 A fenced node no longer owns its name: a newer incarnation holds it. It
-must stop serving at once and never speak for that name again: every local
-process is killed (queued callers get ``NoSuchProcess``, remote callers a
+must stop serving at once and never speak for that name again: spawns are
+refused, every local process is killed (queued callers get ``NoSuchProcess``, remote callers a
 FAIL ``noproc``), redials stop, and the listener and every connection close
 with BYE ``"fenced"`` (which, unlike ``"shutdown"``, promises nothing about
 calls in flight). The replication has already stopped following and
@@ -38,6 +38,7 @@ def stop_serving(processes: ProcessTable, remote: Remote,
     """
     log.error("node %s (creation %d) fenced: %s; it stops serving, never writes to the "
               "store again, and should exit", processes.name, processes.creation, why)
+    processes.close()  # nothing new starts under a name we no longer own
     for pid in processes.pids():
         proc = processes.live(pid)
         if proc is not None:

@@ -276,6 +276,17 @@ async def test_wait_fenced_returns_why_the_node_fenced_itself() -> None:
         assert not node.is_alive(pid)  # a fenced node serves nothing
 
 
+async def test_a_fenced_node_refuses_to_spawn() -> None:
+    # A fenced node no longer owns its name: nothing may start under it,
+    # or the app's own code would bring the zombie back to life locally.
+    async with shoal.Node("w", store="memory://", listen=None) as node:
+        assert node._replication is not None
+        node._replication.fence("creation 2 holds the name now")
+        with pytest.raises(shoal.ShoalError, match="not running"):
+            await node.spawn(Probe)
+        assert node.processes() == []
+
+
 async def test_wait_fenced_on_a_node_never_started_says_it_is_not_running() -> None:
     with pytest.raises(shoal.ShoalError, match="not running"):
         await shoal.Node("w", store="memory://", listen=None).wait_fenced()
