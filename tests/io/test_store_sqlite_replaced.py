@@ -26,9 +26,14 @@ SECRET = "replaced-db-test-secret-0123456789"
 
 
 class Echo(shoal.GenServer):
+    # Set by the test once the nodes have found the file gone: a "slow" call
+    # stays in flight through the whole loss and re-open.
+    release: asyncio.Event | None = None
+
     async def handle_call(self, request: Any, caller: shoal.Caller) -> Any:
         if request == "slow":
-            await asyncio.sleep(0.6)  # still running while the file goes
+            assert Echo.release is not None
+            await Echo.release.wait()
         return request
 
 
@@ -53,7 +58,8 @@ async def test_database_deleted_or_replaced_under_running_nodes_is_reopened_and_
                          what="a's members at b")
         # A call in flight: a is alive and connected, so losing the file is
         # no reason to fail it.
-        in_flight = asyncio.ensure_future(b.call(pids[0], "slow", 5.0))
+        Echo.release = asyncio.Event()
+        in_flight = asyncio.ensure_future(b.call(pids[0], "slow", 10.0))
 
         if how == "deleted":
             _remove_database(db)
@@ -64,6 +70,12 @@ async def test_database_deleted_or_replaced_under_running_nodes_is_reopened_and_
             _remove_database(db)
             os.rename(other, db)
 
+        await wait_until(lambda: any(
+            r.levelno >= logging.ERROR and ("was deleted" in r.getMessage()
+                                            or "was replaced" in r.getMessage())
+            for r in caplog.records), timeout=5.0, what="the nodes to find the file gone")
+        assert not in_flight.done()
+        Echo.release.set()
         assert await in_flight == "slow"
         async with shoal.Node("c", store=url, secret=SECRET) as c:
             await wait_until(lambda: sorted(c.groups.get_members("g")) == sorted(pids),
