@@ -10,6 +10,7 @@ that accepts and never answers the handshake). The backlog is bounded: past
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,11 @@ class Echo(shoal.GenServer):
         return request
 
 
-async def test_stopping_a_node_ends_the_task_sending_to_a_node_still_being_dialled(
-        tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def _ghost(tmp_path: Path) -> AsyncIterator[tuple[str, shoal.Pid]]:
+    """A store URL, and a pid of node "ghost" whose advertised address
+    accepts connections and never answers: every dial to it hangs in the
+    handshake."""
     streams: list[asyncio.StreamWriter] = []
 
     async def accept_and_say_nothing(_: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
@@ -41,49 +45,37 @@ async def test_stopping_a_node_ends_the_task_sending_to_a_node_still_being_diall
     try:
         async with shoal.Node("ghost", store=store, secret=SECRET,
                               advertise=f"127.0.0.1:{port}") as ghost:
-            pid = await ghost.spawn(Echo)
-            before = asyncio.all_tasks()
-            a = shoal.Node("a", store=store, secret=SECRET)
-            await a.start()
-            try:
-                a.cast(pid, "waits for the dial")  # the dial hangs in the handshake
-                a.send(pid, "so does this")
-                started = {t for t in asyncio.all_tasks() - before if not t.done()}
-                assert any(t.get_name() == "shoal send to ghost" for t in started)
-            finally:
-                await a.stop()
-            leftover = [t for t in asyncio.all_tasks() - before if not t.done()]
-            assert not leftover, [t.get_name() for t in leftover]
+            yield store, await ghost.spawn(Echo)
     finally:
         for w in streams:
             w.close()
         blackhole.close()
         await blackhole.wait_closed()
+
+
+async def test_stopping_a_node_ends_the_task_sending_to_a_node_still_being_dialled(
+        tmp_path: Path) -> None:
+    async with _ghost(tmp_path) as (store, pid):
+        before = asyncio.all_tasks()
+        a = shoal.Node("a", store=store, secret=SECRET)
+        await a.start()
+        try:
+            a.cast(pid, "waits for the dial")  # the dial hangs in the handshake
+            a.send(pid, "so does this")
+            started = {t for t in asyncio.all_tasks() - before if not t.done()}
+            assert any(t.get_name() == "shoal send to ghost" for t in started)
+        finally:
+            await a.stop()
+        leftover = [t for t in asyncio.all_tasks() - before if not t.done()]
+        assert not leftover, [t.get_name() for t in leftover]
 
 
 @pytest.fixture
 async def hanging_dial(tmp_path: Path) -> AsyncIterator[tuple[shoal.Node, shoal.Pid]]:
-    """Node "a", and a pid of node "ghost" whose advertised address accepts
-    connections and never answers: every dial to it hangs in the handshake."""
-    streams: list[asyncio.StreamWriter] = []
-
-    async def accept_and_say_nothing(_: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        streams.append(w)
-
-    blackhole = await asyncio.start_server(accept_and_say_nothing, "127.0.0.1", 0)
-    port = blackhole.sockets[0].getsockname()[1]
-    store = f"sqlite://{tmp_path}/cluster.db"
-    try:
-        async with shoal.Node("ghost", store=store, secret=SECRET,
-                              advertise=f"127.0.0.1:{port}") as ghost:
-            pid = await ghost.spawn(Echo)
-            async with shoal.Node("a", store=store, secret=SECRET) as a:
-                yield a, pid
-    finally:
-        for w in streams:
-            w.close()
-        blackhole.close()
-        await blackhole.wait_closed()
+    """Node "a", and a pid of node "ghost" whose every dial hangs in the handshake."""
+    async with _ghost(tmp_path) as (store, pid), \
+            shoal.Node("a", store=store, secret=SECRET) as a:
+        yield a, pid
 
 
 async def test_casts_to_a_node_still_being_dialled_are_bounded(
