@@ -45,6 +45,7 @@ from shoal.errors import (
 )
 from shoal.pid import KILLED, NOCONNECTION, NOPROC, NORMAL, SHUTDOWN, Crash, Pid, Reason
 from shoal.runtime.caller import Caller
+from shoal.runtime.crashlog import CrashLog
 from shoal.runtime.genserver import GenServer
 from shoal.runtime.groups import Groups, Subscription, SubscriptionOverflow
 from shoal.runtime.node import Node, NodeStatistics
@@ -66,6 +67,7 @@ __all__ = [
     "Caller",
     "ConfigError",
     "Crash",
+    "CrashLog",
     "Down",
     "Exit",
     "GenServer",

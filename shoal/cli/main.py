@@ -12,7 +12,8 @@ import click
 
 import shoal
 from shoal.cli.demo import DemoReport, run_demo
-from shoal.runtime.process import RUN_MAILBOX_SIZE, CrashLog
+from shoal.runtime.crashlog import CrashLog
+from shoal.runtime.process import RUN_MAILBOX_SIZE
 
 __all__ = ["main", "run"]
 
@@ -84,12 +85,13 @@ class _CrashOnOneLine(logging.Filter):
     """The demo's crash is on purpose: log its report without the traceback.
 
     A crash report is told by its ``shoal_crash`` attribute (a ``CrashLog``:
-    pid and reason, see ``shoal/runtime/process.py``), not by its message."""
+    pid, reason, class and message, see ``shoal/runtime/crashlog.py``), not
+    by its message; its first line is kept, the traceback dropped."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         crash = getattr(record, "shoal_crash", None)
         if isinstance(crash, CrashLog):
-            record.msg, record.args = "process %s crashed: %s", (crash.pid, crash.reason)
+            record.msg, record.args = "%s", (crash.line(),)
         return True
 
 

@@ -35,12 +35,21 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from shoal.errors import BadArgument, NodeDown, NoSuchProcess
 from shoal.pid import Pid
 from shoal.runtime.checks import MAX_TIMEOUT, check_pid, check_timeout
-from shoal.runtime.process import CALL, CAST, INFO, SYSTEM, Caller, current_process
+from shoal.runtime.process import (
+    CALL,
+    CAST,
+    INFO,
+    SYSTEM,
+    Behaviour,
+    Caller,
+    SystemOp,
+    current_process,
+)
 
 if TYPE_CHECKING:
     from shoal.membership.table import GroupTable
@@ -48,9 +57,19 @@ if TYPE_CHECKING:
     from shoal.runtime.processes import ProcessTable
     from shoal.runtime.remote import Remote
 
-__all__ = ["DEFAULT_TIMEOUT", "Messaging"]
+__all__ = ["DEFAULT_TIMEOUT", "CodeChange", "Messaging"]
 
 DEFAULT_TIMEOUT = 5.0
+
+
+class CodeChange(NamedTuple):
+    """The system message of :meth:`Messaging.code_change`: run the hook."""
+
+    old_version: Any
+    extra: Any
+
+    async def __call__(self, server: Behaviour) -> None:
+        await server.code_change(self.old_version, self.extra)
 
 
 class Messaging:
@@ -203,6 +222,21 @@ class Messaging:
             CallError: the hook raised (the process crashed with it).
             CallTimeout: the hook did not finish within ``timeout``.
         """
+        await self.system(pid, CodeChange(old_version, extra), timeout=timeout)
+
+    async def system(self, pid: Pid, op: SystemOp, *, timeout: float = DEFAULT_TIMEOUT) -> Any:
+        """Run ``op(server)`` in a local process between two of its messages
+        (after what is queued, never during a handler) and return its result.
+        The mailbox bound does not apply. If the deadline passes first, the
+        op is dropped unrun when its turn comes.
+
+        Raises:
+            BadArgument: ``pid`` is not a Pid or ``timeout`` is not > 0.
+            NoSuchProcess: the process is not alive (or not on this node),
+                or it exited before the op's turn.
+            CallError: ``op`` raised (the process crashed with it).
+            CallTimeout: the op did not finish within ``timeout``.
+        """
         check_pid("pid", pid)
         seconds = check_timeout(timeout)
         proc = self._processes.live(pid)
@@ -211,11 +245,10 @@ class Messaging:
         future: asyncio.Future[Any] = self._loop.create_future()
         me = current_process.get()
         # The mailbox bound is for calls, casts and sends: system messages pass.
-        proc.mailbox.append((SYSTEM, (old_version, extra),
-                             Caller(me.pid if me is not None else None, future)))
+        proc.mailbox.append((SYSTEM, op, Caller(me.pid if me is not None else None, future)))
         proc.wake()
         self._deadlines.add(future, seconds, pid)
-        await future
+        return await future
 
     def cast(self, pid: Pid, request: Any) -> None:
         """Deliver ``request`` to ``pid``'s ``handle_cast``. A cast to a dead

@@ -28,11 +28,18 @@ behaviour's ``mailbox_size``, else the node's ``mailbox_size``
 (``RUN_MAILBOX_SIZE``) so that a cast flood is refused, not stored.
 
 A crash (a handler raised) is logged once, at ERROR on the ``shoal`` logger,
-with the traceback. Its record carries ``record.shoal_crash``, a
-:class:`CrashLog` (the pid and the :class:`~shoal.pid.Crash` reason), so a
-log filter can tell crash reports apart and reword them without parsing the
-message (``shoal demo`` logs them on one line); other records have no such
-attribute.
+as one record: a message line and the traceback. Its record carries
+``record.shoal_crash``, a :class:`~shoal.runtime.crashlog.CrashLog` (pid,
+reason, the behaviour's class, the kind and bounded repr of the message
+being handled: ``crashlog.py``), so a log pipeline reads them without
+parsing the message (``shoal demo`` logs them on one line); other records
+have no such attribute.
+
+A system message (``SYSTEM``) carries a :class:`SystemOp`: a callable run
+with the behaviour between two messages, never during a handler, whose
+result answers its caller (``Node.code_change``; a hot reload moves a
+process to its new class with one). If it raises, the process crashes as
+if a handler had.
 """
 
 from __future__ import annotations
@@ -41,7 +48,8 @@ import asyncio
 import contextvars
 import logging
 from collections import deque
-from typing import Any, ClassVar, NamedTuple, Protocol
+from collections.abc import Awaitable
+from typing import Any, ClassVar, Protocol
 
 from shoal.errors import (
     BadArgument,
@@ -53,10 +61,11 @@ from shoal.errors import (
 )
 from shoal.pid import KILLED, NORMAL, Crash, Pid, Reason
 from shoal.runtime.caller import Answer, Caller
+from shoal.runtime.crashlog import CrashLog, crash_log
 from shoal.runtime.notices import NOREPLY, Exit, Stop
 
 __all__ = ["RUN_MAILBOX_SIZE", "Answer", "Behaviour", "Caller", "CrashLog", "ExitHooks",
-           "Process", "current_process", "mailbox_limit"]
+           "Process", "SystemOp", "current_process", "mailbox_limit"]
 
 log = logging.getLogger("shoal")
 
@@ -70,13 +79,6 @@ STARTING, RUNNING, EXITING, DEAD = 0, 1, 2, 3
 current_process: contextvars.ContextVar[Process | None] = contextvars.ContextVar(
     "shoal_current_process", default=None
 )
-
-
-class CrashLog(NamedTuple):
-    """``record.shoal_crash`` of a crash report (see the module header)."""
-
-    pid: Pid
-    reason: Crash
 
 
 def mailbox_limit(given: Any, behaviour: int | None, node: int | None) -> int | None:
@@ -116,6 +118,12 @@ class Behaviour:
     async def code_change(self, old_version: Any, extra: Any) -> None: ...
 
 
+class SystemOp(Protocol):
+    """The payload of a system message (see the module header)."""
+
+    def __call__(self, server: Behaviour) -> Awaitable[Any]: ...
+
+
 class ExitHooks(Protocol):
     """What a process's exit path tells its node (the node's ``Signals``)."""
 
@@ -135,6 +143,7 @@ class Process:
         "brutal",
         "current",
         "done",
+        "handling",
         "hooks",
         "limit",
         "links",
@@ -181,6 +190,9 @@ class Process:
         # Invariant: set once, by begin_exit.
         self.reason: Reason | None = None
         self.current: Caller | None = None
+        # Invariant: None until a handler raises; then (kind, payload) of the
+        # message it was handling, for the crash report.
+        self.handling: tuple[int, Any] | None = None
         # Invariant: True only after an untrappable kill; terminate is skipped.
         self.brutal = False
         self.links: set[Pid] = set()
@@ -307,8 +319,10 @@ class Process:
             caller = self.current
             if caller is not None:
                 caller.fail(CallError(self.pid, reason.type, reason.message, reason.traceback))
-            log.error("process %s crashed: %s\n%s", self.pid, reason,
-                      reason.traceback.rstrip(), extra={"shoal_crash": CrashLog(self.pid, reason)})
+            kind, payload = self.handling if self.handling is not None else (SYSTEM, None)
+            report = crash_log(self.pid, reason, server, kind, payload)
+            log.error("%s\n%s", report.line(), reason.traceback.rstrip(),
+                      extra={"shoal_crash": report})
         await self._finish(reason)
 
     async def _loop(self, server: Behaviour) -> None:
@@ -317,50 +331,57 @@ class Process:
         loop = asyncio.get_running_loop()
         future: Answer | None = None
         result: Any = None
-        while self.state == RUNNING:
-            if not mailbox:
-                idle = self._idle
-                if idle is not None:
-                    self._idle = None
-                    if not idle.done():
-                        idle.set_result(None)
-                # Drop the last message before waiting: an idle process must
-                # not keep its last request, Caller, future and reply alive
-                # until the next message arrives.
-                payload = caller = future = result = None
-                self._waiter = waiter = loop.create_future()
-                await waiter
-                continue
-            kind, payload, caller = popleft()
-            if kind == CALL:
-                assert caller is not None  # a CALL always carries its caller
-                future = caller.answer
-                if future.done():
-                    continue  # the caller gave up before we started: drop unrun
-                self.current = caller
-                try:
-                    result = await server.handle_call(payload, caller)
-                except BadRequest as exc:
-                    caller.fail(exc)
+        kind: int = SYSTEM
+        payload: Any = None
+        try:
+            while self.state == RUNNING:
+                if not mailbox:
+                    idle = self._idle
+                    if idle is not None:
+                        self._idle = None
+                        if not idle.done():
+                            idle.set_result(None)
+                    # Drop the last message before waiting: an idle process must
+                    # not keep its last request, Caller, future and reply alive
+                    # until the next message arrives.
+                    payload = caller = future = result = None
+                    self._waiter = waiter = loop.create_future()
+                    await waiter
+                    continue
+                kind, payload, caller = popleft()
+                if kind == CALL:
+                    assert caller is not None  # a CALL always carries its caller
+                    future = caller.answer
+                    if future.done():
+                        continue  # the caller gave up before we started: drop unrun
+                    self.current = caller
+                    try:
+                        result = await server.handle_call(payload, caller)
+                    except BadRequest as exc:
+                        caller.fail(exc)
+                        self.current = None
+                        continue
                     self.current = None
-                    continue
-                self.current = None
-                if result is not NOREPLY and not future.done():
-                    future.set_result(result)
-            elif kind == CAST:
-                await server.handle_cast(payload)
-            elif kind == INFO:
-                await server.handle_info(payload)
-            else:  # SYSTEM: code_change, in line with the other messages
-                assert caller is not None  # as a CALL, it carries its caller
-                future = caller.answer
-                if future.done():
-                    continue
-                self.current = caller
-                await server.code_change(*payload)
-                self.current = None
-                if not future.done():
-                    future.set_result(None)
+                    if result is not NOREPLY and not future.done():
+                        future.set_result(result)
+                elif kind == CAST:
+                    await server.handle_cast(payload)
+                elif kind == INFO:
+                    await server.handle_info(payload)
+                else:  # SYSTEM: a SystemOp, in line with the other messages
+                    assert caller is not None  # as a CALL, it carries its caller
+                    future = caller.answer
+                    if future.done():
+                        continue  # its sender gave up (timed out): drop unrun
+                    self.current = caller
+                    result = await payload(server)
+                    self.current = None
+                    if not future.done():
+                        future.set_result(result)
+        except Exception:
+            # Only a handler raises here: kind and payload are its message.
+            self.handling = (kind, payload)
+            raise
 
     # -- exit path ----------------------------------------------------------------
 
@@ -384,8 +405,8 @@ class Process:
             caller.fail(ProcessExited(self.pid, reason))
         mailbox = self.mailbox
         while mailbox:
-            kind, _, queued = mailbox.popleft()
-            if kind == CALL and queued is not None:
+            _, _, queued = mailbox.popleft()
+            if queued is not None:  # a call or a system message never started
                 queued.fail(NoSuchProcess(self.pid))
         return True
 

@@ -340,7 +340,7 @@ async def test_a_crash_report_carries_its_pid_and_reason_for_log_filters(
     reason = await node.wait_exit(pid)
     [record] = [r for r in caplog.records if hasattr(r, "shoal_crash")]
     assert record.levelname == "ERROR" and record.name == "shoal"
-    assert tuple(record.shoal_crash) == (pid, reason)
+    assert (record.shoal_crash.pid, record.shoal_crash.reason) == (pid, reason)
     assert "Traceback" in record.getMessage()  # the report itself is whole
 
 
