@@ -111,6 +111,9 @@ class Replication:
         # session's record if that batch deleted it (then restored after it).
         self._foreign: list[str] = []
         self._record_deleted: tuple[Session, int] | None = None
+        # Invariant: the session of the last put of our nodes/<name> the view
+        # holds (a delete names no session: store Rule 3b, so this tells whose it was).
+        self._record_holder: str | None = None
         # Invariant: None until fenced, then why (Rule 5); set once.
         self.fenced: str | None = None
         self._fenced_event = asyncio.Event()
@@ -311,10 +314,11 @@ class Replication:
                 # Our own registration: _guard_session watches our session;
                 # another incarnation writing it means we lost the name, and
                 # our live session's record deleted is restored (Rule 2b).
-                session = self.session
+                session, holder = self.session, self._record_holder
+                self._record_holder = event.session
                 if event.kind == "put":
                     self._check_holder(event.value)
-                elif session is not None and event.session == session.id:
+                elif session is not None and holder == session.id:
                     self._record_deleted = (session, event.revision)
                 return
             if event.kind == "put":
@@ -448,6 +452,8 @@ class Replication:
         before = self.cluster.names()
         self.entries.clear()
         seen: dict[str, PeerInfo] = {}
+        record = snapshot.entries.get(f"nodes/{self.name}")
+        self._record_holder = record.session if record is not None else None
         for key, entry in snapshot.entries.items():
             if key.startswith("nodes/"):
                 name = key[len("nodes/"):]

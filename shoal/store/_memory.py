@@ -94,7 +94,7 @@ class _Backend:
             elif old is not None:
                 del self.entries[op.key]
                 events.append(
-                    Event(kind="delete", key=op.key, value=None, session=old.session, revision=rev)
+                    Event(kind="delete", key=op.key, value=None, session=None, revision=rev)
                 )
         if not events:
             return self.revision

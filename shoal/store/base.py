@@ -17,6 +17,11 @@ Rules every adapter keeps:
   revision, in order, with no gap. A watcher that cannot be given the missing
   changes (log compacted) gets a :class:`Resync` with a fresh snapshot and must
   *replace* its view with it.
+- Rule 3b: a delete event names only its key, never the session that owned
+  it (``Event.session`` is ``None``): adapters do not read previous values
+  (etcd's ``prev_kv`` costs a read transaction per event and watcher). What a
+  consumer needs to know about a deleted key is in the key itself (the layout
+  names the node and its incarnation), or in the puts it saw before.
 - Rule 4: session names are unique among live sessions: opening a session
   under a name a live session holds raises :class:`~shoal.errors.NameInUse`.
 - Rule 5: when the store cannot be reached every operation raises
@@ -80,7 +85,8 @@ class Event:
         kind: ``"put"`` or ``"delete"``.
         key: the key that changed.
         value: the new value for a put, ``None`` for a delete.
-        session: the owning session id (for a delete: the session that owned it).
+        session: for a put, the id of the session that owns the key; for a
+            delete, ``None`` (Rule 3b: the key says whose it was).
         revision: the revision of this change. Several events of one atomic
             batch or one session end share a revision.
     """
@@ -88,7 +94,7 @@ class Event:
     kind: Literal["put", "delete"]
     key: str
     value: bytes | None
-    session: str
+    session: str | None
     revision: int
 
 

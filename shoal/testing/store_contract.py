@@ -125,7 +125,8 @@ async def check_batch_is_atomic_at_one_revision(factory: StoreFactory) -> None:
                 ("put", "b/1", b"x2", r2),
                 ("delete", "b/2", None, r2),
             ], got
-            assert all(e.session == sess.id for e in w.events)
+            # Puts name their session; a delete names only its key (base Rule 3b).
+            assert [e.session for e in w.events] == [sess.id] * 4 + [None]
             snap = await h.store.snapshot("b/")
             assert {k: (e.value, e.revision) for k, e in snap.entries.items()} == {
                 "b/1": (b"x2", r2),
@@ -248,7 +249,7 @@ async def check_session_end_deletes_all_keys_at_one_revision(factory: StoreFacto
             deletes = [e for e in w.events if e.kind == "delete"]
             assert {e.key for e in deletes} == owned
             assert len({e.revision for e in deletes}) == 1, "session end split over revisions"
-            assert all(e.session == a.id for e in deletes)
+            assert all(e.session is None for e in deletes), "a delete named a session"
             snap = await h.store.snapshot("")
             assert {"k/b/1", "k/shared", "nodes/node-b"} <= set(snap.entries)
 

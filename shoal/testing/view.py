@@ -68,7 +68,7 @@ class WatchView:
             self._check(item)
             for ev in item.events:
                 self.events.append(ev)
-                if ev.value is not None and ev.kind == "put":
+                if ev.value is not None and ev.session is not None:  # a put (_check)
                     self.view[ev.key] = Entry(
                         key=ev.key, value=ev.value, session=ev.session, revision=ev.revision
                     )
@@ -97,6 +97,8 @@ class WatchView:
                 raise WatchOrderError(f"revisions go back inside {item}")
             if (ev.kind == "put") != (ev.value is not None):
                 raise WatchOrderError(f"{ev.kind} event with value {ev.value!r}")
+            if (ev.kind == "put") != (ev.session is not None):  # base Rule 3b
+                raise WatchOrderError(f"{ev.kind} event with session {ev.session!r}")
             last = ev.revision
 
 

@@ -46,7 +46,7 @@ class _View:
                     assert event.revision > self.position, f"{event} repeats or goes back"
                     self.events.append(event)
                     if event.kind == "put":
-                        assert event.value is not None
+                        assert event.value is not None and event.session is not None
                         self.view[event.key] = Entry(
                             key=event.key,
                             value=event.value,

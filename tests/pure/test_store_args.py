@@ -119,7 +119,7 @@ def _put(key: str, rev: int) -> Event:
 def test_view_applies_changes_and_replaces_itself_on_resync() -> None:
     view = WatchView(0)
     view.apply(Changes(events=(_put("a", 1), _put("b", 1)), revision=1))
-    delete = Event(kind="delete", key="a", value=None, session="s", revision=2)
+    delete = Event(kind="delete", key="a", value=None, session=None, revision=2)
     view.apply(Changes(events=(delete,), revision=2))
     assert set(view.view) == {"b"} and view.position == 2
     fresh = {"z": Entry(key="z", value=b"", session="t", revision=9)}

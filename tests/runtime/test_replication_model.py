@@ -132,7 +132,8 @@ async def test_the_view_equals_the_store_after_any_sequence_of_changes(
                     revision=revision))
             for kind, key, value in events or ():
                 replication._apply(Event(kind=kind, key=key, value=value,  # type: ignore[arg-type]
-                                         session="s", revision=revision))
+                                         session="s" if kind == "put" else None,
+                                         revision=revision))
             for group in GROUPS:
                 assert Counter(node.groups.get_members(group)) == _expected(
                     model.entries, group)

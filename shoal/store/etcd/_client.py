@@ -124,11 +124,11 @@ class KeyValue:
 
 @dataclass(frozen=True, slots=True)
 class WatchEvent:
-    """One watch event; ``prev`` is the value before it when etcd still had it."""
+    """One watch event. A delete's ``kv`` holds the key and the revision of
+    the delete only: watches do not ask for previous values (``prev_kv``)."""
 
     kind: Literal["put", "delete"]
     kv: KeyValue
-    prev: KeyValue | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +245,6 @@ class WatchStream:
                         WatchEvent(
                             "delete" if event.type == rpc.Event.DELETE else "put",
                             _kv(event.kv),
-                            _kv(event.prev_kv) if event.HasField("prev_kv") else None,
                         )
                         for event in response.events
                     )
@@ -397,7 +396,8 @@ class EndpointConnection:
 
         The stream asks etcd to cancel it when this member loses its leader
         (``hasleader``), so a member cut off from the cluster cannot keep a
-        watcher silently stale.
+        watcher silently stale. It does not ask for previous values
+        (``prev_kv``): etcd would run a read transaction per event and watcher.
 
         Raises:
             EtcdCallError: the endpoint did not confirm the watch in time, or
@@ -413,7 +413,6 @@ class EndpointConnection:
                     key=prefix,
                     range_end=prefix_end(prefix),
                     start_revision=start_revision,
-                    prev_kv=True,
                 )
                 await call.write(rpc.WatchRequest(create_request=create))
                 response = await call.read()

@@ -23,6 +23,10 @@ Rules:
   hands out one Resync with a fresh snapshot and continues after it.
 - Rule 5: watch trouble is bounded: after ``watch_give_up`` seconds in which
   no stream could be opened, the watch raises StoreUnavailable.
+- Rule 5b: watches never ask for previous values (``prev_kv``): for each
+  delete or update and each watcher, etcd 3.4 runs a read transaction to
+  find them, 100 to 1,000 times the cost of sending the event. A delete carries
+  its key only (the store contract's Rule 3b).
 - Rule 6: when the store closes, its watches end quietly; a cancellation of
   the consumer's own task is never swallowed.
 
@@ -188,7 +192,7 @@ class EtcdStore:
             kind="delete",
             key=self._decode(event.kv.key),
             value=None,
-            session=session_id(event.prev.lease) if event.prev is not None else "",
+            session=None,  # no prev_kv: the key says whose it was (contract Rule 3b)
             revision=event.kv.mod_revision,
         )
 

@@ -73,8 +73,10 @@ def read_changes(
     if high is not None:
         sql, args = sql + " AND key < ?", (*args, high)
     rows = conn.execute(sql + " ORDER BY revision, seq", args).fetchall()
+    # A delete names no session (the store contract's Rule 3b), whatever the log kept.
     events = tuple(
-        Event(kind=kind, key=k, value=v, session=s, revision=r) for kind, k, v, s, r in rows
+        Event(kind=kind, key=k, value=v, session=s if kind == "put" else None, revision=r)
+        for kind, k, v, s, r in rows
     )
     return events, upto, upto < rev
 
