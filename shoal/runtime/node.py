@@ -33,25 +33,24 @@ from shoal.membership.table import GroupTable
 from shoal.pid import SHUTDOWN, Pid, Reason
 from shoal.runtime.checks import check_int, check_name, check_timeout
 from shoal.runtime.cluster import ClusterView
-from shoal.runtime.config import DEFAULT_STORE, listen_addresses, load_secret, peer_tls
+from shoal.runtime.config import DEFAULT_STORE, listen_addresses
 from shoal.runtime.deadlines import Deadlines
 from shoal.runtime.feed import MembershipFeed
 from shoal.runtime.groups import GroupParts, Groups, SubscriptionHub
 from shoal.runtime.messaging import DEFAULT_TIMEOUT, Messaging
-from shoal.runtime.node_info import NodeStatistics, node_info, node_statistics
+from shoal.runtime.node_info import NodeStatistics, node_statistics
 from shoal.runtime.notices import Ref
 from shoal.runtime.process import Behaviour, Process, mailbox_limit
 from shoal.runtime.processes import ProcessTable
 from shoal.runtime.remote import Remote
 from shoal.runtime.replication import Replication
 from shoal.runtime.signals import Signals
-from shoal.store import Store, open_store
+from shoal.runtime.startup import Attachment, StoreProber, Wiring, attach, detach
+from shoal.store import Store
 from shoal.transport import (
     DEFAULT_MAX_HANDSHAKES,
     DEFAULT_MAX_UNSENT,
     MIN_MAX_UNSENT,
-    ConnectionManager,
-    TransportConfig,
 )
 
 __all__ = ["Node", "NodeStatistics"]
@@ -155,11 +154,10 @@ class Node:
         self._secret = secret
         self._ssl = (server_ssl, client_ssl)
         self._tls_files = (tls_cert, tls_key, tls_ca, tls_server_name)
-        self._store: Store | None = None
         self.address: tuple[str, int] | None = None
+        self._store: Store | None = None
         self._replication: Replication | None = None
-        self._owns_store = False
-        self._background: set[asyncio.Task[None]] = set()
+        self._attached: Attachment | None = None
         # Invariant: creation differs between any two starts of this name
         # on one host (microseconds since the epoch at construction).
         self.creation = time.time_ns() // 1000
@@ -170,8 +168,9 @@ class Node:
         self._cluster = ClusterView(self._table)
         self._feed = MembershipFeed(self._hub, self._cluster)
         self._deadlines = Deadlines()
+        self._prober = StoreProber(self.name)
         self._remote = Remote(self._processes, self._cluster, self._deadlines,
-                             probe_store=self._probe_store,
+                             probe_store=self._prober.probe,
                              heartbeat_timeout=self.heartbeat_timeout)
         self._rng = random.Random(seed)
         self._scopes: dict[str, Groups] = {}
@@ -215,47 +214,17 @@ class Node:
                              "create a new one (a new incarnation, with a new creation)")
         self._loop = asyncio.get_running_loop()
         self._deadlines.start(self._loop)
-        store_arg = self._store_arg
-        owned = isinstance(store_arg, str)
-        # etcd keeps many clusters apart by key prefix; a SQLite file is one cluster.
-        store = open_store(store_arg, cluster=self.cluster) if isinstance(store_arg, str) \
-            else store_arg
-        manager: ConnectionManager | None = None
-        try:
-            host, port = "", 0
-            if self._listen is not None:
-                url = store_arg if isinstance(store_arg, str) else "object://"
-                cert, key, ca, name = self._tls_files
-                server_ssl, client_ssl, server_name = peer_tls(*self._ssl, cert, key, ca, name)
-                config = TransportConfig(
-                    cluster=self.cluster, node=self.name, creation=self.creation,
-                    secret=load_secret(self._secret, url), host=self._listen[0],
-                    port=self._listen[1], heartbeat_timeout=self.heartbeat_timeout,
-                    heartbeat_interval=self.heartbeat_timeout / 4,
-                    max_unsent=self.max_unsent, max_handshakes=self.max_handshakes,
-                    server_ssl=server_ssl, client_ssl=client_ssl,
-                    tls_server_hostname=server_name)
-                manager = ConnectionManager(config, self._remote, admission=self._cluster)
-                host, port = await manager.start()
-                self.address = (host, port)
-                if self._advertise is not None:
-                    host, port = self._advertise[0], self._advertise[1] or port
-            self._remote.manager = manager
-            self._replication = Replication(
-                store, table=self._table, processes=self._processes, remote=self._remote,
-                cluster=self._cluster, feed=self._feed, ttl=self.session_ttl,
-                info=node_info(self.name, self.creation, self.session_ttl, host, port,
-                               as_given=self._advertise is not None))
-            await self._replication.start()
-            self._feed.start(self._replication.writer)
-        except BaseException:
-            if manager is not None:
-                await manager.close()
-            if owned:
-                await store.close()
-            raise
-        self._store = store
-        self._owns_store = owned
+        self._attached = attached = await attach(Wiring(
+            name=self.name, cluster=self.cluster, creation=self.creation,
+            store=self._store_arg, listen=self._listen, advertise=self._advertise,
+            secret=self._secret, ssl=self._ssl, tls_files=self._tls_files,
+            heartbeat_timeout=self.heartbeat_timeout, session_ttl=self.session_ttl,
+            max_unsent=self.max_unsent, max_handshakes=self.max_handshakes,
+            table=self._table, processes=self._processes, remote=self._remote,
+            cluster_view=self._cluster, feed=self._feed))
+        self._store, self._replication = attached.store, attached.replication
+        self.address = attached.address
+        self._prober.store = attached.store
         self._messaging.start(self._loop)
         self._processes.open()
         self._running = True
@@ -266,6 +235,7 @@ class Node:
         if not self._running or self._stopping:
             return
         self._stopping = True
+        self._prober.store = None
         self._processes.close()
         try:
             for pid in [p for p in self._table.pids() if p.node == self.name]:
@@ -280,13 +250,8 @@ class Node:
             await self._processes.stop_all()
         finally:
             try:
-                if self._replication is not None:
-                    await self._replication.stop()
-                self._remote.close()
-                if self._remote.manager is not None:
-                    await self._remote.manager.close("shutdown")
-                if self._store is not None and self._owns_store:
-                    await self._store.close()
+                if self._attached is not None:
+                    await detach(self._attached, self._remote)
             finally:
                 self._deadlines.close()
                 self._messaging.stop()
@@ -456,23 +421,6 @@ class Node:
         if groups is None:
             groups = self._scopes[check_name("scope", name)] = Groups(self._group_parts, name)
         return groups
-
-    # -- what the cluster layer tells us ---------------------------------------------
-
-    def _probe_store(self) -> None:
-        store = self._store
-        if store is None or self._stopping:
-            return
-
-        async def probe() -> None:
-            try:
-                await store.probe()
-            except ShoalError as exc:
-                log.info("node %s: store probe failed: %s", self.name, exc)
-
-        task = self._loop.create_task(probe())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     # -- introspection -----------------------------------------------------------------
 
