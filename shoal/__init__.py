@@ -28,10 +28,15 @@ from shoal.errors import (
     CalleeError,
     CallError,
     CallTimeout,
+    ChildError,
+    ChildExists,
+    ChildRunning,
+    ChildStartFailed,
     ConfigError,
     NameInUse,
     NodeDown,
     NoMembers,
+    NoSuchChild,
     NoSuchProcess,
     Overloaded,
     ProcessExited,
@@ -44,12 +49,15 @@ from shoal.errors import (
     UsageError,
 )
 from shoal.pid import KILLED, NOCONNECTION, NOPROC, NORMAL, SHUTDOWN, Crash, Pid, Reason
+from shoal.runtime import supervision as supervisor
 from shoal.runtime.caller import Caller
+from shoal.runtime.childspec import ChildCounts, ChildInfo, ChildSpec, SupervisorLog, SupervisorSpec
 from shoal.runtime.crashlog import CrashLog
 from shoal.runtime.genserver import GenServer
 from shoal.runtime.groups import Groups, Subscription, SubscriptionOverflow
 from shoal.runtime.node import Node, NodeStatistics
 from shoal.runtime.notices import NOREPLY, Down, Exit, GroupEvent, Ref, Stop
+from shoal.runtime.supervisor import Supervisor
 
 __all__ = [
     "KILLED",
@@ -65,6 +73,13 @@ __all__ = [
     "CallTimeout",
     "CalleeError",
     "Caller",
+    "ChildCounts",
+    "ChildError",
+    "ChildExists",
+    "ChildInfo",
+    "ChildRunning",
+    "ChildSpec",
+    "ChildStartFailed",
     "ConfigError",
     "Crash",
     "CrashLog",
@@ -75,6 +90,7 @@ __all__ = [
     "Groups",
     "NameInUse",
     "NoMembers",
+    "NoSuchChild",
     "NoSuchProcess",
     "Node",
     "NodeDown",
@@ -92,9 +108,13 @@ __all__ = [
     "StoreUnavailable",
     "Subscription",
     "SubscriptionOverflow",
+    "Supervisor",
+    "SupervisorLog",
+    "SupervisorSpec",
     "TargetError",
     "UsageError",
     "__version__",
+    "supervisor",
 ]
 
 _logging.getLogger("shoal").addHandler(_logging.NullHandler())

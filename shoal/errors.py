@@ -40,9 +40,14 @@ __all__ = [
     "CallError",
     "CallTimeout",
     "CalleeError",
+    "ChildError",
+    "ChildExists",
+    "ChildRunning",
+    "ChildStartFailed",
     "ConfigError",
     "NameInUse",
     "NoMembers",
+    "NoSuchChild",
     "NoSuchProcess",
     "NodeDown",
     "Overloaded",
@@ -237,6 +242,74 @@ class BadRequest(CalleeError):
         self.request = request
         self.detail = detail
         super().__init__(detail or f"bad request {short_repr(request)}")
+
+
+# --- supervisors ----------------------------------------------------------
+
+
+class ChildError(UsageError):
+    """A supervisor refused an operation on one of its children because of
+    the child's state: the caller's mistake (an unknown id, a child that
+    still runs, an operation ``simple_one_for_one`` does not offer, as OTP's
+    ``{error, ...}`` answers). Nothing changed; retrying the same request
+    changes nothing.
+
+    Attributes:
+        supervisor: the supervisor's pid.
+        child: the child's id (or pid) the request named.
+        problem: OTP's word for it: ``"not_found"``, ``"running"``,
+            ``"already_present"``, ``"already_started"`` or
+            ``"simple_one_for_one"``.
+    """
+
+    def __init__(self, supervisor: Pid, child: Any, problem: str, detail: str = "") -> None:
+        self.supervisor = supervisor
+        self.child = child
+        self.problem = problem
+        super().__init__(detail or f"supervisor {supervisor}: child {short_repr(child)}: "
+                                   f"{problem}")
+
+
+class NoSuchChild(ChildError):
+    """The supervisor has no child with that id (or pid)."""
+
+
+class ChildRunning(ChildError):
+    """The child is running: stop it first (``terminate_child``) to restart
+    or delete it."""
+
+
+class ChildExists(ChildError):
+    """``start_child`` named an id the supervisor already has: ``problem``
+    is ``"already_started"`` (it runs; ``pid`` is its pid) or
+    ``"already_present"`` (its spec is kept, not running: use
+    ``restart_child``)."""
+
+    def __init__(self, supervisor: Pid, child: Any, problem: str,
+                 pid: Pid | None = None) -> None:
+        self.pid = pid
+        super().__init__(supervisor, child, problem)
+
+
+class ChildStartFailed(CalleeError):
+    """A supervisor could not start a child: its ``init`` raised or
+    stopped. For ``start_child`` the spec is not kept; for
+    ``restart_child`` it is, not running. Raised by a supervisor's own
+    ``init`` too (``spawn`` of the supervisor then fails), after it stopped
+    the children it had started.
+
+    Attributes:
+        supervisor: the supervisor's pid.
+        child: the child's id.
+        detail: what the start failed with (the error's type and message).
+    """
+
+    def __init__(self, supervisor: Pid, child: Any, detail: str) -> None:
+        self.supervisor = supervisor
+        self.child = child
+        self.detail = detail
+        super().__init__(f"supervisor {supervisor}: child {short_repr(child)} failed to "
+                         f"start: {detail}")
 
 
 # --- time -----------------------------------------------------------------
