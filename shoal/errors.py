@@ -258,8 +258,9 @@ class ChildError(UsageError):
         supervisor: the supervisor's pid.
         child: the child's id (or pid) the request named.
         problem: OTP's word for it: ``"not_found"``, ``"running"``,
-            ``"already_present"``, ``"already_started"`` or
-            ``"simple_one_for_one"``.
+            ``"already_present"``, ``"already_started"``,
+            ``"simple_one_for_one"``; or ``"bad_spec"`` (``start_child``
+            given arguments where a spec is needed, or the reverse).
     """
 
     def __init__(self, supervisor: Pid, child: Any, problem: str, detail: str = "") -> None:

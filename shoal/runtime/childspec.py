@@ -43,7 +43,6 @@ __all__ = [
     "Strategy",
     "SupervisorLog",
     "SupervisorSpec",
-    "check_spec_args",
     "class_name",
 ]
 
@@ -246,18 +245,6 @@ class SupervisorLog(NamedTuple):
     """Restarts of this supervisor within the last ``period``, this one included."""
     pid: Pid | None = None
     """The restarted child's new pid, for ``restarted``."""
-
-
-def check_spec_args(args: Any) -> tuple[Any, ...]:
-    """The arguments ``start_child`` gives a ``simple_one_for_one`` child:
-    a tuple or list (a list when they came from another node).
-
-    Raises:
-        BadArgument: they are neither.
-    """
-    if not isinstance(args, (tuple, list)):
-        raise BadArgument("args", args, "a tuple of arguments for simple_one_for_one")
-    return tuple(args)
 
 
 def class_name(cls: type) -> str:

@@ -82,7 +82,7 @@ async def _ask(node: Node, sup: Pid, op: str, *args: Any, timeout: float) -> Any
         raise ChildExists(sup, child, problem, detail if isinstance(detail, Pid) else None)
     if problem == "start_failed":
         raise ChildStartFailed(sup, child, str(detail))
-    raise ChildError(sup, child, str(problem))
+    raise ChildError(sup, child, str(problem), str(detail or ""))
 
 
 async def start_child(node: Node, sup: Pid, child: ChildSpec | tuple[Any, ...] | list[Any],

@@ -74,7 +74,6 @@ from shoal.runtime.childspec import (
     Strategy,
     SupervisorLog,
     SupervisorSpec,
-    check_spec_args,
     class_name,
 )
 from shoal.runtime.codeload import current_class
@@ -221,7 +220,7 @@ class Supervisor(GenServer):
         except ChildExists as exc:
             return ["error", exc.problem, exc.child, exc.pid]
         except ChildError as exc:
-            return ["error", exc.problem, exc.child, None]
+            return ["error", exc.problem, exc.child, str(exc)]
         except ChildStartFailed as exc:
             return ["error", "start_failed", exc.child, exc.detail]
         return await super().handle_call(request, caller)
@@ -379,8 +378,10 @@ class Supervisor(GenServer):
     async def _start_child(self, given: Any) -> Pid:
         template = self._template
         if template is not None:
-            args = check_spec_args(given)
-            spec = ChildSpec(template.id, template.cls, args=(*template.args, *args),
+            if not isinstance(given, (tuple, list)):
+                raise ChildError(self.pid, given, "bad_spec", "start_child of a simple_one_for_one "
+                                 f"needs a tuple of arguments, not {type(given).__name__}")
+            spec = ChildSpec(template.id, template.cls, args=(*template.args, *given),
                              kwargs=template.kwargs, restart=template.restart,
                              shutdown=template.shutdown, type=template.type,
                              groups=template.groups)
