@@ -57,6 +57,7 @@ from shoal.runtime.genserver import GenServer
 from shoal.runtime.groups import Groups, Subscription, SubscriptionOverflow
 from shoal.runtime.node import Node, NodeStatistics
 from shoal.runtime.notices import NOREPLY, Down, Exit, GroupEvent, Ref, Stop
+from shoal.runtime.reload import ReloadResult
 from shoal.runtime.supervisor import Supervisor
 
 __all__ = [
@@ -101,6 +102,7 @@ __all__ = [
     "ProtocolError",
     "Reason",
     "Ref",
+    "ReloadResult",
     "SessionEnded",
     "ShoalError",
     "Stop",

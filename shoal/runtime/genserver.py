@@ -45,10 +45,14 @@ class GenServer(Behaviour):
       instead of queueing; monitor, link and group notices are never refused.
     - ``shutdown_timeout``: seconds ``terminate`` may take before the process
       is killed.
+    - ``version``: any value naming this version of the code (default
+      None). A hot reload (``Node.reload``) hands the OLD class's
+      ``version`` to the new class's ``code_change``.
     """
 
     mailbox_size: ClassVar[int | None] = None
     shutdown_timeout: ClassVar[float] = 5.0
+    version: ClassVar[Any] = None
 
     # -- hooks --------------------------------------------------------------------
 
@@ -84,8 +88,21 @@ class GenServer(Behaviour):
         has already left its groups. Exceptions here are logged, not raised."""
 
     async def code_change(self, old_version: Any, extra: Any) -> None:
-        """Migrate state after a code reload (called through
-        ``Node.code_change``, one message in line like any other)."""
+        """Migrate state to this (new) class's code; the state is the
+        instance's attributes. The default keeps them as they are.
+
+        ``await node.reload("myapp.workers", extra)`` calls it on each live
+        process of the module's classes, between two messages (never during
+        a handler), once ``self`` is already an instance of the new class;
+        ``old_version`` is the old class's ``version``. If it raises, the
+        process goes back to its old class and to its attributes as they
+        were before the call (rebound attributes are restored; objects
+        changed in place are not, so build new values rather than mutate),
+        the failure is reported for its pid, and it keeps running.
+
+        ``await node.code_change(pid, old_version, extra)`` calls it directly,
+        in line with the mailbox too; there, raising crashes the process.
+        """
 
     # -- helpers available inside hooks -------------------------------------------
 

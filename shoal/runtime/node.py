@@ -42,6 +42,7 @@ from shoal.runtime.node_info import NodeStatistics, node_statistics
 from shoal.runtime.notices import Ref
 from shoal.runtime.process import Behaviour, Process, mailbox_limit
 from shoal.runtime.processes import ProcessTable
+from shoal.runtime.reload import Reloader, ReloadResult
 from shoal.runtime.remote import Remote
 from shoal.runtime.replication import Replication
 from shoal.runtime.signals import Signals
@@ -177,6 +178,7 @@ class Node:
         self._signals = Signals(self._processes, self._remote, exiting=self._left,
                                 dead=self._cluster.process_dead)
         self._messaging = Messaging(self._processes, self._remote, self._table, self._deadlines)
+        self._reloader = Reloader(self._processes, self._messaging)
         self._group_parts = GroupParts(
             name=self.name, creation=self.creation, table=self._table, hub=self._hub,
             processes=self._processes, signals=self._signals, cluster=self._cluster,
@@ -359,6 +361,11 @@ class Node:
                           timeout: float = DEFAULT_TIMEOUT) -> None:
         """See :meth:`Messaging.code_change <shoal.runtime.messaging.Messaging.code_change>`."""
         await self._messaging.code_change(pid, old_version, extra, timeout=timeout)
+
+    async def reload(self, module: str, extra: Any = None, *,
+                     timeout: float = DEFAULT_TIMEOUT) -> ReloadResult:
+        """See :meth:`Reloader.reload <shoal.runtime.reload.Reloader.reload>`."""
+        return await self._reloader.reload(module, extra, timeout=timeout)
 
     def is_alive(self, pid: Pid) -> bool:
         """See :meth:`Messaging.is_alive <shoal.runtime.messaging.Messaging.is_alive>`."""
