@@ -75,7 +75,8 @@ def cli(ctx: click.Context, verbose: int) -> None:
     bound); 2 bad usage (an unknown command or option, a malformed or
     out-of-range value, an app that cannot be loaded, a configuration shoal
     refuses such as an unsafe secret file or incomplete peer TLS); 3 (shoal
-    run) the node fenced itself: a newer incarnation holds its name.
+    run) the node fenced itself: a newer incarnation holds its name; 4
+    (shoal run) the application's top supervisor gave up (too many restarts).
     """
     ctx.obj = {"verbose": verbose}
     _configure_logging(verbose)
@@ -167,11 +168,15 @@ def run_command(app: str, name: str, cluster: str | None, store: str | None,
                 session_ttl: float, mailbox_size: int,
                 tls_cert: str | None, tls_key: str | None, tls_ca: str | None,
                 tls_server_name: str | None) -> None:
-    """Host a node running APP (module:function) until SIGTERM or SIGINT.
+    """Host a node running APP (module:attribute) until SIGTERM or SIGINT.
 
-    APP is an async function taking the started node: it spawns processes and
-    joins groups. An APP that cannot be loaded is bad usage (exit 2); one
-    whose setup raises fails the job (exit 1). The secret comes from
+    APP is an async function taking the started node (it spawns processes
+    and joins groups), or a supervision tree: a shoal.Supervisor subclass, or
+    a function returning one or a shoal.SupervisorSpec, which the node starts
+    as its top supervisor. An APP that cannot be loaded is bad usage (exit
+    2); one whose setup raises, or whose top supervisor fails to start,
+    fails the job (exit 1). When the top supervisor gives up (too many
+    restarts), the node stops and the command exits 4. The secret comes from
     SHOAL_SECRET or SHOAL_SECRET_FILE (or, with the embedded store, from the
     file generated beside it). On SIGTERM or SIGINT the node leaves its
     groups, drains calls in flight, runs every terminate and ends its

@@ -1,8 +1,19 @@
 """``shoal run``: host a node in this OS process until told to stop.
 
-The application is named ``module:function``; the function is awaited with
-the started node and sets it up (spawns processes, joins groups). The node
-then serves until SIGTERM or SIGINT, and stops in the order of G4: leave
+The application is named ``module:attribute``, and is one of:
+
+- an async function, awaited with the started node: it sets the node up
+  (spawns processes, joins groups);
+- a :class:`shoal.Supervisor` subclass, or a plain function returning one
+  or a :class:`shoal.SupervisorSpec` (called once, before the node starts):
+  the node starts it as its top supervisor, which starts the application's
+  children in order. When the top supervisor gives up (its restart
+  intensity was exceeded, after every level below it gave up) or exits for
+  any other reason, the node stops and the command exits with
+  :data:`EXIT_SUPERVISOR`, so the OS-level supervisor (systemd,
+  Kubernetes) sees the failure and decides what to do.
+
+The node then serves until SIGTERM or SIGINT, and stops in the order of G4: leave
 every group and wait until the store shows it, drain calls in flight, run
 every ``terminate``, end the store session. SIGUSR1 logs a dump of the
 node's processes and asyncio tasks, without stopping anything.
@@ -25,22 +36,31 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import shoal
+from shoal.runtime.checks import MAX_TIMEOUT
 
-__all__ = ["EXIT_FENCED", "dump_node", "load_app", "run_node"]
+__all__ = ["EXIT_FENCED", "EXIT_SUPERVISOR", "App", "dump_node", "load_app", "run_node"]
 
 log = logging.getLogger("shoal")
 
 EXIT_FENCED = 3
 """Exit status of ``shoal run`` when the node fenced itself."""
+EXIT_SUPERVISOR = 4
+"""Exit status of ``shoal run`` when the application's top supervisor exited
+(it gave up: too many restarts)."""
+
+App = Callable[[shoal.Node], Awaitable[shoal.Pid | None]]
+"""What :func:`load_app` returns: sets the node up; returns the top
+supervisor's pid, or None for a setup function."""
 
 
-def load_app(spec: str) -> Callable[[shoal.Node], Awaitable[Any]]:
-    """Resolve ``module:function`` to an async function taking a Node.
+def load_app(spec: str) -> App:
+    """Resolve ``module:attribute`` to what sets a node up (module header).
 
     Raises:
         BadArgument: (argument ``app``) the spec is malformed, the module
-            cannot be imported, it has no such function, or the function is
-            not async; the message says which.
+            cannot be imported, it has no such attribute, the attribute is
+            none of the accepted kinds, or a factory returned something else
+            than a supervisor; the message says which.
     """
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
@@ -55,10 +75,43 @@ def load_app(spec: str) -> Callable[[shoal.Node], Awaitable[Any]]:
     if func is None:
         raise shoal.BadArgument("app", spec, f"a function of the module: no function {attr} "
                                              f"in {module_name}")
-    if not inspect.iscoroutinefunction(func):
-        raise shoal.BadArgument("app", spec, f"an async function taking the node: {attr} in "
-                                             f"{module_name} is not one")
-    return func  # type: ignore[no-any-return]
+    if inspect.iscoroutinefunction(func):
+        async def setup(node: shoal.Node) -> None:
+            await func(node)
+        return setup
+    wrong = shoal.BadArgument("app", spec, f"an async function taking the node, a "
+                                           f"shoal.Supervisor subclass, or a function without "
+                                           f"arguments returning one or a shoal.SupervisorSpec: "
+                                           f"{attr} in {module_name} is not one")
+    top: Any = func
+    if callable(top) and not isinstance(top, type):
+        if _required_arguments(top):
+            raise wrong
+        try:
+            top = top()
+        except Exception as exc:
+            raise shoal.BadArgument("app", spec, f"a factory that returns a supervisor: "
+                                                 f"{attr}() raised {exc!r}") from exc
+    if isinstance(top, type) and issubclass(top, shoal.Supervisor):
+        tree: type[shoal.Supervisor] = top
+        args: tuple[Any, ...] = ()
+    elif isinstance(top, shoal.SupervisorSpec):
+        tree, args = shoal.Supervisor, (top,)
+    else:
+        raise wrong
+
+    async def start_tree(node: shoal.Node) -> shoal.Pid:
+        return await node.spawn(tree, *args)
+    return start_tree
+
+
+def _required_arguments(func: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return False  # a builtin without a signature: calling it tells
+    return any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD,
+                                                   p.KEYWORD_ONLY) for p in params)
 
 
 def dump_node(node: shoal.Node) -> str:
@@ -78,8 +131,9 @@ async def run_node(spec: str, **node_options: Any) -> int:
     """Start a node, run the app's setup, serve until SIGTERM/SIGINT, stop.
 
     Returns:
-        0 after a clean stop, 1 if the app's setup raised, :data:`EXIT_FENCED`
-        if the node fenced itself.
+        0 after a clean stop, 1 if the app's setup raised (or its top
+        supervisor failed to start), :data:`EXIT_FENCED` if the node fenced
+        itself, :data:`EXIT_SUPERVISOR` if the top supervisor exited.
     """
     app = load_app(spec)
     loop = asyncio.get_running_loop()
@@ -89,7 +143,7 @@ async def run_node(spec: str, **node_options: Any) -> int:
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGUSR1, lambda: log.info("%s", dump_node(node)))
         try:
-            await app(node)
+            top = await app(node)
         except Exception:
             log.exception("the application's setup %s raised; stopping", spec)
             return 1
@@ -97,6 +151,8 @@ async def run_node(spec: str, **node_options: Any) -> int:
         print(f"shoal node {node.name} ready on {host}:{port} "
               f"(creation {node.creation})", flush=True)
         waits = [loop.create_task(stop.wait()), loop.create_task(node.wait_fenced())]
+        if top is not None:
+            waits.append(loop.create_task(node.wait_exit(top, MAX_TIMEOUT)))
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -104,5 +160,9 @@ async def run_node(spec: str, **node_options: Any) -> int:
                 waiting.cancel()
         if node.fenced is not None:
             return EXIT_FENCED  # the reason is logged, in one line, by the fence
+        if top is not None and not stop.is_set() and not node.is_alive(top):
+            # The supervisor logged why it gave up; this says what follows.
+            log.error("node %s stopping: its top supervisor %s exited", node.name, top)
+            return EXIT_SUPERVISOR
         log.info("node %s stopping (signal)", node.name)
     return 0
