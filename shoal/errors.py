@@ -10,8 +10,8 @@ by whose fault they are, because that decides what a caller should do:
 - :class:`CalleeError` -- the callee took the request and failed (its handler
   raised, it exited mid-call, it is overloaded, it rejected the request).
 - :class:`CallTimeout` -- time: the deadline passed.
-- :class:`StoreError` -- the membership store: unavailable, or a node name is
-  already held.
+- :class:`StoreError` -- the membership store: unavailable, or a name (a
+  node's, or a registered one) is already held.
 
 Whether a failed request *provably did not start* is what makes a group call
 safe to retry elsewhere (G3). Each class says so in ``not_started``; a group
@@ -31,7 +31,7 @@ from __future__ import annotations
 from typing import Any
 
 from shoal._usage_errors import BadArgument, ConfigError, ShoalError, UsageError, short_repr
-from shoal.pid import Pid, Reason
+from shoal.pid import Global, Pid, Reason
 
 __all__ = [
     "AuthenticationFailed",
@@ -45,6 +45,7 @@ __all__ = [
     "ChildRunning",
     "ChildStartFailed",
     "ConfigError",
+    "KeyExists",
     "NameInUse",
     "NoMembers",
     "NoSuchChild",
@@ -74,15 +75,25 @@ class NoSuchProcess(TargetError):
     earlier incarnation of its node). Its owner said so, so the request
     provably did not start: a group call retries on another member.
 
+    Also raised, before anything is sent, for a registered name that names
+    no process: a ``str`` (a local name) or a :class:`~shoal.Global` that is
+    not registered (Erlang's ``noproc``).
+
     Attributes:
-        pid: the dead pid.
+        pid: the dead pid, or the name that names no process.
     """
 
     not_started = True
 
-    def __init__(self, pid: Pid) -> None:
+    def __init__(self, pid: Pid | str | Global) -> None:
         self.pid = pid
-        super().__init__(f"no such process {pid}")
+        if isinstance(pid, Global):
+            text = f"no process registered globally as {pid.name!r}"
+        elif isinstance(pid, str):
+            text = f"no process registered as {pid!r} on this node"
+        else:
+            text = f"no such process {pid}"
+        super().__init__(text)
 
 
 class NoMembers(TargetError):
@@ -351,11 +362,44 @@ class SessionEnded(StoreError):
 
 
 class NameInUse(StoreError):
-    """A node name is already held by a live node of the cluster. Pick
-    another name, or stop that node first."""
+    """A name is already held: a node name by a live node of the cluster
+    (pick another name, or stop that node first), or a registered name by a
+    live process (``node.register``: on this node; ``node.register_global``:
+    in the store, where the first registration wins a race). Retrying helps
+    only once the holder is gone.
 
-    def __init__(self, name: str, holder: str = "") -> None:
+    Attributes:
+        name: the name asked for.
+        holder: who holds it, as text (a pid for a registered name; may be
+            empty for a node name).
+        kind: ``"node name"``, ``"registered name"`` or ``"global name"``.
+    """
+
+    def __init__(self, name: str, holder: str = "", *, kind: str = "node name") -> None:
         self.name = name
-        super().__init__(
-            f"node name {name!r} is held by a live node" + (f" ({holder})" if holder else "")
-        )
+        self.holder = holder
+        self.kind = kind
+        if kind == "node name":
+            text = f"node name {name!r} is held by a live node" + (
+                f" ({holder})" if holder else "")
+        else:
+            text = f"{kind} {name!r} is held by {holder or 'another process'}"
+        super().__init__(text)
+
+
+class KeyExists(StoreError):
+    """A :class:`~shoal.store.Create` found its key already present, so the
+    whole batch was not applied (the store's create-if-absent: the first
+    create of a key wins). Retrying helps only once the key is gone.
+
+    Attributes:
+        key: the key that exists.
+        value: its value when the batch was refused.
+        session: the id of the session that owns it.
+    """
+
+    def __init__(self, key: str, value: bytes, session: str) -> None:
+        self.key = key
+        self.value = value
+        self.session = session
+        super().__init__(f"key {key!r} already exists (owned by session {session})")

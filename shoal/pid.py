@@ -28,8 +28,10 @@ __all__ = [
     "NORMAL",
     "SHUTDOWN",
     "Crash",
+    "Global",
     "Pid",
     "Reason",
+    "check_registered_name",
     "is_abnormal",
 ]
 
@@ -76,6 +78,43 @@ class Pid(NamedTuple):
 
     def __str__(self) -> str:
         return f"<{self.node}.{self.creation}.{self.serial}>"
+
+
+def check_registered_name(argument: str, value: object) -> str:
+    """A registered name: a non-empty str of at most 255 characters,
+    without ``/`` or control characters (it is part of a store key).
+
+    Raises:
+        BadArgument: ``value`` is not such a str.
+    """
+    if (not isinstance(value, str) or not value or len(value) > MAX_NAME_LENGTH
+            or "/" in value or any(ord(c) < 32 for c in value)):
+        raise BadArgument(argument, value,
+                          f"a non-empty str of at most {MAX_NAME_LENGTH} chars, without '/'")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Global:
+    """A cluster-wide registered name, where a pid is accepted: ``node.call(
+    shoal.Global("billing"), req)`` (OTP's ``{global, Name}``). A plain
+    ``str`` there is a name registered on the calling node (``{local, Name}``).
+
+    Attributes:
+        name: the name, as given to ``node.register_global``.
+
+    Raises:
+        BadArgument: ``name`` is not a non-empty str of at most 255
+            characters without ``/`` or control characters.
+    """
+
+    name: str
+
+    def __post_init__(self) -> None:
+        check_registered_name("name", self.name)
+
+    def __str__(self) -> str:
+        return f"Global({self.name!r})"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from shoal.errors import BadRequest
-from shoal.pid import Pid, Reason
+from shoal.pid import Global, Pid, Reason
 from shoal.runtime.notices import UNSET, Ref, Stop
 from shoal.runtime.process import Behaviour
 
@@ -131,19 +131,19 @@ class GenServer(Behaviour):
         """Stop this process after the current hook: raises :class:`~shoal.Stop`."""
         raise Stop(reason, reply=reply)
 
-    async def call(self, pid: Pid, request: Any, timeout: float = 5.0) -> Any:
+    async def call(self, pid: Pid | str | Global, request: Any, timeout: float = 5.0) -> Any:
         """``Node.call`` from this process."""
         return await self.node.call(pid, request, timeout)
 
-    def cast(self, pid: Pid, request: Any) -> None:
+    def cast(self, pid: Pid | str | Global, request: Any) -> None:
         """``Node.cast`` from this process."""
         self.node.cast(pid, request)
 
-    def send(self, pid: Pid, message: Any) -> None:
+    def send(self, pid: Pid | str | Global, message: Any) -> None:
         """``Node.send`` from this process."""
         self.node.send(pid, message)
 
-    def monitor(self, pid: Pid) -> Ref:
+    def monitor(self, pid: Pid | str | Global) -> Ref:
         """Monitor ``pid``; a :class:`~shoal.Down` arrives in ``handle_info``."""
         return self.node.monitor(pid, watcher=self._process.pid)
 
@@ -151,12 +151,12 @@ class GenServer(Behaviour):
         """Drop a monitor; no Down for it arrives afterwards."""
         self.node.demonitor(ref)
 
-    def link(self, pid: Pid) -> None:
+    def link(self, pid: Pid | str | Global) -> None:
         """Link this process with ``pid``: an abnormal exit of either one
         stops the other (or reaches it as :class:`~shoal.Exit` if trapping)."""
         self.node.link(self._process.pid, pid)
 
-    def unlink(self, pid: Pid) -> None:
+    def unlink(self, pid: Pid | str | Global) -> None:
         """Remove the link with ``pid``."""
         self.node.unlink(self._process.pid, pid)
 

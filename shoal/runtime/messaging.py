@@ -20,7 +20,10 @@ Rules:
   (never started: G3); a cast or send to a dead pid is dropped, as in
   Erlang.
 - Rule 3: a plain tuple equal to a pid is not a pid: it is refused with
-  ``BadArgument`` rather than routed.
+  ``BadArgument`` rather than routed. A ``str`` or a ``shoal.Global`` is a
+  registered name, turned into its pid by the node's ``Names`` only after
+  the ``type(pid) is Pid`` test failed (calls by pid pay nothing for it); a
+  name that names no process raises ``NoSuchProcess`` naming it.
 - Rule 4: when a remote pid's owner answers "no such process" (or the pid
   is of an earlier incarnation), the group table marks it: selection never
   offers it again, though it stays a member until the owner's removal
@@ -35,10 +38,11 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from shoal.errors import BadArgument, NodeDown, NoSuchProcess
-from shoal.pid import Pid
+from shoal.pid import Global, Pid
 from shoal.runtime.checks import MAX_TIMEOUT, check_pid, check_timeout
 from shoal.runtime.process import (
     CALL,
@@ -81,15 +85,18 @@ class Messaging:
         table: the node's group table (marks pids whose owner said "no
             such process", Rule 4).
         deadlines: the node's call deadlines.
+        resolve: turns a registered name (``str`` or ``Global``) into its
+            pid, raising ``NoSuchProcess`` naming it when none (``names.py``).
     """
 
     def __init__(self, processes: ProcessTable, remote: Remote, table: GroupTable,
-                 deadlines: Deadlines) -> None:
+                 deadlines: Deadlines, resolve: Callable[[Any, str], Pid]) -> None:
         self.name = processes.name
         self._processes = processes
         self.remote = remote
         self.table = table
         self._deadlines = deadlines
+        self._resolve = resolve
         self._running = False
         self._loop: asyncio.AbstractEventLoop
 
@@ -102,11 +109,13 @@ class Messaging:
         """The node stopped: a call to another node's pid raises ``NoSuchProcess``."""
         self._running = False
 
-    async def call(self, pid: Pid, request: Any, timeout: float = DEFAULT_TIMEOUT) -> Any:
+    async def call(self, pid: Pid | str | Global, request: Any,
+                   timeout: float = DEFAULT_TIMEOUT) -> Any:
         """Send ``request`` to ``pid`` and wait for the reply.
 
         Args:
-            pid: the callee.
+            pid: the callee: a Pid, a name registered on this node (``str``)
+                or a cluster-wide one (``shoal.Global``).
             request: any value (msgpack-encodable if the callee is remote).
             timeout: seconds to wait for the reply (default 5).
 
@@ -114,10 +123,11 @@ class Messaging:
             What the callee's ``handle_call`` returned or replied.
 
         Raises:
-            BadArgument: ``pid`` is not a Pid, ``timeout`` is not a number
-                of seconds in (0, one year], or the request of a call to
-                another node cannot be encoded (not retried by group calls).
-            NoSuchProcess: the callee is dead (its request never started).
+            BadArgument: ``pid`` is not a Pid or a name, ``timeout`` is not a
+                number of seconds in (0, one year], or the request of a call
+                to another node cannot be encoded (not retried by group calls).
+            NoSuchProcess: the callee is dead (its request never started),
+                or ``pid`` is a name that names no process.
             Overloaded: the callee's mailbox is full, or its node does not
                 read what this node sends it (never started).
             CallError: the callee's handler raised while handling it.
@@ -126,11 +136,13 @@ class Messaging:
             CallTimeout: no reply within ``timeout``; a late reply is dropped.
         """
         try:
-            proc = self._processes.get(pid)
+            proc = self._processes.get(pid)  # type: ignore[arg-type]  # a name finds None
         except TypeError:  # unhashable: certainly not a Pid
             proc = None
         if proc is None or type(pid) is not Pid:  # a plain tuple equal to a pid is no pid
-            check_pid("pid", pid)
+            if type(pid) is str or type(pid) is Global:
+                return await self.call(self._resolve(pid, "pid"), request, timeout)
+            pid = check_pid("pid", pid)
             seconds = check_timeout(timeout)
             if pid.node != self.name and self._running:
                 try:
@@ -250,30 +262,36 @@ class Messaging:
         self._deadlines.add(future, seconds, pid)
         return await future
 
-    def cast(self, pid: Pid, request: Any) -> None:
+    def cast(self, pid: Pid | str | Global, request: Any) -> None:
         """Deliver ``request`` to ``pid``'s ``handle_cast``. A cast to a dead
         pid is dropped silently, as in Erlang.
 
         Raises:
-            BadArgument: ``pid`` is not a Pid.
+            BadArgument: ``pid`` is not a Pid, a str or a Global.
+            NoSuchProcess: ``pid`` is a name that names no process (nothing
+                was sent).
             Overloaded: the callee's mailbox is full, or its node does not
                 read what this node sends it (nothing was queued).
         """
         self._one_way(pid, CAST, request)
 
-    def send(self, pid: Pid, message: Any) -> None:
+    def send(self, pid: Pid | str | Global, message: Any) -> None:
         """Deliver ``message`` to ``pid``'s ``handle_info``. A message to a
         dead pid is dropped silently, as in Erlang.
 
         Raises:
-            BadArgument: ``pid`` is not a Pid.
+            BadArgument: ``pid`` is not a Pid, a str or a Global.
+            NoSuchProcess: ``pid`` is a name that names no process (nothing
+                was sent: Erlang's ``badarg`` for ``Name ! Msg``).
             Overloaded: the receiver's mailbox is full, or its node does not
                 read what this node sends it (nothing was queued).
         """
         self._one_way(pid, INFO, message)
 
-    def _one_way(self, pid: Pid, kind: int, payload: Any) -> None:
-        proc = self._processes.get(check_pid("pid", pid))
+    def _one_way(self, pid: Pid | str | Global, kind: int, payload: Any) -> None:
+        if type(pid) is not Pid:
+            pid = self._resolve(pid, "pid")
+        proc = self._processes.get(pid)
         if proc is not None and proc.alive:
             proc.deliver(kind, payload, None)
         elif pid.node != self.name:

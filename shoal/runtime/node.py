@@ -30,7 +30,7 @@ from typing import Any
 
 from shoal.errors import BadArgument, ShoalError
 from shoal.membership.table import GroupTable
-from shoal.pid import SHUTDOWN, Pid, Reason
+from shoal.pid import SHUTDOWN, Global, Pid, Reason
 from shoal.runtime.checks import check_int, check_name, check_timeout
 from shoal.runtime.cluster import ClusterView
 from shoal.runtime.config import DEFAULT_STORE, listen_addresses
@@ -38,6 +38,7 @@ from shoal.runtime.deadlines import Deadlines
 from shoal.runtime.feed import MembershipFeed
 from shoal.runtime.groups import GroupParts, Groups, SubscriptionHub
 from shoal.runtime.messaging import DEFAULT_TIMEOUT, Messaging
+from shoal.runtime.names import Names
 from shoal.runtime.node_info import NodeStatistics, node_statistics
 from shoal.runtime.notices import Ref
 from shoal.runtime.process import Behaviour, Process, mailbox_limit
@@ -175,9 +176,11 @@ class Node:
                              heartbeat_timeout=self.heartbeat_timeout)
         self._rng = random.Random(seed)
         self._scopes: dict[str, Groups] = {}
+        self._names = Names(self._processes)
         self._signals = Signals(self._processes, self._remote, exiting=self._left,
-                                dead=self._cluster.process_dead)
-        self._messaging = Messaging(self._processes, self._remote, self._table, self._deadlines)
+                                dead=self._cluster.process_dead, resolve=self._names.resolve)
+        self._messaging = Messaging(self._processes, self._remote, self._table, self._deadlines,
+                                    self._names.resolve)
         self._reloader = Reloader(self._processes, self._messaging)
         self._group_parts = GroupParts(
             name=self.name, creation=self.creation, table=self._table, hub=self._hub,
@@ -344,16 +347,16 @@ class Node:
 
     # -- messages (messaging.py) -------------------------------------------------------
 
-    def call(self, pid: Pid, request: Any,
+    def call(self, pid: Pid | str | Global, request: Any,
              timeout: float = DEFAULT_TIMEOUT) -> Coroutine[Any, Any, Any]:
         """See :meth:`Messaging.call <shoal.runtime.messaging.Messaging.call>`; await it."""
         return self._messaging.call(pid, request, timeout)  # no frame of its own: the hot path
 
-    def cast(self, pid: Pid, request: Any) -> None:
+    def cast(self, pid: Pid | str | Global, request: Any) -> None:
         """See :meth:`Messaging.cast <shoal.runtime.messaging.Messaging.cast>`."""
         self._messaging.cast(pid, request)
 
-    def send(self, pid: Pid, message: Any) -> None:
+    def send(self, pid: Pid | str | Global, message: Any) -> None:
         """See :meth:`Messaging.send <shoal.runtime.messaging.Messaging.send>`."""
         self._messaging.send(pid, message)
 
@@ -377,7 +380,7 @@ class Node:
 
     # -- signals (signals.py) ---------------------------------------------------------
 
-    def monitor(self, pid: Pid, *, watcher: Pid | None = None) -> Ref:
+    def monitor(self, pid: Pid | str | Global, *, watcher: Pid | None = None) -> Ref:
         """See :meth:`Signals.monitor <shoal.runtime.signals.Signals.monitor>`."""
         return self._signals.monitor(pid, watcher=watcher)
 
@@ -385,11 +388,11 @@ class Node:
         """See :meth:`Signals.demonitor <shoal.runtime.signals.Signals.demonitor>`."""
         self._signals.demonitor(ref)
 
-    def link(self, a: Pid, b: Pid) -> None:
+    def link(self, a: Pid | str | Global, b: Pid | str | Global) -> None:
         """See :meth:`Signals.link <shoal.runtime.signals.Signals.link>`."""
         self._signals.link(a, b)
 
-    def unlink(self, a: Pid, b: Pid) -> None:
+    def unlink(self, a: Pid | str | Global, b: Pid | str | Global) -> None:
         """See :meth:`Signals.unlink <shoal.runtime.signals.Signals.unlink>`."""
         self._signals.unlink(a, b)
 
@@ -413,6 +416,25 @@ class Node:
         # G1: runs inside the synchronous half of the exit path.
         self._feed.publish(self._table.remove_pid(pid, reason))
         self._hub.drop_owner(pid)
+        self._names.process_exiting(pid)
+
+    # -- registered names (names.py) -------------------------------------------------
+
+    def register(self, name: str, pid: Pid) -> None:
+        """See :meth:`Names.register <shoal.runtime.names.Names.register>`."""
+        self._names.register(name, pid)
+
+    def unregister(self, name: str) -> None:
+        """See :meth:`Names.unregister <shoal.runtime.names.Names.unregister>`."""
+        self._names.unregister(name)
+
+    def whereis(self, name: str) -> Pid | None:
+        """See :meth:`Names.whereis <shoal.runtime.names.Names.whereis>`."""
+        return self._names.whereis(name)
+
+    def registered(self) -> list[str]:
+        """See :meth:`Names.registered <shoal.runtime.names.Names.registered>`."""
+        return self._names.registered()
 
     # -- groups ---------------------------------------------------------------------
 

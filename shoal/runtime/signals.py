@@ -30,6 +30,10 @@ Rules:
 - Rule 5: the exit path never raises. A reason that cannot be sent to
   another node travels as a stand-in crash (``replies.wire_reason``), and
   ``Process`` sets ``done`` even if telling monitors and links failed.
+- Rule 6: ``monitor``, ``link`` and ``unlink`` take a registered name
+  (``str`` or ``shoal.Global``) where a pid goes, turned into its pid when
+  called (``resolve``, the node's ``Names``): a monitor or link is on the
+  process the name names now, and an unknown name raises ``NoSuchProcess``.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from shoal.errors import BadArgument, NoSuchProcess
-from shoal.pid import NOPROC, SHUTDOWN, Pid, Reason
+from shoal.pid import NOPROC, SHUTDOWN, Global, Pid, Reason
 from shoal.runtime.checks import check_pid
 from shoal.runtime.notices import Down, Ref
 from shoal.runtime.process import INFO, Process, current_process
@@ -60,11 +64,13 @@ class Signals:
             and reason: it leaves every group and subscription there (G1).
         dead: called once a process is dead, with its pid: per-callee
             figures about it are dropped.
+        resolve: turns a registered name into its pid (Rule 6).
     """
 
     def __init__(self, processes: ProcessTable, remote: Remote, *,
                  exiting: Callable[[Pid, Reason], None],
-                 dead: Callable[[Pid], None]) -> None:
+                 dead: Callable[[Pid], None],
+                 resolve: Callable[[Any, str], Pid]) -> None:
         self.name = processes.name
         self.creation = processes.creation
         self.self_pid = Pid(self.name, self.creation, 0)
@@ -72,6 +78,7 @@ class Signals:
         self.remote = remote
         self._exiting = exiting
         self._dead = dead
+        self._resolve = resolve
         # Invariant: every live monitor set up by a local watcher: ref -> (watcher, target).
         self._monitors: dict[Ref, tuple[Pid, Pid]] = {}
         # Invariant: True while the node's stop terminates processes one by
@@ -105,16 +112,20 @@ class Signals:
             raise NoSuchProcess(watcher)
         return proc
 
-    def monitor(self, pid: Pid, *, watcher: Pid | None = None) -> Ref:
+    def monitor(self, pid: Pid | str | Global, *, watcher: Pid | None = None) -> Ref:
         """Monitor ``pid``: when it exits, the watcher (the calling process by
         default) gets ``Down(ref, pid, reason)`` in ``handle_info``. A dead
-        pid gives an immediate Down with reason ``"noproc"``.
+        pid gives an immediate Down with reason ``"noproc"``. A registered
+        name (``str``, ``shoal.Global``) monitors the process it names now.
 
         Raises:
-            BadArgument: ``pid`` is not a Pid, or no watcher (outside a process).
-            NoSuchProcess: ``watcher`` is dead.
+            BadArgument: ``pid`` is not a Pid or a name, or no watcher
+                (outside a process).
+            NoSuchProcess: ``watcher`` is dead, or ``pid`` is a name that
+                names no process.
         """
-        check_pid("pid", pid)
+        if type(pid) is not Pid:
+            pid = self._resolve(pid, "pid")
         me = self.watcher(watcher)
         ref = self.make_ref()
         if pid.node != self.name:
@@ -156,14 +167,18 @@ class Signals:
             proc.monitoring.pop(ref, None)
             _purge(proc, lambda m: isinstance(m, Down) and m.ref == ref)
 
-    def link(self, a: Pid, b: Pid) -> None:
+    def link(self, a: Pid | str | Global, b: Pid | str | Global) -> None:
         """Link two processes: when one exits abnormally the other gets an
         exit signal (it stops too, unless it traps exits and gets ``Exit``).
         Linking to a dead pid sends the live side an exit signal ``"noproc"``.
+        A registered name (``str``, ``shoal.Global``) links the process it
+        names now.
 
         Raises:
-            BadArgument: an argument is not a Pid.
+            BadArgument: an argument is not a Pid or a name.
+            NoSuchProcess: an argument is a name that names no process.
         """
+        a, b = self._resolve(a, "a"), self._resolve(b, "b")
         pa = self._procs.get(check_pid("a", a))
         pb = self._procs.get(check_pid("b", b))
         if a == b:
@@ -183,8 +198,14 @@ class Signals:
         pa.links.add(b)
         pb.links.add(a)
 
-    def unlink(self, a: Pid, b: Pid) -> None:
-        """Remove the link between ``a`` and ``b`` (no error if absent)."""
+    def unlink(self, a: Pid | str | Global, b: Pid | str | Global) -> None:
+        """Remove the link between ``a`` and ``b`` (no error if absent).
+
+        Raises:
+            BadArgument: an argument is not a Pid or a name.
+            NoSuchProcess: an argument is a name that names no process.
+        """
+        a, b = self._resolve(a, "a"), self._resolve(b, "b")
         for x, y in ((check_pid("a", a), check_pid("b", b)), (b, a)):
             proc = self._procs.get(x)
             if proc is not None:

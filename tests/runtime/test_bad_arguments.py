@@ -13,6 +13,9 @@ from runtime_servers import Probe
 import shoal
 
 NOT_PIDS: list[Any] = [None, "t.1.1", ("t", 1, 1), 7, ["not", "hashable"]]
+# Where a registered name is accepted (call, cast, send, monitor, link), a
+# str is a name: one that names no process raises NoSuchProcess (test_names.py).
+NOT_TARGETS: list[Any] = [v for v in NOT_PIDS if not isinstance(v, str)]
 # Past one year (MAX_TIMEOUT) a timeout is refused: 1e308 once raised
 # OverflowError from the event loop and 1e17 a BadArgument naming a wire field.
 BAD_TIMEOUTS: list[Any] = [0, -1, math.nan, math.inf, 1e308, 1e17, 10**400,
@@ -50,27 +53,27 @@ def _cases() -> list[Any]:
     add("link", [True], lambda v: lambda node, pid: node.spawn_opt(Probe, link=v),
         "spawn_opt.link-outside-a-process")
     # messaging
-    add("pid", NOT_PIDS, lambda v: lambda node, pid: node.call(v, "x"), "call.pid")
+    add("pid", NOT_TARGETS, lambda v: lambda node, pid: node.call(v, "x"), "call.pid")
     add("timeout", BAD_TIMEOUTS, lambda v: lambda node, pid: node.call(pid, "x", timeout=v),
         "call.timeout")
-    add("pid", NOT_PIDS, lambda v: lambda node, pid: node.cast(v, "x"), "cast.pid")
-    add("pid", NOT_PIDS, lambda v: lambda node, pid: node.send(v, "x"), "send.pid")
+    add("pid", NOT_TARGETS, lambda v: lambda node, pid: node.cast(v, "x"), "cast.pid")
+    add("pid", NOT_TARGETS, lambda v: lambda node, pid: node.send(v, "x"), "send.pid")
     add("pid", NOT_PIDS, lambda v: lambda node, pid: node.wait_exit(v), "wait_exit.pid")
     add("timeout", BAD_TIMEOUTS, lambda v: lambda node, pid: node.wait_exit(pid, v),
         "wait_exit.timeout")
     add("pid", NOT_PIDS, lambda v: lambda node, pid: node.is_alive(v), "is_alive.pid")
     # monitors, links, exit signals
-    add("pid", NOT_PIDS, lambda v: lambda node, pid: node.monitor(v, watcher=pid),
+    add("pid", NOT_TARGETS, lambda v: lambda node, pid: node.monitor(v, watcher=pid),
         "monitor.pid")
     add("watcher", NOT_PIDS[1:], lambda v: lambda node, pid: node.monitor(pid, watcher=v),
         "monitor.watcher")
     add("watcher", [None], lambda v: lambda node, pid: node.monitor(pid, watcher=v),
         "monitor.no-watcher-outside-a-process")
     add("ref", [None, "ref", 1], lambda v: lambda node, pid: node.demonitor(v), "demonitor")
-    add("a", NOT_PIDS, lambda v: lambda node, pid: node.link(v, pid), "link.a")
-    add("b", NOT_PIDS, lambda v: lambda node, pid: node.link(pid, v), "link.b")
-    add("a", NOT_PIDS, lambda v: lambda node, pid: node.unlink(v, pid), "unlink.a")
-    add("b", NOT_PIDS, lambda v: lambda node, pid: node.unlink(pid, v), "unlink.b")
+    add("a", NOT_TARGETS, lambda v: lambda node, pid: node.link(v, pid), "link.a")
+    add("b", NOT_TARGETS, lambda v: lambda node, pid: node.link(pid, v), "link.b")
+    add("a", NOT_TARGETS, lambda v: lambda node, pid: node.unlink(v, pid), "unlink.a")
+    add("b", NOT_TARGETS, lambda v: lambda node, pid: node.unlink(pid, v), "unlink.b")
     add("pid", NOT_PIDS, lambda v: lambda node, pid: node.exit(v, "x"), "exit.pid")
     add("reason", [None, "", 3, shoal.Crash(type="x", message="y")],
         lambda v: lambda node, pid: node.exit(pid, v), "exit.reason")
