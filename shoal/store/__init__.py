@@ -25,6 +25,7 @@ from shoal.errors import BadArgument
 from shoal.store._memory import MemorySession, MemoryStore
 from shoal.store.base import (
     Changes,
+    Create,
     Delete,
     Entry,
     Event,
@@ -43,6 +44,7 @@ __all__ = [
     "DEFAULT_SQLITE_PATH",
     "URL_FORMS",
     "Changes",
+    "Create",
     "Delete",
     "Entry",
     "Event",

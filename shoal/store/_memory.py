@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
-from shoal.errors import BadArgument, NameInUse, SessionEnded, StoreUnavailable
+from shoal.errors import BadArgument, KeyExists, NameInUse, SessionEnded, StoreUnavailable
 from shoal.store._session import SessionCore
 from shoal.store._validate import (
     check_info,
@@ -42,6 +42,7 @@ from shoal.store._validate import (
 from shoal.store.base import (
     Changes,
     Clock,
+    Create,
     Delete,
     Entry,
     Event,
@@ -77,13 +78,17 @@ class _Backend:
         self.waiters: set[asyncio.Event] = set()
 
     def commit(self, ops: Sequence[Op], session: str) -> int:
+        for op in ops:
+            held = self.entries.get(op.key) if isinstance(op, Create) else None
+            if held is not None:  # Rule 6: the whole batch is refused
+                raise KeyExists(op.key, held.value, held.session)
         rev = self.revision + 1
         events: list[Event] = []
         for op in ops:
             old = self.entries.get(op.key)
             if old is not None:
                 self.owned.get(old.session, set()).discard(op.key)
-            if isinstance(op, Put):
+            if isinstance(op, Put | Create):
                 self.entries[op.key] = Entry(
                     key=op.key, value=op.value, session=session, revision=rev
                 )
@@ -149,16 +154,17 @@ class MemorySession(SessionCore):
         return self._deadline
 
     async def apply(self, ops: Sequence[Op]) -> int:
-        """Apply puts and deletes atomically at one revision.
+        """Apply puts, creates and deletes atomically at one revision.
 
         Args:
-            ops: Put/Delete operations, each key at most once.
+            ops: Put/Create/Delete operations, each key at most once.
 
         Returns:
             The revision of the change (the current one when nothing changed).
 
         Raises:
             BadArgument: ``ops`` is malformed (see ``shoal.store._validate``).
+            KeyExists: a Create's key exists; nothing was applied.
             SessionEnded: the session has ended, or its TTL has passed.
         """
         batch = check_ops(ops)

@@ -28,7 +28,7 @@ from typing import Any
 
 from shoal.errors import BadArgument
 from shoal.pid import MAX_NAME_LENGTH
-from shoal.store.base import Delete, Op, Put
+from shoal.store.base import Create, Delete, Op, Put
 
 __all__ = [
     "NODES_PREFIX",
@@ -143,21 +143,21 @@ def check_ops(ops: Any) -> tuple[Op, ...]:
         ops: the candidate batch.
 
     Returns:
-        The batch as a tuple of :class:`Put` / :class:`Delete`.
+        The batch as a tuple of :class:`Put` / :class:`Create` / :class:`Delete`.
 
     Raises:
-        BadArgument: (argument ``ops``) it is not a sequence of Put/Delete,
-            or names a key twice; (``key``) a key is not a non-empty str;
-            (``value``) a Put's value is not ``bytes``.
+        BadArgument: (argument ``ops``) it is not a sequence of Put, Create
+            and Delete, or names a key twice; (``key``) a key is not a
+            non-empty str; (``value``) a Put's or Create's value is not ``bytes``.
     """
     if isinstance(ops, str | bytes) or not isinstance(ops, Sequence):
-        raise BadArgument("ops", ops, "a sequence of Put and Delete")
+        raise BadArgument("ops", ops, "a sequence of Put, Create and Delete")
     seen: set[str] = set()
     for op in ops:
-        if not isinstance(op, Put | Delete):
-            raise BadArgument("ops", op, "a sequence of Put and Delete")
+        if not isinstance(op, Put | Create | Delete):
+            raise BadArgument("ops", op, "a sequence of Put, Create and Delete")
         key = _check_key(op.key)
-        if isinstance(op, Put) and not isinstance(op.value, bytes):
+        if isinstance(op, Put | Create) and not isinstance(op.value, bytes):
             raise BadArgument("value", op.value, "bytes")
         if key in seen:
             raise BadArgument("ops", key, "each key at most once per batch")

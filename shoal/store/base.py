@@ -27,6 +27,12 @@ Rules every adapter keeps:
 - Rule 5: when the store cannot be reached every operation raises
   :class:`~shoal.errors.StoreUnavailable` within its deadline; nothing blocks
   forever (G6).
+- Rule 6: a :class:`Create` in a batch writes its key only if the key does
+  not exist, whoever owns it; if it exists the whole batch is refused with
+  :class:`~shoal.errors.KeyExists` (carrying the value and session found),
+  nothing applied. Of two sessions creating one key, the first the store
+  orders wins (etcd: a transaction comparing ``create_revision == 0``);
+  cluster-wide names (``names/<name>``) rely on it.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from typing import Literal, Protocol, runtime_checkable
 __all__ = [
     "Changes",
     "Clock",
+    "Create",
     "Delete",
     "Entry",
     "Event",
@@ -141,7 +148,17 @@ class Delete:
     key: str
 
 
-Op = Put | Delete
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Create:
+    """Write ``value`` under ``key`` in a batch only if ``key`` does not
+    exist (create-if-absent, Rule 6); otherwise the batch raises
+    :class:`~shoal.errors.KeyExists` and nothing of it is applied."""
+
+    key: str
+    value: bytes
+
+
+Op = Put | Delete | Create
 
 
 @runtime_checkable
@@ -168,10 +185,13 @@ class Session(Protocol):
         ...
 
     async def apply(self, ops: Sequence[Op]) -> int:
-        """Apply puts and deletes atomically; return the new revision (the
-        current one when nothing changed, e.g. only deletes of absent keys).
+        """Apply puts, creates and deletes atomically; return the new
+        revision (the current one when nothing changed, e.g. only deletes of
+        absent keys).
 
         Raises:
+            KeyExists (a StoreError): a :class:`Create`'s key exists (Rule
+                6); nothing of the batch was applied.
             BadArgument: a key is not a non-empty str, a value is not bytes,
                 or ``ops`` names a key twice (etcd refuses that in one txn).
             SessionEnded (a StoreError): the session is over; open a new one.

@@ -28,6 +28,10 @@ from typing import Any
 
 from shoal.errors import BadArgument, NameInUse, SessionEnded
 from shoal.store.base import Delete, Put, Session, Store
+from shoal.testing._contract_create import (
+    check_create_fails_on_an_existing_key_and_applies_nothing,
+    check_create_race_has_exactly_one_winner,
+)
 from shoal.testing._contract_faults import (
     check_closing_a_client_ends_its_sessions_and_watches,
     check_compacted_watch_resyncs_and_continues,
@@ -57,6 +61,8 @@ __all__ = [
     "check_closing_a_client_ends_its_sessions_and_watches",
     "check_compacted_watch_resyncs_and_continues",
     "check_concurrent_writers_seen_in_one_order",
+    "check_create_fails_on_an_existing_key_and_applies_nothing",
+    "check_create_race_has_exactly_one_winner",
     "check_name_in_use_until_holder_ends",
     "check_open_and_close_session",
     "check_owner_death_ends_session_on_probe",
@@ -324,6 +330,8 @@ CHECKS: tuple[Callable[[StoreFactory], Awaitable[None]], ...] = (
     check_session_end_deletes_all_keys_at_one_revision,
     check_write_after_end_raises_session_ended,
     check_bad_arguments_name_the_argument,
+    check_create_fails_on_an_existing_key_and_applies_nothing,
+    check_create_race_has_exactly_one_winner,
     check_ttl_expiry_ends_session,
     check_owner_death_ends_session_on_probe,
     check_compacted_watch_resyncs_and_continues,

@@ -14,6 +14,12 @@ Rules:
   etcd is not evidence: etcd keeps leases across its own restarts (and
   re-extends them when a new leader takes over), and ends them itself when
   they expire, which every watcher sees as deletes.
+- Rule 4: a :class:`~shoal.store.base.Create` adds ``create_revision == 0``
+  on its key to the guard. When the transaction fails, its other branch has
+  read the guard and the created keys: a created key held by another lease
+  (or by ours on a first attempt) is :class:`KeyExists`, anything else
+  means the session ended. A retried attempt that finds the key holding our
+  value under our lease is the first attempt's write (its answer was lost).
 - Rule 3: the reason is "revoked" when the lease was confirmed alive less than
   a TTL before it was found gone (it cannot have expired by itself), else
   "expired".
@@ -27,15 +33,18 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, TypeVar
 
 from shoal._backoff import backoff_delays
-from shoal.errors import BadArgument, SessionEnded, StoreError
+from shoal.errors import BadArgument, KeyExists, SessionEnded, StoreError
 from shoal.store._validate import check_ops, node_key
-from shoal.store.base import Op, Put
+from shoal.store.base import Create, Op, Put
 from shoal.store.etcd._client import (
     EndpointConnection,
     EtcdCallError,
+    KeyValue,
+    compare_created,
     compare_lease,
     delete_op,
     put_op,
+    range_op,
 )
 
 __all__ = ["MAX_TXN_OPS", "EtcdSession", "LeaseOwner", "session_id"]
@@ -136,10 +145,10 @@ class EtcdSession:
         return SessionEnded(f"etcd session {self.id} ({self._name}) ended: {self._reason}")
 
     async def apply(self, ops: Sequence[Op]) -> int:
-        """Apply puts and deletes in one etcd transaction (one revision).
+        """Apply puts, creates and deletes in one etcd transaction (one revision).
 
         Args:
-            ops: Put/Delete operations, each key at most once, at most
+            ops: Put/Create/Delete operations, each key at most once, at most
                 :data:`MAX_TXN_OPS`.
 
         Returns:
@@ -147,6 +156,7 @@ class EtcdSession:
 
         Raises:
             BadArgument: ``ops`` is malformed or longer than :data:`MAX_TXN_OPS`.
+            KeyExists: a Create's key exists (Rule 4); nothing was applied.
             SessionEnded: the session ended (also when found ended by this write).
             StoreUnavailable: no endpoint answered before the deadline.
             StoreError: etcd refused the request (too large, out of space).
@@ -159,27 +169,54 @@ class EtcdSession:
         encode = self._store.etcd_key
         success = [
             put_op(encode(op.key), op.value, self._lease)
-            if isinstance(op, Put)
+            if isinstance(op, Put | Create)
             else delete_op(encode(op.key))
             for op in batch
         ]
-        guard = [compare_lease(self._guard, self._lease)]
+        creates = {encode(op.key): op for op in batch if isinstance(op, Create)}
+        guard = [compare_lease(self._guard, self._lease),
+                 *(compare_created(key) for key in creates)]
+        # Only a batch with creates needs to know why its guard failed (Rule 4).
+        failure = [range_op(key) for key in (self._guard, *creates)] if creates else []
+        attempts = 0
 
-        async def run(conn: EndpointConnection, seconds: float) -> tuple[bool, int]:
-            ok, revision, _ = await conn.txn(guard, success, [], seconds)
-            return ok, revision
+        async def run(conn: EndpointConnection, seconds: float,
+                      ) -> tuple[bool, int, list[KeyValue]]:
+            nonlocal attempts
+            attempts += 1
+            return await conn.txn(guard, success, failure, seconds)
 
         try:
-            ok, revision = await self._store.call_endpoints("apply", run)
+            ok, revision, read = await self._store.call_endpoints("apply", run)
         except EtcdCallError as error:
             if error.kind != "lease_not_found":
                 raise self._store.refusal("apply", error) from None
-            ok, revision = False, 0
+            ok, revision, read = False, 0, []
+        if not ok and creates:
+            ok = self._refused_create(creates, read, retried=attempts > 1)
         if not ok:
             self._mark_ended(self._loss_reason())
             raise self._ended_error()
         self._confirmed = asyncio.get_running_loop().time()
         return revision
+
+    def _refused_create(self, creates: dict[bytes, Create], read: list[KeyValue], *,
+                        retried: bool) -> bool:
+        """Why a batch with creates failed (Rule 4): raise KeyExists, or
+        return True if it was our own earlier attempt's write, False if the
+        session ended."""
+        found = {kv.key: kv for kv in read}
+        guard = found.get(self._guard)
+        if guard is None or guard.lease != self._lease:
+            return False
+        for key, op in creates.items():
+            kv = found.get(key)
+            if kv is None:
+                continue
+            if retried and kv.lease == self._lease and kv.value == op.value:
+                continue
+            raise KeyExists(op.key, kv.value, session_id(kv.lease))
+        return retried  # every create was ours: the lost answer of our first attempt
 
     async def wait_ended(self) -> str:
         """Wait until the session ends.

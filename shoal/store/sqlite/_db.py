@@ -39,8 +39,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from shoal._files import create_private_file, make_private_dirs, open_private
-from shoal.errors import NameInUse, StoreUnavailable
-from shoal.store.base import Op, Put, Snapshot
+from shoal.errors import KeyExists, NameInUse, StoreUnavailable
+from shoal.store.base import Create, Op, Put, Snapshot
 from shoal.store.sqlite._read import ReadResult, read_changes, snapshot_in
 from shoal.store.sqlite._wake import WakeDir
 
@@ -363,7 +363,11 @@ class Database:
         return reason
 
     def apply(self, session: str, ops: Sequence[Op]) -> int | str:
-        """Apply a checked batch; return its revision, or why the session ended."""
+        """Apply a checked batch; return its revision, or why the session ended.
+
+        Raises:
+            KeyExists: a Create's key exists (nothing applied: rolled back).
+        """
         with self._write("apply a batch") as conn:
             reason = self._live(conn, session)
             if reason is not None:
@@ -371,9 +375,11 @@ class Database:
             events: list[tuple[str, str, bytes | None, str]] = []
             for op in ops:
                 row = conn.execute(
-                    "SELECT session FROM entries WHERE key = ?", (op.key,)
+                    "SELECT session, value FROM entries WHERE key = ?", (op.key,)
                 ).fetchone()
-                if isinstance(op, Put):
+                if isinstance(op, Create) and row is not None:
+                    raise KeyExists(op.key, bytes(row[1]), row[0])
+                if isinstance(op, Put | Create):
                     events.append(("put", op.key, op.value, session))
                 elif row is not None:
                     events.append(("delete", op.key, None, row[0]))

@@ -101,16 +101,17 @@ class SqliteSession(SessionCore):
         self._forget = forget
 
     async def apply(self, ops: Sequence[Op]) -> int:
-        """Apply puts and deletes atomically at one revision.
+        """Apply puts, creates and deletes atomically at one revision.
 
         Args:
-            ops: Put/Delete operations, each key at most once.
+            ops: Put/Create/Delete operations, each key at most once.
 
         Returns:
             The revision of the change (the current one when nothing changed).
 
         Raises:
             BadArgument: ``ops`` is malformed.
+            KeyExists: a Create's key exists; nothing was applied.
             SessionEnded: the session has ended (closed, expired, owner dead).
             StoreUnavailable: the database cannot be used.
         """
