@@ -162,12 +162,16 @@ def demo(workers: int, callers: int, calls: int, strategy: str) -> None:
 @click.option("--tls-server-name", default=None,
               help="Name a peer's certificate must carry [env SHOAL_TLS_SERVER_NAME; "
                    "default: the address dialled].")
+@click.option("--reload", "reload", is_flag=True,
+              help="Development: watch the app's source files (its module, its top-level "
+                   "package, the modules beside it) and reload a changed module in place, "
+                   "moving its processes to the new code, instead of restarting the node.")
 @_verbose_option
 def run_command(app: str, name: str, cluster: str | None, store: str | None,
                 listen: str | None, advertise: str | None, heartbeat_timeout: float,
                 session_ttl: float, mailbox_size: int,
                 tls_cert: str | None, tls_key: str | None, tls_ca: str | None,
-                tls_server_name: str | None) -> None:
+                tls_server_name: str | None, reload: bool) -> None:
     """Host a node running APP (module:attribute) until SIGTERM or SIGINT.
 
     APP is an async function taking the started node (it spawns processes
@@ -184,6 +188,11 @@ def run_command(app: str, name: str, cluster: str | None, store: str | None,
     back or lost, store outages as they start and end, and on SIGUSR1 a dump
     of its processes and tasks. Exit 3: it fenced itself (a newer
     incarnation holds its name).
+
+    With --reload (development), a changed source file of the app is
+    reloaded in place every 0.5 s at most (node.reload: its processes move
+    to the new code, keeping their state through code_change); setup is not
+    run again, and each reload is logged with what moved and what failed.
     """
     from shoal.cli.running import run_node
 
@@ -205,7 +214,7 @@ def run_command(app: str, name: str, cluster: str | None, store: str | None,
                           ("tls_server_name", tls_server_name)):
         if value is not None:
             options[option] = value
-    code = asyncio.run(run_node(app, **options))
+    code = asyncio.run(run_node(app, reload=reload, **options))
     if code:
         raise SystemExit(code)
 

@@ -36,6 +36,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import shoal
+from shoal.cli.watch import SourceWatcher
 from shoal.runtime.checks import MAX_TIMEOUT
 
 __all__ = ["EXIT_FENCED", "EXIT_SUPERVISOR", "App", "dump_node", "load_app", "run_node"]
@@ -127,8 +128,10 @@ def dump_node(node: shoal.Node) -> str:
     return "\n".join(lines)
 
 
-async def run_node(spec: str, **node_options: Any) -> int:
+async def run_node(spec: str, *, reload: bool = False, **node_options: Any) -> int:
     """Start a node, run the app's setup, serve until SIGTERM/SIGINT, stop.
+    With ``reload``, the app's changed modules are reloaded in place while
+    it serves (``shoal/cli/watch.py``).
 
     Returns:
         0 after a clean stop, 1 if the app's setup raised (or its top
@@ -153,6 +156,9 @@ async def run_node(spec: str, **node_options: Any) -> int:
         waits = [loop.create_task(stop.wait()), loop.create_task(node.wait_fenced())]
         if top is not None:
             waits.append(loop.create_task(node.wait_exit(top, MAX_TIMEOUT)))
+        if reload:
+            watcher = SourceWatcher(spec.partition(":")[0])
+            waits.append(loop.create_task(watcher.run(node), name="shoal-reload-watcher"))
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,14 @@ from shoal.testing.cluster import wait_until
 @pytest.fixture
 def modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Modules]:
     yield from module_dir(tmp_path, monkeypatch)
+
+
+def rewrite_keeping_size_and_mtime(path: Path, cached: Path, text: str) -> None:
+    assert cached.exists()  # the bytecode Python trusts by the source's size and mtime
+    stat = path.stat()
+    path.write_text(text, encoding="utf-8")
+    assert path.stat().st_size == stat.st_size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
 def server_of(node: shoal.Node, pid: shoal.Pid) -> Any:
@@ -232,3 +241,36 @@ async def test_each_reload_is_logged_once_at_info_with_what_moved_and_what_faile
               if r.levelno == logging.INFO and f"reloaded {name}" in r.getMessage()]
     assert f"1 process(es) moved [{moving}]" in line
     assert f"1 failed [{stuck} (ValueError: cannot migrate a count of 10000)]" in line
+
+
+async def test_a_supervisor_restarts_its_child_on_the_new_class_after_node_reload(
+        node: shoal.Node, modules: Modules) -> None:
+    name = modules.new_name()
+    mod = modules.load(name, WORKER_V1)
+    sup = await node.spawn(shoal.Supervisor, shoal.SupervisorSpec(
+        children=[shoal.ChildSpec("w", mod.Worker)], intensity=5))
+    [first] = [c.pid for c in await shoal.supervisor.which_children(node, sup)]
+    assert first is not None
+    modules.write(name, WORKER_V2)
+
+    result = await node.reload(name)
+
+    assert result.moved == (first,)  # the running child moved; the supervisor is shoal's
+    node.kill(first)
+    await node.wait_exit(first)
+    await wait_until(lambda: len(node.processes()) == 2, timeout=5.0, what="the restart")
+    [second] = [c.pid for c in await shoal.supervisor.which_children(node, sup)]
+    assert second is not None and second != first
+    assert type(server_of(node, second)) is sys.modules[name].Worker
+
+
+async def test_an_edit_of_the_same_size_within_the_same_second_is_reloaded(
+        node: shoal.Node, modules: Modules, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)  # as Python runs by default
+    name = modules.new_name()
+    source = "import shoal\n\nclass Worker(shoal.GenServer):\n    answer = {}\n"
+    path = modules.write(name, source.format(1))
+    mod = modules.load(name, source.format(1))
+    rewrite_keeping_size_and_mtime(path, Path(mod.__cached__), source.format(2))
+    assert (await node.reload(name)).ok
+    assert mod.Worker.answer == 2
