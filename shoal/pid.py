@@ -76,6 +76,23 @@ class Pid(NamedTuple):
                 raise BadArgument(name, value, "an int in [0, 2**63)")
         return cls(node, creation, serial)
 
+    @classmethod
+    def parse(cls, text: str) -> Pid:
+        """The pid ``str(pid)`` printed: ``<node.creation.serial>`` (the
+        angle brackets may be left out; the node name may contain dots).
+
+        Raises:
+            BadArgument: ``text`` is not a pid in that form.
+        """
+        body = text.strip() if isinstance(text, str) else ""
+        if body.startswith("<") or body.endswith(">"):
+            body = body[1:-1] if body.startswith("<") and body.endswith(">") else ""
+        node, _, rest = body.rpartition(".")
+        node, _, creation = node.rpartition(".")
+        if not node or not creation.isdigit() or not rest.isdigit():
+            raise BadArgument("pid", text, "a pid as printed, <node.creation.serial>")
+        return cls.of(node, int(creation), int(rest))
+
     def __str__(self) -> str:
         return f"<{self.node}.{self.creation}.{self.serial}>"
 

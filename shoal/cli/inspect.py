@@ -23,7 +23,7 @@ import msgpack
 
 import shoal
 from shoal.membership.keys import decode_members, parse_member_key
-from shoal.store import SqliteStore, open_store, read_snapshot
+from shoal.store import read_snapshot
 
 __all__ = ["ClusterView", "call_group", "read_cluster", "to_json"]
 
@@ -97,26 +97,22 @@ def describe_node(name: str, info: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def call_group(url: str | None, cluster: str | None, group: str, request: Any, *,
-                     scope: str, timeout: float, strategy: str, key: Any) -> Any:
-    """Make one group call from a short-lived node; return the reply.
+async def call_group(url: str | None, cluster: str | None, group: str | shoal.Pid,
+                     request: Any, *, scope: str, timeout: float, strategy: str,
+                     key: Any) -> Any:
+    """Make one group call (or a call to one pid) from a short-lived node;
+    return the reply.
 
     Raises:
         StoreUnavailable: there is no SQLite database at the store's path
             ("no cluster at PATH"), or the store cannot be reached.
         ShoalError: whatever the group call raised (NoMembers, CallTimeout, ...).
     """
-    url = _url(url)
-    if not url or url.startswith("sqlite://"):
-        embedded = open_store(url or None)  # no IO; BadArgument for a malformed URL
-        if isinstance(embedded, SqliteStore) and not embedded.path.is_file():
-            raise shoal.StoreUnavailable(f"no cluster at {embedded.path}")
-    options: dict[str, Any] = {"name": f"shoal-cli-{os.getpid()}", "drain_timeout": 1.0}
-    if url:
-        options["store"] = url
-    if cluster:
-        options["cluster"] = cluster
-    async with shoal.Node(**options) as node:
+    from shoal.cli.operate import cli_node
+
+    async with cli_node(_url(url), cluster) as node:
+        if isinstance(group, shoal.Pid):
+            return await node.call(group, request, timeout)
         return await node.scope(scope).call(group, request, timeout=timeout,
                                             strategy=strategy, key=key)
 

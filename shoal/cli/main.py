@@ -6,59 +6,27 @@ import asyncio
 import json
 import logging
 import sys
-from typing import Any
 
 import click
 
 import shoal
+from shoal.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    configure_logging,
+    echo_table,
+    loop_factory,
+    parse_json,
+    store_options,
+    verbose_option,
+)
 from shoal.cli.demo import DemoReport, run_demo
+from shoal.cli.ops import COMMANDS
 from shoal.runtime.crashlog import CrashLog
 from shoal.runtime.process import RUN_MAILBOX_SIZE
 
 __all__ = ["main", "run"]
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-_LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
-
-
-def _loop_factory() -> None:
-    """Use uvloop when it is installed (it is a dependency on POSIX)."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop missing on this platform
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
-def _configure_logging(verbose: int) -> None:
-    """Log to stderr at WARNING, INFO (-v) or DEBUG (-vv).
-
-    The level is set only on a root logger this command configured itself:
-    an embedding program (or a test runner) that set up logging keeps it.
-    """
-    root = logging.getLogger()
-    level = logging.WARNING - 10 * min(verbose, 2)
-    if not root.handlers:
-        logging.basicConfig(level=level, format=_LOG_FORMAT)
-        root.handlers[0].set_name("shoal-cli")
-    elif any(handler.get_name() == "shoal-cli" for handler in root.handlers):
-        root.setLevel(level)
-
-
-def _more_verbose(ctx: click.Context, _param: click.Parameter, value: int) -> None:
-    if value:
-        root = ctx.find_root()
-        root.obj = dict(root.obj or {})
-        root.obj["verbose"] = root.obj.get("verbose", 0) + value
-        _configure_logging(root.obj["verbose"])
-
-
-def _verbose_option(func: Any) -> Any:
-    """``-v`` after the command name too (``shoal run -v ...``), adding to ``shoal -v``."""
-    return click.option("-v", "--verbose", count=True, expose_value=False,
-                        callback=_more_verbose,
-                        help="Log more, as -v before the command does.")(func)
-
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(shoal.__version__, prog_name="shoal")
@@ -79,7 +47,7 @@ def cli(ctx: click.Context, verbose: int) -> None:
     (shoal run) the application's top supervisor gave up (too many restarts).
     """
     ctx.obj = {"verbose": verbose}
-    _configure_logging(verbose)
+    configure_logging(verbose)
 
 
 class _CrashOnOneLine(logging.Filter):
@@ -107,14 +75,14 @@ class _CrashOnOneLine(logging.Filter):
 @click.option("--strategy", default="least_loaded", show_default=True,
               type=click.Choice(["local_first", "random", "round_robin", "least_loaded"]),
               help="How a member is picked for each call.")
-@_verbose_option
+@verbose_option
 def demo(workers: int, callers: int, calls: int, strategy: str) -> None:
     """Workers serve group calls; one crashes and one is killed midway.
 
     Callers keep calling the group throughout. The demo passes (exit 0) when
     no caller saw a failure and the dead workers left the group at once.
     """
-    _loop_factory()
+    loop_factory()
     shoal_log = logging.getLogger("shoal")
     one_line = _CrashOnOneLine()
     root = click.get_current_context().find_root()
@@ -166,7 +134,7 @@ def demo(workers: int, callers: int, calls: int, strategy: str) -> None:
               help="Development: watch the app's source files (its module, its top-level "
                    "package, the modules beside it) and reload a changed module in place, "
                    "moving its processes to the new code, instead of restarting the node.")
-@_verbose_option
+@verbose_option
 def run_command(app: str, name: str, cluster: str | None, store: str | None,
                 listen: str | None, advertise: str | None, heartbeat_timeout: float,
                 session_ttl: float, mailbox_size: int,
@@ -198,8 +166,8 @@ def run_command(app: str, name: str, cluster: str | None, store: str | None,
 
     # A node is a server: it logs at INFO (peers down and back, the SIGUSR1
     # dump) unless asked for more; the other commands log at WARNING.
-    _configure_logging(click.get_current_context().find_root().obj.get("verbose", 0) + 1)
-    _loop_factory()
+    configure_logging(click.get_current_context().find_root().obj.get("verbose", 0) + 1)
+    loop_factory()
     options: dict[str, object] = {"name": name, "heartbeat_timeout": heartbeat_timeout,
                                   "session_ttl": session_ttl,
                                   "mailbox_size": mailbox_size or None}
@@ -219,26 +187,8 @@ def run_command(app: str, name: str, cluster: str | None, store: str | None,
         raise SystemExit(code)
 
 
-def _store_options(func: Any) -> Any:
-    func = _verbose_option(func)
-    func = click.option("--cluster", default=None,
-                        help="Cluster name [env SHOAL_CLUSTER; default: default].")(func)
-    func = click.option("--store", default=None,
-                        help="Store URL of an existing cluster [env SHOAL_STORE; "
-                             "default: sqlite://.shoal/cluster.db].")(
-        func)
-    return func
-
-
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    widths = {c: max([len(c), *(len(str(r.get(c, ""))) for r in rows)]) for c in columns}
-    click.echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
-    for row in rows:
-        click.echo("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
-
-
 @cli.command()
-@_store_options
+@store_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def nodes(store: str | None, cluster: str | None, as_json: bool) -> None:
     """List the live nodes of the cluster.
@@ -254,11 +204,11 @@ def nodes(store: str | None, cluster: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     else:
-        _table(rows, ["name", "address", "os_pid", "host", "version", "uptime_s", "creation"])
+        echo_table(rows, ["name", "address", "os_pid", "host", "version", "uptime_s", "creation"])
 
 
 @cli.command()
-@_store_options
+@store_options
 @click.option("--scope", default=None, help="Only this scope (default: every scope).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def groups(store: str | None, cluster: str | None, scope: str | None, as_json: bool) -> None:
@@ -272,12 +222,12 @@ def groups(store: str | None, cluster: str | None, scope: str | None, as_json: b
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     else:
-        _table(rows, ["scope", "group", "members", "nodes"])
+        echo_table(rows, ["scope", "group", "members", "nodes"])
 
 
 @cli.command()
 @click.argument("group")
-@_store_options
+@store_options
 @click.option("--scope", default="default", show_default=True, help="The group's scope.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def members(group: str, store: str | None, cluster: str | None, scope: str,
@@ -291,13 +241,13 @@ def members(group: str, store: str | None, cluster: str | None, scope: str,
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     else:
-        _table(rows, ["pid", "node", "joins"])
+        echo_table(rows, ["pid", "node", "joins"])
 
 
 @cli.command("call")
-@click.argument("group")
+@click.argument("target", metavar="GROUP|PID")
 @click.argument("request")
-@_store_options
+@store_options
 @click.option("--scope", default="default", show_default=True, help="The group's scope.")
 @click.option("--timeout", default=5.0, show_default=True, type=float,
               help="Seconds, a finite number > 0.")
@@ -307,10 +257,13 @@ def members(group: str, store: str | None, cluster: str | None, scope: str,
 @click.option("--key", default=None, help="Routing key (JSON); required by --strategy hash.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the reply as indented JSON (without: JSON on one line).")
-def call_command(group: str, request: str, store: str | None, cluster: str | None,
+def call_command(target: str, request: str, store: str | None, cluster: str | None,
                  scope: str, timeout: float, strategy: str, key: str | None,
                  as_json: bool) -> None:
-    """Call one member of GROUP with REQUEST (JSON) and print the reply as JSON.
+    """Call one member of GROUP, or one PID, with REQUEST (JSON); print the reply as JSON.
+
+    A PID is written as printed, with its angle brackets: <node.creation.serial>
+    (--scope, --strategy and --key then do not apply).
 
     Joins the cluster briefly as a node named shoal-cli-<os pid>; the secret
     comes from SHOAL_SECRET or SHOAL_SECRET_FILE (or the embedded store's file),
@@ -320,32 +273,26 @@ def call_command(group: str, request: str, store: str | None, cluster: str | Non
     become null, as JavaScript's JSON.stringify does; bytes become text,
     other values their str()).
 
-    Example: shoal call counters '"incr"'
+    Examples: shoal call counters '"incr"'; shoal call '<api-1.1733.5>' '"incr"'
     """
     from shoal.cli.inspect import call_group, to_json
+    from shoal.cli.operate import parse_target
     from shoal.runtime.checks import check_timeout
 
-    value = _parse_json("request", request)
-    routing = _parse_json("key", key) if key is not None else None
+    group = parse_target(target)
+    value = parse_json("request", request)
+    routing = parse_json("key", key) if key is not None else None
     check_timeout(timeout)
     if strategy == "hash" and key is None:
         raise shoal.BadArgument("key", None, "a routing key (--key JSON) with --strategy hash")
-    _loop_factory()
+    loop_factory()
     reply = asyncio.run(call_group(store, cluster, group, value, scope=scope, timeout=timeout,
                                    strategy=strategy, key=routing))
     click.echo(json.dumps(to_json(reply), indent=2 if as_json else None, allow_nan=False))
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _parse_json(argument: str, text: str) -> Any:
-    """Strict JSON (no NaN or Infinity), or BadArgument naming ``argument``."""
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except ValueError as exc:
-        raise shoal.BadArgument(argument, text, f"JSON ({exc})") from None
+for _command in COMMANDS:
+    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> int:

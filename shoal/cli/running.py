@@ -13,7 +13,8 @@ The application is named ``module:attribute``, and is one of:
   :data:`EXIT_SUPERVISOR`, so the OS-level supervisor (systemd,
   Kubernetes) sees the failure and decides what to do.
 
-The node then serves until SIGTERM or SIGINT, and stops in the order of G4: leave
+The node then serves until SIGTERM or SIGINT (or ``shoal drain NODE``, which
+exits 0 as a signal does), and stops in the order of G4: leave
 every group and wait until the store shows it, drain calls in flight, run
 every ``terminate``, end the store session. SIGUSR1 logs a dump of the
 node's processes and asyncio tasks, without stopping anything.
@@ -129,12 +130,12 @@ def dump_node(node: shoal.Node) -> str:
 
 
 async def run_node(spec: str, *, reload: bool = False, **node_options: Any) -> int:
-    """Start a node, run the app's setup, serve until SIGTERM/SIGINT, stop.
-    With ``reload``, the app's changed modules are reloaded in place while
-    it serves (``shoal/cli/watch.py``).
+    """Start a node, run the app's setup, serve until SIGTERM/SIGINT (or a
+    ``shoal drain`` of it), stop. With ``reload``, the app's changed modules
+    are reloaded in place while it serves (``shoal/cli/watch.py``).
 
     Returns:
-        0 after a clean stop, 1 if the app's setup raised (or its top
+        0 after a clean stop (a signal or a drain), 1 if the app's setup raised (or its top
         supervisor failed to start), :data:`EXIT_FENCED` if the node fenced
         itself, :data:`EXIT_SUPERVISOR` if the top supervisor exited.
     """
@@ -153,7 +154,8 @@ async def run_node(spec: str, *, reload: bool = False, **node_options: Any) -> i
         host, port = node.address or ("-", 0)
         print(f"shoal node {node.name} ready on {host}:{port} "
               f"(creation {node.creation})", flush=True)
-        waits = [loop.create_task(stop.wait()), loop.create_task(node.wait_fenced())]
+        waits = [loop.create_task(stop.wait()), loop.create_task(node.wait_fenced()),
+                 loop.create_task(node.wait_stopped())]
         if top is not None:
             waits.append(loop.create_task(node.wait_exit(top, MAX_TIMEOUT)))
         if reload:
@@ -166,6 +168,9 @@ async def run_node(spec: str, *, reload: bool = False, **node_options: Any) -> i
                 waiting.cancel()
         if node.fenced is not None:
             return EXIT_FENCED  # the reason is logged, in one line, by the fence
+        if node.stopping and not stop.is_set():
+            log.info("node %s stopping (drained)", node.name)  # the drain logged by whom
+            return 0
         if top is not None and not stop.is_set() and not node.is_alive(top):
             # The supervisor logged why it gave up; this says what follows.
             log.error("node %s stopping: its top supervisor %s exited", node.name, top)

@@ -69,7 +69,7 @@ from shoal.wire import (
     Unlink,
 )
 
-__all__ = ["Inbound", "LocalProcesses", "RemoteTables"]
+__all__ = ["AdminHandler", "Inbound", "LocalProcesses", "RemoteTables"]
 
 log = logging.getLogger("shoal")
 
@@ -103,6 +103,14 @@ class LocalProcesses(Protocol):
     def live(self, pid: Pid) -> Process | None: ...
 
 
+class AdminHandler(Protocol):
+    """Who serves admin requests (CALLs to serial 0, ``admin.py``)."""
+
+    def accepts(self, msg: Call) -> bool: ...
+
+    def handle(self, peer: PeerConnection, msg: Call) -> None: ...
+
+
 class Inbound:
     """Handles what authenticated peers send (see the module header).
 
@@ -120,6 +128,8 @@ class Inbound:
         # Casts and sends dropped at full mailboxes since the last log line.
         self._dropped = 0
         self._drop_logged_at = -DROP_LOG_INTERVAL
+        # Serves admin requests once the node set it (Remote.serve_admin).
+        self.admin: AdminHandler | None = None
 
     def on_message(self, peer: PeerConnection, msg: Message) -> None:
         # Most frequent first: a call and its answer are the hot path.
@@ -174,6 +184,10 @@ class Inbound:
             return
         proc = self._processes.live(msg.to)
         if proc is None:
+            admin = self.admin
+            if msg.to.serial == 0 and admin is not None and admin.accepts(msg):
+                admin.handle(peer, msg)
+                return
             self._answer(peer, Fail(ref=msg.ref, kind="noproc", pid=msg.to, detail=None,
                                     queue_len=0))
             return

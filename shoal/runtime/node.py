@@ -31,6 +31,7 @@ from typing import Any
 from shoal.errors import BadArgument, ShoalError
 from shoal.membership.table import GroupTable
 from shoal.pid import SHUTDOWN, Global, Pid, Reason
+from shoal.runtime.admin import Admin, AdminParts
 from shoal.runtime.checks import check_int, check_name, check_timeout
 from shoal.runtime.cluster import ClusterView
 from shoal.runtime.config import DEFAULT_STORE, listen_addresses
@@ -186,8 +187,13 @@ class Node:
             name=self.name, creation=self.creation, table=self._table, hub=self._hub,
             processes=self._processes, signals=self._signals, cluster=self._cluster,
             feed=self._feed, messaging=self._messaging, rng=self._rng)
+        self._admin = Admin(AdminParts(
+            name=self.name, creation=self.creation, processes=self._processes,
+            table=self._table, cluster=self._cluster, scope=self.scope, stop=self.stop))
+        self._remote.serve_admin(self._admin)
         self._running = False
         self._stopping = False
+        self._stopped = asyncio.Event()
         # Set by start(); every process exists only after it.
         self._loop: asyncio.AbstractEventLoop
 
@@ -236,8 +242,12 @@ class Node:
 
     async def stop(self) -> None:
         """Stop the node in the order of G4 (see the module header).
-        Idempotent; returns when every process is dead."""
-        if not self._running or self._stopping:
+        Idempotent; returns when the node is stopped (a second caller waits
+        for the first one's stop to finish)."""
+        if self._stopping:
+            await self._stopped.wait()
+            return
+        if not self._running:
             return
         self._stopping = True
         self._prober.store = None
@@ -261,11 +271,21 @@ class Node:
                 self._deadlines.close()
                 self._messaging.stop()
                 self._running = False
+                self._stopped.set()
 
     @property
     def running(self) -> bool:
         """True between start and the end of stop."""
         return self._running
+
+    @property
+    def stopping(self) -> bool:
+        """True once ``stop`` began (by this program or a ``shoal drain``)."""
+        return self._stopping
+
+    async def wait_stopped(self) -> None:
+        """Wait until the node has stopped (``stop``, or a ``shoal drain`` of it)."""
+        await self._stopped.wait()
 
     @property
     def fenced(self) -> str | None:

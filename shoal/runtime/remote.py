@@ -64,7 +64,7 @@ from shoal.errors import (
 )
 from shoal.pid import NOCONNECTION, NOPROC, SHUTDOWN, Pid, Reason
 from shoal.runtime.holds import Holds
-from shoal.runtime.inbound import Inbound
+from shoal.runtime.inbound import AdminHandler, Inbound
 from shoal.runtime.notices import Down, Ref
 from shoal.runtime.peers import PeerInfo, Redials, connection_for, drop_stale
 from shoal.runtime.process import current_process
@@ -131,6 +131,10 @@ class Remote:
         # Monitors and links other nodes hold on our processes: bounded, pruned.
         self.holds = Holds()
         self._inbound = Inbound(self, processes)
+
+    def serve_admin(self, admin: AdminHandler) -> None:
+        """Answer admin requests (CALLs to serial 0) with ``admin``."""
+        self._inbound.admin = admin
 
     # -- sending ------------------------------------------------------------------
 

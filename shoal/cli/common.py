@@ -1,0 +1,87 @@
+"""What every ``shoal`` command shares: exit codes, logging, common options."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import click
+
+import shoal
+
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "configure_logging", "echo_table",
+           "loop_factory", "parse_json", "store_options", "verbose_option"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
+
+
+def loop_factory() -> None:
+    """Use uvloop when it is installed (it is a dependency on POSIX)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop missing on this platform
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def configure_logging(verbose: int) -> None:
+    """Log to stderr at WARNING, INFO (-v) or DEBUG (-vv).
+
+    The level is set only on a root logger this command configured itself:
+    an embedding program (or a test runner) that set up logging keeps it.
+    """
+    root = logging.getLogger()
+    level = logging.WARNING - 10 * min(verbose, 2)
+    if not root.handlers:
+        logging.basicConfig(level=level, format=_LOG_FORMAT)
+        root.handlers[0].set_name("shoal-cli")
+    elif any(handler.get_name() == "shoal-cli" for handler in root.handlers):
+        root.setLevel(level)
+
+
+def _more_verbose(ctx: click.Context, _param: click.Parameter, value: int) -> None:
+    if value:
+        root = ctx.find_root()
+        root.obj = dict(root.obj or {})
+        root.obj["verbose"] = root.obj.get("verbose", 0) + value
+        configure_logging(root.obj["verbose"])
+
+
+def verbose_option(func: Any) -> Any:
+    """``-v`` after the command name too (``shoal run -v ...``), adding to ``shoal -v``."""
+    return click.option("-v", "--verbose", count=True, expose_value=False,
+                        callback=_more_verbose,
+                        help="Log more, as -v before the command does.")(func)
+
+
+def store_options(func: Any) -> Any:
+    func = verbose_option(func)
+    func = click.option("--cluster", default=None,
+                        help="Cluster name [env SHOAL_CLUSTER; default: default].")(func)
+    func = click.option("--store", default=None,
+                        help="Store URL of an existing cluster [env SHOAL_STORE; "
+                             "default: sqlite://.shoal/cluster.db].")(
+        func)
+    return func
+
+
+def echo_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    widths = {c: max([len(c), *(len(str(r.get(c, ""))) for r in rows)]) for c in columns}
+    click.echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    for row in rows:
+        click.echo("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(argument: str, text: str) -> Any:
+    """Strict JSON (no NaN or Infinity), or BadArgument naming ``argument``."""
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise shoal.BadArgument(argument, text, f"JSON ({exc})") from None

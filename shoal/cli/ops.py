@@ -1,0 +1,223 @@
+"""Operators' commands: ping, cast, evict, drain.
+
+Each joins the cluster briefly (``operate.cli_node``) and talks to the
+nodes concerned over the admin channel. Commands that change something
+print their plan first, ask for confirmation on a terminal (``--yes``
+otherwise), and leave the final word to the owning node, which re-checks
+the guards when it acts. Exit codes: 0 done (or nothing to do), 1 failed
+or refused (an unknown node, group or pid, a guard, an unreachable store or
+node), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+import click
+
+import shoal
+from shoal.cli.common import loop_factory, parse_json, store_options
+from shoal.cli.inspect import to_json
+from shoal.cli.operate import (
+    EvictPlan,
+    cli_node,
+    drain,
+    evict,
+    parse_target,
+    ping,
+    plan_evict,
+)
+from shoal.runtime.checks import check_group, check_name, check_timeout
+
+__all__ = ["COMMANDS"]
+
+_TIMEOUT_HELP = "Seconds to wait for each answer, a finite number > 0."
+
+
+def _emit(value: Any, as_json: bool, text: str) -> None:
+    click.echo(json.dumps(to_json(value), indent=2, allow_nan=False) if as_json else text)
+
+
+def _confirm(prompt: str, yes: bool) -> None:
+    """Go on only with ``--yes`` or a "y" typed on a terminal."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise shoal.BadArgument("--yes", False, "--yes to act without a terminal to confirm on")
+    click.confirm(prompt, abort=True)
+
+
+@click.command("ping")
+@click.argument("target")
+@store_options
+@click.option("--timeout", default=5.0, show_default=True, type=float, help=_TIMEOUT_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def ping_command(target: str, store: str | None, cluster: str | None, timeout: float,
+                 as_json: bool) -> None:
+    """Round trip to a NODE (by name) or a PID (<node.creation.serial>).
+
+    Prints the round-trip time and the incarnation (creation) answering.
+    A pid of an earlier incarnation of its node is dead: exit 1. JSON
+    fields: node, creation, alive, rtt_ms; for a node also version, os_pid,
+    host, processes, uptime_s; for a pid also pid and node_creation.
+    """
+    parsed = parse_target(target)
+    if isinstance(parsed, str):
+        check_name("target", parsed)
+    seconds = check_timeout(timeout)
+
+    async def go() -> dict[str, Any]:
+        async with cli_node(store, cluster) as node:
+            return await ping(node, parsed, seconds)
+
+    loop_factory()
+    result = asyncio.run(go())
+    what = result.get("pid") or result["node"]
+    state = "alive" if result["alive"] else "dead"
+    _emit(result, as_json, f"{what}: {state}, creation {result.get('creation')}, "
+                           f"round trip {result['rtt_ms']} ms"
+                           + (f" ({result['why']})" if "why" in result else ""))
+    if not result["alive"]:
+        raise SystemExit(1)
+
+
+@click.command("cast")
+@click.argument("target")
+@click.argument("request")
+@store_options
+@click.option("--scope", default="default", show_default=True, help="The group's scope.")
+@click.option("--timeout", default=5.0, show_default=True, type=float, help=_TIMEOUT_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def cast_command(target: str, request: str, store: str | None, cluster: str | None,
+                 scope: str, timeout: float, as_json: bool) -> None:
+    """Cast REQUEST (JSON) to a GROUP (one member) or a PID (<node.creation.serial>).
+
+    Returns once the cast is delivered: the command then asks the target's
+    node whether the process is alive, on the same connection, so the cast
+    arrived first. JSON fields: pid, delivered.
+    """
+    value = parse_json("request", request)
+    parsed = parse_target(target)
+    if isinstance(parsed, str):
+        check_group(parsed, "target")
+    seconds = check_timeout(timeout)
+
+    async def go() -> dict[str, Any]:
+        async with cli_node(store, cluster) as node:
+            if isinstance(parsed, shoal.Pid):
+                pid = parsed
+                node.cast(pid, value)
+            else:
+                pid = node.scope(scope).cast(parsed, value)
+            alive = await node.ask_alive(pid, seconds)
+            return {"pid": str(pid), "delivered": alive}
+
+    loop_factory()
+    result = asyncio.run(go())
+    if not result["delivered"]:
+        _emit(result, as_json, f"{result['pid']} is not alive: the cast was not delivered")
+        raise SystemExit(1)
+    _emit(result, as_json, f"cast delivered to {result['pid']}")
+
+
+def _plan_text(plan: EvictPlan) -> str:
+    lines = [f"plan: evict {len(plan.pids)} member(s) from group {plan.group!r} "
+             f"(scope {plan.scope!r})"]
+    lines += [f"  {pid}" for pid in plan.pids]
+    lines.append(f"live members: {len(plan.live_before)} now, {len(plan.live_after)} after")
+    if plan.unreachable:
+        lines.append(f"unreachable (kept, counted as not live): "
+                     f"{', '.join(map(str, plan.unreachable))}")
+    return "\n".join(lines)
+
+
+@click.command("evict")
+@click.argument("group")
+@click.argument("pids", nargs=-1, required=True)
+@store_options
+@click.option("--scope", default="default", show_default=True, help="The group's scope.")
+@click.option("--allow-empty", is_flag=True,
+              help="Evict even if no live member would be left in the group.")
+@click.option("--yes", is_flag=True, help="Act without asking (required without a terminal).")
+@click.option("--dry-run", is_flag=True, help="Print the plan only.")
+@click.option("--timeout", default=5.0, show_default=True, type=float, help=_TIMEOUT_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def evict_command(group: str, pids: tuple[str, ...], store: str | None, cluster: str | None,
+                  scope: str, allow_empty: bool, yes: bool, dry_run: bool, timeout: float,
+                  as_json: bool) -> None:
+    """Remove live members PIDS from GROUP, by asking their owners to leave them.
+
+    For a misbehaving member: the process keeps running, out of the group.
+    Prints the plan first. Refuses pids that are not members, and refuses
+    to leave the group without a live member unless --allow-empty; each
+    owner checks that again when it acts. JSON fields: plan (scope, group,
+    evict, live_members_before, live_members_after, unreachable_members)
+    and, once applied, results (node, evicted, live_members_left).
+    """
+    check_group(group)
+    members = [shoal.Pid.parse(text) for text in pids]
+    seconds = check_timeout(timeout)
+    loop_factory()
+
+    async def go() -> tuple[EvictPlan, list[dict[str, Any]] | None]:
+        async with cli_node(store, cluster) as node:
+            plan = await plan_evict(node, scope, group, members, allow_empty=allow_empty,
+                                    timeout=seconds)
+            if dry_run:
+                return plan, None
+            if not as_json:
+                click.echo(_plan_text(plan))
+            _confirm("apply this plan?", yes)
+            return plan, await evict(node, plan, allow_empty=allow_empty, timeout=seconds)
+
+    plan, results = asyncio.run(go())
+    if as_json:
+        _emit({"plan": plan.as_dict(), "results": results}, True, "")
+    elif results is None:
+        click.echo(_plan_text(plan) + "\n(dry run: nothing changed)")
+    else:
+        for row in results:
+            click.echo(f"node {row['node']} evicted {', '.join(row['evicted'])}; "
+                       f"{row['live_members_left']} live member(s) left")
+
+
+@click.command("drain")
+@click.argument("node_name", metavar="NODE")
+@store_options
+@click.option("--yes", is_flag=True, help="Act without asking (required without a terminal).")
+@click.option("--timeout", default=30.0, show_default=True, type=float,
+              help="Seconds to wait for the node to be out, a finite number > 0.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def drain_command(node_name: str, store: str | None, cluster: str | None, yes: bool,
+                  timeout: float, as_json: bool) -> None:
+    """Stop NODE gracefully and wait until it is out of the cluster.
+
+    The node runs the stop sequence of G4: it leaves every group and waits
+    until the store shows it, finishes the calls in flight, runs every
+    terminate and ends its store session; a `shoal run` node then exits 0.
+    Returns when the store no longer lists it, with what was drained. JSON
+    fields: node, creation, processes, memberships ({"scope/group": count}),
+    calls_in_flight, out_after_s.
+    """
+    check_name("node", node_name)
+    seconds = check_timeout(timeout)
+    _confirm(f"drain node {node_name}?", yes)
+    loop_factory()
+
+    async def go() -> dict[str, Any]:
+        async with cli_node(store, cluster) as node:
+            return await drain(node, node_name, seconds)
+
+    result = asyncio.run(go())
+    _emit(result, as_json,
+          f"node {result['node']} drained: {result['processes']} process(es), "
+          f"{sum(result['memberships'].values())} membership(s) in "
+          f"{len(result['memberships'])} group(s); out of the cluster after "
+          f"{result['out_after_s']} s")
+
+
+COMMANDS = (ping_command, cast_command, evict_command, drain_command)
+"""The commands ``shoal`` adds from this module."""
