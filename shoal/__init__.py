@@ -48,7 +48,7 @@ from shoal.errors import (
     TargetError,
     UsageError,
 )
-from shoal.pid import KILLED, NOCONNECTION, NOPROC, NORMAL, SHUTDOWN, Crash, Pid, Reason
+from shoal.pid import KILLED, NOCONNECTION, NOPROC, NORMAL, SHUTDOWN, Crash, Global, Pid, Reason
 from shoal.runtime import supervision as supervisor
 from shoal.runtime.caller import Caller
 from shoal.runtime.childspec import ChildCounts, ChildInfo, ChildSpec, SupervisorLog, SupervisorSpec
@@ -87,6 +87,7 @@ __all__ = [
     "Down",
     "Exit",
     "GenServer",
+    "Global",
     "GroupEvent",
     "Groups",
     "NameInUse",

@@ -99,18 +99,25 @@ def describe_node(name: str, info: dict[str, Any]) -> dict[str, Any]:
 
 async def call_group(url: str | None, cluster: str | None, group: str | shoal.Pid,
                      request: Any, *, scope: str, timeout: float, strategy: str,
-                     key: Any) -> Any:
+                     key: Any, by_name: bool = False) -> Any:
     """Make one group call (or a call to one pid) from a short-lived node;
-    return the reply.
+    return the reply. With ``by_name``, ``group`` is a cluster-wide
+    registered name instead (``shoal.Global``), and the call goes to the
+    process registered as it.
 
     Raises:
         StoreUnavailable: there is no SQLite database at the store's path
             ("no cluster at PATH"), or the store cannot be reached.
-        ShoalError: whatever the group call raised (NoMembers, CallTimeout, ...).
+        BadArgument: ``by_name`` and ``group`` is not a valid name.
+        ShoalError: whatever the call raised (NoMembers, NoSuchProcess for an
+            unknown name, CallTimeout, ...).
     """
     from shoal.cli.operate import cli_node
 
+    target = shoal.Global(str(group)) if by_name else None  # BadArgument before any IO
     async with cli_node(_url(url), cluster) as node:
+        if target is not None:
+            return await node.call(target, request, timeout)
         if isinstance(group, shoal.Pid):
             return await node.call(group, request, timeout)
         return await node.scope(scope).call(group, request, timeout=timeout,

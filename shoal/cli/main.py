@@ -245,7 +245,7 @@ def members(group: str, store: str | None, cluster: str | None, scope: str,
 
 
 @cli.command("call")
-@click.argument("target", metavar="GROUP|PID")
+@click.argument("target", metavar="GROUP|PID|NAME")
 @click.argument("request")
 @store_options
 @click.option("--scope", default="default", show_default=True, help="The group's scope.")
@@ -255,15 +255,21 @@ def members(group: str, store: str | None, cluster: str | None, scope: str,
               type=click.Choice(["local_first", "random", "round_robin", "least_loaded",
                                  "hash"]))
 @click.option("--key", default=None, help="Routing key (JSON); required by --strategy hash.")
+@click.option("--global", "by_name", is_flag=True,
+              help="TARGET is a cluster-wide registered name (node.register_global): "
+                   "call the process registered as it (--scope, --strategy and --key "
+                   "do not apply).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the reply as indented JSON (without: JSON on one line).")
 def call_command(target: str, request: str, store: str | None, cluster: str | None,
                  scope: str, timeout: float, strategy: str, key: str | None,
-                 as_json: bool) -> None:
+                 by_name: bool, as_json: bool) -> None:
     """Call one member of GROUP, or one PID, with REQUEST (JSON); print the reply as JSON.
 
     A PID is written as printed, with its angle brackets: <node.creation.serial>
-    (--scope, --strategy and --key then do not apply).
+    (--scope, --strategy and --key then do not apply). With --global, TARGET
+    is a cluster-wide registered name: the process registered as it is called
+    (exit code 1 and "no process registered globally" if none is).
 
     Joins the cluster briefly as a node named shoal-cli-<os pid>; the secret
     comes from SHOAL_SECRET or SHOAL_SECRET_FILE (or the embedded store's file),
@@ -273,21 +279,22 @@ def call_command(target: str, request: str, store: str | None, cluster: str | No
     become null, as JavaScript's JSON.stringify does; bytes become text,
     other values their str()).
 
-    Examples: shoal call counters '"incr"'; shoal call '<api-1.1733.5>' '"incr"'
+    Examples: shoal call counters '"incr"'; shoal call '<api-1.1733.5>' '"incr"';
+    shoal call --global billing '"total"'
     """
     from shoal.cli.inspect import call_group, to_json
     from shoal.cli.operate import parse_target
     from shoal.runtime.checks import check_timeout
 
-    group = parse_target(target)
+    group = target if by_name else parse_target(target)
     value = parse_json("request", request)
     routing = parse_json("key", key) if key is not None else None
     check_timeout(timeout)
-    if strategy == "hash" and key is None:
+    if strategy == "hash" and key is None and not by_name:
         raise shoal.BadArgument("key", None, "a routing key (--key JSON) with --strategy hash")
     loop_factory()
     reply = asyncio.run(call_group(store, cluster, group, value, scope=scope, timeout=timeout,
-                                   strategy=strategy, key=routing))
+                                   strategy=strategy, key=routing, by_name=by_name))
     click.echo(json.dumps(to_json(reply), indent=2 if as_json else None, allow_nan=False))
 
 

@@ -90,24 +90,34 @@ def ping_command(target: str, store: str | None, cluster: str | None, timeout: f
 @store_options
 @click.option("--scope", default="default", show_default=True, help="The group's scope.")
 @click.option("--timeout", default=5.0, show_default=True, type=float, help=_TIMEOUT_HELP)
+@click.option("--global", "by_name", is_flag=True,
+              help="TARGET is a cluster-wide registered name (node.register_global).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def cast_command(target: str, request: str, store: str | None, cluster: str | None,
-                 scope: str, timeout: float, as_json: bool) -> None:
-    """Cast REQUEST (JSON) to a GROUP (one member) or a PID (<node.creation.serial>).
+                 scope: str, timeout: float, by_name: bool, as_json: bool) -> None:
+    """Cast REQUEST (JSON) to a GROUP (one member) or a PID (<node.creation.serial>),
+    or with --global to the process registered cluster-wide as TARGET (exit 1,
+    "no process registered globally", if none is).
 
     Returns once the cast is delivered: the command then asks the target's
     node whether the process is alive, on the same connection, so the cast
     arrived first. JSON fields: pid, delivered.
     """
     value = parse_json("request", request)
-    parsed = parse_target(target)
+    parsed: shoal.Pid | shoal.Global | str = (
+        shoal.Global(target) if by_name else parse_target(target))
     if isinstance(parsed, str):
         check_group(parsed, "target")
     seconds = check_timeout(timeout)
 
     async def go() -> dict[str, Any]:
         async with cli_node(store, cluster) as node:
-            if isinstance(parsed, shoal.Pid):
+            if isinstance(parsed, shoal.Global):
+                pid = node.whereis_global(parsed.name)
+                if pid is None:
+                    raise shoal.NoSuchProcess(parsed)
+                node.cast(pid, value)
+            elif isinstance(parsed, shoal.Pid):
                 pid = parsed
                 node.cast(pid, value)
             else:

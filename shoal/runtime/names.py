@@ -58,8 +58,8 @@ class Names:
 
     Args:
         processes: the node's process table (who is alive and local).
-        global_names: where ``shoal.Global`` names are looked up; None
-            until the node has a store (then every Global is unknown).
+        global_names: where ``shoal.Global`` names are looked up (a node's
+            ``GlobalNames``; None: no Global name is known).
     """
 
     def __init__(self, processes: ProcessTable,

@@ -37,6 +37,7 @@ from shoal.runtime.cluster import ClusterView
 from shoal.runtime.config import DEFAULT_STORE, listen_addresses
 from shoal.runtime.deadlines import Deadlines
 from shoal.runtime.feed import MembershipFeed
+from shoal.runtime.global_names import GlobalNames
 from shoal.runtime.groups import GroupParts, Groups, SubscriptionHub
 from shoal.runtime.messaging import DEFAULT_TIMEOUT, Messaging
 from shoal.runtime.names import Names
@@ -177,7 +178,8 @@ class Node:
                              heartbeat_timeout=self.heartbeat_timeout)
         self._rng = random.Random(seed)
         self._scopes: dict[str, Groups] = {}
-        self._names = Names(self._processes)
+        self._global_names = GlobalNames(self._processes)
+        self._names = Names(self._processes, self._global_names)
         self._signals = Signals(self._processes, self._remote, exiting=self._left,
                                 dead=self._cluster.process_dead, resolve=self._names.resolve)
         self._messaging = Messaging(self._processes, self._remote, self._table, self._deadlines,
@@ -236,6 +238,11 @@ class Node:
         self._store, self._replication = attached.store, attached.replication
         self.address = attached.address
         self._prober.store = attached.store
+        try:
+            await self._global_names.start(attached.store, attached.replication)
+        except BaseException:
+            await detach(attached, self._remote)
+            raise
         self._messaging.start(self._loop)
         self._processes.open()
         self._running = True
@@ -265,6 +272,7 @@ class Node:
             await self._processes.stop_all()
         finally:
             try:
+                await self._global_names.stop()
                 if self._attached is not None:
                     await detach(self._attached, self._remote)
             finally:
@@ -437,6 +445,7 @@ class Node:
         self._feed.publish(self._table.remove_pid(pid, reason))
         self._hub.drop_owner(pid)
         self._names.process_exiting(pid)
+        self._global_names.process_exiting(pid)
 
     # -- registered names (names.py) -------------------------------------------------
 
@@ -455,6 +464,18 @@ class Node:
     def registered(self) -> list[str]:
         """See :meth:`Names.registered <shoal.runtime.names.Names.registered>`."""
         return self._names.registered()
+
+    async def register_global(self, name: str, pid: Pid) -> None:
+        """See :meth:`GlobalNames.register <shoal.runtime.global_names.GlobalNames.register>`."""
+        await self._global_names.register(name, pid)
+
+    async def unregister_global(self, name: str) -> None:
+        """See :meth:`shoal.runtime.global_names.GlobalNames.unregister`."""
+        await self._global_names.unregister(name)
+
+    def whereis_global(self, name: str) -> Pid | None:
+        """See :meth:`GlobalNames.whereis <shoal.runtime.global_names.GlobalNames.whereis>`."""
+        return self._global_names.whereis(name)
 
     # -- groups ---------------------------------------------------------------------
 

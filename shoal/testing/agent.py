@@ -14,7 +14,9 @@ shoal's own distribution. Workers:
 ``kill``, ``members``, ``group_call``, ``call``, ``call_many`` (a list of
 ``[delay, pid]``, request, timeout: each call starts ``delay`` seconds from
 now, all concurrently; one ``call`` answer per pid), ``creation``, ``link``
-(two pids, one local) and ``alive`` (a local pid). For large groups: ``join``
+(two pids, one local), ``alive`` (a local pid) and ``register_global`` (a
+name, a local pid: ``["ok"]`` or ``["error", type, message]``). For large
+groups: ``join``
 (scope, group, local pids; answers once the store has them), ``count``
 (scope, group: how many members this node sees) and ``wait_count`` (scope,
 group, count, timeout: wait until this node sees at least ``count``
@@ -136,6 +138,13 @@ class Control(shoal.GenServer):
             starts, req, timeout = args
             return list(await asyncio.gather(*(_call(node, pid, req, timeout, delay)
                                                for delay, pid in starts)))
+        if command == "register_global":  # ["ok"] or ["error", type, message]
+            name, pid = args
+            try:
+                await node.register_global(name, pid)
+            except shoal.ShoalError as exc:
+                return ["error", type(exc).__name__, str(exc)]
+            return ["ok"]
         if command == "creation":
             return node.creation
         if command == "link":

@@ -115,6 +115,27 @@ async def test_call_to_an_empty_group_fails_with_no_members(
     assert "no live members" in capsys.readouterr().err
 
 
+async def test_call_and_cast_global_reach_the_process_registered_cluster_wide(
+        serving: shoal.Node, store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+
+    pid = await serving.spawn(Counter)
+    await serving.register_global("the-counter", pid)
+    argv = ["call", "--global", "the-counter", '"incr"', "--store", store_url]
+    assert await asyncio.to_thread(main, argv) == 0
+    assert json.loads(capsys.readouterr().out) == 1
+    assert await serving.call(pid, "incr") == 2  # that very process was called
+    argv = ["call", "--global", "nobody", '"incr"', "--store", store_url]
+    assert await asyncio.to_thread(main, argv) == 1
+    assert "no process registered globally as 'nobody'" in capsys.readouterr().err
+    argv = ["cast", "--global", "the-counter", '"incr"', "--store", store_url, "--json"]
+    assert await asyncio.to_thread(main, argv) == 0
+    assert json.loads(capsys.readouterr().out) == {"pid": str(pid), "delivered": True}
+    argv = ["cast", "--global", "nobody", '"incr"', "--store", store_url]
+    assert await asyncio.to_thread(main, argv) == 1
+    assert "no process registered globally as 'nobody'" in capsys.readouterr().err
+
+
 def test_call_with_a_request_that_is_not_json_is_a_usage_error(store_url: str) -> None:
     assert main(["call", "counters", "{not json", "--store", store_url]) == 2
 
