@@ -42,9 +42,10 @@ from pathlib import Path
 
 from shoal._files import FILE_MODE, make_private_dirs
 from shoal.errors import BadArgument, ConfigError
+from shoal.store import Store
 
 __all__ = ["DEFAULT_STORE", "NodeConfig", "PeerTLS", "listen_addresses", "load_peer_tls",
-           "load_secret", "parse_advertise", "parse_listen", "peer_tls"]
+           "load_secret", "parse_advertise", "parse_listen", "peer_tls", "store_and_addresses"]
 
 DEFAULT_STORE = "sqlite://.shoal/cluster.db"
 MIN_SECRET = 16
@@ -78,6 +79,26 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not host or not 0 <= port <= 65535:
         raise BadArgument("listen", value, "'host:port' with a port in 0..65535")
     return host, port
+
+
+Address = tuple[str, int]
+
+
+def store_and_addresses(store: str | Store | None, listen: str | None, advertise: str | None,
+                        ) -> tuple[str | Store, Address | None, Address | None]:
+    """A node's store (``Node``'s ``store``: a URL or a Store, default
+    ``SHOAL_STORE``, else :data:`DEFAULT_STORE`), then its listen and
+    advertised addresses (:func:`listen_addresses`).
+
+    Raises:
+        BadArgument: ``store`` is neither a URL nor a Store, or an address
+            is malformed.
+    """
+    if store is None:
+        store = os.environ.get("SHOAL_STORE") or DEFAULT_STORE
+    if not isinstance(store, str) and not isinstance(store, Store):
+        raise BadArgument("store", store, "a store URL or a shoal Store")
+    return (store, *listen_addresses(listen, advertise, store))
 
 
 def listen_addresses(listen: str | None, advertise: str | None, store: object

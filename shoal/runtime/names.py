@@ -6,10 +6,12 @@ delegates ``register``, ``unregister``, ``whereis`` and ``registered`` to it
 It also turns what a caller gave where a pid is expected into a pid
 (:meth:`Names.resolve`): a ``Pid`` as is, a ``str`` as a name registered on
 this node (OTP's ``{local, Name}``), a :class:`~shoal.Global` as a
-cluster-wide name (``{global, Name}``, through its ``GlobalLookup``).
+cluster-wide name (``{global, Name}``, through its ``GlobalNames``, which it owns).
 
 Owns: ``_pids`` (name -> pid) and ``_names`` (pid -> name), the local
-registry. They always hold the same pairs.
+registry (they always hold the same pairs), and ``global_names``, the
+node's :class:`~shoal.runtime.global_names.GlobalNames` (cluster-wide
+names; the node starts and stops it with its store session).
 
 Rules:
 
@@ -20,7 +22,8 @@ Rules:
 - Rule 2: a name dies with its process, in the synchronous half of the exit
   path (``process_exiting``, called from the node's exit hook next to
   leaving the groups: G1), so ``whereis`` never answers a pid that is
-  exiting or dead, and the name may be registered again at once.
+  exiting or dead, and the name may be registered again at once; the
+  process's global names go in the same step (``global_names.py``).
 - Rule 3: a name that names no process raises ``NoSuchProcess`` naming the
   name, for calls and for casts, sends, monitors and links alike (Erlang's
   ``noproc`` for calls and ``badarg`` for ``Name ! Msg``): nothing is sent.
@@ -31,26 +34,19 @@ Rules:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from shoal.errors import BadArgument, NameInUse, NoSuchProcess
 from shoal.pid import Global, Pid, check_registered_name
+from shoal.runtime.global_names import GlobalNames
 
 if TYPE_CHECKING:
     from shoal.runtime.processes import ProcessTable
 
-__all__ = ["TARGET", "GlobalLookup", "Names"]
+__all__ = ["TARGET", "Names"]
 
 TARGET = "a shoal.Pid, a registered name (str) or a shoal.Global"
 """What every API taking a process accepts, as error messages word it."""
-
-
-class GlobalLookup(Protocol):
-    """Where cluster-wide names are looked up (``global_names.py``)."""
-
-    def whereis(self, name: str) -> Pid | None:
-        """The pid registered cluster-wide as ``name``, or None."""
-        ...
 
 
 class Names:
@@ -58,16 +54,13 @@ class Names:
 
     Args:
         processes: the node's process table (who is alive and local).
-        global_names: where ``shoal.Global`` names are looked up (a node's
-            ``GlobalNames``; None: no Global name is known).
     """
 
-    def __init__(self, processes: ProcessTable,
-                 global_names: GlobalLookup | None = None) -> None:
+    def __init__(self, processes: ProcessTable) -> None:
         self.node = processes.name
         self.creation = processes.creation
         self._processes = processes
-        self.global_names = global_names
+        self.global_names = GlobalNames(processes)
         # Invariant: _pids and _names hold the same pairs, each pid a live
         # local process (Rule 2 removes a pair in its process's exit path).
         self._pids: dict[str, Pid] = {}
@@ -144,6 +137,7 @@ class Names:
         name = self._names.pop(pid, None)
         if name is not None:
             del self._pids[name]
+        self.global_names.process_exiting(pid)
 
     def resolve(self, target: Any, argument: str = "pid") -> Pid:
         """The pid ``target`` stands for (see the module header).
@@ -158,8 +152,7 @@ class Names:
         if kind is str:
             pid = self._pids.get(target)
         elif kind is Global:
-            lookup = self.global_names
-            pid = lookup.whereis(target.name) if lookup is not None else None
+            pid = self.global_names.whereis(target.name)
         else:
             raise BadArgument(argument, target, TARGET)
         if pid is None:

@@ -34,10 +34,9 @@ from shoal.pid import SHUTDOWN, Global, Pid, Reason
 from shoal.runtime.admin import Admin, AdminParts
 from shoal.runtime.checks import check_int, check_name, check_timeout
 from shoal.runtime.cluster import ClusterView
-from shoal.runtime.config import DEFAULT_STORE, listen_addresses
+from shoal.runtime.config import store_and_addresses
 from shoal.runtime.deadlines import Deadlines
 from shoal.runtime.feed import MembershipFeed
-from shoal.runtime.global_names import GlobalNames
 from shoal.runtime.groups import GroupParts, Groups, SubscriptionHub
 from shoal.runtime.messaging import DEFAULT_TIMEOUT, Messaging
 from shoal.runtime.names import Names
@@ -149,12 +148,8 @@ class Node:
         self.max_unsent = check_int("max_unsent", max_unsent, MIN_MAX_UNSENT)
         self.max_handshakes = check_int("max_handshakes", max_handshakes, 1)
         self.mailbox_size = mailbox_limit(-1, None, mailbox_size)
-        if store is None:
-            store = os.environ.get("SHOAL_STORE") or DEFAULT_STORE
-        if not isinstance(store, str) and not isinstance(store, Store):
-            raise BadArgument("store", store, "a store URL or a shoal Store")
-        self._store_arg = store
-        self._listen, self._advertise = listen_addresses(listen, advertise, store)
+        self._store_arg, self._listen, self._advertise = store_and_addresses(
+            store, listen, advertise)
         self._secret = secret
         self._ssl = (server_ssl, client_ssl)
         self._tls_files = (tls_cert, tls_key, tls_ca, tls_server_name)
@@ -178,8 +173,7 @@ class Node:
                              heartbeat_timeout=self.heartbeat_timeout)
         self._rng = random.Random(seed)
         self._scopes: dict[str, Groups] = {}
-        self._global_names = GlobalNames(self._processes)
-        self._names = Names(self._processes, self._global_names)
+        self._names = Names(self._processes)
         self._signals = Signals(self._processes, self._remote, exiting=self._left,
                                 dead=self._cluster.process_dead, resolve=self._names.resolve)
         self._messaging = Messaging(self._processes, self._remote, self._table, self._deadlines,
@@ -234,15 +228,10 @@ class Node:
             heartbeat_timeout=self.heartbeat_timeout, session_ttl=self.session_ttl,
             max_unsent=self.max_unsent, max_handshakes=self.max_handshakes,
             table=self._table, processes=self._processes, remote=self._remote,
-            cluster_view=self._cluster, feed=self._feed))
+            cluster_view=self._cluster, feed=self._feed, global_names=self._names.global_names))
         self._store, self._replication = attached.store, attached.replication
         self.address = attached.address
         self._prober.store = attached.store
-        try:
-            await self._global_names.start(attached.store, attached.replication)
-        except BaseException:
-            await detach(attached, self._remote)
-            raise
         self._messaging.start(self._loop)
         self._processes.open()
         self._running = True
@@ -272,7 +261,6 @@ class Node:
             await self._processes.stop_all()
         finally:
             try:
-                await self._global_names.stop()
                 if self._attached is not None:
                     await detach(self._attached, self._remote)
             finally:
@@ -445,7 +433,6 @@ class Node:
         self._feed.publish(self._table.remove_pid(pid, reason))
         self._hub.drop_owner(pid)
         self._names.process_exiting(pid)
-        self._global_names.process_exiting(pid)
 
     # -- registered names (names.py) -------------------------------------------------
 
@@ -467,15 +454,15 @@ class Node:
 
     async def register_global(self, name: str, pid: Pid) -> None:
         """See :meth:`GlobalNames.register <shoal.runtime.global_names.GlobalNames.register>`."""
-        await self._global_names.register(name, pid)
+        await self._names.global_names.register(name, pid)
 
     async def unregister_global(self, name: str) -> None:
         """See :meth:`shoal.runtime.global_names.GlobalNames.unregister`."""
-        await self._global_names.unregister(name)
+        await self._names.global_names.unregister(name)
 
     def whereis_global(self, name: str) -> Pid | None:
         """See :meth:`GlobalNames.whereis <shoal.runtime.global_names.GlobalNames.whereis>`."""
-        return self._global_names.whereis(name)
+        return self._names.global_names.whereis(name)
 
     # -- groups ---------------------------------------------------------------------
 

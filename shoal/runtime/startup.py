@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from shoal.membership.table import GroupTable
     from shoal.runtime.cluster import ClusterView
     from shoal.runtime.feed import MembershipFeed
+    from shoal.runtime.global_names import GlobalNames
     from shoal.runtime.processes import ProcessTable
     from shoal.runtime.remote import Remote
 
@@ -66,6 +67,7 @@ class Wiring:
     remote: Remote
     cluster_view: ClusterView
     feed: MembershipFeed
+    global_names: GlobalNames
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,6 +79,7 @@ class Attachment:
     manager: ConnectionManager | None
     replication: Replication
     address: tuple[str, int] | None
+    global_names: GlobalNames
 
 
 async def attach(w: Wiring) -> Attachment:
@@ -114,6 +117,11 @@ async def attach(w: Wiring) -> Attachment:
             info=node_info(w.name, w.creation, w.session_ttl, host, port,
                            as_given=w.advertise is not None))
         await replication.start()
+        try:
+            await w.global_names.start(store, replication)  # follows names/ from now on
+        except BaseException:
+            await replication.stop()
+            raise
         w.feed.start(replication.writer)
     except BaseException:
         if manager is not None:
@@ -122,12 +130,14 @@ async def attach(w: Wiring) -> Attachment:
             await store.close()
         raise
     return Attachment(store=store, owns_store=owned, manager=manager,
-                      replication=replication, address=address)
+                      replication=replication, address=address, global_names=w.global_names)
 
 
 async def detach(a: Attachment, remote: Remote) -> None:
-    """End the session, close peer connections and the store if owned."""
+    """Stop following names, end the session, close peer connections and the
+    store if owned."""
     try:
+        await a.global_names.stop()
         await a.replication.stop()
     finally:
         remote.close()
