@@ -10,7 +10,9 @@ node known down before sending), or, for requests the caller marked
 ``idempotent``, when delivery is unknown (the callee exited mid-call, the
 connection broke). A usage error (``BadArgument``: a request that cannot be
 encoded for another node, say) is the caller's and is raised at once, never
-retried. Every attempt shares one deadline.
+retried. When every member left died, the call waits a moment for a
+replacement to join (``group_retry.py``, Rule 2). Every attempt shares one
+deadline.
 
 Subscribers are either processes (events arrive in ``handle_info`` as
 ``GroupEvent``) or ``Subscription`` iterators for code outside processes.
@@ -31,14 +33,13 @@ from shoal.errors import (
     NodeDown,
     NoMembers,
     NoSuchProcess,
-    ProcessExited,
     ShoalError,
-    UsageError,
 )
 from shoal.membership.strategies import STRATEGIES, key_digest, select
 from shoal.membership.table import MembershipEvent
 from shoal.pid import Pid
 from shoal.runtime.checks import check_group, check_pids, check_timeout
+from shoal.runtime.group_retry import no_members, replacement_wait, retryable, wait_for_join
 from shoal.runtime.notices import GroupEvent, Ref
 
 if TYPE_CHECKING:
@@ -412,8 +413,10 @@ class Groups:
             The reply.
 
         Raises:
-            NoMembers: no live member could take the request; when members
-                were tried, its message and ``reasons`` say why they failed
+            NoMembers: no live member could take the request (when members
+                died, only after waiting up to ``group_retry.REPLACEMENT_WAIT``
+                seconds, within the deadline, for one to join in their place);
+                when members were tried, its message and ``reasons`` say why they failed
                 (a node that refused this node's authentication says so, and
                 its other members are not tried in the same call).
             CallTimeout: the deadline passed.
@@ -433,9 +436,11 @@ class Groups:
             try:
                 pid = self.select(group, strategy=strategy, key=key, exclude=tried)
             except NoMembers:
+                if await self._replaced(group, failures, deadline - loop.time()):
+                    continue  # group_retry Rule 2: a member joined in place of the dead
                 if not failures:
                     raise
-                raise _no_members(self.scope, group, failures) from failures[-1]
+                raise no_members(self.scope, group, failures) from failures[-1]
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise CallTimeout(f"group {group!r}", seconds)
@@ -443,7 +448,7 @@ class Groups:
             try:
                 return await self._messaging.call(pid, request, remaining)
             except ShoalError as exc:
-                if not _retryable(exc, idempotent):
+                if not retryable(exc, idempotent):
                     raise
                 tried.add(pid)
                 failures.append(exc)
@@ -454,6 +459,17 @@ class Groups:
                                  if p.node == exc.node)
             finally:
                 cluster.call_ended(pid)
+
+    async def _replaced(self, group: str, failures: list[ShoalError], remaining: float) -> bool:
+        wait = replacement_wait(failures, self._table.members(self.scope, group),
+                                self._table.is_marked_dead, remaining)
+        if wait <= 0:
+            return False
+        subscription = self.subscribe(group)
+        try:
+            return await wait_for_join(subscription.get, wait)
+        finally:
+            subscription.close()
 
     def cast(self, group: str, request: Any, *, strategy: str = DEFAULT_STRATEGY,
              key: Any = None) -> Pid:
@@ -466,21 +482,3 @@ class Groups:
         pid = self.select(group, strategy=strategy, key=key)
         self._messaging.cast(pid, request)
         return pid
-
-
-def _no_members(scope: str, group: str, failures: list[ShoalError]) -> NoMembers:
-    """NoMembers after tries, saying why they failed: each distinct reason
-    once, so "authentication refused by node 'a'" is not lost in a count."""
-    reasons = tuple(dict.fromkeys(str(exc) for exc in failures))
-    return NoMembers(scope, group, len(failures), reasons)
-
-
-def _retryable(exc: ShoalError, idempotent: bool) -> bool:
-    """G3: another member may take the request when it provably did not
-    start here (or, if idempotent, when its delivery is unknown). A usage
-    error never qualifies: the caller is wrong (a request that cannot be
-    encoded, say), and every other member would refuse it the same way."""
-    if isinstance(exc, UsageError):
-        return False
-    return exc.not_started or (idempotent and isinstance(exc, (ProcessExited, NodeDown)))
-
