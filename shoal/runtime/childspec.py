@@ -26,7 +26,7 @@ from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Literal, NamedTuple
 
 from shoal.errors import BadArgument
-from shoal.pid import Pid, Reason
+from shoal.pid import Global, Pid, Reason, check_registered_name
 from shoal.runtime.checks import check_int, check_name, check_timeout
 from shoal.runtime.process import Behaviour
 
@@ -85,6 +85,11 @@ class ChildSpec:
         groups: (scope, group) pairs the child joins each time it starts,
             before it counts as started; it leaves them in its exit path, as
             every process does (G1).
+        name: a name the child is registered under each time it starts,
+            before it counts as started: a ``str`` on its node
+            (``node.register``), or ``shoal.Global(name)`` cluster-wide
+            (``node.register_global``). Its exit path releases it; a restart
+            registers the new process. Not for ``simple_one_for_one``.
 
     Raises:
         BadArgument: a field is malformed, named.
@@ -99,6 +104,7 @@ class ChildSpec:
     shutdown: Shutdown | None = None
     type: Literal["worker", "supervisor"] | None = None
     groups: Sequence[tuple[str, str]] = ()
+    name: str | Global | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id:
@@ -134,6 +140,8 @@ class ChildSpec:
             if not isinstance(group, str) or not group:
                 raise BadArgument("group", group, "a non-empty str")
             pairs.append((scope, group))
+        if self.name is not None and not isinstance(self.name, Global):
+            check_registered_name("name", self.name)
         # Normalised once here (Rule 1): a frozen dataclass sets through object.
         object.__setattr__(self, "args", tuple(self.args))
         object.__setattr__(self, "kwargs", dict(self.kwargs))
@@ -193,6 +201,9 @@ class SupervisorSpec:
         if self.strategy == "simple_one_for_one" and len(children) != 1:
             raise BadArgument("children", len(children),
                               "exactly one child spec (the template) for simple_one_for_one")
+        if self.strategy == "simple_one_for_one" and children[0].name is not None:
+            raise BadArgument("name", children[0].name, "no name for the template of a "
+                              "simple_one_for_one (its children would share it)")
         object.__setattr__(self, "children", tuple(children))
         object.__setattr__(self, "period", float(self.period))
 

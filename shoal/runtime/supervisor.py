@@ -35,6 +35,12 @@ Rules:
   its children. Other exit signals from non-children are ignored (OTP).
 - Rule 7: children are started from ``codeload.current_class(spec.cls)``,
   so after a hot reload new children run the new code.
+- Rule 8: a child spec's ``name`` is registered once the child started,
+  before its groups are joined and before it counts as started; if the
+  name is taken, the child is stopped and its start failed. A global name
+  still held by the child's previous process (its exit path released it,
+  and the store's delete is on its way) is waited for, at most
+  :data:`NAME_RELEASE_WAIT` seconds, with the one backoff schedule.
 - Bounds: one entry per child spec (dynamic children of a
   ``simple_one_for_one`` are removed when they exit for good); the restart
   times hold at most ``intensity + 1`` entries within ``period``.
@@ -53,6 +59,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from shoal._backoff import backoff_delays
 from shoal.errors import (
     CallError,
     CallTimeout,
@@ -60,12 +67,13 @@ from shoal.errors import (
     ChildExists,
     ChildRunning,
     ChildStartFailed,
+    NameInUse,
     NoSuchChild,
     NoSuchProcess,
     ProcessExited,
     ShoalError,
 )
-from shoal.pid import KILLED, NORMAL, SHUTDOWN, Pid, Reason
+from shoal.pid import KILLED, NORMAL, SHUTDOWN, Global, Pid, Reason
 from shoal.runtime.checks import MAX_TIMEOUT
 from shoal.runtime.childspec import (
     ChildCounts,
@@ -87,6 +95,10 @@ log = logging.getLogger("shoal")
 REQUEST_TAG = "$shoal.supervisor"
 """First element of every request the supervision API sends a supervisor."""
 
+NAME_RELEASE_WAIT = 5.0
+"""Seconds a restart waits for its previous process's global name to be
+released in the store before the restart counts as failed (Rule 8)."""
+
 KILL_WAIT = 5.0
 """Seconds to wait for a killed child's exit path to finish before giving
 up on it (only code that swallows cancellation takes that long)."""
@@ -95,13 +107,16 @@ up on it (only code that swallows cancellation takes that long)."""
 class _Child:
     """One child: its spec and, while it runs, its pid."""
 
-    __slots__ = ("pid", "spec")
+    __slots__ = ("last", "pid", "spec")
 
     def __init__(self, spec: ChildSpec) -> None:
         self.spec = spec
         # Invariant: set while the child runs (started, joined, not yet
         # seen to exit); the supervisor's _by_pid maps it back to self.
         self.pid: Pid | None = None
+        # The pid it ran as before: the holder of its global name until the
+        # release of that name reaches the store (Rule 8).
+        self.last: Pid | None = None
 
 
 def _restarted(restart: str, reason: Reason) -> bool:
@@ -247,11 +262,43 @@ class Supervisor(GenServer):
         child.pid = pid
         self._by_pid[pid] = child
         try:
+            if spec.name is not None:
+                await self._register(child, pid)
             for scope, group in spec.groups:
                 await node.scope(scope).join(group, pid)
         except NoSuchProcess:
             pass  # it exited already: its Exit is on its way, and restarts it
+        except ShoalError:
+            await self._shutdown(child)  # its name is taken: it does not count as started
+            raise
+        child.last = pid
         return pid
+
+    async def _register(self, child: _Child, pid: Pid) -> None:
+        """Register a started child under its spec's name (Rule 8).
+
+        Raises:
+            NameInUse: another process holds the name.
+            StoreError: the store did not take a global name.
+        """
+        name, node = child.spec.name, self.node
+        if not isinstance(name, Global):
+            node.register(str(name), pid)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + NAME_RELEASE_WAIT
+        delays = backoff_delays(initial=0.005, maximum=0.2)
+        while True:
+            try:
+                await node.register_global(name.name, pid)
+                return
+            except NameInUse as exc:
+                # Held by the child's previous process, whose exit path
+                # releases it in the background: wait for that, bounded.
+                if child.last is None or exc.holder != str(child.last) \
+                        or loop.time() > deadline:
+                    raise
+            await asyncio.sleep(next(delays))
 
     async def _shutdown(self, child: _Child) -> None:
         """Stop one child (Rule 3); its spec stays."""

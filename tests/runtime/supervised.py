@@ -47,10 +47,10 @@ class Worker(shoal.GenServer):
         self.rec.add("terminated", self.name, self.pid, reason)
 
 
-def spec(rec: Recorder, name: str, **options: Any) -> shoal.ChildSpec:
-    """A child spec of a Worker called ``name`` (its id too)."""
+def spec(rec: Recorder, child_id: str, **options: Any) -> shoal.ChildSpec:
+    """A child spec of a Worker called ``child_id`` (its id too)."""
     kwargs = {k: options.pop(k) for k in ("fail", "hang", "trap") if k in options}
-    return shoal.ChildSpec(name, Worker, args=(rec, name), kwargs=kwargs, **options)
+    return shoal.ChildSpec(child_id, Worker, args=(rec, child_id), kwargs=kwargs, **options)
 
 
 def started(rec: Recorder, name: str) -> list[shoal.Pid]:
