@@ -370,6 +370,10 @@ class EtcdCluster:
             with urllib.request.urlopen(request, timeout=5.0, context=self._context) as response:
                 result: dict[str, Any] = json.loads(response.read())
                 return result
+        except urllib.error.HTTPError as error:  # etcd's explanation is in the body
+            detail = error.read().decode(errors="replace")[:300]
+            raise EtcdServerError(f"{path} on {member.endpoint} failed: {error}: {detail}") \
+                from error
         except (OSError, ValueError) as error:
             raise EtcdServerError(f"{path} on {member.endpoint} failed: {error}") from error
 
@@ -383,6 +387,23 @@ class EtcdCluster:
         """The current revision of the key-value store."""
         status = self._post(self._running()[0], "/v3/maintenance/status", {})
         return int(status["header"]["revision"])
+
+    def db_size(self) -> tuple[int, int]:
+        """etcd's database file size and the part of it in use, in bytes
+        (``dbSize``, ``dbSizeInUse``: compacted space is reused, not returned)."""
+        status = self._post(self._running()[0], "/v3/maintenance/status", {})
+        return int(status["dbSize"]), int(status.get("dbSizeInUse", status["dbSize"]))
+
+    def history_kept(self, revision: int) -> bool:
+        """Whether etcd can still read the store at ``revision`` (False: compacted)."""
+        body = {"key": base64.b64encode(b"/").decode(), "revision": revision, "limit": 1}
+        try:
+            self._post(self._running()[0], "/v3/kv/range", body)
+        except EtcdServerError as error:
+            if "compacted" in str(error):
+                return False
+            raise
+        return True
 
     def leader(self) -> int:
         """Index in :attr:`members` of the current leader.

@@ -7,6 +7,8 @@ so its gRPC client library is needed only then. Its modules, top to bottom
 - ``_store``: :class:`EtcdStore`, the mapping of the contract onto etcd:
   deadlines across endpoints, snapshots, watches.
 - ``_session``: :class:`EtcdSession`, one etcd lease and its keepalive.
+- ``_compact``: the compaction duty one session at a time holds, keeping
+  etcd's history bounded.
 - ``_url``: endpoints, the ``etcd://`` URL, TLS and auth, checked before any IO.
 - ``_client``: the typed gRPC calls to one endpoint.
 

@@ -322,9 +322,13 @@ class EndpointConnection:
                 raise failure from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def range_prefix(self, prefix: bytes, seconds: float) -> tuple[list[KeyValue], int]:
-        """Read every key under ``prefix``; return them and the header revision."""
-        request = rpc.RangeRequest(key=prefix, range_end=prefix_end(prefix))
+    async def range_prefix(
+        self, prefix: bytes, seconds: float, *, exact: bool = False
+    ) -> tuple[list[KeyValue], int]:
+        """Read every key under ``prefix`` (``exact``: that key only); return
+        them and the header revision."""
+        end = b"" if exact else prefix_end(prefix)
+        request = rpc.RangeRequest(key=prefix, range_end=end)
         response = await self._unary(rpc.KVStub, "Range", request, seconds)
         return [_kv(kv) for kv in response.kvs], int(response.header.revision)
 
@@ -386,9 +390,10 @@ class EndpointConnection:
         response = await self._unary(rpc.LeaseStub, "LeaseTimeToLive", request, seconds)
         return int(response.TTL)
 
-    async def compact(self, revision: int, seconds: float) -> None:
-        """Discard history below ``revision``."""
-        request = rpc.CompactionRequest(revision=revision, physical=True)
+    async def compact(self, revision: int, seconds: float, *, physical: bool = True) -> None:
+        """Discard history below ``revision``; with ``physical``, answer only once
+        the space is free for reuse in etcd's database (else once it is decided)."""
+        request = rpc.CompactionRequest(revision=revision, physical=physical)
         await self._unary(rpc.KVStub, "Compact", request, seconds)
 
     async def open_watch(self, prefix: bytes, start_revision: int, seconds: float) -> WatchStream:

@@ -1,8 +1,9 @@
 """The session of :class:`shoal.store.etcd.EtcdStore`: one etcd lease.
 
 What it owns: a lease's life on the client side -- the keepalive task that
-refreshes it every TTL/3, the guarded writes made under it, and deciding when
-and why the session ended.
+refreshes it every TTL/3, the guarded writes made under it, deciding when
+and why the session ended, and its part in compacting etcd's history
+(:mod:`._compact`, stopped when the session ends).
 
 Rules:
 
@@ -46,6 +47,7 @@ from shoal.store.etcd._client import (
     put_op,
     range_op,
 )
+from shoal.store.etcd._compact import Compactor
 
 __all__ = ["MAX_TXN_OPS", "EtcdSession", "LeaseOwner", "session_id"]
 
@@ -89,7 +91,8 @@ class EtcdSession:
     """A session of an :class:`EtcdStore`: one etcd lease kept alive every
     TTL/3; see :class:`shoal.store.base.Session`."""
 
-    def __init__(self, store: LeaseOwner, name: str, lease: int, ttl: int) -> None:
+    def __init__(self, store: LeaseOwner, name: str, lease: int, ttl: int,
+                 compactor: Compactor | None = None) -> None:
         self._store = store
         self._name = name
         self._lease = lease
@@ -104,6 +107,8 @@ class EtcdSession:
         self._keepalive: asyncio.Task[None] = loop.create_task(
             self._keep_alive(), name=f"shoal-etcd-keepalive-{name}"
         )
+        # The session's part in compacting etcd's history (_compact.py); None when off.
+        self.compaction = None if compactor is None else compactor.duty(store, name, lease)
 
     @property
     def id(self) -> str:
@@ -139,6 +144,8 @@ class EtcdSession:
         self._store.session_ended(self)
         if self._keepalive is not asyncio.current_task():
             self._keepalive.cancel()
+        if self.compaction is not None:
+            self.compaction.stop()
         _log.info("etcd session %s (%s) ended: %s", self.id, self._name, reason)
 
     def _ended_error(self) -> SessionEnded:

@@ -27,6 +27,8 @@ Rules:
   delete or update and each watcher, etcd 3.4 runs a read transaction to
   find them, 100 to 1,000 times the cost of sending the event. A delete carries
   its key only (the store contract's Rule 3b).
+- Rule 5c: keys under ``_shoal/`` are the adapter's own (the compaction
+  duty, :mod:`._compact`): snapshots and watches never show them.
 - Rule 6: when the store closes, its watches end quietly; a cancellation of
   the consumer's own task is never swallowed.
 
@@ -63,6 +65,13 @@ from shoal.store.etcd._client import (
     put_op,
     range_op,
 )
+from shoal.store.etcd._compact import (
+    DEFAULT_COMPACTION_INTERVAL,
+    DEFAULT_COMPACTION_RETENTION,
+    INTERNAL_PREFIX,
+    CompactionPolicy,
+    Compactor,
+)
 from shoal.store.etcd._session import EtcdSession, session_id
 from shoal.store.etcd._url import channel_config, check_endpoints, parse_etcd_url
 
@@ -96,6 +105,10 @@ class EtcdStore:
         ca, cert, key: paths of PEM files for TLS (``ca`` to verify the
             server; ``cert`` and ``key`` for a client certificate).
         user, password: etcd authentication (both or neither).
+        compaction_interval, compaction_retention: every session looks at
+            etcd's compaction duty every ``compaction_interval`` seconds; its
+            holder compacts history older than ``compaction_retention``
+            seconds (``_compact.py``). ``compaction_interval=0``: never.
 
     Raises:
         BadArgument: an argument is malformed.
@@ -115,6 +128,8 @@ class EtcdStore:
         key: str | None = None,
         user: str | None = None,
         password: str | None = None,
+        compaction_interval: float = DEFAULT_COMPACTION_INTERVAL,
+        compaction_retention: float = DEFAULT_COMPACTION_RETENTION,
     ) -> None:
         self._endpoints = check_endpoints(endpoints)
         if not isinstance(cluster, str) or not cluster or "/" in cluster:
@@ -124,6 +139,9 @@ class EtcdStore:
         self._timeout = check_ttl(timeout)
         self._attempt_timeout = check_ttl(attempt_timeout)
         self._watch_give_up = check_ttl(watch_give_up)
+        off = compaction_interval == 0 and not isinstance(compaction_interval, bool)
+        self._compactor = None if off else Compactor(
+            CompactionPolicy(compaction_interval, compaction_retention))
         config: ChannelConfig = channel_config(ca, cert, key, user, password)
         self._conns = [EndpointConnection(e, config) for e in self._endpoints]
         # Invariant: _current indexes the endpoint that answered last.
@@ -139,8 +157,9 @@ class EtcdStore:
         Args:
             url: the store URL. Options: ``cluster``, ``timeout``,
                 ``attempt_timeout``, ``watch_give_up``, ``ca``, ``cert``,
-                ``key``, ``user``, ``password`` (see the constructor);
-                unknown options are refused.
+                ``key``, ``user``, ``password``, ``compaction_interval``,
+                ``compaction_retention`` (see the constructor); unknown
+                options are refused.
 
         Returns:
             An unconnected store (connections are made on first use).
@@ -180,21 +199,12 @@ class EtcdStore:
         )
 
     def _event(self, event: WatchEvent) -> Event:
-        if event.kind == "put":
-            return Event(
-                kind="put",
-                key=self._decode(event.kv.key),
-                value=event.kv.value,
-                session=session_id(event.kv.lease),
-                revision=event.kv.mod_revision,
-            )
-        return Event(
-            kind="delete",
-            key=self._decode(event.kv.key),
-            value=None,
-            session=None,  # no prev_kv: the key says whose it was (contract Rule 3b)
-            revision=event.kv.mod_revision,
-        )
+        put = event.kind == "put"
+        return Event(kind=event.kind, key=self._decode(event.kv.key),
+                     value=event.kv.value if put else None,
+                     # no prev_kv: a delete names its key only (contract Rule 3b)
+                     session=session_id(event.kv.lease) if put else None,
+                     revision=event.kv.mod_revision)
 
     async def call_endpoints(
         self,
@@ -300,7 +310,7 @@ class EtcdStore:
             await self.revoke_lease(lease)
             holder = f"session {session_id(holders[0].lease)}" if holders else ""
             raise NameInUse(name, holder)
-        session = EtcdSession(self, name, lease, granted)
+        session = EtcdSession(self, name, lease, granted, self._compactor)
         self._sessions.add(session)
         return session
 
@@ -346,7 +356,8 @@ class EtcdStore:
             kvs, revision = await self.call_endpoints("snapshot", read)
         except EtcdCallError as error:
             raise self.refusal("snapshot", error) from None
-        entries = {entry.key: entry for entry in map(self._entry, kvs)}
+        entries = {entry.key: entry for entry in map(self._entry, kvs)
+                   if not entry.key.startswith(INTERNAL_PREFIX)}  # the adapter's own keys
         return Snapshot(entries=entries, revision=revision)
 
     def watch(self, prefix: str, revision: int) -> AsyncIterator[WatchItem]:
@@ -393,7 +404,6 @@ class EtcdStore:
             stream.cancel()
         for conn in self._conns:
             await conn.close()
-
 
     async def _resuming_watch(self, prefix: str, revision: int) -> AsyncIterator[WatchItem]:
         """Watch ``prefix`` after ``revision``, resuming across stream failures.
@@ -443,7 +453,8 @@ class EtcdStore:
                 while True:
                     batch = await stream.next_batch()
                     events = tuple(
-                        self._event(event) for event in batch.events if event.kv.mod_revision > last
+                        e for e in map(self._event, batch.events)
+                        if e.revision > last and not e.key.startswith(INTERNAL_PREFIX)
                     )
                     if events:
                         last = events[-1].revision

@@ -42,9 +42,12 @@ class UrlOptions(TypedDict, total=False):
     key: str
     user: str
     password: str
+    compaction_interval: float
+    compaction_retention: float
 
 
 _FLOAT_OPTIONS = ("timeout", "attempt_timeout", "watch_give_up")
+_SECONDS_OR_ZERO = ("compaction_interval", "compaction_retention")
 _STR_OPTIONS = ("cluster", "ca", "cert", "key", "user", "password")
 
 
@@ -129,7 +132,8 @@ def parse_etcd_url(url: str) -> tuple[tuple[str, ...], UrlOptions]:
     Args:
         url: ``etcd://h1:p1[,h2:p2...][/][?option=value&...]`` with options
             ``cluster``, ``timeout``, ``attempt_timeout``, ``watch_give_up``,
-            ``ca``, ``cert``, ``key``, ``user``, ``password`` (percent-encoded).
+            ``ca``, ``cert``, ``key``, ``user``, ``password`` (percent-encoded),
+            ``compaction_interval``, ``compaction_retention`` (seconds >= 0).
 
     Returns:
         The endpoints and the options for ``EtcdStore``.
@@ -155,19 +159,21 @@ def parse_etcd_url(url: str) -> tuple[tuple[str, ...], UrlOptions]:
         if name in seen:
             raise ConfigError(f"etcd store URL repeats option {name!r}")
         seen.add(name)
-        if name in _FLOAT_OPTIONS:
+        if name in _FLOAT_OPTIONS or name in _SECONDS_OR_ZERO:
             try:
                 number = float(value)
             except ValueError:
                 number = math.nan
-            if not math.isfinite(number) or number <= 0:
-                raise ConfigError(f"etcd store URL option {name}={value!r}: expected seconds > 0")
+            least, expected = (-1.0, ">= 0") if name in _SECONDS_OR_ZERO else (0.0, "> 0")
+            if not math.isfinite(number) or number <= least:
+                raise ConfigError(
+                    f"etcd store URL option {name}={value!r}: expected seconds {expected}")
             options[name] = number  # type: ignore[literal-required]  # name is one of _FLOAT_OPTIONS
         elif name in _STR_OPTIONS:
             if not value:
                 raise ConfigError(f"etcd store URL option {name!r} is empty")
             options[name] = value  # type: ignore[literal-required]  # name is one of _STR_OPTIONS
         else:
-            known = ", ".join((*_STR_OPTIONS, *_FLOAT_OPTIONS))
+            known = ", ".join((*_STR_OPTIONS, *_FLOAT_OPTIONS, *_SECONDS_OR_ZERO))
             raise ConfigError(f"unknown etcd store URL option {name!r} (known: {known})")
     return endpoints, options
