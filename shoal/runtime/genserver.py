@@ -120,7 +120,15 @@ class GenServer(Behaviour):
     @property
     def trap_exit(self) -> bool:
         """Whether exit signals from links arrive as :class:`~shoal.Exit`
-        messages instead of stopping this process (``"kill"`` always kills)."""
+        messages instead of stopping this process (``"kill"`` always kills).
+
+        A :class:`~shoal.Supervisor` traps exits (that is how it hears of its
+        children's exits) and stops a child with the exit signal
+        ``"shutdown"``: a child that does not trap exits stops at once and
+        runs ``terminate``; one that traps exits gets ``Exit(pid=<its
+        supervisor>, reason="shutdown")`` in ``handle_info`` and should stop
+        (``self.stop("shutdown")``), else it is killed when its spec's
+        ``shutdown`` seconds have passed."""
         return self._process.trap_exit
 
     @trap_exit.setter

@@ -33,6 +33,7 @@ Rules:
   or from the node itself (code outside any process calling
   ``node.exit(sup, reason)``), stops the supervisor with that reason, after
   its children. Other exit signals from non-children are ignored (OTP).
+  Once its node is stopping (G4), a child's exit is never restarted.
 - Rule 7: children are started from ``codeload.current_class(spec.cls)``,
   so after a hot reload new children run the new code.
 - Rule 8: a child spec's ``name`` is registered once the child started,
@@ -206,6 +207,8 @@ class Supervisor(GenServer):
             return  # Rule 3: an Exit from a former child
         child.pid = None
         spec = child.spec
+        if self.node.stopping:
+            return  # G4: the node stops every process itself; nothing restarts
         if not _restarted(spec.restart, message.reason):
             if spec.restart == "temporary" or self._template is not None:
                 self._children.remove(child)

@@ -32,6 +32,9 @@ class Worker(shoal.GenServer):
     async def handle_call(self, request: Any, caller: shoal.Caller) -> Any:
         if request == "extra":
             return list(self.extra)
+        if isinstance(request, asyncio.Event):  # crash once the test sets it
+            await request.wait()
+            raise ValueError(f"{self.name} crashed on purpose")
         return request
 
     async def handle_cast(self, request: Any) -> None:

@@ -13,6 +13,7 @@ import pytest
 from supervised import Recorder, Worker, live_pids, spec, started
 
 import shoal
+from shoal.testing.cluster import wait_until
 
 
 def sup_spec(*children: shoal.ChildSpec, **flags: Any) -> shoal.SupervisorSpec:
@@ -233,6 +234,26 @@ async def test_a_child_trapping_exits_is_killed_after_its_shutdown_timeout(
     await shoal.supervisor.terminate_child(node, sup, "t")
     assert not node.is_alive(started(rec, "t")[0])
     assert (await live_pids(node, sup)) == {"t": None}
+
+
+async def test_nothing_is_restarted_once_the_node_is_stopping(
+        node: shoal.Node, caplog: pytest.LogCaptureFixture) -> None:
+    rec = Recorder()
+    await node.spawn(shoal.Supervisor, sup_spec(spec(rec, "a"), intensity=5))
+    child = started(rec, "a")[0]
+    crash = asyncio.Event()
+    call = asyncio.create_task(node.call(child, crash))
+    await wait_until(lambda: node.local_process(child).current is not None,  # type: ignore[union-attr]
+                     what="the call in progress")
+    caplog.set_level(logging.WARNING, logger="shoal")
+    stopping = asyncio.create_task(node.stop())  # drains: waits for the call in progress
+    await wait_until(lambda: node.stopping, what="the node stopping")
+    crash.set()  # the child crashes while its node drains
+    with pytest.raises(shoal.CallError):
+        await call
+    await stopping
+    assert len(started(rec, "a")) == 1
+    assert not [r for r in caplog.records if hasattr(r, "shoal_supervisor")]
 
 
 # -- groups --------------------------------------------------------------------------
