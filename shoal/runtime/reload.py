@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Any
 
-from shoal.errors import BadArgument, CallTimeout, NoSuchProcess
+from shoal.errors import BadArgument, CallTimeout, NoSuchProcess, ProcessExited, ShoalError
 from shoal.pid import Pid
 from shoal.runtime.checks import check_timeout
 from shoal.runtime.process import Behaviour
@@ -261,8 +261,12 @@ class Reloader:
             return result
         except NoSuchProcess:
             return "exited before it could move"
+        except ProcessExited:
+            return "exited while moving (killed during its code_change)"
         except CallTimeout:
             return f"timeout: its move did not finish within {seconds + seconds + 1.0:g}s"
+        except ShoalError as exc:  # the process is gone in some other way
+            return f"not moved: {exc}"
         finally:
             if not sent.done():
                 sent.cancel()

@@ -188,6 +188,29 @@ async def test_a_process_that_exits_while_its_move_waits_is_reported_at_once(
         await blocked
 
 
+async def test_a_process_killed_during_its_code_change_is_reported_and_the_rest_move(
+        node: shoal.Node, modules: Modules) -> None:
+    name = modules.new_name()
+    mod = modules.load(name, WORKER_V1)
+    entered = asyncio.Event()
+    stuck = await node.spawn(mod.Worker, None, entered)
+    modules.write(name, WORKER_V2.replace(
+        "        self.total = self.count\n",
+        "        self.total = self.count\n"
+        "        if self.entered is not None:\n"
+        "            self.entered.set()\n"
+        "            await asyncio.Event().wait()\n"))
+    other = await node.spawn(mod.Worker)
+
+    reloading = asyncio.ensure_future(node.reload(name, timeout=30.0))
+    await asyncio.wait_for(entered.wait(), 5.0)
+    node.kill(stuck)
+
+    result = await asyncio.wait_for(reloading, 5.0)
+    assert result.moved == (other,)
+    assert result.failed[stuck].startswith("exited while moving")
+
+
 async def test_a_class_kept_for_later_starts_on_the_new_code_after_a_reload(
         node: shoal.Node, modules: Modules) -> None:
     name = modules.new_name()
