@@ -17,8 +17,9 @@ from collections.abc import Iterator
 
 import pytest
 
+import shoal
 from shoal.errors import BadArgument, ConfigError
-from shoal.store.base import Delete, Put
+from shoal.store.base import Delete, Put, Snapshot
 from shoal.store.etcd import EtcdSession, EtcdStore
 from shoal.store.etcd._compact import CompactionDuty, CompactionPolicy, RevisionSamples
 from shoal.testing.cluster import wait_until
@@ -26,6 +27,7 @@ from shoal.testing.etcd_server import EtcdCluster, start_etcd
 from shoal.testing.view import WatchFollower
 
 WAIT = 10.0  # bound on every wait, seconds
+SECRET = "compaction-test-secret-0123456789"
 MANUAL = 3600.0  # a compaction interval whose timer never fires in a test
 
 
@@ -195,3 +197,50 @@ async def test_fifty_rolling_reregistrations_of_twenty_nodes_keep_etcds_database
                              timeout=WAIT, what="one holder of the duty")
             snapshot = await stores[0].snapshot("members/")
             assert len(snapshot.entries) == nodes * members
+
+
+class Idle(shoal.GenServer):
+    pass
+
+
+async def test_a_node_whose_watch_position_was_compacted_resyncs_and_sees_every_member(
+        ) -> None:
+    # Node b reaches etcd through member 0 only. While member 0 is down, a
+    # changes its memberships and compacts past b's position; when member 0
+    # is back, b's watch finds its revisions gone, re-syncs from a snapshot
+    # and sees exactly a's members: nothing lost, nothing left over.
+    with start_etcd(members=3) as etcd:
+        options = "cluster=resync&compaction_interval=3600&compaction_retention=0"
+        a_url = "etcd://" + ",".join(etcd.endpoints[1:]) + "?" + options
+        b_url = f"etcd://{etcd.endpoints[0]}?cluster=resync&compaction_interval=0"
+        async with shoal.Node("a", store=a_url, secret=SECRET) as a, \
+                shoal.Node("b", store=b_url, secret=SECRET, session_ttl=15.0) as b:
+            pids = [await a.spawn(Idle) for _ in range(6)]
+            await a.groups.join("g", pids[:3])
+            await a.groups.sync(timeout=WAIT)
+            await wait_until(lambda: sorted(b.groups.get_members("g")) == sorted(pids[:3]),
+                             timeout=WAIT, what="a's first members at b")
+            assert b._replication is not None and a._replication is not None
+            behind = b._replication.revision
+            resyncs: list[int] = []  # revisions of the snapshots b's view was replaced with
+            replace = b._replication._resync
+
+            def counted(snapshot: Snapshot) -> None:
+                resyncs.append(snapshot.revision)
+                replace(snapshot)
+            b._replication._resync = counted  # type: ignore[method-assign]
+            await asyncio.to_thread(etcd.stop_member, 0)
+            await a.groups.leave("g", pids[:2])
+            await a.groups.join("g", pids[3:])
+            await a.groups.join("h", pids[4:])
+            await a.groups.sync(timeout=WAIT)
+            assert a._replication.session is not None
+            await _duty(a._replication.session).tick()  # type: ignore[arg-type]
+            assert not await asyncio.to_thread(etcd.history_kept, behind + 1)
+            await asyncio.to_thread(etcd.start_member, 0)
+            await wait_until(
+                lambda: sorted(b.groups.get_members("g")) == sorted(pids[2:])
+                and sorted(b.groups.get_members("h")) == sorted(pids[4:]),
+                timeout=WAIT, what="a's members now, at b")
+            assert resyncs and resyncs[0] > behind, resyncs
+
