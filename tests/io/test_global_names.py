@@ -11,6 +11,7 @@ polls (``wait_until``); nothing sleeps to synchronise.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 
 import shoal
 from shoal.membership.names import decode_holder
-from shoal.store import MemoryStore
+from shoal.store import Changes, MemoryStore
 from shoal.testing.cluster import wait_until
 
 SECRET = "global-names-test-secret-0123456789"
@@ -200,3 +201,56 @@ async def test_a_name_lost_with_the_session_is_dropped_and_logged(
         with pytest.raises(shoal.NameInUse, match=r"<x\.1\.1>"):
             await a.register_global("billing", pid)
         await intruder.close()
+
+
+def gated(store: MemoryStore) -> tuple[asyncio.Event, asyncio.Event]:
+    """Hold every ``Create`` of ``store``'s sessions until the returned
+    ``release`` is set; ``reached`` is set when one waits there."""
+    reached, release = asyncio.Event(), asyncio.Event()
+    real_open = store.open_session
+
+    async def open_session(name: str, info: bytes, ttl: float) -> Any:
+        session = await real_open(name, info, ttl)
+        real_apply = session.apply
+
+        async def apply(ops: Any) -> int:
+            if any(isinstance(op, shoal.store.Create) for op in ops):
+                reached.set()
+                await release.wait()
+            return await real_apply(ops)
+
+        session.apply = apply  # type: ignore[method-assign]
+        return session
+
+    store.open_session = open_session  # type: ignore[method-assign]
+    return reached, release
+
+
+async def test_a_process_that_exits_while_its_name_is_being_registered_leaves_no_name(
+        ) -> None:
+    store = MemoryStore()
+    reached, release = gated(store)
+    async with shoal.Node("a", store=store, listen=None) as a:
+        pid = await a.spawn(Echo)
+        registering = asyncio.ensure_future(a.register_global("billing", pid))
+        await asyncio.wait_for(reached.wait(), WAIT)
+        a.kill(pid)  # exits while the store is deciding
+        release.set()
+        with pytest.raises(shoal.NoSuchProcess):
+            await registering
+        assert a.whereis_global("billing") is None
+
+        # The key was created, then deleted in the background: the store's
+        # history shows both, the delete last.
+        seen: list[str] = []
+        watch: Any = store.watch("names/", 0)
+        async with asyncio.timeout(WAIT), contextlib.aclosing(watch):
+            async for item in watch:
+                assert isinstance(item, Changes)
+                seen += [e.kind for e in item.events if e.key == "names/billing"]
+                if seen[-1:] == ["delete"]:
+                    break
+        assert seen == ["put", "delete"]
+        successor = await a.spawn(Echo)
+        await a.register_global("billing", successor)
+        assert a.whereis_global("billing") == successor
