@@ -10,6 +10,8 @@ here, on the hooks, where users look:
   type, message and traceback text. Callers still queued get
   :class:`~shoal.NoSuchProcess` (their request never started, so a group call
   retries them elsewhere). Linked processes get the crash as an exit signal.
+  ``sys.exit()`` in a hook is such a crash too: it ends this process only,
+  as it ends only its thread in a threaded program, never the node.
 - Before anything else runs on the node, an exiting process is out of every
   group (G1). ``terminate`` runs after that; it need not leave groups.
 - ``terminate(reason)`` runs on every exit except a kill (``node.kill`` or

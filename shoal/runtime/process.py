@@ -283,7 +283,7 @@ class Process:
             started.set_exception(ProcessExited(self.pid, stop.reason))
             self._end()
             return
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() ends this process only (a crash)
             crash = Crash.from_exception(exc)
             self.begin_exit(crash)
             started.set_exception(CallError(self.pid, crash.type, crash.message, crash.traceback))
@@ -314,7 +314,7 @@ class Process:
             if task is not None:
                 task.uncancel()  # our own exit path cancelled us on purpose
             reason = self.reason
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() ends this process only (a crash)
             reason = Crash.from_exception(exc)
             caller = self.current
             if caller is not None:
@@ -378,7 +378,7 @@ class Process:
                     self.current = None
                     if not future.done():
                         future.set_result(result)
-        except Exception:
+        except (Exception, SystemExit):
             # Only a handler raises here: kind and payload are its message.
             self.handling = (kind, payload)
             raise
@@ -458,7 +458,7 @@ class Process:
             except TimeoutError:
                 log.warning("process %s: terminate took longer than %gs; killed",
                             self.pid, self.shutdown_timeout)
-            except Exception:
+            except (Exception, SystemExit):
                 log.exception("process %s: terminate raised", self.pid)
         self._end()
 

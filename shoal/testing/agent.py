@@ -6,7 +6,9 @@ in the scope ``shoal-testing``; the test drives the node by calling it, over
 shoal's own distribution. Workers:
 
 - ``Echo``: answers ``request`` with ``[node name, request]``; ``["sleep", s]``
-  sleeps ``s`` seconds first; ``"crash"`` raises; ``"pid"`` answers its pid.
+  sleeps ``s`` seconds first; ``"crash"`` raises; ``"sys.exit"`` calls
+  ``sys.exit(3)``; ``"os._exit"`` ends the node's OS process at once;
+  ``"pid"`` answers its pid.
 - ``Recorder``: keeps what ``handle_info`` received (messages, Down, Exit);
   ``"received"`` answers them as text; traps exits.
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from typing import Any
 
@@ -48,6 +51,10 @@ class Echo(shoal.GenServer):
         self.served += 1
         if request == "crash":
             raise RuntimeError("crash requested")
+        if request == "sys.exit":
+            sys.exit(3)  # ends this process only (a crash), not the node
+        if request == "os._exit":
+            os._exit(5)  # ends the whole OS process at once, as kill -9 would
         if request == "pid":
             return self.pid
         if request == "served":
