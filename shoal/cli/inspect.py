@@ -25,7 +25,7 @@ import shoal
 from shoal.membership.keys import decode_members, parse_member_key
 from shoal.store import read_snapshot
 
-__all__ = ["ClusterView", "call_group", "read_cluster", "to_json"]
+__all__ = ["ClusterView", "call_group", "cluster_name", "read_cluster", "store_url", "to_json"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,11 +38,14 @@ class ClusterView:
     revision: int
 
 
-def _url(url: str | None) -> str:
+def store_url(url: str | None) -> str:
+    """The store URL a command uses: ``--store``, else ``SHOAL_STORE``, else
+    "" (the embedded default)."""
     return url or os.environ.get("SHOAL_STORE") or ""
 
 
-def _cluster(cluster: str | None) -> str:
+def cluster_name(cluster: str | None) -> str:
+    """The cluster a command uses: ``--cluster``, else ``SHOAL_CLUSTER``, else "default"."""
     return cluster or os.environ.get("SHOAL_CLUSTER") or "default"
 
 
@@ -56,7 +59,7 @@ async def read_cluster(url: str | None, cluster: str | None) -> ClusterView:
         BadArgument: the URL is not a store URL.
         ConfigError: an etcd URL is malformed.
     """
-    snapshot = await read_snapshot(_url(url) or None, "", cluster=_cluster(cluster))
+    snapshot = await read_snapshot(store_url(url) or None, "", cluster=cluster_name(cluster))
     nodes: dict[str, dict[str, Any]] = {}
     members: dict[tuple[str, str], list[tuple[shoal.Pid, int]]] = {}
     for key, entry in snapshot.entries.items():
@@ -115,7 +118,7 @@ async def call_group(url: str | None, cluster: str | None, group: str | shoal.Pi
     from shoal.cli.operate import cli_node
 
     target = shoal.Global(str(group)) if by_name else None  # BadArgument before any IO
-    async with cli_node(_url(url), cluster) as node:
+    async with cli_node(store_url(url), cluster) as node:
         if target is not None:
             return await node.call(target, request, timeout)
         if isinstance(group, shoal.Pid):

@@ -1,4 +1,4 @@
-"""Operators' commands: ping, cast, evict, drain.
+"""Operators' commands: ping, cast, evict, drain, reap.
 
 Each joins the cluster briefly (``operate.cli_node``) and talks to the
 nodes concerned over the admin channel. Commands that change something
@@ -30,6 +30,9 @@ from shoal.cli.operate import (
     ping,
     plan_evict,
 )
+from shoal.cli.reaping import apply as apply_reap
+from shoal.cli.reaping import gather, plan_as_dict
+from shoal.membership.reap import DEFAULT_MAX_DEAD_SHARE, ReapPlan, plan_reap
 from shoal.runtime.checks import check_group, check_name, check_timeout
 
 __all__ = ["COMMANDS"]
@@ -229,5 +232,80 @@ def drain_command(node_name: str, store: str | None, cluster: str | None, yes: b
           f"{result['out_after_s']} s")
 
 
-COMMANDS = (ping_command, cast_command, evict_command, drain_command)
+def _reap_text(plan: ReapPlan) -> str:
+    lines: list[str] = []
+    if plan.empty:
+        lines.append(f"nothing to reap: {plan.live} live member(s) answered for by their "
+                     "owners, no entry with evidence of death")
+    else:
+        lines.append(f"plan: remove {len(plan.remove)} membership(s), each with its "
+                     "evidence of death:")
+        lines += [f"  {r.entry.pid} from {r.entry.scope}/{r.entry.group}: {r.evidence}"
+                  for r in plan.remove]
+    lines += [f"unreachable, kept: {e.pid} in {e.scope}/{e.group}" for e in plan.unreachable]
+    lines += [f"held: {h.scope}/{h.group}: {h.reason}" for h in plan.held]
+    return "\n".join(lines)
+
+
+@click.command("reap")
+@store_options
+@click.option("--apply", "do_apply", is_flag=True,
+              help="Remove what the plan lists (asks first on a terminal; --yes otherwise).")
+@click.option("--yes", is_flag=True, help="With --apply: act without asking.")
+@click.option("--max-dead-share", default=DEFAULT_MAX_DEAD_SHARE, show_default=True,
+              type=click.FloatRange(0, 1, min_open=True),
+              help="Hold a group (remove nothing of it) when this share of its entries or "
+                   "more looks dead at once: the observer is more likely cut off.")
+@click.option("--timeout", default=5.0, show_default=True, type=float, help=_TIMEOUT_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def reap_command(store: str | None, cluster: str | None, do_apply: bool, yes: bool,
+                 max_dead_share: float, timeout: float, as_json: bool) -> None:
+    """Find membership entries whose process is provably dead; remove them with --apply.
+
+    Prints a plan: every entry it would remove, each with its evidence of
+    death: "session-ended" (the store holds no live session for its
+    incarnation), "other-incarnation" (another incarnation answers under
+    its node's name), "noproc" (its own node says the process is not
+    alive). Unreachable is never evidence: such entries are listed as
+    "unreachable, kept". A group where --max-dead-share or more of the
+    entries look dead at once is held, not touched. On a healthy cluster
+    the plan is empty, and says so. With --apply, the plan is made again
+    just before acting and only what both plans list is removed. JSON
+    fields: remove [{scope, group, pid, evidence}], unreachable_kept,
+    held [{scope, group, dead, entries, reason}], live, and with --apply
+    applied {deleted_keys, forgotten, skipped}. Exit 1 with --apply when a
+    group was held.
+    """
+    seconds = check_timeout(timeout)
+    if yes and not do_apply:
+        raise shoal.BadArgument("--yes", True, "--yes together with --apply")
+    loop_factory()
+
+    async def go() -> tuple[ReapPlan, dict[str, Any] | None]:
+        async with cli_node(store, cluster) as node:
+            evidence = await gather(node, store, cluster, seconds)
+            plan = plan_reap(evidence.entries, evidence.owners, max_dead_share=max_dead_share)
+            if not do_apply or plan.empty:
+                return plan, None
+            if not as_json:
+                click.echo(_reap_text(plan))
+            _confirm("remove these memberships?", yes)
+            return plan, await apply_reap(node, store, cluster, plan,
+                                          max_dead_share=max_dead_share, timeout=seconds)
+
+    plan, applied = asyncio.run(go())
+    if as_json:
+        _emit({**plan_as_dict(plan), "applied": applied}, True, "")
+    elif applied is None:
+        click.echo(_reap_text(plan))
+    else:
+        click.echo(f"removed: {len(applied['deleted_keys'])} store key(s) deleted, "
+                   f"{len(applied['forgotten'])} dead pid(s) forgotten by their owners; "
+                   f"{applied['skipped']} planned removal(s) skipped (no longer in a fresh "
+                   "plan)")
+    if do_apply and plan.held:
+        raise SystemExit(1)
+
+
+COMMANDS = (ping_command, cast_command, evict_command, drain_command, reap_command)
 """The commands ``shoal`` adds from this module."""

@@ -86,6 +86,7 @@ class AdminParts:
     cluster: ClusterView
     scope: Callable[[str], Groups]
     stop: Callable[[], Coroutine[Any, Any, None]]
+    forget: Callable[[Pid, str], None]
 
 
 class Admin:
@@ -101,7 +102,7 @@ class Admin:
         self._drain_task: asyncio.Task[None] | None = None
         self._ops: dict[str, Callable[[dict[str, Any], str], Awaitable[Any]]] = {
             "ping": self._ping, "alive": self._alive, "members": self._members,
-            "evict": self._evict, "drain": self._drain,
+            "evict": self._evict, "forget": self._forget, "drain": self._drain,
         }
 
     def accepts(self, msg: Call) -> bool:
@@ -220,6 +221,22 @@ class Admin:
                     "node %s; %d live member(s) left", ", ".join(map(str, sorted(set(pids)))),
                     group, scope, who, requester, len(remaining))
         return {"evicted": sorted(set(pids)), "live_members_left": len(remaining)}
+
+    async def _forget(self, args: dict[str, Any], requester: str) -> dict[str, Any]:
+        """Drop the memberships of this incarnation's pids that are not alive
+        (reap's "noproc" evidence); a live pid is refused, nothing changed."""
+        pids = _pids(args.get("pids"))
+        mine = [p for p in pids if p.node == self._p.name and p.creation == self._p.creation]
+        living = [str(p) for p in mine if self._p.processes.live(p) is not None]
+        if living:
+            raise BadRequest(args, f"alive, not forgotten: {', '.join(living)}")
+        forgotten = [p for p in mine if self._p.table.groups_of(p)]
+        for pid in forgotten:
+            self._p.forget(pid, "noproc")
+        if forgotten:
+            log.warning("admin: forgot the memberships of dead %s at the request of %s via "
+                        "node %s", ", ".join(map(str, forgotten)), _who(args), requester)
+        return {"forgotten": forgotten}
 
     async def _drain(self, args: dict[str, Any], requester: str) -> dict[str, Any]:
         groups: dict[str, int] = {}

@@ -1,7 +1,8 @@
 """The Node: one OS process's share of the cluster, hosting processes.
 
 A facade: it builds its components, wires them by constructor, runs the G4
-start/stop order and offers the public API as one-line delegations. The
+start/stop order and offers the public API as one-line delegations (those
+about processes live in ``node_api.py``, the base class ``NodeAPI``). The
 process table (``processes.py``), messages (``messaging.py``: call, cast,
 send, deadlines), signals (``signals.py``: monitors, links, exit signals,
 the exit-path hooks) and the group table (a pure ``GroupTable``) all run on
@@ -25,12 +26,10 @@ import os
 import random
 import ssl
 import time
-from collections.abc import Coroutine
-from typing import Any
 
-from shoal.errors import BadArgument, ShoalError
+from shoal.errors import ShoalError
 from shoal.membership.table import GroupTable
-from shoal.pid import SHUTDOWN, Global, Pid, Reason
+from shoal.pid import SHUTDOWN, Pid, Reason
 from shoal.runtime.admin import Admin, AdminParts
 from shoal.runtime.checks import check_int, check_name, check_timeout
 from shoal.runtime.cluster import ClusterView
@@ -38,13 +37,13 @@ from shoal.runtime.config import store_and_addresses
 from shoal.runtime.deadlines import Deadlines
 from shoal.runtime.feed import MembershipFeed
 from shoal.runtime.groups import GroupParts, Groups, SubscriptionHub
-from shoal.runtime.messaging import DEFAULT_TIMEOUT, Messaging
+from shoal.runtime.messaging import Messaging
 from shoal.runtime.names import Names
+from shoal.runtime.node_api import NodeAPI
 from shoal.runtime.node_info import NodeStatistics, node_statistics
-from shoal.runtime.notices import Ref
-from shoal.runtime.process import Behaviour, Process, mailbox_limit
+from shoal.runtime.process import mailbox_limit
 from shoal.runtime.processes import ProcessTable
-from shoal.runtime.reload import Reloader, ReloadResult
+from shoal.runtime.reload import Reloader
 from shoal.runtime.remote import Remote
 from shoal.runtime.replication import Replication
 from shoal.runtime.signals import Signals
@@ -61,7 +60,7 @@ __all__ = ["Node", "NodeStatistics"]
 log = logging.getLogger("shoal")
 
 
-class Node:
+class Node(NodeAPI):
     """A node hosting processes; use it as an async context manager.
 
     Every setting may also come from the environment (``SHOAL_CLUSTER``,
@@ -185,7 +184,8 @@ class Node:
             feed=self._feed, messaging=self._messaging, rng=self._rng)
         self._admin = Admin(AdminParts(
             name=self.name, creation=self.creation, processes=self._processes,
-            table=self._table, cluster=self._cluster, scope=self.scope, stop=self.stop))
+            table=self._table, cluster=self._cluster, scope=self.scope, stop=self.stop,
+            forget=self._left))
         self._remote.serve_admin(self._admin)
         self._running = False
         self._stopping = False
@@ -298,171 +298,11 @@ class Node:
             raise ShoalError(f"node {self.name!r} is not running")
         return await self._replication.wait_fenced()
 
-    # -- processes ------------------------------------------------------------------
-
-    async def spawn(self, behaviour: type[Behaviour], *args: Any, **kwargs: Any) -> Pid:
-        """Start a process running ``behaviour``; ``args`` and ``kwargs`` go
-        to its ``init``. Returns once ``init`` returned.
-
-        Raises:
-            BadArgument: ``behaviour`` is not a GenServer subclass.
-            CallError: ``init`` raised (the process never became visible).
-            ShoalError: the node is not running.
-        """
-        return await self.spawn_opt(behaviour, args=args, kwargs=kwargs)
-
-    async def spawn_opt(
-        self,
-        behaviour: type[Behaviour],
-        *,
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-        link: bool = False,
-        mailbox_size: int | None = -1,
-        trap_exit: bool = False,
-        shutdown_timeout: float | None = None,
-        parent: Pid | None = None,
-    ) -> Pid:
-        """``spawn`` with options.
-
-        Args:
-            behaviour: a GenServer subclass.
-            args, kwargs: passed to ``init``.
-            link: link the new process with the calling process (or ``parent``)
-                before ``init`` runs.
-            mailbox_size: bound of the mailbox; ``None`` unbounded; default:
-                the behaviour's ``mailbox_size``, else the node's.
-            trap_exit: start trapping exits (``init`` may also set it).
-            shutdown_timeout: seconds ``terminate`` may take; default: the
-                behaviour's ``shutdown_timeout``.
-            parent: the process to link with when ``link`` is set.
-
-        Raises:
-            BadArgument: a bad option, named.
-            CallError: ``init`` raised.
-        """
-        if not (isinstance(behaviour, type) and issubclass(behaviour, Behaviour)):
-            raise BadArgument("behaviour", behaviour, "a subclass of shoal.GenServer")
-        return await self._processes.spawn(
-            self, behaviour, self._signals, self._signals.link, args=args, kwargs=kwargs,
-            link=link, mailbox_size=mailbox_size, trap_exit=trap_exit,
-            shutdown_timeout=shutdown_timeout, parent=parent)
-
-    def processes(self) -> list[Pid]:
-        """Pids of every live local process, oldest first."""
-        return self._processes.pids()
-
-    async def wait_exit(self, pid: Pid, timeout: float = DEFAULT_TIMEOUT) -> Reason:
-        """Wait until a local process is dead; return its exit reason
-        (``"noproc"`` if it was not alive).
-
-        Raises:
-            CallTimeout: it is still alive after ``timeout`` seconds.
-        """
-        return await self._processes.wait_exit(pid, timeout)
-
-    # -- messages (messaging.py) -------------------------------------------------------
-
-    def call(self, pid: Pid | str | Global, request: Any,
-             timeout: float = DEFAULT_TIMEOUT) -> Coroutine[Any, Any, Any]:
-        """See :meth:`Messaging.call <shoal.runtime.messaging.Messaging.call>`; await it."""
-        return self._messaging.call(pid, request, timeout)  # no frame of its own: the hot path
-
-    def cast(self, pid: Pid | str | Global, request: Any) -> None:
-        """See :meth:`Messaging.cast <shoal.runtime.messaging.Messaging.cast>`."""
-        self._messaging.cast(pid, request)
-
-    def send(self, pid: Pid | str | Global, message: Any) -> None:
-        """See :meth:`Messaging.send <shoal.runtime.messaging.Messaging.send>`."""
-        self._messaging.send(pid, message)
-
-    async def code_change(self, pid: Pid, old_version: Any = None, extra: Any = None, *,
-                          timeout: float = DEFAULT_TIMEOUT) -> None:
-        """See :meth:`Messaging.code_change <shoal.runtime.messaging.Messaging.code_change>`."""
-        await self._messaging.code_change(pid, old_version, extra, timeout=timeout)
-
-    async def reload(self, module: str, extra: Any = None, *,
-                     timeout: float = DEFAULT_TIMEOUT) -> ReloadResult:
-        """See :meth:`Reloader.reload <shoal.runtime.reload.Reloader.reload>`."""
-        return await self._reloader.reload(module, extra, timeout=timeout)
-
-    def is_alive(self, pid: Pid) -> bool:
-        """See :meth:`Messaging.is_alive <shoal.runtime.messaging.Messaging.is_alive>`."""
-        return self._messaging.is_alive(pid)
-
-    async def ask_alive(self, pid: Pid, timeout: float = DEFAULT_TIMEOUT) -> bool:
-        """See :meth:`Messaging.ask_alive <shoal.runtime.messaging.Messaging.ask_alive>`."""
-        return await self._messaging.ask_alive(pid, timeout)
-
-    # -- signals (signals.py) ---------------------------------------------------------
-
-    def monitor(self, pid: Pid | str | Global, *, watcher: Pid | None = None) -> Ref:
-        """See :meth:`Signals.monitor <shoal.runtime.signals.Signals.monitor>`."""
-        return self._signals.monitor(pid, watcher=watcher)
-
-    def demonitor(self, ref: Ref) -> None:
-        """See :meth:`Signals.demonitor <shoal.runtime.signals.Signals.demonitor>`."""
-        self._signals.demonitor(ref)
-
-    def link(self, a: Pid | str | Global, b: Pid | str | Global) -> None:
-        """See :meth:`Signals.link <shoal.runtime.signals.Signals.link>`."""
-        self._signals.link(a, b)
-
-    def unlink(self, a: Pid | str | Global, b: Pid | str | Global) -> None:
-        """See :meth:`Signals.unlink <shoal.runtime.signals.Signals.unlink>`."""
-        self._signals.unlink(a, b)
-
-    def exit(self, pid: Pid, reason: Reason) -> None:
-        """See :meth:`Signals.exit <shoal.runtime.signals.Signals.exit>`."""
-        self._signals.exit(pid, reason)
-
-    def kill(self, pid: Pid) -> None:
-        """``exit(pid, "kill")``: stop it now, skipping ``terminate``."""
-        self._signals.kill(pid)
-
-    def make_ref(self) -> Ref:
-        """A new unique reference."""
-        return self._signals.make_ref()
-
-    def local_process(self, pid: Pid) -> Process | None:
-        """The live local process for ``pid``, if any (internal; a debug hook)."""
-        return self._processes.live(pid)
-
     def _left(self, pid: Pid, reason: Reason) -> None:
         # G1: runs inside the synchronous half of the exit path.
         self._feed.publish(self._table.remove_pid(pid, reason))
         self._hub.drop_owner(pid)
         self._names.process_exiting(pid)
-
-    # -- registered names (names.py) -------------------------------------------------
-
-    def register(self, name: str, pid: Pid) -> None:
-        """See :meth:`Names.register <shoal.runtime.names.Names.register>`."""
-        self._names.register(name, pid)
-
-    def unregister(self, name: str) -> None:
-        """See :meth:`Names.unregister <shoal.runtime.names.Names.unregister>`."""
-        self._names.unregister(name)
-
-    def whereis(self, name: str) -> Pid | None:
-        """See :meth:`Names.whereis <shoal.runtime.names.Names.whereis>`."""
-        return self._names.whereis(name)
-
-    def registered(self) -> list[str]:
-        """See :meth:`Names.registered <shoal.runtime.names.Names.registered>`."""
-        return self._names.registered()
-
-    async def register_global(self, name: str, pid: Pid) -> None:
-        """See :meth:`GlobalNames.register <shoal.runtime.global_names.GlobalNames.register>`."""
-        await self._names.global_names.register(name, pid)
-
-    async def unregister_global(self, name: str) -> None:
-        """See :meth:`shoal.runtime.global_names.GlobalNames.unregister`."""
-        await self._names.global_names.unregister(name)
-
-    def whereis_global(self, name: str) -> Pid | None:
-        """See :meth:`GlobalNames.whereis <shoal.runtime.global_names.GlobalNames.whereis>`."""
-        return self._names.global_names.whereis(name)
 
     # -- groups ---------------------------------------------------------------------
 

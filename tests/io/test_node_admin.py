@@ -111,3 +111,17 @@ async def test_members_reports_queue_length_per_local_member(
     rows = await asker.call(serial0(owner), admin_request("members", {"group": "g"}))
     assert rows == [{"pid": pid, "alive": True, "queue_len": 0, "joins": 1}
                     for pid in sorted(pids)]
+
+
+async def test_forget_refuses_a_live_pid_and_drops_only_dead_ones(
+        pair: tuple[shoal.Node, shoal.Node, list[shoal.Pid]]) -> None:
+    owner, asker, pids = pair
+    with pytest.raises(shoal.BadRequest, match=f"alive, not forgotten: {pids[0]}"):
+        await asker.call(serial0(owner), admin_request("forget", {"pids": pids}))
+    assert sorted(owner.groups.get_members("g")) == sorted(pids)
+    owner.kill(pids[1])
+    await owner.wait_exit(pids[1])
+    # the exit path already left the group (G1): nothing is left to forget
+    answer = await asker.call(serial0(owner), admin_request("forget", {"pids": [pids[1]]}))
+    assert answer == {"forgotten": []}
+    assert owner.groups.get_members("g") == [pids[0]]
