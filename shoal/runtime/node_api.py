@@ -193,6 +193,10 @@ class NodeAPI:
         """See :meth:`shoal.runtime.global_names.GlobalNames.unregister`."""
         await self._names.global_names.unregister(name)
 
+    def registered_global(self) -> list[str]:
+        """Every cluster-wide name in this node's view of the store, sorted."""
+        return self._names.global_names.registered()
+
     def whereis_global(self, name: str) -> Pid | None:
         """See :meth:`GlobalNames.whereis <shoal.runtime.global_names.GlobalNames.whereis>`."""
         return self._names.global_names.whereis(name)

@@ -68,6 +68,7 @@ async def test_a_global_name_reaches_its_holder_from_another_node(
     await a.register_global("billing", pid)
     assert a.whereis_global("billing") == pid  # its own node knows at once
     await seen(b, "billing", pid)
+    assert a.registered_global() == b.registered_global() == ["billing"]
     assert await b.call(shoal.Global("billing"), "whoami") == ["a", pid]
     b.cast(shoal.Global("billing"), "c")
     b.send(shoal.Global("billing"), "i")
