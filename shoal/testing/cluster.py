@@ -31,6 +31,7 @@ from typing import Any
 import shoal
 import shoal.store
 from shoal.testing.agent import CONTROL_SCOPE
+from shoal.testing.partition import Partitions
 
 __all__ = ["LocalCluster", "NodeProcess", "wait_until"]
 
@@ -102,13 +103,17 @@ class LocalCluster:
         app: the ``module:function`` each node runs (default the test agent;
             another app should call ``shoal.testing.agent.setup`` first, so
             the cluster can drive the node).
+        partitionable: put a proxy in front of every node and the client
+            (``shoal.testing.partition``), so that ``cut`` and ``heal`` can
+            partition chosen pairs (plain TCP only, not peer TLS).
     """
 
     def __init__(self, names: int | list[str] = 3, *, store: str | None = None,
                  heartbeat_timeout: float = 2.0, session_ttl: float | None = None,
                  secret: str = SECRET,
                  env: dict[str, str] | None = None, client_name: str = "test-client",
-                 app: str = "shoal.testing.agent:setup", mesh: bool = True) -> None:
+                 app: str = "shoal.testing.agent:setup", mesh: bool = True,
+                 partitionable: bool = False) -> None:
         self.names = [f"n{i + 1}" for i in range(names)] if isinstance(names, int) else names
         self.mesh = mesh
         self._tmp = tempfile.mkdtemp(prefix="shoal-cluster-")
@@ -123,6 +128,7 @@ class LocalCluster:
         self.nodes: dict[str, NodeProcess] = {}
         self._stopped: list[NodeProcess] = []
         self._client: shoal.Node | None = None
+        self.partitions = Partitions() if partitionable else None
 
     @property
     def client(self) -> shoal.Node:
@@ -147,9 +153,15 @@ class LocalCluster:
         client included) sees every other one."""
         await self._create_store()
         await asyncio.gather(*(self.start_node(name, wait=False) for name in self.names))
+        advertise = None
+        if self.partitions is not None:
+            advertise = f"127.0.0.1:{await self.partitions.proxy(self.client_name)}"
         self._client = shoal.Node(self.client_name, store=self.store, secret=self.secret,
-                                  heartbeat_timeout=self.heartbeat_timeout)
+                                  heartbeat_timeout=self.heartbeat_timeout,
+                                  advertise=advertise)
         await self._client.start()
+        if self.partitions is not None and self._client.address is not None:
+            self.partitions.target(self.client_name, *self._client.address)
         for name in self.names:
             await self.wait_node(name)
         if self.mesh and len(self.names) <= 8:  # quadratic: big clusters skip it
@@ -185,9 +197,12 @@ class LocalCluster:
         log = Path(self._tmp) / f"{name}.{len(self._stopped)}.log"
         env = dict(os.environ, SHOAL_SECRET=self.secret, **self.env)
         env.pop("SHOAL_SECRET_FILE", None)
+        advertise: tuple[str, ...] = ()
+        if self.partitions is not None:
+            advertise = ("--advertise", f"127.0.0.1:{await self.partitions.proxy(name)}")
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "shoal.cli", "run", self.app,
-            "--node", name, "--store", self.store,
+            "--node", name, "--store", self.store, *advertise,
             "--heartbeat-timeout", str(self.heartbeat_timeout),
             *(() if self.session_ttl is None else ("--session-ttl", str(self.session_ttl))),
             stdout=asyncio.subprocess.PIPE, stderr=log.open("wb"), env=env)
@@ -203,6 +218,10 @@ class LocalCluster:
             line = b""
         if b"ready" not in line:
             raise RuntimeError(f"node {name} did not start:\n{node.log_text()}")
+        if self.partitions is not None:
+            # "shoal node NAME ready on HOST:PORT (creation N)": where it listens
+            host, _, port = line.split()[5].decode().rpartition(":")
+            self.partitions.target(name, host, int(port))
         if wait and self._client is not None:
             await self.wait_node(name)
         return node
@@ -229,6 +248,24 @@ class LocalCluster:
         """Spawn ``count`` workers of ``kind`` on node ``name``, joined to ``group``."""
         pids: list[shoal.Pid] = await self.control(name, "spawn", kind, group, count, scope)
         return pids
+
+    def cut(self, a: str, b: str, *, one_way: bool = False) -> None:
+        """Partition nodes ``a`` and ``b`` (either may be the client's name):
+        bytes between them stall, both ways or only from ``a`` to ``b``.
+
+        Raises:
+            RuntimeError: the cluster was not made ``partitionable``.
+        """
+        self._partitions().cut(a, b, one_way=one_way)
+
+    def heal(self, a: str | None = None, b: str | None = None) -> None:
+        """Undo cuts: between ``a`` and ``b``, involving ``a``, or all."""
+        self._partitions().heal(a, b)
+
+    def _partitions(self) -> Partitions:
+        if self.partitions is None:
+            raise RuntimeError("create the LocalCluster with partitionable=True to cut links")
+        return self.partitions
 
     def kill9(self, name: str) -> None:
         """SIGKILL the node's process."""
@@ -260,4 +297,6 @@ class LocalCluster:
             except TimeoutError:
                 node.signal(signal.SIGKILL)
                 await node.process.wait()
+        if self.partitions is not None:
+            await self.partitions.close()
         shutil.rmtree(self._tmp, ignore_errors=True)
