@@ -12,8 +12,9 @@ URL forms (Rule 1: anything else is a BadArgument naming them):
 - ``sqlite:///abs/path.db`` or ``sqlite://relative/path.db``: SQLite there.
 - ``etcd://host:port[,host:port...]``: etcd (``EtcdStore.from_url``).
 
-:func:`read_snapshot` is the read-only way in, for tools that only look: it
-never creates a store, and opens SQLite read-only (``sqlite._readonly``).
+:func:`read_snapshot` and :func:`read_records` are the read-only way in, for
+tools that only look: they never create a store, and open SQLite read-only
+(``sqlite._readonly``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from shoal.errors import BadArgument
 from shoal.store._memory import MemorySession, MemoryStore
+from shoal.store._validate import check_count, check_record
 from shoal.store.base import (
     Changes,
     Create,
@@ -31,6 +33,7 @@ from shoal.store.base import (
     Event,
     Op,
     Put,
+    Record,
     Resync,
     Session,
     Snapshot,
@@ -38,7 +41,7 @@ from shoal.store.base import (
     WatchItem,
 )
 from shoal.store.sqlite import DEFAULT_SQLITE_PATH, SqliteSession, SqliteStore
-from shoal.store.sqlite._readonly import read_only_snapshot
+from shoal.store.sqlite._readonly import read_only_records, read_only_snapshot
 
 __all__ = [
     "DEFAULT_SQLITE_PATH",
@@ -52,6 +55,7 @@ __all__ = [
     "MemoryStore",
     "Op",
     "Put",
+    "Record",
     "Resync",
     "Session",
     "Snapshot",
@@ -60,6 +64,7 @@ __all__ = [
     "Store",
     "WatchItem",
     "open_store",
+    "read_records",
     "read_snapshot",
 ]
 
@@ -146,5 +151,29 @@ async def read_snapshot(url: str | None = None, prefix: str = "", *,
     store = open_store(url, cluster=cluster)
     try:
         return await store.snapshot(prefix)
+    finally:
+        await store.close()
+
+
+async def read_records(url: str | None, kind: str, limit: int, *,
+                       cluster: str | None = None) -> list[Record]:
+    """The newest ``limit`` durable records of ``kind`` (store Rule 7),
+    newest first, read without changing anything (as :func:`read_snapshot`).
+
+    Raises:
+        BadArgument: the URL has none of the accepted forms, or ``kind`` or
+            ``limit`` is malformed.
+        ConfigError: an ``etcd://`` URL is malformed.
+        StoreUnavailable: there is no SQLite database at the path, or the
+            store cannot be read.
+    """
+    check_record(kind, b"")
+    check_count("limit", limit)
+    if url is None or url == "" or (isinstance(url, str) and url.startswith("sqlite://")):
+        path = Path(_sqlite_path(url) if url else DEFAULT_SQLITE_PATH)
+        return await asyncio.to_thread(read_only_records, path, kind, limit)
+    store = open_store(url, cluster=cluster)
+    try:
+        return await store.records(kind, limit)
     finally:
         await store.close()

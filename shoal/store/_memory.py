@@ -12,6 +12,9 @@ Rules:
 - Rule 2: the change log is bounded (``log_limit`` events) and is always cut
   at a revision boundary, so a watcher either gets all events of a revision
   or a :class:`Resync`.
+- Rule 2b: durable records (store Rule 7) live in ``records``, one deque
+  per kind, apart from the entries: no session owns them, no watcher sees
+  them; an append drops the oldest beyond its ``keep``.
 - Rule 3: time comes only from the injected ``clock`` and ``sleep`` (TTL
   deadlines, keepalives, the background expiry loop), so tests drive expiry
   with a manual clock instead of sleeping.
@@ -26,20 +29,24 @@ import asyncio
 import bisect
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 
 from shoal.errors import BadArgument, KeyExists, NameInUse, SessionEnded, StoreUnavailable
 from shoal.store._session import SessionCore
 from shoal.store._validate import (
+    check_count,
     check_info,
     check_name,
     check_ops,
     check_prefix,
+    check_record,
     check_revision,
     check_ttl,
     node_key,
 )
 from shoal.store.base import (
+    RECORD_KEEP,
     Changes,
     Clock,
     Create,
@@ -48,6 +55,7 @@ from shoal.store.base import (
     Event,
     Op,
     Put,
+    Record,
     Resync,
     Sleep,
     Snapshot,
@@ -76,6 +84,9 @@ class _Backend:
         self.live: dict[str, MemorySession] = {}
         self.names: dict[str, str] = {}
         self.waiters: set[asyncio.Event] = set()
+        # Invariant: records[k] holds the newest records of kind k, oldest first.
+        self.records: dict[str, deque[Record]] = {}
+        self.record_seq = 0
 
     def commit(self, ops: Sequence[Op], session: str) -> int:
         for op in ops:
@@ -355,6 +366,37 @@ class MemoryStore:
         finally:
             b.waiters.discard(wake)
             self._wakes.discard(wake)
+
+    async def append_record(self, kind: str, value: bytes, *, keep: int = RECORD_KEEP) -> int:
+        """Append a durable record; keep the newest ``keep`` of its kind
+        (store Rule 7). Returns its sequence number.
+
+        Raises:
+            BadArgument: ``kind``, ``value`` or ``keep`` is malformed.
+            StoreUnavailable: this client is closed.
+        """
+        check_record(kind, value)
+        check_count("keep", keep)
+        self._check_open()
+        self._b.record_seq += 1
+        log = self._b.records.setdefault(kind, deque())
+        log.append(Record(kind=kind, seq=self._b.record_seq, value=value))
+        while len(log) > keep:
+            log.popleft()
+        return self._b.record_seq
+
+    async def records(self, kind: str, limit: int) -> list[Record]:
+        """The newest ``limit`` records of ``kind``, newest first.
+
+        Raises:
+            BadArgument: ``kind`` or ``limit`` is malformed.
+            StoreUnavailable: this client is closed.
+        """
+        check_record(kind, b"")
+        check_count("limit", limit)
+        self._check_open()
+        log = self._b.records.get(kind, deque())
+        return [log[i] for i in range(len(log) - 1, max(-1, len(log) - 1 - limit), -1)]
 
     async def probe(self) -> None:
         """End every session whose TTL has passed, now.

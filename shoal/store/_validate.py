@@ -16,6 +16,9 @@ Rules:
 - Rule 4: one batch names each key at most once (etcd refuses duplicate keys
   in one transaction, so no adapter may give them a meaning).
 - Rule 5: prefixes are ``str`` (possibly empty); revisions are ``int >= 0``.
+- Rule 6: a record kind is a non-empty printable ``str`` without ``/`` of
+  at most 64 characters; a record value is ``bytes`` of at most
+  ``RECORD_MAX_BYTES``; ``keep`` and ``limit`` are ``int >= 1``.
 
 Everything here is pure: no IO, no asyncio.
 """
@@ -28,14 +31,16 @@ from typing import Any
 
 from shoal.errors import BadArgument
 from shoal.pid import MAX_NAME_LENGTH
-from shoal.store.base import Create, Delete, Op, Put
+from shoal.store.base import RECORD_MAX_BYTES, Create, Delete, Op, Put
 
 __all__ = [
     "NODES_PREFIX",
+    "check_count",
     "check_info",
     "check_name",
     "check_ops",
     "check_prefix",
+    "check_record",
     "check_revision",
     "check_ttl",
     "node_key",
@@ -197,3 +202,37 @@ def check_revision(revision: Any) -> int:
     if isinstance(revision, bool) or not isinstance(revision, int) or revision < 0:
         raise BadArgument("revision", revision, "an int >= 0")
     return revision
+
+
+_MAX_KIND = 64
+
+
+def check_record(kind: Any, value: Any) -> tuple[str, bytes]:
+    """Check a durable record's kind and value (Rule 6).
+
+    Returns:
+        ``(kind, value)``, unchanged.
+
+    Raises:
+        BadArgument: (argument ``kind``) not a non-empty printable str
+            without ``/`` of at most 64 characters; (argument ``value``) not
+            bytes, or larger than ``RECORD_MAX_BYTES``.
+    """
+    if (not isinstance(kind, str) or not kind or "/" in kind or len(kind) > _MAX_KIND
+            or not kind.isprintable() or not _encodable(kind)):
+        raise BadArgument("kind", kind, f"a non-empty printable str without '/' of at "
+                          f"most {_MAX_KIND} chars")
+    if not isinstance(value, bytes) or len(value) > RECORD_MAX_BYTES:
+        raise BadArgument("value", value, f"bytes of at most {RECORD_MAX_BYTES}")
+    return kind, value
+
+
+def check_count(argument: str, count: Any) -> int:
+    """Check a record count (``keep``, ``limit``; Rule 6).
+
+    Raises:
+        BadArgument: (argument ``argument``) it is not an int >= 1.
+    """
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise BadArgument(argument, count, "an int >= 1")
+    return count

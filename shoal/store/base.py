@@ -33,6 +33,14 @@ Rules every adapter keeps:
   nothing applied. Of two sessions creating one key, the first the store
   orders wins (etcd: a transaction comparing ``create_revision == 0``);
   cluster-wide names (``names/<name>``) rely on it.
+- Rule 7: *durable records* (``append_record`` / ``records``) are the one
+  exception to Rule 2: an append-only log per ``kind`` (the audit log is
+  kind ``"audit"``), bound to no session, that outlives every node. Records
+  are not keys: snapshots and watches never show them. Each gets a sequence
+  number that rises per kind; an append keeps the newest ``keep`` records of
+  its kind (default :data:`RECORD_KEEP`) and drops the older ones in the same
+  transaction, so the log is bounded. A value is ``bytes`` of at most
+  :data:`RECORD_MAX_BYTES` (JSON by convention; never executed, Rule 1).
 """
 
 from __future__ import annotations
@@ -42,6 +50,8 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 __all__ = [
+    "RECORD_KEEP",
+    "RECORD_MAX_BYTES",
     "Changes",
     "Clock",
     "Create",
@@ -50,6 +60,7 @@ __all__ = [
     "Event",
     "Op",
     "Put",
+    "Record",
     "Resync",
     "Session",
     "Sleep",
@@ -65,6 +76,29 @@ drive TTLs with ``shoal.testing.clock.ManualClock`` instead of sleeping."""
 
 Sleep = Callable[[float], Awaitable[None]]
 """Waits that many seconds of the matching clock (``asyncio.sleep``)."""
+
+
+RECORD_KEEP = 10_000
+"""How many records of one kind a store keeps unless an append says otherwise
+(Rule 7): the newest ones."""
+
+RECORD_MAX_BYTES = 256 * 1024
+"""The largest record value accepted (etcd refuses requests over 1.5 MiB)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Record:
+    """One durable record (Rule 7).
+
+    Attributes:
+        kind: the log it belongs to (``"audit"``).
+        seq: its sequence number; higher is newer within a kind.
+        value: the stored bytes.
+    """
+
+    kind: str
+    seq: int
+    value: bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -233,6 +267,31 @@ class Store(Protocol):
         """Changes to keys under ``prefix`` strictly after ``revision``, in
         order, with no gap; or a :class:`Resync` when they are gone. Runs
         until the consumer stops iterating (``aclose``) or the store closes."""
+        ...
+
+    async def append_record(self, kind: str, value: bytes, *, keep: int = RECORD_KEEP) -> int:
+        """Append a durable record to the log ``kind`` (Rule 7), bound to no
+        session; drop all but the newest ``keep`` records of that kind in
+        the same transaction.
+
+        Returns:
+            The record's sequence number.
+
+        Raises:
+            BadArgument: ``kind`` is not a non-empty str without ``/`` (at
+                most 64 characters), ``value`` is not bytes or is larger than
+                :data:`RECORD_MAX_BYTES`, or ``keep`` is not an int >= 1.
+            StoreUnavailable: the store cannot be reached.
+        """
+        ...
+
+    async def records(self, kind: str, limit: int) -> list[Record]:
+        """The newest ``limit`` records of ``kind``, newest first.
+
+        Raises:
+            BadArgument: ``kind`` is malformed or ``limit`` is not an int >= 1.
+            StoreUnavailable: the store cannot be reached.
+        """
         ...
 
     async def probe(self) -> None:

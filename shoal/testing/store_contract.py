@@ -39,6 +39,11 @@ from shoal.testing._contract_faults import (
     check_slow_watcher_converges,
     check_ttl_expiry_ends_session,
 )
+from shoal.testing._contract_records import (
+    check_record_bad_arguments_name_the_argument,
+    check_records_keep_only_the_newest,
+    check_records_outlive_sessions_and_clients,
+)
 from shoal.testing._contract_support import (
     StoreFactory,
     StoreHarness,
@@ -66,6 +71,9 @@ __all__ = [
     "check_name_in_use_until_holder_ends",
     "check_open_and_close_session",
     "check_owner_death_ends_session_on_probe",
+    "check_record_bad_arguments_name_the_argument",
+    "check_records_keep_only_the_newest",
+    "check_records_outlive_sessions_and_clients",
     "check_session_end_deletes_all_keys_at_one_revision",
     "check_slow_watcher_converges",
     "check_snapshot_is_consistent",
@@ -337,6 +345,9 @@ CHECKS: tuple[Callable[[StoreFactory], Awaitable[None]], ...] = (
     check_compacted_watch_resyncs_and_continues,
     check_slow_watcher_converges,
     check_closing_a_client_ends_its_sessions_and_watches,
+    check_records_outlive_sessions_and_clients,
+    check_records_keep_only_the_newest,
+    check_record_bad_arguments_name_the_argument,
 )
 """Every check, in a stable order, for ``pytest.mark.parametrize``."""
 

@@ -45,7 +45,9 @@ __all__ = [
     "WatchStream",
     "compare_created",
     "compare_lease",
+    "compare_mod",
     "delete_op",
+    "delete_range_op",
     "prefix_end",
     "put_op",
     "range_op",
@@ -190,6 +192,18 @@ def delete_op(key: bytes) -> Any:
     return rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key))
 
 
+def delete_range_op(key: bytes, end: bytes) -> Any:
+    """A transaction operation deleting every key in ``[key, end)``."""
+    return rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key, range_end=end))
+
+
+def compare_mod(key: bytes, revision: int) -> Any:
+    """A comparison that holds when ``key`` was last written at ``revision``."""
+    return rpc.Compare(
+        key=key, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=revision
+    )
+
+
 def range_op(key: bytes) -> Any:
     """A transaction operation reading ``key``."""
     return rpc.RequestOp(request_range=rpc.RangeRequest(key=key))
@@ -331,6 +345,15 @@ class EndpointConnection:
         request = rpc.RangeRequest(key=prefix, range_end=end)
         response = await self._unary(rpc.KVStub, "Range", request, seconds)
         return [_kv(kv) for kv in response.kvs], int(response.header.revision)
+
+    async def range_newest(self, prefix: bytes, limit: int, seconds: float) -> list[KeyValue]:
+        """The ``limit`` greatest keys under ``prefix``, greatest first."""
+        request = rpc.RangeRequest(
+            key=prefix, range_end=prefix_end(prefix), limit=limit,
+            sort_order=rpc.RangeRequest.DESCEND, sort_target=rpc.RangeRequest.KEY,
+        )
+        response = await self._unary(rpc.KVStub, "Range", request, seconds)
+        return [_kv(kv) for kv in response.kvs]
 
     async def txn(
         self, compare: Sequence[Any], success: Sequence[Any], failure: Sequence[Any], seconds: float

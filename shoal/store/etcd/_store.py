@@ -28,7 +28,8 @@ Rules:
   find them, 100 to 1,000 times the cost of sending the event. A delete carries
   its key only (the store contract's Rule 3b).
 - Rule 5c: keys under ``_shoal/`` are the adapter's own (the compaction
-  duty, :mod:`._compact`): snapshots and watches never show them.
+  duty, :mod:`._compact`; durable records, :mod:`._records`): snapshots and
+  watches never show them.
 - Rule 6: when the store closes, its watches end quietly; a cancellation of
   the consumer's own task is never swallowed.
 
@@ -72,6 +73,7 @@ from shoal.store.etcd._compact import (
     CompactionPolicy,
     Compactor,
 )
+from shoal.store.etcd._records import RecordsMixin
 from shoal.store.etcd._session import EtcdSession, session_id
 from shoal.store.etcd._url import channel_config, check_endpoints, parse_etcd_url
 
@@ -90,7 +92,7 @@ _log = logging.getLogger("shoal.store.etcd")
 _T = TypeVar("_T")
 
 
-class EtcdStore:
+class EtcdStore(RecordsMixin):
     """The store contract on etcd v3 (see the module docstring for the rules).
 
     Args:

@@ -40,8 +40,9 @@ from pathlib import Path
 
 from shoal._files import create_private_file, make_private_dirs, open_private
 from shoal.errors import KeyExists, NameInUse, StoreUnavailable
-from shoal.store.base import Create, Op, Put, Snapshot
+from shoal.store.base import Create, Op, Put, Record, Snapshot
 from shoal.store.sqlite._read import ReadResult, read_changes, snapshot_in
+from shoal.store.sqlite._records import RECORDS_SCHEMA, append_in, records_in
 from shoal.store.sqlite._wake import WakeDir
 
 __all__ = ["Database"]
@@ -176,7 +177,7 @@ class Database:
             # so they never delay a writer's wake-ups (see checkpoint()).
             conn.execute("PRAGMA wal_autocheckpoint = 0")
             conn.execute("BEGIN IMMEDIATE")
-            conn.executescript(_SCHEMA)  # commits the transaction
+            conn.executescript(_SCHEMA + RECORDS_SCHEMA)  # commits the transaction
         except BaseException:
             conn.close()
             raise
@@ -466,6 +467,16 @@ class Database:
         """Every entry under ``prefix`` at one revision."""
         with self._read("read a snapshot") as conn:
             return snapshot_in(conn, prefix)
+
+    def append_record(self, kind: str, value: bytes, keep: int) -> int:
+        """Append a durable record, keeping the newest ``keep`` of its kind."""
+        with self._write("append a record") as conn:
+            return append_in(conn, kind, value, keep)
+
+    def records(self, kind: str, limit: int) -> list[Record]:
+        """The newest ``limit`` records of ``kind``, newest first."""
+        with self._read("read records") as conn:
+            return records_in(conn, kind, limit)
 
     def read_changes(self, prefix: str, position: int) -> ReadResult:
         """Changes under ``prefix`` after ``position``, whole revisions at a time."""

@@ -25,14 +25,19 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import quote
 
 from shoal.errors import StoreUnavailable
-from shoal.store.base import Snapshot
+from shoal.store.base import Record, Snapshot
 from shoal.store.sqlite._read import snapshot_in
+from shoal.store.sqlite._records import records_in
 
-__all__ = ["read_only_snapshot"]
+__all__ = ["read_only_records", "read_only_snapshot"]
+
+_T = TypeVar("_T")
 
 _ATTEMPTS = 3
 
@@ -45,13 +50,13 @@ def _identity(path: Path) -> tuple[int, int, int, int] | None:
     return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
 
 
-def _read(path: Path, prefix: str, options: str) -> Snapshot:
+def _read(path: Path, read: Callable[[sqlite3.Connection], _T], options: str) -> _T:
     uri = f"file:{quote(os.fspath(path))}?{options}"
     conn = sqlite3.connect(uri, uri=True, timeout=5.0, isolation_level=None)
     try:
         conn.execute("BEGIN")
         try:
-            return snapshot_in(conn, prefix)
+            return read(conn)
         finally:
             conn.execute("COMMIT")
     finally:
@@ -67,6 +72,21 @@ def read_only_snapshot(path: Path, prefix: str) -> Snapshot:
         StoreUnavailable: there is no database at ``path`` ("no cluster at
             PATH"), or it cannot be read (not a shoal store, no permission).
     """
+    return _read_only(path, lambda conn: snapshot_in(conn, prefix))
+
+
+def read_only_records(path: Path, kind: str, limit: int) -> list[Record]:
+    """The newest ``limit`` durable records of ``kind`` at ``path``, newest
+    first, read without writing anything (a database older than the records
+    table has none). Blocking, like :func:`read_only_snapshot`.
+
+    Raises:
+        StoreUnavailable: as for :func:`read_only_snapshot`.
+    """
+    return _read_only(path, lambda conn: records_in(conn, kind, limit))
+
+
+def _read_only(path: Path, read: Callable[[sqlite3.Connection], _T]) -> _T:
     path = path.absolute()
     try:
         if not path.is_file():
@@ -75,9 +95,9 @@ def read_only_snapshot(path: Path, prefix: str) -> Snapshot:
             before = _identity(path)
             if before is None:
                 break
-            snapshot = _read(path, prefix, "mode=ro&immutable=1")
+            result = _read(path, read, "mode=ro&immutable=1")
             if _identity(path) == before:
-                return snapshot
-        return _read(path, prefix, "mode=ro")
+                return result
+        return _read(path, read, "mode=ro")
     except (sqlite3.Error, OSError) as exc:
         raise StoreUnavailable(f"sqlite store {path}: cannot read it: {exc}") from exc

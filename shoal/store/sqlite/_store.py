@@ -55,14 +55,16 @@ from typing import Protocol, TypeVar
 from shoal.errors import BadArgument, SessionEnded, StoreUnavailable
 from shoal.store._session import SessionCore
 from shoal.store._validate import (
+    check_count,
     check_info,
     check_name,
     check_ops,
     check_prefix,
+    check_record,
     check_revision,
     check_ttl,
 )
-from shoal.store.base import Changes, Op, Resync, Snapshot, WatchItem
+from shoal.store.base import RECORD_KEEP, Changes, Op, Record, Resync, Snapshot, WatchItem
 from shoal.store.sqlite._db import Database
 from shoal.store.sqlite._read import LoopReader, ReadResult
 from shoal.store.sqlite._wake import WakeDir, wake_dir_for
@@ -313,6 +315,26 @@ class SqliteStore:
         """
         check_prefix(prefix)
         return await self._run(self._db.snapshot, prefix)
+
+    async def append_record(self, kind: str, value: bytes, *, keep: int = RECORD_KEEP) -> int:
+        """Append a durable record (store Rule 7, ``_records.py``); return its seq.
+
+        Raises:
+            BadArgument: ``kind``, ``value`` or ``keep`` is malformed.
+            StoreUnavailable: the database cannot be used.
+        """
+        check_record(kind, value)
+        return await self._run(self._db.append_record, kind, value, check_count("keep", keep))
+
+    async def records(self, kind: str, limit: int) -> list[Record]:
+        """The newest ``limit`` records of ``kind``, newest first.
+
+        Raises:
+            BadArgument: ``kind`` or ``limit`` is malformed.
+            StoreUnavailable: the database cannot be used.
+        """
+        check_record(kind, b"")
+        return await self._run(self._db.records, kind, check_count("limit", limit))
 
     def watch(self, prefix: str, revision: int) -> AsyncIterator[WatchItem]:
         """Changes under ``prefix`` strictly after ``revision``, in order, no gap.
