@@ -249,7 +249,7 @@ class Node(NodeAPI):
         self._prober.store = None
         self._processes.close()
         try:
-            for pid in [p for p in self._table.pids() if p.node == self.name]:
+            for pid in self._table.pids_on(self.name):
                 self._feed.publish(self._table.remove_pid(pid, SHUTDOWN))
             # G4: the leave must be visible before anything else stops.
             if self._replication is not None and self._replication.fenced is None \

@@ -486,7 +486,7 @@ class Replication:
                 remote.node_lost(name, "restarted with a new creation")
             self.cluster.seen(info)
             drop_stale(remote.manager, name, info.creation)
-        table_nodes = {pid.node for pid in self.table.pids()} - {self.name}
+        table_nodes = set(self.table.nodes()) - {self.name}
         for name in before | set(seen) | table_nodes:
             self._replace(name)
         self.revision = snapshot.revision

@@ -334,7 +334,8 @@ def test_round_robin_counter_rises_per_group() -> None:
 
 # -- model check -----------------------------------------------------------------
 
-PIDS = [A1, A2, A3, B1, B2, C1]
+B_OLD = Pid("b", 6, 3)  # an older incarnation of node b
+PIDS = [A1, A2, A3, B1, B2, B_OLD, C1]
 SCOPES = ["s", "t"]
 GROUPS = ["g", "h"]
 
@@ -439,6 +440,12 @@ def test_table_matches_a_multiset_model(steps: list[tuple]) -> None:  # type: ig
             assert set(table.groups_of(pid)) == groups
             assert table.is_member(pid) == bool(groups)
             assert table.is_marked_dead(pid) == (pid in dead)
+        # The per-node index lists exactly each node's member pids, every incarnation.
+        for node in (LOCAL, "b", "c"):
+            assert set(table.pids_on(node)) == {p for (_, _, p), n in model.items()
+                                                if p.node == node and n > 0}
+        assert set(table.nodes()) == {p.node for (_, _, p), n in model.items() if n > 0}
+        assert set(table.pids()) == {p for (_, _, p), n in model.items() if n > 0}
 
 
 def test_a_pid_in_many_groups_keeps_exact_join_counts() -> None:
@@ -490,3 +497,34 @@ def test_replace_node_reports_one_event_per_group_however_many_pids_change() -> 
     assert [(e.kind, e.group, len(e.pids)) for e in events] == [("join", "g", 500)]
     events = table.replace_node("b", [("s", "g", p, 1) for p in many[:100]], "nodedown")
     assert [(e.kind, e.group, sorted(e.pids)) for e in events] == [("leave", "g", many[100:])]
+
+
+class _CountedPid(Pid):
+    """A pid that counts how often its node is read: the cost of a scan."""
+
+    reads = 0
+
+    @property  # type: ignore[misc]
+    def node(self) -> str:  # shadows the field: the same value, counted
+        _CountedPid.reads += 1
+        return tuple.__getitem__(self, 0)  # type: ignore[no-any-return]
+
+
+def test_replacing_or_dropping_a_node_walks_that_nodes_pids_only() -> None:
+    # A peer's arrival, restart or departure must cost what it owns, not what
+    # the table holds: at 1M members a scan of every pid blocked the node for
+    # 28-75 ms per peer change. Other nodes' pids are never looked at.
+    table = GroupTable(LOCAL)
+    others = [_CountedPid(f"n{n % 50}", 1, n) for n in range(5000)]
+    table.join("s", "big", others)
+    table.join("s", "g", [B1, B2])
+    table.mark_dead(others[0])
+    _CountedPid.reads = 0
+    events = table.replace_node("b", [("s", "g", Pid("b", 8, 1), 1)], "nodedown")
+    assert [(e.kind, sorted(e.pids)) for e in events] == [
+        ("leave", [B1, B2]), ("join", [Pid("b", 8, 1)])]
+    table.replace_node("b", [], "nodedown")
+    assert _CountedPid.reads == 0
+    assert table.pids_on("b") == [] and "b" not in table.nodes()
+    assert table.which_groups("s") == ["big"] and len(table.members("s", "big")) == 5000
+    assert table.is_marked_dead(others[0])
