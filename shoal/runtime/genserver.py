@@ -124,13 +124,14 @@ class GenServer(Behaviour):
         """Whether exit signals from links arrive as :class:`~shoal.Exit`
         messages instead of stopping this process (``"kill"`` always kills).
 
-        A :class:`~shoal.Supervisor` traps exits (that is how it hears of its
-        children's exits) and stops a child with the exit signal
-        ``"shutdown"``: a child that does not trap exits stops at once and
-        runs ``terminate``; one that traps exits gets ``Exit(pid=<its
-        supervisor>, reason="shutdown")`` in ``handle_info`` and should stop
-        (``self.stop("shutdown")``), else it is killed when its spec's
-        ``shutdown`` seconds have passed."""
+        An exit signal from the process's *parent* (the process that spawned
+        it linked: its supervisor) stops it even when it traps exits, as
+        OTP's gen_server does: it arrives in line with the other messages,
+        never reaches ``handle_info``, and ``terminate`` runs with its
+        reason. So a :class:`~shoal.Supervisor` (which traps exits to hear of
+        its children's exits) stops a child with the exit signal
+        ``"shutdown"`` whether or not the child traps exits; a child still
+        busy when its spec's ``shutdown`` seconds have passed is killed."""
         return self._process.trap_exit
 
     @trap_exit.setter

@@ -367,6 +367,10 @@ class Process:
                 elif kind == CAST:
                     await server.handle_cast(payload)
                 elif kind == INFO:
+                    if type(payload) is Exit and payload.pid == self.parent:
+                        # OTP's gen_server: an exit signal from the parent (its
+                        # supervisor) stops a process that traps exits too.
+                        raise Stop(payload.reason)
                     await server.handle_info(payload)
                 else:  # SYSTEM: a SystemOp, in line with the other messages
                     assert caller is not None  # as a CALL, it carries its caller

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -294,3 +295,40 @@ async def test_link_from_outside_a_process_with_spawn_opt_requires_a_parent(
     child = await node.spawn_opt(Probe, link=True, parent=parent)
     node.kill(parent)
     assert await node.wait_exit(child) == shoal.KILLED
+
+
+class TrappingChild(shoal.GenServer):
+    """Traps exits; records what reaches handle_info and terminate."""
+
+    async def init(self, seen: list[Any]) -> None:
+        self.seen = seen
+        self.trap_exit = True
+
+    async def handle_info(self, message: Any) -> None:
+        self.seen.append(("info", message))
+
+    async def terminate(self, reason: shoal.Reason) -> None:
+        self.seen.append(("terminate", reason))
+
+
+class Parent(shoal.GenServer):
+    async def handle_call(self, request: Any, caller: shoal.Caller) -> Any:
+        return await self.spawn(TrappingChild, request)  # linked, with this as parent
+
+
+async def test_an_exit_signal_from_its_parent_stops_a_trapping_process_as_otp_does(
+        node: shoal.Node) -> None:
+    seen: list[Any] = []
+    parent = await node.spawn(Parent)
+    child = await node.call(parent, seen)
+    other = await node.spawn(Probe)
+    node.link(other, child)
+    node.exit(other, "bye")  # a linked process that is not its parent: a message
+    await node.wait_exit(other)
+    assert node.is_alive(child)  # trapped: it got an Exit message
+    child_exit = asyncio.create_task(node.wait_exit(child))
+    node.exit(parent, "shutdown")  # the parent stops; its exit signal reaches the child
+    assert await child_exit == "shutdown"
+    assert seen[0][0] == "info" and isinstance(seen[0][1], shoal.Exit)
+    assert seen[0][1].pid == other
+    assert seen[1:] == [("terminate", "shutdown")]  # never in handle_info

@@ -227,13 +227,28 @@ async def test_brutal_kill_skips_terminate(node: shoal.Node) -> None:
     assert [item[1] for item in rec.of("terminate")] == ["c"]
 
 
-async def test_a_child_trapping_exits_is_killed_after_its_shutdown_timeout(
+async def test_a_child_trapping_exits_still_stops_when_its_supervisor_says_shutdown(
+        node: shoal.Node) -> None:
+    """As OTP's gen_server: the parent's exit signal is not a message to it."""
+    rec = Recorder()
+    sup = await node.spawn(shoal.Supervisor, sup_spec(spec(rec, "t", trap=True, shutdown=5.0)))
+    await shoal.supervisor.terminate_child(node, sup, "t")
+    pid = started(rec, "t")[0]
+    assert not node.is_alive(pid)
+    assert rec.of("terminated") == [("terminated", "t", pid, "shutdown")]
+    assert (await live_pids(node, sup)) == {"t": None}
+
+
+async def test_a_trapping_child_whose_terminate_hangs_is_killed_after_its_shutdown_timeout(
         node: shoal.Node) -> None:
     rec = Recorder()
-    sup = await node.spawn(shoal.Supervisor, sup_spec(spec(rec, "t", trap=True, shutdown=0.1)))
+    sup = await node.spawn(shoal.Supervisor,
+                           sup_spec(spec(rec, "t", trap=True, hang=True, shutdown=0.1)))
     await shoal.supervisor.terminate_child(node, sup, "t")
-    assert not node.is_alive(started(rec, "t")[0])
-    assert (await live_pids(node, sup)) == {"t": None}
+    pid = started(rec, "t")[0]
+    assert not node.is_alive(pid)
+    assert [item[1] for item in rec.of("terminate")] == ["t"]
+    assert rec.of("terminated") == []  # cut short by the kill
 
 
 async def test_nothing_is_restarted_once_the_node_is_stopping(
