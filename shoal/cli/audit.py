@@ -43,12 +43,14 @@ from typing import Any, Literal
 import click
 
 import shoal
+from shoal.cli.common import echo_table, loop_factory, store_options
 from shoal.cli.inspect import cluster_name, store_url, to_json
 from shoal.runtime.admin import operator
 from shoal.store import SqliteStore, open_store, read_records
-from shoal.store.base import RECORD_MAX_BYTES
+from shoal.store.base import RECORD_KEEP, RECORD_MAX_BYTES
 
-__all__ = ["AUDIT_KIND", "Audit", "Outcome", "encode", "read", "record", "warn_unrecorded"]
+__all__ = ["AUDIT_KIND", "Audit", "Outcome", "audit_command", "encode", "read", "record",
+           "warn_unrecorded"]
 
 AUDIT_KIND = "audit"
 """The store record kind of the audit log."""
@@ -171,3 +173,61 @@ class Audit:
             click.echo(f"error: {exc}", err=True)
             warn_unrecorded(error)
             raise SystemExit(1) from exc
+
+
+def _since(text: str | None) -> datetime.datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise shoal.BadArgument("--since", text, "an ISO 8601 time, e.g. 2026-12-02T09:30:00Z "
+                                "(UTC when no offset is given)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+
+
+def _at_or_after(row: dict[str, Any], since: datetime.datetime) -> bool:
+    try:
+        return datetime.datetime.fromisoformat(str(row.get("time"))) >= since
+    except ValueError:
+        return False
+
+
+def _what(row: dict[str, Any]) -> str:
+    args = row.get("args")
+    text = " ".join(f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in args.items()) \
+        if isinstance(args, dict) else ""
+    why = row.get("why") or row.get("unreadable")
+    return f"{text} ({why})" if why else text
+
+
+@click.command("audit")
+@store_options
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, RECORD_KEEP),
+              help="Show at most this many records (the newest).")
+@click.option("--since", default=None, metavar="TIME",
+              help="Only records at or after TIME (ISO 8601; UTC without an offset).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def audit_command(store: str | None, cluster: str | None, limit: int, since: str | None,
+                  as_json: bool) -> None:
+    """List the audit log: every applied change, newest first (read-only, as nodes).
+
+    One record per reap --apply, evict, drain, reload and deploy, refused
+    and failed ones included, written by whoever ran it on whatever host.
+    JSON: a list, newest first, of {seq, v, time (UTC ISO 8601), user, host,
+    command, args, outcome ("done", "refused" or "failed"), why, evidence}.
+    The store keeps the newest 10,000 records.
+    """
+    moment = _since(since)
+    loop_factory()
+    rows = asyncio.run(read(store, cluster, RECORD_KEEP if moment else limit))
+    if moment is not None:
+        rows = [row for row in rows if _at_or_after(row, moment)][:limit]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, allow_nan=False))
+        return
+    echo_table([{"seq": r["seq"], "time": r.get("time", ""),
+                 "who": f"{r.get('user', '?')}@{r.get('host', '?')}",
+                 "command": r.get("command", ""), "outcome": r.get("outcome", ""),
+                 "what": _what(r)} for r in rows],
+               ["seq", "time", "who", "command", "outcome", "what"])

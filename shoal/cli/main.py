@@ -10,6 +10,7 @@ import sys
 import click
 
 import shoal
+from shoal.cli.audit import audit_command
 from shoal.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -298,7 +299,7 @@ def call_command(target: str, request: str, store: str | None, cluster: str | No
     click.echo(json.dumps(to_json(reply), indent=2 if as_json else None, allow_nan=False))
 
 
-for _command in COMMANDS:
+for _command in (*COMMANDS, audit_command):
     cli.add_command(_command)
 
 

@@ -27,7 +27,7 @@ from shoal.runtime.admin import admin_request, operator
 from shoal.store import SqliteStore, open_store
 
 __all__ = ["EvictPlan", "UnknownTarget", "ask", "cli_node", "drain", "evict", "parse_target",
-           "ping", "plan_evict"]
+           "ping", "plan_evict", "refuse_empty"]
 
 
 POLL_INTERVAL = 0.05  # seconds between looks at the store's view while a node drains
@@ -169,11 +169,21 @@ async def plan_evict(node: shoal.Node, scope: str, group: str, pids: list[shoal.
     after = [p for p in live if p not in pids]
     plan = EvictPlan(scope=scope, group=group, pids=sorted(set(pids)), live_before=live,
                      live_after=after, unreachable=unreachable)
-    if not after and not allow_empty:
-        raise shoal.BadRequest(None, f"evicting would leave group {group!r} (scope {scope!r}) "
-                                     f"without a live member ({len(live)} live now); refused "
-                                     "(--allow-empty to force)")
+    refuse_empty(plan, allow_empty=allow_empty)
     return plan
+
+
+def refuse_empty(plan: EvictPlan, *, allow_empty: bool) -> None:
+    """Refuse a plan that leaves its group without a live member.
+
+    Raises:
+        BadRequest: it would, and ``allow_empty`` is not set.
+    """
+    if not plan.live_after and not allow_empty:
+        raise shoal.BadRequest(None, f"evicting would leave group {plan.group!r} (scope "
+                                     f"{plan.scope!r}) without a live member "
+                                     f"({len(plan.live_before)} live now); refused "
+                                     "(--allow-empty to force)")
 
 
 async def evict(node: shoal.Node, plan: EvictPlan, *, allow_empty: bool,

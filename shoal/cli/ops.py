@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 import shoal
+from shoal.cli.audit import Audit
 from shoal.cli.common import loop_factory, parse_json, store_options
 from shoal.cli.inspect import to_json
 from shoal.cli.operate import (
@@ -29,6 +30,7 @@ from shoal.cli.operate import (
     parse_target,
     ping,
     plan_evict,
+    refuse_empty,
 )
 from shoal.cli.reaping import apply as apply_reap
 from shoal.cli.reaping import gather, plan_as_dict
@@ -174,11 +176,15 @@ def evict_command(group: str, pids: tuple[str, ...], store: str | None, cluster:
     members = [shoal.Pid.parse(text) for text in pids]
     seconds = check_timeout(timeout)
     loop_factory()
+    audit = Audit(store, cluster, "evict", {"group": group, "scope": scope, "pids": list(pids),
+                                            "allow_empty": allow_empty})
 
     async def go() -> tuple[EvictPlan, list[dict[str, Any]] | None]:
         async with cli_node(store, cluster) as node:
-            plan = await plan_evict(node, scope, group, members, allow_empty=allow_empty,
+            plan = await plan_evict(node, scope, group, members, allow_empty=True,
                                     timeout=seconds)
+            audit.evidence = {"plan": plan.as_dict()}
+            refuse_empty(plan, allow_empty=allow_empty)
             if dry_run:
                 return plan, None
             if not as_json:
@@ -186,7 +192,11 @@ def evict_command(group: str, pids: tuple[str, ...], store: str | None, cluster:
             _confirm("apply this plan?", yes)
             return plan, await evict(node, plan, allow_empty=allow_empty, timeout=seconds)
 
-    plan, results = asyncio.run(go())
+    if dry_run:
+        plan, results = asyncio.run(go())
+    else:
+        with audit.refusals():
+            plan, results = asyncio.run(go())
     if as_json:
         _emit({"plan": plan.as_dict(), "results": results}, True, "")
     elif results is None:
@@ -195,6 +205,9 @@ def evict_command(group: str, pids: tuple[str, ...], store: str | None, cluster:
         for row in results:
             click.echo(f"node {row['node']} evicted {', '.join(row['evicted'])}; "
                        f"{row['live_members_left']} live member(s) left")
+    if results is not None:
+        audit.evidence = {"plan": plan.as_dict(), "results": results}
+        audit.done()
 
 
 @click.command("drain")
@@ -224,12 +237,16 @@ def drain_command(node_name: str, store: str | None, cluster: str | None, yes: b
         async with cli_node(store, cluster) as node:
             return await drain(node, node_name, seconds)
 
-    result = asyncio.run(go())
+    audit = Audit(store, cluster, "drain", {"node": node_name, "timeout": seconds})
+    with audit.refusals():
+        result = asyncio.run(go())
     _emit(result, as_json,
           f"node {result['node']} drained: {result['processes']} process(es), "
           f"{sum(result['memberships'].values())} membership(s) in "
           f"{len(result['memberships'])} group(s); out of the cluster after "
           f"{result['out_after_s']} s")
+    audit.evidence = result
+    audit.done()
 
 
 def _reap_text(plan: ReapPlan) -> str:
@@ -293,7 +310,12 @@ def reap_command(store: str | None, cluster: str | None, do_apply: bool, yes: bo
             return plan, await apply_reap(node, store, cluster, plan,
                                           max_dead_share=max_dead_share, timeout=seconds)
 
-    plan, applied = asyncio.run(go())
+    audit = Audit(store, cluster, "reap", {"apply": True, "max_dead_share": max_dead_share})
+    if do_apply:
+        with audit.refusals():
+            plan, applied = asyncio.run(go())
+    else:
+        plan, applied = asyncio.run(go())
     if as_json:
         _emit({**plan_as_dict(plan), "applied": applied}, True, "")
     elif applied is None:
@@ -303,6 +325,11 @@ def reap_command(store: str | None, cluster: str | None, do_apply: bool, yes: bo
                    f"{len(applied['forgotten'])} dead pid(s) forgotten by their owners; "
                    f"{applied['skipped']} planned removal(s) skipped (no longer in a fresh "
                    "plan)")
+    if do_apply:
+        audit.evidence = {**plan_as_dict(plan), "applied": applied}
+        held = "; ".join(f"held {h.scope}/{h.group}: {h.reason}" for h in plan.held)
+        acted = applied is not None and (applied["deleted_keys"] or applied["forgotten"])
+        audit.done("refused" if held and not acted else "done", held)
     if do_apply and plan.held:
         raise SystemExit(1)
 

@@ -243,7 +243,8 @@ def test_an_etcd_url_without_hosts_is_echoed_as_typed(
 
 # -- read-only commands ---------------------------------------------------------------
 
-@pytest.mark.parametrize("command", [["nodes"], ["groups"], ["members", "counters"]])
+@pytest.mark.parametrize("command", [["nodes"], ["groups"], ["members", "counters"],
+                                     ["audit"]])
 def test_read_only_commands_refuse_a_store_that_does_not_exist(
         command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -282,7 +283,7 @@ async def test_reading_a_stopped_cluster_creates_and_changes_no_file(
     before = _tree(tmp_path)
     assert not any(name.endswith(("-wal", "-shm")) for name in before)
     for command in (["nodes", "--json"], ["groups", "--json"],
-                    ["members", "counters", "--json"]):
+                    ["members", "counters", "--json"], ["audit", "--json"]):
         assert await asyncio.to_thread(main, command) == 0
         assert json.loads(capsys.readouterr().out) == []
     assert _tree(tmp_path) == before
