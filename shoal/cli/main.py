@@ -24,6 +24,7 @@ from shoal.cli.common import (
 )
 from shoal.cli.demo import DemoReport, run_demo
 from shoal.cli.ops import COMMANDS
+from shoal.cli.upcommands import UP_COMMANDS
 from shoal.runtime.crashlog import CrashLog
 from shoal.runtime.process import RUN_MAILBOX_SIZE
 
@@ -299,7 +300,7 @@ def call_command(target: str, request: str, store: str | None, cluster: str | No
     click.echo(json.dumps(to_json(reply), indent=2 if as_json else None, allow_nan=False))
 
 
-for _command in (*COMMANDS, audit_command):
+for _command in (*COMMANDS, audit_command, *UP_COMMANDS):
     cli.add_command(_command)
 
 

@@ -1,0 +1,99 @@
+"""``shoal up`` runs a cluster file's nodes and restarts one that dies;
+``shoal down`` stops them all gracefully; a bad file is exit 2 in one line.
+
+Real processes: ``shoal up`` is a child of the test, its nodes are its
+children; ``shoal down`` runs through ``main(argv)`` in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import stat
+from pathlib import Path
+
+import pytest
+from up_support import UpProcess, write_cluster
+
+from shoal.cli import main
+from shoal.cli.upstate import write_state
+from shoal.testing.cluster import wait_until
+
+NAMES = ["a1", "a2"]
+
+
+async def shell(*argv: str) -> int:
+    return await asyncio.to_thread(main, list(argv))
+
+
+async def test_up_restarts_a_killed_node_and_down_stops_every_node_gracefully(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    toml = write_cluster(tmp_path, NAMES)
+    up = UpProcess(toml)
+    try:
+        await up.start(NAMES)
+        assert stat.S_IMODE(up.state_file.stat().st_mode) == 0o600
+        await wait_until(lambda: any(line.startswith("a1 | shoal node a1 ready")
+                                     for line in up.lines), what="a1's ready line, prefixed")
+        killed = up.os_pid("a1")
+        os.kill(killed, signal.SIGKILL)
+        await wait_until(lambda: up.node_state("a1") == "running" and up.os_pid("a1") != killed,
+                         timeout=20, what=f"a1 restarted: {up.text()}")
+        await wait_until(lambda: any("node a1 exited by signal SIGKILL; restarting it in"
+                                     in line for line in up.lines), what="the restart logged")
+        assert up.state()["nodes"]["a1"]["restarts"] == 1
+
+        assert await shell("down", str(toml), "--json") == 0
+        result = json.loads(capsys.readouterr().out)
+        assert result["stopped"] is True and result["up_pid"] == up.process.pid  # type: ignore[union-attr]
+        assert set(result["nodes"]) == set(NAMES) and result["after_s"] >= 0
+        assert await up.wait_exit() == 0
+        for name in NAMES:  # every node ran its terminates: a graceful stop
+            assert sum(f"{name} | terminate ran in {name}" == line for line in up.lines) == 2
+        assert not up.state_file.exists()
+        assert any(line.startswith("up") and "stopped: a1 with status 0, a2 with status 0"
+                   in line for line in up.lines), up.text()
+    finally:
+        await up.stop()
+
+
+async def test_down_without_a_running_up_says_so_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    toml = write_cluster(tmp_path, NAMES)
+    assert await shell("down", str(toml)) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no shoal up is running for" in err
+
+    # A state file left by a shoal up that is gone (its pid now another process: ours).
+    state = tmp_path / ".shoal" / "up-t.json"
+    write_state(state, {"file": str(toml), "up_pid": os.getpid(), "cmdline": ["shoal", "up"],
+                        "up_start": "0", "nodes": {"a1": {"os_pid": 4242}}})
+    assert await shell("down", str(toml)) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "stale state file" in err and "a1 pid 4242" in err
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ('app = "app:setup"\nport = 1\n[[node]]\nname = "a"\n', "unknown key 'port'"),
+    ('[[node]]\nname = "a"\n', "missing key 'app'"),
+    ('app = "app:setup"\n[[node]]\nname = "a"\n[[node]]\nname = "a"\n',
+     "duplicate node name 'a' at node[2].name"),
+    ('app = "app:setup"\n[[node]]\nname = "a"\ncolour = "red"\n', "unknown key 'node[1].colour'"),
+    ('app = "app:setup"\n[restart]\nwindow_s = -1\n[[node]]\nname = "a"\n',
+     "bad value for key 'restart.window_s'"),
+    ('app = "app:setup"\n', "missing key 'node'"),
+    ('app = "app:setup"\nargs = ["--node", "x"]\n[[node]]\nname = "a"\n',
+     "bad value for key 'args'"),
+    ('app = [', "not TOML"),
+])
+def test_a_bad_cluster_file_is_exit_2_with_one_line_naming_the_key(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], body: str, message: str) -> None:
+    toml = tmp_path / "cluster.toml"
+    toml.write_text(body)
+    for command in ("up", "down", "deploy"):
+        assert main([command, str(toml)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / ".shoal").exists()  # nothing was started or written
