@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import shlex
-import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +43,7 @@ __all__ = ["POLL_INTERVAL", "DeployPlan", "GateFailed", "NodeResult", "deploy", 
            "gate", "restart_step"]
 
 POLL_INTERVAL = 0.05  # seconds between looks at the store during a gate
+_MAX_OUTPUT = 64 * 1024  # bytes of a restart command's output shown
 
 Counts = dict[str, int]  # "scope/group" -> memberships of one incarnation
 
@@ -51,8 +52,9 @@ class GateFailed(shoal.ShoalError):
     """A step of one node's deploy failed; ``step`` says which."""
 
     def __init__(self, step: str, reason: str) -> None:
-        self.step, self.reason = step, reason
-        super().__init__(reason)
+        # One line: a remote CallError carries the callee's traceback after it.
+        self.step, self.reason = step, (reason.splitlines() or [""])[0]
+        super().__init__(self.reason)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -165,7 +167,8 @@ async def drain_step(node: shoal.Node, name: str, timeout: float) -> dict[str, A
         raise GateFailed("drain", f"drain failed: {exc}") from None
 
 
-async def restart_step(plan: DeployPlan, up_state: dict[str, Any] | None, name: str) -> None:
+async def restart_step(plan: DeployPlan, up_state: dict[str, Any] | None, name: str,
+                       echo: Echo) -> None:
     """Start node ``name`` again: through ``shoal up``, or the restart command."""
     timeout = plan.gate_timeout
     if plan.restart_via == "shoal-up":
@@ -179,16 +182,25 @@ async def restart_step(plan: DeployPlan, up_state: dict[str, Any] | None, name: 
         return
     assert plan.restart_cmd is not None
     command = plan.restart_cmd.replace("{node}", shlex.quote(name))
-    process = await asyncio.create_subprocess_shell(command, stdout=sys.stderr.fileno())
-    try:
-        code = await asyncio.wait_for(process.wait(), timeout)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise GateFailed("restart", f"restart command {command!r} still running after "
-                                    f"{timeout:g}s; killed") from None
+    # Its output goes to a file, not a pipe: a process the command leaves
+    # running in the background would hold a pipe open, and us waiting.
+    with tempfile.TemporaryFile() as output:
+        process = await asyncio.create_subprocess_shell(
+            command, stdin=asyncio.subprocess.DEVNULL, stdout=output, stderr=output)
+        try:
+            code = await asyncio.wait_for(process.wait(), timeout)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise GateFailed("restart", f"restart command {command!r} still running after "
+                                        f"{timeout:g}s; killed") from None
+        output.seek(0)
+        lines = output.read(_MAX_OUTPUT).decode(errors="replace").splitlines()
+    for line in lines:
+        echo(f"{name}: restart command: {line}")
     if code != 0:
-        raise GateFailed("restart", f"restart command {command!r} exited with status {code}")
+        raise GateFailed("restart", f"restart command {command!r} exited with status {code}"
+                                    + (f": {lines[-1]}" if lines else ""))
 
 
 async def gate(node: shoal.Node, plan: DeployPlan, result: NodeResult, old: Counts, *,
@@ -270,7 +282,7 @@ async def _one(node: shoal.Node, plan: DeployPlan, up_state: dict[str, Any] | No
         result.drained = await drain_step(node, name, plan.drain_timeout)
         result.step = "restart"
         echo(f"{name}: drained in {result.drained.get('out_after_s')}s; restarting")
-        await restart_step(plan, up_state, name)
+        await restart_step(plan, up_state, name, echo)
         result.step = "gate"
         await gate(node, plan, result, old, store=store, cluster=cluster)
         result.ok = True
