@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 import shoal
+from shoal.cli.audit import Audit
 from shoal.cli.common import loop_factory, parse_json, store_options, verbose_option
 from shoal.cli.deploying import DeployPlan, NodeResult, deploy
 from shoal.cli.inspect import to_json
@@ -71,7 +72,7 @@ def up_command(file: str) -> None:
     groups, finishes its calls, runs every terminate) and
     restart.stop_timeout_s seconds; then SIGKILL. While it runs, its state
     (its pid, each node's OS pid, a control port and token) is in
-    .shoal/up-CLUSTER.json beside the file, mode 0600. The file is checked
+    .shoal/up-<cluster>.json beside the file, mode 0600. The file is checked
     whole first: an unknown key, a missing app, a duplicate node name is
     exit 2 with a one-line message naming the key.
     """
@@ -189,7 +190,9 @@ def deploy_command(file: str | None, store: str | None, cluster: str | None,
     restart_via, restart_cmd, up_pid, scope, min_available, health_call,
     gate_timeout_s, drain_timeout_s), results [{node, ok, step, reason,
     old_creation, new_creation, groups {"scope/group": [old, new]},
-    drained, seconds}], ok, failed ({node, step, reason} or null).
+    drained, seconds}], ok, failed ({node, step, reason} or null). A deploy
+    that began is written to the audit log (`shoal audit`), with its plan
+    and results, whatever its outcome.
     """
     gate_s, drain_s = check_timeout(gate_timeout), check_timeout(drain_timeout)
     for name in only:
@@ -235,7 +238,13 @@ def deploy_command(file: str | None, store: str | None, cluster: str | None,
             return plan, await deploy(node, plan, up_state, store=store, cluster=cluster,
                                       echo=_echo(as_json))
 
-    plan, results = asyncio.run(go())
+    audit = Audit(store, cluster, "deploy", {
+        "file": file, "nodes": names, "restart_cmd": restart_cmd,
+        "max_unavailable": max_unavailable, "min_available": minimums, "scope": scope,
+        "health_call": None if health is None else list(health), "gate_timeout": gate_s,
+        "drain_timeout": drain_s})
+    with audit.refusals():
+        plan, results = asyncio.run(go())
     failed = next((r for r in results or [] if not r.ok), None)
     if as_json:
         click.echo(json.dumps(to_json({
@@ -245,13 +254,18 @@ def deploy_command(file: str | None, store: str | None, cluster: str | None,
             {"node": failed.node, "step": failed.step, "reason": failed.reason}}), indent=2))
     elif results is None:
         click.echo(plan.text() + "\n(dry run: nothing changed)")
+    if results is None:
+        return  # a dry run changes nothing and is not recorded
+    audit.evidence = {"plan": plan.as_dict(), "results": [r.as_dict() for r in results]}
     if failed is not None:
-        rest = [n for n in plan.nodes if n not in {r.node for r in results or []}]
-        raise shoal.ShoalError(f"deploy stopped at node {failed.node} ({failed.step}): "
-                               f"{failed.reason}"
-                               + (f"; untouched: {', '.join(rest)}" if rest else ""))
-    if results is not None and not as_json:
+        rest = [n for n in plan.nodes if n not in {r.node for r in results}]
+        message = (f"deploy stopped at node {failed.node} ({failed.step}): {failed.reason}"
+                   + (f"; untouched: {', '.join(rest)}" if rest else ""))
+        audit.done("refused" if failed.step == "check" else "failed", message)
+        raise shoal.ShoalError(message)
+    if not as_json:
         click.echo(f"deployed {len(results)} node(s): every gate passed")
+    audit.done()
 
 
 UP_COMMANDS = (up_command, down_command, deploy_command)

@@ -102,6 +102,11 @@ async def test_a_rolling_deploy_under_a_stream_of_group_calls_fails_no_call(
                 assert row["drained"]["memberships"] == {"default/work": 2}
             # every node kept serving: the new incarnations answer calls
             await stream_once(client, after)
+        assert await shell("audit", "--store", store_of(toml), "--cluster", "t", "--json") == 0
+        records = json.loads(capsys.readouterr().out)
+        assert [(r["command"], r["outcome"]) for r in records] == [
+            ("deploy", "done"), ("deploy", "refused")]  # newest first; the dry run is not one
+        assert [row["node"] for row in records[0]["evidence"]["results"]] == NAMES
     finally:
         await up.stop()
 
@@ -153,6 +158,10 @@ async def test_a_deploy_whose_new_code_fails_its_gate_stops_after_the_first_node
             assert stream.failures() == []
             assert {"a2", "a3"} <= {o.node for o in stream.outcomes[-100:]}
             assert up.node_state("a2") == up.node_state("a3") == "running"
+        assert await shell("audit", "--store", store_of(toml), "--cluster", "t", "--json") == 0
+        (record,) = json.loads(capsys.readouterr().out)
+        assert record["command"] == "deploy" and record["outcome"] == "failed"
+        assert record["why"] == error.removeprefix("error: ")
     finally:
         await up.stop()
 
