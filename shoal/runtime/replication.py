@@ -20,7 +20,10 @@ Rules:
 - Rule 1: a node's view is *replaced*, never merged: on a re-sync, or when
   a node shows up with a new creation, its members are recomputed from the
   store's entries of that incarnation alone (pg2 merged, and resurrected
-  groups after net splits).
+  groups after net splits). A re-sync runs in slices that yield to the loop
+  (``resync.py``): the snapshot is decoded aside, then nodes are replaced
+  one at a time, each in one step; callers meet each node's old or new
+  view, never half of one, and none of the old once it returns.
 - Rule 2b: our own keys (this incarnation) come back from the watch too;
   one changed by someone else (an operator's ``etcdctl del``, a script) is
   written again at once, with a warning naming the keys and the revision
@@ -55,16 +58,13 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from shoal.errors import NameInUse, SessionEnded, ShoalError, StoreError
-from shoal.membership.keys import (
-    MemberKey,
-    decode_members,
-    parse_member_key,
-)
+from shoal.membership.keys import MemberKey, decode_members, parse_member_key
 from shoal.pid import Pid
 from shoal.runtime.fencing import stop_serving
 from shoal.runtime.node_info import open_first_session, parse_info
 from shoal.runtime.outages import StoreOutages, store_backoff
 from shoal.runtime.peers import PeerInfo, drop_stale
+from shoal.runtime.resync import Slicer, read_snapshot
 from shoal.runtime.writer import Writer
 from shoal.store.base import Changes, Event, Put, Session, Snapshot, Store
 
@@ -80,7 +80,6 @@ __all__ = ["NODEDOWN", "Replication"]
 log = logging.getLogger("shoal")
 
 NODEDOWN = "nodedown"
-APPLY_SLICE = 0.02  # seconds of applying watched events before letting other tasks run
 class Replication:
     """Keeps the node's table in step with the store (see the module header)."""
 
@@ -130,7 +129,7 @@ class Replication:
         self.session = await open_first_session(self.store, self.name, self.info,
                                                   self.ttl)
         snapshot = await self.store.snapshot("")
-        self._resync(snapshot)
+        await self._resync(snapshot)
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._follow(), name=f"shoal watch {self.name}"))
         self._tasks.append(loop.create_task(self._guard_session(),
@@ -260,18 +259,16 @@ class Replication:
                 async for item in self.store.watch("", self.revision):
                     if isinstance(item, Changes):
                         loop = asyncio.get_running_loop()
-                        slice_end = loop.time() + APPLY_SLICE
+                        slicer = Slicer()
                         for event in item.events:
                             if self._stopping:
                                 return  # fenced while applying (Rule 5)
                             self._apply(event)
-                            if loop.time() > slice_end:
-                                # One batch can hold thousands of events: applied in
-                                # one go on a busy host, it held the loop past the
-                                # session TTL (our keepalive did not run). Others may
-                                # see part of a revision applied; each event is valid.
-                                await asyncio.sleep(0)
-                                slice_end = loop.time() + APPLY_SLICE
+                            # One batch can hold thousands of events: applied in
+                            # one go on a busy host, it held the loop past the
+                            # session TTL (our keepalive did not run). Others may
+                            # see part of a revision applied; each event is valid.
+                            await slicer.pause()
                         self.revision = item.revision
                         self.writer.watched_to(item.revision)
                         deleted, self._record_deleted = self._record_deleted, None
@@ -282,7 +279,7 @@ class Replication:
                             self.reasserting(self._foreign, item.revision)
                         self._foreign = []
                     else:
-                        self._resync(item.snapshot)
+                        await self._resync(item.snapshot)
                     delays = store_backoff()  # it works again: start over
                     self.outages.succeeded("store watch")
             except StoreError as exc:
@@ -298,7 +295,7 @@ class Replication:
                               "re-reading the whole view in %.2fs", self.name, delay)
                 await asyncio.sleep(delay)
                 try:
-                    self._resync(await self.store.snapshot(""))
+                    await self._resync(await self.store.snapshot(""))
                 except Exception:
                     log.exception("node %s: re-reading the store failed; retrying",
                                   self.name)
@@ -446,35 +443,22 @@ class Replication:
                   for serial, count in counts.items()]
         self.feed.publish(self.table.replace_node(name, wanted, NODEDOWN), local=False)
 
-    def _resync(self, snapshot: Snapshot) -> None:
-        """Replace the whole view of every other node (Rule 1)."""
+    async def _resync(self, snapshot: Snapshot) -> None:
+        """Replace the whole view of every other node (Rule 1), in slices
+        that yield to the loop (``resync.py``: read aside, then replaced one
+        node at a time, each node in one step)."""
         remote = self.remote
-        before = self.cluster.names()
-        self.entries.clear()
-        seen: dict[str, PeerInfo] = {}
-        record = snapshot.entries.get(f"nodes/{self.name}")
+        slicer = Slicer()
+        view = await read_snapshot(snapshot, self.name, self.creation, slicer)
+        if self._stopping:
+            return
+        record = view.record
         self._record_holder = record.session if record is not None else None
-        for key, entry in snapshot.entries.items():
-            if key.startswith("nodes/"):
-                name = key[len("nodes/"):]
-                if name == self.name and self._check_holder(entry.value):
-                    return
-                if name != self.name:
-                    info = parse_info(name, entry.value)
-                    if info is not None:
-                        seen[name] = info
-        own: dict[str, tuple[bytes, int]] = {}
-        for key, entry in snapshot.entries.items():
-            if key.startswith("members/"):
-                parsed = parse_member_key(key)
-                if parsed is not None and parsed.node == self.name \
-                        and parsed.creation == self.creation:
-                    own[key] = (entry.value, entry.revision)
-                if parsed is None or parsed.node == self.name:
-                    continue
-                counts = decode_members(parsed.bucket, entry.value)
-                if counts:
-                    self.entries.setdefault(parsed.node, {})[key] = (parsed, counts)
+        if record is not None and self._check_holder(record.value):
+            return
+        before = self.cluster.names()
+        self.entries = view.entries
+        seen = view.nodes
         for name in before - set(seen):
             self.cluster.gone(name)
             conn = remote.connection(name)
@@ -488,10 +472,13 @@ class Replication:
             drop_stale(remote.manager, name, info.creation)
         table_nodes = set(self.table.nodes()) - {self.name}
         for name in before | set(seen) | table_nodes:
+            if self._stopping:
+                return  # fenced meanwhile (Rule 5)
             self._replace(name)
+            await slicer.pause()
         self.revision = snapshot.revision
         self.writer.watched_to(snapshot.revision)
         if self.session is not None:  # not at start: nothing written yet
-            changed = self.writer.check_snapshot(own, snapshot.revision)
+            changed = self.writer.check_snapshot(view.own, snapshot.revision)
             if changed:
                 self.reasserting(changed, snapshot.revision)

@@ -225,9 +225,9 @@ async def test_a_node_whose_watch_position_was_compacted_resyncs_and_sees_every_
             resyncs: list[int] = []  # revisions of the snapshots b's view was replaced with
             replace = b._replication._resync
 
-            def counted(snapshot: Snapshot) -> None:
+            async def counted(snapshot: Snapshot) -> None:
                 resyncs.append(snapshot.revision)
-                replace(snapshot)
+                await replace(snapshot)
             b._replication._resync = counted  # type: ignore[method-assign]
             await asyncio.to_thread(etcd.stop_member, 0)
             await a.groups.leave("g", pids[:2])

@@ -126,7 +126,7 @@ async def test_the_view_equals_the_store_after_any_sequence_of_changes(
             revision += 1
             events = model.step(op)
             if events is None:
-                replication._resync(Snapshot(
+                await replication._resync(Snapshot(
                     entries={k: Entry(key=k, value=v, session="s", revision=revision)
                              for k, v in model.entries.items()},
                     revision=revision))

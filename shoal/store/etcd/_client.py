@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -345,6 +345,22 @@ class EndpointConnection:
         request = rpc.RangeRequest(key=prefix, range_end=end)
         response = await self._unary(rpc.KVStub, "Range", request, seconds)
         return [_kv(kv) for kv in response.kvs], int(response.header.revision)
+
+    async def range_pages(
+        self, prefix: bytes, page: int, seconds: float
+    ) -> AsyncIterator[tuple[list[KeyValue], int]]:
+        """Every key under ``prefix``, ``page`` keys per request, each page
+        with the revision they are all read at (the first page's): no one
+        response, nor its decoding, holds the event loop for long."""
+        start, end, revision = prefix, prefix_end(prefix), 0
+        while True:
+            request = rpc.RangeRequest(key=start, range_end=end, limit=page, revision=revision)
+            response = await self._unary(rpc.KVStub, "Range", request, seconds)
+            revision = revision or int(response.header.revision)
+            yield [_kv(kv) for kv in response.kvs], revision
+            if not response.more or not response.kvs:
+                return
+            start = bytes(response.kvs[-1].key) + b"\0"
 
     async def range_newest(self, prefix: bytes, limit: int, seconds: float) -> list[KeyValue]:
         """The ``limit`` greatest keys under ``prefix``, greatest first."""

@@ -1,0 +1,101 @@
+"""Reading a store snapshot into a node's view, in slices.
+
+A re-sync (the start-up snapshot, a watch that fell behind a compaction, a
+failed apply) reads every key of the cluster: at 1M members that is seconds
+of decoding and table work. Done in one piece it held the event loop longer
+than the store session's TTL, so the node's own keepalive did not run and
+its session expired. Here the work is cut into slices of at most
+:data:`SLICE` seconds, each followed by a yield to the loop
+(:class:`Slicer`), so other tasks, the keepalive first, keep running.
+
+Rules:
+
+- Rule 1: the snapshot is read *aside*: :func:`read_snapshot` only builds
+  new structures from an immutable snapshot and touches no live state, so
+  callers see the old view, whole, while it runs.
+- Rule 2: the view is then replaced one node at a time (the replication's
+  ``_resync``), each node's members in one step (``GroupTable.replace_node``,
+  never half a node). Mid-re-sync a caller may meet some nodes' new views
+  and others' old ones, each consistent; once the re-sync returns, no member
+  the snapshot lacks is left (Rule 1 of the replication: replaced, never
+  merged).
+- Rule 3: nothing here keeps state between re-syncs; malformed keys and
+  values are skipped (the caller's Rule 4), as they always were.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from shoal.membership.keys import MemberKey, decode_members, parse_member_key
+from shoal.runtime.node_info import parse_info
+from shoal.runtime.peers import PeerInfo
+from shoal.store.base import Entry, Snapshot
+
+__all__ = ["SLICE", "Slicer", "SnapshotView", "read_snapshot"]
+
+SLICE = 0.02  # seconds of work before yielding to the event loop
+
+NodeEntries = dict[str, dict[str, tuple[MemberKey, dict[int, int]]]]
+
+
+class Slicer:
+    """Yields to the event loop once :data:`SLICE` seconds of work passed."""
+
+    __slots__ = ("_budget", "_end", "_loop")
+
+    def __init__(self, budget: float = SLICE) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._budget = budget
+        self._end = self._loop.time() + budget
+
+    async def pause(self) -> None:
+        """Let other tasks run if this slice is used up (cheap otherwise)."""
+        if self._loop.time() >= self._end:
+            await asyncio.sleep(0)
+            self._end = self._loop.time() + self._budget
+
+
+@dataclass(slots=True)
+class SnapshotView:
+    """What a snapshot says, for one node (``name``, incarnation ``creation``).
+
+    Attributes:
+        record: our own ``nodes/<name>`` entry, if any.
+        nodes: every other node registered, by name.
+        entries: every other node's non-empty member buckets: node ->
+            {key -> (its parts, serial -> count)}.
+        own: our own incarnation's member keys -> (value, revision).
+    """
+
+    record: Entry | None = None
+    nodes: dict[str, PeerInfo] = field(default_factory=dict)
+    entries: NodeEntries = field(default_factory=dict)
+    own: dict[str, tuple[bytes, int]] = field(default_factory=dict)
+
+
+async def read_snapshot(snapshot: Snapshot, name: str, creation: int,
+                        slicer: Slicer) -> SnapshotView:
+    """Decode ``snapshot`` aside (Rule 1), yielding between slices."""
+    view = SnapshotView(record=snapshot.entries.get(f"nodes/{name}"))
+    for key, entry in snapshot.entries.items():
+        await slicer.pause()
+        if key.startswith("members/"):
+            parsed = parse_member_key(key)
+            if parsed is None:
+                continue
+            if parsed.node == name:
+                if parsed.creation == creation:
+                    view.own[key] = (entry.value, entry.revision)
+                continue
+            counts = decode_members(parsed.bucket, entry.value)
+            if counts:
+                view.entries.setdefault(parsed.node, {})[key] = (parsed, counts)
+        elif key.startswith("nodes/"):
+            node = key[len("nodes/"):]
+            if node != name:
+                info = parse_info(node, entry.value)
+                if info is not None:
+                    view.nodes[node] = info
+    return view
