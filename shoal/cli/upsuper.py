@@ -53,6 +53,7 @@ __all__ = ["MAX_CLIENTS", "run_up"]
 MAX_CLIENTS = 8
 """Control connections served at once; more wait for the listener's backlog."""
 _MAX_LINE = 1 << 20  # a node's output line longer than this is cut
+_READ_TIMEOUT = 5.0  # seconds a control client has to send its request line
 
 
 class _Runner:
@@ -228,9 +229,10 @@ class _Up:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         async with self.clients:
             try:
-                line = await reader.readline()
+                # A silent client is not waited for: it would hold a slot.
+                line = await asyncio.wait_for(reader.readline(), _READ_TIMEOUT)
                 answer = await self._answer(line)
-            except (ValueError, ConnectionError) as exc:
+            except (ValueError, TypeError, ConnectionError, TimeoutError) as exc:
                 answer = {"ok": False, "error": f"bad control request: {exc}"}
             try:
                 writer.write(json.dumps(answer).encode() + b"\n")
@@ -243,7 +245,7 @@ class _Up:
     async def _answer(self, line: bytes) -> dict[str, Any]:
         request = json.loads(line) if len(line) <= MAX_REQUEST else None
         if not isinstance(request, dict) or not secrets.compare_digest(
-                str(request.get("token", "")), self.token):
+                str(request.get("token", "")).encode(), self.token.encode()):
             return {"ok": False, "error": "refused: not a control request with this "
                                           "shoal up's token"}
         op = request.get("op")
@@ -255,7 +257,10 @@ class _Up:
         if runner is None:
             return {"ok": False, "error": f"no node {request.get('node')!r} in "
                                           f"{self.config.path.name}"}
-        return await self._restart(runner, float(request.get("timeout", 30)),
+        timeout = request.get("timeout", 30)
+        if type(timeout) not in (int, float) or not 0 < timeout <= 3600:
+            return {"ok": False, "error": "timeout: a number of seconds in (0, 3600]"}
+        return await self._restart(runner, float(timeout),
                                    drained=request.get("drained") is True)
 
     async def _restart(self, runner: _Runner, timeout: float, *, drained: bool

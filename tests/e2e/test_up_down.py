@@ -15,10 +15,11 @@ import stat
 from pathlib import Path
 
 import pytest
-from up_support import UpProcess, write_cluster
+from up_support import APP, UpProcess, write_cluster
 
+import shoal
 from shoal.cli import main
-from shoal.cli.upstate import write_state
+from shoal.cli.upstate import control, write_state
 from shoal.testing.cluster import wait_until
 
 NAMES = ["a1", "a2"]
@@ -97,3 +98,36 @@ def test_a_bad_cluster_file_is_exit_2_with_one_line_naming_the_key(
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err, err
     assert not (tmp_path / ".shoal").exists()  # nothing was started or written
+
+
+async def test_up_gives_up_on_a_node_that_keeps_dying_and_keeps_the_others(
+        tmp_path: Path) -> None:
+    app = APP + '''
+async def broken(node):
+    raise RuntimeError("this release cannot start")
+'''
+    toml = write_cluster(tmp_path, ["a1"], app=app, extra="max_restarts = 2\n"
+                         '[[node]]\nname = "bad"\napp = "app:broken"\n')
+    up = UpProcess(toml)
+    try:
+        await up.start(["a1"])
+        await wait_until(lambda: up.node_state("bad") == "gave-up", timeout=30,
+                         what=f"shoal up to give up on bad: {up.text()}")
+        info = up.state()["nodes"]["bad"]
+        assert (info["starts"], info["restarts"], info["last_exit"]) == (3, 2, 1)
+        await wait_until(lambda: any("node bad exited with status 1; 2 restarts within 60s: "
+                                     "giving up on it" in line for line in up.lines),
+                         what="the give-up logged")
+        assert sum("node bad exited with status 1; restarting it in" in line
+                   for line in up.lines) == 2
+        assert up.node_state("a1") == "running"
+
+        # The control port answers only requests carrying the state file's token.
+        state = up.state()
+        with pytest.raises(shoal.ShoalError, match="refused: not a control request"):
+            await control({**state, "control": {**state["control"], "token": "guess"}},
+                          {"op": "status"}, 5)
+        status = await control(state, {"op": "status"}, 5)
+        assert status["nodes"]["a1"]["os_pid"] == up.os_pid("a1")
+    finally:
+        await up.stop()
