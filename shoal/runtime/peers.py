@@ -14,6 +14,13 @@ Rules:
   by ``close``), so a connection that broke while the node lives (a network
   blip) comes back: nothing else would dial it, since selection skips its
   unroutable members.
+- Rule 3: an on-demand dial (``Redials.connect``, for a call to a node not
+  connected yet) waits at most the heartbeat timeout, not the call's whole
+  deadline: a node that does not finish a handshake by then is treated as a
+  silent one (``suspect``: unroutable, redialled in the background until a
+  connection succeeds) and the call fails ``NodeDown`` not started, so a
+  group call tries another member (G3) instead of spending its deadline on
+  a node behind a partition.
 """
 
 from __future__ import annotations
@@ -24,8 +31,9 @@ from collections.abc import Callable
 from typing import Any
 
 from shoal._backoff import backoff_delays
-from shoal.errors import ShoalError
-from shoal.transport import ConnectionManager, PeerConnection
+from shoal.errors import NodeDown, NoSuchProcess, ShoalError
+from shoal.pid import Pid
+from shoal.transport import ConnectionManager, PeerConnection, Refused
 
 __all__ = ["PeerInfo", "Redials", "connection_for", "drop_stale"]
 
@@ -75,14 +83,20 @@ class Redials:
         peer: the store's view of another node, by name (the cluster view's).
         manager: returns the connection manager (None while not distributed).
         probe: asks the store to check for dead owners (after a failed dial).
+        suspect: told of a node whose on-demand dial took longer than
+            ``dial_bound`` seconds, with why (Rule 3).
+        dial_bound: the longest wait of an on-demand dial (the heartbeat timeout).
     """
 
     def __init__(self, peer: Callable[[str], PeerInfo | None],
                  manager: Callable[[], ConnectionManager | None],
-                 probe: Callable[[], None]) -> None:
+                 probe: Callable[[], None], *, suspect: Callable[[str, str], None],
+                 dial_bound: float) -> None:
         self._peer = peer
         self._manager = manager
         self._probe = probe
+        self._suspect = suspect
+        self._dial_bound = dial_bound
         # Invariant: one task per node name, removed when it ends.
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._closed = False
@@ -118,6 +132,51 @@ class Redials:
                 self._probe()
                 continue
             return
+
+    async def connect(self, pid: Pid, timeout: float) -> PeerConnection:
+        """The connection to ``pid``'s incarnation, dialled now if needed
+        (Rule 3 bounds the wait).
+
+        Raises:
+            NodeDown: (not started) it is not known yet, refused us, could
+                not be reached in time, or another incarnation answered.
+            NoSuchProcess: ``pid`` belongs to an earlier incarnation.
+        """
+        peer = self._peer(pid.node)
+        if peer is None or peer.creation < pid.creation:
+            raise NodeDown(pid.node, "not known to this node (yet)", not_started=True)
+        if peer.creation != pid.creation:
+            raise NoSuchProcess(pid)  # an earlier incarnation: dead by definition
+        manager = self._manager()
+        conn = connection_for(manager, pid.node, pid.creation)
+        if conn is not None:
+            return conn
+        if manager is None:
+            raise NodeDown(pid.node, "this node is not distributed", not_started=True)
+        bound = min(timeout, self._dial_bound)
+        try:
+            # A node listens before it registers in the store, so a refused
+            # connect means this incarnation is gone: fail now (the request
+            # provably did not start; a group call moves on, G3) instead of
+            # redialling a dead address until the deadline.
+            conn = await manager.connect(pid.node, peer.address, timeout=bound,
+                                         retry_refused=False, incarnation=peer.creation)
+        except Refused as exc:
+            # It is up and refused our credentials: say so (nothing was sent),
+            # and leave the store alone (nothing died).
+            raise NodeDown(pid.node, str(exc), not_started=True, refused=True) from None
+        except ShoalError as exc:
+            # Could not reach it: ask the store whether its owner died (G2).
+            self._probe()
+            detail = exc.detail if isinstance(exc, NodeDown) else str(exc)
+            if bound < timeout:
+                self._suspect(pid.node, detail)
+            raise NodeDown(pid.node, detail, not_started=True) from None
+        if conn.peer_creation != pid.creation:  # another incarnation answered
+            drop_stale(manager, pid.node, pid.creation)
+            raise NodeDown(pid.node, f"creation {conn.peer_creation} answered, not "
+                           f"{pid.creation}", not_started=True)
+        return conn
 
     def close(self) -> None:
         """Stop redialling (the node is stopping)."""

@@ -66,10 +66,10 @@ from shoal.pid import NOCONNECTION, NOPROC, SHUTDOWN, Pid, Reason
 from shoal.runtime.holds import Holds
 from shoal.runtime.inbound import AdminHandler, Inbound
 from shoal.runtime.notices import Down, Ref
-from shoal.runtime.peers import PeerInfo, Redials, connection_for, drop_stale
+from shoal.runtime.peers import PeerInfo, Redials, connection_for
 from shoal.runtime.process import current_process
 from shoal.runtime.replies import stand_in_reason, wire_reason
-from shoal.transport import ConnectionManager, PeerConnection, Refused
+from shoal.transport import ConnectionManager, PeerConnection
 from shoal.wire import (
     Cast,
     Demonitor,
@@ -116,7 +116,8 @@ class Remote:
         # Invariant: calls sent and not yet answered: ref -> (future, callee,
         # the connection the CALL went out on; only it may answer).
         self.pending: dict[int, tuple[asyncio.Future[Any], Pid, PeerConnection]] = {}
-        self.redials = Redials(cluster.peer, lambda: self.manager, probe_store)
+        self.redials = Redials(cluster.peer, lambda: self.manager, probe_store,
+                               suspect=self._suspect, dial_bound=heartbeat_timeout)
         self._next_ref = 1
         # Monitors held by local watchers on remote targets: wire ref -> (ref, watcher, target).
         self.monitors: dict[int, tuple[Ref, Pid, Pid]] = {}
@@ -143,39 +144,6 @@ class Remote:
         manager = self.manager
         return manager.get(node) if manager is not None else None
 
-    async def _connect(self, pid: Pid, timeout: float) -> PeerConnection:
-        peer = self.cluster.peer(pid.node)
-        if peer is None or peer.creation < pid.creation:
-            raise NodeDown(pid.node, "not known to this node (yet)", not_started=True)
-        if peer.creation != pid.creation:
-            raise NoSuchProcess(pid)  # an earlier incarnation: dead by definition
-        conn = connection_for(self.manager, pid.node, pid.creation)
-        if conn is not None:
-            return conn
-        if self.manager is None:
-            raise NodeDown(pid.node, "this node is not distributed", not_started=True)
-        try:
-            # A node listens before it registers in the store, so a refused
-            # connect means this incarnation is gone: fail now (the request
-            # provably did not start; a group call moves on, G3) instead of
-            # redialling a dead address until the deadline.
-            conn = await self.manager.connect(pid.node, peer.address, timeout=timeout,
-                                              retry_refused=False, incarnation=peer.creation)
-        except Refused as exc:
-            # It is up and refused our credentials: say so (nothing was sent),
-            # and leave the store alone (nothing died).
-            raise NodeDown(pid.node, str(exc), not_started=True, refused=True) from None
-        except ShoalError as exc:
-            # Could not reach it: ask the store whether its owner died (G2).
-            self._probe_store()
-            detail = exc.detail if isinstance(exc, NodeDown) else str(exc)
-            raise NodeDown(pid.node, detail, not_started=True) from None
-        if conn.peer_creation != pid.creation:  # another incarnation answered
-            drop_stale(self.manager, pid.node, pid.creation)
-            raise NodeDown(pid.node, f"creation {conn.peer_creation} answered, not "
-                           f"{pid.creation}", not_started=True)
-        return conn
-
     async def call(self, pid: Pid, request: Any, timeout: float) -> Any:
         """A call to a pid of another node (see ``Node.call``)."""
         loop = asyncio.get_running_loop()
@@ -184,7 +152,7 @@ class Remote:
         if conn is None or peer is None or peer.creation != pid.creation \
                 or conn.peer_creation != pid.creation:
             deadline = loop.time() + timeout
-            conn = await self._connect(pid, timeout)
+            conn = await self.redials.connect(pid, timeout)
             timeout = deadline - loop.time()
             if timeout <= 0:
                 raise CallTimeout(pid, timeout)
@@ -214,7 +182,7 @@ class Remote:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         try:
-            conn = await self._connect(pid, timeout)
+            conn = await self.redials.connect(pid, timeout)
         except NoSuchProcess:
             return False  # an earlier incarnation: dead by definition
         if self._backlog and pid.node in self._backlog:
@@ -424,6 +392,17 @@ class Remote:
                  "members are unroutable until it answers", peer_name, creation,
                  self._heartbeat_timeout)
         self.cluster.set_routable(peer_name, False)
+
+    def _suspect(self, peer_name: str, why: str) -> None:
+        """A dial to it did not complete within the heartbeat timeout: treat
+        it as silent (unroutable, redialled in the background) until a
+        connection succeeds (peers.py Rule 3)."""
+        if self.cluster.is_routable(peer_name):
+            log.info("node %s did not answer a dial within the heartbeat timeout (%gs): its "
+                     "members are unroutable until a dial succeeds (%s)", peer_name,
+                     self._heartbeat_timeout, why)
+            self.cluster.set_routable(peer_name, False)
+        self.redials.start(peer_name)
 
     def on_peer_alive(self, peer_name: str, creation: int) -> None:
         if self.cluster.is_stale(peer_name, creation):

@@ -1,0 +1,24 @@
+"""Failure testing for shoal applications, from your own pytest suite.
+
+- :class:`LocalCluster`: real node processes running your app on loopback
+  (``module:function`` or a supervisor factory, as ``shoal run`` takes), on
+  the embedded store or an etcd URL, plus an in-process client node to
+  call them from. Fault injectors: ``kill9``, ``sigstop``/``sigcont``,
+  ``restart``, ``replace_hung``, ``store_outage``, and, with
+  ``partitionable=True``, ``cut``/``heal`` of the link between two chosen
+  nodes (:mod:`shoal.testing.partition`). Every node's log is kept and
+  printed when the test's ``async with`` block fails.
+- :func:`wait_until`: a bounded wait for a condition.
+- :mod:`shoal.testing.invariants`: a :class:`Timeline` of calls and facts,
+  and :func:`check`, which reports every broken guarantee (G2 to G6,
+  incarnations) with the timeline around it.
+
+See the README section "Failure testing" for a complete test.
+"""
+
+from shoal.testing.cluster import LocalCluster, NodeProcess, wait_until
+from shoal.testing.invariants import Bounds, Report, Timeline, Violation, check
+from shoal.testing.partition import Partitions
+
+__all__ = ["Bounds", "LocalCluster", "NodeProcess", "Partitions", "Report", "Timeline",
+           "Violation", "check", "wait_until"]

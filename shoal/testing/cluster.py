@@ -22,9 +22,10 @@ import contextlib
 import os
 import shutil
 import signal
+import sqlite3
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,8 @@ class NodeProcess:
         self.name = name
         self.process = process
         self.log = log
+        # The incarnation it announced ("... (creation N)"), once started.
+        self.creation: int | None = None
 
     @property
     def pid(self) -> int:
@@ -129,6 +132,8 @@ class LocalCluster:
         self._stopped: list[NodeProcess] = []
         self._client: shoal.Node | None = None
         self.partitions = Partitions() if partitionable else None
+        # Nodes run the test agent (Control, Echo): control() and spawn() work.
+        self._agent = app == "shoal.testing.agent:setup"
 
     @property
     def client(self) -> shoal.Node:
@@ -145,8 +150,18 @@ class LocalCluster:
             raise
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc is not None:
+            self.show_logs()
         await self.stop()
+
+    def show_logs(self, lines: int = 60) -> None:
+        """Print the end of every node's log to stderr (done when the block
+        inside ``async with`` raised, so a failing test shows them)."""
+        for node in [*self._stopped, *self.nodes.values()]:
+            tail = node.log_text().splitlines()[-lines:]
+            print(f"----- log of node {node.name} (OS pid {node.pid}) -----", file=sys.stderr)
+            print("\n".join(tail), file=sys.stderr)
 
     async def start(self) -> None:
         """Start every node and the client; return once every node (the
@@ -164,7 +179,7 @@ class LocalCluster:
             self.partitions.target(self.client_name, *self._client.address)
         for name in self.names:
             await self.wait_node(name)
-        if self.mesh and len(self.names) <= 8:  # quadratic: big clusters skip it
+        if self.mesh and self._agent and len(self.names) <= 8:  # quadratic: big ones skip it
             await self.wait_mesh()
 
     async def wait_mesh(self, timeout: float = 15.0) -> None:
@@ -218,19 +233,27 @@ class LocalCluster:
             line = b""
         if b"ready" not in line:
             raise RuntimeError(f"node {name} did not start:\n{node.log_text()}")
-        if self.partitions is not None:
-            # "shoal node NAME ready on HOST:PORT (creation N)": where it listens
-            host, _, port = line.split()[5].decode().rpartition(":")
+        # "shoal node NAME ready on HOST:PORT (creation N)"
+        words = line.decode().split()
+        node.creation = int(words[-1].rstrip(")"))
+        if self.partitions is not None:  # where it really listens, behind its proxy
+            host, _, port = words[5].rpartition(":")
             self.partitions.target(name, host, int(port))
         if wait and self._client is not None:
             await self.wait_node(name)
         return node
 
     async def wait_node(self, name: str, timeout: float = 15.0) -> None:
-        """Wait until the client sees the node's current incarnation."""
+        """Wait until the client sees the node's current incarnation, routable
+        (and, with the test agent, its Control process)."""
+        creation = self.nodes[name].creation
+        view = self.client.cluster_view
+
         def seen() -> bool:
-            members = self.client.scope(CONTROL_SCOPE).get_members(name)
-            return bool(members) and self.client.cluster_view.is_routable(name)
+            peer = view.peer(name)
+            if peer is None or peer.creation != creation or not view.is_routable(name):
+                return False
+            return not self._agent or bool(self.client.scope(CONTROL_SCOPE).get_members(name))
         await wait_until(seen, timeout=timeout, what=f"node {name} to be seen")
 
     def control_pid(self, name: str) -> shoal.Pid:
@@ -266,6 +289,52 @@ class LocalCluster:
         if self.partitions is None:
             raise RuntimeError("create the LocalCluster with partitionable=True to cut links")
         return self.partitions
+
+    async def restart(self, name: str) -> NodeProcess:
+        """Start node ``name`` again, under the same name, once its process
+        ended (kill it first); waits until the client sees the new incarnation."""
+        old = self.nodes[name]
+        if old.running:
+            await asyncio.wait_for(old.process.wait(), 30)
+        return await self.start_node(name)
+
+    async def replace_hung(self, name: str) -> NodeProcess:
+        """Hang node ``name`` (SIGSTOP) and start a replacement under its name.
+
+        Only a store whose sessions expire without their owner can do this:
+        on etcd the hung node's lease runs out and the new node takes the
+        name (the hung one fences itself when it wakes, on SIGCONT). On the
+        embedded SQLite store a hung node keeps its name by design (its lock
+        is held), so the replacement fails with NameInUse.
+        """
+        self.sigstop(name)
+        old = self.nodes[name]
+        new = await self.start_node(name)
+        self._stopped.append(old)
+        return new
+
+    @contextlib.asynccontextmanager
+    async def store_outage(self) -> AsyncIterator[None]:
+        """The embedded store refuses writes for the block's duration: an
+        exclusive transaction is held on the SQLite database (readers still
+        read, as with a store that lost its quorum for writes). For etcd,
+        stop and start the etcd server your test runs (``etcd_server``).
+
+        Raises:
+            RuntimeError: the cluster's store is not SQLite.
+        """
+        if not self.store.startswith("sqlite://"):
+            raise RuntimeError("store_outage works on the embedded SQLite store; stop and "
+                               "start your etcd server for an etcd outage")
+        path = self.store[len("sqlite://"):]
+        blocker = sqlite3.connect(path, timeout=5.0, isolation_level=None)
+        try:
+            blocker.execute("BEGIN EXCLUSIVE")
+            yield
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                blocker.execute("ROLLBACK")
+            blocker.close()
 
     def kill9(self, name: str) -> None:
         """SIGKILL the node's process."""
