@@ -50,7 +50,10 @@ if TYPE_CHECKING:
     from shoal.runtime.processes import ProcessTable
     from shoal.runtime.signals import Signals
 
-__all__ = ["Groups", "Subscription", "SubscriptionHub", "SubscriptionOverflow"]
+Observer = Callable[[Pid, float, float, "ShoalError | None"], None]
+"""What ``Groups.call(observe=...)`` calls after each attempt."""
+
+__all__ = ["Groups", "Observer", "Subscription", "SubscriptionHub", "SubscriptionOverflow"]
 
 Deliver = Callable[[GroupEvent], None]
 
@@ -397,7 +400,7 @@ class Groups:
 
     async def call(self, group: str, request: Any, *, timeout: float = 5.0,
                    strategy: str = DEFAULT_STRATEGY, key: Any = None,
-                   idempotent: bool = False) -> Any:
+                   idempotent: bool = False, observe: Observer | None = None) -> Any:
         """Call one member of ``group``, retrying on another member when the
         request provably did not start (G3).
 
@@ -408,6 +411,9 @@ class Groups:
             strategy, key: as for :meth:`select`.
             idempotent: also retry when delivery is unknown (the member
                 exited mid-call, its connection broke).
+            observe: called after each attempt with the member tried, the
+                attempt's start and end (event-loop time) and its error (None
+                when it answered): for failure tests (``shoal.testing``).
 
         Returns:
             The reply.
@@ -445,9 +451,15 @@ class Groups:
             if remaining <= 0:
                 raise CallTimeout(f"group {group!r}", seconds)
             cluster.call_started(pid)
+            started = loop.time()
             try:
-                return await self._messaging.call(pid, request, remaining)
+                value = await self._messaging.call(pid, request, remaining)
+                if observe is not None:
+                    observe(pid, started, loop.time(), None)
+                return value
             except ShoalError as exc:
+                if observe is not None:
+                    observe(pid, started, loop.time(), exc)
                 if not retryable(exc, idempotent):
                     raise
                 tried.add(pid)

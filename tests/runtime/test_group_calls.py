@@ -201,3 +201,22 @@ async def test_least_loaded_selection_avoids_a_member_with_a_long_queue(
     assert set(picks) == {busy_pid, *idle}
     release.set()
     await busy
+
+
+async def test_observe_sees_every_attempt_with_its_member_and_error(node: shoal.Node) -> None:
+    first, second, key = await _two(node)
+    _, busy = await _queue_behind_a_blocker(node, first)
+    seen: list[tuple[shoal.Pid, float, float, type | None]] = []
+    call = asyncio.ensure_future(node.groups.call(
+        "g", whoami, strategy="hash", key=key, timeout=WAIT,
+        observe=lambda pid, start, end, exc: seen.append(
+            (pid, start, end, None if exc is None else type(exc)))))
+    await asyncio.sleep(0)  # one turn: the request waits in first's mailbox
+    node.kill(first)
+    assert await call == second
+    assert [(pid, error) for pid, _, _, error in seen] == [
+        (first, shoal.NoSuchProcess), (second, None)]
+    assert all(start <= end for _, start, end, _ in seen)
+    assert seen[0][2] <= seen[1][1]  # the retry began after the first attempt ended
+    with pytest.raises(shoal.ProcessExited):
+        await busy
