@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from typing import Any
 
 import click
 
 import shoal
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "configure_logging", "echo_table",
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "configure_logging", "confirm", "echo_table",
            "loop_factory", "parse_json", "store_options", "verbose_option"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -85,3 +86,17 @@ def parse_json(argument: str, text: str) -> Any:
         return json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:
         raise shoal.BadArgument(argument, text, f"JSON ({exc})") from None
+
+
+def confirm(prompt: str, yes: bool) -> None:
+    """Go on only with ``--yes`` or a "y" typed on a terminal.
+
+    Raises:
+        BadArgument: no ``--yes`` and no terminal to ask on.
+        click.exceptions.Abort: the operator answered no.
+    """
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise shoal.BadArgument("--yes", False, "--yes to act without a terminal to confirm on")
+    click.confirm(prompt, abort=True)

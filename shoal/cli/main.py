@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import sys
+from typing import Any
 
 import click
 
@@ -24,6 +25,7 @@ from shoal.cli.common import (
 )
 from shoal.cli.demo import DemoReport, run_demo
 from shoal.cli.ops import COMMANDS
+from shoal.cli.reloading import reload_command
 from shoal.cli.upcommands import UP_COMMANDS
 from shoal.runtime.crashlog import CrashLog
 from shoal.runtime.process import RUN_MAILBOX_SIZE
@@ -231,12 +233,31 @@ def groups(store: str | None, cluster: str | None, scope: str | None, as_json: b
 @click.argument("group")
 @store_options
 @click.option("--scope", default="default", show_default=True, help="The group's scope.")
+@click.option("--live", is_flag=True,
+              help="Join the cluster briefly and ask each member's owner: routable or not "
+                   "and why, queue length, seconds since it joined.")
+@click.option("--timeout", default=5.0, show_default=True, type=float,
+              help="With --live: seconds to wait for each answer, a finite number > 0.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def members(group: str, store: str | None, cluster: str | None, scope: str,
-            as_json: bool) -> None:
-    """List the members of GROUP, once per pid with its join count (read-only, as nodes)."""
+def members(group: str, store: str | None, cluster: str | None, scope: str, live: bool,
+            timeout: float, as_json: bool) -> None:
+    """List the members of GROUP, once per pid with its join count (read-only, as nodes).
+
+    JSON: [{pid, node, joins}]. With --live the command joins the cluster
+    briefly (it needs the secret, as call does) and asks the nodes; JSON
+    then adds per member: routable (bool), why ("ok"; "node-down": no
+    session in the store for its incarnation; "suspect": its owner could
+    not be asked, or a node suspects it; "noproc": its owner says it is not
+    alive; "not-member": a leave in flight), suspect_since_s (the longest
+    any node has suspected its owner, or null), suspected_by ({node:
+    seconds}), queue_len and joined_s (seconds since it joined; null when
+    its owner did not answer). Exit 1 when the group has no members.
+    """
     from shoal.cli.inspect import read_cluster
 
+    if live:
+        _live_members(group, store, cluster, scope, timeout, as_json)
+        return
     view = asyncio.run(read_cluster(store, cluster))
     rows = [{"pid": str(p), "node": p.node, "joins": c}
             for p, c in sorted(view.members.get((scope, group), []))]
@@ -244,6 +265,31 @@ def members(group: str, store: str | None, cluster: str | None, scope: str,
         click.echo(json.dumps(rows, indent=2))
     else:
         echo_table(rows, ["pid", "node", "joins"])
+
+
+def _live_members(group: str, store: str | None, cluster: str | None, scope: str,
+                  timeout: float, as_json: bool) -> None:
+    from shoal.cli.liveness import live_members
+    from shoal.cli.operate import cli_node
+    from shoal.runtime.checks import check_group, check_timeout
+
+    check_group(group)
+    seconds = check_timeout(timeout)
+    loop_factory()
+
+    async def go() -> list[dict[str, Any]]:
+        async with cli_node(store, cluster) as node:
+            return await live_members(node, store, cluster, scope, group, seconds)
+
+    rows = asyncio.run(go())
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, allow_nan=False))
+        return
+    for row in rows:
+        row["routable"] = "yes" if row["routable"] else "no"
+        if row["suspect_since_s"] is not None:
+            row["why"] += f" ({row['suspect_since_s']} s)"
+    echo_table(rows, ["pid", "node", "routable", "why", "queue_len", "joined_s"])
 
 
 @cli.command("call")
@@ -300,7 +346,7 @@ def call_command(target: str, request: str, store: str | None, cluster: str | No
     click.echo(json.dumps(to_json(reply), indent=2 if as_json else None, allow_nan=False))
 
 
-for _command in (*COMMANDS, audit_command, *UP_COMMANDS):
+for _command in (*COMMANDS, reload_command, audit_command, *UP_COMMANDS):
     cli.add_command(_command)
 
 

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from typing import Any
 
 import click
 
 import shoal
 from shoal.cli.audit import Audit
-from shoal.cli.common import loop_factory, parse_json, store_options
+from shoal.cli.common import confirm, loop_factory, parse_json, store_options
 from shoal.cli.inspect import to_json
 from shoal.cli.operate import (
     EvictPlan,
@@ -44,15 +43,6 @@ _TIMEOUT_HELP = "Seconds to wait for each answer, a finite number > 0."
 
 def _emit(value: Any, as_json: bool, text: str) -> None:
     click.echo(json.dumps(to_json(value), indent=2, allow_nan=False) if as_json else text)
-
-
-def _confirm(prompt: str, yes: bool) -> None:
-    """Go on only with ``--yes`` or a "y" typed on a terminal."""
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise shoal.BadArgument("--yes", False, "--yes to act without a terminal to confirm on")
-    click.confirm(prompt, abort=True)
 
 
 @click.command("ping")
@@ -189,7 +179,7 @@ def evict_command(group: str, pids: tuple[str, ...], store: str | None, cluster:
                 return plan, None
             if not as_json:
                 click.echo(_plan_text(plan))
-            _confirm("apply this plan?", yes)
+            confirm("apply this plan?", yes)
             return plan, await evict(node, plan, allow_empty=allow_empty, timeout=seconds)
 
     if dry_run:
@@ -230,7 +220,7 @@ def drain_command(node_name: str, store: str | None, cluster: str | None, yes: b
     """
     check_name("node", node_name)
     seconds = check_timeout(timeout)
-    _confirm(f"drain node {node_name}?", yes)
+    confirm(f"drain node {node_name}?", yes)
     loop_factory()
 
     async def go() -> dict[str, Any]:
@@ -306,7 +296,7 @@ def reap_command(store: str | None, cluster: str | None, do_apply: bool, yes: bo
                 return plan, None
             if not as_json:
                 click.echo(_reap_text(plan))
-            _confirm("remove these memberships?", yes)
+            confirm("remove these memberships?", yes)
             return plan, await apply_reap(node, store, cluster, plan,
                                           max_dead_share=max_dead_share, timeout=seconds)
 

@@ -35,7 +35,7 @@ from shoal.membership.reap import MemberEntry, OwnerView, PidState, ReapPlan, pl
 from shoal.runtime.node_info import node_info
 from shoal.store import Delete, Snapshot, open_store, read_snapshot
 
-__all__ = ["Evidence", "apply", "gather", "plan_as_dict"]
+__all__ = ["Evidence", "apply", "gather", "plan_as_dict", "registrations"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,7 +47,8 @@ class Evidence:
     keys: dict[str, set[shoal.Pid]]  # bucket key -> the pids it lists
 
 
-def _registrations(snapshot: Snapshot) -> dict[str, int]:
+def registrations(snapshot: Snapshot) -> dict[str, int]:
+    """node name -> the creation of its registered incarnation (``nodes/``)."""
     registered: dict[str, int] = {}
     for key, entry in snapshot.entries.items():
         if not key.startswith("nodes/"):
@@ -65,7 +66,7 @@ async def gather(node: shoal.Node, url: str | None, cluster: str | None,
                  timeout: float) -> Evidence:
     """Read the store and ask the owners (see the module header)."""
     snapshot = await read_snapshot(store_url(url) or None, "", cluster=cluster_name(cluster))
-    registered = _registrations(snapshot)
+    registered = registrations(snapshot)
     entries: list[MemberEntry] = []
     keys: dict[str, set[shoal.Pid]] = {}
     for key, entry in sorted(snapshot.entries.items()):

@@ -16,12 +16,15 @@ and ``_drain_task``, the node's stop a drain request started.
 Rules:
 
 - Rule 1: read-only operations (``ping``, ``alive``, ``members``) change
-  nothing. Changing ones (``evict``, ``drain``) re-check their guards on
+  nothing. Changing ones (``evict``, ``forget``, ``drain``, ``reload``) re-check their guards on
   this node's state at the moment they act, whatever the requester planned,
   and log one line at WARNING naming the requesting node and the operator
   (``who``: OS user and host, as the requester states them).
 - Rule 2: a refusal (a guard, an unknown group or pid, bad arguments) is a
   FAIL ``"badrequest"`` carrying a one-line message; nothing was changed.
+- Rule 2b: ``reload`` runs the node's hot reload (``runtime/reload.py``)
+  and answers what moved and what failed per pid, or the import's error
+  (then nothing changed); it logs one line at WARNING like the other changes.
 - Rule 3: ``drain`` answers first (with what it will drain), then stops the
   node in the order of G4; the requester watches the store to see it out.
 """
@@ -47,7 +50,9 @@ if TYPE_CHECKING:
     from shoal.membership.table import GroupTable
     from shoal.runtime.cluster import ClusterView
     from shoal.runtime.groups import Groups
+    from shoal.runtime.join_times import JoinTimes
     from shoal.runtime.processes import ProcessTable
+    from shoal.runtime.reload import ReloadResult
     from shoal.transport import PeerConnection
 
 __all__ = ["ADMIN_TAG", "ADMIN_VERSION", "MAX_ADMIN_REQUESTS", "Admin", "AdminParts",
@@ -87,6 +92,8 @@ class AdminParts:
     scope: Callable[[str], Groups]
     stop: Callable[[], Coroutine[Any, Any, None]]
     forget: Callable[[Pid, str], None]
+    reload: Callable[..., Awaitable[ReloadResult]]
+    joined: JoinTimes
 
 
 class Admin:
@@ -103,6 +110,7 @@ class Admin:
         self._ops: dict[str, Callable[[dict[str, Any], str], Awaitable[Any]]] = {
             "ping": self._ping, "alive": self._alive, "members": self._members,
             "evict": self._evict, "forget": self._forget, "drain": self._drain,
+            "reload": self._reload,
         }
 
     def accepts(self, msg: Call) -> bool:
@@ -155,7 +163,8 @@ class Admin:
         return {"node": self._p.name, "creation": self._p.creation, "version": __version__,
                 "os_pid": os.getpid(), "host": socket.gethostname(),
                 "processes": len(self._p.processes.pids()),
-                "uptime_s": round(time.time() - self._started, 3)}
+                "uptime_s": round(time.time() - self._started, 3),
+                "suspects": self._p.cluster.suspected()}
 
     async def _alive(self, args: dict[str, Any], requester: str) -> list[str]:
         """Per pid: "alive", "noproc" (this node's word: it is dead), or
@@ -175,9 +184,11 @@ class Admin:
         rows = []
         for pid in sorted(set(self._p.table.local_members(scope, group))):
             proc = self._p.processes.live(pid)
+            joined = self._p.joined.seconds_since(scope, group, pid)
             rows.append({"pid": pid, "alive": proc is not None,
                          "queue_len": len(proc.mailbox) if proc is not None else 0,
-                         "joins": self._p.table.members(scope, group).count(pid)})
+                         "joins": self._p.table.members(scope, group).count(pid),
+                         "joined_s": None if joined is None else round(joined, 3)})
         return rows
 
     # -- changes --------------------------------------------------------------------
@@ -247,6 +258,21 @@ class Admin:
         return {"node": self._p.name, "creation": self._p.creation,
                 "processes": len(self._p.processes.pids()), "memberships": groups,
                 "calls_in_flight": self._p.cluster.calls_in_flight()}
+
+    async def _reload(self, args: dict[str, Any], requester: str) -> dict[str, Any]:
+        module, timeout = args.get("module"), args.get("timeout", 5.0)
+        if type(module) is not str or not module:
+            raise BadRequest(args, "reload needs a module name (a non-empty string)")
+        result = await self._p.reload(module, args.get("extra"), timeout=timeout)
+        if result.error is not None:
+            outcome = "failed to import; nothing changed"
+        else:
+            outcome = f"{len(result.moved)} process(es) moved, {len(result.failed)} failed"
+        log.warning("admin: reloaded module %s at the request of %s via node %s: %s",
+                    module, _who(args), requester, outcome)
+        return {"node": self._p.name, "module": module, "moved": list(result.moved),
+                "failed": [{"pid": pid, "why": why} for pid, why in result.failed.items()],
+                "error": result.error}
 
     def _stop_soon(self, requester: str, args: dict[str, Any]) -> None:
         if self._drain_task is not None:

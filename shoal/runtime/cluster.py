@@ -31,6 +31,8 @@ Rules:
   changes here; only replication's evidence (``gone``, a new creation)
   removes a node's members, and it does so through the group table.
 - Bounds: ``_peers`` holds one entry per node the store lists.
+  ``_suspect_since`` holds the nodes set unroutable and not routable again
+  since (removed when routable again or gone).
   ``_inflight`` holds an entry only while a group call to that callee is
   out (removed at zero, and when a local process dies). ``_queue_lengths``
   keeps remote pids that are members of some group only: entries go when
@@ -41,6 +43,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING
 
 from shoal.pid import Pid
@@ -67,6 +70,9 @@ class ClusterView:
         self._inflight: dict[Pid, int] = {}
         # Invariant: keys are members of some group (Bounds).
         self._queue_lengths: dict[Pid, int] = {}
+        # Invariant: nodes set unroutable and not routable again since -> when
+        # (monotonic seconds); dropped with the node (Bounds).
+        self._suspect_since: dict[str, float] = {}
         # Set (and dropped) by the next ``seen``; None while nobody waits (Rule 3).
         self._changed: asyncio.Event | None = None
 
@@ -89,6 +95,7 @@ class ClusterView:
 
     def gone(self, name: str) -> PeerInfo | None:
         """The store no longer lists ``name``; returns what was known of it."""
+        self._suspect_since.pop(name, None)
         return self._peers.pop(name, None)
 
     def admit_now(self, name: str, creation: int) -> bool | None:
@@ -131,6 +138,16 @@ class ClusterView:
     def set_routable(self, name: str, routable: bool) -> None:
         """Whether ``name``'s members may be selected (Rule 2)."""
         self._table.set_routable(name, routable)
+        if routable:
+            self._suspect_since.pop(name, None)
+        else:
+            self._suspect_since.setdefault(name, time.monotonic())
+
+    def suspected(self) -> dict[str, float]:
+        """Nodes whose members are not routable now, each with the seconds
+        since it became so (suspicion, Rule 2)."""
+        now = time.monotonic()
+        return {name: round(now - since, 3) for name, since in self._suspect_since.items()}
 
     # -- load ------------------------------------------------------------------------
 

@@ -9,7 +9,8 @@ Owns nothing but the wiring: each change the table reports (a list of
   (``local=True``: joins, leaves and exits of local processes), never for
   changes that came from the store's watch;
 - the cluster view (``cluster.ClusterView``), which forgets the reported
-  queue length of a remote pid that left its last group.
+  queue length of a remote pid that left its last group;
+- the join times of local memberships (``join_times.JoinTimes``).
 
 Rules:
 
@@ -50,11 +51,14 @@ class MembershipFeed:
     Args:
         subscribers: the node's subscription hub.
         load: the cluster view (it prunes per-member figures).
+        joined: the join times of local memberships.
     """
 
-    def __init__(self, subscribers: Subscribers, load: LoadFigures) -> None:
+    def __init__(self, subscribers: Subscribers, load: LoadFigures,
+                 joined: LoadFigures | None = None) -> None:
         self._subscribers = subscribers
         self._load = load
+        self._joined = joined
         self._writer: StoreWriter | None = None
 
     def start(self, writer: StoreWriter) -> None:
@@ -68,6 +72,8 @@ class MembershipFeed:
             if local and self._writer is not None:
                 self._writer.local_changes(events)
             self._load.members_changed(events)
+            if self._joined is not None:
+                self._joined.members_changed(events)
 
     async def replicated(self, timeout: float) -> bool:
         """Wait until this node's changes so far are in the store (Rule 2):

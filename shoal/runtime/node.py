@@ -37,6 +37,7 @@ from shoal.runtime.config import store_and_addresses
 from shoal.runtime.deadlines import Deadlines
 from shoal.runtime.feed import MembershipFeed
 from shoal.runtime.groups import GroupParts, Groups, SubscriptionHub
+from shoal.runtime.join_times import JoinTimes
 from shoal.runtime.messaging import Messaging
 from shoal.runtime.names import Names
 from shoal.runtime.node_api import NodeAPI
@@ -164,7 +165,8 @@ class Node(NodeAPI):
         self._table = GroupTable(self.name)
         self._hub = SubscriptionHub(self._processes)
         self._cluster = ClusterView(self._table)
-        self._feed = MembershipFeed(self._hub, self._cluster)
+        self._joined = JoinTimes(self.name, self.creation, self._table)
+        self._feed = MembershipFeed(self._hub, self._cluster, self._joined)
         self._deadlines = Deadlines()
         self._prober = StoreProber(self.name)
         self._remote = Remote(self._processes, self._cluster, self._deadlines,
@@ -185,7 +187,7 @@ class Node(NodeAPI):
         self._admin = Admin(AdminParts(
             name=self.name, creation=self.creation, processes=self._processes,
             table=self._table, cluster=self._cluster, scope=self.scope, stop=self.stop,
-            forget=self._left))
+            forget=self._left, reload=self.reload, joined=self._joined))
         self._remote.serve_admin(self._admin)
         self._running = False
         self._stopping = False

@@ -109,8 +109,10 @@ async def test_members_reports_queue_length_per_local_member(
         pair: tuple[shoal.Node, shoal.Node, list[shoal.Pid]]) -> None:
     owner, asker, pids = pair
     rows = await asker.call(serial0(owner), admin_request("members", {"group": "g"}))
+    joined = [row.pop("joined_s") for row in rows]
     assert rows == [{"pid": pid, "alive": True, "queue_len": 0, "joins": 1}
                     for pid in sorted(pids)]
+    assert all(isinstance(s, float) and 0 <= s < 60 for s in joined), joined
 
 
 async def test_forget_refuses_a_live_pid_and_drops_only_dead_ones(
