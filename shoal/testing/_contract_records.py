@@ -8,13 +8,15 @@ of the API. ``store_contract.CHECKS`` lists them with the others.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from shoal.errors import BadArgument
-from shoal.store.base import Put
-from shoal.testing._contract_support import StoreFactory, expect, watching
+from shoal.store.base import Put, Store
+from shoal.testing._contract_support import StoreFactory, bounded, expect, watching
 
 __all__ = [
+    "check_concurrent_appends_all_land_with_distinct_seqs",
     "check_record_bad_arguments_name_the_argument",
     "check_records_keep_only_the_newest",
     "check_records_outlive_sessions_and_clients",
@@ -64,6 +66,22 @@ async def check_records_keep_only_the_newest(factory: StoreFactory) -> None:
         async with h.another_client() as other:
             assert [r.seq for r in await other.records("audit", 100)] == seqs[:3:-1][:3]
             assert [r.seq for r in await other.records("other", 100)] == [kept_apart]
+
+
+async def check_concurrent_appends_all_land_with_distinct_seqs(factory: StoreFactory) -> None:
+    """Two clients appending at once: every record lands once, each with its
+    own seq (etcd: the losing transaction retries on the counter)."""
+    async with factory() as h, h.another_client() as other:
+        async def appends(store: Store, tag: str) -> list[int]:
+            return [await store.append_record("audit", f"{tag}{i}".encode()) for i in range(8)]
+
+        mine, theirs = await bounded(h, asyncio.gather(appends(h.store, "a"),
+                                                       appends(other, "b")))
+        assert len(set(mine) | set(theirs)) == 16, (mine, theirs)
+        records = await h.store.records("audit", 100)
+        assert sorted(r.value for r in records) == sorted(
+            [f"a{i}".encode() for i in range(8)] + [f"b{i}".encode() for i in range(8)])
+        assert [r.seq for r in records] == sorted(mine + theirs, reverse=True)
 
 
 async def check_record_bad_arguments_name_the_argument(factory: StoreFactory) -> None:

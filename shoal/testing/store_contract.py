@@ -40,6 +40,7 @@ from shoal.testing._contract_faults import (
     check_ttl_expiry_ends_session,
 )
 from shoal.testing._contract_records import (
+    check_concurrent_appends_all_land_with_distinct_seqs,
     check_record_bad_arguments_name_the_argument,
     check_records_keep_only_the_newest,
     check_records_outlive_sessions_and_clients,
@@ -65,6 +66,7 @@ __all__ = [
     "check_batch_is_atomic_at_one_revision",
     "check_closing_a_client_ends_its_sessions_and_watches",
     "check_compacted_watch_resyncs_and_continues",
+    "check_concurrent_appends_all_land_with_distinct_seqs",
     "check_concurrent_writers_seen_in_one_order",
     "check_create_fails_on_an_existing_key_and_applies_nothing",
     "check_create_race_has_exactly_one_winner",
@@ -347,6 +349,7 @@ CHECKS: tuple[Callable[[StoreFactory], Awaitable[None]], ...] = (
     check_closing_a_client_ends_its_sessions_and_watches,
     check_records_outlive_sessions_and_clients,
     check_records_keep_only_the_newest,
+    check_concurrent_appends_all_land_with_distinct_seqs,
     check_record_bad_arguments_name_the_argument,
 )
 """Every check, in a stable order, for ``pytest.mark.parametrize``."""

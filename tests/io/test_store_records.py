@@ -1,18 +1,24 @@
 """Durable records beyond the contract suite: a SQLite database made before
 records existed is migrated by its first writer and read (as empty) by a
-read-only reader; the default retention bound holds; a record is never
-executed (it is bytes in, bytes out)."""
+read-only reader; the default retention bound holds; the audit log on etcd
+is read back by ``shoal audit`` and is not part of any snapshot."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sqlite3
+import uuid
 from pathlib import Path
 
 import pytest
 
+from shoal.cli import audit, main
 from shoal.errors import StoreUnavailable
 from shoal.store import MemoryStore, SqliteStore, read_records, read_snapshot
 from shoal.store.base import RECORD_KEEP
+from shoal.store.etcd import EtcdStore
+from shoal.testing.etcd_server import start_etcd
 
 # The schema of the first released SQLite store (meta.schema = 1), verbatim.
 _SCHEMA_1 = """
@@ -89,3 +95,23 @@ async def test_the_default_retention_keeps_the_newest_records() -> None:
         assert records[-1].value == b"5"
     finally:
         await store.close()
+
+
+async def test_the_audit_log_on_etcd_is_read_by_shoal_audit(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with start_etcd() as etcd:
+        url = f"etcd://{etcd.endpoint}?cluster=audit-{uuid.uuid4().hex[:8]}"
+        first = await audit.record(url, None, command="drain", args={"node": "n1"},
+                                   outcome="done", evidence={"processes": 2})
+        second = await audit.record(url, None, command="evict", args={"group": "g"},
+                                    outcome="refused", why="would leave g empty")
+        assert await asyncio.to_thread(main, ["audit", "--store", url, "--json"]) == 0
+        rows = json.loads(capsys.readouterr().out)
+        assert [(r["seq"], r["command"], r["outcome"]) for r in rows] == [
+            (second, "evict", "refused"), (first, "drain", "done")]
+        assert rows[1]["evidence"] == {"processes": 2}
+        store = EtcdStore(etcd.endpoints, cluster=url.rsplit("=", 1)[1])
+        try:
+            assert (await store.snapshot("")).entries == {}  # records are not keys
+        finally:
+            await store.close()
