@@ -9,6 +9,11 @@
   nodes (:mod:`shoal.testing.partition`). Every node's log is kept and
   printed when the test's ``async with`` block fails.
 - :func:`wait_until`: a bounded wait for a condition.
+- :mod:`shoal.testing.scenario`: chaos runs (what ``shoal chaos`` does):
+  :class:`Load` (callers recording every call), :class:`Faults`
+  (injectors recording every fact), :func:`run_chaos` (a seeded schedule
+  of faults under load, then the checker's report), and
+  :data:`SERVICE_APP`, a sample supervised service to run them on.
 - :mod:`shoal.testing.invariants`: a :class:`Timeline` of calls and facts,
   and :func:`check`, which reports every broken guarantee (G2 to G6,
   incarnations) with the timeline around it.
@@ -19,6 +24,17 @@ See the README section "Failure testing" for a complete test.
 from shoal.testing.cluster import LocalCluster, NodeProcess, wait_until
 from shoal.testing.invariants import Bounds, Report, Timeline, Violation, check
 from shoal.testing.partition import Partitions
+from shoal.testing.scenario import (
+    SERVICE_APP,
+    ChaosResult,
+    FaultRecord,
+    Faults,
+    Load,
+    LoadStats,
+    SecondBucket,
+    run_chaos,
+)
 
-__all__ = ["Bounds", "LocalCluster", "NodeProcess", "Partitions", "Report", "Timeline",
-           "Violation", "check", "wait_until"]
+__all__ = ["SERVICE_APP", "Bounds", "ChaosResult", "FaultRecord", "Faults", "Load",
+           "LoadStats", "LocalCluster", "NodeProcess", "Partitions", "Report", "SecondBucket",
+           "Timeline", "Violation", "check", "run_chaos", "wait_until"]
