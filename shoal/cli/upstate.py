@@ -41,8 +41,8 @@ from typing import Any
 import shoal
 from shoal._files import make_private_dirs, open_private
 
-__all__ = ["MAX_REQUEST", "StaleState", "control", "find_up", "proc_identity", "read_state",
-           "remove_state", "write_state"]
+__all__ = ["MAX_REQUEST", "StaleState", "control", "find_up", "is_recorded_process",
+           "proc_identity", "read_state", "remove_state", "write_state"]
 
 MAX_REQUEST = 4096
 """Bytes of one control request line; a longer one is refused."""
@@ -96,7 +96,8 @@ def remove_state(path: Path, up_pid: int) -> None:
         path.unlink(missing_ok=True)
 
 
-def _is_recorded_process(state: dict[str, Any]) -> bool:
+def is_recorded_process(state: dict[str, Any]) -> bool:
+    """Whether the state's ``up_pid`` is still the process that wrote it (Rule 1)."""
     pid = state.get("up_pid")
     if type(pid) is not int:
         return False
@@ -114,7 +115,7 @@ def find_up(path: Path, toml: Path) -> dict[str, Any]:
     state = read_state(path)
     if state is None:
         raise StaleState(f"no shoal up is running for {toml} (no state file {path})")
-    if state.get("file") != str(toml) or not _is_recorded_process(state):
+    if state.get("file") != str(toml) or not is_recorded_process(state):
         listed = state.get("nodes")
         nodes: dict[str, Any] = listed if isinstance(listed, dict) else {}
         pids = ", ".join(f"{name} pid {info.get('os_pid')}" for name, info in

@@ -41,9 +41,9 @@ from shoal._usage_errors import ShoalError
 from shoal.cli.upfile import NodeSpec, UpConfig, state_path
 from shoal.cli.upstate import (
     MAX_REQUEST,
-    StaleState,
-    find_up,
+    is_recorded_process,
     proc_identity,
+    read_state,
     remove_state,
     write_state,
 )
@@ -53,6 +53,7 @@ __all__ = ["MAX_CLIENTS", "run_up"]
 MAX_CLIENTS = 8
 """Control connections served at once; more wait for the listener's backlog."""
 _MAX_LINE = 1 << 20  # a node's output line longer than this is cut
+_PUMP_GRACE = 5.0  # seconds a node's output may outlast its process
 _READ_TIMEOUT = 5.0  # seconds a control client has to send its request line
 
 
@@ -162,7 +163,10 @@ class _Up:
                 await self._stop_node(runner)  # started while the stop began: stop it too
             pump = asyncio.create_task(self._pump(runner, process))
             code = await process.wait()
-            await pump
+            # Its output ends with it, unless a process it started holds
+            # the pipe: then that one's lines are not shown, and we go on.
+            await asyncio.wait([pump], timeout=_PUMP_GRACE)
+            pump.cancel()
             runner.last_exit = code
             if self.stopping.is_set():
                 break
@@ -290,13 +294,13 @@ class _Up:
     # -- the whole ------------------------------------------------------------------
 
     async def run(self) -> int:
-        try:
-            running = find_up(self.path, self.config.path)
-        except StaleState:
-            pass  # no shoal up of this file runs: this one may (and replaces the file)
-        else:
-            raise ShoalError(f"a shoal up of {self.config.path} already runs "
-                             f"(pid {running.get('up_pid')}; state {self.path})")
+        running = read_state(self.path)
+        if running is not None and is_recorded_process(running):
+            # This file's, or another file's of the same cluster name in this
+            # directory (same state file, same store): one at a time.
+            raise ShoalError(f"a shoal up of {running.get('file')} already runs cluster "
+                             f"{self.config.cluster!r} here (pid {running.get('up_pid')}; "
+                             f"state {self.path})")
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)

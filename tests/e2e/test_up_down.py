@@ -46,6 +46,11 @@ async def test_up_restarts_a_killed_node_and_down_stops_every_node_gracefully(
                                      in line for line in up.lines), what="the restart logged")
         assert up.state()["nodes"]["a1"]["restarts"] == 1
 
+        # One shoal up per cluster and directory: a second one refuses.
+        assert await shell("up", str(toml)) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "already runs cluster 't' here" in err, err
+
         assert await shell("down", str(toml), "--json") == 0
         result = json.loads(capsys.readouterr().out)
         assert result["stopped"] is True and result["up_pid"] == up.process.pid  # type: ignore[union-attr]
