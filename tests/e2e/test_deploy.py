@@ -111,6 +111,39 @@ async def test_a_rolling_deploy_under_a_stream_of_group_calls_fails_no_call(
         await up.stop()
 
 
+async def test_two_nodes_at_a_time_keep_the_minimum_and_fail_no_call(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    toml, up = await started(tmp_path)
+    try:
+        async with shoal.Node("test-client", store=store_of(toml), cluster="t") as client:
+            await serving(client)
+            before = await creations(client, NAMES)
+            stream = Stream(client, "work", callers=4, pause=0.002).start()
+            await stream.wait_calls(100)
+            code = await shell("deploy", str(toml), "--yes", "--json", "--gate-timeout", "1",
+                               "--max-unavailable", "2", "--min-available", "work=3")
+            refused = json.loads(capsys.readouterr().out)
+            assert code == 1 and refused["failed"]["step"] == "check"
+            assert refused["failed"]["reason"].startswith(
+                "draining a1, a2 would leave 2 live member(s) in default/work")
+            assert await creations(client, NAMES) == before
+
+            code = await shell("deploy", str(toml), "--yes", "--json", "--gate-timeout", "20",
+                               "--max-unavailable", "2", "--min-available", "work=2")
+            await stream.wait_calls(100)
+            await stream.stop()
+            out = capsys.readouterr()
+            assert code == 0, out.err
+            result = json.loads(out.out)
+            assert result["plan"]["batches"] == [["a1", "a2"], ["a3"]]
+            after = await creations(client, NAMES)
+            assert all(after[name] != before[name] for name in NAMES)
+            assert [r["new_creation"] for r in result["results"]] == [after[n] for n in NAMES]
+            assert stream.failures() == []
+    finally:
+        await up.stop()
+
+
 async def stream_once(client: shoal.Node, incarnations: dict[str, int]) -> None:
     members = client.groups.get_members("work")
     for pid in members:
@@ -179,7 +212,7 @@ async def test_deploying_the_old_way_reap_never_lists_a_live_member(
     done = asyncio.Event()
 
     async def reap_loop() -> None:
-        for _ in range(200):  # bounded; each plan is a whole `shoal reap`
+        for _ in range(5000):  # bounded; each plan is a whole `shoal reap`, ~30 ms
             if done.is_set():
                 return
             code = await shell("reap", "--store", store, "--cluster", "t", "--json",
