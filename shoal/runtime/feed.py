@@ -10,7 +10,8 @@ Owns nothing but the wiring: each change the table reports (a list of
   changes that came from the store's watch;
 - the cluster view (``cluster.ClusterView``), which forgets the reported
   queue length of a remote pid that left its last group;
-- the join times of local memberships (``join_times.JoinTimes``).
+- the join times of local memberships (``join_times.JoinTimes``), for this
+  node's own changes only (a re-sync of other nodes' members costs it nothing).
 
 Rules:
 
@@ -72,7 +73,7 @@ class MembershipFeed:
             if local and self._writer is not None:
                 self._writer.local_changes(events)
             self._load.members_changed(events)
-            if self._joined is not None:
+            if local and self._joined is not None:  # only its own pids have join times
                 self._joined.members_changed(events)
 
     async def replicated(self, timeout: float) -> bool:

@@ -8,7 +8,8 @@ pids only. The owner answers "joined N seconds ago" from it (admin op
 Rules:
 
 - Rule 1: it follows the group table through the membership feed
-  (``feed.py``), which sees every change after the table made it: a join
+  (``feed.py``), which hands it every change this node made to its own
+  pids (joins, leaves, exits, evictions), after the table made it: a join
   adds the key if absent (a second join of the same pid keeps the first
   time); a leave, an exit or a replaced view drops the key once the table
   holds no join of that pid to that group any more.
