@@ -54,6 +54,7 @@ MAX_CLIENTS = 8
 """Control connections served at once; more wait for the listener's backlog."""
 _MAX_LINE = 1 << 20  # a node's output line longer than this is cut
 _PUMP_GRACE = 5.0  # seconds a node's output may outlast its process
+_CANNOT_START = 127  # the exit status reported for a node whose process could not start
 _READ_TIMEOUT = 5.0  # seconds a control client has to send its request line
 
 
@@ -63,8 +64,8 @@ class _Runner:
     def __init__(self, spec: NodeSpec, policy_window: float) -> None:
         self.spec = spec
         self.process: asyncio.subprocess.Process | None = None
-        # Invariant: one of starting, running, backoff, stopping, stopped, gave-up.
-        self.state = "stopped"
+        # Invariant: one of new, starting, running, backoff, stopping, stopped, gave-up.
+        self.state = "new"
         self.starts = 0
         self.restarts = 0
         self.last_exit: int | None = None
@@ -152,13 +153,17 @@ class _Up:
         """Run one node until shoal up stops (the module header's rules)."""
         name = runner.spec.name
         while not self.stopping.is_set():
-            if runner.state in ("stopped", "gave-up") and runner.starts and \
-                    not runner.restart_asked:
+            if runner.state in ("stopped", "gave-up") and not runner.restart_asked:
                 runner.wake.clear()
                 await _first(runner.wake.wait(), self.stopping.wait())
                 continue
             runner.restart_asked = False
-            process = await self._start(runner)
+            try:
+                process = await self._start(runner)
+            except OSError as exc:  # the interpreter or the file's directory is gone
+                self.say("up", f"cannot start node {name}: {exc}")
+                await self._back_off(runner, _CANNOT_START)
+                continue
             if self.stopping.is_set():
                 await self._stop_node(runner)  # started while the stop began: stop it too
             pump = asyncio.create_task(self._pump(runner, process))
@@ -274,6 +279,7 @@ class _Up:
         name, before = runner.spec.name, runner.starts
         self.say("up", f"restarting node {name} (control request)")
         runner.restart_asked = True
+        runner.recent.clear()  # asked for: a fresh count of restarts
         runner.wake.set()
         await self._stop_node(runner, drained=drained)
 

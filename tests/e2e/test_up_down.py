@@ -134,5 +134,10 @@ async def broken(node):
                           {"op": "status"}, 5)
         status = await control(state, {"op": "status"}, 5)
         assert status["nodes"]["a1"]["os_pid"] == up.os_pid("a1")
+        # A restart asked for tries again, with a fresh count, and says how it went.
+        with pytest.raises(shoal.ShoalError, match="node bad did not start: backoff, last "
+                                                   "exit with status 1"):
+            await control(state, {"op": "restart", "node": "bad", "timeout": 20}, 30)
+        assert up.state()["nodes"]["bad"]["starts"] == 4
     finally:
         await up.stop()
