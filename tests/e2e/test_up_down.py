@@ -141,3 +141,35 @@ async def broken(node):
         assert up.state()["nodes"]["bad"]["starts"] == 4
     finally:
         await up.stop()
+
+
+async def test_ctrl_c_stops_every_node_and_kills_one_that_outlives_the_stop_timeout(
+        tmp_path: Path) -> None:
+    app = APP + '''
+class Stuck(shoal.GenServer):
+    async def terminate(self, reason):
+        print("stuck in terminate", flush=True)
+        await __import__("asyncio").Event().wait()
+
+async def stuck(node):
+    await node.spawn(Stuck)
+'''
+    toml = write_cluster(tmp_path, ["a1"], app=app, extra="")
+    toml.write_text(toml.read_text().replace("stop_timeout_s = 15", "stop_timeout_s = 1")
+                    + '[[node]]\nname = "hangs"\napp = "app:stuck"\n')
+    up = UpProcess(toml)
+    try:
+        await up.start(["a1", "hangs"])
+        assert up.process is not None
+        up.process.send_signal(signal.SIGINT)  # what Ctrl-C on its terminal sends
+        assert await up.wait_exit() == 0
+        lines = up.lines
+        # Names are padded to the longest, "hangs": "a1    | ...".
+        assert sum(line == "a1    | terminate ran in a1" for line in lines) == 2, up.text()
+        assert "hangs | stuck in terminate" in lines
+        assert any("node hangs still running 1s after SIGTERM: SIGKILL" in line
+                   for line in lines), up.text()
+        assert any("stopped: a1 with status 0, hangs by signal SIGKILL" in line
+                   for line in lines), up.text()
+    finally:
+        await up.stop()
