@@ -1,139 +1,373 @@
-"""The demo behind ``shoal demo``: group calls that survive dying workers.
+"""``shoal demo``: a real cluster under load, broken on purpose, and the verdict.
 
-A group of workers serves calls from many concurrent callers. Midway, one
-worker crashes inside a handler (a bug), and another is killed outright.
-Each death takes the worker out of the group in its exit path (G1), so the
-callers' next selections never see it; the one call in flight on the
-crashing worker gets the crash, and the group call retries only requests
-that provably never started (G3). The demo counts what callers saw.
+Owns the demo's story. It starts a cluster of real node processes
+(``shoal.testing.LocalCluster``) running the sample service
+(``shoal.testing.sample``: a supervisor of workers in group ``service``)
+on an embedded store in a temporary directory, drives idempotent group
+calls from an in-process node (``Load``), and breaks the cluster in
+phases (``Faults``): kill -9 a node (then restart it under its name), hang
+another (SIGSTOP, then SIGCONT), crash workers (their supervisor restarts
+them), a rolling deploy (each node drained and restarted in turn), and
+``reap`` (which finds nothing on a healthy cluster). Every call, attempt
+and fault goes into one ``Timeline``; the invariant checker's verdict ends
+the report (``shoal/cli/demo_report.py``). The display is
+``shoal/cli/demo_display.py``, the picture ``shoal/cli/demo_plot.py``.
+
+Rules:
+
+- Rule 1: the calls are marked idempotent because the sample workers'
+  requests are (they echo the request; nothing changes), which is what lets
+  a call in flight on a killed node be retried elsewhere. ``--non-idempotent``
+  shows the other case, whose unknown-delivery failures are counted apart.
+- Rule 2: no process is left behind. The cluster stops every node it
+  started (SIGTERM, then SIGKILL); :func:`run_demo` then kills, by PID, any
+  node process of this demo that is still its child (a second Ctrl-C in
+  the middle of the clean-up, say). The PIDs are shown as nodes start.
+- Rule 3: each call's deadline (``CALL_TIMEOUT``) is longer than the hang
+  (``HANG_SECONDS``): a call caught on the hung node waits for it and
+  completes, as its deadline allows, while new calls avoid the node once
+  it is silent for the heartbeat timeout (``HEARTBEAT_TIMEOUT``).
+- Rule 4: nodes are restarted here (after the kill, and in the rolling
+  deploy), not by ``Faults.restart``/``Faults.rolling_deploy``, so that
+  the name is recorded up (``Timeline.node_up``) the moment its new
+  incarnation starts, not once the callers have seen it: the checker's G2
+  goes by node name, and would count the callers' first calls to the new
+  incarnation (which come before its "ready" line is read) against the
+  stop of the old one whenever a restart takes longer than the G2 bound
+  (a loaded machine, or the demo's pause between the kill and the restart).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+import contextlib
+import os
+import shutil
+import signal
+import tempfile
+from pathlib import Path
 
-import shoal
+from shoal.cli.demo_display import NodeState, Progress, Tick
+from shoal.cli.demo_report import DemoFault, DemoResult, DemoSecond
+from shoal.testing import LocalCluster, Timeline, check, wait_until
+from shoal.testing.faults import terminated_in_log
+from shoal.testing.sample import GROUP, WORKERS
+from shoal.testing.scenario import SERVICE_APP, FaultRecord, Faults, Load, LoadStats
 
-__all__ = ["DemoReport", "Worker", "run_demo"]
+__all__ = ["CALL_TIMEOUT", "HANG_SECONDS", "HEARTBEAT_TIMEOUT", "DemoOptions", "run_demo"]
 
-
-class Worker(shoal.GenServer):
-    """Answers ``("work", n)`` with ``n * 2``; ``"crash"`` makes it raise."""
-
-    async def init(self) -> None:
-        self.served = 0
-
-    async def handle_call(self, request: Any, caller: shoal.Caller) -> Any:
-        if request == "crash":
-            raise RuntimeError("worker bug triggered on purpose")
-        if isinstance(request, list | tuple) and len(request) == 2 and request[0] == "work":
-            self.served += 1
-            await asyncio.sleep(0)  # yield, as a real handler doing IO would
-            return request[1] * 2
-        raise shoal.BadRequest(request)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DemoReport:
-    """What the demo's callers saw."""
-
-    calls: int
-    failures: int
-    wrong_replies: int
-    members_before: int
-    members_after: int
-    seconds: float
-
-    @property
-    def ok(self) -> bool:
-        return self.failures == 0 and self.wrong_replies == 0 and \
-            self.members_after == self.members_before - 2
+HEARTBEAT_TIMEOUT = 1.0
+"""Seconds of silence before the callers stop routing to a node."""
+HANG_SECONDS = 3.0
+CALL_TIMEOUT = 5.0
+CRASHED_WORKERS = 2
+PHASES = 6
+TICK = 0.25
+CLIENT = "demo-callers"
+RESTART_TIMEOUT = 30.0
 
 
-def _count(n: int, one: str, many: str | None = None) -> str:
-    return f"{n} {one}" if n == 1 else f"{n} {many or one + 's'}"
+class DemoOptions:
+    """What ``shoal demo``'s options ask for (checked by the command's parser)."""
+
+    def __init__(self, *, nodes: int = 3, callers: int = 16, scale: float = 1.0,
+                 idempotent: bool = True) -> None:
+        self.nodes, self.callers, self.scale, self.idempotent = nodes, callers, scale, idempotent
 
 
-async def run_demo(*, workers: int = 4, callers: int = 16, calls: int = 20_000,
-                   strategy: str = "least_loaded",
-                   echo: Callable[[str], Any] = print) -> DemoReport:
-    """Run the demo on an in-process node; return what callers saw.
+class _Demo:
+    """One run: the cluster, the load, the faults, and what the display is told."""
+
+    def __init__(self, options: DemoOptions, progress: Progress,
+                 os_pids: dict[str, list[int]]) -> None:
+        self.options = options
+        self.progress = progress
+        # Invariant: every OS pid a node of this run ever had, as soon as the
+        # ticker or a phase saw it (Rule 2 reads it after the loop is gone).
+        self.os_pids = os_pids
+        self.names = [f"n{i + 1}" for i in range(options.nodes)]
+        self.origin = 0.0  # loop time the callers started at
+        self.restarts: list[FaultRecord] = []  # restarts and deploy done here (Rule 4)
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time() - self.origin
+
+    def _event(self, text: str) -> None:
+        self.progress.event(text, self._now() if self.origin else None)
+
+    def _phase(self, number: int, name: str, detail: str) -> None:
+        self.progress.phase(number, PHASES, name, detail, self._now())
+
+    def _note_pids(self, cluster: LocalCluster, *, announce: bool) -> None:
+        for name, node in cluster.nodes.items():
+            seen = self.os_pids.setdefault(name, [])
+            if node.pid not in seen:
+                seen.append(node.pid)
+                if announce:
+                    self._event(f"node {name} now runs as OS pid {node.pid}")
+
+    async def run(self) -> DemoResult:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        self.progress.event(f"starting {len(self.names)} node processes (shoal run "
+                            f"{SERVICE_APP}: {WORKERS} supervised workers each, group "
+                            f"{GROUP!r}) on an embedded store in a temporary directory")
+        # Always a fresh embedded store, whatever $SHOAL_TEST_STORE says; the
+        # cluster removes it with its logs when it stops.
+        scratch = tempfile.mkdtemp(prefix="shoal-demo-")
+        cluster = LocalCluster(self.names, app=SERVICE_APP, client_name=CLIENT,
+                               store=f"sqlite://{scratch}/cluster.db",
+                               heartbeat_timeout=HEARTBEAT_TIMEOUT)
+        try:
+            await cluster.start()
+            stats, timeline, log = await self._serve(cluster)
+            self._event("callers stopped; stopping the cluster")
+        except asyncio.CancelledError:
+            raise  # interrupted: no logs to show, only processes to stop
+        except BaseException:
+            cluster.show_logs()  # a node did not come back: show why
+            raise
+        finally:
+            await cluster.stop()
+            shutil.rmtree(scratch, ignore_errors=True)
+        report = check(timeline)
+        return self._result(stats, log, [str(v) for v in report.violations],
+                            loop.time() - began)
+
+    async def _serve(self, cluster: LocalCluster
+                     ) -> tuple[LoadStats, Timeline, list[FaultRecord]]:
+        """Load the started cluster and run the phases; the load's figures,
+        the timeline and the faults' records."""
+        options = self.options
+        self._note_pids(cluster, announce=False)
+        self.progress.event("cluster up: " + ", ".join(
+            f"{name} (OS pid {cluster.nodes[name].pid})" for name in self.names))
+        groups = cluster.client.groups
+        expected = WORKERS * len(self.names)
+        await wait_until(lambda: len(groups.get_members(GROUP)) >= expected,
+                         timeout=RESTART_TIMEOUT, what="every node's workers in the group")
+        timeline = Timeline()
+        load = Load(cluster.client, GROUP, timeline, callers=options.callers,
+                    timeout=CALL_TIMEOUT, idempotent=options.idempotent)
+        faults = Faults(cluster, timeline, GROUP)
+        marked = "idempotent" if options.idempotent else "NOT idempotent (--non-idempotent)"
+        self.progress.event(f"{options.callers} callers in this process call group "
+                            f"{GROUP!r} in a loop, {CALL_TIMEOUT:g} s deadline each, "
+                            f"marked {marked}: a worker's request has no side effects")
+        self.origin = asyncio.get_running_loop().time()
+        load.start()
+        ticker = asyncio.create_task(self._ticker(cluster, load))
+        try:
+            await self._phases(cluster, faults)
+        finally:
+            for name in self.names:  # interrupted mid-hang: wake it so it can stop
+                cluster.sigcont(name)
+            stats = await load.stop()
+            ticker.cancel()
+            await asyncio.gather(ticker, return_exceptions=True)
+            self._note_pids(cluster, announce=False)
+        return stats, timeline, faults.log
+
+    async def _hold(self, seconds: float) -> None:
+        # The demo's pacing (time to watch the cluster settle), not a synchronisation.
+        await asyncio.sleep(seconds * self.options.scale)
+
+    async def _phases(self, cluster: LocalCluster, faults: Faults) -> None:
+        victim, hung = self.names[0], self.names[1]
+        self._phase(1, "warm-up", "the callers call the service group")
+        await self._hold(3.0)
+
+        self._phase(2, f"kill -9 {victim}", "then restart it under its name")
+        record = await faults.kill9(victim)
+        self._event(f"{victim} killed: the callers stopped routing to it after "
+                    f"{_seconds(record.excluded_after)} (its connections broke)")
+        await self._hold(1.5)
+        record = await self._restart(cluster, faults.timeline, victim)
+        self.restarts.append(record)
+        self._event(f"{victim} restarted under its name ({record.detail}): routable again")
+        await self._hold(1.0)
+
+        self._phase(3, f"hang {hung}", f"SIGSTOP for {HANG_SECONDS:g} s, then SIGCONT")
+        record = await faults.hang(hung, HANG_SECONDS)
+        self._event(f"{hung} was silent: the callers stopped routing to it after "
+                    f"{_seconds(record.excluded_after)} (heartbeat timeout "
+                    f"{HEARTBEAT_TIMEOUT:g} s); calls already sent to it waited (a hung node "
+                    f"keeps what it was sent: each caller that picked it in that second "
+                    f"waited, within its {CALL_TIMEOUT:g} s deadline) and were answered after "
+                    "SIGCONT; it is routable again")
+        await self._hold(1.0)
+
+        self._phase(4, "crash workers",
+                    f"{CRASHED_WORKERS} workers crash; their supervisors restart them")
+        record = await faults.crash_workers(CRASHED_WORKERS)
+        self._event(record.detail)
+        await self._hold(1.5)
+
+        self._phase(5, "rolling deploy", "each node drained, then restarted, in turn")
+        record = await self._deploy(cluster, faults.timeline)
+        self.restarts.append(record)
+        self._event(record.detail)
+        await self._hold(1.0)
+
+        self._phase(6, "reap", "look for dead members in the store (there should be none)")
+        record = await faults.reap()
+        self._event(f"reap: {record.detail}"
+                    + ("; as it should: every member left in its exit path, none to reap"
+                       if record.detail.startswith("nothing") else ""))
+        await self._hold(1.0)
+
+    async def _start_again(self, cluster: LocalCluster, timeline: Timeline,
+                           name: str) -> str:
+        """Start the stopped node ``name`` again under its name; say which
+        incarnation replaced which (Rule 4)."""
+        loop = asyncio.get_running_loop()
+        old = cluster.nodes[name].creation
+        await cluster.wait_exit(name, timeout=RESTART_TIMEOUT)
+        # The new incarnation may serve (and be called) before its "ready"
+        # line is read: the name is up from the instant it starts.
+        spawned = loop.time()
+        if old is not None:
+            timeline.incarnation_replaced(name, old, spawned)
+        timeline.node_up(name, spawned)
+        new = await cluster.start_node(name, wait=False)
+        self._note_pids(cluster, announce=True)
+        await cluster.wait_node(name, timeout=RESTART_TIMEOUT)
+        return f"incarnation {old} -> {new.creation}"
+
+    async def _restart(self, cluster: LocalCluster, timeline: Timeline,
+                       name: str) -> FaultRecord:
+        """Start the killed node ``name`` again under its name (Rule 4)."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        detail = await self._start_again(cluster, timeline, name)
+        return FaultRecord(kind="restart", node=name, start=start, end=loop.time(),
+                           detail=detail)
+
+    async def _deploy(self, cluster: LocalCluster, timeline: Timeline) -> FaultRecord:
+        """Drain each node (``shoal drain``'s admin op) and start it again,
+        one at a time, recording each graceful stop with the workers that
+        logged running ``terminate`` (G4), as ``Faults.rolling_deploy``
+        does, with the restart of Rule 4."""
+        from shoal.cli.operate import drain
+
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        groups = cluster.client.groups
+        ran = total = 0
+        for name in self.names:
+            old = cluster.nodes[name]
+            workers = {p for p in groups.get_members(GROUP)
+                       if p.node == name and p.creation == old.creation}
+            await drain(cluster.client, name, RESTART_TIMEOUT)
+            await cluster.wait_exit(name, timeout=RESTART_TIMEOUT)
+            stopped = loop.time()
+            terminated = terminated_in_log(old.log_text())
+            timeline.graceful_stop(name, stopped, workers, terminated)
+            timeline.node_down(name, stopped, "drained and exited")
+            ran, total = ran + len(workers & terminated), total + len(workers)
+            self._event(f"{name} drained and stopped: {len(workers & terminated)} of "
+                        f"{len(workers)} workers ran terminate; starting it again")
+            await self._start_again(cluster, timeline, name)
+        return FaultRecord(kind="deploy", node=None, start=start, end=loop.time(),
+                           detail=f"{len(self.names)} nodes drained and restarted one at a "
+                                  f"time; {ran} of {total} workers ran terminate")
+
+    async def _ticker(self, cluster: LocalCluster, load: Load) -> None:
+        view = cluster.client.cluster_view
+        groups = cluster.client.groups
+        while True:
+            self._note_pids(cluster, announce=True)
+            stats = load.snapshot()
+            now = self._now()
+            # The last whole second; no bucket for it: no call ended in it.
+            last = next((s for s in reversed(stats.per_second) if s.t == int(now) - 1), None)
+            members: dict[str, int] = {}
+            in_flight: dict[str, int] = {}
+            for pid in groups.get_members(GROUP):
+                members[pid.node] = members.get(pid.node, 0) + 1
+                in_flight[pid.node] = in_flight.get(pid.node, 0) + view.load(pid, 0)
+            nodes = tuple(NodeState(name=name, members=members.get(name, 0),
+                                    routable=view.is_routable(name),
+                                    in_flight=in_flight.get(name, 0)) for name in self.names)
+            self.progress.tick(Tick(
+                t=now, ok=stats.ok, failed=stats.failed, retried=stats.retried,
+                rate=0 if last is None else last.ok + last.failed,
+                p50_ms=0.0 if last is None else last.p50_ms,
+                p99_ms=0.0 if last is None else last.p99_ms, nodes=nodes))
+            await asyncio.sleep(TICK)
+
+    def _result(self, stats: LoadStats, log: list[FaultRecord], violations: list[str],
+                seconds: float) -> DemoResult:
+        records = sorted([*log, *self.restarts], key=lambda r: r.start)
+        faults = tuple(DemoFault(kind=r.kind, node=r.node, start=r.start - self.origin,
+                                 end=r.end - self.origin, detail=r.detail,
+                                 excluded_after=r.excluded_after) for r in records)
+        # A second in which no call ended has no bucket: it counts 0 calls.
+        buckets = {s.t: s for s in stats.per_second}
+        per_second = tuple(
+            DemoSecond(t=t, ok=0, failed=0, p50_ms=0.0, p99_ms=0.0) if s is None else
+            DemoSecond(t=t, ok=s.ok, failed=s.failed, p50_ms=s.p50_ms, p99_ms=s.p99_ms)
+            for t in range(max(buckets, default=-1) + 1) for s in [buckets.get(t)])
+        return DemoResult(
+            nodes=tuple(self.names), callers=self.options.callers,
+            idempotent=self.options.idempotent, seconds=seconds, ok=stats.ok,
+            failed=stats.failed, unknown=stats.unknown, retried=stats.retried,
+            p50_ms=stats.p50_ms, p99_ms=stats.p99_ms,
+            failures_by_error=dict(stats.failures_by_error), per_second=per_second,
+            faults=faults, violations=tuple(violations),
+            os_pids={name: list(pids) for name, pids in self.os_pids.items()})
+
+
+def _seconds(value: float | None) -> str:
+    return "more than the fault lasted" if value is None else f"{value:.3f} s"
+
+
+def kill_leftovers(os_pids: dict[str, list[int]]) -> list[int]:
+    """SIGKILL every pid in ``os_pids`` that is still a running child of
+    this process (Rule 2); return those it killed. A pid that is not this
+    process's child (already reaped, never ours) is left alone."""
+    killed = []
+    for pid in sorted({p for pids in os_pids.values() for p in pids}):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            continue  # reaped already: nothing of ours runs under this pid
+        if done:
+            continue  # it had exited; now reaped
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+        killed.append(pid)
+    return killed
+
+
+def run_demo(options: DemoOptions, progress: Progress,
+             os_pids: dict[str, list[int]] | None = None) -> DemoResult:
+    """Run the demo in a new event loop; return what it measured.
 
     Args:
-        workers: at least 3: one crashes and one is killed midway, and the
-            callers need one left to be unaffected.
-        callers: concurrent callers; the ``calls`` are shared among them as
-            evenly as possible (a caller may get none when there are more
-            callers than calls).
-        calls: group calls made in all, exactly.
+        options: the run's size and pace.
+        progress: told of phases, events and figures as they happen.
+        os_pids: filled with every node process's OS pid as it starts (so
+            a caller still knows them if the run is interrupted).
 
     Raises:
-        BadArgument: fewer than 3 workers, or fewer than 1 caller or call.
+        KeyboardInterrupt: interrupted (Ctrl-C); every node process of the
+            run has stopped by then.
+        TimeoutError: a node did not come back after a fault.
     """
-    for argument, value, least in (("workers", workers, 3), ("callers", callers, 1),
-                                   ("calls", calls, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise shoal.BadArgument(argument, value, f"an int >= {least}")
-    async with shoal.Node("demo") as node:
-        pids = [await node.spawn(Worker) for _ in range(workers)]
-        await node.groups.join("workers", pids)
-        before = len(node.groups.get_members("workers"))
-        echo(f"{_count(before, 'worker')} joined group 'workers'; {_count(callers, 'caller')} "
-             f"will make {_count(calls, 'group call')} (strategy {strategy})")
-        failures: list[str] = []
-        wrong = 0
-        done = 0
-        half = asyncio.Event()
-        share, extra = divmod(calls, callers)
+    pids: dict[str, list[int]] = {} if os_pids is None else os_pids
+    try:
+        return asyncio.run(_Demo(options, progress, pids).run())
+    finally:
+        kill_leftovers(pids)
 
-        async def caller(index: int) -> None:
-            nonlocal wrong, done
-            first = index * share + min(index, extra)
-            for n in range(first, first + share + (index < extra)):
-                try:
-                    # Doubling a number has no side effects, so the request is
-                    # idempotent: a call whose worker was killed mid-request may
-                    # be retried on another member (G3 allows it only then).
-                    reply = await node.groups.call("workers", ("work", n), timeout=2.0,
-                                                   strategy=strategy, idempotent=True)
-                    if reply != n * 2:
-                        wrong += 1
-                except shoal.ShoalError as exc:
-                    failures.append(f"{type(exc).__name__}: {exc}")
-                done += 1
-                if done >= calls // 2:
-                    half.set()
 
-        started = time.perf_counter()
-        everyone = asyncio.gather(*(caller(i) for i in range(callers)))
-        midway: asyncio.Future[Any] = asyncio.ensure_future(half.wait())
-        # Every call counts towards `done`, so half is reached; waiting on the
-        # callers too means a caller that died of a bug cannot hang the demo.
-        await asyncio.wait([everyone, midway], return_when=asyncio.FIRST_COMPLETED)
-        midway.cancel()
-        victim, target = pids[0], pids[1]
-        echo(f"midway: worker {victim} crashes in a handler, worker {target} is killed")
-        try:
-            await node.call(victim, "crash", timeout=2.0)
-        except shoal.CallError as exc:
-            echo(f"  the crashing call itself got: CallError({exc.remote_type}: "
-                 f"{exc.remote_message})")
-        node.kill(target)
-        still = [p for p in (victim, target) if p in node.groups.get_members("workers")]
-        echo(f"  dead workers still in the group right after: {len(still)}")
-        await everyone
-        seconds = time.perf_counter() - started
-        after = len(node.groups.get_members("workers"))
-        report = DemoReport(calls=done, failures=len(failures), wrong_replies=wrong,
-                            members_before=before, members_after=after, seconds=seconds)
-        replies = _count(wrong, "wrong reply", "wrong replies")
-        echo(f"{_count(done, 'group call')} in {seconds:.2f}s ({done / seconds:,.0f}/s): "
-             f"{len(failures)} failed, {replies}; group now has {_count(after, 'member')}")
-        for line in failures[:5]:
-            echo(f"  failure: {line}")
-        echo("demo passed: callers were unaffected" if report.ok else "demo FAILED")
-        return report
+def check_plot_path(path: Path) -> None:
+    """Raises:
+        BadArgument: ``path``'s directory does not exist."""
+    from shoal import BadArgument
+
+    if not path.parent.is_dir():
+        raise BadArgument("--plot", str(path), "a PNG file path in an existing directory")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import sys
 from typing import Any
 
@@ -23,11 +22,10 @@ from shoal.cli.common import (
     store_options,
     verbose_option,
 )
-from shoal.cli.demo import DemoReport, run_demo
+from shoal.cli.demo_command import demo_command
 from shoal.cli.ops import COMMANDS
 from shoal.cli.reloading import reload_command
 from shoal.cli.upcommands import UP_COMMANDS
-from shoal.runtime.crashlog import CrashLog
 from shoal.runtime.process import RUN_MAILBOX_SIZE
 
 __all__ = ["main", "run"]
@@ -42,64 +40,17 @@ def cli(ctx: click.Context, verbose: int) -> None:
     """shoal: Erlang/OTP-style processes and process groups for Python services.
 
     Exit codes: 0 success; 1 the job failed (a failed call, an unreachable
-    store, no cluster at the store's path, a demo caller that saw a failure,
-    an application whose setup raised, a listen address that cannot be
-    bound); 2 bad usage (an unknown command or option, a malformed or
+    store, no cluster at the store's path, a demo that found a violation or
+    a failure it cannot explain, an application whose setup raised, a listen
+    address that cannot be bound); 2 bad usage (an unknown command or option, a malformed or
     out-of-range value, an app that cannot be loaded, a configuration shoal
     refuses such as an unsafe secret file or incomplete peer TLS); 3 (shoal
     run) the node fenced itself: a newer incarnation holds its name; 4
-    (shoal run) the application's top supervisor gave up (too many restarts).
+    (shoal run) the application's top supervisor gave up (too many restarts);
+    130 (shoal demo) interrupted by Ctrl-C, every node it started stopped.
     """
     ctx.obj = {"verbose": verbose}
     configure_logging(verbose)
-
-
-class _CrashOnOneLine(logging.Filter):
-    """The demo's crash is on purpose: log its report without the traceback.
-
-    A crash report is told by its ``shoal_crash`` attribute (a ``CrashLog``:
-    pid, reason, class and message, see ``shoal/runtime/crashlog.py``), not
-    by its message; its first line is kept, the traceback dropped."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        crash = getattr(record, "shoal_crash", None)
-        if isinstance(crash, CrashLog):
-            record.msg, record.args = "%s", (crash.line(),)
-        return True
-
-
-@cli.command()
-@click.option("--workers", default=4, show_default=True, type=click.IntRange(3, 1000),
-              help="Worker processes in the group, 3 to 1000 (one crashes and one is "
-                   "killed midway; callers need one left).")
-@click.option("--callers", default=16, show_default=True, type=click.IntRange(1, 1000),
-              help="Concurrent callers, 1 to 1000.")
-@click.option("--calls", default=20_000, show_default=True, type=click.IntRange(100, 10_000_000),
-              help="Group calls to make in all, shared among the callers (100 to 10000000).")
-@click.option("--strategy", default="least_loaded", show_default=True,
-              type=click.Choice(["local_first", "random", "round_robin", "least_loaded"]),
-              help="How a member is picked for each call.")
-@verbose_option
-def demo(workers: int, callers: int, calls: int, strategy: str) -> None:
-    """Workers serve group calls; one crashes and one is killed midway.
-
-    Callers keep calling the group throughout. The demo passes (exit 0) when
-    no caller saw a failure and the dead workers left the group at once.
-    """
-    loop_factory()
-    shoal_log = logging.getLogger("shoal")
-    one_line = _CrashOnOneLine()
-    root = click.get_current_context().find_root()
-    if not (root.obj or {}).get("verbose"):  # -v keeps the whole crash report
-        shoal_log.addFilter(one_line)
-    try:
-        report: DemoReport = asyncio.run(run_demo(workers=workers, callers=callers,
-                                                  calls=calls, strategy=strategy,
-                                                  echo=click.echo))
-    finally:
-        shoal_log.removeFilter(one_line)
-    if not report.ok:
-        raise SystemExit(EXIT_FAILED)
 
 
 @cli.command("run")
@@ -346,7 +297,7 @@ def call_command(target: str, request: str, store: str | None, cluster: str | No
     click.echo(json.dumps(to_json(reply), indent=2 if as_json else None, allow_nan=False))
 
 
-for _command in (*COMMANDS, reload_command, audit_command, *UP_COMMANDS):
+for _command in (demo_command, *COMMANDS, reload_command, audit_command, *UP_COMMANDS):
     cli.add_command(_command)
 
 

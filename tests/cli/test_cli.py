@@ -54,27 +54,6 @@ def test_unknown_command_is_a_usage_error() -> None:
     assert main(["no-such-command"]) == 2
 
 
-def test_demo_passes_with_a_crashing_and_a_killed_worker(
-        capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--workers", "3", "--callers", "4", "--calls", "2000"]) == 0
-    out = capsys.readouterr().out
-    assert "0 failed" in out
-    assert "demo passed" in out
-
-
-@pytest.mark.parametrize(("flags", "traceback"), [([], False), (["-v"], True)])
-def test_the_demos_crash_report_is_one_line_unless_verbose(
-        flags: list[str], traceback: bool, caplog: pytest.LogCaptureFixture) -> None:
-    assert main([*flags, "demo", "--workers", "3", "--callers", "4", "--calls", "2000"]) == 0
-    [report] = [r.getMessage() for r in caplog.records if " crashed: " in r.getMessage()]
-    assert "RuntimeError: worker bug triggered on purpose" in report
-    assert ("Traceback" in report) is traceback
-
-
-def test_demo_rejects_a_single_worker() -> None:
-    assert main(["demo", "--workers", "1"]) == 2
-
-
 async def test_nodes_groups_and_members_show_a_live_node(
         serving: shoal.Node, store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     # The commands run their own event loop: run them in a worker thread.
@@ -220,7 +199,7 @@ def test_run_refuses_a_bad_advertise_address(
     ["run", "shoal.testing.agent:setup", "--node", "x", "--listen", "notanaddress"],
     ["run", "shoal.testing.agent:setup", "--node", ""],
     ["run", "shoal.testing.agent:setup", "--node", "x", "--heartbeat-timeout", "-1"],
-    ["demo", "--calls", "5"],
+    ["demo", "--nodes", "2"],
 ])
 def test_every_usage_error_exits_2_and_changes_nothing(
         argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -402,30 +381,6 @@ def test_verbose_is_accepted_after_the_command_too(
     for command in ("run", "nodes", "groups", "members", "call", "demo"):
         assert main([command, "--help"]) == 0
         assert "-v, --verbose" in capsys.readouterr().out
-
-
-# -- demo -------------------------------------------------------------------------------
-
-def test_demo_needs_three_workers_and_says_so(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--workers", "2"]) == 2
-    assert main(["demo", "--help"]) == 0
-    assert "3 to 1000" in capsys.readouterr().out
-
-
-@pytest.mark.timeout(60)
-def test_demo_with_more_callers_than_calls_finishes(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--workers", "3", "--calls", "100", "--callers", "101"]) == 0
-    out = capsys.readouterr().out
-    assert "101 callers will make 100 group calls" in out
-    assert "100 group calls in" in out
-
-
-def test_demo_makes_exactly_the_calls_asked_for(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--workers", "3", "--calls", "1001", "--callers", "1"]) == 0
-    out = capsys.readouterr().out
-    assert "1 caller will make 1001 group calls" in out
-    assert "1001 group calls in" in out
-    assert "0 failed, 0 wrong replies" in out
 
 
 async def test_a_running_node_logs_its_sigusr1_dump_at_info(store_url: str) -> None:

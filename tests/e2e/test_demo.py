@@ -1,0 +1,109 @@
+"""``shoal demo`` for real: node processes, faults, the verdict, the plot, Ctrl-C.
+
+Each test runs ``python -m shoal.cli demo`` as a subprocess whose stdout is
+a pipe (no terminal: plain lines), the way CI and a user's script see it.
+The run is the demo's own (its phases take ~20 s at ``--scale 0.5``), so
+the suite runs it twice: once to the end, once interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+OS_PID = re.compile(r"OS pid (\d+)")
+
+
+def _demo(*args: str) -> subprocess.Popen[str]:
+    env = dict(os.environ)
+    env.pop("SHOAL_TEST_STORE", None)
+    return subprocess.Popen([sys.executable, "-m", "shoal.cli", "demo", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a process that still runs (a zombie, dead and
+    waiting to be reaped, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _children(parent: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # it ended while we looked
+            if int(fields[1]) == parent:
+                found.add(int(entry.name))
+    return found
+
+
+@pytest.mark.timeout(150)
+def test_the_demo_survives_every_fault_and_says_violations_0(tmp_path: Path) -> None:
+    picture = tmp_path / "demo.png"
+    demo = _demo("--scale", "0.5", "--plot", str(picture))
+    out, err = demo.communicate(timeout=120)
+    assert demo.returncode == 0, out + err
+    lines = out.splitlines()
+    assert lines[-1] == "violations: 0"
+    # The story, phase by phase, as plain lines (stdout is not a terminal).
+    for number, name in enumerate(("warm-up", "kill -9 n1", "hang n2", "crash workers",
+                                   "rolling deploy", "reap"), start=1):
+        assert any(f"== phase {number}/6: {name}" in line for line in lines), name
+    assert "\x1b" not in out
+    figures = [line for line in lines if " calls/s " in line]
+    assert len(figures) >= 10  # about one a second
+    assert any("n2 0/4" in line for line in figures)  # the hung node, seen unroutable
+    report = "\n".join(lines[lines.index(next(x for x in lines if x.startswith("== report"))):])
+    assert " 0 failed" in report
+    assert re.search(r"time to exclude  n1 \(kill -9\) \d\.\d{3} s; n2 \(hung by SIGSTOP\) "
+                     r"\d\.\d{3} s", report)
+    assert "reap found       nothing to reap" in report
+    assert "unknown delivery 0: the calls are marked idempotent" in report
+    # --plot: a PNG of a sane size.
+    data = picture.read_bytes()
+    assert data.startswith(PNG_SIGNATURE)
+    assert 10_000 < len(data) < 400_000
+    assert struct.unpack(">II", data[16:24]) == (1000, 700)
+    # Every node process it started (restarts included) is gone.
+    pids = {int(p) for p in OS_PID.findall(out)}
+    assert len(pids) >= 3 + 1 + 3  # three nodes, a restart, a rolling deploy
+    assert not [pid for pid in pids if _running(pid)]
+
+
+@pytest.mark.timeout(150)
+def test_ctrl_c_during_the_hang_leaves_no_node_process_behind() -> None:
+    demo = _demo("--scale", "0.5")
+    assert demo.stdout is not None
+    printed: set[int] = set()
+    seen: list[str] = []
+    deadline = time.monotonic() + 90
+    for line in demo.stdout:  # bounded: the demo ends, or the deadline fails the test
+        seen.append(line)
+        printed |= {int(p) for p in OS_PID.findall(line)}
+        if "== phase 3/6: hang n2" in line or time.monotonic() > deadline:
+            break
+    assert any("phase 3/6" in line for line in seen), "".join(seen)
+    started = printed | _children(demo.pid)  # also any it had not printed yet
+    demo.send_signal(signal.SIGINT)  # one node is SIGSTOPped right now
+    _, err = demo.communicate(timeout=60)
+    assert demo.returncode == 130, err
+    assert "interrupted: every node process the demo started has stopped" in err
+    assert "Traceback" not in err
+    assert len(printed) >= 4  # three nodes and the restarted one
+    assert not [pid for pid in started if _running(pid)]
