@@ -298,20 +298,33 @@ class LocalCluster:
             await asyncio.wait_for(old.process.wait(), 30)
         return await self.start_node(name)
 
-    async def replace_hung(self, name: str) -> NodeProcess:
+    async def replace_hung(self, name: str, timeout: float = 30.0) -> NodeProcess:
         """Hang node ``name`` (SIGSTOP) and start a replacement under its name.
 
         Only a store whose sessions expire without their owner can do this:
-        on etcd the hung node's lease runs out and the new node takes the
-        name (the hung one fences itself when it wakes, on SIGCONT). On the
-        embedded SQLite store a hung node keeps its name by design (its lock
-        is held), so the replacement fails with NameInUse.
+        on etcd the hung node's lease runs out (after its ``session_ttl``;
+        this waits until the client sees the name free, at most
+        ``timeout`` seconds) and the new node takes the name; the hung one
+        fences itself when it wakes (on SIGCONT, or at ``stop``).
+
+        Raises:
+            RuntimeError: the store is the embedded SQLite one, where a hung
+                node keeps its name by design (its lock is held); nothing
+                was stopped.
+            TimeoutError: the name was not free after ``timeout`` seconds.
         """
-        self.sigstop(name)
+        if self.store.startswith("sqlite://"):
+            raise RuntimeError("replace_hung needs a store whose sessions expire (etcd): on "
+                               "the embedded store a hung node keeps its name by design")
         old = self.nodes[name]
-        new = await self.start_node(name)
-        self._stopped.append(old)
-        return new
+        self.sigstop(name)
+        view = self.client.cluster_view
+
+        def released() -> bool:
+            peer = view.peer(name)
+            return peer is None or peer.creation != old.creation
+        await wait_until(released, timeout=timeout, what=f"node {name}'s session to expire")
+        return await self.start_node(name)
 
     @contextlib.asynccontextmanager
     async def store_outage(self) -> AsyncIterator[None]:

@@ -195,6 +195,13 @@ class Faults:
         self.cluster.sigstop(name)
         self.timeline.node_down(name, start, "SIGSTOP, replaced while hung")
         excluded = await self._excluded(name, start, RECOVERY_TIMEOUT)
+        view = self.cluster.client.cluster_view
+
+        def released() -> bool:  # its lease ran out: the name is free
+            peer = view.peer(name)
+            return peer is None or peer.creation != old.creation
+        await wait_until(released, timeout=RECOVERY_TIMEOUT,
+                         what=f"node {name}'s session to expire")
         await self._start_again(name, old.creation)
         old.signal(signal.SIGCONT)
         code = await asyncio.wait_for(old.process.wait(), RECOVERY_TIMEOUT)
@@ -277,7 +284,7 @@ class Faults:
 
         start = self._now()
         cluster = self.cluster
-        missing = 0
+        missing = total = 0
         for name in cluster.names:
             old = cluster.nodes[name]
             processes = {p for p in self.groups.get_members(self.group)
@@ -287,12 +294,13 @@ class Faults:
             stopped = self._now()
             terminated = terminated_in_log(old.log_text())
             missing += len(processes - terminated)
+            total += len(processes)
             self.timeline.graceful_stop(name, stopped, processes, terminated)
             self.timeline.node_down(name, stopped, "drained and exited")
             await self._start_again(name, old.creation)
         return self._done("deploy", None, start,
                           f"{len(cluster.names)} node(s) drained and restarted one at a time; "
-                          f"{missing} process(es) did not run terminate")
+                          f"{total - missing} of {total} worker(s) ran terminate")
 
     async def reap(self) -> FaultRecord:
         """Run ``shoal reap``'s planner against the store (and apply what it

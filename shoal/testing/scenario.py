@@ -8,16 +8,18 @@ The shared engine of ``shoal chaos`` and ``shoal demo``:
 - :class:`Load` (``load.py``): callers recording every call and attempt in
   a :class:`~shoal.testing.invariants.Timeline`;
 - :class:`Faults` (``faults.py``): injectors recording the facts;
-- :func:`plan_schedule` and :func:`run_chaos`: which faults, on which
+- :func:`fault_sequence` and :func:`run_chaos`: which faults, on which
   node, how long, drawn from ``random.Random(seed)`` alone, so a seed names
   one run; then the checker's report.
 
 Rules:
 
-- Rule 1: the schedule depends on the seed, the duration, the fault kinds
-  and the node names only, never on timing: the same arguments give the
-  same faults in the same order (the instants vary a little with the
-  machine's speed).
+- Rule 1: the sequence of faults depends on the seed, the fault kinds and
+  the node names only, never on timing: the same arguments give the same
+  faults in the same order (:func:`fault_sequence`). A run plays them
+  until its duration has passed, and always at least one full round
+  (every kind once), so a slower machine plays fewer rounds of the same
+  sequence, and a short run still covers every kind asked for.
 - Rule 2: faults run one at a time and each leaves the cluster whole
   (``faults.py`` Rule 1), so some member is live throughout every call.
 - Rule 3: every node process started is stopped in a ``finally``, also
@@ -27,8 +29,9 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import shoal
@@ -39,8 +42,8 @@ from shoal.testing.load import Load, LoadStats, SecondBucket
 from shoal.testing.sample import GROUP, WORKERS
 
 __all__ = ["FAULT_KINDS", "SERVICE_APP", "ChaosResult", "FaultRecord", "Faults", "Load",
-           "LoadStats", "PlannedFault", "SecondBucket", "parse_faults", "plan_schedule",
-           "run_chaos"]
+           "LoadStats", "PlannedFault", "SecondBucket", "fault_sequence", "parse_faults",
+           "plan_schedule", "run_chaos"]
 
 SERVICE_APP = "shoal.testing.sample:service"
 """The sample service chaos runs and the demo start on every node."""
@@ -56,9 +59,6 @@ reap: run the reap planner (it must find nothing); crash: crash workers
 (their supervisors restart them)."""
 
 WARMUP = 1.0  # seconds of load before the first fault
-# A rough cost of each fault in seconds (on top of its own length), to fill a duration.
-_COST = {"kill": 3.0, "hang": 1.0, "partition": 1.0, "store": 0.5, "restart": 2.5,
-         "replace": 8.0, "deploy": 3.0, "reap": 0.5, "crash": 1.0}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,16 +121,13 @@ def parse_faults(text: str | Iterable[str]) -> list[str]:
     return list(dict.fromkeys(kinds))
 
 
-def plan_schedule(seed: int, duration: float, faults: Sequence[str], names: Sequence[str],
-                  client: str = "test-client") -> list[PlannedFault]:
-    """The faults of a run (Rule 1): rounds of the kinds in a seeded order,
-    each kind once per round, until their rough cost fills ``duration``
-    (at least one fault)."""
+def fault_sequence(seed: int, faults: Sequence[str], names: Sequence[str],
+                   client: str = "test-client") -> Iterator[PlannedFault]:
+    """The endless sequence of faults a seed names (Rule 1): rounds of the
+    kinds, each kind once per round in a seeded order, on seeded nodes."""
     rng = random.Random(seed)
     kinds = parse_faults(faults)
-    plan: list[PlannedFault] = []
-    spent = WARMUP
-    while not plan or spent < duration:
+    while True:
         for kind in rng.sample(kinds, len(kinds)):
             node = rng.choice(list(names))
             seconds = round(rng.uniform(1.0, 3.0), 2)
@@ -142,12 +139,14 @@ def plan_schedule(seed: int, duration: float, faults: Sequence[str], names: Sequ
             count = rng.randint(1, 3) if kind == "crash" else 0
             if kind not in ("hang", "partition", "store"):
                 seconds = 0.0
-            plan.append(PlannedFault(kind=kind, node=node, peer=peer, seconds=seconds,
-                                     count=count, gap=gap))
-            spent += seconds + gap + _COST[kind] * (len(names) if kind == "deploy" else 1)
-            if spent >= duration:
-                break
-    return plan
+            yield PlannedFault(kind=kind, node=node, peer=peer, seconds=seconds, count=count,
+                               gap=gap)
+
+
+def plan_schedule(seed: int, count: int, faults: Sequence[str], names: Sequence[str],
+                  client: str = "test-client") -> list[PlannedFault]:
+    """The first ``count`` faults of :func:`fault_sequence`."""
+    return list(itertools.islice(fault_sequence(seed, faults, names, client), count))
 
 
 async def inject(faults: Faults, planned: PlannedFault) -> list[FaultRecord]:
@@ -182,13 +181,14 @@ async def run_chaos(*, seed: int, duration: float, faults: Sequence[str] = FAULT
                     on_progress: Callable[[FaultRecord], None] | None = None,
                     heartbeat_timeout: float = 1.0, call_timeout: float = 3.0,
                     bounds: Bounds | None = None) -> ChaosResult:
-    """Run the seeded schedule (:func:`plan_schedule`) against a fresh
+    """Play the seeded faults (:func:`fault_sequence`) against a fresh
     :class:`LocalCluster` of ``nodes`` nodes running :data:`SERVICE_APP`,
     under ``callers`` callers' load, and check the timeline.
 
     Args:
         seed: names the run (print it: the same seed gives the same faults).
-        duration: seconds the schedule is planned to fill (about).
+        duration: seconds of faults under load: faults are played until
+            then (at least one of each kind, however long that takes).
         faults: fault kinds (:data:`FAULT_KINDS`) to draw from.
         store: a store URL (default: SQLite in a temporary directory, or
             ``$SHOAL_TEST_STORE``).
@@ -208,7 +208,8 @@ async def run_chaos(*, seed: int, duration: float, faults: Sequence[str] = FAULT
     cluster = LocalCluster(names, store=store, app=SERVICE_APP,
                            heartbeat_timeout=heartbeat_timeout,
                            partitionable="partition" in kinds)
-    schedule = plan_schedule(seed, duration, kinds, names, cluster.client_name)
+    sequence = fault_sequence(seed, kinds, names, cluster.client_name)
+    played: list[PlannedFault] = []
     timeline = Timeline()
     try:
         await cluster.start()
@@ -218,9 +219,13 @@ async def run_chaos(*, seed: int, duration: float, faults: Sequence[str] = FAULT
         injector = Faults(cluster, timeline, GROUP, rng=random.Random(seed))
         load = Load(cluster.client, GROUP, timeline, callers=callers, timeout=call_timeout)
         load.start()
+        loop = asyncio.get_running_loop()
+        until = loop.time() + duration
         try:
             await asyncio.sleep(WARMUP)
-            for planned in schedule:
+            while len(played) < len(kinds) or loop.time() < until:
+                planned = next(sequence)
+                played.append(planned)
                 for record in await inject(injector, planned):
                     if on_progress is not None:
                         on_progress(record)
@@ -230,4 +235,4 @@ async def run_chaos(*, seed: int, duration: float, faults: Sequence[str] = FAULT
     finally:
         await cluster.stop()
     return ChaosResult(seed=seed, report=check(timeline, bounds), load=stats,
-                       faults=injector.log, schedule=schedule)
+                       faults=injector.log, schedule=played)

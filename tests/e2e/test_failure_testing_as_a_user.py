@@ -3,6 +3,8 @@ the public ``shoal.testing`` API, a small app of their own."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from pathlib import Path
 
 import pytest
@@ -83,3 +85,29 @@ async def test_a_failing_block_shows_every_nodes_log(
             await cluster.client.groups.call("nobody", 1)
     err = capsys.readouterr().err
     assert "----- log of node a" in err and "ready" not in err.split("-----")[0]
+
+
+@pytest.mark.e2e_stores("etcd")
+async def test_a_node_replaced_while_hung_fences_itself_when_it_wakes(tmp_path: Path) -> None:
+    (tmp_path / "myapp.py").write_text(APP, encoding="utf-8")
+    async with LocalCluster(["a", "b"], app="myapp:setup", session_ttl=1.0,
+                            heartbeat_timeout=0.5,
+                            env={"PYTHONPATH": str(tmp_path)}) as cluster:
+        client = cluster.client
+        old = cluster.nodes["a"]
+        new = await cluster.replace_hung("a")        # waits for the hung one's lease to end
+        assert new.creation != old.creation
+        old.signal(signal.SIGCONT)
+        assert await asyncio.wait_for(old.process.wait(), 15) == 3    # it fenced itself
+        await wait_until(lambda: {p.creation for p in client.groups.get_members("workers")
+                                  if p.node == "a"} == {new.creation}, what="the new a's workers")
+        assert (await client.groups.call("workers", "x", timeout=5.0))[1] == "x"
+
+
+async def test_replacing_a_hung_node_is_refused_on_the_embedded_store(tmp_path: Path) -> None:
+    (tmp_path / "myapp.py").write_text(APP, encoding="utf-8")
+    async with LocalCluster(["a"], app="myapp:setup",
+                            env={"PYTHONPATH": str(tmp_path)}) as cluster:
+        with pytest.raises(RuntimeError, match="etcd"):
+            await cluster.replace_hung("a")
+        assert (await cluster.client.groups.call("workers", 1, timeout=5.0))[1] == 1  # not hung
