@@ -11,6 +11,7 @@ import click
 
 import shoal
 from shoal.cli.audit import audit_command
+from shoal.cli.chaos import chaos_command
 from shoal.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -297,7 +298,8 @@ def call_command(target: str, request: str, store: str | None, cluster: str | No
     click.echo(json.dumps(to_json(reply), indent=2 if as_json else None, allow_nan=False))
 
 
-for _command in (demo_command, *COMMANDS, reload_command, audit_command, *UP_COMMANDS):
+for _command in (demo_command, *COMMANDS, reload_command, audit_command, chaos_command,
+                 *UP_COMMANDS):
     cli.add_command(_command)
 
 

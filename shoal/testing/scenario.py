@@ -191,7 +191,8 @@ async def run_chaos(*, seed: int, duration: float, faults: Sequence[str] = FAULT
             then (at least one of each kind, however long that takes).
         faults: fault kinds (:data:`FAULT_KINDS`) to draw from.
         store: a store URL (default: SQLite in a temporary directory, or
-            ``$SHOAL_TEST_STORE``).
+            ``$SHOAL_TEST_STORE``); an etcd URL naming no cluster gets one
+            of its own, ``shoal-chaos-SEED``.
         on_progress: called with each fault's record as it ends.
         heartbeat_timeout: the nodes' (a hung node is excluded after it).
         call_timeout: each call's deadline; above ``heartbeat_timeout`` so a
@@ -205,6 +206,9 @@ async def run_chaos(*, seed: int, duration: float, faults: Sequence[str] = FAULT
         raise shoal.BadArgument("nodes", nodes, "at least 2 (one is faulted at a time)")
     kinds = parse_faults(faults)
     names = [f"n{i + 1}" for i in range(nodes)]
+    if store is not None and store.startswith("etcd://") and "cluster=" not in store:
+        # Never join a real cluster of a shared etcd: the run's own.
+        store += f"{'&' if '?' in store else '?'}cluster=shoal-chaos-{seed}"
     cluster = LocalCluster(names, store=store, app=SERVICE_APP,
                            heartbeat_timeout=heartbeat_timeout,
                            partitionable="partition" in kinds)
