@@ -132,8 +132,9 @@ class Faults:
     async def kill9(self, name: str) -> FaultRecord:
         """SIGKILL node ``name``; returns once the callers' node excluded it."""
         start = self._now()
+        creation = self.cluster.nodes[name].creation
         self.cluster.kill9(name)
-        self.timeline.node_down(name, start, "kill -9")
+        self.timeline.node_down(name, start, "kill -9", creation=creation)
         excluded = await self._excluded(name, start, RECOVERY_TIMEOUT)
         await self.cluster.wait_exit(name)
         return self._done("kill", name, start, "kill -9", excluded)
@@ -162,7 +163,7 @@ class Faults:
         start = self._now()
         old = self.cluster.nodes[name].creation
         self.cluster.kill9(name)
-        self.timeline.node_down(name, start, "kill -9, restarted at once")
+        self.timeline.node_down(name, start, "kill -9, restarted at once", creation=old)
         await self.cluster.wait_exit(name)
         await self._start_again(name, old)
         return self._done("restart_same_name", name, start,
@@ -173,7 +174,8 @@ class Faults:
         the callers route to it again."""
         start = self._now()
         self.cluster.sigstop(name)
-        self.timeline.node_down(name, start, "SIGSTOP")
+        self.timeline.node_down(name, start, "SIGSTOP",
+                                creation=self.cluster.nodes[name].creation)
         excluded = await self._excluded(name, start, seconds)
         await self._hold(start + seconds)
         self.cluster.sigcont(name)
@@ -193,7 +195,8 @@ class Faults:
                               "keeps its name by design)")
         old = self.cluster.nodes[name]
         self.cluster.sigstop(name)
-        self.timeline.node_down(name, start, "SIGSTOP, replaced while hung")
+        self.timeline.node_down(name, start, "SIGSTOP, replaced while hung",
+                                creation=old.creation)
         excluded = await self._excluded(name, start, RECOVERY_TIMEOUT)
         view = self.cluster.client.cluster_view
 
@@ -221,7 +224,8 @@ class Faults:
         other = b if a == client else a if b == client else None
         excluded = None
         if other is not None:
-            self.timeline.node_down(other, start, "partitioned from the callers")
+            self.timeline.node_down(other, start, "partitioned from the callers",
+                                    creation=cluster.nodes[other].creation)
             excluded = await self._excluded(other, start, seconds)
         else:
             self.timeline.events.append((start, f"link {a} <-> {b} cut"))
@@ -296,7 +300,8 @@ class Faults:
             missing += len(processes - terminated)
             total += len(processes)
             self.timeline.graceful_stop(name, stopped, processes, terminated)
-            self.timeline.node_down(name, stopped, "drained and exited")
+            self.timeline.node_down(name, stopped, "drained and exited",
+                                    creation=old.creation)
             await self._start_again(name, old.creation)
         return self._done("deploy", None, start,
                           f"{len(cluster.names)} node(s) drained and restarted one at a time; "

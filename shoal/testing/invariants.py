@@ -128,8 +128,8 @@ class Timeline:
 
     def __init__(self) -> None:
         self.calls: dict[int, CallRecord] = {}
-        # node name -> [(down_at, up_at or None)]
-        self.down: dict[str, list[tuple[float, float | None]]] = {}
+        # node name -> [(down_at, up_at or None, creation or None)]
+        self.down: dict[str, list[tuple[float, float | None, int | None]]] = {}
         # node name -> [(creation, replaced_at)]
         self.replaced: dict[str, list[tuple[int, float]]] = {}
         self.exited: dict[Pid, float] = {}
@@ -160,17 +160,23 @@ class Timeline:
 
     # -- what was true -------------------------------------------------------------------
 
-    def node_down(self, name: str, at: float, why: str = "killed") -> None:
+    def node_down(self, name: str, at: float, why: str = "killed", *,
+                  creation: int | None = None) -> None:
         """From ``at``, node ``name`` is dead or hung, observably (a kill -9,
-        a SIGSTOP, a partition from the callers)."""
-        self.down.setdefault(name, []).append((at, None))
+        a SIGSTOP, a partition from the callers).
+
+        With ``creation``, only that incarnation (and older ones) is down: a
+        newer incarnation started under the name (a restart) serves as soon
+        as it is registered, whatever the test recorded after. Without it,
+        every incarnation of the name is down until :meth:`node_up`."""
+        self.down.setdefault(name, []).append((at, None, creation))
         self.events.append((at, f"node {name} down ({why})"))
 
     def node_up(self, name: str, at: float) -> None:
         """Node ``name`` serves again (SIGCONT, a healed partition, a restart)."""
         spans = self.down.get(name)
         if spans and spans[-1][1] is None:
-            spans[-1] = (spans[-1][0], at)
+            spans[-1] = (spans[-1][0], at, spans[-1][2])
         self.events.append((at, f"node {name} up"))
 
     def incarnation_replaced(self, name: str, creation: int, at: float) -> None:
@@ -198,9 +204,13 @@ class Timeline:
 
     # -- truth at an instant -------------------------------------------------------------
 
-    def down_since(self, name: str, at: float) -> float | None:
-        """When the node's current down span began, if it is down at ``at``."""
-        for start, end in self.down.get(name, []):
+    def down_since(self, name: str, at: float, creation: int | None = None) -> float | None:
+        """When the node's current down span began, if it is down at ``at``
+        (for incarnation ``creation``, when given: a span recorded for an
+        older incarnation does not cover a newer one)."""
+        for start, end, down in self.down.get(name, []):
+            if creation is not None and down is not None and creation > down:
+                continue
             if start <= at and (end is None or at < end):
                 return start
         return None
@@ -211,7 +221,7 @@ class Timeline:
         exited = self.exited.get(pid)
         if exited is not None and exited <= at:
             return False
-        if self.down_since(pid.node, at) is not None:
+        if self.down_since(pid.node, at, pid.creation) is not None:
             return False
         return all(not (creation == pid.creation and when <= at)
                    for creation, when in self.replaced.get(pid.node, []))
@@ -251,7 +261,7 @@ def check(timeline: Timeline, bounds: Bounds | None = None) -> Report:
     for call in sorted(timeline.calls.values(), key=lambda c: c.start):
         end = call.end if call.end is not None else call.start
         for attempt in call.attempts:
-            since = timeline.down_since(attempt.pid.node, attempt.start)
+            since = timeline.down_since(attempt.pid.node, attempt.start, attempt.pid.creation)
             if since is not None and attempt.start - since > bounds.routing_bound:
                 violations.append(Violation(
                     guarantee="G2", at=attempt.start,

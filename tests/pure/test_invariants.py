@@ -128,3 +128,23 @@ def test_a_hung_node_that_came_back_is_live_again(hung_for: float) -> None:
     t.attempt(1, B1, 10.0, 10.01, "ok")
     t.call_ended(1, 10.01, "ok")
     assert check(t).ok
+
+
+def test_g2_a_down_incarnation_does_not_cover_the_one_that_replaced_it() -> None:
+    # b (creation 7) is killed at 10 and restarted as creation 8; the callers
+    # may route to the new incarnation as soon as it registers, before the
+    # test records it up. An attempt on the old one still counts.
+    t = Timeline()
+    for pid in (A1, B1):
+        t.joined("g", pid, 0.0)
+    t.node_down("b", 10.0, creation=7)
+    new = Pid("b", 8, 1)
+    t.joined("g", new, 13.0)
+    for call_id, pid in ((4, new), (5, B1)):
+        t.call_started(call_id, "g", 13.1, 5.0)
+        t.attempt(call_id, pid, 13.1, 13.2, "ok")
+        t.call_ended(call_id, 13.2, "ok")
+    t.incarnation_replaced("b", 7, 13.3)
+    t.node_up("b", 13.3)
+    report = check(t, Bounds(routing_bound=2.5))
+    assert [(v.guarantee, str(B1) in v.what) for v in report.violations] == [("G2", True)]
