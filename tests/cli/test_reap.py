@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import shoal
-from shoal.cli import main
+from shoal.cli import audit, main
 from shoal.membership.keys import encode_members, member_key
 from shoal.store import Changes, Put, Session, Store, open_store
 from shoal.testing.registration import register_peer
@@ -131,6 +131,13 @@ async def test_entries_of_an_ended_incarnation_are_planned_with_evidence_then_re
     assert sorted(node.groups.get_members("workers")) == sorted(pids)
     assert await shell("reap", "--store", store_url) == 0
     assert "nothing to reap" in capsys.readouterr().out
+    # Only the --apply is in the audit log, with each entry's evidence.
+    [record] = await audit.read(store_url, None, 10)
+    assert record["command"] == "reap" and record["outcome"] == "done"
+    assert record["evidence"]["remove"] == [
+        {"scope": "default", "group": "workers",
+         "pid": str(shoal.Pid("api-1", node.creation - 1, 5)), "evidence": "session-ended"}]
+    assert record["evidence"]["applied"]["deleted_keys"] == [old_key]
 
 
 async def test_a_group_that_looks_mostly_dead_is_held_not_emptied(
@@ -145,6 +152,9 @@ async def test_a_group_that_looks_mostly_dead_is_held_not_emptied(
     assert "cut off" in out
     snapshot = await open_store(store_url).snapshot("members/api-1/")
     assert any(f"/{node.creation - 1}/" in key for key in snapshot.entries)
+    [record] = await audit.read(store_url, None, 10)  # a held group: nothing removed, refused
+    assert record["command"] == "reap" and record["outcome"] == "refused"
+    assert "held default/workers: 3 of 6 entries look dead at once" in record["why"]
 
 
 async def test_apply_needs_yes_without_a_terminal_and_yes_needs_apply(
