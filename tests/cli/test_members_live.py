@@ -98,8 +98,18 @@ async def test_live_members_say_routable_why_queue_and_joined(
     unreachable = rows[str(shoal.Pid("silent-1", 22, 5))]
     assert unreachable["routable"] is False and unreachable["why"] == "suspect"
     assert unreachable["joins"] == 2
+    if unreachable["suspected_by"]:  # a node that tried to reach silent-1 says since when
+        assert unreachable["suspect_since_s"] == max(unreachable["suspected_by"].values())
     assert table[0].split() == ["PID", "NODE", "ROUTABLE", "WHY", "QUEUE_LEN", "JOINED_S"]
     assert any(str(idle) in line and " yes " in line for line in table)
+
+
+async def test_ping_reports_which_nodes_the_node_suspects(
+        api: shoal.Node, store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    api.cluster_view.set_routable("api-9", False)  # as a silent connection would
+    assert await shell("ping", "api-1", "--store", store_url, "--json") == 0
+    suspects = json.loads(capsys.readouterr().out)["suspects"]
+    assert set(suspects) >= {"api-9"} and suspects["api-9"] >= 0
 
 
 async def test_joined_since_counts_from_the_first_join_held(
