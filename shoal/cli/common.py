@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 from typing import Any
 
 import click
 
 import shoal
+from shoal.cli.logformat import LOG_FORMATS, JsonFormatter
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "configure_logging", "confirm", "echo_table",
-           "loop_factory", "parse_json", "store_options", "verbose_option"]
+           "log_format_option", "loop_factory", "parse_json", "store_options", "verbose_option"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
@@ -28,12 +30,23 @@ def loop_factory() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def configure_logging(verbose: int) -> None:
-    """Log to stderr at WARNING, INFO (-v) or DEBUG (-vv).
+def configure_logging(verbose: int, log_format: str | None = None,
+                      node: str | None = None) -> None:
+    """Log to stderr at WARNING, INFO (-v) or DEBUG (-vv), as text or as
+    one JSON object per line (``log_format``, default ``SHOAL_LOG_FORMAT``,
+    else text; ``shoal/cli/logformat.py``), naming ``node`` when given.
 
-    The level is set only on a root logger this command configured itself:
-    an embedding program (or a test runner) that set up logging keeps it.
+    The level and format are set only on a root logger this command
+    configured itself: an embedding program (or a test runner) that set up
+    logging keeps it.
+
+    Raises:
+        BadArgument: (``SHOAL_LOG_FORMAT``) neither ``text`` nor ``json``.
     """
+    if log_format is None:
+        log_format = os.environ.get("SHOAL_LOG_FORMAT") or "text"
+    if log_format not in LOG_FORMATS:
+        raise shoal.BadArgument("SHOAL_LOG_FORMAT", log_format, "'text' or 'json'")
     root = logging.getLogger()
     level = logging.WARNING - 10 * min(verbose, 2)
     if not root.handlers:
@@ -41,6 +54,10 @@ def configure_logging(verbose: int) -> None:
         root.handlers[0].set_name("shoal-cli")
     elif any(handler.get_name() == "shoal-cli" for handler in root.handlers):
         root.setLevel(level)
+    for handler in root.handlers:
+        if handler.get_name() == "shoal-cli":
+            handler.setFormatter(JsonFormatter(node) if log_format == "json"
+                                 else logging.Formatter(_LOG_FORMAT))
 
 
 def _more_verbose(ctx: click.Context, _param: click.Parameter, value: int) -> None:
@@ -48,7 +65,25 @@ def _more_verbose(ctx: click.Context, _param: click.Parameter, value: int) -> No
         root = ctx.find_root()
         root.obj = dict(root.obj or {})
         root.obj["verbose"] = root.obj.get("verbose", 0) + value
-        configure_logging(root.obj["verbose"])
+        configure_logging(root.obj["verbose"], root.obj.get("log_format"))
+
+
+def _log_format(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        root = ctx.find_root()
+        root.obj = dict(root.obj or {})
+        root.obj["log_format"] = value
+        configure_logging(root.obj.get("verbose", 0), value)
+
+
+def log_format_option(func: Any) -> Any:
+    """``--log-format text|json`` (env ``SHOAL_LOG_FORMAT``), before or after
+    the command name."""
+    return click.option("--log-format", type=click.Choice(LOG_FORMATS), default=None,
+                        expose_value=False, callback=_log_format, is_eager=True,
+                        help="Log records as text, or as one JSON object per line with "
+                             "stable fields (time, level, node, event, message and the "
+                             "event's fields) [env SHOAL_LOG_FORMAT; default: text].")(func)
 
 
 def verbose_option(func: Any) -> Any:

@@ -18,6 +18,7 @@ from shoal.cli.common import (
     EXIT_USAGE,
     configure_logging,
     echo_table,
+    log_format_option,
     loop_factory,
     parse_json,
     store_options,
@@ -27,6 +28,7 @@ from shoal.cli.demo_command import demo_command
 from shoal.cli.ops import COMMANDS
 from shoal.cli.reloading import reload_command
 from shoal.cli.upcommands import UP_COMMANDS
+from shoal.runtime.observe import parse_http
 from shoal.runtime.process import RUN_MAILBOX_SIZE
 
 __all__ = ["main", "run"]
@@ -36,6 +38,7 @@ __all__ = ["main", "run"]
 @click.option("-v", "--verbose", count=True,
               help="Log more: -v INFO, -vv DEBUG (shoal run logs at INFO already; -v "
                    "gives DEBUG there). Also accepted after the command.")
+@log_format_option
 @click.pass_context
 def cli(ctx: click.Context, verbose: int) -> None:
     """shoal: Erlang/OTP-style processes and process groups for Python services.
@@ -50,8 +53,8 @@ def cli(ctx: click.Context, verbose: int) -> None:
     (shoal run) the application's top supervisor gave up (too many restarts);
     130 (shoal demo) interrupted by Ctrl-C, every node it started stopped.
     """
-    ctx.obj = {"verbose": verbose}
-    configure_logging(verbose)
+    ctx.obj = {**(ctx.obj or {}), "verbose": verbose}
+    configure_logging(verbose, ctx.obj.get("log_format"))
 
 
 @cli.command("run")
@@ -90,12 +93,18 @@ def cli(ctx: click.Context, verbose: int) -> None:
               help="Development: watch the app's source files (its module, its top-level "
                    "package, the modules beside it) and reload a changed module in place, "
                    "moving its processes to the new code, instead of restarting the node.")
+@click.option("--http", default=None, metavar="HOST:PORT",
+              help="Serve /metrics (Prometheus), /healthz and /readyz over HTTP on this "
+                   "address (port 0: any free one, logged) [env SHOAL_HTTP; default: off]. "
+                   "/readyz answers 200 once the app is set up and its joins are in the "
+                   "store, 503 while starting, draining or fenced.")
 @verbose_option
+@log_format_option
 def run_command(app: str, name: str, cluster: str | None, store: str | None,
                 listen: str | None, advertise: str | None, heartbeat_timeout: float,
                 session_ttl: float, mailbox_size: int,
                 tls_cert: str | None, tls_key: str | None, tls_ca: str | None,
-                tls_server_name: str | None, reload: bool) -> None:
+                tls_server_name: str | None, reload: bool, http: str | None) -> None:
     """Host a node running APP (module:attribute) until SIGTERM or SIGINT.
 
     APP is an async function taking the started node (it spawns processes
@@ -108,9 +117,12 @@ def run_command(app: str, name: str, cluster: str | None, store: str | None,
     SHOAL_SECRET or SHOAL_SECRET_FILE (or, with the embedded store, from the
     file generated beside it). On SIGTERM or SIGINT the node leaves its
     groups, drains calls in flight, runs every terminate and ends its
-    session (exit 0). It logs at INFO (-v: DEBUG): peers connected, silent,
-    back or lost, store outages as they start and end, and on SIGUSR1 a dump
-    of its processes and tasks. Exit 3: it fenced itself (a newer
+    session (exit 0). It logs at INFO (-v: DEBUG), once per event with its
+    reason: peers connected, silent, back or lost, store outages and its
+    session lost and re-opened, fencing, supervisor restarts, admin actions
+    received; and on SIGUSR1 a dump of its processes and tasks. With
+    --log-format json each record is one JSON object per line. With --http
+    it serves /metrics, /healthz and /readyz (docs/operations.md). Exit 3: it fenced itself (a newer
     incarnation holds its name).
 
     With --reload (development), a changed source file of the app is
@@ -122,7 +134,9 @@ def run_command(app: str, name: str, cluster: str | None, store: str | None,
 
     # A node is a server: it logs at INFO (peers down and back, the SIGUSR1
     # dump) unless asked for more; the other commands log at WARNING.
-    configure_logging(click.get_current_context().find_root().obj.get("verbose", 0) + 1)
+    root = click.get_current_context().find_root().obj
+    configure_logging(root.get("verbose", 0) + 1, root.get("log_format"), name)
+    parse_http(http)  # a bad address is bad usage (exit 2) before anything starts
     loop_factory()
     options: dict[str, object] = {"name": name, "heartbeat_timeout": heartbeat_timeout,
                                   "session_ttl": session_ttl,
@@ -135,7 +149,7 @@ def run_command(app: str, name: str, cluster: str | None, store: str | None,
         options["listen"] = listen
     for option, value in (("advertise", advertise), ("tls_cert", tls_cert),
                           ("tls_key", tls_key), ("tls_ca", tls_ca),
-                          ("tls_server_name", tls_server_name)):
+                          ("tls_server_name", tls_server_name), ("http", http)):
         if value is not None:
             options[option] = value
     code = asyncio.run(run_node(app, reload=reload, **options))

@@ -151,6 +151,7 @@ async def run_node(spec: str, *, reload: bool = False, **node_options: Any) -> i
         except Exception:
             log.exception("the application's setup %s raised; stopping", spec)
             return 1
+        node.set_ready()  # /readyz: 200 from now on while it serves
         host, port = node.address or ("-", 0)
         print(f"shoal node {node.name} ready on {host}:{port} "
               f"(creation {node.creation})", flush=True)

@@ -49,6 +49,7 @@ from shoal.wire import Call, Fail, Reply
 if TYPE_CHECKING:
     from shoal.membership.table import GroupTable
     from shoal.runtime.cluster import ClusterView
+    from shoal.runtime.counters import Counters
     from shoal.runtime.groups import Groups
     from shoal.runtime.join_times import JoinTimes
     from shoal.runtime.processes import ProcessTable
@@ -64,6 +65,8 @@ ADMIN_TAG: Final = "shoal.admin"
 ADMIN_VERSION: Final = 1
 MAX_ADMIN_REQUESTS: Final = 8
 """Admin requests one node serves at once; more are answered "overloaded"."""
+CHANGES: Final = frozenset({"evict", "forget", "drain"})
+"""The admin ops that change something (logged at INFO when received)."""
 
 
 def admin_request(op: str, args: dict[str, Any]) -> list[Any]:
@@ -94,6 +97,7 @@ class AdminParts:
     forget: Callable[[Pid, str], None]
     reload: Callable[..., Awaitable[ReloadResult]]
     joined: JoinTimes
+    counters: Counters
 
 
 class Admin:
@@ -132,6 +136,13 @@ class Admin:
     async def _serve(self, peer: PeerConnection, msg: Call) -> None:
         _, version, op, args = msg.request
         requester = str(peer.peer_node)
+        self._p.counters.admin_action(op)
+        # Changes are logged at INFO as received; reads (ping, alive,
+        # members: what dashboards poll) at DEBUG, so polling floods no log.
+        log.log(logging.INFO if op in CHANGES else logging.DEBUG,
+                "node %s: admin %r received from node %s", self._p.name, op, requester,
+                extra={"shoal_event": {"event": "admin_action", "action": str(op)[:40],
+                                       "requester": requester}})
         try:
             if version != ADMIN_VERSION:
                 raise BadRequest(msg.request, f"admin version {version!r} is not served "

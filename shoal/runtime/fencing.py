@@ -37,7 +37,9 @@ def stop_serving(processes: ProcessTable, remote: Remote,
         when the node has no listener.
     """
     log.error("node %s (creation %d) fenced: %s; it stops serving, never writes to the "
-              "store again, and should exit", processes.name, processes.creation, why)
+              "store again, and should exit", processes.name, processes.creation, why,
+              extra={"shoal_event": {"event": "fenced", "creation": processes.creation,
+                                     "reason": why}})
     processes.close()  # nothing new starts under a name we no longer own
     for pid in processes.pids():
         proc = processes.live(pid)

@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
 
 from shoal.errors import NodeDown, NoMembers, NoSuchProcess, ProcessExited, ShoalError, UsageError
 from shoal.pid import Pid
 from shoal.runtime.notices import GroupEvent
 
-__all__ = ["REPLACEMENT_WAIT", "no_members", "replacement_wait", "retryable", "wait_for_join"]
+__all__ = ["REPLACEMENT_WAIT", "no_members", "replacement_wait", "retryable", "wait_for_join",
+           "wait_replaced"]
 
 REPLACEMENT_WAIT = 1.0
 """Longest wait of one group call for a member to join in place of members
@@ -75,3 +77,26 @@ async def wait_for_join(next_event: Callable[[], Awaitable[GroupEvent]],
     except (TimeoutError, StopAsyncIteration):
         return False
     return True
+
+
+class Events(Protocol):
+    """A group subscription, as ``wait_replaced`` reads it."""
+
+    async def get(self) -> GroupEvent: ...
+
+    def close(self) -> None: ...
+
+
+async def wait_replaced(failures: list[ShoalError], members: Iterable[Pid],
+                        marked_dead: Callable[[Pid], bool], remaining: float,
+                        subscribe: Callable[[], Events]) -> bool:
+    """Rule 2 whole: when a member died, wait (bounded) for one to join in
+    its place; whether one joined."""
+    wait = replacement_wait(failures, members, marked_dead, remaining)
+    if wait <= 0:
+        return False
+    subscription = subscribe()
+    try:
+        return await wait_for_join(subscription.get, wait)
+    finally:
+        subscription.close()

@@ -39,7 +39,8 @@ from shoal.membership.strategies import STRATEGIES, key_digest, select
 from shoal.membership.table import MembershipEvent
 from shoal.pid import Pid
 from shoal.runtime.checks import check_group, check_pids, check_timeout
-from shoal.runtime.group_retry import no_members, replacement_wait, retryable, wait_for_join
+from shoal.runtime.counters import GROUP
+from shoal.runtime.group_retry import no_members, retryable, wait_replaced
 from shoal.runtime.notices import GroupEvent, Ref
 
 if TYPE_CHECKING:
@@ -433,6 +434,11 @@ class Groups:
                 not retried on other members).
         """
         seconds = check_timeout(timeout)
+        return await self._messaging.counters.timed(GROUP, self._attempts(
+            group, request, seconds, strategy, key, idempotent, observe))
+
+    async def _attempts(self, group: str, request: Any, seconds: float, strategy: str,
+                        key: Any, idempotent: bool, observe: Observer | None) -> Any:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         tried: set[Pid] = set()  # members failed, or on a node that refused this one
@@ -442,7 +448,9 @@ class Groups:
             try:
                 pid = self.select(group, strategy=strategy, key=key, exclude=tried)
             except NoMembers:
-                if await self._replaced(group, failures, deadline - loop.time()):
+                if await wait_replaced(failures, self._table.members(self.scope, group),
+                                       self._table.is_marked_dead, deadline - loop.time(),
+                                       lambda: self.subscribe(group)):
                     continue  # group_retry Rule 2: a member joined in place of the dead
                 if not failures:
                     raise
@@ -471,17 +479,6 @@ class Groups:
                                  if p.node == exc.node)
             finally:
                 cluster.call_ended(pid)
-
-    async def _replaced(self, group: str, failures: list[ShoalError], remaining: float) -> bool:
-        wait = replacement_wait(failures, self._table.members(self.scope, group),
-                                self._table.is_marked_dead, remaining)
-        if wait <= 0:
-            return False
-        subscription = self.subscribe(group)
-        try:
-            return await wait_for_join(subscription.get, wait)
-        finally:
-            subscription.close()
 
     def cast(self, group: str, request: Any, *, strategy: str = DEFAULT_STRATEGY,
              key: Any = None) -> Pid:

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from shoal.errors import BadArgument, NodeDown, NoSuchProcess
 from shoal.pid import Global, Pid
 from shoal.runtime.checks import MAX_TIMEOUT, check_pid, check_timeout
+from shoal.runtime.counters import LOCAL, NOPROC, OK, REMOTE, Counters
 from shoal.runtime.process import (
     CALL,
     CAST,
@@ -87,10 +88,16 @@ class Messaging:
         deadlines: the node's call deadlines.
         resolve: turns a registered name (``str`` or ``Global``) into its
             pid, raising ``NoSuchProcess`` naming it when none (``names.py``).
+        counters: where calls are counted (``counters.py``); local calls
+            are counted, not timed (its Rule 1).
     """
 
     def __init__(self, processes: ProcessTable, remote: Remote, table: GroupTable,
-                 deadlines: Deadlines, resolve: Callable[[Any, str], Pid]) -> None:
+                 deadlines: Deadlines, resolve: Callable[[Any, str], Pid],
+                 counters: Counters | None = None) -> None:
+        self.counters = counters if counters is not None else Counters()
+        # The local row of the counters, bound once: the hot path indexes it.
+        self._local = self.counters.calls[LOCAL]
         self.name = processes.name
         self._processes = processes
         self.remote = remote
@@ -145,11 +152,8 @@ class Messaging:
             pid = check_pid("pid", pid)
             seconds = check_timeout(timeout)
             if pid.node != self.name and self._running:
-                try:
-                    return await self.remote.call(pid, request, seconds)
-                except NoSuchProcess:
-                    self.table.mark_dead(pid)  # Rule 4
-                    raise
+                return await self.counters.timed(REMOTE, self._remote_call(pid, request, seconds))
+            self._local[NOPROC] += 1
             raise NoSuchProcess(pid)
         if type(timeout) is not float:
             timeout = check_timeout(timeout)
@@ -157,14 +161,27 @@ class Messaging:
             check_timeout(timeout)
         future: asyncio.Future[Any] = self._loop.create_future()
         me = current_process.get()
-        proc.deliver(CALL, request, Caller(me.pid if me is not None else None, future))
-        # Deadlines.add, inlined for the common case of an armed bucket.
-        bucket = self._deadlines.by_timeout.get(timeout)
-        if bucket is not None and bucket.timer is not None:
-            bucket.current.append((future, pid))
-        else:
-            self._deadlines.add(future, timeout, pid)
-        return await future
+        try:
+            proc.deliver(CALL, request, Caller(me.pid if me is not None else None, future))
+            # Deadlines.add, inlined for the common case of an armed bucket.
+            bucket = self._deadlines.by_timeout.get(timeout)
+            if bucket is not None and bucket.timer is not None:
+                bucket.current.append((future, pid))
+            else:
+                self._deadlines.add(future, timeout, pid)
+            result = await future
+        except Exception as exc:
+            self.counters.failed(LOCAL, exc)
+            raise
+        self._local[OK] += 1
+        return result
+
+    async def _remote_call(self, pid: Pid, request: Any, seconds: float) -> Any:
+        try:
+            return await self.remote.call(pid, request, seconds)
+        except NoSuchProcess:
+            self.table.mark_dead(pid)  # Rule 4
+            raise
 
     def is_alive(self, pid: Pid) -> bool:
         """Whether a process of this node is alive (not exiting).

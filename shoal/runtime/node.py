@@ -34,14 +34,18 @@ from shoal.runtime.admin import Admin, AdminParts
 from shoal.runtime.checks import check_int, check_name, check_timeout
 from shoal.runtime.cluster import ClusterView
 from shoal.runtime.config import store_and_addresses
+from shoal.runtime.counters import Counters
 from shoal.runtime.deadlines import Deadlines
 from shoal.runtime.feed import MembershipFeed
 from shoal.runtime.groups import GroupParts, Groups, SubscriptionHub
 from shoal.runtime.join_times import JoinTimes
+from shoal.runtime.health import Readiness
 from shoal.runtime.messaging import Messaging
+from shoal.runtime.metrics import MetricsParts
 from shoal.runtime.names import Names
 from shoal.runtime.node_api import NodeAPI
 from shoal.runtime.node_info import NodeStatistics, node_statistics
+from shoal.runtime.observe import Observer, parse_http
 from shoal.runtime.process import mailbox_limit
 from shoal.runtime.processes import ProcessTable
 from shoal.runtime.reload import Reloader
@@ -67,7 +71,7 @@ class Node(NodeAPI):
     Every setting may also come from the environment (``SHOAL_CLUSTER``,
     ``SHOAL_SECRET``, ``SHOAL_SECRET_FILE``, ``SHOAL_STORE``, ``SHOAL_LISTEN``,
     ``SHOAL_ADVERTISE``, ``SHOAL_TLS_CERT``, ``SHOAL_TLS_KEY``, ``SHOAL_TLS_CA``,
-    ``SHOAL_TLS_SERVER_NAME``); an argument wins over the environment.
+    ``SHOAL_TLS_SERVER_NAME``, ``SHOAL_HTTP``); an argument wins over the environment.
 
     Args:
         name: the node's name, unique among the live nodes of its cluster.
@@ -109,6 +113,10 @@ class Node(NodeAPI):
             ``SHOAL_TLS_SERVER_NAME``, else the address dialled).
         server_ssl, client_ssl: ready-made TLS contexts for peer connections
             instead of the files (for setups the files cannot express).
+        http: ``"HOST:PORT"`` to serve ``/metrics``, ``/healthz`` and
+            ``/readyz`` on (port 0: any free one; see ``http_address``).
+            Default: ``SHOAL_HTTP``, else no HTTP endpoint. ``/readyz``
+            answers 200 only after :meth:`set_ready` (``docs/operations.md``).
         seed: seed for the node's random selection (tests).
 
     Raises:
@@ -137,6 +145,7 @@ class Node(NodeAPI):
         tls_server_name: str | None = None,
         server_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
+        http: str | None = None,
         seed: int | None = None,
     ) -> None:
         self.name = check_name("name", name)
@@ -177,8 +186,9 @@ class Node(NodeAPI):
         self._names = Names(self._processes)
         self._signals = Signals(self._processes, self._remote, exiting=self._left,
                                 dead=self._cluster.process_dead, resolve=self._names.resolve)
+        self.counters = Counters()  # read by /metrics; bumped where outcomes are known
         self._messaging = Messaging(self._processes, self._remote, self._table, self._deadlines,
-                                    self._names.resolve)
+                                    self._names.resolve, self.counters)
         self._reloader = Reloader(self._processes, self._messaging)
         self._group_parts = GroupParts(
             name=self.name, creation=self.creation, table=self._table, hub=self._hub,
@@ -187,11 +197,18 @@ class Node(NodeAPI):
         self._admin = Admin(AdminParts(
             name=self.name, creation=self.creation, processes=self._processes,
             table=self._table, cluster=self._cluster, scope=self.scope, stop=self.stop,
-            forget=self._left, reload=self.reload, joined=self._joined))
+            forget=self._left, reload=self.reload, joined=self._joined,
+            counters=self.counters))
         self._remote.serve_admin(self._admin)
         self._running = False
         self._stopping = False
         self._stopped = asyncio.Event()
+        self._readiness = Readiness(self._not_serving, self._feed.replicated)
+        address = parse_http(os.environ.get("SHOAL_HTTP") if http is None else http)
+        self._observer = None if address is None else Observer(self.name, address, MetricsParts(
+            counters=self.counters, processes=self._processes, table=self._table,
+            cluster=self._cluster, remote=self._remote, replication=lambda: self._replication),
+            self._readiness)
         # Set by start(); every process exists only after it.
         self._loop: asyncio.AbstractEventLoop
 
@@ -237,6 +254,12 @@ class Node(NodeAPI):
         self._messaging.start(self._loop)
         self._processes.open()
         self._running = True
+        if self._observer is not None:
+            try:
+                await self._observer.start()
+            except BaseException:
+                await self.stop()
+                raise
 
     async def stop(self) -> None:
         """Stop the node in the order of G4 (see the module header).
@@ -269,6 +292,8 @@ class Node(NodeAPI):
                 self._deadlines.close()
                 self._messaging.stop()
                 self._running = False
+                if self._observer is not None:
+                    await self._observer.stop()
                 self._stopped.set()
 
     @property
@@ -284,6 +309,25 @@ class Node(NodeAPI):
     async def wait_stopped(self) -> None:
         """Wait until the node has stopped (``stop``, or a ``shoal drain`` of it)."""
         await self._stopped.wait()
+
+    def set_ready(self) -> None:
+        """Say the application finished setting this node up: from now on
+        ``/readyz`` answers 200 while the node runs, is not draining or
+        fenced, and the store confirmed its joins. ``shoal run`` calls it
+        once the app's setup returned (or its top supervisor started)."""
+        self._readiness.set_ready()
+
+    @property
+    def http_address(self) -> tuple[str, int] | None:
+        """Where the HTTP endpoint listens (its real port), or None."""
+        return self._observer.bound if self._observer is not None else None
+
+    def _not_serving(self) -> str | None:
+        if self.fenced is not None:
+            return f"fenced: {self.fenced}"
+        if self._stopping:
+            return "draining"
+        return None if self._running else "starting"
 
     @property
     def fenced(self) -> str | None:

@@ -55,7 +55,9 @@ class StoreOutages:
         known = self._failing.get(operation)
         if known is None:
             self._failing[operation] = (time.monotonic(), 1, str(error))
-            log.warning("node %s: %s failed (%s)%s", self._node, operation, error, retry)
+            log.warning("node %s: %s failed (%s)%s", self._node, operation, error, retry,
+                        extra={"shoal_event": {"event": "store_unavailable",
+                                               "operation": operation, "reason": str(error)}})
         else:
             self._failing[operation] = (known[0], known[1] + 1, str(error))
             log.debug("node %s: %s still failing (%s)%s", self._node, operation, error, retry)
@@ -67,7 +69,10 @@ class StoreOutages:
             since, failures, error = known
             log.info("node %s: the store is back: %s works again after %.1fs "
                      "(%d failed attempts; last error: %s)",
-                     self._node, operation, time.monotonic() - since, failures, error)
+                     self._node, operation, time.monotonic() - since, failures, error,
+                     extra={"shoal_event": {"event": "store_back", "operation": operation,
+                                            "down_s": round(time.monotonic() - since, 3),
+                                            "failures": failures, "reason": error}})
 
     def failing(self) -> list[str]:
         """The operations failing now."""

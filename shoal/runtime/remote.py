@@ -382,7 +382,8 @@ class Remote:
             connection.abort(f"creation {peer.creation} holds the name")
             return
         log.info("connected to node %s (creation %d): its members are routable",
-                 peer_name, creation)
+                 peer_name, creation, extra=_event("peer_connected", peer_name, creation,
+                                                   "connection authenticated"))
         self.cluster.set_routable(peer_name, True)
 
     def on_peer_silent(self, peer_name: str, creation: int) -> None:
@@ -390,7 +391,9 @@ class Remote:
             return
         log.info("node %s (creation %d) is silent for the heartbeat timeout (%gs): its "
                  "members are unroutable until it answers", peer_name, creation,
-                 self._heartbeat_timeout)
+                 self._heartbeat_timeout, extra=_event(
+                     "peer_suspect", peer_name, creation,
+                     f"silent for the heartbeat timeout ({self._heartbeat_timeout:g}s)"))
         self.cluster.set_routable(peer_name, False)
 
     def _suspect(self, peer_name: str, why: str) -> None:
@@ -400,7 +403,8 @@ class Remote:
         if self.cluster.is_routable(peer_name):
             log.info("node %s did not answer a dial within the heartbeat timeout (%gs): its "
                      "members are unroutable until a dial succeeds (%s)", peer_name,
-                     self._heartbeat_timeout, why)
+                     self._heartbeat_timeout, why,
+                     extra=_event("peer_suspect", peer_name, None, f"dial failed: {why}"))
             self.cluster.set_routable(peer_name, False)
         self.redials.start(peer_name)
 
@@ -408,7 +412,8 @@ class Remote:
         if self.cluster.is_stale(peer_name, creation):
             return
         log.info("node %s (creation %d) answers again: its members are routable",
-                 peer_name, creation)
+                 peer_name, creation, extra=_event("peer_back", peer_name, creation,
+                                                   "answers again"))
         self.cluster.set_routable(peer_name, True)
 
     def on_peer_down(self, peer_name: str, creation: int, reason: str) -> None:
@@ -417,7 +422,8 @@ class Remote:
             log.info("connection to node %s (creation %d, replaced) closed: %s",
                      peer_name, creation, reason)
             return
-        log.info("connection to node %s (creation %d) lost: %s", peer_name, creation, reason)
+        log.info("connection to node %s (creation %d) lost: %s", peer_name, creation, reason,
+                 extra=_event("peer_down", peer_name, creation, reason))
         self.cluster.set_routable(peer_name, False)
         # BYE "shutdown" promises that the peer answered every call it read
         # on this connection (docs/protocol.md): calls still unanswered were
@@ -474,3 +480,9 @@ class Remote:
 
     def on_message(self, peer: PeerConnection, msg: Message) -> None:
         self._inbound.on_message(peer, msg)  # see inbound.py
+
+
+def _event(event: str, peer: str, creation: int | None, reason: str) -> dict[str, Any]:
+    """A peer event's fields for structured logs (``shoal/cli/logformat.py``)."""
+    return {"shoal_event": {"event": event, "peer": peer, "peer_creation": creation,
+                            "reason": reason}}

@@ -233,7 +233,9 @@ class Replication:
         # The old session's keys went with it; write back every bucket we hold.
         rewritten = self.writer.rewrite_all()
         log.warning("node %s: store session re-opened; %d memberships rewritten",
-                    self.name, rewritten)
+                    self.name, rewritten, extra={"shoal_event": {
+                        "event": "store_session_reopened", "rewritten": rewritten,
+                        "reason": "the previous session ended"}})
 
     async def _guard_session(self) -> None:
         while not self._stopping:
@@ -244,7 +246,9 @@ class Replication:
             if self._stopping:
                 return
             if session is self.session:
-                log.warning("node %s: store session ended (%s)", self.name, reason)
+                log.warning("node %s: store session ended (%s)", self.name, reason,
+                            extra={"shoal_event": {"event": "store_session_lost",
+                                                   "reason": reason}})
                 if await self._name_taken():
                     return
                 await self.reopen(session)

@@ -349,6 +349,7 @@ class Supervisor(GenServer):
                               restarts)})
                 reason = _reason_of(exc)
                 continue
+            self.node.counters.restarts += 1  # shoal_restarts_total
             log.warning("supervisor %s: child %r exited (%s); restarted as %s (restart %d "
                         "within %gs)", self.pid, self._shown_id(child), reason, pid, restarts,
                         self._flags.period, extra={"shoal_supervisor": SupervisorLog(

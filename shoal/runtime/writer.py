@@ -125,6 +125,14 @@ class Writer:
         # Invariant: keys in _inflight -> the highest revision of a change
         # of them watched while in flight.
         self._suspect: dict[str, int] = {}
+        # For /metrics: transactions the store accepted; the seconds from
+        # sending the last sampled write to the watch applying its revision
+        # (None before the first); at most one write sampled at a time
+        # (revision, loop time sent); the highest revision watched.
+        self.writes = 0
+        self.lag: float | None = None
+        self._lag_sample: tuple[int, float] | None = None
+        self._watched = 0
 
     def cancel(self) -> list[asyncio.Task[None]]:
         """Cancel the writes in flight; return their tasks (to await)."""
@@ -174,6 +182,11 @@ class Writer:
     def watched_to(self, revision: int) -> None:
         """The watch has applied every change up to ``revision``: forget the
         deletions it has passed (Rule 4)."""
+        self._watched = max(self._watched, revision)
+        sample = self._lag_sample
+        if sample is not None and sample[0] <= revision:
+            self._lag_sample = None
+            self.lag = asyncio.get_running_loop().time() - sample[1]
         if self._gone:
             self._gone = {k: r for k, r in self._gone.items() if r > revision}
 
@@ -277,6 +290,7 @@ class Writer:
             ops.append(Put(key=key, value=encode_members(*held)) if held is not None
                        else Delete(key=key))
         session = self.replication.session
+        sent = asyncio.get_running_loop().time()
         try:
             if session is None:
                 raise SessionEnded("no session")
@@ -300,6 +314,11 @@ class Writer:
                     self._retry_at = loop.time() + delay
                 await asyncio.sleep(max(0.0, self._retry_at - loop.time()))
         else:
+            self.writes += 1
+            if revision <= self._watched:  # the watch applied it before the answer came
+                self.lag = asyncio.get_running_loop().time() - sent
+            elif self._lag_sample is None:
+                self._lag_sample = (revision, sent)
             if self._retry_at:
                 self._retry_at = 0.0
                 self._delays = _backoff()  # the store answers again: start over

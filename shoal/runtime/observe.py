@@ -1,0 +1,146 @@
+"""A node's HTTP endpoint for operators: ``/metrics``, ``/healthz``, ``/readyz``.
+
+Off by default; on with ``Node(http="HOST:PORT")``, ``SHOAL_HTTP`` or
+``shoal run --http HOST:PORT``. Served by aiohttp on the node's own event
+loop (so ``/healthz`` tells whether that loop answers), started after the
+node registered and stopped at the very end of its stop, so a drain answers
+503 on ``/readyz`` while it lasts. ``/metrics`` is prometheus-client's text
+format from :class:`~shoal.runtime.metrics.NodeCollector`, in a registry of
+its own (never the process-wide default one: two nodes in one program
+export separately).
+
+Answers: ``/healthz`` and ``/readyz`` answer 200 ``ok`` or 503 with one
+line per problem (``health.py`` says when); any other path is 404. The
+server takes GET only, from anyone who can reach the address: bind it to
+an address only the scraper and the orchestrator reach.
+
+Owns: the aiohttp runner and site, and the loop-lag probe task.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING
+
+from shoal.errors import BadArgument
+from shoal.runtime.health import DEFAULT_LAG_BOUND, LoopProbe, Readiness
+from shoal.runtime.metrics import DEFAULT_TOP_GROUPS, MetricsParts, NodeCollector
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+__all__ = ["Observer", "parse_http"]
+
+log = logging.getLogger("shoal")
+
+
+def parse_http(value: str | None) -> tuple[str, int] | None:
+    """``"HOST:PORT"`` (port 0: any free port) to a pair; None stays None.
+
+    Raises:
+        BadArgument: (argument ``http``) not ``HOST:PORT`` with a port in 0-65535.
+    """
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise BadArgument("http", value, "'HOST:PORT', e.g. '0.0.0.0:9100'")
+    host, _, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise BadArgument("http", value, "'HOST:PORT' with a port in 0-65535, "
+                                         "e.g. '0.0.0.0:9100'")
+    return host, int(port)
+
+
+def _env_number(name: str, default: float, minimum: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = minimum - 1
+    if not value >= minimum:
+        raise BadArgument(name, raw, f"a number >= {minimum:g}")
+    return value
+
+
+class Observer:
+    """The endpoint's server (see the module header).
+
+    Args:
+        name: the node's name (for the log line).
+        address: where to listen, from :func:`parse_http`.
+        parts: what ``/metrics`` reads.
+        readiness: what ``/readyz`` asks.
+    """
+
+    def __init__(self, name: str, address: tuple[str, int], parts: MetricsParts,
+                 readiness: Readiness) -> None:
+        self.name = name
+        self.address = address
+        self.readiness = readiness
+        self.probe = LoopProbe(_env_number("SHOAL_HEALTH_LAG", DEFAULT_LAG_BOUND, 0.01))
+        self.collector = NodeCollector(parts, int(_env_number(
+            "SHOAL_METRICS_TOP_GROUPS", DEFAULT_TOP_GROUPS, 1)))
+        self._runner: web.AppRunner | None = None
+        # Invariant: the address bound (the real port for port 0), once started.
+        self.bound: tuple[str, int] | None = None
+
+    async def start(self) -> None:
+        """Listen (raises ``OSError`` when the address cannot be bound)."""
+        from aiohttp import web
+        from prometheus_client import CollectorRegistry
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(self.collector)
+        app = web.Application()
+        app["registry"] = registry
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.address[0], self.address[1])
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        bound = runner.addresses  # the real port when asked for port 0
+        host, port = bound[0][:2] if bound else self.address
+        self.bound = (host, port)
+        self.probe.start()
+        log.info("node %s: HTTP endpoint on http://%s:%d (/metrics, /healthz, /readyz)",
+                 self.name, host, port, extra={"shoal_event": {
+                     "event": "http_listening", "address": f"{host}:{port}"}})
+
+    async def stop(self) -> None:
+        """Stop serving."""
+        await self.probe.stop()
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        body = generate_latest(request.app["registry"])
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        return _answer([p for p in [self.probe.problem()] if p is not None])
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        return _answer(await self.readiness.problems())
+
+
+def _answer(problems: list[str]) -> web.Response:
+    from aiohttp import web
+
+    if problems:
+        return web.Response(status=503, text="\n".join(problems) + "\n")
+    return web.Response(text="ok\n")
