@@ -38,8 +38,8 @@ from shoal.runtime.counters import Counters
 from shoal.runtime.deadlines import Deadlines
 from shoal.runtime.feed import MembershipFeed
 from shoal.runtime.groups import GroupParts, Groups, SubscriptionHub
-from shoal.runtime.join_times import JoinTimes
 from shoal.runtime.health import Readiness
+from shoal.runtime.join_times import JoinTimes
 from shoal.runtime.messaging import Messaging
 from shoal.runtime.metrics import MetricsParts
 from shoal.runtime.names import Names
