@@ -45,8 +45,10 @@ async def aget(port: int, path: str) -> tuple[int, str]:
 
 
 def json_lines(log: Path) -> list[dict[str, object]]:
-    """Every line of a node's log, each parsed as JSON (fails on any other line)."""
-    return [json.loads(line) for line in log.read_text().splitlines() if line]
+    """Every complete line of a node's log, each parsed as JSON (fails on
+    any other line). The node may be writing its last line as we read."""
+    *complete, _partial = log.read_text().split("\n")
+    return [json.loads(line) for line in complete]
 
 
 def http_port(log: Path) -> int | None:
