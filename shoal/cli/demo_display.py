@@ -63,6 +63,10 @@ def _stamp(t: float | None) -> str:
     return " " * 8 if t is None else f"t={t:5.1f}s"
 
 
+def _latency(tick: Tick, ms: float) -> str:
+    return f"{ms:.1f} ms" if tick.rate else "-"  # no call answered in that second
+
+
 def _routable_text(nodes: tuple[NodeState, ...]) -> str:
     return " | ".join(f"{n.name} {n.routable_members}/{n.members} in flight {n.in_flight}"
                       for n in nodes)
@@ -112,7 +116,7 @@ class PlainProgress(Progress):
         self._second = second
         self._line(f"{_stamp(tick.t)} {self._phase:<14} {tick.rate:>6,} calls/s  "
                    f"ok {tick.ok:,}  failed {tick.failed:,}  retried {tick.retried:,}  "
-                   f"p50 {tick.p50_ms:.1f} ms  p99 {tick.p99_ms:.1f} ms  "
+                   f"p50 {_latency(tick, tick.p50_ms)}  p99 {_latency(tick, tick.p99_ms)}  "
                    f"routable {_routable_text(tick.nodes)}")
 
 
@@ -147,7 +151,7 @@ class LiveProgress(Progress):
             failed_style = "bold red" if tick.failed else "green"
             figures.add_row(f"{tick.rate:,}", f"{tick.ok:,}",
                             Text(f"{tick.failed:,}", style=failed_style), f"{tick.retried:,}",
-                            f"{tick.p50_ms:.1f} ms", f"{tick.p99_ms:.1f} ms")
+                            _latency(tick, tick.p50_ms), _latency(tick, tick.p99_ms))
             for node in tick.nodes:
                 style = "green" if node.routable_members else "bold red"
                 state = "" if node.routable_members else (

@@ -70,11 +70,12 @@ def plot(result: DemoResult, path: Path) -> None:
     rate.plot(ts, [s.ok + s.failed for s in seconds], color="#1f77b4", linewidth=1.5)
     rate.set_ylabel("calls / s")
     rate.set_ylim(bottom=0)
-    answered = [(t, s) for t, s in zip(ts, seconds, strict=True) if s.ok]
-    latency.plot([t for t, _ in answered], [s.p50_ms for _, s in answered], label="p50",
-                 color="#2ca02c", linewidth=1.5)
-    latency.plot([t for t, _ in answered], [s.p99_ms for _, s in answered], label="p99",
-                 color="#d62728", linewidth=1.5)
+    # A second in which no call was answered has no latency: a gap in the line.
+    nan = float("nan")
+    latency.plot(ts, [s.p50_ms if s.ok else nan for s in seconds], label="p50",
+                 color="#2ca02c", linewidth=1.5, marker=".")
+    latency.plot(ts, [s.p99_ms if s.ok else nan for s in seconds], label="p99",
+                 color="#d62728", linewidth=1.5, marker=".")
     latency.set_yscale("log")
     latency.set_ylabel("latency (ms)")
     latency.legend(loc="upper right", fontsize=8)

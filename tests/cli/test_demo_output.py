@@ -110,11 +110,13 @@ def test_plain_progress_prints_phases_events_and_one_line_of_figures_a_second() 
     for quarter in range(9):  # t = 6.50 ... 8.50: three whole seconds touched
         progress.tick(_tick(6.5 + quarter / 4))
     progress.event("n2 was silent", t=7.4)
+    progress.tick(_tick(9.0, rate=0))  # no call answered in the last second
     progress.close()
     lines = out.getvalue().splitlines()
     assert lines[0] == "t=  6.4s == phase 3/6: hang n2: SIGSTOP for 3 s, then SIGCONT"
     figures = [line for line in lines if "calls/s" in line]
-    assert len(figures) == 3
+    assert len(figures) == 4
+    assert "    0 calls/s" in figures[3] and "p50 -  p99 -" in figures[3]
     assert "hang n2" in figures[0]
     assert "n1 4/4 in flight 8 | n2 0/4 in flight 8" in figures[0]
     assert "t=  7.4s    n2 was silent" in lines
