@@ -27,14 +27,6 @@ Rules:
   (``HANG_SECONDS``): a call caught on the hung node waits for it and
   completes, as its deadline allows, while new calls avoid the node once
   it is silent for the heartbeat timeout (``HEARTBEAT_TIMEOUT``).
-- Rule 4: nodes are restarted here (after the kill, and in the rolling
-  deploy), not by ``Faults.restart``/``Faults.rolling_deploy``, so that
-  the name is recorded up (``Timeline.node_up``) the moment its new
-  incarnation starts, not once the callers have seen it: the checker's G2
-  goes by node name, and would count the callers' first calls to the new
-  incarnation (which come before its "ready" line is read) against the
-  stop of the old one whenever a restart takes longer than the G2 bound
-  (a loaded machine, or the demo's pause between the kill and the restart).
 """
 
 from __future__ import annotations
@@ -50,7 +42,6 @@ from pathlib import Path
 from shoal.cli.demo_display import NodeState, Progress, Tick
 from shoal.cli.demo_report import DemoFault, DemoResult, DemoSecond
 from shoal.testing import LocalCluster, Timeline, check, wait_until
-from shoal.testing.faults import terminated_in_log
 from shoal.testing.sample import GROUP, WORKERS
 from shoal.testing.scenario import SERVICE_APP, FaultRecord, Faults, Load, LoadStats
 
@@ -64,7 +55,7 @@ CRASHED_WORKERS = 2
 PHASES = 6
 TICK = 0.25
 CLIENT = "demo-callers"
-RESTART_TIMEOUT = 30.0
+START_TIMEOUT = 30.0
 
 
 class DemoOptions:
@@ -87,7 +78,6 @@ class _Demo:
         self.os_pids = os_pids
         self.names = [f"n{i + 1}" for i in range(options.nodes)]
         self.origin = 0.0  # loop time the callers started at
-        self.restarts: list[FaultRecord] = []  # restarts and deploy done here (Rule 4)
         self.stopped = 0.0  # when the callers were told to stop, since self.origin
 
     def _now(self) -> float:
@@ -146,7 +136,7 @@ class _Demo:
         groups = cluster.client.groups
         expected = WORKERS * len(self.names)
         await wait_until(lambda: len(groups.get_members(GROUP)) >= expected,
-                         timeout=RESTART_TIMEOUT, what="every node's workers in the group")
+                         timeout=START_TIMEOUT, what="every node's workers in the group")
         timeline = Timeline()
         load = Load(cluster.client, GROUP, timeline, callers=options.callers,
                     timeout=CALL_TIMEOUT, idempotent=options.idempotent)
@@ -159,7 +149,7 @@ class _Demo:
         load.start()
         ticker = asyncio.create_task(self._ticker(cluster, load))
         try:
-            await self._phases(cluster, faults)
+            await self._phases(faults)
         finally:
             for name in self.names:  # interrupted mid-hang: wake it so it can stop
                 cluster.sigcont(name)
@@ -174,7 +164,7 @@ class _Demo:
         # The demo's pacing (time to watch the cluster settle), not a synchronisation.
         await asyncio.sleep(seconds * self.options.scale)
 
-    async def _phases(self, cluster: LocalCluster, faults: Faults) -> None:
+    async def _phases(self, faults: Faults) -> None:
         victim, hung = self.names[0], self.names[1]
         self._phase(1, "warm-up", "the callers call the service group")
         await self._hold(3.0)
@@ -184,8 +174,7 @@ class _Demo:
         self._event(f"{victim} killed: the callers stopped routing to it after "
                     f"{_seconds(record.excluded_after)} (its connections broke)")
         await self._hold(1.5)
-        record = await self._restart(cluster, faults.timeline, victim)
-        self.restarts.append(record)
+        record = await faults.restart(victim)
         self._event(f"{victim} restarted under its name ({record.detail}): routable again")
         await self._hold(1.0)
 
@@ -205,8 +194,7 @@ class _Demo:
         await self._hold(1.5)
 
         self._phase(5, "rolling deploy", "each node drained, then restarted, in turn")
-        record = await self._deploy(cluster, faults.timeline)
-        self.restarts.append(record)
+        record = await faults.rolling_deploy()
         self._event(record.detail)
         await self._hold(1.0)
 
@@ -216,62 +204,6 @@ class _Demo:
                     + (", as it should: every worker that died left its groups as it exited"
                        if record.detail.startswith("nothing") else ""))
         await self._hold(1.0)
-
-    async def _start_again(self, cluster: LocalCluster, timeline: Timeline,
-                           name: str) -> str:
-        """Start the stopped node ``name`` again under its name; say which
-        incarnation replaced which (Rule 4)."""
-        loop = asyncio.get_running_loop()
-        old = cluster.nodes[name].creation
-        await cluster.wait_exit(name, timeout=RESTART_TIMEOUT)
-        # The new incarnation may serve (and be called) before its "ready"
-        # line is read: the name is up from the instant it starts.
-        spawned = loop.time()
-        if old is not None:
-            timeline.incarnation_replaced(name, old, spawned)
-        timeline.node_up(name, spawned)
-        new = await cluster.start_node(name, wait=False)
-        self._note_pids(cluster, announce=True)
-        await cluster.wait_node(name, timeout=RESTART_TIMEOUT)
-        return f"incarnation {old} -> {new.creation}"
-
-    async def _restart(self, cluster: LocalCluster, timeline: Timeline,
-                       name: str) -> FaultRecord:
-        """Start the killed node ``name`` again under its name (Rule 4)."""
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        detail = await self._start_again(cluster, timeline, name)
-        return FaultRecord(kind="restart", node=name, start=start, end=loop.time(),
-                           detail=detail)
-
-    async def _deploy(self, cluster: LocalCluster, timeline: Timeline) -> FaultRecord:
-        """Drain each node (``shoal drain``'s admin op) and start it again,
-        one at a time, recording each graceful stop with the workers that
-        logged running ``terminate`` (G4), as ``Faults.rolling_deploy``
-        does, with the restart of Rule 4."""
-        from shoal.cli.operate import drain
-
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        groups = cluster.client.groups
-        ran = total = 0
-        for name in self.names:
-            old = cluster.nodes[name]
-            workers = {p for p in groups.get_members(GROUP)
-                       if p.node == name and p.creation == old.creation}
-            await drain(cluster.client, name, RESTART_TIMEOUT)
-            await cluster.wait_exit(name, timeout=RESTART_TIMEOUT)
-            stopped = loop.time()
-            terminated = terminated_in_log(old.log_text())
-            timeline.graceful_stop(name, stopped, workers, terminated)
-            timeline.node_down(name, stopped, "drained and exited")
-            ran, total = ran + len(workers & terminated), total + len(workers)
-            self._event(f"{name} drained and stopped: {len(workers & terminated)} of "
-                        f"{len(workers)} workers ran terminate; starting it again")
-            await self._start_again(cluster, timeline, name)
-        return FaultRecord(kind="deploy", node=None, start=start, end=loop.time(),
-                           detail=f"{len(self.names)} nodes drained and restarted one at a "
-                                  f"time; {ran} of {total} workers ran terminate")
 
     async def _ticker(self, cluster: LocalCluster, load: Load) -> None:
         view = cluster.client.cluster_view
@@ -299,10 +231,9 @@ class _Demo:
 
     def _result(self, stats: LoadStats, log: list[FaultRecord], violations: list[str],
                 seconds: float) -> DemoResult:
-        records = sorted([*log, *self.restarts], key=lambda r: r.start)
         faults = tuple(DemoFault(kind=r.kind, node=r.node, start=r.start - self.origin,
                                  end=r.end - self.origin, detail=r.detail,
-                                 excluded_after=r.excluded_after) for r in records)
+                                 excluded_after=r.excluded_after) for r in log)
         # A second in which no call ended has no bucket: it counts 0 calls.
         # The last, cut short by the stop, would look like a fall: left out.
         buckets = {s.t: s for s in stats.per_second if s.t + 1 <= self.stopped}
