@@ -75,6 +75,10 @@ def cli(ctx: click.Context, verbose: int) -> None:
 @click.option("--session-ttl", default=5.0, show_default=True, type=float,
               help="Seconds the store keeps this node's entries after it stops renewing "
                    "its session (a killed node's members vanish after this on etcd).")
+@click.option("--idle-timeout", default=300.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds after which a connection to a peer that carried no call, cast, "
+                   "send, monitor or link (and holds no monitor or link) is closed; the "
+                   "next call reopens it and the peer's members stay routable. 0: never.")
 @click.option("--mailbox-size", default=RUN_MAILBOX_SIZE, show_default=True,
               type=click.IntRange(min=0),
               help="Bound of every mailbox whose behaviour sets none: calls, casts and "
@@ -102,7 +106,7 @@ def cli(ctx: click.Context, verbose: int) -> None:
 @log_format_option
 def run_command(app: str, name: str, cluster: str | None, store: str | None,
                 listen: str | None, advertise: str | None, heartbeat_timeout: float,
-                session_ttl: float, mailbox_size: int,
+                session_ttl: float, idle_timeout: float, mailbox_size: int,
                 tls_cert: str | None, tls_key: str | None, tls_ca: str | None,
                 tls_server_name: str | None, reload: bool, http: str | None) -> None:
     """Host a node running APP (module:attribute) until SIGTERM or SIGINT.
@@ -140,6 +144,7 @@ def run_command(app: str, name: str, cluster: str | None, store: str | None,
     loop_factory()
     options: dict[str, object] = {"name": name, "heartbeat_timeout": heartbeat_timeout,
                                   "session_ttl": session_ttl,
+                                  "idle_timeout": idle_timeout or None,
                                   "mailbox_size": mailbox_size or None}
     if cluster is not None:
         options["cluster"] = cluster

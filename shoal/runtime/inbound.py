@@ -43,9 +43,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import weakref
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shoal import wire
 from shoal.errors import BadArgument, NodeDown, NoSuchProcess, Overloaded
@@ -69,6 +70,9 @@ from shoal.wire import (
     Unlink,
 )
 
+if TYPE_CHECKING:
+    from shoal.runtime.cluster import ClusterView
+
 __all__ = ["AdminHandler", "Inbound", "LocalProcesses", "RemoteTables"]
 
 log = logging.getLogger("shoal")
@@ -91,7 +95,8 @@ class RemoteTables(Protocol):
 
     def deliver_down(self, ref: Ref, watcher: Pid, target: Pid, reason: Reason) -> None: ...
 
-    def note_queue_length(self, pid: Pid, queue_len: int) -> None: ...
+    @property
+    def cluster(self) -> ClusterView: ...
 
     @property
     def holds(self) -> Holds: ...
@@ -193,15 +198,20 @@ class Inbound:
             return
         loop = asyncio.get_running_loop()
         # The caller stops listening at its deadline: past it, the request is
-        # dropped unrun (the process sees the slot as done).
+        # dropped unrun (the process sees the slot as done). Until it is
+        # answered or its deadline passes, the connection is not idle (idle.py).
         deadline = loop.time() + msg.timeout_ms / 1000 if msg.timeout_ms else 0.0
+        peer.calls_until = max(peer.calls_until, deadline or math.inf)
+        peer.serving += 1  # until the slot is done (replies.py)
         slot = ReplySlot(peer, msg.ref, msg.to, proc.mailbox, deadline, loop.time)
         try:
             proc.deliver(CALL, msg.request, Caller(sender, slot))
         except NoSuchProcess:
+            peer.serving -= 1
             self._answer(peer, Fail(ref=msg.ref, kind="noproc", pid=msg.to, detail=None,
                                     queue_len=0))
         except Overloaded as exc:
+            peer.serving -= 1
             self._answer(peer, Fail(ref=msg.ref, kind="overloaded", pid=msg.to,
                                     detail=exc.limit, queue_len=len(proc.mailbox)))
 
@@ -221,7 +231,7 @@ class Inbound:
             self._refuse(peer, msg, f"ref {msg.ref} went to {pid}, not {msg.pid}")
             return
         del pending[msg.ref]
-        self.remote.note_queue_length(pid, msg.queue_len)
+        self.remote.cluster.note_queue_length(pid, msg.queue_len)  # cluster.py
         if not future.done():
             if isinstance(msg, Reply):
                 future.set_result(msg.value)

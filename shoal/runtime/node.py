@@ -39,6 +39,7 @@ from shoal.runtime.deadlines import Deadlines
 from shoal.runtime.feed import MembershipFeed
 from shoal.runtime.groups import GroupParts, Groups, SubscriptionHub
 from shoal.runtime.health import Readiness
+from shoal.runtime.idle import DEFAULT_IDLE_TIMEOUT
 from shoal.runtime.join_times import JoinTimes
 from shoal.runtime.messaging import Messaging
 from shoal.runtime.metrics import MetricsParts
@@ -97,6 +98,11 @@ class Node(NodeAPI):
             are unroutable (default 2).
         session_ttl: seconds etcd keeps this node's entries after it stops
             renewing its lease (default 5; on SQLite a hung node keeps them).
+        idle_timeout: seconds after which a connection to a peer that
+            carried no call, cast, send, monitor or link either way (and
+            holds no monitor or link) is closed (default 300); the next
+            call dials again, and the peer's members stay routable. None:
+            connections stay open.
         drain_timeout: seconds ``stop`` waits for in-flight calls.
         mailbox_size: bound of mailboxes whose behaviour sets none (None: unbounded).
         max_unsent: bytes held at most for a peer node that does not read
@@ -135,6 +141,7 @@ class Node(NodeAPI):
         advertise: str | None = None,
         heartbeat_timeout: float = 2.0,
         session_ttl: float = 5.0,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         drain_timeout: float = 5.0,
         mailbox_size: int | None = None,
         max_unsent: int = DEFAULT_MAX_UNSENT,
@@ -154,6 +161,8 @@ class Node(NodeAPI):
         self.drain_timeout = check_timeout(drain_timeout, "drain_timeout")
         self.heartbeat_timeout = check_timeout(heartbeat_timeout, "heartbeat_timeout")
         self.session_ttl = check_timeout(session_ttl, "session_ttl")
+        self.idle_timeout = None if idle_timeout is None else check_timeout(
+            idle_timeout, "idle_timeout")
         self.max_unsent = check_int("max_unsent", max_unsent, MIN_MAX_UNSENT)
         self.max_handshakes = check_int("max_handshakes", max_handshakes, 1)
         self.mailbox_size = mailbox_limit(-1, None, mailbox_size)
@@ -245,7 +254,8 @@ class Node(NodeAPI):
             store=self._store_arg, listen=self._listen, advertise=self._advertise,
             secret=self._secret, ssl=self._ssl, tls_files=self._tls_files,
             heartbeat_timeout=self.heartbeat_timeout, session_ttl=self.session_ttl,
-            max_unsent=self.max_unsent, max_handshakes=self.max_handshakes,
+            idle_timeout=self.idle_timeout, max_unsent=self.max_unsent,
+            max_handshakes=self.max_handshakes,
             table=self._table, processes=self._processes, remote=self._remote,
             cluster_view=self._cluster, feed=self._feed, global_names=self._names.global_names))
         self._store, self._replication = attached.store, attached.replication
@@ -381,5 +391,7 @@ class Node(NodeAPI):
 
     def statistics(self) -> NodeStatistics:
         """Counts describing the node now."""
+        manager = self._remote.manager
         return node_statistics(self.name, self._processes.all(), self._table,
-                               self._cluster.calls_in_flight())
+                               self._cluster.calls_in_flight(),
+                               manager.peers() if manager is not None else ())

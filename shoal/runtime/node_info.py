@@ -50,6 +50,8 @@ class NodeStatistics:
         memberships: distinct (pid, scope, group) memberships it knows.
         calls_in_flight: group calls this node made that are not answered
             yet (what ``least_loaded`` counts), over every callee.
+        connected: the peer nodes it has an open connection to now, by
+            name (an idle one closes: ``Node(idle_timeout=...)``).
     """
 
     name: str
@@ -59,10 +61,11 @@ class NodeStatistics:
     groups: int
     memberships: int
     calls_in_flight: int
+    connected: tuple[str, ...] = ()
 
 
 def node_statistics(name: str, processes: Iterable[Process], table: GroupTable,
-                    calls_in_flight: int) -> NodeStatistics:
+                    calls_in_flight: int, connected: Iterable[str] = ()) -> NodeStatistics:
     """The :class:`NodeStatistics` of node ``name`` hosting ``processes``
     (live or dead: the dead are not counted) and holding ``table``."""
     live = [p for p in processes if p.alive]
@@ -72,7 +75,7 @@ def node_statistics(name: str, processes: Iterable[Process], table: GroupTable,
         monitors=sum(len(p.monitoring) for p in live),
         groups=sum(len(table.which_groups(s)) for s in table.scopes()),
         memberships=sum(len(table.groups_of(p)) for p in table.pids()),
-        calls_in_flight=calls_in_flight,
+        calls_in_flight=calls_in_flight, connected=tuple(sorted(connected)),
     )
 
 

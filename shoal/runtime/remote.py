@@ -29,7 +29,8 @@ Rules:
   flight to it fail, monitors on its pids fire ``Down`` with
   ``"noconnection"``, links to its pids deliver an exit signal
   ``"noconnection"``, and the store is asked to probe, so the node's
-  session ends as soon as its death is provable (G2).
+  session ends as soon as its death is provable (G2). An idle close (BYE
+  "idle", ``idle.py``) is not a loss when nothing spans the connection.
 - Rule 4 (silence): a node silent for the heartbeat timeout is unroutable
   until bytes arrive again; silence is suspicion, not death: its members
   stay members and calls in flight keep waiting for their deadline.
@@ -64,6 +65,7 @@ from shoal.errors import (
 )
 from shoal.pid import NOCONNECTION, NOPROC, SHUTDOWN, Pid, Reason
 from shoal.runtime.holds import Holds
+from shoal.runtime.idle import PEER_IDLE, IdleConnections
 from shoal.runtime.inbound import AdminHandler, Inbound
 from shoal.runtime.notices import Down, Ref
 from shoal.runtime.peers import PeerInfo, Redials, connection_for
@@ -131,6 +133,7 @@ class Remote:
         self._senders: dict[str, asyncio.Task[None]] = {}
         # Monitors and links other nodes hold on our processes: bounded, pruned.
         self.holds = Holds()
+        self.idle = IdleConnections(self, processes)  # closes idle connections (idle.py)
         self._inbound = Inbound(self, processes)
 
     def serve_admin(self, admin: AdminHandler) -> None:
@@ -422,13 +425,15 @@ class Remote:
             log.info("connection to node %s (creation %d, replaced) closed: %s",
                      peer_name, creation, reason)
             return
+        if self.idle.closed_quietly(peer_name, reason):
+            return  # closed in order as idle, nothing across it: nothing is lost (idle.py)
         log.info("connection to node %s (creation %d) lost: %s", peer_name, creation, reason,
                  extra=_event("peer_down", peer_name, creation, reason))
         self.cluster.set_routable(peer_name, False)
         # BYE "shutdown" promises that the peer answered every call it read
         # on this connection (docs/protocol.md): calls still unanswered were
         # never read, so they provably did not start and may go elsewhere.
-        clean = reason == f"peer closed: {SHUTDOWN}"
+        clean = reason in (f"peer closed: {SHUTDOWN}", PEER_IDLE)  # idle.py Rule 4: likewise
         self.node_lost(peer_name, f"connection lost: {reason}", not_started=clean)
         self._probe_store()
         self.redials.start(peer_name)
@@ -437,13 +442,10 @@ class Remote:
         """Stop redialling and sending (the node is stopping): what still
         waits for a dial is dropped."""
         self.redials.close()
+        self.idle.close()
         for task in self._senders.values():
             task.cancel()
         self._backlog.clear()
-
-    def note_queue_length(self, pid: Pid, queue_len: int) -> None:
-        """A remote callee reported its queue length (``cluster.py``)."""
-        self.cluster.note_queue_length(pid, queue_len)
 
     def node_lost(self, name: str, detail: str, *, not_started: bool = False) -> None:
         """Fail everything in flight towards ``name`` (Rule 3)."""

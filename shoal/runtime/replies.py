@@ -81,12 +81,17 @@ class ReplySlot:
     def done(self) -> bool:
         """Whether it was answered, or the caller's deadline passed."""
         if not self._done and self.deadline and self._time() > self.deadline:
-            self._done = True  # the caller gave up: nobody is listening
+            self._finish()  # the caller gave up: nobody is listening
         return self._done
+
+    def _finish(self) -> None:
+        if not self._done:
+            self._done = True
+            self.peer.serving -= 1  # counted by Inbound when it read the CALL (idle.py)
 
     def set_result(self, value: Any) -> None:
         """Send the reply (or a FAIL when the reply cannot be encoded)."""
-        self._done = True
+        self._finish()
         try:
             try:
                 self.peer.send_reply(self.ref, value, len(self.mailbox))
@@ -100,7 +105,7 @@ class ReplySlot:
 
     def set_exception(self, exc: BaseException) -> None:
         """Send the failure, unless it is the caller's own timeout."""
-        self._done = True
+        self._finish()
         if isinstance(exc, CallTimeout):
             return  # the caller's own deadline passed: it is not listening
         with contextlib.suppress(NodeDown):  # the caller's node is gone

@@ -60,6 +60,7 @@ class Wiring:
     tls_files: TLSFiles
     heartbeat_timeout: float
     session_ttl: float
+    idle_timeout: float | None
     max_unsent: int
     max_handshakes: int
     table: GroupTable
@@ -111,6 +112,8 @@ async def attach(w: Wiring) -> Attachment:
             if w.advertise is not None:
                 host, port = w.advertise[0], w.advertise[1] or port
         w.remote.manager = manager
+        if manager is not None:
+            w.remote.idle.start(w.idle_timeout)
         replication = Replication(
             store, table=w.table, processes=w.processes, remote=w.remote,
             cluster=w.cluster_view, feed=w.feed, ttl=w.session_ttl,

@@ -208,6 +208,11 @@ class PeerStatistics:
             yet (``PeerConnection.unsent``; bounded, rule 5).
         congested: ``buffered`` is at or past ``max_unsent``.
         silent: the peer is currently reported silent.
+        heartbeats: PING and PONG frames among the messages, both ways:
+            ``messages_sent + messages_received - heartbeats`` rises with
+            every other message, so a connection is idle while it stays.
+        calls_until: loop time until which a call read on it may still be
+            answered: the latest deadline of a CALL it brought.
     """
 
     bytes_sent: int
@@ -218,3 +223,16 @@ class PeerStatistics:
     buffered: int
     congested: bool
     silent: bool
+    heartbeats: int = 0
+    calls_until: float = 0.0
+
+    @classmethod
+    def of(cls, counts: list[int], unsent: int, max_unsent: int, *, write_paused: bool,
+           silent: bool, calls_until: float) -> PeerStatistics:
+        """From a connection's counters: bytes out, bytes in, messages out,
+        messages in, heartbeats."""
+        out, into, sent, received, heartbeats = counts
+        return cls(bytes_sent=out, bytes_received=into, messages_sent=sent,
+                   messages_received=received, write_paused=write_paused, buffered=unsent,
+                   congested=unsent >= max_unsent, silent=silent, heartbeats=heartbeats,
+                   calls_until=calls_until)

@@ -18,7 +18,8 @@ Rules:
 3. Heartbeats: a timer every ``heartbeat_interval`` sends PING if nothing
    was written for that long, and reports the peer silent if nothing was
    read for ``heartbeat_timeout``. Any bytes read make it alive again.
-   PING is answered with PONG here; neither reaches the runtime.
+   PING is answered with PONG here; neither reaches the runtime, and the
+   statistics count them apart, so the runtime can tell an idle connection.
 4. Every ending records one ``close_reason`` and resolves ``wait_closed``;
    a protocol error or failed handshake is logged with the peer's address
    and closes only this connection (a stranger's, per interval: the manager's rule 7).
@@ -104,7 +105,9 @@ class PeerConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._last_recv = self._last_send = self._loop.time()
         self._ping_seq = 0
-        self._counts = [0, 0, 0, 0]  # bytes out, bytes in, messages out, messages in
+        self._counts = [0, 0, 0, 0, 0]  # bytes out/in, messages out/in, heartbeats
+        # CALLs read and not answered yet, and the latest deadline of one: noted by the runtime.
+        self.serving, self.calls_until = 0, 0.0
         # Invariant: True only while registered and reported silent.
         self.silent = False
         self.registered = False
@@ -267,19 +270,10 @@ class PeerConnection(asyncio.Protocol):
             self._transport.abort()
 
     def statistics(self) -> PeerStatistics:
-        """Return a frozen snapshot of this connection's counters.
-
-        Returns:
-            A :class:`PeerStatistics`.
-        """
-        out, into, sent, received = self._counts
-        unsent = self.unsent
-        return PeerStatistics(
-            bytes_sent=out, bytes_received=into, messages_sent=sent,
-            messages_received=received, write_paused=self.write_paused,
-            buffered=unsent, congested=unsent >= self._config.max_unsent,
-            silent=self.silent,
-        )  # fmt: skip
+        """Return a frozen snapshot of this connection's counters."""
+        return PeerStatistics.of(self._counts, self.unsent, self._config.max_unsent,
+                                 write_paused=self.write_paused, silent=self.silent,
+                                 calls_until=self.calls_until)
 
     # --- asyncio.Protocol -----------------------------------------------
 
@@ -402,10 +396,14 @@ class PeerConnection(asyncio.Protocol):
                     # A BYE or a bad frame later in the same read has closed
                     # the connection already, or it is disconnected now as
                     # congested: nobody would read the PONG.
+                    self._counts[4] += 1
                     if self.is_open:
                         with contextlib.suppress(NodeDown):
                             self.send(Pong(seq=event.seq))
-                elif kind is not Pong:
+                            self._counts[4] += 1
+                elif kind is Pong:
+                    self._counts[4] += 1
+                else:
                     # The hot path: straight to the handler (no wrapper call);
                     # its exceptions are logged, as every callback's are.
                     try:
@@ -484,6 +482,7 @@ class PeerConnection(asyncio.Protocol):
                 self.send(Ping(seq=self._ping_seq))
             except (NodeDown, BadArgument):  # closing under us; the loss reports it
                 return
+            self._counts[4] += 1
         delay = config.heartbeat_interval
         if not self.silent:
             quiet_for = now - self._last_recv

@@ -36,7 +36,7 @@ def _inbound(peer: FakePeer) -> tuple[Inbound, dict[int, Any], asyncio.Future[An
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     pending: dict[int, Any] = {1: (future, CALLEE, peer)}
     tables = SimpleNamespace(pending=pending, monitors={},
-                             note_queue_length=lambda pid, n: None)
+                             cluster=SimpleNamespace(note_queue_length=lambda pid, n: None))
     return Inbound(tables, SimpleNamespace()), pending, future  # type: ignore[arg-type]
 
 
