@@ -28,9 +28,12 @@ Rules:
 4. A message that crossed the peer's BYE was never read there. If this node
    holds anything towards the peer when the close is reported (a call whose
    CALL crossed the BYE, a monitor or link just made), the close is handled
-   as a loss (``remote.py`` Rule 3): those calls fail with
-   ``NodeDown(not_started=True)`` (provably not started; a group call moves
-   on) and monitors and links fire ``"noconnection"``, as on any loss.
+   as a loss (``remote.py`` Rule 3): monitors and links fire
+   ``"noconnection"``, as on any loss, and those calls fail with
+   ``NodeDown(not_started=True)`` (provably not started), which
+   ``Messaging.call`` answers by sending the call once more, on a new
+   connection, within its deadline (``crossed_idle_close``). A cast or send
+   that crossed the BYE is lost, as on any connection that drops.
 5. Bounded: one entry per open connection, rebuilt at every check.
 """
 
@@ -40,6 +43,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
+from shoal.errors import NodeDown
+
 if TYPE_CHECKING:
     from shoal.pid import Pid
     from shoal.runtime.holds import Holds
@@ -47,7 +52,7 @@ if TYPE_CHECKING:
     from shoal.runtime.processes import ProcessTable
     from shoal.transport import ConnectionManager, PeerConnection
 
-__all__ = ["DEFAULT_IDLE_TIMEOUT", "IDLE", "PEER_IDLE", "IdleConnections"]
+__all__ = ["DEFAULT_IDLE_TIMEOUT", "IDLE", "PEER_IDLE", "IdleConnections", "crossed_idle_close"]
 
 log = logging.getLogger("shoal")
 
@@ -56,6 +61,12 @@ IDLE = "idle"
 PEER_IDLE = f"peer closed: {IDLE}"
 """The close reason on the side that received BYE ``"idle"``."""
 DEFAULT_IDLE_TIMEOUT = 300.0
+
+
+def crossed_idle_close(error: NodeDown) -> bool:
+    """Whether a call failed only because its CALL crossed the callee node's
+    BYE "idle" (Rule 4): never read, so it may be sent again."""
+    return error.not_started and error.detail == f"connection lost: {PEER_IDLE}"
 
 
 class RemoteTables(Protocol):

@@ -38,6 +38,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -45,6 +46,7 @@ from shoal.errors import BadArgument, NodeDown, NoSuchProcess
 from shoal.pid import Global, Pid
 from shoal.runtime.checks import MAX_TIMEOUT, check_pid, check_timeout
 from shoal.runtime.counters import LOCAL, NOPROC, OK, REMOTE, Counters
+from shoal.runtime.idle import crossed_idle_close
 from shoal.runtime.process import (
     CALL,
     CAST,
@@ -177,11 +179,19 @@ class Messaging:
         return result
 
     async def _remote_call(self, pid: Pid, request: Any, seconds: float) -> Any:
+        started = time.monotonic()
         try:
             return await self.remote.call(pid, request, seconds)
         except NoSuchProcess:
             self.table.mark_dead(pid)  # Rule 4
             raise
+        except NodeDown as exc:
+            left = seconds - (time.monotonic() - started)
+            if not crossed_idle_close(exc) or left <= 0:
+                raise
+        # Its CALL crossed the callee node's BYE "idle" and was never read:
+        # sent once more, on a new connection (idle.py Rule 4).
+        return await self.remote.call(pid, request, left)
 
     def is_alive(self, pid: Pid) -> bool:
         """Whether a process of this node is alive (not exiting).

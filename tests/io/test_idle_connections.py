@@ -147,3 +147,20 @@ async def test_no_idle_timeout_keeps_connections(tmp_path: Path) -> None:
 def test_a_bad_idle_timeout_is_refused() -> None:
     with pytest.raises(shoal.BadArgument, match="idle_timeout"):
         shoal.Node("a", store="memory://", idle_timeout=-1)
+
+
+async def test_a_call_crossing_the_peers_idle_bye_is_sent_again(tmp_path: Path) -> None:
+    # c closes its idle connection to a (a never closes: idle_timeout None),
+    # and a calls c at once: while a has not read the BYE yet, its CALL goes
+    # out on the closing connection, is never read by c, and must be sent
+    # again on a new one rather than fail. Five rounds, each checked.
+    store = f"sqlite://{tmp_path}/cluster.db"
+    async with shoal.Node("a", store=store, secret=SECRET, idle_timeout=None) as a, \
+            shoal.Node("c", store=store, secret=SECRET, idle_timeout=IDLE) as c:
+        await wait_until(lambda: "c" in a.cluster_view.names(), timeout=WAIT, what="c at a")
+        on_c = await c.spawn(Echo)
+        for round_ in range(5):
+            assert await a.call(on_c, round_, timeout=WAIT) == round_
+            await wait_until(lambda: "a" not in connected(c), timeout=WAIT,
+                             what="c closed its idle connection to a")
+            assert await a.call(on_c, "crossing", timeout=WAIT) == "crossing"
