@@ -18,7 +18,8 @@ Rules:
    a connection closes between 1 and 1.25 ``idle_timeout`` after its last
    message. ``None`` turns it off (connections stay, as before).
 2. An idle connection is closed in order with BYE ``"idle"`` (docs/protocol.md
-   3.2): like ``"shutdown"`` it promises that every CALL the sender read on
+   3.2), forgotten by the transport at once and lingering until the peer
+   closes (:data:`LINGER`): like ``"shutdown"`` it promises that every CALL the sender read on
    it was answered (or its caller's deadline passed); it also promises that
    the sender holds no monitor or link across it. Heartbeats end with the
    connection.
@@ -61,6 +62,10 @@ IDLE = "idle"
 PEER_IDLE = f"peer closed: {IDLE}"
 """The close reason on the side that received BYE ``"idle"``."""
 DEFAULT_IDLE_TIMEOUT = 300.0
+LINGER = 5.0
+"""Seconds a closed idle connection waits for the peer to close its side
+(it does on reading the BYE): a frame that crossed the BYE is read and
+dropped, instead of meeting a TCP reset that could hide the BYE."""
 
 
 def crossed_idle_close(error: NodeDown) -> bool:
@@ -127,16 +132,16 @@ class IdleConnections:
         if timeout is None or manager is None:
             return
         try:
-            self._close_idle(timeout, manager.peers())
+            self._close_idle(timeout, manager)
         finally:
             if self.timeout is not None:
                 self._timer = asyncio.get_running_loop().call_later(timeout / 4, self._check)
 
-    def _close_idle(self, timeout: float, peers: dict[str, PeerConnection]) -> None:
+    def _close_idle(self, timeout: float, manager: ConnectionManager) -> None:
         now = asyncio.get_running_loop().time()
         seen: dict[PeerConnection, tuple[int, float]] = {}
         held: set[str] | None = None  # computed once, only if something looks idle
-        for node, conn in peers.items():
+        for node, conn in manager.peers().items():
             stats = conn.statistics()
             count = stats.messages_sent + stats.messages_received - stats.heartbeats
             last = self._seen.get(conn)
@@ -147,7 +152,7 @@ class IdleConnections:
                 if node not in held and self._remote.holds.count(node) == (0, 0):
                     log.info("closing the idle connection to node %s (nothing for %.0fs)",
                              node, now - since)
-                    conn.close(IDLE)
+                    manager.close_idle(conn, IDLE, linger=LINGER)
                     continue
             seen[conn] = (count, since)
         self._seen = seen

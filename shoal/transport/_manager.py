@@ -421,6 +421,14 @@ class ConnectionManager:
         self._dialler.peer_up(name)
         return None
 
+    def close_idle(self, conn: PeerConnection, reason: str, linger: float) -> None:
+        """Close ``conn`` in order with BYE ``reason``, forgotten at once (a
+        new connection to its peer is not a duplicate of it) and lingering
+        until the peer closes, at most ``linger`` seconds."""
+        if conn.peer_node is not None and conn.peer_creation is not None:
+            self._unregister(conn, reason)
+        conn.close(reason, linger=linger)
+
     def _initiator_id(self, conn: PeerConnection) -> tuple[str, int]:
         if conn.initiator:
             return (self.config.node, self.config.creation)

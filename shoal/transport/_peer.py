@@ -233,18 +233,16 @@ class PeerConnection(asyncio.Protocol):
         await asyncio.shield(self._established)
 
     async def wait_closed(self) -> str:
-        """Wait until the connection has closed.
-
-        Returns:
-            The close reason.
-        """
+        """Wait until the connection has closed; return the close reason."""
         return await asyncio.shield(self._closed)
 
-    def close(self, reason: str = "shutdown") -> None:
+    def close(self, reason: str = "shutdown", *, linger: float = 0.0) -> None:
         """Close in order: flush queued frames, send BYE, close the socket.
 
         Args:
             reason: told to the peer in BYE and recorded as the close reason.
+            linger: seconds to let the peer close first, dropping what arrives
+                meanwhile: a frame crossing the BYE meets no reset hiding the BYE.
         """
         if self.close_reason is not None or self._transport is None:
             self._set_reason(reason)
@@ -254,7 +252,10 @@ class PeerConnection(asyncio.Protocol):
         bye = self._wire.close(reason)
         if bye:
             self._transport.write(bye)
-        self._transport.close()
+        if bye and linger > 0:  # the peer closes on reading BYE; else this bound does
+            self._timer = self._loop.call_later(linger, self._transport.close)
+        else:
+            self._transport.close()
 
     def abort(self, reason: str) -> None:
         """Drop the connection at once, without BYE or flushing.
