@@ -29,6 +29,7 @@ from shoal.runtime.metrics import DEFAULT_TOP_GROUPS, MetricsParts, NodeCollecto
 
 if TYPE_CHECKING:
     from aiohttp import web
+    from prometheus_client import CollectorRegistry
 
 __all__ = ["Observer", "parse_http"]
 
@@ -85,6 +86,7 @@ class Observer:
         self.collector = NodeCollector(parts, int(_env_number(
             "SHOAL_METRICS_TOP_GROUPS", DEFAULT_TOP_GROUPS, 1)))
         self._runner: web.AppRunner | None = None
+        self._registry: CollectorRegistry | None = None
         # Invariant: the address bound (the real port for port 0), once started.
         self.bound: tuple[str, int] | None = None
 
@@ -95,8 +97,8 @@ class Observer:
 
         registry = CollectorRegistry(auto_describe=False)
         registry.register(self.collector)
+        self._registry = registry
         app = web.Application()
-        app["registry"] = registry
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
@@ -124,11 +126,12 @@ class Observer:
         if runner is not None:
             await runner.cleanup()
 
-    async def _metrics(self, request: web.Request) -> web.Response:
+    async def _metrics(self, _request: web.Request) -> web.Response:
         from aiohttp import web
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        body = generate_latest(request.app["registry"])
+        assert self._registry is not None  # set by start, before the first request
+        body = generate_latest(self._registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, _request: web.Request) -> web.Response:

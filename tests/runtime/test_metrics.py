@@ -1,0 +1,85 @@
+"""``/metrics`` of an in-process node: outcomes counted where they happen,
+and the group families bounded to the largest groups plus ``_other``."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+import shoal
+
+
+class Worker(shoal.GenServer):
+    mailbox_size = 1
+
+    async def handle_call(self, request: Any, caller: shoal.Caller) -> Any:
+        if request == "crash":
+            raise RuntimeError("asked to")
+        if request == "slow":
+            await asyncio.sleep(1)
+        return request
+
+
+async def scrape(node: shoal.Node) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    address = node.http_address
+    assert address is not None
+
+    def get() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{address[1]}/metrics",
+                                    timeout=10) as answer:
+            return str(answer.read().decode())
+    text = await asyncio.to_thread(get)
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def calls(samples: dict[Any, float], kind: str, outcome: str) -> float:
+    return samples[("shoal_calls_total", (("kind", kind), ("outcome", outcome)))]
+
+
+async def test_local_call_outcomes_are_counted_by_kind() -> None:
+    async with shoal.Node("m", store="memory://", http="127.0.0.1:0") as node:
+        pid = await node.spawn(Worker)
+        for i in range(5):
+            assert await node.call(pid, i) == i
+        with pytest.raises(shoal.CallTimeout):
+            await node.call(pid, "slow", timeout=0.05)
+        # Still busy with "slow": the first call queues, the second finds the mailbox full.
+        first, second = await asyncio.gather(node.call(pid, 1), node.call(pid, 2),
+                                             return_exceptions=True)
+        assert first == 1 and isinstance(second, shoal.Overloaded)
+        other = await node.spawn(Worker)
+        with pytest.raises(shoal.CallError):
+            await node.call(other, "crash")
+        with pytest.raises(shoal.NoSuchProcess):
+            await node.call(other, 1)
+        samples = await scrape(node)
+        assert calls(samples, "local", "ok") == 6
+        assert calls(samples, "local", "timeout") == 1
+        assert calls(samples, "local", "overloaded") == 1
+        assert calls(samples, "local", "error") == 1
+        assert calls(samples, "local", "noproc") == 1
+
+
+async def test_group_families_list_the_largest_groups_and_sum_the_rest(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHOAL_METRICS_TOP_GROUPS", "2")
+    async with shoal.Node("m", store="memory://", http="127.0.0.1:0") as node:
+        pids = [await node.spawn(Worker) for _ in range(4)]
+        for size, group in ((4, "big"), (3, "mid"), (2, "small"), (1, "tiny")):
+            await node.groups.join(group, pids[:size])
+        samples = await scrape(node)
+        members = {dict(labels)["group"]: value for (name, labels), value in samples.items()
+                   if name == "shoal_group_members"}
+        assert members == {"big": 4, "mid": 3, "_other": 3}
+        routable = {dict(labels)["group"]: value for (name, labels), value in samples.items()
+                    if name == "shoal_group_routable_members"}
+        assert routable == members
+        assert await node.groups.call("big", 7) == 7
+        samples = await scrape(node)
+        assert calls(samples, "group", "ok") == 1
+        assert samples[("shoal_call_duration_seconds_count", (("kind", "group"),))] == 1
