@@ -8,7 +8,8 @@ Group calls follow G3 exactly: a member is retried elsewhere only when the
 request provably did not start on it (``NoSuchProcess``, ``Overloaded``, a
 node known down before sending), or, for requests the caller marked
 ``idempotent``, when delivery is unknown (the callee exited mid-call, the
-connection broke). A usage error (``BadArgument``: a request that cannot be
+connection broke, its node fell silent for the heartbeat timeout with the
+attempt in flight: ``remote.py`` Rule 4). A usage error (``BadArgument``: a request that cannot be
 encoded for another node, say) is the caller's and is raised at once, never
 retried. When every member left died, the call waits a moment for a
 replacement to join (``group_retry.py``, Rule 2). Every attempt shares one
@@ -411,7 +412,7 @@ class Groups:
             timeout: one deadline for all attempts, in seconds.
             strategy, key: as for :meth:`select`.
             idempotent: also retry when delivery is unknown (the member
-                exited mid-call, its connection broke).
+                exited mid-call, its connection broke, its node fell silent).
             observe: called after each attempt with the member tried, the
                 attempt's start and end (event-loop time) and its error (None
                 when it answered): for failure tests (``shoal.testing``).
@@ -461,7 +462,8 @@ class Groups:
             cluster.call_started(pid)
             started = loop.time()
             try:
-                value = await self._messaging.call(pid, request, remaining)
+                value = await self._messaging.call(pid, request, remaining,
+                                                   fail_if_silent=idempotent)
                 if observe is not None:
                     observe(pid, started, loop.time(), None)
                 return value

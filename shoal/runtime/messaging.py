@@ -119,7 +119,7 @@ class Messaging:
         self._running = False
 
     async def call(self, pid: Pid | str | Global, request: Any,
-                   timeout: float = DEFAULT_TIMEOUT) -> Any:
+                   timeout: float = DEFAULT_TIMEOUT, *, fail_if_silent: bool = False) -> Any:
         """Send ``request`` to ``pid`` and wait for the reply.
 
         Args:
@@ -127,6 +127,11 @@ class Messaging:
                 or a cluster-wide one (``shoal.Global``).
             request: any value (msgpack-encodable if the callee is remote).
             timeout: seconds to wait for the reply (default 5).
+            fail_if_silent: when the callee's node turns silent for the
+                heartbeat timeout with the call in flight, fail it at once
+                with ``NodeDown`` (delivery unknown) instead of waiting for
+                the deadline: for a request that may run twice (an
+                idempotent group call's attempts).
 
         Returns:
             What the callee's ``handle_call`` returned or replied.
@@ -150,11 +155,13 @@ class Messaging:
             proc = None
         if proc is None or type(pid) is not Pid:  # a plain tuple equal to a pid is no pid
             if type(pid) is str or type(pid) is Global:
-                return await self.call(self._resolve(pid, "pid"), request, timeout)
+                return await self.call(self._resolve(pid, "pid"), request, timeout,
+                                       fail_if_silent=fail_if_silent)
             pid = check_pid("pid", pid)
             seconds = check_timeout(timeout)
             if pid.node != self.name and self._running:
-                return await self.counters.timed(REMOTE, self._remote_call(pid, request, seconds))
+                return await self.counters.timed(
+                    REMOTE, self._remote_call(pid, request, seconds, fail_if_silent))
             self._local[NOPROC] += 1
             raise NoSuchProcess(pid)
         if type(timeout) is not float:
@@ -178,10 +185,12 @@ class Messaging:
         self._local[OK] += 1
         return result
 
-    async def _remote_call(self, pid: Pid, request: Any, seconds: float) -> Any:
+    async def _remote_call(self, pid: Pid, request: Any, seconds: float,
+                           fail_if_silent: bool) -> Any:
         started = time.monotonic()
         try:
-            return await self.remote.call(pid, request, seconds)
+            return await self.remote.call(pid, request, seconds,
+                                          fail_if_silent=fail_if_silent)
         except NoSuchProcess:
             self.table.mark_dead(pid)  # Rule 4
             raise
@@ -191,7 +200,7 @@ class Messaging:
                 raise
         # Its CALL crossed the callee node's BYE "idle" and was never read:
         # sent once more, on a new connection (idle.py Rule 4).
-        return await self.remote.call(pid, request, left)
+        return await self.remote.call(pid, request, left, fail_if_silent=fail_if_silent)
 
     def is_alive(self, pid: Pid) -> bool:
         """Whether a process of this node is alive (not exiting).

@@ -33,7 +33,8 @@ Rules:
   "idle", ``idle.py``) is not a loss when nothing spans the connection.
 - Rule 4 (silence): a node silent for the heartbeat timeout is unroutable
   until bytes arrive again; silence is suspicion, not death: its members
-  stay members and calls in flight keep waiting for their deadline.
+  stay members and calls in flight wait for their deadline, but one made with
+  ``fail_if_silent`` (idempotent group calls) fails ``NodeDown`` then, to move on.
 - Rule 5 (bounds): a node that does not read what this node sends it
   (its connection is *congested*: ``max_unsent`` bytes wait, rule 5 of the
   transport's ``_peer.py``) gets no new calls, casts or sends: they raise
@@ -118,6 +119,7 @@ class Remote:
         # Invariant: calls sent and not yet answered: ref -> (future, callee,
         # the connection the CALL went out on; only it may answer).
         self.pending: dict[int, tuple[asyncio.Future[Any], Pid, PeerConnection]] = {}
+        self._fail_if_silent: set[int] = set()  # refs of pending (Rule 4), pruned with it
         self.redials = Redials(cluster.peer, lambda: self.manager, probe_store,
                                suspect=self._suspect, dial_bound=heartbeat_timeout)
         self._next_ref = 1
@@ -147,8 +149,9 @@ class Remote:
         manager = self.manager
         return manager.get(node) if manager is not None else None
 
-    async def call(self, pid: Pid, request: Any, timeout: float) -> Any:
-        """A call to a pid of another node (see ``Node.call``)."""
+    async def call(self, pid: Pid, request: Any, timeout: float, *,
+                   fail_if_silent: bool = False) -> Any:
+        """A call to a pid of another node (``Node.call``; Rule 4: ``fail_if_silent``)."""
         loop = asyncio.get_running_loop()
         peer = self.cluster.peer(pid.node)
         conn = self.connection(pid.node)
@@ -171,10 +174,13 @@ class Remote:
                        int(timeout * 1000))
         self.pending[ref] = (future, pid, conn)
         self._deadlines.add(future, timeout, pid)
+        if fail_if_silent:
+            self._fail_if_silent.add(ref)
         try:
             return await future
         finally:
             self.pending.pop(ref, None)
+            self._fail_if_silent.discard(ref)
 
     async def alive(self, pid: Pid, timeout: float) -> bool:
         """Ask the owner of a remote pid whether it is alive (see
@@ -398,6 +404,9 @@ class Remote:
                      "peer_suspect", peer_name, creation,
                      f"silent for the heartbeat timeout ({self._heartbeat_timeout:g}s)"))
         self.cluster.set_routable(peer_name, False)
+        for future, pid, _ in [self.pending[ref] for ref in self._fail_if_silent]:
+            if pid.node == peer_name and not future.done():
+                future.set_exception(NodeDown(peer_name, "fell silent mid-call", not_started=False))
 
     def _suspect(self, peer_name: str, why: str) -> None:
         """A dial to it did not complete within the heartbeat timeout: treat

@@ -87,12 +87,13 @@ class Attempts:
         self._original = messaging.call
         messaging.call = self._call  # type: ignore[method-assign]
 
-    async def _call(self, pid: shoal.Pid, request: Any, timeout: float = 5.0) -> Any:
+    async def _call(self, pid: shoal.Pid, request: Any, timeout: float = 5.0,
+                    **options: Any) -> Any:
         attempt = Attempt(pid, time.monotonic(), self.node.cluster_view.is_routable(pid.node),
                           _call_id.get())
         self.items.append(attempt)
         try:
-            return await self._original(pid, request, timeout)
+            return await self._original(pid, request, timeout, **options)
         except BaseException as exc:
             attempt.error = exc
             raise

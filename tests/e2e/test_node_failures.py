@@ -5,11 +5,20 @@ when they must) and G6 (bounded waiting), with real node processes.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 import pytest
-from e2e_support import Attempts, Inbox, Stream, group_on_every_node, wait_for_item, wait_until
+from e2e_support import (
+    Attempt,
+    Attempts,
+    Inbox,
+    Stream,
+    group_on_every_node,
+    wait_for_item,
+    wait_until,
+)
 
 import shoal
 from shoal.testing.cluster import LocalCluster
@@ -201,6 +210,50 @@ async def test_sigstopped_node_is_unroutable_within_heartbeat_timeout_and_stays_
         assert before.failures() == [], stopped_for
         assert any(o.node == "n2" and o.start < stopped_at + detected
                    and o.end > stopped_at + stopped_for for o in before.outcomes)
+
+
+async def test_an_idempotent_call_caught_on_a_hung_node_moves_on_once_it_is_silent() -> None:
+    # remote.py Rule 4: an attempt of an idempotent group call that is in
+    # flight on a node when it hangs fails NodeDown (delivery unknown) once
+    # the node is silent for the heartbeat timeout, and the call succeeds on
+    # a live member, long before its deadline; a non-idempotent one waits.
+    async with LocalCluster(3, heartbeat_timeout=0.5) as cluster:
+        client = cluster.client
+        await group_on_every_node(cluster)
+        attempts = Attempts(client)
+        stream = Stream(client, "g", callers=8, idempotent=True, timeout=20.0,
+                        request=["sleep", 0.05]).start()  # slow: some always on n2
+        await stream.wait_calls(50)
+        waiting: list[Any] = []
+        n2_pid = next(p for p in client.groups.get_members("g") if p.node == "n2")
+
+        def on_n2() -> list[Attempt]:  # group call attempts in flight on n2
+            return [a for a in attempts.to_node("n2") if a.call_id is not None and not a.end]
+        await wait_until(lambda: len(on_n2()) >= 2, what="group calls in flight on n2")
+        cluster.sigstop("n2")
+        stopped_at = time.monotonic()
+        plain = asyncio.create_task(client.call(n2_pid, "ping", 20.0))
+        plain.add_done_callback(waiting.append)
+        grouped = on_n2()
+        await wait_until(lambda: all(a.end for a in grouped), timeout=3.0,
+                         what="every group call attempt in flight on n2 to end, well before "
+                              "its deadline")
+        # Those not answered just before the stop were caught by it.
+        caught = [a for a in grouped if a.end - stopped_at > 0.2]
+        assert caught, "no call was caught in flight on n2 by the stop"
+        ids = {a.call_id for a in caught}
+        await wait_until(lambda: ids <= {o.call_id for o in stream.outcomes}, timeout=3.0,
+                         what="the calls caught on n2 to end")
+        for attempt in caught:
+            assert type(attempt.error) is shoal.NodeDown and not attempt.error.not_started
+            assert attempt.end - stopped_at < 3.0
+            [outcome] = [o for o in stream.outcomes if o.call_id == attempt.call_id]
+            assert outcome.node in ("n1", "n3")
+        assert not waiting          # a plain call is not idempotent: it still waits
+        cluster.sigcont("n2")
+        assert await plain == ["n2", "ping"]
+        await stream.stop()
+        assert stream.failures() == []
 
 
 async def test_node_restarted_under_same_name_is_a_new_incarnation() -> None:
