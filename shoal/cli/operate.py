@@ -57,7 +57,9 @@ async def cli_node(url: str | None, cluster: str | None) -> AsyncIterator[shoal.
         embedded = open_store(url or None)  # no IO; BadArgument for a malformed URL
         if isinstance(embedded, SqliteStore) and not embedded.path.is_file():
             raise shoal.StoreUnavailable(f"no cluster at {embedded.path}")
-    options: dict[str, Any] = {"name": f"shoal-cli-{os.getpid()}", "drain_timeout": 1.0}
+    # http="": no endpoint, whatever SHOAL_HTTP says (it is meant for the serving node).
+    options: dict[str, Any] = {"name": f"shoal-cli-{os.getpid()}", "drain_timeout": 1.0,
+                               "http": ""}
     if url:
         options["store"] = url
     if cluster:

@@ -121,7 +121,8 @@ class Node(NodeAPI):
             instead of the files (for setups the files cannot express).
         http: ``"HOST:PORT"`` to serve ``/metrics``, ``/healthz`` and
             ``/readyz`` on (port 0: any free one; see ``http_address``).
-            Default: ``SHOAL_HTTP``, else no HTTP endpoint. ``/readyz``
+            Default: ``SHOAL_HTTP``, else none; ``""``: none whatever
+            ``SHOAL_HTTP`` says. ``/readyz``
             answers 200 only after :meth:`set_ready` (``docs/operations.md``).
         seed: seed for the node's random selection (tests).
 
@@ -240,7 +241,7 @@ class Node(NodeAPI):
             StoreUnavailable: the store cannot be reached.
             ConfigError: the secret is missing or unsafe, or the peer TLS
                 files are incomplete, unreadable or do not match.
-            OSError: the listen address cannot be bound.
+            OSError: the listen address (or the HTTP address) cannot be bound.
         """
         if self._running:
             return

@@ -173,7 +173,7 @@ class LocalCluster:
             advertise = f"127.0.0.1:{await self.partitions.proxy(self.client_name)}"
         self._client = shoal.Node(self.client_name, store=self.store, secret=self.secret,
                                   heartbeat_timeout=self.heartbeat_timeout,
-                                  advertise=advertise)
+                                  advertise=advertise, http="")
         await self._client.start()
         if self.partitions is not None and self._client.address is not None:
             self.partitions.target(self.client_name, *self._client.address)

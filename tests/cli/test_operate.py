@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -275,3 +276,13 @@ async def test_drain_of_a_shoal_run_node_exits_it_with_0_after_terminate(
     assert process.returncode == 0
     assert "worker terminated shutdown" in out.decode()
     assert "stopping (drained)" in err.decode() and "draining node svc-1" in err.decode()
+
+
+async def test_commands_ignore_the_http_address_meant_for_the_serving_node(
+        api: tuple[shoal.Node, list[shoal.Pid]], store_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as busy:  # the serving node's endpoint holds this port
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        monkeypatch.setenv("SHOAL_HTTP", f"127.0.0.1:{busy.getsockname()[1]}")
+        assert await shell("ping", "api-1", "--store", store_url) == 0
