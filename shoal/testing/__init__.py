@@ -22,7 +22,7 @@ See the README section "Failure testing" for a complete test.
 """
 
 from shoal.testing.cluster import LocalCluster, NodeProcess, wait_until
-from shoal.testing.invariants import Bounds, Report, Timeline, Violation, check
+from shoal.testing.invariants import Bounds, Report, RollingCheck, Timeline, Violation, check
 from shoal.testing.partition import Partitions
 from shoal.testing.scenario import (
     SERVICE_APP,
@@ -36,5 +36,5 @@ from shoal.testing.scenario import (
 )
 
 __all__ = ["SERVICE_APP", "Bounds", "ChaosResult", "FaultRecord", "Faults", "Load",
-           "LoadStats", "LocalCluster", "NodeProcess", "Partitions", "Report", "SecondBucket",
-           "Timeline", "Violation", "check", "run_chaos", "wait_until"]
+           "LoadStats", "LocalCluster", "NodeProcess", "Partitions", "Report", "RollingCheck",
+           "SecondBucket", "Timeline", "Violation", "check", "run_chaos", "wait_until"]

@@ -34,12 +34,13 @@ Checks (bounds in :class:`Bounds`):
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Literal
 
 from shoal.pid import Pid
 
-__all__ = ["Bounds", "CallRecord", "Report", "Timeline", "Violation", "check"]
+__all__ = ["Bounds", "CallRecord", "Report", "RollingCheck", "Timeline", "Violation", "check"]
 
 Outcome = Literal["ok", "failed", "unknown"]
 """A call's or attempt's outcome: ``"unknown"`` is a failure whose delivery
@@ -122,8 +123,8 @@ class Timeline:
     """Facts and observations on one clock (see the module header).
 
     Bounded by the test that fills it: one record per call, attempt and
-    fact; a soak that runs for hours should check and start a new one
-    periodically.
+    fact; a soak that runs for hours checks its calls in parts with
+    :class:`RollingCheck`, which drops them once checked.
     """
 
     def __init__(self) -> None:
@@ -312,3 +313,49 @@ def check(timeline: Timeline, bounds: Bounds | None = None) -> Report:
     violations.sort(key=lambda v: v.at)
     return Report(violations=violations, calls=len(timeline.calls), failed=failed,
                   unknown_delivery=unknown)
+
+
+class RollingCheck:
+    """The verdict on a long run's timeline, checked in parts to bound its memory.
+
+    :meth:`settle` checks the calls that ended before an instant against
+    every fact recorded so far and drops them from the timeline (settle
+    only calls that ended a while ago: a fact about their span, such as an
+    exit, may be recorded a moment late). Facts stay: one per fault, not
+    per call. :meth:`report` checks the calls left and the facts-only
+    guarantees (G4, G5) once, and returns the verdict on the whole run,
+    the same as :func:`check` on the whole timeline would.
+    """
+
+    def __init__(self, timeline: Timeline, bounds: Bounds | None = None) -> None:
+        self.timeline, self.bounds = timeline, bounds
+        self._violations: list[Violation] = []
+        self._calls = self._failed = self._unknown = 0
+
+    def _add(self, report: Report) -> None:
+        self._violations += report.violations
+        self._calls += report.calls
+        self._failed += report.failed
+        self._unknown += report.unknown_delivery
+
+    def settle(self, before: float) -> None:
+        """Check and drop the calls that ended before ``before``."""
+        calls = self.timeline.calls
+        done = {i: c for i, c in calls.items() if c.end is not None and c.end < before}
+        if not done:
+            return
+        part = copy.copy(self.timeline)
+        part.calls, part.removals, part.graceful = done, [], {}
+        self._add(check(part, self.bounds))
+        for call_id in done:
+            del calls[call_id]
+
+    def report(self) -> Report:
+        """The verdict on the whole run (the calls not settled checked now)."""
+        self._add(check(self.timeline, self.bounds))
+        violations = sorted(self._violations, key=lambda v: v.at)
+        self._violations = []
+        report = Report(violations=violations, calls=self._calls, failed=self._failed,
+                        unknown_delivery=self._unknown)
+        self._calls = self._failed = self._unknown = 0
+        return report

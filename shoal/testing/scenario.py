@@ -24,6 +24,11 @@ Rules:
   (``faults.py`` Rule 1), so some member is live throughout every call.
 - Rule 3: every node process started is stopped in a ``finally``, also
   when the run is cancelled (Ctrl-C).
+- Rule 4 (memory): calls are checked and dropped from the timeline
+  :data:`SETTLE_AFTER` seconds after they ended (``RollingCheck``), and the
+  load's figures are bounded (``load.py``), so a soak of hours holds the
+  calls of its last fault and a few seconds, plus a small record per
+  second and per fault.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from dataclasses import dataclass
 import shoal
 from shoal.testing.cluster import LocalCluster, wait_until
 from shoal.testing.faults import FaultRecord, Faults
-from shoal.testing.invariants import Bounds, Report, Timeline, check
+from shoal.testing.invariants import Bounds, Report, RollingCheck, Timeline
 from shoal.testing.load import Load, LoadStats, SecondBucket
 from shoal.testing.sample import GROUP, WORKERS
 
@@ -59,6 +64,9 @@ reap: run the reap planner (it must find nothing); crash: crash workers
 (their supervisors restart them)."""
 
 WARMUP = 1.0  # seconds of load before the first fault
+SETTLE_AFTER = 10.0
+"""Seconds after a call ended before a run checks it and drops it from the
+timeline (``RollingCheck``): a soak keeps only its last calls in memory."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -215,6 +223,7 @@ async def run_chaos(*, seed: int, duration: float, faults: Sequence[str] = FAULT
     sequence = fault_sequence(seed, kinds, names, cluster.client_name)
     played: list[PlannedFault] = []
     timeline = Timeline()
+    verdict = RollingCheck(timeline, bounds)
     try:
         await cluster.start()
         members = cluster.client.groups
@@ -234,9 +243,10 @@ async def run_chaos(*, seed: int, duration: float, faults: Sequence[str] = FAULT
                     if on_progress is not None:
                         on_progress(record)
                 await asyncio.sleep(planned.gap)
+                verdict.settle(loop.time() - SETTLE_AFTER)
         finally:
             stats = await load.stop()
     finally:
         await cluster.stop()
-    return ChaosResult(seed=seed, report=check(timeline, bounds), load=stats,
+    return ChaosResult(seed=seed, report=verdict.report(), load=stats,
                        faults=injector.log, schedule=played)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from shoal.pid import Pid
-from shoal.testing.invariants import Bounds, Timeline, check
+from shoal.testing.invariants import Bounds, RollingCheck, Timeline, check
 
 A1, A2 = Pid("a", 1, 1), Pid("a", 1, 2)
 B1 = Pid("b", 7, 1)
@@ -148,3 +148,28 @@ def test_g2_a_down_incarnation_does_not_cover_the_one_that_replaced_it() -> None
     t.node_up("b", 13.3)
     report = check(t, Bounds(routing_bound=2.5))
     assert [(v.guarantee, str(B1) in v.what) for v in report.violations] == [("G2", True)]
+
+
+def test_a_run_checked_in_parts_gets_the_whole_runs_verdict_and_drops_settled_calls() -> None:
+    t = healthy()
+    t.call_started(4, "g", 14.0, 5.0)                # G2 at 14: b is down since 10
+    t.attempt(4, B1, 14.0, 14.5, "failed")
+    t.attempt(4, A2, 14.5, 14.51, "ok")
+    t.call_ended(4, 14.51, "ok")
+    t.call_started(5, "g", 21.0, 1.0)                # G6: ends 2 s past its deadline
+    t.attempt(5, A1, 21.0, 24.0, "ok")
+    t.call_ended(5, 24.0, "ok")
+    t.removed_by_tool("g", A1, 25.0, "evict")        # G5: A1 was live
+    t.graceful_stop("b", 26.0, {B1}, set())          # G4: B1 never ran terminate
+    t.call_started(6, "g", 27.0, 5.0)                # still in flight when checked
+    expected = check(t)
+    rolling = RollingCheck(t)
+    rolling.settle(12.0)
+    assert sorted(t.calls) == [4, 5, 6]              # calls 1 to 3 checked and dropped
+    rolling.settle(20.0)
+    assert sorted(t.calls) == [5, 6]
+    report = rolling.report()
+    assert [v.guarantee for v in report.violations] == ["G2", "G6", "G5", "G4"]
+    assert report.violations == expected.violations
+    assert (report.calls, report.failed, report.unknown_delivery) == \
+        (expected.calls, expected.failed, expected.unknown_delivery)
