@@ -37,6 +37,7 @@ import os
 import shutil
 import signal
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from shoal.cli.demo_display import NodeState, Progress, Tick
@@ -45,7 +46,8 @@ from shoal.testing import LocalCluster, Timeline, check, wait_until
 from shoal.testing.sample import GROUP, WORKERS
 from shoal.testing.scenario import SERVICE_APP, FaultRecord, Faults, Load, LoadStats
 
-__all__ = ["CALL_TIMEOUT", "HANG_SECONDS", "HEARTBEAT_TIMEOUT", "DemoOptions", "run_demo"]
+__all__ = ["CALL_TIMEOUT", "HANG_SECONDS", "HEARTBEAT_TIMEOUT", "DemoOptions",
+           "check_plot_path", "kill_leftovers", "run_demo"]
 
 HEARTBEAT_TIMEOUT = 1.0
 """Seconds of silence before the callers stop routing to a node."""
@@ -58,12 +60,15 @@ CLIENT = "demo-callers"
 START_TIMEOUT = 30.0
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DemoOptions:
     """What ``shoal demo``'s options ask for (checked by the command's parser)."""
 
-    def __init__(self, *, nodes: int = 3, callers: int = 16, scale: float = 1.0,
-                 idempotent: bool = True) -> None:
-        self.nodes, self.callers, self.scale, self.idempotent = nodes, callers, scale, idempotent
+    nodes: int = 3
+    callers: int = 16
+    scale: float = 1.0
+    """Multiplies the pauses between faults."""
+    idempotent: bool = True
 
 
 class _Demo:
@@ -103,8 +108,8 @@ class _Demo:
         self.progress.event(f"starting {len(self.names)} node processes (shoal run "
                             f"{SERVICE_APP}: {WORKERS} supervised workers each, group "
                             f"{GROUP!r}) on an embedded store in a temporary directory")
-        # Always a fresh embedded store, whatever $SHOAL_TEST_STORE says; the
-        # cluster removes it with its logs when it stops.
+        # Always a fresh embedded store, whatever $SHOAL_TEST_STORE says,
+        # removed when the run ends (the cluster removes its logs itself).
         scratch = tempfile.mkdtemp(prefix="shoal-demo-")
         cluster = LocalCluster(self.names, app=SERVICE_APP, client_name=CLIENT,
                                store=f"sqlite://{scratch}/cluster.db",

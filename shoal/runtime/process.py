@@ -32,8 +32,7 @@ as one record: a message line and the traceback. Its record carries
 ``record.shoal_crash``, a :class:`~shoal.runtime.crashlog.CrashLog` (pid,
 reason, the behaviour's class, the kind and bounded repr of the message
 being handled: ``crashlog.py``), so a log pipeline reads them without
-parsing the message (``shoal demo`` logs them on one line); other records
-have no such attribute.
+parsing the message; other records have no such attribute.
 
 A system message (``SYSTEM``) carries a :class:`SystemOp`: a callable run
 with the behaviour between two messages, never during a handler, whose
