@@ -15,7 +15,8 @@ and ``_drain_task``, the node's stop a drain request started.
 
 Rules:
 
-- Rule 1: read-only operations (``ping``, ``alive``, ``members``) change
+- Rule 1: read-only operations (``ping``, ``alive``, ``members``,
+  ``stats``: ``admin_stats.py``) change
   nothing. Changing ones (``evict``, ``forget``, ``drain``, ``reload``) re-check their guards on
   this node's state at the moment they act, whatever the requester planned,
   and log one line at WARNING naming the requesting node and the operator
@@ -44,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Final
 from shoal._version import __version__
 from shoal.errors import BadArgument, BadRequest, NodeDown
 from shoal.pid import Crash, Pid
+from shoal.runtime.admin_stats import stats
 from shoal.wire import Call, Fail, Reply
 
 if TYPE_CHECKING:
@@ -98,6 +100,7 @@ class AdminParts:
     reload: Callable[..., Awaitable[ReloadResult]]
     joined: JoinTimes
     counters: Counters
+    peers: Callable[[], dict[str, list[str]]]
 
 
 class Admin:
@@ -105,6 +108,7 @@ class Admin:
 
     def __init__(self, parts: AdminParts) -> None:
         self._p = parts
+        self.counters = parts.counters  # remote calls served are counted here too
         self.self_pid = Pid(parts.name, parts.creation, 0)
         self._started = time.time()
         # Invariant: at most MAX_ADMIN_REQUESTS tasks; each removes itself.
@@ -114,7 +118,7 @@ class Admin:
         self._ops: dict[str, Callable[[dict[str, Any], str], Awaitable[Any]]] = {
             "ping": self._ping, "alive": self._alive, "members": self._members,
             "evict": self._evict, "forget": self._forget, "drain": self._drain,
-            "reload": self._reload,
+            "reload": self._reload, "stats": self._stats,
         }
 
     def accepts(self, msg: Call) -> bool:
@@ -176,6 +180,11 @@ class Admin:
                 "processes": len(self._p.processes.pids()),
                 "uptime_s": round(time.time() - self._started, 3),
                 "suspects": self._p.cluster.suspected()}
+
+    async def _stats(self, args: dict[str, Any], requester: str) -> dict[str, Any]:
+        p = self._p
+        return stats((p.name, p.creation, self._started), p.processes, p.table, p.counters,
+                     p.peers, args)
 
     async def _alive(self, args: dict[str, Any], requester: str) -> list[str]:
         """Per pid: "alive", "noproc" (this node's word: it is dead), or

@@ -3,7 +3,8 @@
 Owns: integers and lists of integers, nothing else. The parts that know an
 outcome bump them in place (``Messaging.call`` for local calls,
 ``Remote``'s call path for remote ones, ``Groups.call`` for group calls,
-``Admin`` for admin requests, supervisors for restarts); nothing here
+``Admin`` for admin requests, supervisors for restarts, ``Inbound`` for
+remote calls served); nothing here
 touches a prometheus-client object, so counting costs an index and an add.
 
 Rules:
@@ -49,7 +50,7 @@ BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1
            0.5, 1.0, 2.5, 5.0, 10.0)
 """Upper bounds (seconds) of ``shoal_call_duration_seconds``; +Inf follows."""
 
-ADMIN_OPS = frozenset({"ping", "alive", "members", "evict", "forget", "drain"})
+ADMIN_OPS = frozenset({"ping", "alive", "members", "evict", "forget", "drain", "stats"})
 
 
 def outcome_of(exc: BaseException) -> int:
@@ -68,7 +69,7 @@ def outcome_of(exc: BaseException) -> int:
 class Counters:
     """A node's counters (see the module header); read, never reset."""
 
-    __slots__ = ("admin_actions", "calls", "durations", "restarts", "sums")
+    __slots__ = ("admin_actions", "calls", "durations", "restarts", "served", "sums")
 
     def __init__(self) -> None:
         # Invariant: calls[kind][outcome] counts finished calls of that kind.
@@ -78,6 +79,8 @@ class Counters:
         self.durations: list[list[int]] = [[0] * (len(BUCKETS) + 1) for _ in KINDS]
         self.sums: list[float] = [0.0] * len(KINDS)
         self.restarts = 0
+        # Remote calls (CALLs from peers) delivered to a process of this node.
+        self.served = 0
         # Invariant: keys are ADMIN_OPS or "other" (Bounds).
         self.admin_actions: dict[str, int] = {}
 

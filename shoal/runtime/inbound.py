@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from shoal import wire
 from shoal.errors import BadArgument, NodeDown, NoSuchProcess, Overloaded
 from shoal.pid import NOPROC, Pid, Reason
+from shoal.runtime.counters import Counters
 from shoal.runtime.holds import SYSTEM_LIMIT, Holds
 from shoal.runtime.notices import Ref
 from shoal.runtime.process import CALL, CAST, INFO, Caller, Process
@@ -109,7 +110,10 @@ class LocalProcesses(Protocol):
 
 
 class AdminHandler(Protocol):
-    """Who serves admin requests (CALLs to serial 0, ``admin.py``)."""
+    """Who serves admin requests (CALLs to serial 0, ``admin.py``), and the
+    node's counters (remote calls served are counted there)."""
+
+    counters: Counters
 
     def accepts(self, msg: Call) -> bool: ...
 
@@ -135,6 +139,8 @@ class Inbound:
         self._drop_logged_at = -DROP_LOG_INTERVAL
         # Serves admin requests once the node set it (Remote.serve_admin).
         self.admin: AdminHandler | None = None
+        # Where remote calls served are counted (the node's, from serve_admin).
+        self.counters = Counters()
 
     def on_message(self, peer: PeerConnection, msg: Message) -> None:
         # Most frequent first: a call and its answer are the hot path.
@@ -214,6 +220,8 @@ class Inbound:
             peer.serving -= 1
             self._answer(peer, Fail(ref=msg.ref, kind="overloaded", pid=msg.to,
                                     detail=exc.limit, queue_len=len(proc.mailbox)))
+        else:
+            self.counters.served += 1
 
     def _on_answer(self, peer: PeerConnection, msg: Reply | Fail) -> None:
         pending = self.remote.pending

@@ -6,7 +6,9 @@ prometheus-client object (``counters.py`` holds the plain counters).
 
 Families (names and labels are a public interface: ``docs/operations.md``):
 
-- ``shoal_calls_total{kind, outcome}``, ``shoal_call_duration_seconds{kind}``
+- ``shoal_calls_total{kind, outcome}`` (calls made by this node),
+  ``shoal_calls_served_total`` (remote calls delivered to its processes),
+  ``shoal_call_duration_seconds{kind}``
   (remote and group calls only: local calls are counted, not timed,
   ``counters.py`` Rule 1);
 - ``shoal_processes``, ``shoal_mailbox_messages`` (sum over processes),
@@ -54,7 +56,7 @@ if TYPE_CHECKING:
     from shoal.runtime.remote import Remote
     from shoal.runtime.replication import Replication
 
-__all__ = ["DEFAULT_TOP_GROUPS", "MetricsParts", "NodeCollector"]
+__all__ = ["DEFAULT_TOP_GROUPS", "MetricsParts", "NodeCollector", "peer_states"]
 
 DEFAULT_TOP_GROUPS = 50
 """Groups listed by name in the group families (``SHOAL_METRICS_TOP_GROUPS``)."""
@@ -105,6 +107,10 @@ class NodeCollector(Collector):
             for o, outcome in enumerate(OUTCOMES):
                 calls.add_metric([kind, outcome], counters.calls[k][o])
         yield calls
+        served = CounterMetricFamily("shoal_calls_served", "Remote calls (from other nodes) "
+                                     "delivered to a process of this node.")
+        served.add_metric([], counters.served)
+        yield served
         durations = HistogramMetricFamily(
             "shoal_call_duration_seconds", "Duration of remote and group calls made by this "
             "node (local calls are counted, not timed).", labels=["kind"])
@@ -155,19 +161,10 @@ class NodeCollector(Collector):
         yield routable
 
     def _peers(self) -> Metric:
-        states = {"connected": 0, "suspect": 0, "down": 0}
-        cluster, remote = self._parts.cluster, self._parts.remote
-        for name in cluster.names():
-            connected = remote.connection(name) is not None
-            routable = cluster.is_routable(name)
-            if connected:
-                states["connected" if routable else "suspect"] += 1
-            elif not routable:
-                states["down"] += 1
         peers = GaugeMetricFamily("shoal_peers", "Other nodes known from the store, by "
                                   "state.", labels=["state"])
-        for state, count in states.items():
-            peers.add_metric([state], count)
+        for state, names in peer_states(self._parts.cluster, self._parts.remote).items():
+            peers.add_metric([state], len(names))
         return peers
 
     def _store(self) -> Iterator[Metric]:
@@ -188,6 +185,20 @@ class NodeCollector(Collector):
                                       "node's last sampled write to applying it from the watch.")
             gauge.add_metric([], lag)
             yield gauge
+
+
+def peer_states(cluster: ClusterView, remote: Remote) -> dict[str, list[str]]:
+    """The other nodes known from the store by state (``shoal_peers``, the
+    module header), each list sorted; a node never dialled is in none."""
+    states: dict[str, list[str]] = {"connected": [], "suspect": [], "down": []}
+    for name in sorted(cluster.names()):
+        connected = remote.connection(name) is not None
+        routable = cluster.is_routable(name)
+        if connected:
+            states["connected" if routable else "suspect"].append(name)
+        elif not routable:
+            states["down"].append(name)
+    return states
 
 
 def _bound(value: float) -> str:

@@ -42,7 +42,7 @@ from shoal.runtime.health import Readiness
 from shoal.runtime.idle import DEFAULT_IDLE_TIMEOUT
 from shoal.runtime.join_times import JoinTimes
 from shoal.runtime.messaging import Messaging
-from shoal.runtime.metrics import MetricsParts
+from shoal.runtime.metrics import MetricsParts, peer_states
 from shoal.runtime.names import Names
 from shoal.runtime.node_api import NodeAPI
 from shoal.runtime.node_info import NodeStatistics, node_statistics
@@ -208,7 +208,7 @@ class Node(NodeAPI):
             name=self.name, creation=self.creation, processes=self._processes,
             table=self._table, cluster=self._cluster, scope=self.scope, stop=self.stop,
             forget=self._left, reload=self.reload, joined=self._joined,
-            counters=self.counters))
+            counters=self.counters, peers=lambda: peer_states(self._cluster, self._remote)))
         self._remote.serve_admin(self._admin)
         self._running = False
         self._stopping = False

@@ -139,8 +139,8 @@ class Remote:
         self._inbound = Inbound(self, processes)
 
     def serve_admin(self, admin: AdminHandler) -> None:
-        """Answer admin requests (CALLs to serial 0) with ``admin``."""
-        self._inbound.admin = admin
+        """Answer admin requests (CALLs to serial 0) with ``admin``; count into its counters."""
+        self._inbound.admin, self._inbound.counters = admin, admin.counters
 
     # -- sending ------------------------------------------------------------------
 

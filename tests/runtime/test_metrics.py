@@ -1,16 +1,20 @@
 """``/metrics`` of an in-process node: outcomes counted where they happen,
-and the group families bounded to the largest groups plus ``_other``."""
+and the group families bounded to the largest groups plus ``_other``; the
+admin ``stats`` op (``shoal top``'s source) bounded too, and agreeing with it."""
 
 from __future__ import annotations
 
 import asyncio
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import shoal
+from shoal.cli.operate import ask
+from shoal.testing.cluster import wait_until
 
 
 class Worker(shoal.GenServer):
@@ -83,3 +87,38 @@ async def test_group_families_list_the_largest_groups_and_sum_the_rest(
         samples = await scrape(node)
         assert calls(samples, "group", "ok") == 1
         assert samples[("shoal_call_duration_seconds_count", (("kind", "group"),))] == 1
+
+
+SECRET = "stats-test-secret-0123456789abcdef"
+
+
+async def test_stats_counts_calls_made_and_served_and_agrees_with_metrics(
+        tmp_path: Path) -> None:
+    store = f"sqlite://{tmp_path}/cluster.db"
+    async with shoal.Node("a", store=store, secret=SECRET, http="127.0.0.1:0") as a, \
+            shoal.Node("b", store=store, secret=SECRET) as b:
+        pids = [await a.spawn(Worker) for _ in range(3)]
+        for size, group in ((3, "big"), (2, "mid"), (1, "small")):
+            await a.groups.join(group, pids[:size])
+        await a.groups.sync()
+        for i in range(4):
+            assert await a.call(pids[0], i) == i  # local, made and served by a
+        await wait_until(lambda: "a" in b.cluster_view.names())
+        for i in range(5):
+            assert await b.call(pids[1], i) == i  # remote, made by b, served by a
+        answer = await ask(b, "a", "stats", {"top": 2}, 5.0)
+        assert answer["node"] == "a" and answer["creation"] == a.creation
+        assert answer["processes"] == 3 and answer["mailbox_max"] == 0
+        assert answer["calls"]["local"]["ok"] == 4 and answer["served"] == 5
+        assert [(g["group"], g["members"], g["local_members"], g["routable"])
+                for g in answer["groups"]] == [("big", 3, 3, 3), ("mid", 2, 2, 2)]
+        assert answer["groups_omitted"] == 1
+        assert answer["peers"]["connected"] == 1 and answer["suspects"] == []
+        assert len(answer["durations"]["remote"]) == len(answer["buckets"]) + 1
+        samples = await scrape(a)
+        for outcome, count in answer["calls"]["local"].items():
+            assert samples[("shoal_calls_total", (("kind", "local"),
+                                                  ("outcome", outcome)))] == count
+        assert samples[("shoal_calls_served_total", ())] == 5
+        with pytest.raises(shoal.BadRequest, match="top"):
+            await ask(b, "a", "stats", {"top": -1}, 5.0)
