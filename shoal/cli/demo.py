@@ -19,10 +19,11 @@ Rules:
   requests are (they echo the request; nothing changes), which is what lets
   a call in flight on a killed node be retried elsewhere. ``--non-idempotent``
   shows the other case, whose unknown-delivery failures are counted apart.
-- Rule 2: no process is left behind. The cluster stops every node it
-  started (SIGTERM, then SIGKILL); :func:`run_demo` then kills, by PID, any
-  node process of this demo that is still its child (a second Ctrl-C in
-  the middle of the clean-up, say). The PIDs are shown as nodes start.
+- Rule 2: no process is left behind. The first SIGINT (Ctrl-C) or SIGTERM
+  cancels the run and later ones are ignored, so that its clean-up
+  completes: the cluster stops every node it started (SIGTERM, then
+  SIGKILL); :func:`run_demo` then kills, by PID, any node process of this
+  demo that is still its child. The PIDs are shown as nodes start.
 - Rule 3: each call's deadline (``CALL_TIMEOUT``) is longer than the hang
   (``HANG_SECONDS``): a call caught on the hung node waits for it and
   completes, as its deadline allows, while new calls avoid the node once
@@ -291,15 +292,40 @@ def run_demo(options: DemoOptions, progress: Progress,
             a caller still knows them if the run is interrupted).
 
     Raises:
-        KeyboardInterrupt: interrupted (Ctrl-C); every node process of the
-            run has stopped by then.
+        KeyboardInterrupt: interrupted (Ctrl-C, SIGINT or SIGTERM); every
+            node process of the run has stopped by then.
         TimeoutError: a node did not come back after a fault.
     """
     pids: dict[str, list[int]] = {} if os_pids is None else os_pids
     try:
-        return asyncio.run(_Demo(options, progress, pids).run())
+        return asyncio.run(_until_signalled(_Demo(options, progress, pids)))
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None  # SIGINT or SIGTERM, as Ctrl-C
     finally:
         kill_leftovers(pids)
+
+
+async def _until_signalled(demo: _Demo) -> DemoResult:
+    """Run ``demo``; the first SIGINT or SIGTERM cancels it (its clean-up
+    stops every node), later ones are ignored so that the clean-up completes."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(demo.run())
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def interrupt() -> None:
+        for sig in signals:
+            loop.add_signal_handler(sig, lambda: None)
+        task.cancel()
+    try:
+        for sig in signals:
+            loop.add_signal_handler(sig, interrupt)
+    except (ValueError, RuntimeError):
+        pass  # not the main thread (a test calling main()): signals stay as they were
+    try:
+        return await task
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
 
 
 def check_plot_path(path: Path) -> None:
