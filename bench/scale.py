@@ -23,13 +23,32 @@ Prints ``name: value`` lines:
   (interval 0.1 s, retention 0.5 s) and with it turned off. A fresh etcd
   for each.
 
-Figures of the scale issue this script does not print yet:
-``node_removal_1m_ms``, ``resync_1m_max_block_ms``, ``apply_bucket64_1m_us``
-and ``idle_cpu_pct_50_peers_after_idle``.
+- ``resync_1m_max_block_ms``: a node starts against a store (an in-memory
+  store object, so the figure is shoal's work alone) holding ``--nodes``
+  nodes of ``--per-node`` members each (default 1,000 x 1,000 = 1M, one
+  group, 64-member buckets: the dense layout); the start-up snapshot is a
+  re-sync. The figure is the longest gap seen by a task ticking every 5 ms
+  while it runs (the slices' own work, and CPython's garbage collector).
+  ``resync_1m_max_block_ms_gc_paused`` is the same with the cyclic garbage
+  collector paused around it, to tell the two apart; ``resync_1m_s`` is the
+  whole re-sync.
+- ``apply_bucket64_1m_us``: one store change putting a new 64-member bucket
+  for a known node into that 1M table, from the store's apply to the join
+  event reaching a subscriber (median of 20; the real watch and apply path).
+- ``node_removal_1m_ms``: one node of 1,000 members leaves the 1M table as
+  its session's end does: one store change deletes its ``nodes/`` key and
+  its member keys; from the apply to the last leave event (median of 5).
+- ``idle_cpu_pct_50_peers_after_idle``: 51 real nodes in one process on
+  loopback (a shared in-memory store): one calls each of the 50 others
+  once, then all idle past ``idle_timeout`` (2 s here) and every
+  connection closes; the process's CPU over 10 s, divided by 51, as a
+  percentage of one core. ``idle_cpu_pct_50_peers_kept`` is the node that
+  called 50 peers when connections stay open (``idle_timeout=None``): the
+  same base plus 50 connections' heartbeats, from the same two runs.
 
-Measured on a 2-core shared host, 3,000 keys: 7,588 deliveries/s while
-watches asked for ``prev_kv``; 166,808/s without. Rolling restarts: the
-database grew 30 MB uncompacted, about 5 MB compacted.
+Measured on the 2-core shared host (load average 6-10 from other work),
+etcd 3.4, 1M members dense: see docs/scale.md for the figures and the
+model built on them.
 """
 
 from __future__ import annotations
@@ -37,16 +56,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
+import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit, run
 
-from shoal.store.base import Changes, Delete, Put
+import shoal
+from shoal.membership.keys import BUCKET_SIZE, encode_members, member_key
+from shoal.runtime.node_info import node_info
+from shoal.store import MemoryStore
+from shoal.store.base import Changes, Delete, Put, Session
 from shoal.store.etcd import EtcdSession, EtcdStore
+from shoal.testing.cluster import wait_until
 from shoal.testing.etcd_server import start_etcd
 
 BATCH = 128
@@ -126,7 +153,176 @@ async def measure_rolling_growth(compaction_interval: float, nodes: int = 20,
     return (size - base) / 1e6
 
 
+# -- the 1M table, in one process ------------------------------------------------------
+
+SECRET = "bench-scale-secret-0123456789abcdef"
+
+
+class Ticker:
+    """The longest gap between ticks of a task on the loop: the longest stall."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._stop = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while not self._stop.is_set():
+            await asyncio.sleep(0.005)
+            now = loop.time()
+            self.longest = max(self.longest, now - last)
+            last = now
+
+    async def stop(self) -> float:
+        self._stop.set()
+        await self._task
+        return self.longest
+
+
+def _peer(n: int) -> tuple[str, int]:
+    return f"peer{n:04d}", 1000 + n
+
+
+def _node_ops(n: int, per_node: int) -> list[Put]:
+    name, creation = _peer(n)
+    ops = [Put(key=f"nodes/{name}",
+               value=node_info(name, creation, 30.0, "127.0.0.1", 9, as_given=True))]
+    for bucket in range(per_node // BUCKET_SIZE + (per_node % BUCKET_SIZE > 0)):
+        first = bucket * BUCKET_SIZE
+        counts = {s: 1 for s in range(max(first, 1), min(first + BUCKET_SIZE, per_node + 1))}
+        if counts:
+            ops.append(Put(key=member_key(name, creation, "default", "g", bucket),
+                           value=encode_members(bucket, counts)))
+    return ops
+
+
+async def _seed(store: MemoryStore, nodes: int, per_node: int) -> Session:
+    session = await store.open_session("seeder", node_info(
+        "seeder", 1, 3600.0, "127.0.0.1", 9, as_given=True), 3600.0)
+    batch: list[Put] = []
+    for n in range(nodes):
+        batch += _node_ops(n, per_node)
+        if len(batch) >= 512:
+            await session.apply(batch)
+            batch = []
+    if batch:
+        await session.apply(batch)
+    return session
+
+
+async def _until_pids(sub: Any, kind: str, count: int) -> None:
+    seen = 0
+    async for event in sub:
+        if event.kind == kind:
+            seen += len(event.pids)
+            if seen >= count:
+                return
+
+
+async def measure_table(nodes: int, per_node: int, *, pause_gc: bool) -> dict[str, float]:
+    """Re-sync, bucket apply and node removal figures on a ``nodes x per_node`` table."""
+    store = MemoryStore()
+    seeder = await _seed(store, nodes, per_node)
+    figures: dict[str, float] = {}
+    if pause_gc:
+        gc.disable()
+    ticker = Ticker()
+    began = time.perf_counter()
+    try:
+        node = shoal.Node("observer", store=store, listen=None, secret=SECRET)
+        await node.start()
+    finally:
+        if pause_gc:
+            gc.enable()
+    figures["resync_s"] = time.perf_counter() - began
+    figures["resync_max_block_ms"] = await ticker.stop() * 1000
+    try:
+        assert len(node.groups.get_members("g")) == nodes * per_node
+        if pause_gc:
+            return figures
+        sub = node.groups.subscribe("g", limit=1_000_000)
+        applies = []
+        for i in range(20):  # a new 64-member bucket of a known node
+            name, creation = _peer(i)
+            bucket = per_node // BUCKET_SIZE + 2
+            counts = {bucket * BUCKET_SIZE + k: 1 for k in range(BUCKET_SIZE)}
+            put = Put(key=member_key(name, creation, "default", "g", bucket),
+                      value=encode_members(bucket, counts))
+            t0 = time.perf_counter()
+            await seeder.apply([put])
+            await _until_pids(sub, "join", BUCKET_SIZE)
+            applies.append(time.perf_counter() - t0)
+        figures["apply_bucket64_us"] = statistics.median(applies) * 1e6
+        removals = []
+        for i in range(nodes - 5, nodes):  # a node's session ends: its keys go in one change
+            gone = [Delete(key=op.key) for op in _node_ops(i, per_node)]
+            t0 = time.perf_counter()
+            await seeder.apply(gone)
+            await _until_pids(sub, "leave", per_node)
+            removals.append(time.perf_counter() - t0)
+        figures["node_removal_ms"] = statistics.median(removals) * 1000
+        sub.close()
+    finally:
+        await node.stop()
+        await seeder.close()
+        await store.close()
+    return figures
+
+
+# -- idle CPU with 50 peers ------------------------------------------------------------
+
+
+class Echo(shoal.GenServer):
+    async def handle_call(self, request: Any, caller: shoal.Caller) -> Any:
+        return request
+
+
+async def measure_idle_cpu(peers: int, idle_timeout: float | None, window: float) -> float:
+    """Percent of one core the whole process uses over ``window`` seconds
+    once ``peers + 1`` nodes idle after one node called every other once."""
+    store = MemoryStore()
+    nodes = [shoal.Node(f"n{i:02d}", store=store, secret=SECRET, idle_timeout=idle_timeout)
+             for i in range(peers + 1)]
+    async with contextlib.AsyncExitStack() as stack:
+        for node in nodes:
+            await stack.enter_async_context(node)
+        caller = nodes[0]
+        pids = [await node.spawn(Echo) for node in nodes[1:]]
+        await wait_until(lambda: len(caller.cluster_view.names() - {caller.name}) >= peers,
+                         timeout=30, what="every peer in the caller's view")
+        for pid in pids:
+            await caller.call(pid, "once", timeout=10)
+        if idle_timeout is not None:
+            await wait_until(lambda: not caller.statistics().connected,
+                             timeout=idle_timeout * 2 + 10, what="idle connections closed")
+        else:
+            assert len(caller.statistics().connected) == peers
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        await asyncio.sleep(window)
+        cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+    return cpu / wall * 100
+
+
 async def main_async(args: argparse.Namespace) -> None:
+    table = await measure_table(args.nodes, args.per_node, pause_gc=False)
+    emit("resync_1m_max_block_ms", table["resync_max_block_ms"], "ms")
+    emit("resync_1m_s", table["resync_s"], "s")
+    emit("apply_bucket64_1m_us", table["apply_bucket64_us"], "us")
+    emit("node_removal_1m_ms", table["node_removal_ms"], "ms")
+    gc.collect()
+    paused = await measure_table(args.nodes, args.per_node, pause_gc=True)
+    emit("resync_1m_max_block_ms_gc_paused", paused["resync_max_block_ms"], "ms")
+    gc.collect()
+    after_idle = await measure_idle_cpu(50, 2.0, args.window)
+    kept = await measure_idle_cpu(50, None, args.window)
+    emit("idle_cpu_pct_50_peers_after_idle", after_idle / 51, "% of a core per node")
+    # The caller keeps 50 connections, each peer one: 100 connection ends heartbeat.
+    per_end = max(0.0, kept - after_idle) / 100
+    emit("idle_cpu_pct_50_peers_kept", after_idle / 51 + 50 * per_end, "% of a core")
+    if args.skip_etcd:
+        return
     with contextlib.ExitStack() as stack:
         etcd = stack.enter_context(start_etcd())
         rate = await measure_deliveries(etcd.url(cluster="bench-deliveries"), args.keys)
@@ -140,6 +336,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keys", type=int, default=3000,
                         help="keys put, updated and deleted for the deliveries figure")
+    parser.add_argument("--nodes", type=int, default=1000, help="nodes in the big table")
+    parser.add_argument("--per-node", type=int, default=1000, help="members per node")
+    parser.add_argument("--window", type=float, default=10.0,
+                        help="seconds over which idle CPU is measured")
+    parser.add_argument("--skip-etcd", action="store_true",
+                        help="only the in-process figures (no etcd needed)")
     args = parser.parse_args(argv)
     run(lambda: main_async(args))
     return 0
