@@ -27,6 +27,7 @@ from shoal.cli.common import (
 from shoal.cli.demo_command import demo_command
 from shoal.cli.ops import COMMANDS
 from shoal.cli.reloading import reload_command
+from shoal.cli.top_view import top_command
 from shoal.cli.upcommands import UP_COMMANDS
 from shoal.runtime.observe import parse_http
 from shoal.runtime.process import RUN_MAILBOX_SIZE
@@ -319,7 +320,7 @@ def call_command(target: str, request: str, store: str | None, cluster: str | No
 
 
 for _command in (demo_command, *COMMANDS, reload_command, audit_command, chaos_command,
-                 *UP_COMMANDS):
+                 top_command, *UP_COMMANDS):
     cli.add_command(_command)
 
 
