@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import shoal
-from shoal.cli.operate import ask
+from shoal.cli.operate import UnknownTarget, ask
 
 __all__ = ["CLI_PREFIX", "MAX_EVENTS", "Sample", "Watch", "p99_ms", "take_sample"]
 
@@ -62,6 +62,8 @@ async def _stats(node: shoal.Node, name: str, timeout: float, top: int
                  ) -> dict[str, Any] | str:
     try:
         answer = await ask(node, name, "stats", {"top": top}, timeout)
+    except UnknownTarget:
+        return "no longer registered in the store (its session ended)"
     except shoal.ShoalError as exc:
         return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if not isinstance(answer, dict):

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from test_observability import aget, env, http_port
+from test_observability import aget, env, http_port, json_lines
 
 from shoal.cli import main
 from shoal.testing.cluster import SECRET, LocalCluster, wait_until
@@ -28,6 +28,12 @@ async def top(capsys: pytest.CaptureFixture[str], store: str, *flags: str) -> st
     captured = capsys.readouterr()
     assert code == 0, captured.err
     return captured.out
+
+
+def cli_connections(log: Path) -> int:
+    """Connections from operators' commands a node has logged."""
+    return sum(1 for r in json_lines(log) if r["event"] == "peer_connected"
+               and str(r["peer"]).startswith("shoal-cli-"))
 
 
 def by_node(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -80,8 +86,17 @@ async def test_top_lists_nodes_and_groups_agrees_with_metrics_and_shows_a_killed
         text_report = await top(capsys, cluster.store)  # stdout is no terminal: text
         assert all(f"\n{name} " in text_report for name in ("a", "b", "c"))
 
+        # c is killed while a report is being taken: after the first sample
+        # asked it (a connection from the command is up), before the second.
+        c_log = cluster.nodes["c"].log
+        before = cli_connections(c_log)
+        running = asyncio.ensure_future(asyncio.to_thread(
+            main, ["top", "--store", cluster.store, "--interval", "3", "--once", "--json"]))
+        await wait_until(lambda: cli_connections(c_log) > before,
+                         what="the command asking c")
         cluster.kill9("c")
-        report = json.loads(await top(capsys, cluster.store, "--once", "--json"))
+        assert await running == 0
+        report = json.loads(capsys.readouterr().out)
         nodes = by_node(report)
         assert nodes["c"]["state"] == "down" and nodes["c"]["why"]
         assert nodes["a"]["state"] == nodes["b"]["state"] == "up"
