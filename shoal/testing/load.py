@@ -30,6 +30,8 @@ from shoal.testing.invariants import Outcome, Timeline
 
 __all__ = ["Histogram", "Load", "LoadStats", "SecondBucket", "outcome_of"]
 
+FAILURE_PAUSE = 0.005
+"""Seconds a caller waits after a failed call before its next one."""
 STOP_GRACE = 5.0
 """Seconds past the call timeout :meth:`Load.stop` waits for calls in flight."""
 
@@ -241,6 +243,11 @@ class Load:
             timeline.call_ended(call_id, ended, outcome, "" if error is None else
                                 f"{type(error).__name__}: {_first_line(error)}")
             self._count(outcome, error, attempts, started, ended)
+            if error is not None:
+                # A call that fails at once (NoMembers on an empty group) never
+                # suspends: without this pause the callers would spin, hold the
+                # event loop and fill the timeline until memory runs out.
+                await asyncio.sleep(FAILURE_PAUSE)
 
     def _count(self, outcome: Outcome, error: ShoalError | None, attempts: int,
                started: float, ended: float) -> None:
