@@ -16,7 +16,8 @@ Rules:
    and its processes' links to them; the peer's monitors and links on
    ours, ``holds.py``). One timer per node checks every ``idle_timeout / 4``:
    a connection closes between 1 and 1.25 ``idle_timeout`` after its last
-   message. ``None`` turns it off (connections stay, as before).
+   message. A silent peer's connection is left to the heartbeat's rules
+   (it is suspected, not idle). ``None`` turns it off (connections stay).
 2. An idle connection is closed in order with BYE ``"idle"`` (docs/protocol.md
    3.2), forgotten by the transport at once and lingering until the peer
    closes (:data:`LINGER`): like ``"shutdown"`` it promises that every CALL the sender read on
@@ -146,7 +147,8 @@ class IdleConnections:
             count = stats.messages_sent + stats.messages_received - stats.heartbeats
             last = self._seen.get(conn)
             since = last[1] if last is not None and last[0] == count else now
-            if now - since >= timeout and (conn.serving <= 0 or now >= stats.calls_until):
+            if now - since >= timeout and not stats.silent \
+                    and (conn.serving <= 0 or now >= stats.calls_until):
                 if held is None:
                     held = self._held()
                 if node not in held and self._remote.holds.count(node) == (0, 0):
