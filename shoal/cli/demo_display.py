@@ -87,7 +87,7 @@ class Progress:
         """The current figures (called about four times a second)."""
 
     def close(self) -> None:
-        """The run ended: leave the screen as it is."""
+        """The run ended: leave the screen as it is (again: nothing more)."""
 
 
 class PlainProgress(Progress):
@@ -130,6 +130,7 @@ class LiveProgress(Progress):
         self.console = Console(file=stream, force_terminal=True, highlight=False)
         self._title = "starting the cluster"
         self._last: Tick | None = None
+        self._closed = False
         self._live = Live(self._render(), console=self.console, refresh_per_second=4,
                           transient=False, redirect_stdout=False, redirect_stderr=False)
         self._live.start()
@@ -187,8 +188,10 @@ class LiveProgress(Progress):
         self._live.update(self._render())
 
     def close(self) -> None:
-        self._refresh()
-        self._live.stop()
+        if not self._closed:  # closing twice draws nothing more
+            self._closed = True
+            self._refresh()
+            self._live.stop()
 
 
 def make_progress(stream: TextIO, *, live: bool | None = None) -> Progress:

@@ -7,6 +7,7 @@ these check what a person reads and the exit code rule without a cluster.
 from __future__ import annotations
 
 import io
+import json
 import struct
 import sys
 from pathlib import Path
@@ -22,7 +23,14 @@ from shoal.cli.demo_display import (
     make_progress,
 )
 from shoal.cli.demo_plot import plot
-from shoal.cli.demo_report import DemoFault, DemoResult, DemoSecond, exit_code, report_lines
+from shoal.cli.demo_report import (
+    DemoFault,
+    DemoResult,
+    DemoSecond,
+    exit_code,
+    report_lines,
+    to_json,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -93,6 +101,17 @@ def test_violations_are_printed_before_the_verdict_line_and_fail_the_demo() -> N
     assert lines[-3:-1] == list(found)
 
 
+def test_json_has_the_figures_the_faults_and_every_node_process(
+) -> None:
+    value = json.loads(json.dumps(to_json(_result(failed=1, unknown=1, idempotent=False))))
+    assert value["ok"] == 140_000 and value["failed"] == 1 and value["unknown"] == 1
+    assert value["unexplained"] == 0 and value["passed"] is True
+    assert value["os_pids"] == {"n1": [101, 104], "n2": [102], "n3": [103]}
+    assert value["faults"][0] == {"kind": "kill", "node": "n1", "start": 3.0, "end": 3.1,
+                                  "detail": "kill -9", "excluded_after": 0.007}
+    assert value["violations"] == [] and len(value["per_second"]) == 17
+
+
 def _tick(t: float, **changes: object) -> Tick:
     nodes = (NodeState(name="n1", members=4, routable=True, in_flight=8),
              NodeState(name="n2", members=4, routable=False, in_flight=8))
@@ -132,6 +151,8 @@ def test_live_progress_draws_a_panel_with_the_figures_and_members_per_node() -> 
     progress.event("n1 killed", t=3.1)
     progress.close()
     text = out.getvalue()
+    progress.close()
+    assert out.getvalue() == text  # closed once, drawn once
     assert "\x1b[" in text  # drawn for a terminal
     assert "phase 2/6, kill -9 n1" in text
     assert "4/4 members routable" in text
