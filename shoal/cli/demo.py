@@ -19,9 +19,9 @@ Rules:
   requests are (they echo the request; nothing changes), which is what lets
   a call in flight on a killed node be retried elsewhere. ``--non-idempotent``
   shows the other case, whose unknown-delivery failures are counted apart.
-- Rule 2: no process is left behind. The first SIGINT (Ctrl-C) or SIGTERM
-  cancels the run and later ones are ignored, so that its clean-up
-  completes: the cluster stops every node it started (SIGTERM, then
+- Rule 2: no process is left behind. The first SIGINT (Ctrl-C), SIGTERM
+  or SIGHUP (its terminal closed) cancels the run and later ones are
+  ignored, so that its clean-up completes: the cluster stops every node it started (SIGTERM, then
   SIGKILL); :func:`run_demo` then kills, by PID, any node process of this
   demo that is still its child. The PIDs are shown as nodes start.
 - Rule 3: each call's deadline (``CALL_TIMEOUT``) is longer than the hang
@@ -292,25 +292,26 @@ def run_demo(options: DemoOptions, progress: Progress,
             a caller still knows them if the run is interrupted).
 
     Raises:
-        KeyboardInterrupt: interrupted (Ctrl-C, SIGINT or SIGTERM); every
-            node process of the run has stopped by then.
+        KeyboardInterrupt: interrupted (Ctrl-C, SIGINT, SIGTERM or SIGHUP);
+            every node process of the run has stopped by then.
         TimeoutError: a node did not come back after a fault.
     """
     pids: dict[str, list[int]] = {} if os_pids is None else os_pids
     try:
         return asyncio.run(_until_signalled(_Demo(options, progress, pids)))
     except asyncio.CancelledError:
-        raise KeyboardInterrupt from None  # SIGINT or SIGTERM, as Ctrl-C
+        raise KeyboardInterrupt from None  # a signal of _until_signalled, as Ctrl-C
     finally:
         kill_leftovers(pids)
 
 
 async def _until_signalled(demo: _Demo) -> DemoResult:
-    """Run ``demo``; the first SIGINT or SIGTERM cancels it (its clean-up
-    stops every node), later ones are ignored so that the clean-up completes."""
+    """Run ``demo``; the first SIGINT, SIGTERM or SIGHUP cancels it (its
+    clean-up stops every node), later ones are ignored so that the clean-up
+    completes."""
     loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(demo.run())
-    signals = (signal.SIGINT, signal.SIGTERM)
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def interrupt() -> None:
         for sig in signals:

@@ -20,7 +20,8 @@ from shoal.cli.common import EXIT_FAILED, verbose_option
 __all__ = ["EXIT_INTERRUPTED", "demo_command"]
 
 EXIT_INTERRUPTED = 130
-"""Exit code after Ctrl-C (SIGINT, 128 + 2, as shells report it), and after SIGTERM."""
+"""Exit code after Ctrl-C (SIGINT, 128 + 2, as shells report it), and after
+SIGTERM or SIGHUP (its terminal closed)."""
 
 
 @click.command("demo")
@@ -66,7 +67,8 @@ def demo_command(nodes: int, callers: int, scale: float, non_idempotent: bool,
     an unknown-delivery failure of a non-idempotent call (none, unless
     --non-idempotent); 1 otherwise, or a node did not come back after a
     fault; 2 bad usage (also --plot without matplotlib); 130 interrupted
-    (Ctrl-C or SIGTERM): every node process it started has been stopped.
+    (Ctrl-C, SIGTERM, or SIGHUP when its terminal closes): every node
+    process it started has been stopped.
     """
     from shoal.cli.demo import DemoOptions, check_plot_path, run_demo
     from shoal.cli.demo_display import make_progress

@@ -52,8 +52,8 @@ def cli(ctx: click.Context, verbose: int) -> None:
     refuses such as an unsafe secret file or incomplete peer TLS); 3 (shoal
     run) the node fenced itself: a newer incarnation holds its name; 4
     (shoal run) the application's top supervisor gave up (too many restarts);
-    130 (shoal demo) interrupted by Ctrl-C or SIGTERM, every node it started
-    stopped.
+    130 (shoal demo) interrupted by Ctrl-C, SIGTERM or SIGHUP, every node it
+    started stopped.
     """
     ctx.obj = {**(ctx.obj or {}), "verbose": verbose}
     configure_logging(verbose, ctx.obj.get("log_format"))

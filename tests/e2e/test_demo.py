@@ -3,11 +3,13 @@
 Each test runs ``python -m shoal.cli demo`` as a subprocess whose stdout is
 a pipe (no terminal: plain lines), the way CI and a user's script see it.
 The run is the demo's own (its phases take ~15 s at ``--scale 0.5``), so
-the suite runs it once to the end, and twice until its hang is interrupted.
+the suite runs it once to the end, and until its hang is interrupted once
+per signal that stops it (SIGINT, SIGTERM, SIGHUP).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import signal
@@ -53,6 +55,18 @@ def _children(parent: int) -> set[int]:
     return found
 
 
+def _store_directory(pid: int) -> Path | None:
+    """The directory of the store a node process was started on."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    for flag, value in itertools.pairwise(argv):
+        if flag == b"--store" and value.startswith(b"sqlite://"):
+            return Path(value[len(b"sqlite://"):].decode()).parent
+    return None
+
+
 @pytest.mark.timeout(150)
 def test_the_demo_survives_every_fault_and_says_violations_0(tmp_path: Path) -> None:
     picture = tmp_path / "demo.png"
@@ -87,7 +101,8 @@ def test_the_demo_survives_every_fault_and_says_violations_0(tmp_path: Path) -> 
 
 
 @pytest.mark.timeout(150)
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+                         ids=["ctrl-c", "sigterm", "terminal-closed"])
 def test_interrupted_during_the_hang_it_leaves_no_node_process_behind(sig: int) -> None:
     demo = _demo("--scale", "0.5")
     assert demo.stdout is not None
@@ -101,6 +116,8 @@ def test_interrupted_during_the_hang_it_leaves_no_node_process_behind(sig: int) 
             break
     assert any("phase 3/6" in line for line in seen), "".join(seen)
     started = printed | _children(demo.pid)  # also any it had not printed yet
+    stores = {_store_directory(pid) for pid in started} - {None}
+    assert len(stores) == 1, stores  # its one temporary embedded store
     demo.send_signal(sig)  # one node is SIGSTOPped right now
     _, err = demo.communicate(timeout=60)
     assert demo.returncode == 130, err
@@ -108,3 +125,4 @@ def test_interrupted_during_the_hang_it_leaves_no_node_process_behind(sig: int) 
     assert "Traceback" not in err
     assert len(printed) >= 4  # three nodes and the restarted one
     assert not [pid for pid in started if _running(pid)]
+    assert not [store for store in stores if store is not None and store.exists()]
