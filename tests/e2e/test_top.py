@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from test_observability import aget, env, http_port, json_lines
 
 from shoal.cli import main
+from shoal.testing.agent import CONTROL_SCOPE
 from shoal.testing.cluster import SECRET, LocalCluster, wait_until
 
 
@@ -49,6 +50,12 @@ async def test_top_lists_nodes_and_groups_agrees_with_metrics_and_shows_a_killed
                             env=env(tmp_path)) as cluster:
         log = cluster.nodes["a"].log
         await wait_until(lambda: http_port(log) is not None, what="a's HTTP port")
+        # Every node set up (the cluster waits for registration only, with this app).
+        client = cluster.client
+        await wait_until(lambda: len(client.groups.get_members("blocker")) == 3
+                         and len(client.groups.get_members("echoes")) == 6
+                         and all(client.scope(CONTROL_SCOPE).get_members(n) for n in "abc"),
+                         what="every node's groups joined")
         for _ in range(20):  # group calls from a: local and remote members
             assert (await cluster.control("a", "group_call", "echoes", 0, 5.0, "round_robin",
                                           False))[0] == "ok"
