@@ -276,8 +276,20 @@ class LocalCluster:
         return max(members, key=lambda p: p.creation)
 
     async def control(self, name: str, *request: Any, timeout: float = 10.0) -> Any:
-        """Send a command to the node's Control process (see agent.py)."""
+        """Send a command to the node's Control process (see agent.py), once
+        the client sees it (an app that calls ``agent.setup`` itself is
+        waited for here, not at start)."""
+        await self.wait_control(name, timeout)
         return await self.client.call(self.control_pid(name), list(request), timeout)
+
+    async def wait_control(self, name: str, timeout: float = 10.0) -> shoal.Pid:
+        """Wait until the client sees the Control process of node ``name``'s
+        current incarnation; return its pid."""
+        creation = self.nodes[name].creation
+        scope = self.client.scope(CONTROL_SCOPE)
+        await wait_until(lambda: any(p.creation == creation for p in scope.get_members(name)),
+                         timeout=timeout, what=f"node {name}'s control process")
+        return self.control_pid(name)
 
     async def spawn(self, name: str, kind: str = "echo", *, group: str | None = None,
                     count: int = 1, scope: str = "default") -> list[shoal.Pid]:

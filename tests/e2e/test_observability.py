@@ -74,7 +74,7 @@ async def test_metrics_hold_every_family_with_plausible_values(tmp_path: Path) -
         for _ in range(20):  # group calls from a: local and remote members
             assert (await cluster.control("a", "group_call", "echoes", 0, 5.0, "round_robin",
                                           False))[0] == "ok"
-        assert (await cluster.control("a", "call", cluster.control_pid("b"), ["creation"],
+        assert (await cluster.control("a", "call", await cluster.wait_control("b"), ["creation"],
                                       5.0))[0] == "ok"
         status, text = await aget(port, "/metrics")
         assert status == 200
@@ -163,7 +163,7 @@ async def test_readyz_before_setup_while_serving_and_during_a_drain(tmp_path: Pa
 async def test_json_logs_of_a_run_with_a_peer_killed(tmp_path: Path) -> None:
     async with LocalCluster(["a", "b"], app="observe_app:setup",
                             env=env(tmp_path)) as cluster:
-        await cluster.control("a", "call", cluster.control_pid("b"), ["creation"], 5.0)
+        await cluster.control("a", "call", await cluster.wait_control("b"), ["creation"], 5.0)
         b_creation = cluster.nodes["b"].creation
         cluster.kill9("b")
         log = cluster.nodes["a"].log
