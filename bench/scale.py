@@ -75,6 +75,7 @@ from shoal.store.base import Changes, Delete, Put, Session
 from shoal.store.etcd import EtcdSession, EtcdStore
 from shoal.testing.cluster import wait_until
 from shoal.testing.etcd_server import start_etcd
+from shoal.testing.stalls import LoopStalls
 
 BATCH = 128
 WATCHERS = 10
@@ -158,29 +159,6 @@ async def measure_rolling_growth(compaction_interval: float, nodes: int = 20,
 SECRET = "bench-scale-secret-0123456789abcdef"
 
 
-class Ticker:
-    """The longest gap between ticks of a task on the loop: the longest stall."""
-
-    def __init__(self) -> None:
-        self.longest = 0.0
-        self._stop = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        last = loop.time()
-        while not self._stop.is_set():
-            await asyncio.sleep(0.005)
-            now = loop.time()
-            self.longest = max(self.longest, now - last)
-            last = now
-
-    async def stop(self) -> float:
-        self._stop.set()
-        await self._task
-        return self.longest
-
-
 def _peer(n: int) -> tuple[str, int]:
     return f"peer{n:04d}", 1000 + n
 
@@ -228,7 +206,7 @@ async def measure_table(nodes: int, per_node: int, *, pause_gc: bool) -> dict[st
     figures: dict[str, float] = {}
     if pause_gc:
         gc.disable()
-    ticker = Ticker()
+    ticker = LoopStalls()
     began = time.perf_counter()
     try:
         node = shoal.Node("observer", store=store, listen=None, secret=SECRET)

@@ -8,7 +8,8 @@
   ``partitionable=True``, ``cut``/``heal`` of the link between two chosen
   nodes (:mod:`shoal.testing.partition`). Every node's log is kept and
   printed when the test's ``async with`` block fails.
-- :func:`wait_until`: a bounded wait for a condition.
+- :func:`wait_until`: a bounded wait for a condition; :class:`LoopStalls`:
+  the longest time the event loop was held while it measured.
 - :mod:`shoal.testing.scenario`: chaos runs (what ``shoal chaos`` does):
   :class:`Load` (callers recording every call), :class:`Faults`
   (injectors recording every fact), :func:`run_chaos` (a seeded schedule
@@ -24,6 +25,7 @@ See the README section "Failure testing" for a complete test.
 from shoal.testing.cluster import LocalCluster, NodeProcess, wait_until
 from shoal.testing.invariants import Bounds, Report, RollingCheck, Timeline, Violation, check
 from shoal.testing.partition import Partitions
+from shoal.testing.stalls import LoopStalls
 from shoal.testing.scenario import (
     SERVICE_APP,
     ChaosResult,
@@ -36,5 +38,5 @@ from shoal.testing.scenario import (
 )
 
 __all__ = ["SERVICE_APP", "Bounds", "ChaosResult", "FaultRecord", "Faults", "Load",
-           "LoadStats", "LocalCluster", "NodeProcess", "Partitions", "Report", "RollingCheck",
+           "LoadStats", "LocalCluster", "LoopStalls", "NodeProcess", "Partitions", "Report", "RollingCheck",
            "SecondBucket", "Timeline", "Violation", "check", "run_chaos", "wait_until"]

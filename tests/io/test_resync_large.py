@@ -11,7 +11,6 @@ longest stall stays far below the lease.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -26,6 +25,7 @@ from shoal.store.base import Delete, Put, Session, Snapshot
 from shoal.store.etcd import EtcdStore
 from shoal.store.etcd._client import EndpointConnection
 from shoal.testing.etcd_server import EtcdCluster, start_etcd
+from shoal.testing.stalls import LoopStalls
 
 NODES, MEMBERS, GROUPS = 200, 1000, 100  # 200k members, 10 per group per node
 # s: generous for a loaded CI host, half the 2 s lease. The slices keep the
@@ -62,29 +62,6 @@ async def _seed(store: EtcdStore) -> Session:
     return session
 
 
-class Ticker:
-    """Records the longest gap between ticks of a task on the loop."""
-
-    def __init__(self) -> None:
-        self.longest = 0.0
-        self._stop = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        last = loop.time()
-        while not self._stop.is_set():
-            await asyncio.sleep(0.005)
-            now = loop.time()
-            self.longest = max(self.longest, now - last)
-            last = now
-
-    async def stop(self) -> float:
-        self._stop.set()
-        await self._task
-        return self.longest
-
-
 def _members(node: shoal.Node) -> int:
     return sum(len(node.groups.get_members(f"g{g}")) for g in range(GROUPS))
 
@@ -96,7 +73,7 @@ async def test_a_large_resync_loses_no_session_and_never_stalls_the_loop(
     try:
         session = await _seed(seeder)
         caplog.set_level(logging.WARNING, logger="shoal")
-        ticker = Ticker()
+        ticker = LoopStalls()
         async with shoal.Node("b", store=etcd.url(cluster=cluster), listen=None,
                               session_ttl=2.0) as b:
             started = await ticker.stop()
@@ -109,7 +86,7 @@ async def test_a_large_resync_loses_no_session_and_never_stalls_the_loop(
             dropped = {f"peer{n:03d}" for n in range(0, NODES, 2)}
             kept = {k: e for k, e in full.entries.items()
                     if not (k.startswith("members/") and k.split("/")[1] in dropped)}
-            ticker = Ticker()
+            ticker = LoopStalls()
             await b._replication._resync(Snapshot(entries=kept, revision=full.revision))
             resynced = await ticker.stop()
             assert _members(b) == NODES // 2 * MEMBERS
