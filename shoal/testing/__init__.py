@@ -25,7 +25,6 @@ See the README section "Failure testing" for a complete test.
 from shoal.testing.cluster import LocalCluster, NodeProcess, wait_until
 from shoal.testing.invariants import Bounds, Report, RollingCheck, Timeline, Violation, check
 from shoal.testing.partition import Partitions
-from shoal.testing.stalls import LoopStalls
 from shoal.testing.scenario import (
     SERVICE_APP,
     ChaosResult,
@@ -36,7 +35,9 @@ from shoal.testing.scenario import (
     SecondBucket,
     run_chaos,
 )
+from shoal.testing.stalls import LoopStalls
 
 __all__ = ["SERVICE_APP", "Bounds", "ChaosResult", "FaultRecord", "Faults", "Load",
-           "LoadStats", "LocalCluster", "LoopStalls", "NodeProcess", "Partitions", "Report", "RollingCheck",
-           "SecondBucket", "Timeline", "Violation", "check", "run_chaos", "wait_until"]
+           "LoadStats", "LocalCluster", "LoopStalls", "NodeProcess", "Partitions", "Report",
+           "RollingCheck", "SecondBucket", "Timeline", "Violation", "check", "run_chaos",
+           "wait_until"]
