@@ -10,9 +10,7 @@ Rules:
 
 - Rule 1: only processes this helper started are ever signalled, by the PID
   it got when starting them; ``stop`` always ends them (SIGTERM, then
-  SIGKILL after a bounded wait), even after a failed test. On Linux each
-  node also gets SIGTERM from the kernel if the thread that started it
-  dies (a test runner killed mid-test), so none is left behind.
+  SIGKILL after a bounded wait), even after a failed test.
 - Rule 2: every wait is bounded in time and raises ``TimeoutError`` naming
   what it waited for; nothing sleeps to synchronise.
 """
@@ -21,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -40,15 +37,6 @@ from shoal.testing.partition import Partitions
 __all__ = ["LocalCluster", "NodeProcess", "wait_until"]
 
 SECRET = "local-cluster-secret-0123456789abcdef"
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def _stop_with_parent() -> None:
-    """In a node's process, before it runs shoal: have the kernel send it
-    SIGTERM when the thread that started it dies (Linux ``PR_SET_PDEATHSIG``),
-    so a test runner killed mid-test leaves no node behind (Rule 1)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 async def wait_until(predicate: Callable[[], bool], *, timeout: float = 10.0,
@@ -232,8 +220,7 @@ class LocalCluster:
             "--node", name, "--store", self.store, *advertise,
             "--heartbeat-timeout", str(self.heartbeat_timeout),
             *(() if self.session_ttl is None else ("--session-ttl", str(self.session_ttl))),
-            stdout=asyncio.subprocess.PIPE, stderr=log.open("wb"), env=env,
-            preexec_fn=_stop_with_parent if sys.platform.startswith("linux") else None)
+            stdout=asyncio.subprocess.PIPE, stderr=log.open("wb"), env=env)
         node = NodeProcess(name, process, log)
         old = self.nodes.get(name)
         if old is not None:
