@@ -8,13 +8,22 @@ nothing needs undoing.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
-from shoal.errors import BadArgument
+from shoal.errors import BadArgument, NoSuchProcess
 from shoal.pid import Pid
 
-__all__ = ["MAX_TIMEOUT", "check_group", "check_int", "check_name", "check_pid", "check_pids",
-           "check_timeout"]
+__all__ = [
+    "MAX_TIMEOUT",
+    "check_group",
+    "check_int",
+    "check_live_local_pid",
+    "check_name",
+    "check_pid",
+    "check_pids",
+    "check_timeout",
+]
 
 MAX_NAME = 255
 MAX_TIMEOUT = 365 * 24 * 3600.0
@@ -28,6 +37,24 @@ def check_pid(argument: str, value: Any) -> Pid:
     if type(value) is not Pid:
         raise BadArgument(argument, value, "a shoal.Pid")
     return value
+
+
+def check_live_local_pid(pid: Any, node: str, live: Callable[[Pid], object | None],
+                         elsewhere: str) -> Pid:
+    """``pid`` if it is a live process of ``node``; ``elsewhere`` tells what
+    to do with another node's pid (registering a name, say).
+
+    Raises:
+        BadArgument: ``pid`` is not a Pid, or belongs to another node.
+        NoSuchProcess: it is not alive.
+    """
+    if type(pid) is not Pid:
+        raise BadArgument("pid", pid, "a shoal.Pid")
+    if pid.node != node:
+        raise BadArgument("pid", pid, f"a pid of this node ({node!r}); {elsewhere}")
+    if live(pid) is None:
+        raise NoSuchProcess(pid)
+    return pid
 
 
 def check_pids(argument: str, value: Any) -> list[Pid]:

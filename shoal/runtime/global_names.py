@@ -65,6 +65,7 @@ from shoal.membership.names import (
     parse_name_key,
 )
 from shoal.pid import Pid, check_registered_name
+from shoal.runtime.checks import check_live_local_pid
 from shoal.runtime.outages import store_backoff
 from shoal.store.base import Changes, Create, Delete, Event, Session, Snapshot, Store
 
@@ -160,13 +161,8 @@ class GlobalNames:
                 the node's session ended (SessionEnded); nothing was held.
         """
         check_registered_name("name", name)
-        if type(pid) is not Pid:
-            raise BadArgument("pid", pid, "a shoal.Pid")
-        if pid.node != self.node:
-            raise BadArgument("pid", pid, f"a pid of this node ({self.node!r}); register a "
-                              "process of another node from its own node")
-        if self._processes.live(pid) is None:
-            raise NoSuchProcess(pid)
+        check_live_local_pid(pid, self.node, self._processes.live,
+                             "register a process of another node from its own node")
         held = self._own.get(name)
         if held is not None:
             raise NameInUse(name, str(held.pid), kind="global name")

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from shoal.errors import BadArgument, NameInUse, NoSuchProcess
 from shoal.pid import Global, Pid, check_registered_name
+from shoal.runtime.checks import check_live_local_pid
 from shoal.runtime.global_names import GlobalNames
 
 if TYPE_CHECKING:
@@ -84,13 +85,8 @@ class Names:
             NameInUse: ``name`` names a live process (the message names it).
         """
         check_registered_name("name", name)
-        if type(pid) is not Pid:
-            raise BadArgument("pid", pid, "a shoal.Pid")
-        if pid.node != self.node:
-            raise BadArgument("pid", pid, f"a pid of this node ({self.node!r}); register "
-                              "a process of another node on its own node, or globally")
-        if self._processes.live(pid) is None:
-            raise NoSuchProcess(pid)
+        check_live_local_pid(pid, self.node, self._processes.live,
+                             "register a process of another node on its own node, or globally")
         holder = self._pids.get(name)
         if holder is not None:
             raise NameInUse(name, str(holder), kind="registered name")
