@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shoal.cli.demo_display import NodeState, Progress, Tick
+from shoal.cli.demo_metrics import DemoMetrics, scrape_group_calls
 from shoal.cli.demo_report import DemoFault, DemoResult, DemoSecond
 from shoal.testing import LocalCluster, Timeline, check, wait_until
 from shoal.testing.sample import GROUP, WORKERS
@@ -70,6 +71,8 @@ class DemoOptions:
     scale: float = 1.0
     """Multiplies the pauses between faults."""
     idempotent: bool = True
+    http: str = "127.0.0.1:0"
+    """Where the callers' node serves ``/metrics`` (port 0: any free one)."""
 
 
 class _Demo:
@@ -114,10 +117,17 @@ class _Demo:
         scratch = tempfile.mkdtemp(prefix="shoal-demo-")
         cluster = LocalCluster(self.names, app=SERVICE_APP, client_name=CLIENT,
                                store=f"sqlite://{scratch}/cluster.db",
-                               heartbeat_timeout=HEARTBEAT_TIMEOUT)
+                               heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                               client_http=self.options.http)
         try:
             await cluster.start()
+            address = cluster.client.http_address
+            if address is not None:
+                self.progress.event(f"the callers' node serves its metrics at "
+                                    f"http://{address[0]}:{address[1]}/metrics")
             stats, timeline, log = await self._serve(cluster)
+            # demo_metrics Rule 1: every caller is done, the node still up.
+            metrics = None if address is None else await scrape_group_calls(*address)
             self._event("callers stopped; stopping the cluster")
         except asyncio.CancelledError:
             raise  # interrupted: no logs to show, only processes to stop
@@ -129,7 +139,7 @@ class _Demo:
             shutil.rmtree(scratch, ignore_errors=True)
         report = check(timeline)
         return self._result(stats, log, [str(v) for v in report.violations],
-                            loop.time() - began)
+                            loop.time() - began, metrics)
 
     async def _serve(self, cluster: LocalCluster
                      ) -> tuple[LoadStats, Timeline, list[FaultRecord]]:
@@ -236,7 +246,7 @@ class _Demo:
             await asyncio.sleep(TICK)
 
     def _result(self, stats: LoadStats, log: list[FaultRecord], violations: list[str],
-                seconds: float) -> DemoResult:
+                seconds: float, metrics: DemoMetrics | None) -> DemoResult:
         faults = tuple(DemoFault(kind=r.kind, node=r.node, start=r.start - self.origin,
                                  end=r.end - self.origin, detail=r.detail,
                                  excluded_after=r.excluded_after) for r in log)
@@ -254,7 +264,8 @@ class _Demo:
             p50_ms=stats.p50_ms, p99_ms=stats.p99_ms,
             failures_by_error=dict(stats.failures_by_error), per_second=per_second,
             faults=faults, violations=tuple(violations),
-            os_pids={name: list(pids) for name, pids in self.os_pids.items()})
+            os_pids={name: list(pids) for name, pids in self.os_pids.items()},
+            metrics=metrics)
 
 
 def _seconds(value: float | None) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from shoal.cli.common import EXIT_FAILED, verbose_option
+from shoal.errors import BadArgument
 
 __all__ = ["EXIT_INTERRUPTED", "demo_command"]
 
@@ -42,13 +43,17 @@ SIGTERM or SIGHUP (its terminal closed)."""
               help="Also draw throughput, latency and failures over time, each fault "
                    "marked, into this PNG (needs matplotlib: pip install 'shoal[demo]'; "
                    "./scripts/demo installs it).")
+@click.option("--http", default="127.0.0.1:0", show_default=True, metavar="HOST:PORT",
+              help="Where the callers' node serves /metrics, /healthz and /readyz during "
+                   "the run (port 0: any free port; the URL is printed at the start). The "
+                   "report checks that /metrics counted the same calls as the callers.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the result as one JSON object on stdout (progress lines go to "
                    "stderr): calls ok/failed/unknown/retried, p50_ms/p99_ms, per_second, "
-                   "faults (with excluded_after), violations, os_pids, passed.")
+                   "faults (with excluded_after), violations, os_pids, metrics, passed.")
 @verbose_option
 def demo_command(nodes: int, callers: int, scale: float, non_idempotent: bool,
-                 plot_path: Path | None, as_json: bool) -> None:
+                 plot_path: Path | None, http: str, as_json: bool) -> None:
     """A real 3-node cluster under load, broken on purpose, and the verdict.
 
     Starts node processes running a supervised group of workers (group
@@ -66,14 +71,20 @@ def demo_command(nodes: int, callers: int, scale: float, non_idempotent: bool,
     Exit codes: 0 the checker found no violation and every failed call was
     an unknown-delivery failure of a non-idempotent call (none, unless
     --non-idempotent); 1 otherwise, or a node did not come back after a
-    fault; 2 bad usage (also --plot without matplotlib); 130 interrupted
+    fault; 2 bad usage (also --plot without matplotlib, or an --http
+    address that cannot be listened on); 130 interrupted
     (Ctrl-C, SIGTERM, or SIGHUP when its terminal closes): every node
     process it started has been stopped.
     """
     from shoal.cli.demo import DemoOptions, check_plot_path, run_demo
     from shoal.cli.demo_display import make_progress
     from shoal.cli.demo_report import exit_code, report_lines, to_json
+    from shoal.runtime.observe import parse_http
 
+    try:
+        parse_http(http)
+    except BadArgument as exc:
+        raise click.BadParameter(str(exc), param_hint="--http") from None
     if plot_path is not None:
         from shoal.cli.demo_plot import require_matplotlib
 
@@ -83,10 +94,16 @@ def demo_command(nodes: int, callers: int, scale: float, non_idempotent: bool,
     # the latencies the demo reports (the node processes still use it).
     progress = make_progress(sys.stderr, live=False) if as_json else make_progress(sys.stdout)
     options = DemoOptions(nodes=nodes, callers=callers, scale=scale,
-                          idempotent=not non_idempotent)
+                          idempotent=not non_idempotent, http=http)
     os_pids: dict[str, list[int]] = {}
     try:
         result = run_demo(options, progress, os_pids)
+    except OSError as exc:  # the callers' node could not listen on --http
+        if isinstance(exc, TimeoutError):  # a node did not come back: exit 1, as documented
+            raise
+        progress.close()
+        click.echo(f"shoal demo: could not start: {exc} (is --http {http} free?)", err=True)
+        raise SystemExit(2) from None
     except KeyboardInterrupt:
         progress.close()
         pids = ", ".join(str(p) for ps in os_pids.values() for p in ps) or "none yet"

@@ -11,7 +11,9 @@ Rules:
   the demo adds one condition: every failed call is explained, i.e. is an
   unknown-delivery failure of a non-idempotent call (the one failure kind
   the fix cannot prevent: the request may have run, so only its caller can
-  decide to retry). Exit 0 only when both hold.
+  decide to retry). And a third: the callers' node's ``/metrics`` counted
+  the same calls as the callers (``demo_metrics.py``), so what an operator's
+  dashboard shows is what the demo reports. Exit 0 only when all hold.
 - Rule 2: this module computes nothing from a cluster; the orchestration
   (``shoal/cli/demo.py``) fills a result, the display, the plot and the
   tests read it, so each can be tested with a result made by hand.
@@ -21,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from shoal.cli.demo_metrics import DemoMetrics
 
 __all__ = ["DemoFault", "DemoResult", "DemoSecond", "exit_code", "report_lines", "to_json"]
 
@@ -87,6 +91,15 @@ class DemoResult:
     """Each violation the checker reported, as it prints it."""
     os_pids: dict[str, list[int]] = field(default_factory=dict)
     """Every OS process id each node ran under, in order (restarts add one)."""
+    metrics: DemoMetrics | None = None
+    """The callers' node's own count of the calls, read from its ``/metrics``
+    at the end (None: the demo served no ``/metrics``)."""
+
+    @property
+    def metrics_agree(self) -> bool:
+        """Whether ``/metrics`` counted the calls the callers counted (True
+        when there was no endpoint to read)."""
+        return self.metrics is None or self.metrics.agrees(self.ok, self.failed)
 
     @property
     def unexplained(self) -> int:
@@ -95,7 +108,7 @@ class DemoResult:
 
     @property
     def passed(self) -> bool:
-        return not self.violations and self.unexplained == 0
+        return not self.violations and self.unexplained == 0 and self.metrics_agree
 
 
 def exit_code(result: DemoResult) -> int:
@@ -129,6 +142,16 @@ def _unknown_line(result: DemoResult) -> str:
             "cannot prevent; only their caller can decide to retry them")
 
 
+def _metrics_line(result: DemoResult, metrics: DemoMetrics) -> str:
+    if metrics.error:
+        return f"{metrics.url} could not be read: {metrics.error}"
+    counted = f"{metrics.ok:,} ok, {metrics.failed:,} failed, {metrics.timed:,} timed"
+    if metrics.agrees(result.ok, result.failed):
+        return f"{metrics.url} counted the same group calls ({counted})"
+    return (f"{metrics.url} counted {counted}: NOT the {result.ok:,} ok and "
+            f"{result.failed:,} failed the callers counted")
+
+
 def report_lines(result: DemoResult) -> list[str]:
     """The end report; its last line is ``violations: N`` (Rule 1)."""
     reaps = [f for f in result.faults if f.kind == "reap"]
@@ -147,6 +170,8 @@ def report_lines(result: DemoResult) -> list[str]:
         by_error = ", ".join(f"{name} {count}"
                              for name, count in sorted(result.failures_by_error.items()))
         lines.append(f"failures         {by_error}")
+    if result.metrics is not None:
+        lines.append(f"metrics          {_metrics_line(result, result.metrics)}")
     if result.passed:
         lines.append("verdict          passed: no caller saw a failure the fix could prevent, "
                      "and the checker found no broken guarantee")
@@ -156,6 +181,10 @@ def report_lines(result: DemoResult) -> list[str]:
             why.append(f"{result.unexplained} call(s) failed with a live member available")
         if result.violations:
             why.append("the checker found broken guarantees (below)")
+        if result.metrics is not None and result.metrics.error:
+            why.append("the callers' node's /metrics could not be read")
+        elif not result.metrics_agree:
+            why.append("/metrics did not count the calls the callers counted")
         lines.append(f"verdict          FAILED: {'; '.join(why)}")
     lines += list(result.violations)
     lines.append(f"violations: {len(result.violations)}")

@@ -109,6 +109,9 @@ class LocalCluster:
         partitionable: put a proxy in front of every node and the client
             (``shoal.testing.partition``), so that ``cut`` and ``heal`` can
             partition chosen pairs (plain TCP only, not peer TLS).
+        client_http: the client node's ``http`` (``"HOST:PORT"``, port 0
+            for any free one): it then serves ``/metrics`` of the calls the
+            test makes; off by default.
     """
 
     def __init__(self, names: int | list[str] = 3, *, store: str | None = None,
@@ -116,7 +119,7 @@ class LocalCluster:
                  secret: str = SECRET,
                  env: dict[str, str] | None = None, client_name: str = "test-client",
                  app: str = "shoal.testing.agent:setup", mesh: bool = True,
-                 partitionable: bool = False) -> None:
+                 partitionable: bool = False, client_http: str = "") -> None:
         self.names = [f"n{i + 1}" for i in range(names)] if isinstance(names, int) else names
         self.mesh = mesh
         self._tmp = tempfile.mkdtemp(prefix="shoal-cluster-")
@@ -127,6 +130,7 @@ class LocalCluster:
         self.secret = secret
         self.env = env or {}
         self.client_name = client_name
+        self.client_http = client_http
         self.app = app
         self.nodes: dict[str, NodeProcess] = {}
         self._stopped: list[NodeProcess] = []
@@ -173,7 +177,7 @@ class LocalCluster:
             advertise = f"127.0.0.1:{await self.partitions.proxy(self.client_name)}"
         self._client = shoal.Node(self.client_name, store=self.store, secret=self.secret,
                                   heartbeat_timeout=self.heartbeat_timeout,
-                                  advertise=advertise, http="")
+                                  advertise=advertise, http=self.client_http)
         await self._client.start()
         if self.partitions is not None and self._client.address is not None:
             self.partitions.target(self.client_name, *self._client.address)

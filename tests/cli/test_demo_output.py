@@ -22,6 +22,7 @@ from shoal.cli.demo_display import (
     Tick,
     make_progress,
 )
+from shoal.cli.demo_metrics import DemoMetrics
 from shoal.cli.demo_plot import plot
 from shoal.cli.demo_report import (
     DemoFault,
@@ -112,6 +113,40 @@ def test_json_has_the_figures_the_faults_and_every_node_process(
     assert value["violations"] == [] and len(value["per_second"]) == 17
 
 
+URL = "http://127.0.0.1:9100/metrics"
+
+
+def test_metrics_that_counted_the_same_calls_are_reported_as_agreeing() -> None:
+    result = _result(failed=2, unknown=2, idempotent=False,
+                     metrics=DemoMetrics(url=URL, ok=140_000, failed=2, timed=140_002))
+    text = "\n".join(report_lines(result))
+    assert f"metrics          {URL} counted the same group calls" in text
+    assert exit_code(result) == 0
+    assert to_json(result)["metrics"] == {"url": URL, "ok": 140_000, "failed": 2,
+                                          "timed": 140_002, "error": ""}
+
+
+@pytest.mark.parametrize("metrics", [
+    DemoMetrics(url=URL, ok=139_999, failed=0, timed=139_999),   # a call not counted
+    DemoMetrics(url=URL, ok=140_000, failed=1, timed=140_001),   # a failure the callers missed
+    DemoMetrics(url=URL, ok=140_000, failed=0, timed=139_000),   # calls counted, not timed
+])
+def test_metrics_that_disagree_with_the_callers_fail_the_demo(metrics: DemoMetrics) -> None:
+    result = _result(metrics=metrics)
+    lines = report_lines(result)
+    assert exit_code(result) == 1
+    assert any("NOT the 140,000 ok and 0 failed the callers counted" in line for line in lines)
+    assert any("/metrics did not count the calls the callers counted" in line for line in lines)
+
+
+def test_metrics_that_could_not_be_read_fail_the_demo_and_say_why() -> None:
+    result = _result(metrics=DemoMetrics(url=URL, error="ClientConnectorError: refused"))
+    text = "\n".join(report_lines(result))
+    assert exit_code(result) == 1
+    assert f"{URL} could not be read: ClientConnectorError: refused" in text
+    assert "/metrics could not be read" in text and "did not count" not in text
+
+
 def _tick(t: float, **changes: object) -> Tick:
     nodes = (NodeState(name="n1", members=4, routable=True, in_flight=8),
              NodeState(name="n2", members=4, routable=False, in_flight=8))
@@ -190,6 +225,8 @@ def test_plot_without_matplotlib_is_a_clear_error_before_anything_starts(
     ["demo", "--callers", "0"],
     ["demo", "--scale", "0"],
     ["demo", "--plot", "/no/such/directory/demo.png"],
+    ["demo", "--http", "no-port"],
+    ["demo", "--http", "127.0.0.1:70000"],
 ])
 def test_bad_demo_options_are_usage_errors(argv: list[str]) -> None:
     assert main(argv) == 2

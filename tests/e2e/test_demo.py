@@ -89,6 +89,11 @@ def test_the_demo_survives_every_fault_and_says_violations_0(tmp_path: Path) -> 
                      r"\d\.\d{3} s", report)
     assert "reap found       nothing to reap" in report
     assert "unknown delivery 0: the calls are marked idempotent" in report
+    # What an operator's dashboard would show is what the demo reports: the
+    # callers' node's /metrics, read over HTTP at the end, counted the same calls.
+    url = re.search(r"serves its metrics at (http://127\.0\.0\.1:\d+/metrics)", out)
+    assert url is not None, out
+    assert f"metrics          {url.group(1)} counted the same group calls" in report
     # --plot: a PNG of a sane size.
     data = picture.read_bytes()
     assert data.startswith(PNG_SIGNATURE)
