@@ -71,8 +71,8 @@ def demo_command(nodes: int, callers: int, scale: float, non_idempotent: bool,
     Exit codes: 0 the checker found no violation and every failed call was
     an unknown-delivery failure of a non-idempotent call (none, unless
     --non-idempotent); 1 otherwise, or a node did not come back after a
-    fault; 2 bad usage (also --plot without matplotlib, or an --http
-    address that cannot be listened on); 130 interrupted
+    fault, or the --http address cannot be listened on; 2 bad usage (also
+    --plot without matplotlib); 130 interrupted
     (Ctrl-C, SIGTERM, or SIGHUP when its terminal closes): every node
     process it started has been stopped.
     """
@@ -103,7 +103,7 @@ def demo_command(nodes: int, callers: int, scale: float, non_idempotent: bool,
             raise
         progress.close()
         click.echo(f"shoal demo: could not start: {exc} (is --http {http} free?)", err=True)
-        raise SystemExit(2) from None
+        raise SystemExit(EXIT_FAILED) from None
     except KeyboardInterrupt:
         progress.close()
         pids = ", ".join(str(p) for ps in os_pids.values() for p in ps) or "none yet"

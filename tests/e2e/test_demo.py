@@ -131,3 +131,18 @@ def test_interrupted_during_the_hang_it_leaves_no_node_process_behind(sig: int) 
     assert len(printed) >= 4  # three nodes and the restarted one
     assert not [pid for pid in started if _running(pid)]
     assert not [store for store in stores if store is not None and store.exists()]
+
+
+@pytest.mark.timeout(90)
+def test_an_http_address_in_use_is_a_one_line_error_and_exit_1() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        demo = _demo("--scale", "0.25", "--http", f"127.0.0.1:{port}")
+        out, err = demo.communicate(timeout=60)
+    assert demo.returncode == 1, out + err
+    assert "shoal demo: could not start: " in err and f"--http 127.0.0.1:{port} free?" in err
+    assert "Traceback" not in err
