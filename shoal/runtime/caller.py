@@ -40,12 +40,19 @@ class Caller:
 
     Attributes:
         pid: the calling process, or ``None`` for code outside any process.
+        timeout: the caller's timeout in seconds, counted from when the call
+            reached this node (``0.0``: none given). A handler that replies
+            later (``NOREPLY``) knows from it when the caller gives up: read
+            it in ``handle_call`` (the time the call waited in the mailbox is
+            not subtracted: stamping every call with the clock would cost
+            each call a clock read).
     """
 
-    __slots__ = ("answer", "pid")
+    __slots__ = ("answer", "pid", "timeout")
 
-    def __init__(self, pid: Pid | None, answer: Answer) -> None:
+    def __init__(self, pid: Pid | None, answer: Answer, timeout: float = 0.0) -> None:
         self.pid = pid
+        self.timeout = timeout
         # Internal: where the answer goes (the caller's future, or the reply
         # slot of a caller on another node). Use reply() and fail().
         self.answer = answer

@@ -138,6 +138,21 @@ class GenServer(Behaviour):
     def trap_exit(self, value: bool) -> None:
         self._process.trap_exit = bool(value)
 
+    @property
+    def backlog(self) -> int:
+        """Requests this process holds beyond its mailbox (default 0): calls
+        it answered ``NOREPLY`` to and has not replied to yet, or work it
+        queued itself. Set it whenever that changes; the process's queue
+        length is its mailbox plus this, which is what ``least_loaded``
+        compares (here, and on other nodes through the length each reply
+        reports). A process that forwards its calls elsewhere and replies
+        later (the gateway's member proxies) would otherwise look idle."""
+        return self._process.backlog
+
+    @backlog.setter
+    def backlog(self, value: int) -> None:
+        self._process.backlog = max(0, int(value))
+
     def stop(self, reason: Reason = "normal", *, reply: Any = UNSET) -> None:
         """Stop this process after the current hook: raises :class:`~shoal.Stop`."""
         raise Stop(reason, reply=reply)

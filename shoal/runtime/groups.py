@@ -361,7 +361,7 @@ class Groups:
 
     def _load(self, pid: Pid) -> int:
         proc = self._processes.get(pid)
-        return self._cluster.load(pid, len(proc.mailbox) if proc is not None else None)
+        return self._cluster.load(pid, proc.queue_len() if proc is not None else None)
 
     def select(self, group: str, *, strategy: str = DEFAULT_STRATEGY, key: Any = None,
                exclude: frozenset[Pid] | set[Pid] = frozenset()) -> Pid:

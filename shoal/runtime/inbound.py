@@ -209,9 +209,9 @@ class Inbound:
         deadline = loop.time() + msg.timeout_ms / 1000 if msg.timeout_ms else 0.0
         peer.calls_until = max(peer.calls_until, deadline or math.inf)
         peer.serving += 1  # until the slot is done (replies.py)
-        slot = ReplySlot(peer, msg.ref, msg.to, proc.mailbox, deadline, loop.time)
+        slot = ReplySlot(peer, msg.ref, msg.to, proc, deadline, loop.time)
         try:
-            proc.deliver(CALL, msg.request, Caller(sender, slot))
+            proc.deliver(CALL, msg.request, Caller(sender, slot, msg.timeout_ms / 1000))
         except NoSuchProcess:
             peer.serving -= 1
             self._answer(peer, Fail(ref=msg.ref, kind="noproc", pid=msg.to, detail=None,
@@ -219,7 +219,7 @@ class Inbound:
         except Overloaded as exc:
             peer.serving -= 1
             self._answer(peer, Fail(ref=msg.ref, kind="overloaded", pid=msg.to,
-                                    detail=exc.limit, queue_len=len(proc.mailbox)))
+                                    detail=exc.limit, queue_len=proc.queue_len()))
         else:
             self.counters.served += 1
 

@@ -171,7 +171,8 @@ class Messaging:
         future: asyncio.Future[Any] = self._loop.create_future()
         me = current_process.get()
         try:
-            proc.deliver(CALL, request, Caller(me.pid if me is not None else None, future))
+            caller = Caller(me.pid if me is not None else None, future, timeout)
+            proc.deliver(CALL, request, caller)
             # Deadlines.add, inlined for the common case of an armed bucket.
             bucket = self._deadlines.by_timeout.get(timeout)
             if bucket is not None and bucket.timer is not None:

@@ -139,6 +139,7 @@ class Process:
     __slots__ = (
         "_idle",
         "_waiter",
+        "backlog",
         "brutal",
         "current",
         "done",
@@ -182,6 +183,9 @@ class Process:
         self._waiter: asyncio.Future[None] | None = None
         self._idle: asyncio.Future[None] | None = None
         self.limit = limit
+        # Invariant: >= 0; requests the behaviour holds beyond its mailbox
+        # (set through ``GenServer.backlog``), counted in ``queue_len``.
+        self.backlog = 0
         self.trap_exit = trap_exit
         self.shutdown_timeout = shutdown_timeout
         self.parent = parent
@@ -210,6 +214,12 @@ class Process:
     @property
     def alive(self) -> bool:
         return self.state <= RUNNING
+
+    def queue_len(self) -> int:
+        """The work this process has to do: its mailbox plus the requests
+        its behaviour holds itself (``backlog``). What ``least_loaded``
+        compares, and what a reply to another node reports."""
+        return len(self.mailbox) + self.backlog
 
     def deliver(self, kind: int, payload: Any, caller: Caller | None) -> None:
         """Queue a call, cast or send; bounded by ``limit``.

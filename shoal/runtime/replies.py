@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from shoal.errors import (
     BadArgument,
@@ -30,6 +30,9 @@ from shoal.errors import (
 from shoal.pid import Crash, Pid, Reason
 from shoal.transport import PeerConnection
 from shoal.wire import Fail, pack_term
+
+if TYPE_CHECKING:
+    from shoal.runtime.process import Process
 
 __all__ = [
     "MAX_REASON_BYTES",
@@ -65,14 +68,15 @@ class ReplySlot:
     at once. A future plus a done-callback would cost an extra turn of the
     event loop on every remote call."""
 
-    __slots__ = ("_done", "_time", "deadline", "mailbox", "peer", "pid", "ref")
+    __slots__ = ("_done", "_time", "callee", "deadline", "peer", "pid", "ref")
 
-    def __init__(self, peer: PeerConnection, ref: int, pid: Pid, mailbox: Any,
+    def __init__(self, peer: PeerConnection, ref: int, pid: Pid, callee: Process,
                  deadline: float, time: Callable[[], float]) -> None:
         self.peer = peer
         self.ref = ref
         self.pid = pid
-        self.mailbox = mailbox
+        # Its queue length goes with the answer (``least_loaded`` on the caller's node).
+        self.callee = callee
         # Invariant: 0.0 means no deadline; else the caller's, on this loop's clock.
         self.deadline = deadline
         self._time = time
@@ -94,10 +98,10 @@ class ReplySlot:
         self._finish()
         try:
             try:
-                self.peer.send_reply(self.ref, value, len(self.mailbox))
+                self.peer.send_reply(self.ref, value, self.callee.queue_len())
             except BadArgument as bad:
                 self.peer.send(Fail(ref=self.ref, kind="crash", pid=self.pid,
-                                    queue_len=len(self.mailbox),
+                                    queue_len=self.callee.queue_len(),
                                     detail=["shoal.BadArgument",
                                             f"reply not encodable: {bad}", ""]))
         except NodeDown:
@@ -109,7 +113,7 @@ class ReplySlot:
         if isinstance(exc, CallTimeout):
             return  # the caller's own deadline passed: it is not listening
         with contextlib.suppress(NodeDown):  # the caller's node is gone
-            self.peer.send(fail_message(self.ref, self.pid, exc, len(self.mailbox)))
+            self.peer.send(fail_message(self.ref, self.pid, exc, self.callee.queue_len()))
 
 
 UNSENDABLE_REASON: Final = "shoal.UnsendableReason"
