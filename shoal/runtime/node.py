@@ -26,6 +26,7 @@ import os
 import random
 import ssl
 import time
+from typing import TYPE_CHECKING
 
 from shoal.errors import ShoalError
 from shoal.membership.table import GroupTable
@@ -60,6 +61,9 @@ from shoal.transport import (
     DEFAULT_MAX_UNSENT,
     MIN_MAX_UNSENT,
 )
+
+if TYPE_CHECKING:
+    from shoal.gateway.context import GatewayContext
 
 __all__ = ["Node", "NodeStatistics"]
 
@@ -124,6 +128,12 @@ class Node(NodeAPI):
             Default: ``SHOAL_HTTP``, else none; ``""``: none whatever
             ``SHOAL_HTTP`` says. ``/readyz``
             answers 200 only after :meth:`set_ready` (``docs/operations.md``).
+            The same endpoint serves the HTTP/JSON gateway under ``/v1/``
+            (``docs/gateway.md``; see :attr:`gateway`).
+        gateway_remote: serve gateway clients that are not on loopback
+            (default: ``SHOAL_GATEWAY_REMOTE``, else False).
+        http_tls: serve the HTTP endpoint over TLS with the node's peer
+            certificate and key (default: ``SHOAL_HTTP_TLS``, else False).
         seed: seed for the node's random selection (tests).
 
     Raises:
@@ -154,6 +164,8 @@ class Node(NodeAPI):
         server_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
         http: str | None = None,
+        gateway_remote: bool | None = None,
+        http_tls: bool | None = None,
         seed: int | None = None,
     ) -> None:
         self.name = check_name("name", name)
@@ -219,6 +231,7 @@ class Node(NodeAPI):
             counters=self.counters, processes=self._processes, table=self._table,
             cluster=self._cluster, remote=self._remote, replication=lambda: self._replication),
             self._readiness)
+        self._http_options = (gateway_remote, http_tls)
         # Set by start(); every process exists only after it.
         self._loop: asyncio.AbstractEventLoop
 
@@ -267,6 +280,10 @@ class Node(NodeAPI):
         self._running = True
         if self._observer is not None:
             try:
+                from shoal.gateway.server import prepare
+
+                self._observer.gateway, self._observer.ssl = prepare(
+                    self, self._secret, self._store_arg, self._tls_files, *self._http_options)
                 await self._observer.start()
             except BaseException:
                 await self.stop()
@@ -332,6 +349,12 @@ class Node(NodeAPI):
     def http_address(self) -> tuple[str, int] | None:
         """Where the HTTP endpoint listens (its real port), or None."""
         return self._observer.bound if self._observer is not None else None
+
+    @property
+    def gateway(self) -> GatewayContext | None:
+        """The HTTP/JSON gateway this node serves (its ``token``, ``metrics``,
+        open ``watches``), or None without an HTTP endpoint or before start."""
+        return self._observer.gateway if self._observer is not None else None
 
     def _not_serving(self) -> str | None:
         if self.fenced is not None:

@@ -10,9 +10,15 @@ its own (never the process-wide default one: two nodes in one program
 export separately).
 
 Answers: ``/healthz`` and ``/readyz`` answer 200 ``ok`` or 503 with one
-line per problem (``health.py`` says when); any other path is 404. The
-server takes GET only, from anyone who can reach the address: bind it to
+line per problem (``health.py`` says when); any other path is 404. These
+three take GET only, from anyone who can reach the address: bind it to
 an address only the scraper and the orchestrator reach.
+
+The HTTP/JSON gateway (``shoal/gateway/``, ``docs/gateway.md``) is mounted
+on the same application under ``/v1/`` when the node sets ``gateway``
+before ``start`` (its own token and loopback rule guard it), and the
+endpoint serves HTTPS when it sets ``ssl``. Handlers are cancelled when
+their client disconnects, so a gateway call or watch stream ends with it.
 
 Owns: the aiohttp runner and site, and the loop-lag probe task.
 """
@@ -28,8 +34,12 @@ from shoal.runtime.health import DEFAULT_LAG_BOUND, LoopProbe, Readiness
 from shoal.runtime.metrics import DEFAULT_TOP_GROUPS, MetricsParts, NodeCollector
 
 if TYPE_CHECKING:
+    import ssl
+
     from aiohttp import web
     from prometheus_client import CollectorRegistry
+
+    from shoal.gateway.context import GatewayContext
 
 __all__ = ["Observer", "parse_http"]
 
@@ -89,6 +99,9 @@ class Observer:
         self._registry: CollectorRegistry | None = None
         # Invariant: the address bound (the real port for port 0), once started.
         self.bound: tuple[str, int] | None = None
+        # Set by the node before start: the gateway to mount, the TLS to serve.
+        self.gateway: GatewayContext | None = None
+        self.ssl: ssl.SSLContext | None = None
 
     async def start(self) -> None:
         """Listen (raises ``OSError`` when the address cannot be bound)."""
@@ -102,10 +115,16 @@ class Observer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        if self.gateway is not None:
+            from shoal.gateway.server import mount
+
+            mount(app, self.gateway)
+            registry.register(self.gateway.metrics)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                               handler_cancellation=True)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.address[0], self.address[1])
+            site = web.TCPSite(runner, self.address[0], self.address[1], ssl_context=self.ssl)
             await site.start()
         except BaseException:
             await runner.cleanup()
@@ -115,8 +134,9 @@ class Observer:
         host, port = bound[0][:2] if bound else self.address
         self.bound = (host, port)
         self.probe.start()
-        log.info("node %s: HTTP endpoint on http://%s:%d (/metrics, /healthz, /readyz)",
-                 self.name, host, port, extra={"shoal_event": {
+        log.info("node %s: HTTP endpoint on %s://%s:%d (/metrics, /healthz, /readyz%s)",
+                 self.name, "https" if self.ssl else "http", host, port,
+                 ", /v1/ gateway" if self.gateway else "", extra={"shoal_event": {
                      "event": "http_listening", "address": f"{host}:{port}"}})
 
     async def stop(self) -> None:

@@ -22,6 +22,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import sys
 import tempfile
@@ -34,7 +35,7 @@ import shoal.store
 from shoal.testing.agent import CONTROL_SCOPE
 from shoal.testing.partition import Partitions
 
-__all__ = ["LocalCluster", "NodeProcess", "wait_until"]
+__all__ = ["LocalCluster", "NodeProcess", "free_port", "wait_until"]
 
 SECRET = "local-cluster-secret-0123456789abcdef"
 
@@ -57,6 +58,14 @@ async def wait_until(predicate: Callable[[], bool], *, timeout: float = 10.0,
         await asyncio.sleep(interval)
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the kernel's pick)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 class NodeProcess:
     """One node's OS process, as the cluster started it."""
 
@@ -66,6 +75,8 @@ class NodeProcess:
         self.log = log
         # The incarnation it announced ("... (creation N)"), once started.
         self.creation: int | None = None
+        # Where its HTTP endpoint (and gateway) listens, for a cluster with http=True.
+        self.http: tuple[str, int] | None = None
 
     @property
     def pid(self) -> int:
@@ -112,6 +123,8 @@ class LocalCluster:
         client_http: the client node's ``http`` (``"HOST:PORT"``, port 0
             for any free one): it then serves ``/metrics`` of the calls the
             test makes; off by default.
+        http: give every node an HTTP endpoint (and so the gateway) on a
+            free 127.0.0.1 port, recorded in its ``NodeProcess.http``.
     """
 
     def __init__(self, names: int | list[str] = 3, *, store: str | None = None,
@@ -119,7 +132,9 @@ class LocalCluster:
                  secret: str = SECRET,
                  env: dict[str, str] | None = None, client_name: str = "test-client",
                  app: str = "shoal.testing.agent:setup", mesh: bool = True,
-                 partitionable: bool = False, client_http: str = "") -> None:
+                 partitionable: bool = False, client_http: str = "",
+                 http: bool = False) -> None:
+        self.http = http
         self.names = [f"n{i + 1}" for i in range(names)] if isinstance(names, int) else names
         self.mesh = mesh
         self._tmp = tempfile.mkdtemp(prefix="shoal-cluster-")
@@ -219,13 +234,18 @@ class LocalCluster:
         advertise: tuple[str, ...] = ()
         if self.partitions is not None:
             advertise = ("--advertise", f"127.0.0.1:{await self.partitions.proxy(name)}")
+        http: tuple[str, ...] = ()
+        if self.http:
+            http = ("--http", f"127.0.0.1:{free_port()}")
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "shoal.cli", "run", self.app,
-            "--node", name, "--store", self.store, *advertise,
+            "--node", name, "--store", self.store, *advertise, *http,
             "--heartbeat-timeout", str(self.heartbeat_timeout),
             *(() if self.session_ttl is None else ("--session-ttl", str(self.session_ttl))),
             stdout=asyncio.subprocess.PIPE, stderr=log.open("wb"), env=env)
         node = NodeProcess(name, process, log)
+        if http:
+            node.http = ("127.0.0.1", int(http[1].rpartition(":")[2]))
         old = self.nodes.get(name)
         if old is not None:
             self._stopped.append(old)

@@ -52,6 +52,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "transport": ("store", "runtime", "ops", "cli", "testing"),
     "runtime": ("ops", "cli", "testing"),
     "ops": ("cli", "testing"),
+    "gateway": ("ops", "cli", "testing"),
 }
 
 

@@ -1,0 +1,109 @@
+"""Request and reply bodies: JSON (the mapping of ``jsonmap.py``) or msgpack
+(exact types, one value as on the wire) (``docs/gateway.md`` section 2).
+
+Owns no state. Rules:
+
+- Rule 1: a request's format is its ``Content-Type``: ``application/json``
+  (also when absent) or ``application/msgpack``; anything else is ``415``.
+  An empty body is ``null``.
+- Rule 2: a reply uses the request's format unless ``Accept`` names the
+  other one and not the request's; a reply JSON cannot hold (NaN, an
+  infinity) goes as msgpack when ``Accept`` lists msgpack, else fails
+  ``502 unencodable``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+from aiohttp import web
+
+from shoal.errors import BadArgument, ProtocolError
+from shoal.gateway.errors import GatewayError
+from shoal.gateway.jsonmap import from_json, to_json
+from shoal.wire import pack_term, unpack_term
+
+__all__ = ["JSON", "MSGPACK", "decode", "encode", "reply_format", "request_format", "respond"]
+
+JSON: Final = "application/json"
+MSGPACK: Final = "application/msgpack"
+_MSGPACK_ALIASES: Final = frozenset({MSGPACK, "application/x-msgpack", "application/vnd.msgpack"})
+
+
+def request_format(request: web.Request) -> str:
+    """Rule 1: the request body's format.
+
+    Raises:
+        GatewayError: ``415`` for a type that is neither.
+    """
+    kind = request.content_type  # aiohttp: application/octet-stream when absent
+    if kind == JSON or ("Content-Type" not in request.headers):
+        return JSON
+    if kind in _MSGPACK_ALIASES:
+        return MSGPACK
+    if kind.endswith("+json"):
+        return JSON
+    raise GatewayError(415, "unsupported_media_type", f"Content-Type {kind!r}: send "
+                       f"{JSON} or {MSGPACK}", True)
+
+
+def reply_format(request: web.Request, given: str) -> str:
+    """Rule 2: the format to answer in, ``given`` the request's."""
+    accept = request.headers.get("Accept")
+    if not accept:
+        return given
+    other = MSGPACK if given == JSON else JSON
+    names_given = given in accept or (given == MSGPACK and "msgpack" in accept)
+    names_other = other in accept or (other == MSGPACK and "msgpack" in accept)
+    return other if names_other and not names_given else given
+
+
+def decode(data: bytes, fmt: str) -> Any:
+    """A body as a term.
+
+    Raises:
+        BadArgument: malformed JSON or msgpack, or a bad typed value.
+    """
+    if not data:
+        return None
+    if fmt == MSGPACK:
+        try:
+            return unpack_term(data, max_size=len(data))
+        except ProtocolError as exc:
+            raise BadArgument("body", "...", f"one msgpack value ({exc})") from None
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise BadArgument("body", "...", f"JSON ({exc})") from None
+    return from_json(value)
+
+
+def encode(term: Any, fmt: str, *, msgpack_ok: bool = False) -> tuple[bytes, str]:
+    """A term as a body: the bytes and their content type (Rule 2).
+
+    Raises:
+        GatewayError: ``502 unencodable``.
+        BadArgument: the term is not one msgpack can hold (for msgpack).
+    """
+    if fmt == JSON:
+        try:
+            return json.dumps(to_json(term), allow_nan=False,
+                              separators=(",", ":")).encode(), JSON
+        except (GatewayError, ValueError):
+            if not msgpack_ok:
+                raise
+    try:
+        return pack_term(term, argument="reply"), MSGPACK
+    except BadArgument as exc:
+        raise GatewayError(502, "unencodable", str(exc), False) from None
+
+
+def respond(request: web.Request, term: Any, fmt: str, *, status: int = 200,
+            headers: dict[str, str] | None = None) -> web.Response:
+    """The answer carrying ``term`` in the format the client asked for."""
+    out = reply_format(request, fmt)
+    msgpack_ok = out == MSGPACK or "msgpack" in request.headers.get("Accept", "")
+    body, kind = encode(term, out, msgpack_ok=msgpack_ok)
+    return web.Response(status=status, body=body, headers=headers,
+                        content_type=kind)

@@ -1,0 +1,182 @@
+"""The callers' routes: call, cast and send to a group or a pid, read and
+watch a group's members (``docs/gateway.md`` section 3).
+
+Owns no state but the watch streams, each held in ``ctx.watches`` while it
+is open and closed in its ``finally`` (the client went away, the node
+stops, the subscription overflowed).
+
+Rules:
+
+- Rule 1: a group call is ``Groups.call`` itself, so its retries are
+  exactly G3's; its deadline is the request's ``timeout`` (query, else
+  header ``Shoal-Timeout``, else 5 s, at most 300 s) for all attempts.
+- Rule 2: options come from the query string first, then the ``Shoal-*``
+  headers; a bad one is ``400`` naming it, before anything is sent.
+- Rule 3: a watch sends the members first, then each join and leave, and a
+  comment line every :data:`HEARTBEAT` seconds when nothing else was sent.
+  A client that reads too slowly (its subscription overflows) gets an
+  ``overflow`` event and the stream ends: it watches again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Final
+
+from aiohttp import web
+
+from shoal.errors import BadArgument, ShoalError
+from shoal.gateway.bodies import decode, request_format, respond
+from shoal.gateway.context import MAX_TIMEOUT, GatewayContext, read_body
+from shoal.gateway.jsonmap import to_json
+from shoal.membership.strategies import STRATEGIES
+from shoal.pid import Pid
+from shoal.runtime.groups import SubscriptionOverflow
+
+__all__ = ["DEFAULT_TIMEOUT", "HEARTBEAT", "add_routes"]
+
+DEFAULT_TIMEOUT: Final = 5.0
+HEARTBEAT: Final = 15.0
+"""Seconds between comment lines on a quiet watch stream."""
+
+
+def _option(request: web.Request, name: str) -> str | None:
+    value = request.query.get(name)
+    if value is None:
+        value = request.headers.get(f"Shoal-{name.capitalize()}")
+    return value
+
+
+def _timeout(request: web.Request) -> float:
+    raw = _option(request, "timeout")
+    if raw is None:
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= MAX_TIMEOUT:
+        raise BadArgument("timeout", raw, f"seconds > 0 and at most {MAX_TIMEOUT:g}")
+    return seconds
+
+
+def _routing(request: web.Request) -> tuple[str, str | None]:
+    strategy = _option(request, "strategy") or "local_first"
+    if strategy not in STRATEGIES:
+        raise BadArgument("strategy", strategy, f"one of {', '.join(sorted(STRATEGIES))}")
+    key = _option(request, "key")
+    if strategy == "hash" and key is None:
+        raise BadArgument("key", None, "a key (query 'key' or header Shoal-Key) for 'hash'")
+    return strategy, key
+
+
+def _idempotent(request: web.Request) -> bool:
+    raw = _option(request, "idempotent")
+    if raw is None or raw.lower() == "false":
+        return False
+    if raw.lower() == "true":
+        return True
+    raise BadArgument("idempotent", raw, "'true' or 'false'")
+
+
+def _pid(request: web.Request) -> Pid:
+    return Pid.parse(request.match_info["pid"])
+
+
+async def _body(ctx: GatewayContext, request: web.Request) -> tuple[Any, str]:
+    fmt = request_format(request)
+    return decode(await read_body(request, ctx.max_body), fmt), fmt
+
+
+def add_routes(app: web.Application, ctx: GatewayContext) -> None:
+    """Add the callers' routes (see the module header)."""
+    node = ctx.node
+
+    async def call_group(request: web.Request) -> web.Response:
+        scope, group = request.match_info["scope"], request.match_info["group"]
+        timeout, (strategy, key), idempotent = (_timeout(request), _routing(request),
+                                                _idempotent(request))
+        term, fmt = await _body(ctx, request)
+        answered: list[Pid] = []
+
+        def observe(pid: Pid, _start: float, _end: float, error: ShoalError | None) -> None:
+            if error is None:
+                answered.append(pid)
+        reply = await node.scope(scope).call(group, term, timeout=timeout, strategy=strategy,
+                                             key=key, idempotent=idempotent, observe=observe)
+        return respond(request, reply, fmt,
+                       headers={"Shoal-Member": str(answered[-1])} if answered else None)
+
+    async def call_pid(request: web.Request) -> web.Response:
+        pid, timeout = _pid(request), _timeout(request)
+        term, fmt = await _body(ctx, request)
+        return respond(request, await node.call(pid, term, timeout), fmt)
+
+    async def cast_group(request: web.Request) -> web.Response:
+        scope, group = request.match_info["scope"], request.match_info["group"]
+        strategy, key = _routing(request)
+        term, fmt = await _body(ctx, request)
+        member = node.scope(scope).cast(group, term, strategy=strategy, key=key)
+        return respond(request, {"member": member}, fmt, status=202)
+
+    async def cast_pid(request: web.Request) -> web.Response:
+        pid = _pid(request)
+        term, fmt = await _body(ctx, request)
+        node.cast(pid, term)
+        return respond(request, {}, fmt, status=202)
+
+    async def send_pid(request: web.Request) -> web.Response:
+        pid = _pid(request)
+        term, fmt = await _body(ctx, request)
+        node.send(pid, term)
+        return respond(request, {}, fmt, status=202)
+
+    async def members(request: web.Request) -> web.Response:
+        scope, group = request.match_info["scope"], request.match_info["group"]
+        pids = node.scope(scope).get_members(group)
+        view = node.cluster_view
+        routable = [p for p in pids if p.node == node.name or view.is_routable(p.node)]
+        fmt = "application/msgpack" if "msgpack" in request.headers.get("Accept", "") \
+            else "application/json"
+        return respond(request, {"scope": scope, "group": group, "members": pids,
+                                 "routable": routable}, fmt)
+
+    async def watch(request: web.Request) -> web.StreamResponse:
+        scope, group = request.match_info["scope"], request.match_info["group"]
+        subscription = node.scope(scope).subscribe(group)
+        ctx.watches.add(subscription)
+        try:
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                                   "Cache-Control": "no-cache"})
+            await response.prepare(request)
+            await response.write(_event("members", {"members": subscription.members}))
+            while True:
+                try:
+                    event = await asyncio.wait_for(subscription.get(), HEARTBEAT)
+                except TimeoutError:
+                    await response.write(b": keep-alive\n\n")
+                    continue
+                except StopAsyncIteration:
+                    break
+                except SubscriptionOverflow as exc:
+                    await response.write(_event("overflow", {"message": str(exc)}))
+                    break
+                await response.write(_event(event.kind, {"pids": event.pids}))
+            return response
+        finally:
+            subscription.close()
+            ctx.watches.discard(subscription)
+
+    router = app.router
+    router.add_post("/v1/call/pid/{pid}", call_pid)
+    router.add_post("/v1/call/{scope}/{group}", call_group)
+    router.add_post("/v1/cast/pid/{pid}", cast_pid)
+    router.add_post("/v1/cast/{scope}/{group}", cast_group)
+    router.add_post("/v1/send/pid/{pid}", send_pid)
+    router.add_get("/v1/members/{scope}/{group}", members)
+    router.add_get("/v1/watch/{scope}/{group}", watch)
+
+
+def _event(name: str, data: Any) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(to_json(data))}\n\n".encode()

@@ -1,0 +1,297 @@
+"""What every gateway route shares: the node, the token, the limits, the
+counters, and the middleware that guards ``/v1/`` (``docs/gateway.md`` section 1).
+
+Owns: the :class:`GatewayContext` of one node (built by the node when it
+starts its HTTP endpoint), the gateway's ``/metrics`` families, and the set
+of open watches (each closed when its client goes away).
+
+Rules:
+
+- Rule 1: a ``/v1/`` request passes, in this order: the node serves (else
+  ``503 unavailable``), the client's address is loopback or the node allows
+  remote clients (else ``403 forbidden``), the bearer token matches,
+  compared in constant time (else ``401 unauthorized``). Only then is its
+  body read, at most ``max_body`` bytes (else ``413 too_large``, the
+  connection closed: the rest is never read).
+- Rule 2: every ``/v1/`` answer that is an error has the JSON body of
+  ``errors.error_body``, including aiohttp's own 404 and 405; an exception
+  outside shoal's hierarchy is logged here and answered ``500 internal``.
+- Rule 3: requests are counted by route template (a fixed set) and status
+  (the fixed set of ``errors.STATUS_OF_KIND`` plus 200/201/202), so the
+  counter table is bounded; unmatched paths count under the route
+  ``unmatched``.
+- Rule 4: the token is ``SHOAL_GATEWAY_TOKEN``, else the contents of
+  ``SHOAL_GATEWAY_TOKEN_FILE``, else derived from the cluster secret
+  (:func:`derive_token`). A node with none of them answers every ``/v1/``
+  request ``401`` saying how to configure one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from aiohttp import web
+from prometheus_client.registry import Collector
+
+from shoal.errors import BadArgument, ConfigError, ShoalError
+from shoal.gateway.errors import GatewayError, error_body
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+
+    from shoal.pid import Pid
+    from shoal.runtime.cluster import ClusterView
+    from shoal.runtime.groups import Groups, Subscription
+
+__all__ = ["DEFAULT_MAX_BODY", "MAX_TIMEOUT", "GatewayContext", "GatewayMetrics",
+           "GatewayNode", "derive_token", "is_loopback", "read_body", "resolve_token"]
+
+log = logging.getLogger("shoal")
+
+DEFAULT_MAX_BODY: Final = 1 << 20
+"""Largest request body accepted, in bytes, unless ``SHOAL_GATEWAY_MAX_BODY`` says."""
+MAX_TIMEOUT: Final = 300.0
+"""Longest ``timeout`` a call may ask for, in seconds."""
+TOKEN_LABEL: Final = b"shoal gateway token v1"
+MIN_TOKEN: Final = 16
+
+
+class GatewayNode(Protocol):
+    """The node, as the gateway uses it (``shoal.Node`` is one)."""
+
+    name: str
+
+    @property
+    def running(self) -> bool: ...
+
+    @property
+    def stopping(self) -> bool: ...
+
+    @property
+    def fenced(self) -> str | None: ...
+
+    @property
+    def cluster_view(self) -> ClusterView: ...
+
+    def scope(self, name: str) -> Groups: ...
+
+    async def call(self, pid: Pid, request: Any, timeout: float = ...) -> Any: ...
+
+    def cast(self, pid: Pid, request: Any) -> None: ...
+
+    def send(self, pid: Pid, message: Any) -> None: ...
+
+
+def derive_token(secret: bytes) -> str:
+    """The token derived from the cluster secret: ``hex(HMAC-SHA256(secret,
+    "shoal gateway token v1"))``."""
+    return hmac.new(secret, TOKEN_LABEL, hashlib.sha256).hexdigest()
+
+
+def resolve_token(secret: Callable[[], bytes]) -> str:
+    """The gateway's token (Rule 4); ``secret`` reads the cluster secret.
+
+    Raises:
+        ConfigError: the configured token is unreadable or shorter than 16
+            characters, or no token is configured and there is no secret.
+    """
+    given = os.environ.get("SHOAL_GATEWAY_TOKEN")
+    source = "SHOAL_GATEWAY_TOKEN"
+    if not given and os.environ.get("SHOAL_GATEWAY_TOKEN_FILE"):
+        path = Path(os.environ["SHOAL_GATEWAY_TOKEN_FILE"])
+        source = str(path)
+        try:
+            given = path.read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the gateway token file {path}: {exc}") from None
+    if given:
+        given = given.strip()
+        if len(given) < MIN_TOKEN:
+            raise ConfigError(f"the gateway token in {source} is shorter than {MIN_TOKEN} "
+                              "characters")
+        return given
+    return derive_token(secret())
+
+
+def max_body_from_env() -> int:
+    """``SHOAL_GATEWAY_MAX_BODY`` (bytes, >= 1), else :data:`DEFAULT_MAX_BODY`.
+
+    Raises:
+        BadArgument: not an integer >= 1.
+    """
+    raw = os.environ.get("SHOAL_GATEWAY_MAX_BODY", "")
+    if raw == "":
+        return DEFAULT_MAX_BODY
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise BadArgument("SHOAL_GATEWAY_MAX_BODY", raw, "a number of bytes >= 1")
+    return int(raw)
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether a client address is loopback (IPv4 127/8, ``::1``, or an
+    IPv4-mapped loopback address); an unknown address is not."""
+    if not host:
+        return False
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+class GatewayMetrics(Collector):
+    """The gateway's counters, exported on ``/metrics`` (a prometheus-client
+    collector): ``shoal_gateway_requests_total{route, status}`` and
+    ``shoal_gateway_callback_timeouts_total`` (Rule 3 bounds the first)."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, int], int] = {}
+        self.callback_timeouts = 0
+
+    def count(self, route: str, status: int) -> None:
+        key = (route, status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+
+    def callback_timed_out(self) -> None:
+        """A member's callback did not answer before its call's deadline."""
+        self.callback_timeouts += 1
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily
+
+        requests = CounterMetricFamily("shoal_gateway_requests", "Gateway requests answered, "
+                                       "by route template and HTTP status",
+                                       labels=["route", "status"])
+        for (route, status), value in sorted(self.requests.items()):
+            requests.add_metric([route, str(status)], value)
+        yield requests
+        timeouts = CounterMetricFamily("shoal_gateway_callback_timeouts",
+                                       "Calls to a member's callback URL given up at "
+                                       "the call's deadline")
+        timeouts.add_metric([], self.callback_timeouts)
+        yield timeouts
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class GatewayContext:
+    """One node's gateway (see the module header).
+
+    Args:
+        node: the node it serves.
+        token: the bearer token, or None when none could be configured
+            (``token_problem`` says why; every request is refused).
+        max_body: the largest request body, in bytes.
+        allow_remote: serve clients that are not on loopback.
+    """
+
+    def __init__(self, node: GatewayNode, token: str | None, *, max_body: int = DEFAULT_MAX_BODY,
+                 allow_remote: bool = False, token_problem: str = "") -> None:
+        self.node = node
+        self.token = token
+        self.token_problem = token_problem
+        self.max_body = max_body
+        self.allow_remote = allow_remote
+        self.metrics = GatewayMetrics()
+        self._expected = None if token is None else f"Bearer {token}".encode()
+        # Invariant: the subscriptions of the watch streams open now; each is
+        # removed (and closed) when its stream ends, however it ends.
+        self.watches: set[Subscription] = set()
+
+    def refusal(self, request: web.Request) -> GatewayError | None:
+        """Rule 1's checks before the body: the error to answer, or None."""
+        node = self.node
+        if node.stopping or not node.running or node.fenced is not None:
+            return GatewayError(503, "unavailable", f"node {node.name!r} is not serving "
+                                "(starting, draining or fenced)", True)
+        if not self.allow_remote and not is_loopback(request.remote):
+            return GatewayError(403, "forbidden", f"client {request.remote} is not on loopback; "
+                                "start the node with --gateway-remote to serve it", True)
+        if self._expected is None:
+            return GatewayError(401, "unauthorized", self.token_problem, True)
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, self._expected):
+            return GatewayError(401, "unauthorized", "missing or wrong token: send "
+                                "'Authorization: Bearer TOKEN' (shoal gateway-token prints it)",
+                                True)
+        return None
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Rules 1-3 for ``/v1/`` paths; other paths pass untouched."""
+        if not request.path.startswith("/v1/"):
+            return await handler(request)
+        info = request.match_info
+        route = info.route.resource.canonical if info.route.resource is not None else "unmatched"
+        status = 500
+        try:
+            refused = self.refusal(request)
+            if refused is not None:
+                raise refused
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "bad_request")
+            answer = json_error(GatewayError(exc.status, kind, exc.reason, True))
+            status = answer.status
+            return answer
+        except ShoalError as exc:
+            answer = json_error(exc)
+            status = answer.status
+            return answer
+        except Exception as exc:
+            log.exception("gateway: %s %s failed", request.method, request.path)
+            answer = json_error(exc)
+            status = answer.status
+            return answer
+        finally:
+            self.metrics.count(route, status)
+
+
+def json_error(exc: BaseException) -> web.Response:
+    """The JSON error answer of ``exc`` (always JSON, whatever was asked)."""
+    status, body = error_body(exc)
+    response = web.Response(status=status, body=json.dumps(body).encode(),
+                            content_type="application/json")
+    if status == 413:
+        response.force_close()  # the rest of the body is never read
+    return response
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The request's body, at most ``limit`` bytes.
+
+    Raises:
+        GatewayError: ``413 too_large`` past the limit (Content-Length says
+            so, or the bytes read do).
+    """
+    length = request.content_length
+    if length is not None and length > limit:
+        raise GatewayError(413, "too_large", f"the body of {length} bytes is over the limit "
+                           f"of {limit} (SHOAL_GATEWAY_MAX_BODY)", True)
+    if length is not None and not request.body_exists:
+        return b""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(65536)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > limit:
+            raise GatewayError(413, "too_large", f"the body is over the limit of {limit} "
+                               "bytes (SHOAL_GATEWAY_MAX_BODY)", True)
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
