@@ -25,6 +25,7 @@ from shoal.cli.common import (
     verbose_option,
 )
 from shoal.cli.demo_command import demo_command
+from shoal.cli.gateway_cmd import gateway_command, gateway_options, gateway_token_command
 from shoal.cli.ops import COMMANDS
 from shoal.cli.reloading import reload_command
 from shoal.cli.top_view import top_command
@@ -103,14 +104,17 @@ def cli(ctx: click.Context, verbose: int) -> None:
               help="Serve /metrics (Prometheus), /healthz and /readyz over HTTP on this "
                    "address (port 0: any free one, logged) [env SHOAL_HTTP; default: off]. "
                    "/readyz answers 200 once the app is set up and its joins are in the "
-                   "store, 503 while starting, draining or fenced.")
+                   "store, 503 while starting, draining or fenced. The same address "
+                   "serves the HTTP/JSON gateway under /v1/ (docs/gateway.md).")
+@gateway_options
 @verbose_option
 @log_format_option
 def run_command(app: str, name: str, cluster: str | None, store: str | None,
                 listen: str | None, advertise: str | None, heartbeat_timeout: float,
                 session_ttl: float, idle_timeout: float, mailbox_size: int,
                 tls_cert: str | None, tls_key: str | None, tls_ca: str | None,
-                tls_server_name: str | None, reload: bool, http: str | None) -> None:
+                tls_server_name: str | None, reload: bool, http: str | None,
+                gateway_remote: bool | None, http_tls: bool | None) -> None:
     """Host a node running APP (module:attribute) until SIGTERM or SIGINT.
 
     APP is an async function taking the started node (it spawns processes
@@ -128,7 +132,8 @@ def run_command(app: str, name: str, cluster: str | None, store: str | None,
     session lost and re-opened, fencing, supervisor restarts, admin actions
     received; and on SIGUSR1 a dump of its processes and tasks. With
     --log-format json each record is one JSON object per line. With --http
-    it serves /metrics, /healthz and /readyz (docs/operations.md). Exit 3: it fenced itself (a newer
+    it serves /metrics, /healthz and /readyz (docs/operations.md), and the
+    HTTP/JSON gateway under /v1/ (docs/gateway.md). Exit 3: it fenced itself (a newer
     incarnation holds its name).
 
     With --reload (development), a changed source file of the app is
@@ -156,7 +161,8 @@ def run_command(app: str, name: str, cluster: str | None, store: str | None,
         options["listen"] = listen
     for option, value in (("advertise", advertise), ("tls_cert", tls_cert),
                           ("tls_key", tls_key), ("tls_ca", tls_ca),
-                          ("tls_server_name", tls_server_name), ("http", http)):
+                          ("tls_server_name", tls_server_name), ("http", http),
+                          ("gateway_remote", gateway_remote), ("http_tls", http_tls)):
         if value is not None:
             options[option] = value
     code = asyncio.run(run_node(app, reload=reload, **options))
@@ -319,8 +325,8 @@ def call_command(target: str, request: str, store: str | None, cluster: str | No
     click.echo(json.dumps(to_json(reply), indent=2 if as_json else None, allow_nan=False))
 
 
-for _command in (demo_command, *COMMANDS, reload_command, audit_command, chaos_command,
-                 top_command, *UP_COMMANDS):
+for _command in (demo_command, gateway_command, gateway_token_command, *COMMANDS,
+                 reload_command, audit_command, chaos_command, top_command, *UP_COMMANDS):
     cli.add_command(_command)
 
 
