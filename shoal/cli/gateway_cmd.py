@@ -92,7 +92,7 @@ def gateway_command(http: str, name: str | None, cluster: str | None, store: str
     configure_logging(root.get("verbose", 0) + 1, root.get("log_format"), name)
     parse_http(http)  # a bad address is bad usage (exit 2) before anything starts
     loop_factory()
-    options: dict[str, object] = {"name": name, "http": http}
+    options: dict[str, Any] = {"name": name, "http": http}
     for option, value in (("cluster", cluster), ("store", store), ("listen", listen),
                           ("advertise", advertise), ("tls_cert", tls_cert),
                           ("tls_key", tls_key), ("tls_ca", tls_ca),
