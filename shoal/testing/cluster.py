@@ -10,7 +10,10 @@ Rules:
 
 - Rule 1: only processes this helper started are ever signalled, by the PID
   it got when starting them; ``stop`` always ends them (SIGTERM, then
-  SIGKILL after a bounded wait), even after a failed test.
+  SIGKILL after a bounded wait), even after a failed test. On Linux each
+  node also gets SIGTERM from the kernel when the thread that started it
+  dies (a test runner killed mid-test): nodes run under
+  ``shoal.testing.launch``, so none is left behind.
 - Rule 2: every wait is bounded in time and raises ``TimeoutError`` naming
   what it waited for; nothing sleeps to synchronise.
 """
@@ -238,7 +241,7 @@ class LocalCluster:
         if self.http:
             http = ("--http", f"127.0.0.1:{free_port()}")
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "shoal.cli", "run", self.app,
+            sys.executable, "-m", "shoal.testing.launch", str(os.getpid()), "run", self.app,
             "--node", name, "--store", self.store, *advertise, *http,
             "--heartbeat-timeout", str(self.heartbeat_timeout),
             *(() if self.session_ttl is None else ("--session-ttl", str(self.session_ttl))),
