@@ -1,0 +1,317 @@
+"""What the Java and PHP clients' tests share (test_java.py, test_php.py,
+test_mixed_members.py): finding a toolchain, running a client's program,
+reading a README's example, the conformance check of a client's JSON mapping,
+and a steady Python caller.
+
+Rules:
+
+- A missing toolchain fails the test and says how to install it; nothing is
+  skipped (``scripts/ensure-languages.sh`` installs them in CI).
+- Every child process is started here and stopped here, by its own pid
+  (``Program`` kills it when the test leaves its ``async with``), and every
+  wait on one is bounded.
+- The event loop stays free: the test's Python caller runs on it, so child
+  processes are driven with asyncio's subprocess API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import shutil
+import signal
+import socket
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import shoal
+from shoal.gateway.jsonmap import from_json, to_json
+from shoal.pid import Crash, Pid
+
+ROOT = Path(__file__).resolve().parents[2]
+VECTORS = ROOT / "tests" / "pure" / "vectors" / "gateway_vectors.json"
+
+
+def need(tool: str) -> str:
+    """The path of ``tool``; a clear failure when it is not installed."""
+    path = shutil.which(tool)
+    if path is None:
+        pytest.fail(f"{tool} is not installed: run scripts/ensure-languages.sh "
+                    f"(PHP 8, a JDK 11+, Go, Node.js from Debian's packages)")
+    return path
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the kernel's pick)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def port_open(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:``port`` now."""
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def run(args: Sequence[str], *, env: dict[str, str] | None = None,
+              stdin: str | None = None, timeout: float = 60.0) -> tuple[int, str, str]:
+    """Run a program to its end: its exit code, stdout and stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        *args, cwd=ROOT, env=env, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(
+            proc.communicate(None if stdin is None else stdin.encode()), timeout)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+class Program:
+    """A long-running child (a member, a callback server), read line by line.
+
+    ``async with Program(...) as p``: started on entry, killed (by its pid)
+    and reaped on exit if it is still running.
+    """
+
+    def __init__(self, args: Sequence[str], *, env: dict[str, str] | None = None,
+                 output: Path | None = None) -> None:
+        self.args = list(args)
+        self.env = env
+        # A chatty program (php -S logs every request) writes to a file, not
+        # a pipe nobody reads (which would fill up and stall it).
+        self.output = output
+        self.proc: asyncio.subprocess.Process | None = None
+        self.seen: list[str] = []
+
+    async def __aenter__(self) -> Program:
+        with contextlib.ExitStack() as files:
+            out: Any = asyncio.subprocess.PIPE
+            if self.output is not None:
+                out = files.enter_context(self.output.open("wb"))
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.args, cwd=ROOT, env=self.env, stdin=asyncio.subprocess.PIPE,
+                stdout=out, stderr=asyncio.subprocess.STDOUT)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            await asyncio.wait_for(self.proc.wait(), 10.0)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def line(self, pattern: str, timeout: float = 20.0) -> re.Match[str]:
+        """The next output line matching ``pattern`` (a regex searched in it)."""
+        assert self.proc is not None and self.proc.stdout is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError(f"no line matching {pattern!r} from {self.args[:3]} within "
+                                   f"{timeout} s; it printed: {self.seen[-20:]}")
+            raw = await asyncio.wait_for(self.proc.stdout.readline(), left)
+            if not raw:
+                code = await asyncio.wait_for(self.proc.wait(), 10.0)
+                raise AssertionError(f"{self.args[:3]} exited ({code}) before printing "
+                                     f"{pattern!r}; it printed: {self.seen[-20:]}")
+            text = raw.decode().rstrip("\n")
+            self.seen.append(text)
+            found = re.search(pattern, text)
+            if found:
+                return found
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    async def kill_and_reap(self) -> None:
+        """kill -9, and wait until the process is gone."""
+        self.signal(signal.SIGKILL)
+        await self.exit_code()
+
+    async def exit_code(self, timeout: float = 20.0) -> int:
+        assert self.proc is not None
+        return await asyncio.wait_for(self.proc.wait(), timeout)
+
+    async def rest(self, timeout: float = 20.0) -> list[str]:
+        """Every line it prints until it exits."""
+        assert self.proc is not None and self.proc.stdout is not None
+        out = await asyncio.wait_for(self.proc.stdout.read(), timeout)
+        self.seen.extend(out.decode().splitlines())
+        return self.seen
+
+
+def readme_example(readme: Path, heading: str, language: str) -> str:
+    """The first ```language block after the line ``heading`` in a README:
+    the examples are run exactly as written."""
+    text = readme.read_text()
+    start = text.index(heading)
+    found = re.compile(rf"```{language}\n(.*?)```", re.S).search(text, start)
+    assert found is not None, f"no ```{language} block after {heading!r} in {readme}"
+    return found.group(1)
+
+
+# ---- the JSON mapping, as Python does it (the reference) --------------------
+
+def tag(term: Any) -> Any:
+    """A term with its type made explicit, so no two languages' ``1`` and
+    ``1.0``, ``"ab"`` and ``b"ab"`` compare equal by accident."""
+    if term is None:
+        return ["null"]
+    if isinstance(term, bool):
+        return ["bool", term]
+    if isinstance(term, int):
+        return ["int", term]
+    if isinstance(term, float):
+        return ["float", term]
+    if isinstance(term, str):
+        return ["str", term]
+    if isinstance(term, bytes):
+        return ["bin", term.hex()]
+    if isinstance(term, Pid):
+        return ["pid", term.node, term.creation, term.serial]
+    if isinstance(term, Crash):
+        return ["crash", term.type, term.message, term.traceback]
+    if isinstance(term, list):
+        return ["list", [tag(item) for item in term]]
+    assert isinstance(term, dict), term
+    return ["map", [[tag(key), tag(value)] for key, value in term.items()]]
+
+
+# Documents beyond the shared vectors: the corners where a language's own
+# JSON types differ from the mapping's (PHP arrays, Java's numbers).
+EXTRA_CASES: list[Any] = [
+    {}, [], {"0": "a", "1": "b"}, {"1": "x"}, 1.0, -0.5, 2**53, 2**62, "é😀\t\"\\",
+    {"a": {"$map": {"$x": {"$bin": ""}}}}, {"$kv": [[{"$bin": "00"}, {"$pid": ["n.1", 0, 0]}]]},
+    {"$kv": [[1, 2]]}, {"$kv": [["a"]]}, {"$bin": "0g"}, {"$bin": "abc"}, {"$pid": ["n", "1", 2]},
+    {"$pid": ["n", 1]}, {"$crash": ["t", "m", 3]}, {"$map": []}, {"$pid": [1, 2, 3], "x": 1},
+    [[[[[[[[[[{"deep": True}]]]]]]]]]], {"$nope": None},
+    {"$crash": ["builtins.ValueError", "boom", "Traceback (most recent call last):\n"]},
+]
+
+
+def mapping_documents() -> list[str]:
+    """JSON documents, one a line: the gateway's conformance vectors (valid
+    and invalid) and EXTRA_CASES."""
+    vectors = json.loads(VECTORS.read_text())
+    docs = [json.dumps(entry["json"], ensure_ascii=False) for entry in vectors["mapping"]]
+    docs += [" ".join(entry["body"].splitlines()) for entry in vectors["invalid_json"]]
+    docs += [json.dumps(doc, ensure_ascii=False) for doc in EXTRA_CASES]
+    return docs
+
+
+def error_answers() -> list[tuple[str, str]]:
+    """The error answers of the vectors, as "STATUS<tab>BODY" input lines
+    and what a client must make of each: "kind retrySafe remoteType status member"."""
+    out = []
+    for entry in json.loads(VECTORS.read_text())["errors"]:
+        error = entry["example"]["error"]
+        member = error.get("member")
+        expected = " ".join([
+            error["kind"], "true" if error["retry_safe"] else "false",
+            error.get("remote_type") or "null", str(entry["status"]),
+            str(from_json(member)) if member else "null"])
+        out.append((f"{entry['status']}\t{json.dumps(entry['example'])}", expected))
+    return out
+
+
+def expected_mapping(document: str) -> tuple[str, Any, Any]:
+    """("ok", tagged term, JSON form) as Python maps ``document``, or
+    ("refused", None, None)."""
+    try:
+        term = from_json(json.loads(document))
+        form = to_json(term)
+    except (ValueError, shoal.ShoalError):  # JSONDecodeError is a ValueError
+        return "refused", None, None
+    return "ok", tag(term), form
+
+
+def check_mapping(documents: list[str], output: str) -> list[str]:
+    """Compare a client's ``mapping`` output with Python's mapping; the
+    differences, one line each (empty when the client conforms)."""
+    lines = output.splitlines()
+    assert len(lines) == len(documents), (len(lines), len(documents), output[-500:])
+    wrong = []
+    for document, line in zip(documents, lines, strict=True):
+        verdict, tagged, form = expected_mapping(document)
+        parts = line.split("\t")
+        if parts[0] != verdict:
+            wrong.append(f"{document}: Python says {verdict}, the client says {line}")
+        elif verdict == "ok":
+            if json.loads(parts[1]) != tagged:
+                wrong.append(f"{document}: decoded as {parts[1]}, Python: {json.dumps(tagged)}")
+            if tag(from_json(json.loads(parts[2]))) != tag(from_json(form)):
+                wrong.append(f"{document}: encoded back as {parts[2]}, Python: {json.dumps(form)}")
+    return wrong
+
+
+# ---- a steady Python caller -------------------------------------------------
+
+class SteadyCaller:
+    """Calls a group from the test's Python node, one call after another,
+    until stopped; keeps every failure and who answered.
+
+    ``after_reply(reply)`` runs after each reply, before the next call (a
+    test kills a member there, so that no call of this caller is in flight).
+    """
+
+    def __init__(self, node: shoal.Node, group: str, *, strategy: str = "round_robin",
+                 request: Callable[[int], Any] = lambda n: n, pause: float = 0.005) -> None:
+        self.node = node
+        self.group = group
+        self.strategy = strategy
+        self.request = request
+        self.pause = pause
+        self.replies: list[Any] = []
+        self.failures: list[BaseException] = []
+        self.after_reply: Callable[[Any], Any] | None = None
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> SteadyCaller:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    async def _run(self) -> None:
+        n = 0
+        while not self._stop.is_set():
+            n += 1
+            try:
+                reply = await self.node.groups.call(self.group, self.request(n), timeout=5.0,
+                                                    strategy=self.strategy)
+            except shoal.ShoalError as exc:
+                self.failures.append(exc)
+            else:
+                self.replies.append(reply)
+                if self.after_reply is not None:
+                    done = self.after_reply(reply)
+                    if asyncio.iscoroutine(done):
+                        await done
+            # Pacing, so a steady caller leaves the shared CPU to the members.
+            await asyncio.sleep(self.pause)
+
+    def count(self, who: str) -> int:
+        """Replies from a client's member (they answer ``[who, request]``)."""
+        return sum(1 for r in self.replies if isinstance(r, list) and r[:1] == [who])
+
+    async def stop(self) -> None:
+        self._stop.set()
+        assert self._task is not None
+        await asyncio.wait_for(self._task, 15.0)
+
