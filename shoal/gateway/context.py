@@ -28,6 +28,7 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import ipaddress
@@ -61,6 +62,7 @@ DEFAULT_MAX_BODY: Final = 1 << 20
 MAX_TIMEOUT: Final = 300.0
 """Longest ``timeout`` a call may ask for, in seconds."""
 TOKEN_LABEL: Final = b"shoal gateway token v1"
+_LOOPBACK: Final = frozenset({"127.0.0.1", "::1"})
 MIN_TOKEN: Final = 16
 
 
@@ -138,6 +140,8 @@ def max_body_from_env() -> int:
 def is_loopback(host: str | None) -> bool:
     """Whether a client address is loopback (IPv4 127/8, ``::1``, or an
     IPv4-mapped loopback address); an unknown address is not."""
+    if host in _LOOPBACK:
+        return True
     if not host:
         return False
     try:
@@ -281,8 +285,14 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     if length is not None and length > limit:
         raise GatewayError(413, "too_large", f"the body of {length} bytes is over the limit "
                            f"of {limit} (SHOAL_GATEWAY_MAX_BODY)", True)
-    if length is not None and not request.body_exists:
-        return b""
+    if length is not None:
+        if length == 0:
+            return b""
+        try:
+            return await request.content.readexactly(length)
+        except asyncio.IncompleteReadError:
+            raise BadArgument("body", "...", f"{length} bytes, as Content-Length "
+                              "said (the client closed the connection)") from None
     chunks: list[bytes] = []
     size = 0
     while True:

@@ -342,3 +342,58 @@ async def test_requests_are_counted_by_route_and_status_in_metrics(gw: Gateway) 
     assert 'shoal_gateway_requests_total{route="/v1/call/{scope}/{group}",status="404"} 1.0' in text
     assert 'shoal_gateway_requests_total{route="unmatched",status="404"} 1.0' in text
     assert "shoal_gateway_callback_timeouts_total 0.0" in text
+
+
+async def test_a_callback_timeout_counted_by_the_members_shows_in_metrics(gw: Gateway) -> None:
+    assert gw.node.gateway is not None
+    gw.node.gateway.metrics.callback_timed_out()
+    _, raw, _ = await gw.request("GET", "/metrics", auth=False)
+    assert "shoal_gateway_callback_timeouts_total 1.0" in raw.decode()
+
+
+# -- retries: exactly Groups.call's (G3) ------------------------------------------------
+
+
+class HangsOnce(shoal.GenServer):
+    """The first call any of them gets hangs (the test kills it mid-call:
+    delivery unknown); every later call is answered."""
+
+    first: list[shoal.Pid] = []
+
+    async def handle_call(self, request: Any, caller: shoal.Caller) -> Any:
+        if not HangsOnce.first:
+            HangsOnce.first.append(self.pid)
+            await asyncio.sleep(60)
+        return ["answered by", self.pid]
+
+
+@pytest.mark.parametrize("idempotent", [False, True])
+async def test_a_call_whose_member_exits_mid_call_is_retried_only_when_idempotent(
+        gw: Gateway, idempotent: bool) -> None:
+    HangsOnce.first = []
+    for _ in range(2):
+        await gw.node.groups.join("flaky", await gw.node.spawn(HangsOnce))
+    call = asyncio.create_task(gw.post(
+        f"/v1/call/default/flaky?idempotent={str(idempotent).lower()}", "x"))
+    await wait_until(lambda: bool(HangsOnce.first), timeout=5, what="the first call to hang")
+    dead = HangsOnce.first[0]
+    gw.node.kill(dead)
+    status, body, headers = await asyncio.wait_for(call, 5)
+    if idempotent:
+        assert status == 200
+        assert headers["Shoal-Member"] != str(dead)
+        assert body == ["answered by", {"$pid": list(shoal.Pid.parse(headers["Shoal-Member"]))}]
+    else:
+        assert status == 502
+        assert _error(body) == ("exited", False)
+        assert body["error"]["member"] == {"$pid": list(dead)}
+
+
+async def test_a_member_that_provably_did_not_start_is_retried_elsewhere(gw: Gateway) -> None:
+    dead = await gw.node.spawn(Echo)
+    await gw.node.groups.join("mixed", [dead, gw.echo])
+    gw.node.kill(dead)
+    await gw.node.wait_exit(dead)
+    for _ in range(5):  # whatever the pick, the live member answers
+        status, body, headers = await gw.post("/v1/call/default/mixed?strategy=random", 7)
+        assert (status, body, headers["Shoal-Member"]) == (200, 7, str(gw.echo))

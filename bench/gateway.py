@@ -1,0 +1,250 @@
+"""The HTTP/JSON gateway next to a native shoal remote call, same run.
+
+Three OS processes on loopback, SQLite store: a server node hosting an echo
+member of group ``echo``; a gateway node (``shoal gateway --http``, the
+sidecar) that has no member; and this process, a client node. Measured, in
+alternating rounds so drift hits both alike:
+
+- native: this node's ``groups.call("echo", ...)`` (a remote call to the
+  server node), 1 caller in sequence: p50, p99;
+- gateway: ``POST /v1/call/default/echo`` to the gateway node, from a Python
+  process with no node, over one keep-alive ``http.client`` connection
+  (the standard library's client), 1 caller in sequence: p50, p99. The
+  gateway node makes the same remote group call to the server node;
+- throughput: the gateway node's calls per second with 64 concurrent
+  keep-alive connections (aiohttp client, in 2 processes), and the native
+  group calls per second with 64 concurrent callers, for scale; and the
+  gateway node's CPU time per call under that load (from /proc), whose
+  inverse is what one core can serve when the clients do not share it
+  (``gateway_calls_per_cpu_second``).
+
+Printed last: ``gateway_overhead_us_p50`` (gateway p50 minus native p50:
+what the HTTP hop and the gateway add in front of the same remote call;
+goal <= 150), ``gateway_overhead_ratio`` (gateway p50 / native p50) and
+``gateway_throughput_calls_per_s`` (one gateway node; goal >= 10,000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import emit, loop_name, machine, median, percentile, run
+
+import shoal
+from shoal.gateway.context import derive_token
+from shoal.testing.cluster import free_port
+
+SECRET = "gateway-benchmark-secret-0123456789"
+CONCURRENCY = 64
+HTTP_PROCESSES = 2
+
+
+class Echo(shoal.GenServer):
+    async def handle_call(self, request: Any, caller: shoal.Caller) -> Any:
+        return request
+
+
+async def serve(store: str) -> None:
+    async with shoal.Node("bench-server", store=store, secret=SECRET, http="") as node:
+        await node.groups.join("echo", await node.spawn(Echo))
+        await node.groups.sync()
+        print("ready", flush=True)
+        stop = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set_result, None)
+        await stop
+
+
+def http_latency(url: str, token: str, calls: int) -> dict[str, float]:
+    import http.client
+
+    host, _, port = url.removeprefix("http://").partition(":")
+    conn = http.client.HTTPConnection(host, int(port))
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    def call(i: int) -> None:
+        conn.request("POST", "/v1/call/default/echo", body=str(i), headers=headers)
+        answer = conn.getresponse()
+        body = answer.read()
+        if answer.status != 200 or body != str(i).encode():
+            raise SystemExit(f"gateway answered {answer.status}: {body[:200]!r}")
+    for i in range(2000):  # warm up: the connection, the gateway's path to the server
+        call(i)
+    clock = time.perf_counter_ns
+    samples = []
+    for i in range(calls):
+        t0 = clock()
+        call(i)
+        samples.append((clock() - t0) / 1000)
+    conn.close()
+    return {"p50_us": percentile(samples, 50), "p99_us": percentile(samples, 99)}
+
+
+async def http_load(url: str, token: str, calls: int, concurrency: int) -> dict[str, float]:
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async def one(count: int) -> None:
+            for i in range(count):
+                async with session.post(f"{url}/v1/call/default/echo", data=str(i),
+                                        headers=headers) as answer:
+                    await answer.read()
+                    if answer.status != 200:
+                        raise SystemExit(f"gateway answered {answer.status}")
+        await asyncio.gather(*(one(50) for _ in range(concurrency)))  # warm up
+        per = calls // concurrency
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(per) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - t0
+    return {"calls": per * concurrency, "start": t0, "elapsed": elapsed}
+
+
+async def native(node: shoal.Node, calls: int) -> dict[str, float]:
+    call = node.groups.call
+    for i in range(2000):
+        await call("echo", i)
+    clock = time.perf_counter_ns
+    samples = []
+    for i in range(calls):
+        t0 = clock()
+        await call("echo", i)
+        samples.append((clock() - t0) / 1000)
+
+    async def one(count: int) -> None:
+        for i in range(count):
+            await call("echo", i)
+    per = calls // CONCURRENCY
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(per) for _ in range(CONCURRENCY)))
+    return {"p50_us": percentile(samples, 50), "p99_us": percentile(samples, 99),
+            "throughput": per * CONCURRENCY / (time.perf_counter() - t0)}
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process ``pid`` used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def sub(*args: str) -> dict[str, float]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, *args, stdout=asyncio.subprocess.PIPE)
+    out, _ = await process.communicate()
+    if process.returncode:
+        raise SystemExit(f"{args[1]} failed (exit {process.returncode})")
+    return dict(json.loads(out.decode().strip().splitlines()[-1]))
+
+
+async def measure(store: str, url: str, gateway_pid: int, calls: int,
+                  rounds: int) -> list[dict[str, float]]:
+    token = derive_token(SECRET.encode())
+    results = []
+    async with shoal.Node("bench-client", store=store, secret=SECRET, http="") as node:
+        deadline = time.monotonic() + 20
+        while not node.groups.get_members("echo"):
+            if time.monotonic() > deadline:
+                raise SystemExit("the server's member never appeared")
+            await asyncio.sleep(0.01)
+        for _ in range(rounds):
+            out = {f"native_{k}": v for k, v in (await native(node, calls)).items()}
+            latency = await sub("--role", "http-latency", "--url", url, "--token", token,
+                                "--calls", str(calls))
+            out.update({f"gateway_{k}": v for k, v in latency.items()})
+            cpu_before = cpu_seconds(gateway_pid)
+            loads = await asyncio.gather(*(
+                sub("--role", "http-load", "--url", url, "--token", token, "--calls",
+                    str(calls * 2 // HTTP_PROCESSES))
+                for _ in range(HTTP_PROCESSES)))
+            start = min(x["start"] for x in loads)
+            end = max(x["start"] + x["elapsed"] for x in loads)
+            total = sum(x["calls"] for x in loads)
+            out["gateway_throughput"] = total / (end - start)
+            out["gateway_cpu_us"] = (cpu_seconds(gateway_pid) - cpu_before) / total * 1e6
+            results.append(out)
+    return results
+
+
+def bench(calls: int, rounds: int) -> list[dict[str, float]]:
+    with tempfile.TemporaryDirectory(prefix="shoal-bench-gw-") as tmp:
+        store = f"sqlite://{tmp}/cluster.db"
+        env = dict(os.environ, SHOAL_SECRET=SECRET)
+        for name in ("SHOAL_GATEWAY_TOKEN", "SHOAL_GATEWAY_TOKEN_FILE", "SHOAL_HTTP"):
+            env.pop(name, None)
+        port = free_port()
+        server = subprocess.Popen([sys.executable, __file__, "--role", "server", "--store", store],
+                                  stdout=subprocess.PIPE, env=env)
+        gateway: subprocess.Popen[bytes] | None = None
+        try:
+            assert server.stdout is not None
+            if b"ready" not in server.stdout.readline():
+                raise SystemExit("the server node did not start")
+            gateway = subprocess.Popen([sys.executable, "-m", "shoal.cli", "gateway", "--http",
+                                        f"127.0.0.1:{port}", "--node", "bench-gateway",
+                                        "--store", store], stdout=subprocess.PIPE, env=env)
+            assert gateway.stdout is not None
+            if b"ready" not in gateway.stdout.readline():
+                raise SystemExit("the gateway node did not start")
+            url = f"http://127.0.0.1:{port}"
+            pid = gateway.pid
+            return run(lambda: measure(store, url, pid, calls, rounds))
+        finally:
+            for process in (gateway, server):
+                if process is not None:
+                    process.terminate()
+                    process.wait(timeout=20)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--role", choices=["bench", "server", "http-latency", "http-load"],
+                        default="bench")
+    parser.add_argument("--store", default="")
+    parser.add_argument("--url", default="")
+    parser.add_argument("--token", default="")
+    parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    if args.role == "server":
+        run(lambda: serve(args.store))
+        return
+    if args.role == "http-latency":
+        print(json.dumps(http_latency(args.url, args.token, args.calls)))
+        return
+    if args.role == "http-load":
+        print(json.dumps(run(lambda: http_load(args.url, args.token, args.calls,
+                                               CONCURRENCY // HTTP_PROCESSES))))
+        return
+    print(f"machine: {machine()}")
+    print(f"loop: {loop_name()}")
+    results = bench(args.calls, args.rounds)
+
+    def mid(key: str) -> float:
+        return median([r[key] for r in results])
+
+    emit("native_group_call_us_p50", mid("native_p50_us"), "us")
+    emit("native_group_call_us_p99", mid("native_p99_us"), "us")
+    emit("native_throughput_calls_per_s", mid("native_throughput"), "calls/s")
+    emit("gateway_call_us_p50", mid("gateway_p50_us"), "us")
+    emit("gateway_call_us_p99", mid("gateway_p99_us"), "us")
+    emit("gateway_throughput_calls_per_s", mid("gateway_throughput"), "calls/s")
+    emit("gateway_node_cpu_us_per_call", mid("gateway_cpu_us"), "us")
+    emit("gateway_calls_per_cpu_second", 1e6 / mid("gateway_cpu_us"), "calls/s")
+    emit("gateway_overhead_us_p50", median([r["gateway_p50_us"] - r["native_p50_us"]
+                                            for r in results]), "us")
+    emit("gateway_overhead_ratio", median([r["gateway_p50_us"] / r["native_p50_us"]
+                                           for r in results]))
+
+
+if __name__ == "__main__":
+    main()
