@@ -48,9 +48,10 @@ from shoal.gateway.errors import GatewayError, error_body
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
 
-    from shoal.pid import Pid
+    from shoal.pid import Pid, Reason
     from shoal.runtime.cluster import ClusterView
     from shoal.runtime.groups import Groups, Subscription
+    from shoal.runtime.process import Behaviour
 
 __all__ = ["DEFAULT_MAX_BODY", "MAX_TIMEOUT", "GatewayContext", "GatewayMetrics",
            "GatewayNode", "derive_token", "is_loopback", "read_body", "resolve_token"]
@@ -90,6 +91,18 @@ class GatewayNode(Protocol):
     def cast(self, pid: Pid, request: Any) -> None: ...
 
     def send(self, pid: Pid, message: Any) -> None: ...
+
+    # Member registrations (registry.py): their proxy processes.
+
+    async def spawn(self, behaviour: type[Behaviour], *args: Any, **kwargs: Any) -> Pid: ...
+
+    async def wait_exit(self, pid: Pid, timeout: float = ...) -> Reason: ...
+
+    def exit(self, pid: Pid, reason: Reason) -> None: ...
+
+    def whereis(self, name: str) -> Pid | None: ...
+
+    def unregister(self, name: str) -> None: ...
 
 
 def derive_token(secret: bytes) -> str:

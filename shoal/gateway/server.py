@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from shoal.errors import ConfigError
-from shoal.gateway import callers, members
+from shoal.gateway import callers
 from shoal.gateway.context import GatewayContext, GatewayNode, max_body_from_env, resolve_token
 
 __all__ = ["env_flag", "for_node", "http_ssl", "mount", "prepare"]
@@ -25,11 +25,19 @@ __all__ = ["env_flag", "for_node", "http_ssl", "mount", "prepare"]
 log = logging.getLogger("shoal")
 
 
+ROUTES: list[Callable[[web.Application, GatewayContext], None]] = [callers.add_routes]
+"""What :func:`mount` adds to the application, in order. The members'
+routes (``members.add_routes``) are appended by the package
+(``shoal/gateway/__init__.py``): they spawn processes, so they import the
+process layer's ``GenServer``, which names ``Node`` in its types, and the
+node imports this module: listing them here would close that circle."""
+
+
 def mount(app: web.Application, ctx: GatewayContext) -> None:
     """Serve the gateway under ``/v1/`` of ``app`` (not started yet)."""
     app.middlewares.append(ctx.middleware)
-    callers.add_routes(app, ctx)
-    members.add_routes(app, ctx)
+    for add_routes in ROUTES:
+        add_routes(app, ctx)
 
 
 def env_flag(name: str) -> bool:

@@ -183,9 +183,7 @@ class Process:
         self._waiter: asyncio.Future[None] | None = None
         self._idle: asyncio.Future[None] | None = None
         self.limit = limit
-        # Invariant: >= 0; requests the behaviour holds beyond its mailbox
-        # (set through ``GenServer.backlog``), counted in ``queue_len``.
-        self.backlog = 0
+        self.backlog = 0  # >= 0: requests held beyond the mailbox (GenServer.backlog)
         self.trap_exit = trap_exit
         self.shutdown_timeout = shutdown_timeout
         self.parent = parent
