@@ -22,13 +22,14 @@ a join rewrites one bucket of at most 64 offsets (about 70 bytes).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import ItemsView, Iterator, Mapping
+from itertools import repeat
 from typing import NamedTuple
 from urllib.parse import quote, unquote
 
 import msgpack
 
-__all__ = ["BUCKET_BITS", "BUCKET_SIZE", "MemberKey", "bucket_of", "decode_members",
+__all__ = ["BUCKET_BITS", "BUCKET_SIZE", "MemberKey", "Members", "bucket_of", "decode_members",
            "encode_members", "member_key", "parse_member_key"]
 
 BUCKET_BITS = 6
@@ -86,7 +87,64 @@ def encode_members(bucket: int, counts: Mapping[int, int]) -> bytes:
     return packed
 
 
-def decode_members(bucket: int, value: bytes) -> dict[int, int] | None:
+class Members(Mapping[int, int]):
+    """serial -> join count of one bucket, as :func:`decode_members` reads
+    it: a read-only mapping kept compact, since a node keeps one for every
+    bucket of every peer it follows. One byte per member (its offset) and a
+    tuple of counts only when a member joined more than once: ~2 bytes per
+    member where a dict cost ~35 (docs/performance.md). Equal to a dict of
+    the same items."""
+
+    __slots__ = ("_base", "_joins", "_offsets")
+
+    def __init__(self, base: int, offsets: bytes, joins: tuple[int, ...] | None) -> None:
+        # Invariant: offsets are distinct, each < BUCKET_SIZE; joins[i]
+        # counts offsets[i]'s joins, or is None when every count is 1.
+        self._base = base
+        self._offsets = offsets
+        self._joins = joins
+
+    def _index(self, serial: object) -> int:
+        if type(serial) is not int:
+            return -1
+        offset = serial - self._base
+        return self._offsets.find(offset) if 0 <= offset < BUCKET_SIZE else -1
+
+    def __getitem__(self, serial: int) -> int:
+        i = self._index(serial)
+        if i < 0:
+            raise KeyError(serial)
+        return 1 if self._joins is None else self._joins[i]
+
+    def __contains__(self, serial: object) -> bool:
+        return self._index(serial) >= 0
+
+    def __iter__(self) -> Iterator[int]:
+        return map(self._base.__add__, self._offsets)
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    def items(self) -> ItemsView[int, int]:
+        return _Items(self)
+
+    def pairs(self) -> Iterator[tuple[int, int]]:
+        """(serial, joins) of every member, at C speed."""
+        joins = self._joins
+        return zip(self, repeat(1) if joins is None else joins, strict=False)
+
+    def __repr__(self) -> str:
+        return f"Members({dict(self.items())!r})"
+
+
+class _Items(ItemsView[int, int]):
+    _mapping: Members
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return self._mapping.pairs()
+
+
+def decode_members(bucket: int, value: bytes) -> Mapping[int, int] | None:
     """serial -> join count from a bucket's value; None when malformed."""
     try:
         members = msgpack.unpackb(value)
@@ -95,6 +153,14 @@ def decode_members(bucket: int, value: bytes) -> dict[int, int] | None:
     if type(members) is not list or len(members) > BUCKET_SIZE:
         return None  # not a bucket, or more members than a bucket holds
     base = bucket << BUCKET_BITS
+    if set(map(type, members)) <= {int}:  # offsets only: the usual value
+        try:
+            offsets = bytes(members)
+        except ValueError:
+            return None  # an offset below 0 or past a byte
+        if not offsets or (max(offsets) < BUCKET_SIZE
+                           and len(set(offsets)) == len(offsets)):
+            return Members(base, offsets, None)
     counts: dict[int, int] = {}
     for member in members:
         if type(member) is int:
@@ -108,6 +174,7 @@ def decode_members(bucket: int, value: bytes) -> dict[int, int] | None:
             return None
         if not 0 <= offset < BUCKET_SIZE:
             return None
-        serial = base + offset
-        counts[serial] = counts.get(serial, 0) + joins
-    return counts
+        counts[offset] = counts.get(offset, 0) + joins
+    held = sorted(counts)
+    many = tuple(counts[o] for o in held)
+    return Members(base, bytes(held), many if any(n != 1 for n in many) else None)

@@ -15,10 +15,11 @@ Rules (after Erlang's ``pg``):
 - Rule 3: a pid's memberships are removed all at once, in one call, when the
   pid is known dead (``remove_pid``) or when its node's view is replaced
   (``replace_node``). The runtime calls ``remove_pid`` in the exit path of a
-  process before any other code on its node runs (G1). Pids are indexed by
-  node, so replacing or dropping one node's view walks that node's pids
-  only: a peer's arrival, restart or departure costs what it owns, not what
-  the table holds (1,000 members leave a 1M-member table in ~4 ms).
+  process before any other code on its node runs (G1). Groups are indexed
+  by node and each group keeps each node's joins apart (``_group.py``), so
+  replacing or dropping one node's view walks that node's joins only: a
+  peer's arrival, restart or departure costs what it owns, not what the
+  table holds.
 - Rule 4: every change returns the membership events it caused, as data;
   the runtime delivers them to subscribers.
 
@@ -40,6 +41,7 @@ from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
+from shoal.membership._group import EMPTY, Group, Key
 from shoal.pid import Pid, Reason
 
 __all__ = ["GroupTable", "MembershipEvent"]
@@ -47,7 +49,6 @@ __all__ = ["GroupTable", "MembershipEvent"]
 LEFT = "left"
 _LIST_MAX = 16
 _Keys = list[tuple[str, Hashable]] | dict[tuple[str, Hashable], int]
-_EMPTY: list[Pid] = []
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,75 +72,6 @@ class MembershipEvent:
     reason: Reason | None = None
 
 
-class _Slots:
-    """A list of pids with O(1) append and O(1) removal of one occurrence.
-
-    Removal swaps the last item into the removed one's place, so the order
-    of a group's members is not kept (``pg`` promises none either). Without
-    the index, dropping a node's 2,000 members from a 40,000-member group
-    scanned the list each time: 3.6 s of a blocked node.
-    """
-
-    __slots__ = ("items", "pos")
-
-    def __init__(self) -> None:
-        # Invariant: items[i] == pid for every i in pos[pid]; pos[pid] is an
-        # int for a pid listed once, a list of ints for one listed more.
-        self.items: list[Pid] = []
-        self.pos: dict[Pid, int | list[int]] = {}
-
-    def append(self, pid: Pid) -> None:
-        index = len(self.items)
-        self.items.append(pid)
-        at = self.pos.get(pid)
-        if at is None:
-            self.pos[pid] = index
-        elif isinstance(at, int):
-            self.pos[pid] = [at, index]
-        else:
-            at.append(index)
-
-    def remove(self, pid: Pid) -> None:
-        at = self.pos[pid]
-        if isinstance(at, int):
-            index = at
-            del self.pos[pid]
-        else:
-            index = at.pop()
-            if len(at) == 1:
-                self.pos[pid] = at[0]
-        items = self.items
-        last = items.pop()
-        if index == len(items):
-            return  # it was the last item
-        items[index] = last
-        moved = self.pos[last]
-        if isinstance(moved, int):
-            self.pos[last] = index
-        else:
-            moved[moved.index(len(items))] = index
-
-
-class _Group:
-    __slots__ = ("joins", "local", "members", "routable", "rr", "version")
-
-    def __init__(self) -> None:
-        # Invariant: joins holds one entry per join (order not kept);
-        # members is its list, aliased for reads without a call.
-        self.joins = _Slots()
-        self.members = self.joins.items
-        # Invariant: local is the sub-list of members owned by this node. A
-        # plain list, removed from by a scan: a node's own members are far
-        # fewer than a large group's, and an index here would cost ~70 bytes
-        # per membership.
-        self.local: list[Pid] = []
-        # Invariant: routable is members minus pids on unroutable nodes,
-        # valid while version == table._route_version; None means stale.
-        self.routable: list[Pid] | None = None
-        self.version = -1
-        self.rr = 0
-
-
 class GroupTable:
     """Membership of every scope and group known to one node.
 
@@ -149,23 +81,25 @@ class GroupTable:
 
     def __init__(self, node: str) -> None:
         self.node = node
-        # Invariant: no _Group in here has an empty members list (Rule 1).
-        self._scopes: dict[str, dict[Hashable, _Group]] = {}
-        # Invariant: _by_node[pid.node][pid] holds pid's joins, as a list of
-        # (scope, group) once per join while short, as a dict of join counts
+        # Invariant: no Group in here has an empty members list (Rule 1).
+        self._scopes: dict[str, dict[Hashable, Group]] = {}
+        # Invariant: _nodes[node] maps the key of every group where node has
+        # a part (a join of any of its pids, any incarnation) to that group;
+        # a node with no joins has no entry. Keyed by node so replacing or
+        # dropping one node's view walks that node's groups and joins only;
+        # it costs one entry per (node, group), nothing per pid.
+        self._nodes: dict[str, dict[Key, Group]] = {}
+        # Invariant: _local[pid] holds a local pid's joins, as a list of
+        # group keys once per join while short, as a dict of join counts
         # once it passes _LIST_MAX entries; a pid with no memberships has no
-        # entry, a node with no member pids has no dict. Lists because most
-        # pids are in few groups and a one-item list is a quarter of a
-        # one-item dict (most of a membership's memory); dicts so a pid in
-        # thousands of groups costs O(1) per join, not O(groups). Keyed by
-        # node first so replacing or dropping one node's view (every
-        # incarnation of it) walks that node's pids only, not the table's:
-        # the index costs one dict per node, nothing per pid.
-        self._by_node: dict[str, dict[Pid, _Keys]] = {}
+        # entry. Only for this node's pids (few, and their exit path must
+        # cost what the pid owns); a remote pid's groups are found through
+        # _nodes and bisection (no per-pid memory: docs/performance.md).
+        self._local: dict[Pid, _Keys] = {}
         # Invariant: nodes whose members are not routable (suspected).
         self._unroutable: set[str] = set()
         # Invariant: remote pids whose owner answered "no such process";
-        # every one has an entry in _by_node (dropped with its last membership).
+        # each one is a member (dropped with its last membership).
         self._dead: set[Pid] = set()
         self._route_version = 0
 
@@ -191,38 +125,40 @@ class GroupTable:
 
     def groups_of(self, pid: Pid) -> list[tuple[str, Hashable]]:
         """The (scope, group) pairs a pid is in (each once)."""
-        return list(dict.fromkeys(self._keys(pid) or ()))  # dict keys or list, in order
+        if pid.node == self.node:
+            return list(dict.fromkeys(self._local.get(pid) or ()))  # dict keys or list
+        return [key for key, entry in self._nodes.get(pid.node, {}).items() if entry.has(pid)]
 
     def count(self, pid: Pid, scope: str, group: Hashable) -> int:
         """How many times ``pid`` joined the group (0 if not a member)."""
-        keys = self._keys(pid)
-        if not keys:
-            return 0
-        if isinstance(keys, dict):
-            return keys.get((scope, group), 0)
-        return keys.count((scope, group))
+        entry = self._scopes.get(scope, {}).get(group)
+        return entry.count(pid) if entry is not None else 0
 
     def pids(self) -> Iterator[Pid]:
         """Every pid with at least one membership."""
-        for pids in self._by_node.values():
-            yield from pids
+        for node in list(self._nodes):
+            yield from self.pids_on(node)
 
     def pids_on(self, node: str) -> list[Pid]:
         """Every pid of ``node`` (any incarnation) with at least one
-        membership. Cost: O(that node's pids), not O(table)."""
-        return list(self._by_node.get(node, ()))
+        membership. Cost: O(that node's joins), not O(table)."""
+        if node == self.node:
+            return list(self._local)
+        groups = self._nodes.get(node)
+        if groups is None:
+            return []
+        return list(dict.fromkeys(pid for entry in groups.values()
+                                  for pid in entry.parts[node].pids))
 
     def nodes(self) -> list[str]:
         """Every node owning at least one member pid (this one included)."""
-        return list(self._by_node)
+        return list(self._nodes)
 
     def is_member(self, pid: Pid) -> bool:
         """Whether the pid is in any group."""
-        return self._keys(pid) is not None
-
-    def _keys(self, pid: Pid) -> _Keys | None:
-        pids = self._by_node.get(pid.node)
-        return pids.get(pid) if pids is not None else None
+        if pid.node == self.node:
+            return pid in self._local
+        return any(entry.has(pid) for entry in self._nodes.get(pid.node, {}).values())
 
     def routable(self, scope: str, group: Hashable) -> list[Pid]:
         """Members on routable nodes. The returned list is shared: do not
@@ -240,7 +176,7 @@ class GroupTable:
         groups = self._scopes.get(scope)
         entry = groups.get(group) if groups is not None else None
         if entry is None:
-            return _EMPTY, _EMPTY
+            return EMPTY, EMPTY
         if entry.version != self._route_version or entry.routable is None:
             self._refresh(entry)
         return entry.routable, entry.local  # type: ignore[return-value]
@@ -258,10 +194,19 @@ class GroupTable:
         entry.rr += 1
         return entry.rr
 
-    def _refresh(self, entry: _Group) -> None:
+    def _refresh(self, entry: Group) -> None:
         if self._unroutable or self._dead:
             bad, dead = self._unroutable, self._dead
-            entry.routable = [p for p in entry.members if p.node not in bad and p not in dead]
+            dead_on = {p.node for p in dead}
+            routable: list[Pid] = []
+            for node, part in entry.parts.items():
+                if node in bad:
+                    continue
+                if node in dead_on:
+                    routable.extend([p for p in part.pids if p not in dead])
+                else:
+                    routable.extend(part.pids)
+            entry.routable = routable
         else:
             entry.routable = entry.members
         entry.version = self._route_version
@@ -290,12 +235,14 @@ class GroupTable:
         the owner's removal arrives. A local pid or a pid that is no member
         is ignored (the local exit path removes local pids itself).
         Returns whether anything changed."""
-        keys = self._keys(pid)
-        if keys is None or pid.node == self.node or pid in self._dead:
+        if pid.node == self.node or pid in self._dead:
+            return False
+        groups = [entry for entry in self._nodes.get(pid.node, {}).values() if entry.has(pid)]
+        if not groups:
             return False
         self._dead.add(pid)
-        for scope, group in keys:  # list entries or dict keys: (scope, group)
-            self._scopes[scope][group].routable = None
+        for entry in groups:
+            entry.routable = None
         return True
 
     def is_marked_dead(self, pid: Pid) -> bool:
@@ -313,26 +260,25 @@ class GroupTable:
         groups = self._scopes.setdefault(scope, {})
         entry = groups.get(group)
         if entry is None:
-            entry = groups[group] = _Group()
-        key = (scope, group)
-        by_node = self._by_node
-        for pid in added:
-            entry.joins.append(pid)
-            node = pid.node
-            if node == self.node:
-                entry.local.append(pid)
-            owned = by_node.get(node)
+            entry = groups[group] = Group((scope, group))
+        new_nodes, local = entry.add(added, self.node)
+        key = entry.key
+        for node in new_nodes:
+            owned = self._nodes.get(node)
             if owned is None:
-                owned = by_node[node] = {}
-            keys = owned.get(pid)
+                owned = self._nodes[node] = {}
+            owned[key] = entry
+        index = self._local
+        for pid in local:
+            keys = index.get(pid)
             if keys is None:
-                owned[pid] = [key]
+                index[pid] = [key]
             elif isinstance(keys, dict):
                 keys[key] = keys.get(key, 0) + 1
             else:
                 keys.append(key)
                 if len(keys) > _LIST_MAX:
-                    owned[pid] = _count(keys)
+                    index[pid] = _count(keys)
         entry.routable = None
         return [MembershipEvent(scope=scope, group=group, kind="join", pids=added)]
 
@@ -345,16 +291,20 @@ class GroupTable:
             The leave event (if anything left) and the pids that were not
             joined (as ``pg:leave`` reports ``not_joined``).
         """
-        key = (scope, group)
+        groups = self._scopes.get(scope)
+        entry = groups.get(group) if groups is not None else None
+        if entry is None:
+            return [], list(pids)
         gone: list[Pid] = []
         not_joined: list[Pid] = []
         for pid in pids:
-            keys = self._keys(pid)
-            if keys is None or key not in keys:
+            if not entry.remove(pid):
                 not_joined.append(pid)
                 continue
-            self._drop_one(scope, group, pid, keys)
             gone.append(pid)
+            self._forget_one(entry, pid.node, pid)
+        if gone:
+            self._removed(entry, gone)
         events = (
             [MembershipEvent(scope=scope, group=group, kind="leave", pids=tuple(gone),
                              reason=reason)]
@@ -365,17 +315,15 @@ class GroupTable:
 
     def remove_pid(self, pid: Pid, reason: Reason) -> list[MembershipEvent]:
         """Remove every membership of a dead pid (Rule 3)."""
-        keys = self._keys(pid)
-        if keys is None:
-            return []
+        if pid.node == self.node:
+            keys = self._local.get(pid)
+            counts = _count(keys) if keys is not None else {}
+        else:
+            counts = {key: n for key, entry in self._nodes.get(pid.node, {}).items()
+                      if (n := entry.count(pid))}
         events = []
-        for (scope, group), n in _count(keys).items():
-            for _ in range(n):
-                self._drop_one(scope, group, pid, keys)
-            events.append(
-                MembershipEvent(scope=scope, group=group, kind="leave", pids=(pid,) * n,
-                                reason=reason)
-            )
+        for (scope, group), n in counts.items():
+            events.extend(self.leave(scope, group, [pid] * n, reason)[0])
         return events
 
     def replace_node(
@@ -384,64 +332,91 @@ class GroupTable:
         """Replace everything known about ``node``'s pids with ``entries``
         (scope, group, pid, join count). The view is replaced wholesale,
         never merged: a re-sync cannot resurrect a group the node left."""
-        Key = tuple[str, Hashable]
         wanted: dict[Key, dict[Pid, int]] = {}
         for scope, group, pid, count in entries:
             if pid.node != node or count <= 0:
                 continue
             slot = wanted.setdefault((scope, group), {})
             slot[pid] = slot.get(pid, 0) + count
-        # Only this node's pids are walked (the _by_node index): a peer's
-        # arrival, restart or departure costs what it owns, not the table.
-        have: dict[Key, dict[Pid, int]] = {}
-        held_pids = self._by_node.get(node, {})
-        for pid, keys in held_pids.items():
-            for key, n in _count(keys).items():
-                have.setdefault(key, {})[pid] = n
-        # One leave and one join event per group, not one per pid: replacing
-        # a node of thousands of members stays a handful of events.
-        events: list[MembershipEvent] = []
+        # Only this node's groups and joins are walked (the _nodes index): a
+        # peer's arrival, restart or departure costs what it owns, not the table.
+        held = self._nodes.get(node, {})
         # A pid that only moves between groups keeps its mark: leaving its
         # last old group below would drop it before the joins re-add it.
         dead = self._dead
-        marked = [pid for pid in held_pids if pid in dead] if dead else []
-        for (scope, group), pids in have.items():
-            want = wanted.get((scope, group), {})
-            extra = [pid for pid, n in pids.items() for _ in range(n - want.get(pid, 0))]
+        marked = [p for p in self.pids_on(node) if p in dead] if dead else []
+        # One leave and one join event per group, not one per pid: replacing
+        # a node of thousands of members stays a handful of events.
+        events: list[MembershipEvent] = []
+        have: dict[Key, dict[Pid, int]] = {}
+        for key, entry in list(held.items()):
+            if key not in wanted:  # the whole part goes, in one step
+                gone = entry.drop_node(node)
+                self._forget_part(entry, node, gone)
+                self._removed(entry, gone)
+                events.append(MembershipEvent(scope=key[0], group=key[1], kind="leave",
+                                              pids=tuple(gone), reason=reason))
+                continue
+            counts: dict[Pid, int] = {}
+            for pid in entry.parts[node].pids:
+                counts[pid] = counts.get(pid, 0) + 1
+            have[key] = counts
+            want = wanted[key]
+            extra = [pid for pid, n in counts.items() for _ in range(n - want.get(pid, 0))]
             if extra:
-                events.extend(self.leave(scope, group, extra, reason)[0])
+                events.extend(self.leave(key[0], key[1], extra, reason)[0])
         for (scope, group), want in wanted.items():
-            held = have.get((scope, group), {})
-            missing = [pid for pid, n in want.items() for _ in range(n - held.get(pid, 0))]
+            had = have.get((scope, group), {})
+            missing = [pid for pid, n in want.items() for _ in range(n - had.get(pid, 0))]
             if missing:
                 events.extend(self.join(scope, group, missing))
         for pid in marked:
-            if self._keys(pid) is not None and pid not in self._dead:
+            if pid not in self._dead:
                 self.mark_dead(pid)
         return events
 
-    def _drop_one(self, scope: str, group: Hashable, pid: Pid, keys: _Keys) -> None:
-        key = (scope, group)
-        if isinstance(keys, dict):
-            if keys[key] == 1:
-                del keys[key]
+    # -- index upkeep -----------------------------------------------------------
+
+    def _forget_one(self, entry: Group, node: str, pid: Pid) -> None:
+        """One join of ``pid`` left ``entry``: update the indexes."""
+        if node not in entry.parts:
+            self._drop_key(node, entry.key)
+        if node == self.node:
+            keys = self._local[pid]
+            key = entry.key
+            if isinstance(keys, dict):
+                if keys[key] == 1:
+                    del keys[key]
+                else:
+                    keys[key] -= 1
             else:
-                keys[key] -= 1
-        else:
-            keys.remove(key)
-        if not keys:
-            pids = self._by_node[pid.node]
-            del pids[pid]
-            if not pids:
-                del self._by_node[pid.node]
+                keys.remove(key)
+            if not keys:
+                del self._local[pid]
+        elif pid in self._dead and not self.is_member(pid):
             self._dead.discard(pid)  # its removal arrived: the mark goes with it
-        groups = self._scopes[scope]
-        entry = groups[group]
-        entry.joins.remove(pid)
-        if pid.node == self.node:
-            _remove_last(entry.local, pid)
+
+    def _forget_part(self, entry: Group, node: str, gone: list[Pid]) -> None:
+        """Every join of ``node`` left ``entry``: update the indexes."""
+        self._drop_key(node, entry.key)
+        if node == self.node:
+            for pid in gone:
+                self._forget_one(entry, node, pid)
+        elif self._dead:
+            for pid in dict.fromkeys(gone):
+                if pid in self._dead and not self.is_member(pid):
+                    self._dead.discard(pid)
+
+    def _drop_key(self, node: str, key: Key) -> None:
+        owned = self._nodes.get(node)
+        if owned is not None and owned.pop(key, None) is not None and not owned:
+            del self._nodes[node]
+
+    def _removed(self, entry: Group, gone: list[Pid]) -> None:
         entry.routable = None
         if not entry.members:
+            scope, group = entry.key
+            groups = self._scopes[scope]
             del groups[group]
             if not groups:
                 del self._scopes[scope]
@@ -454,11 +429,3 @@ def _count(keys: _Keys) -> dict[tuple[str, Hashable], int]:
     for key in keys:
         counts[key] = counts.get(key, 0) + 1
     return counts
-
-
-def _remove_last(items: list[Pid], pid: Pid) -> None:
-    # The tail is where a join/leave pair in quick succession finds it.
-    for i in range(len(items) - 1, -1, -1):
-        if items[i] == pid:
-            del items[i]
-            return

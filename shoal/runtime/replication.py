@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from shoal.errors import NameInUse, SessionEnded, ShoalError, StoreError
@@ -98,7 +99,7 @@ class Replication:
         self.session: Session | None = None
         # Invariant: node -> {member key seen in the store -> (its parts, serial -> count)},
         # for every other node's non-empty buckets, whatever their incarnation.
-        self.entries: dict[str, dict[str, tuple[MemberKey, dict[int, int]]]] = {}
+        self.entries: dict[str, dict[str, tuple[MemberKey, Mapping[int, int]]]] = {}
         self.writer = Writer(self, table, self.name)
         self.outages = StoreOutages(self.name)  # one log line as the store goes, one as it is back
         self._tasks: list[asyncio.Task[Any]] = []
@@ -376,7 +377,7 @@ class Replication:
                     key, value, revision):
                 self._foreign.append(key)
             return
-        counts: dict[int, int] = {}
+        counts: Mapping[int, int] = {}
         if value is not None:
             decoded = decode_members(parsed.bucket, value)
             if decoded is None:

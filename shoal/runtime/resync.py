@@ -26,6 +26,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from shoal.membership.keys import MemberKey, decode_members, parse_member_key
@@ -37,7 +38,7 @@ __all__ = ["SLICE", "Slicer", "SnapshotView", "read_snapshot"]
 
 SLICE = 0.02  # seconds of work before yielding to the event loop
 
-NodeEntries = dict[str, dict[str, tuple[MemberKey, dict[int, int]]]]
+NodeEntries = dict[str, dict[str, tuple[MemberKey, Mapping[int, int]]]]
 
 
 class Slicer:

@@ -8,6 +8,7 @@ hostile value) must read as "malformed", never as members (G7).
 from __future__ import annotations
 
 import json
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,9 @@ def test_malformed_keys_are_not_read_as_memberships(key: str) -> None:
     msgpack.packb([[64, 2]]),                 # a pair past the bucket
     msgpack.packb([[3, 2.0]]),                # a count that is not an int
     msgpack.packb([0] * 65),                  # more members than a bucket holds
+    msgpack.packb([True]),                    # a bool is no offset
+    msgpack.packb([1, -1]),                   # an offset below the bucket
+    msgpack.packb([1, 300]),                  # an offset past a byte
 ])
 def test_malformed_values_are_not_read_as_members(value: bytes) -> None:
     assert decode_members(0, value) is None
@@ -105,6 +109,29 @@ def test_a_pid_joined_many_times_costs_one_element() -> None:
     value = encode_members(0, {5: 1_000_000, 6: 1})
     assert len(value) < 16
     assert decode_members(0, value) == {5: 1_000_000, 6: 1}
+
+
+def test_a_value_out_of_order_or_with_repeats_reads_as_the_sum_of_its_joins() -> None:
+    # Written by another implementation, or by hand: still one count per serial.
+    counts = decode_members(1, msgpack.packb([3, 1, 3, [2, 4]]))
+    assert counts == {65: 1, 66: 4, 67: 2}
+    assert counts is not None and 66 in counts and 64 not in counts and counts.get(64) is None
+    assert sorted(counts.items()) == [(65, 1), (66, 4), (67, 2)]
+
+
+def test_a_bucket_as_a_peer_keeps_it_costs_a_few_bytes_per_member() -> None:
+    # Every node keeps every followed peer's buckets: as dicts they cost ~35
+    # bytes per member (a quarter of the budget per remote member).
+    values = [encode_members(b, {(b << 6) + k: 1 for k in range(64)}) for b in range(100)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [decode_members(b, v) for b, v in enumerate(values)]
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert all(len(c or ()) == 64 for c in kept)
+    assert grown / (64 * len(values)) < 4
 
 
 def test_an_empty_bucket_holds_no_members() -> None:
