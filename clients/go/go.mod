@@ -1,0 +1,3 @@
+module shoal.dev/gateway
+
+go 1.19

@@ -1,0 +1,179 @@
+// Command testdriver is the program the repository's pytest suite
+// (tests/clients/test_go.py) drives against a real shoal cluster. It reads
+// SHOAL_GATEWAY_URL and SHOAL_GATEWAY_TOKEN and writes one line per result:
+//
+//	testdriver call SCOPE GROUP JSON   "reply JSON", or "error KIND RETRY_SAFE REMOTE_TYPE|null STATUS"
+//	testdriver member SCOPE GROUP N    "registered ID PID"; "call JSON" per call, each
+//	                                   answered ["go", request]; on SIGTERM it closes
+//	                                   (draining) and writes "drained N"
+//	testdriver mapping                 per JSON document on stdin: "refused", or
+//	                                   "ok<TAB>the value with its types<TAB>the value written back"
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"syscall"
+
+	"shoal.dev/gateway"
+)
+
+var outMu sync.Mutex
+
+func say(format string, args ...any) {
+	outMu.Lock()
+	defer outMu.Unlock()
+	fmt.Printf(format+"\n", args...)
+}
+
+func mustJSON(v any) string {
+	data, err := gateway.Marshal(v)
+	if err != nil {
+		return fmt.Sprintf("%q", "unencodable: "+err.Error())
+	}
+	return string(data)
+}
+
+func sayError(err error) {
+	var e *gateway.Error
+	if !errors.As(err, &e) {
+		say("error not-a-gateway-error %v", err)
+		return
+	}
+	remote := e.RemoteType
+	if remote == "" {
+		remote = "null"
+	}
+	say("error %s %t %s %d", e.Kind, e.RetrySafe, remote, e.Status)
+}
+
+// tagged is a value with its type made explicit (tests/clients/client_support.py's tag).
+func tagged(v any) any {
+	switch x := v.(type) {
+	case nil:
+		return []any{"null"}
+	case bool:
+		return []any{"bool", x}
+	case int64:
+		return []any{"int", x}
+	case uint64:
+		return []any{"int", x}
+	case float64:
+		return []any{"float", x}
+	case string:
+		return []any{"str", x}
+	case gateway.Bin:
+		return []any{"bin", fmt.Sprintf("%x", []byte(x))}
+	case gateway.Pid:
+		return []any{"pid", x.Node, x.Creation, x.Serial}
+	case gateway.Crash:
+		return []any{"crash", x.Type, x.Message, x.Traceback}
+	case []any:
+		items := make([]any, len(x))
+		for i, item := range x {
+			items[i] = tagged(item)
+		}
+		return []any{"list", items}
+	case map[string]any:
+		entries := make([]any, 0, len(x))
+		for k, item := range x {
+			entries = append(entries, []any{tagged(k), tagged(item)})
+		}
+		return []any{"map", entries}
+	case gateway.KV:
+		entries := make([]any, 0, len(x))
+		for _, p := range x {
+			entries = append(entries, []any{tagged(p.Key), tagged(p.Value)})
+		}
+		return []any{"map", entries}
+	}
+	return []any{"unknown", fmt.Sprintf("%T", v)}
+}
+
+func mapping() {
+	in := bufio.NewScanner(os.Stdin)
+	in.Buffer(make([]byte, 1<<16), 1<<24)
+	for in.Scan() {
+		v, err := gateway.Unmarshal(in.Bytes())
+		if err != nil {
+			say("refused")
+			continue
+		}
+		back, err := gateway.Marshal(v)
+		if err != nil {
+			say("unencodable %v", err)
+			continue
+		}
+		say("ok\t%s\t%s", mustJSON(tagged(v)), back)
+	}
+}
+
+func main() {
+	if len(os.Args) == 2 && os.Args[1] == "mapping" {
+		mapping()
+		return
+	}
+	if len(os.Args) != 5 {
+		fmt.Fprintln(os.Stderr, "usage: testdriver mapping | call SCOPE GROUP JSON | member SCOPE GROUP CONCURRENCY")
+		os.Exit(2)
+	}
+	client, err := gateway.NewClient("", "")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	cmd, scope, group, arg := os.Args[1], os.Args[2], os.Args[3], os.Args[4]
+	switch cmd {
+	case "call":
+		request, err := gateway.Unmarshal([]byte(arg))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		reply, err := client.Call(context.Background(), scope, group, request, nil)
+		if err != nil {
+			sayError(err)
+			return
+		}
+		say("reply %s", mustJSON(reply))
+	case "member":
+		concurrency, err := strconv.Atoi(arg)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		stop := make(chan os.Signal, 1)
+		signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+		echo := gateway.HandlerFunc(func(ctx context.Context, req *gateway.Request) (any, error) {
+			say("%s %s", req.Kind, mustJSON(req.Body))
+			return []any{"go", req.Body}, nil
+		})
+		m, err := client.ServeMember(context.Background(), scope, group, echo, concurrency)
+		if err != nil {
+			sayError(err)
+			os.Exit(1)
+		}
+		say("registered %s %s", m.ID, m.Pid)
+		select {
+		case <-stop:
+			drained, err := m.Shutdown(context.Background())
+			if err != nil {
+				sayError(err)
+				os.Exit(1)
+			}
+			say("drained %d", drained)
+		case <-m.Done():
+			sayError(m.Err())
+			os.Exit(1)
+		}
+	default:
+		fmt.Fprintln(os.Stderr, "unknown command", cmd)
+		os.Exit(2)
+	}
+}

@@ -1,0 +1,106 @@
+// The program the repository's pytest suite (tests/clients/test_node.py)
+// drives against a real shoal cluster. It reads SHOAL_GATEWAY_URL and
+// SHOAL_GATEWAY_TOKEN and writes one line per result:
+//
+//   node driver.js call SCOPE GROUP JSON  "reply JSON", or "error KIND RETRY_SAFE REMOTE_TYPE|null STATUS"
+//   node driver.js member SCOPE GROUP N   "registered ID PID"; "call JSON" per call, each
+//                                         answered ["node", request]; on SIGTERM it closes
+//                                         (draining) and writes "drained N"
+//   node driver.js mapping                per JSON document on stdin: "refused", or
+//                                         "ok<TAB>the value with its types<TAB>the value written back"
+import { createInterface } from 'node:readline';
+import { Buffer } from 'node:buffer';
+import { BadValueError, Client, Crash, GatewayError, Pid, parse, stringify } from '../src/index.js';
+
+/** @param {string} line */
+function say(line) {
+  process.stdout.write(`${line}\n`);
+}
+
+/** @param {unknown} err */
+function sayError(err) {
+  if (!(err instanceof GatewayError)) {
+    say(`error not-a-gateway-error ${err}`);
+    return;
+  }
+  say(`error ${err.kind} ${err.retrySafe} ${err.remoteType ?? 'null'} ${err.status}`);
+}
+
+/**
+ * A value with its type made explicit (tests/clients/client_support.py's tag).
+ * @param {unknown} v
+ * @returns {unknown}
+ */
+function tagged(v) {
+  if (v === null) return ['null'];
+  if (typeof v === 'boolean') return ['bool', v];
+  if (typeof v === 'number') return [Number.isInteger(v) ? 'int' : 'float', v];
+  if (typeof v === 'string') return ['str', v];
+  if (v instanceof Uint8Array) return ['bin', Buffer.from(v).toString('hex')];
+  if (v instanceof Pid) return ['pid', v.node, v.creation, v.serial];
+  if (v instanceof Crash) return ['crash', v.type, v.message, v.traceback];
+  if (Array.isArray(v)) return ['list', v.map(tagged)];
+  if (v instanceof Map) return ['map', [...v].map(([k, item]) => [tagged(k), tagged(item)])];
+  if (typeof v === 'object') return ['map', Object.entries(v).map(([k, item]) => [tagged(k), tagged(item)])];
+  return ['unknown', typeof v];
+}
+
+async function mapping() {
+  for await (const line of createInterface({ input: process.stdin, crlfDelay: Infinity })) {
+    let value;
+    try {
+      value = parse(line);
+    } catch (err) {
+      if (!(err instanceof BadValueError)) throw err;
+      say('refused');
+      continue;
+    }
+    say(`ok\t${JSON.stringify(tagged(value))}\t${stringify(value)}`);
+  }
+}
+
+const [cmd, scope, group, arg] = process.argv.slice(2);
+if (cmd === 'mapping') {
+  await mapping();
+} else if (cmd === 'call') {
+  const client = new Client();
+  try {
+    say(`reply ${stringify(await client.call(scope, group, parse(arg)))}`);
+  } catch (err) {
+    sayError(err);
+  }
+} else if (cmd === 'member') {
+  const client = new Client();
+  let member;
+  try {
+    member = await client.serveMember(scope, group, (req) => {
+      say(`${req.kind} ${stringify(req.body)}`);
+      return ['node', req.body];
+    }, { concurrency: Number(arg) });
+  } catch (err) {
+    sayError(err);
+    process.exit(1);
+  }
+  say(`registered ${member.id} ${member.pid}`);
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    try {
+      say(`drained ${await member.close()}`);
+    } catch (err) {
+      sayError(err);
+      process.exitCode = 1;
+    }
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  await member.closed;
+  if (!stopping) {
+    sayError(member.error);
+    process.exit(1);
+  }
+} else {
+  process.stderr.write('usage: driver.js mapping | call SCOPE GROUP JSON | member SCOPE GROUP CONCURRENCY\n');
+  process.exit(2);
+}
