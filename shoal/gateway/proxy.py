@@ -29,7 +29,12 @@ Rules:
   ``NoSuchProcess`` when their request had not gone out. The exit path
   already took the proxy out of its group (G1). Closing happens in
   ``terminate``, and for a kill that skips it, when the registration sees
-  the exit.
+  the exit. On ``shutdown`` (its node stopping, the gateway closing, or a
+  supervisor stopping it) ``terminate`` first lets the calls it holds finish,
+  for at most :data:`SHUTDOWN_DRAIN` seconds: the drain G4 gives every
+  node's calls in flight, which a proxy's held calls would otherwise miss
+  (its mailbox looks idle). Other exits (its stream closed, its TTL lapsed,
+  its callback gone) mean the service is gone: nothing is waited for.
 - Rule 5 (drain): once draining, a new call fails ``NoSuchProcess`` (the
   proxy has left its group; it never starts); the calls taken finish, each
   within its deadline, and :meth:`Forwarder.drain`'s future says when none
@@ -39,6 +44,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -62,7 +68,8 @@ from shoal.runtime.notices import NOREPLY
 from shoal.runtime.process import Caller
 
 __all__ = ["CAST_TIMEOUT", "EXIT_DRAINED", "EXIT_STREAM_CLOSED", "EXIT_TTL_LAPSED",
-           "EXIT_UNREACHABLE", "NO_DEADLINE", "QUEUE_LIMIT", "Forwarder", "MemberProxy"]
+           "EXIT_UNREACHABLE", "NO_DEADLINE", "QUEUE_LIMIT", "SHUTDOWN_DRAIN", "Forwarder",
+           "MemberProxy"]
 
 log = logging.getLogger("shoal")
 
@@ -70,6 +77,9 @@ QUEUE_LIMIT: Final = 10_000
 """Calls one proxy holds queued beyond its ``concurrency`` (also its mailbox bound)."""
 CAST_TIMEOUT: Final = 30.0
 """Seconds a cast or info may take at its callback."""
+SHUTDOWN_DRAIN: Final = 4.5
+"""Seconds ``terminate`` waits on ``shutdown`` for the calls held (Rule 4),
+within the proxy's ``shutdown_timeout`` of 5 s."""
 NO_DEADLINE: Final = 300.0
 """Seconds a call whose caller gave no timeout may take (the gateway's longest)."""
 
@@ -157,10 +167,12 @@ class Forwarder:
     def _start(self, job: _Job) -> None:
         task = asyncio.create_task(self._forward(job))
         self._running[task] = job
-        task.add_done_callback(self._finished)
+        task.add_done_callback(self._release)
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.pop(task, None)
+    def _release(self, task: asyncio.Task[None] | None) -> None:
+        """The exchange of ``task`` is over: the next queued call starts."""
+        if task is None or self._running.pop(task, None) is None:
+            return  # released already, before its caller was answered
         queue = self._queue
         while queue and not self.closed and len(self._running) < self.spec.concurrency:
             job = queue.popleft()
@@ -202,7 +214,7 @@ class Forwarder:
             log.warning("gateway: member %s (%s in group %r) is gone: %s", pid,
                         self.registration, spec.group, exc)
             self._stop(EXIT_UNREACHABLE)  # Rule 3: out of the group before the call fails
-            self._fail(job, NoSuchProcess(pid))
+            self.close(EXIT_UNREACHABLE)  # this call, never sent, fails NoSuchProcess
             return
         except (aiohttp.ClientError, OSError) as exc:
             self._fail(job, ProcessExited(pid, f"callback connection lost: {exc}"))
@@ -211,9 +223,13 @@ class Forwarder:
             self._fail(job, exc)
             return
         if caller is not None:
+            # Released first: the queue length the reply reports (to a caller
+            # on another node) no longer counts the call it answers.
+            self._release(asyncio.current_task())
             caller.reply(result)
 
     def _fail(self, job: _Job, exc: ShoalError) -> None:
+        self._release(asyncio.current_task())
         if job.caller is not None:
             job.caller.fail(exc)
         elif not isinstance(exc, NoSuchProcess):
@@ -241,9 +257,10 @@ class Forwarder:
             while self._queue:
                 self._fail(self._queue.popleft(), NoSuchProcess(pid))
             for task, job in list(self._running.items()):
+                if task is not asyncio.current_task():
+                    task.cancel()
                 self._fail(job, ProcessExited(pid, reason) if job.exchange.sent
                            else NoSuchProcess(pid))
-                task.cancel()
         idle = self._idle
         if idle is not None and not idle.done():
             idle.set_result(None)
@@ -279,4 +296,9 @@ class MemberProxy(GenServer):
         self.forwarder.submit(INFO, message, None, CAST_TIMEOUT)
 
     async def terminate(self, reason: Reason) -> None:
-        self.forwarder.close(reason)
+        forwarder = self.forwarder
+        if reason == EXIT_DRAINED and forwarder.load:
+            _, idle = forwarder.drain()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(idle), SHUTDOWN_DRAIN)
+        forwarder.close(reason)

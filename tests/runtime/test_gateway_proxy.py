@@ -15,6 +15,7 @@ import pytest
 from gateway_members_support import WAIT, Gateway, Service, left, next_event, pid_of
 
 import shoal
+from shoal.testing import wait_until
 
 
 @pytest.fixture
@@ -214,3 +215,21 @@ async def test_a_direct_call_to_a_member_whose_callback_is_gone_did_not_start(
         with pytest.raises(shoal.NoSuchProcess):
             await node.call(proxy, {"op": "echo", "value": 1})
         assert await left(node, "g", proxy) < WAIT
+
+
+async def test_a_stopping_node_lets_its_members_calls_in_flight_finish(
+        gw: Gateway, service: Service) -> None:
+    node = gw.node
+    async with gw.stream({"group": "g", "callback_url": service.url}) as (data, answer):
+        proxy = pid_of(data)
+        call = asyncio.ensure_future(node.groups.call("g", {"op": "hold", "value": "done"}))
+        await service.wait(lambda: service.in_flight == 1, "the call in flight")
+        stopping = asyncio.ensure_future(node.stop())
+        await left(node, "g", proxy)  # out of its group first (G4) ...
+        # ... and stopped: its terminate runs, holding the call.
+        await wait_until(lambda: not node.is_alive(proxy), timeout=WAIT, what="proxy exiting")
+        assert not call.done()
+        service.gate.set()  # its call finishes, not failed by the stop
+        assert await asyncio.wait_for(call, WAIT) == "done"
+        await asyncio.wait_for(stopping, WAIT)
+        assert await next_event(answer) == ("exited", {"reason": "shutdown"})
