@@ -138,7 +138,7 @@ async def measure_rolling_growth(compaction_interval: float, nodes: int = 20,
             async def register(node: int) -> EtcdSession:
                 session = await stores[node].open_session(f"n{node}", b"info", 5.0)
                 creation = time.time_ns()
-                await session.apply([Put(key=f"members/n{node}/{creation}/default/g/{k}",
+                await session.apply([Put(key=f"scopes/default/n{node}/{creation}/g/{k}",
                                          value=value) for k in range(members)])
                 return session
 

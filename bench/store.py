@@ -387,10 +387,10 @@ async def measure_convergence(
     # let that happen here rather than in the middle of the next measurement.
     store = open_store(url)
     try:
-        snapshot = await store.snapshot("members/")
+        snapshot = await store.snapshot("scopes/")
         left = set(snapshot.entries)
         async with asyncio.timeout(60 if left else 0.001):
-            async for item in store.watch("members/", snapshot.revision):
+            async for item in store.watch("scopes/", snapshot.revision):
                 if not left:
                     break
                 if isinstance(item, Changes):

@@ -24,6 +24,7 @@ import shoal
 from shoal.cli.inspect import cluster_name, store_url
 from shoal.cli.operate import UnknownTarget, ask
 from shoal.cli.reaping import registrations
+from shoal.membership.keys import PREFIX as MEMBERS
 from shoal.membership.keys import decode_members, parse_member_key
 from shoal.store import read_snapshot
 
@@ -72,7 +73,7 @@ async def live_members(node: shoal.Node, url: str | None, cluster: str | None, s
     registered = registrations(snapshot)
     joins: dict[shoal.Pid, int] = {}
     for key, entry in snapshot.entries.items():
-        parsed = parse_member_key(key) if key.startswith("members/") else None
+        parsed = parse_member_key(key) if key.startswith(MEMBERS) else None
         if parsed is None or parsed.scope != scope or parsed.group != group:
             continue
         for serial, count in (decode_members(parsed.bucket, entry.value) or {}).items():

@@ -30,6 +30,7 @@ import msgpack
 import shoal
 from shoal.cli.inspect import cluster_name, store_url
 from shoal.cli.operate import ask
+from shoal.membership.keys import PREFIX as MEMBERS
 from shoal.membership.keys import decode_members, parse_member_key
 from shoal.membership.reap import MemberEntry, OwnerView, PidState, ReapPlan, plan_reap
 from shoal.runtime.node_info import node_info
@@ -70,7 +71,7 @@ async def gather(node: shoal.Node, url: str | None, cluster: str | None,
     entries: list[MemberEntry] = []
     keys: dict[str, set[shoal.Pid]] = {}
     for key, entry in sorted(snapshot.entries.items()):
-        parsed = parse_member_key(key) if key.startswith("members/") else None
+        parsed = parse_member_key(key) if key.startswith(MEMBERS) else None
         if parsed is None:
             continue
         counts = decode_members(parsed.bucket, entry.value) or {}

@@ -1,17 +1,22 @@
 """How memberships are laid out in the store: keys and values, no IO.
 
 A node writes its own processes' memberships in *buckets*: one key per
-(node incarnation, scope, group, bucket), where a bucket covers 64
+(scope, node incarnation, group, bucket), where a bucket covers 64
 consecutive serials of that incarnation::
 
-    members/<node>/<creation>/<scope>/<group>/<bucket>
+    scopes/<scope>/<node>/<creation>/<group>/<bucket>
 
-``scope`` and ``group`` are percent-encoded, so any string is a valid name;
-``bucket`` is ``serial >> 6``. The value is a msgpack array with one element
-per member, in ascending order of its offset in the bucket (``serial -
-bucket * 64``): the offset itself for a member joined once, or ``[offset,
-joins]`` for one joined more often (so a value stays small however often a
-pid joins). A key with no members is deleted, never written empty.
+``scope`` and ``group`` are percent-encoded, so any string is a valid name
+(and ``scopes/<scope>/`` is the prefix of exactly one scope's keys: a node
+watches only the scopes it uses); ``bucket`` is ``serial >> 6``. This is
+layout 2 (:data:`LAYOUT`); layout 1 put the scope after the incarnation
+(``members/<node>/<creation>/<scope>/...``), so no prefix held one scope.
+
+The value is a msgpack array with one element per member, in ascending
+order of its offset in the bucket (``serial - bucket * 64``): the offset
+itself for a member joined once, or ``[offset, joins]`` for one joined more
+often (so a value stays small however often a pid joins). A key with no
+members is deleted, never written empty.
 
 Why buckets and not one key per membership: a node that starts 2,000
 workers in a group writes about 32 keys instead of 2,000, and every other
@@ -29,12 +34,15 @@ from urllib.parse import quote, unquote
 
 import msgpack
 
-__all__ = ["BUCKET_BITS", "BUCKET_SIZE", "MemberKey", "Members", "bucket_of", "decode_members",
-           "encode_members", "member_key", "parse_member_key"]
+__all__ = ["BUCKET_BITS", "BUCKET_SIZE", "LAYOUT", "PREFIX", "MemberKey", "Members",
+           "bucket_of", "decode_members", "encode_members", "member_key", "parse_member_key",
+           "scope_prefix"]
 
 BUCKET_BITS = 6
 BUCKET_SIZE = 1 << BUCKET_BITS
-PREFIX = "members/"
+PREFIX = "scopes/"
+LAYOUT = 2
+"""The membership layout this code writes and reads (in each node's record)."""
 
 
 class MemberKey(NamedTuple):
@@ -52,25 +60,30 @@ def bucket_of(serial: int) -> int:
     return serial >> BUCKET_BITS
 
 
+def scope_prefix(scope: str) -> str:
+    """The prefix of every membership key of ``scope``, and of no other's."""
+    return f"{PREFIX}{quote(scope, safe='')}/"
+
+
 def member_key(node: str, creation: int, scope: str, group: str, bucket: int) -> str:
     """The store key of one bucket of one group's members on one incarnation."""
-    return (f"{PREFIX}{node}/{creation}/{quote(scope, safe='')}/"
+    return (f"{scope_prefix(scope)}{node}/{creation}/"
             f"{quote(group, safe='')}/{bucket}")
 
 
 def parse_member_key(key: str) -> MemberKey | None:
     """Split a membership key; None when it is not one (malformed)."""
     parts = key.split("/")
-    if len(parts) != 6 or parts[0] != "members" or not parts[1]:
+    if len(parts) != 6 or parts[0] != "scopes" or not parts[2]:
         return None
-    creation, bucket = parts[2], parts[5]
+    creation, bucket = parts[3], parts[5]
     if not (creation.isdigit() and bucket.isdigit() and creation.isascii()
             and bucket.isascii()):
         return None
     number = int(creation)
     if number >= 1 << 63 or len(bucket) > 19:
         return None
-    return MemberKey(parts[1], number, unquote(parts[3]), unquote(parts[4]), int(bucket))
+    return MemberKey(parts[2], number, unquote(parts[1]), unquote(parts[4]), int(bucket))
 
 
 def encode_members(bucket: int, counts: Mapping[int, int]) -> bytes:

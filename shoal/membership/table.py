@@ -327,16 +327,18 @@ class GroupTable:
         return events
 
     def replace_node(
-        self, node: str, entries: Iterable[tuple[str, Hashable, Pid, int]], reason: Reason
+        self, node: str, entries: Iterable[tuple[str, Hashable, Pid, int]], reason: Reason,
+        scope: str | None = None,
     ) -> list[MembershipEvent]:
         """Replace everything known about ``node``'s pids with ``entries``
-        (scope, group, pid, join count). The view is replaced wholesale,
-        never merged: a re-sync cannot resurrect a group the node left."""
+        (scope, group, pid, join count), or only in ``scope`` when given
+        (other scopes untouched). The view is replaced wholesale, never
+        merged: a re-sync cannot resurrect a group the node left."""
         wanted: dict[Key, dict[Pid, int]] = {}
-        for scope, group, pid, count in entries:
-            if pid.node != node or count <= 0:
+        for in_scope, group, pid, count in entries:
+            if pid.node != node or count <= 0 or (scope is not None and in_scope != scope):
                 continue
-            slot = wanted.setdefault((scope, group), {})
+            slot = wanted.setdefault((in_scope, group), {})
             slot[pid] = slot.get(pid, 0) + count
         # Only this node's groups and joins are walked (the _nodes index): a
         # peer's arrival, restart or departure costs what it owns, not the table.
@@ -350,6 +352,8 @@ class GroupTable:
         events: list[MembershipEvent] = []
         have: dict[Key, dict[Pid, int]] = {}
         for key, entry in list(held.items()):
+            if scope is not None and key[0] != scope:
+                continue  # another scope: untouched
             if key not in wanted:  # the whole part goes, in one step
                 gone = entry.drop_node(node)
                 self._forget_part(entry, node, gone)
@@ -365,11 +369,11 @@ class GroupTable:
             extra = [pid for pid, n in counts.items() for _ in range(n - want.get(pid, 0))]
             if extra:
                 events.extend(self.leave(key[0], key[1], extra, reason)[0])
-        for (scope, group), want in wanted.items():
-            had = have.get((scope, group), {})
+        for (in_scope, group), want in wanted.items():
+            had = have.get((in_scope, group), {})
             missing = [pid for pid, n in want.items() for _ in range(n - had.get(pid, 0))]
             if missing:
-                events.extend(self.join(scope, group, missing))
+                events.extend(self.join(in_scope, group, missing))
         for pid in marked:
             if pid not in self._dead:
                 self.mark_dead(pid)

@@ -28,7 +28,7 @@ import ssl
 import time
 from typing import TYPE_CHECKING
 
-from shoal.errors import ShoalError
+from shoal.errors import CallTimeout, ShoalError
 from shoal.membership.table import GroupTable
 from shoal.pid import SHUTDOWN, Pid, Reason
 from shoal.runtime.admin import Admin, AdminParts
@@ -271,8 +271,11 @@ class Node(NodeAPI):
             idle_timeout=self.idle_timeout, max_unsent=self.max_unsent,
             max_handshakes=self.max_handshakes,
             table=self._table, processes=self._processes, remote=self._remote,
-            cluster_view=self._cluster, feed=self._feed, global_names=self._names.global_names))
+            cluster_view=self._cluster, feed=self._feed, global_names=self._names.global_names,
+            scopes=("default", *self._scopes)))
         self._store, self._replication = attached.store, attached.replication
+        for scope in self._scopes:  # opened while starting
+            attached.replication.follow(scope)
         self.address = attached.address
         self._prober.store = attached.store
         self._messaging.start(self._loop)
@@ -392,12 +395,49 @@ class Node(NodeAPI):
         return self.scope("default")
 
     def scope(self, name: str) -> Groups:
-        """Process groups of the scope ``name`` (scopes are independent)."""
+        """Process groups of the scope ``name`` (scopes are independent).
+
+        The node follows a scope from the first time it opens it: it reads
+        only ``"default"`` and the scopes it opened, so a scope opened now is
+        empty here until its membership is loaded from the store, in the
+        background (``await node.open_scope(name)`` waits for that).
+        """
         # Unhashable names must raise BadArgument, not TypeError from the dict.
         groups = self._scopes.get(name) if type(name) is str else None
         if groups is None:
             groups = self._scopes[check_name("scope", name)] = Groups(self._group_parts, name)
+            if self._replication is not None:
+                self._replication.follow(name)
         return groups
+
+    async def open_scope(self, name: str, timeout: float = 5.0) -> Groups:
+        """Open the scope ``name`` (as :meth:`scope`) and wait until this node
+        holds its whole membership as the store has it; changes after that
+        arrive live. Immediate for a scope already loaded.
+
+        Raises:
+            ShoalError: the node is not running.
+            CallTimeout: the store did not answer within ``timeout``
+                (the scope keeps loading in the background).
+            BadArgument: ``name`` is not a valid scope name or ``timeout``
+                not a number > 0.
+        """
+        groups = self.scope(name)
+        seconds = check_timeout(timeout)
+        if self._replication is None:
+            raise ShoalError(f"node {self.name!r} is not running")
+        try:
+            await asyncio.wait_for(self._replication.loaded(name), seconds)
+        except TimeoutError:
+            raise CallTimeout("the membership store", seconds) from None
+        return groups
+
+    def followed_scopes(self) -> list[str]:
+        """The scopes this node follows (``"default"`` and those it opened),
+        sorted; groups of any other scope are not in its view."""
+        if self._replication is None:
+            return sorted({"default", *self._scopes})
+        return self._replication.following.scopes()
 
     # -- introspection -----------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 and the :class:`NodeStatistics` it reports to its user.
 
 The record is a msgpack map written under the node's store session: the
-address peers dial, the incarnation, and facts for operators (OS pid, host,
+address peers dial, the incarnation, the membership layout it writes
+(``layout``; absent means 1), and facts for operators (OS pid, host,
 version, start time, session TTL). Peers read only what routing needs; a
 record they cannot read is skipped (G7). A restarting node reads its
 predecessor's record to tell whether that one provably died on this host.
@@ -24,6 +25,7 @@ import msgpack
 from shoal._backoff import backoff_delays
 from shoal._version import __version__
 from shoal.errors import NameInUse
+from shoal.membership.keys import LAYOUT
 from shoal.runtime.peers import PeerInfo
 from shoal.store.base import Session, Store
 
@@ -114,6 +116,7 @@ def node_info(name: str, creation: int, ttl: float, host: str, port: int, *,
         "port": port,
         "os_pid": os.getpid(), "hostname": socket.gethostname(), "version": __version__,
         "started": time.time(), "ttl": ttl, "process": process_identity(),
+        "layout": LAYOUT,
     })
     return packed
 

@@ -4,16 +4,20 @@ Each node is authoritative for its own processes (as in Erlang's ``pg``):
 it writes its processes' memberships under its own store session, and it
 never takes its own entries from the store. Every other node's entries come
 from the store's watch into the local table, so reads and selection stay
-local.
+local. This module owns the session and our own writes; following the
+others (one watch per prefix: ``nodes/`` and each scope the node uses) is
+``following.py``.
 
 Key layout under the adapter's cluster prefix (``shoal.membership.keys``)::
 
     nodes/<node>                                       node info (msgpack map)
-    members/<node>/<creation>/<scope>/<group>/<bucket> member offsets (msgpack array)
+    scopes/<scope>/<node>/<creation>/<group>/<bucket>  member offsets (msgpack array)
 
 One membership key holds the members of one group among 64 consecutive
 serials of one incarnation, so a node starting many processes together
-writes (and every peer applies) a few keys, not one per process.
+writes (and every peer applies) a few keys, not one per process. A node
+reads only the scopes it follows: ``"default"`` and each one opened with
+``node.scope(name)``; other scopes' groups are not in its table.
 
 Rules:
 
@@ -55,19 +59,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from shoal.errors import NameInUse, SessionEnded, ShoalError, StoreError
-from shoal.membership.keys import MemberKey, decode_members, parse_member_key
-from shoal.pid import Pid
 from shoal.runtime.fencing import stop_serving
+from shoal.runtime.following import NODEDOWN, Following
 from shoal.runtime.node_info import open_first_session, parse_info
 from shoal.runtime.outages import StoreOutages, store_backoff
-from shoal.runtime.peers import PeerInfo, drop_stale
-from shoal.runtime.resync import Slicer, read_snapshot
 from shoal.runtime.writer import Writer
-from shoal.store.base import Changes, Event, Put, Session, Snapshot, Store
+from shoal.store.base import Entry, Event, Put, Session, Store
 
 if TYPE_CHECKING:
     from shoal.membership.table import GroupTable
@@ -80,13 +81,13 @@ __all__ = ["NODEDOWN", "Replication"]
 
 log = logging.getLogger("shoal")
 
-NODEDOWN = "nodedown"
+
 class Replication:
     """Keeps the node's table in step with the store (see the module header)."""
 
     def __init__(self, store: Store, *, table: GroupTable, processes: ProcessTable,
                  remote: Remote, cluster: ClusterView, feed: MembershipFeed, ttl: float,
-                 info: bytes) -> None:
+                 info: bytes, scopes: Iterable[str] = ("default",)) -> None:
         self.name, self.creation = processes.name, processes.creation
         self.table = table  # other nodes' memberships are applied to it
         self.processes = processes  # killed if the node fences itself
@@ -97,19 +98,18 @@ class Replication:
         self.ttl = ttl
         self.info = info
         self.session: Session | None = None
-        # Invariant: node -> {member key seen in the store -> (its parts, serial -> count)},
-        # for every other node's non-empty buckets, whatever their incarnation.
-        self.entries: dict[str, dict[str, tuple[MemberKey, Mapping[int, int]]]] = {}
         self.writer = Writer(self, table, self.name)
+        # Everyone else's view: the nodes/ stream and one per followed scope.
+        self.following = Following(self, store, name=self.name, creation=self.creation,
+                                   table=table, cluster=cluster, remote=remote, feed=feed)
+        for scope in scopes:
+            self.following.follow(scope)
         self.outages = StoreOutages(self.name)  # one log line as the store goes, one as it is back
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False
         self._reopening = asyncio.Lock()
-        self.revision = 0
-        # Invariant: own keys found changed by someone else in the watched
-        # batch being applied (Rule 2b), logged and cleared after it; and our
-        # session's record if that batch deleted it (then restored after it).
-        self._foreign: list[str] = []
+        # Invariant: our session's record if the watched batch being applied
+        # deleted it (then restored after it, Rule 2b).
         self._record_deleted: tuple[Session, int] | None = None
         # Invariant: the session of the last put of our nodes/<name> the view
         # holds (a delete names no session: store Rule 3b, so this tells whose it was).
@@ -129,10 +129,8 @@ class Replication:
         """
         self.session = await open_first_session(self.store, self.name, self.info,
                                                   self.ttl)
-        snapshot = await self.store.snapshot("")
-        await self._resync(snapshot)
+        await self.following.start()
         loop = asyncio.get_running_loop()
-        self._tasks.append(loop.create_task(self._follow(), name=f"shoal watch {self.name}"))
         self._tasks.append(loop.create_task(self._guard_session(),
                                             name=f"shoal session {self.name}"))
 
@@ -150,7 +148,7 @@ class Replication:
         self.fenced = why
         self._stopping = True
         me = asyncio.current_task()
-        for task in [*self._tasks, *self.writer.cancel()]:
+        for task in [*self._tasks, *self.following.tasks(), *self.writer.cancel()]:
             if task is not me:
                 task.cancel()
         self.writer.release_waiters()
@@ -181,9 +179,10 @@ class Replication:
     async def stop(self) -> None:
         """Stop following and end the session (its keys vanish at once)."""
         self._stopping = True
-        for task in self._tasks:
+        tasks = [*self._tasks, *self.following.tasks()]
+        for task in tasks:
             task.cancel()
-        tasks = [*self._tasks, *self.writer.cancel()]
+        tasks += self.writer.cancel()
         # Their own cancellation is expected; a cancel of stop() itself propagates.
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.session is not None:
@@ -255,80 +254,69 @@ class Replication:
                 await self.reopen(session)
                 self.writer.kick()
 
-    # -- following everyone else ------------------------------------------------------
+    # -- following everyone else (following.py) -----------------------------------------
 
-    async def _follow(self) -> None:
-        delays = store_backoff()
-        while not self._stopping:
-            try:
-                async for item in self.store.watch("", self.revision):
-                    if isinstance(item, Changes):
-                        loop = asyncio.get_running_loop()
-                        slicer = Slicer()
-                        for event in item.events:
-                            if self._stopping:
-                                return  # fenced while applying (Rule 5)
-                            self._apply(event)
-                            # One batch can hold thousands of events: applied in
-                            # one go on a busy host, it held the loop past the
-                            # session TTL (our keepalive did not run). Others may
-                            # see part of a revision applied; each event is valid.
-                            await slicer.pause()
-                        self.revision = item.revision
-                        self.writer.watched_to(item.revision)
-                        deleted, self._record_deleted = self._record_deleted, None
-                        if deleted is not None:  # the restore tells what happened
-                            self._tasks = [t for t in self._tasks if not t.done()]
-                            self._tasks.append(loop.create_task(self._restore_record(*deleted)))
-                        elif self._foreign:
-                            self.reasserting(self._foreign, item.revision)
-                        self._foreign = []
-                    else:
-                        await self._resync(item.snapshot)
-                    delays = store_backoff()  # it works again: start over
-                    self.outages.succeeded("store watch")
-            except StoreError as exc:
-                delay = next(delays)
-                self.outages.failed("store watch", exc, delay)
-                await asyncio.sleep(delay)
-            except Exception:
-                # A bug while applying changes must not end this task: a node
-                # that stops following the store serves a frozen view. Log it
-                # and rebuild the whole view from a fresh snapshot (Rule 1).
-                delay = next(delays)
-                log.exception("node %s: applying the store's changes failed; "
-                              "re-reading the whole view in %.2fs", self.name, delay)
-                await asyncio.sleep(delay)
-                try:
-                    await self._resync(await self.store.snapshot(""))
-                except Exception:
-                    log.exception("node %s: re-reading the store failed; retrying",
-                                  self.name)
+    def follow(self, scope: str) -> None:
+        """Follow ``scope`` from now on (``following.py``; idempotent)."""
+        self.following.follow(scope)
 
-    def _apply(self, event: Event) -> None:
-        key = event.key
-        if key.startswith("members/"):
-            self._apply_member(key, event.value if event.kind == "put" else None,
-                               event.revision)
-        elif key.startswith("nodes/"):
-            name = key[len("nodes/"):]
-            if name == self.name:
-                # Our own registration: _guard_session watches our session;
-                # another incarnation writing it means we lost the name, and
-                # our live session's record deleted is restored (Rule 2b).
-                session, holder = self.session, self._record_holder
-                self._record_holder = event.session
-                if event.kind == "put":
-                    self._check_holder(event.value)
-                elif session is not None and holder == session.id:
-                    self._record_deleted = (session, event.revision)
-                return
-            if event.kind == "put":
-                info = parse_info(name, event.value)
-                if info is not None:
-                    self._node_seen(info)
-            else:
-                self._node_gone(name)
+    async def loaded(self, scope: str) -> None:
+        """Wait until ``scope`` is followed and its membership loaded."""
+        await self.following.loaded(scope)
+
+    def own_record(self, event: Event) -> None:
+        """A watched change of our own registration: ``_guard_session`` watches
+        our session; another incarnation writing it means we lost the name
+        (Rule 5), and our live session's record deleted is restored (Rule 2b)."""
+        session, holder = self.session, self._record_holder
+        self._record_holder = event.session
+        if event.kind == "put":
+            self._check_holder(event.value)
+        elif session is not None and holder == session.id:
+            self._record_deleted = (session, event.revision)
+
+    def own_record_loaded(self, entry: Entry | None) -> bool:
+        """Our registration as a snapshot shows it; True if that fenced us."""
+        self._record_holder = entry.session if entry is not None else None
+        return entry is not None and self._check_holder(entry.value)
+
+    def batch_done(self, revision: int, foreign: list[str]) -> None:
+        """After a watched batch: restore our deleted record, or write back
+        our keys someone else changed (Rule 2b)."""
+        deleted, self._record_deleted = self._record_deleted, None
+        if deleted is not None:  # the restore tells what happened
+            self._tasks = [t for t in self._tasks if not t.done()]
+            self._tasks.append(asyncio.get_running_loop().create_task(
+                self._restore_record(*deleted)))
+        elif foreign:
+            self._tasks = [t for t in self._tasks if not t.done()]
+            self._tasks.append(asyncio.get_running_loop().create_task(
+                self._judge_foreign(foreign, revision)))
+
+    async def _judge_foreign(self, keys: list[str], revision: int) -> None:
+        """Log our ``keys`` changed at ``revision`` (already being written
+        again) as someone else's doing, unless our session ended then: a
+        session's end deletes its record with its keys at one revision, but
+        the ``nodes/`` stream may show that after the scope's stream did, so
+        the store is asked whether our record outlived that revision."""
+        name = f"nodes/{self.name}"
+        try:
+            entry = (await self.store.snapshot(name)).entries.get(name)
+        except StoreError:
+            entry = None
+        else:
+            if entry is None or entry.revision > revision:
+                return  # our session ended there (its own log line says so)
+        if entry is None or (self.session is not None and entry.session == self.session.id):
+            self.reasserting(keys, revision)
+
+    def snapshot_loaded(self, own: dict[str, tuple[bytes, int]], revision: int,
+                        prefix: str) -> None:
+        """A scope's snapshot showed our keys ``own``: write back what differs."""
+        if self.session is not None:  # not at start: nothing written yet
+            changed = self.writer.check_snapshot(own, revision, prefix)
+            if changed:
+                self.reasserting(changed, revision)
 
     def reasserting(self, keys: list[str], revision: int) -> bool:
         """Log that our ``keys`` were changed by someone else at ``revision``
@@ -363,127 +351,3 @@ class Replication:
         log.warning("node %s: its registration nodes/%s was deleted by someone else at "
                     "revision %d; writing it and its memberships again",
                     self.name, self.name, revision)
-
-    def _apply_member(self, key: str, value: bytes | None, revision: int) -> None:
-        parsed = parse_member_key(key)
-        if parsed is None:
-            log.warning("ignoring malformed membership key %r", key)
-            return
-        node = parsed.node
-        if node == self.name:
-            # We are authoritative for our own pids: the table never takes
-            # them from the store, but the store must hold them (Rule 2b).
-            if parsed.creation == self.creation and self.writer.foreign(
-                    key, value, revision):
-                self._foreign.append(key)
-            return
-        counts: Mapping[int, int] = {}
-        if value is not None:
-            decoded = decode_members(parsed.bucket, value)
-            if decoded is None:
-                log.warning("ignoring malformed membership value for %r", key)
-                return
-            counts = decoded
-        held = self.entries.get(node)
-        old = held.pop(key, None) if held is not None else None
-        if counts:
-            if held is None:
-                held = self.entries[node] = {}
-            held[key] = (parsed, counts)
-        peer = self.cluster.peer(node)
-        if peer is None or peer.creation != parsed.creation:
-            return  # not the current incarnation: kept aside until it is
-        before = old[1] if old is not None else {}
-        creation = parsed.creation
-        joined: list[Pid] = []
-        left: list[Pid] = []
-        for serial, count in counts.items():
-            delta = count - before.get(serial, 0)
-            if delta:
-                (joined if delta > 0 else left).extend(
-                    [Pid(node, creation, serial)] * abs(delta))
-        for serial, count in before.items():
-            if serial not in counts:
-                left.extend([Pid(node, creation, serial)] * count)
-        table = self.table
-        if left:
-            events, _ = table.leave(parsed.scope, parsed.group, left)
-            self.feed.publish(events, local=False)
-        if joined:
-            self.feed.publish(table.join(parsed.scope, parsed.group, joined), local=False)
-
-    def _node_seen(self, info: PeerInfo) -> None:
-        old = self.cluster.peer(info.name)
-        if old is not None and old.creation > info.creation:
-            return  # an older incarnation's registration arriving late
-        self.cluster.seen(info)
-        # A connection to an older incarnation carries nothing for this one.
-        drop_stale(self.remote.manager, info.name, info.creation)
-        if old is None or old.creation != info.creation:
-            if old is not None:
-                self.remote.node_lost(info.name, "restarted with a new creation")
-            self._replace(info.name)
-            self.cluster.set_routable(info.name, True)
-
-    def _node_gone(self, name: str) -> None:
-        remote = self.remote
-        if self.cluster.gone(name) is None:
-            return
-        conn = remote.connection(name)
-        if conn is None or conn.silent:
-            remote.node_lost(name, "its store session ended")
-        # else: it still talks to us, so it is stopping in order (G4): its
-        # answers to our calls and its Downs come on the connection, and the
-        # connection's end fails what is left (on_peer_down). Failing calls
-        # now would turn replies already on their way into NodeDown.
-        self.entries.pop(name, None)
-        self._replace(name)
-
-    def _replace(self, name: str) -> None:
-        peer = self.cluster.peer(name)
-        creation = peer.creation if peer is not None else None
-        wanted = [(parts.scope, parts.group, Pid(name, creation, serial), count)
-                  for parts, counts in self.entries.get(name, {}).values()
-                  if parts.creation == creation
-                  for serial, count in counts.items()]
-        self.feed.publish(self.table.replace_node(name, wanted, NODEDOWN), local=False)
-
-    async def _resync(self, snapshot: Snapshot) -> None:
-        """Replace the whole view of every other node (Rule 1), in slices
-        that yield to the loop (``resync.py``: read aside, then replaced one
-        node at a time, each node in one step)."""
-        remote = self.remote
-        slicer = Slicer()
-        view = await read_snapshot(snapshot, self.name, self.creation, slicer)
-        if self._stopping:
-            return
-        record = view.record
-        self._record_holder = record.session if record is not None else None
-        if record is not None and self._check_holder(record.value):
-            return
-        before = self.cluster.names()
-        self.entries = view.entries
-        seen = view.nodes
-        for name in before - set(seen):
-            self.cluster.gone(name)
-            conn = remote.connection(name)
-            if conn is None or conn.silent:  # as in _node_gone: it may still answer
-                remote.node_lost(name, "gone from the store")
-        for name, info in seen.items():
-            old = self.cluster.peer(name)
-            if old is not None and old.creation != info.creation:
-                remote.node_lost(name, "restarted with a new creation")
-            self.cluster.seen(info)
-            drop_stale(remote.manager, name, info.creation)
-        table_nodes = set(self.table.nodes()) - {self.name}
-        for name in before | set(seen) | table_nodes:
-            if self._stopping:
-                return  # fenced meanwhile (Rule 5)
-            self._replace(name)
-            await slicer.pause()
-        self.revision = snapshot.revision
-        self.writer.watched_to(snapshot.revision)
-        if self.session is not None:  # not at start: nothing written yet
-            changed = self.writer.check_snapshot(view.own, snapshot.revision)
-            if changed:
-                self.reasserting(changed, snapshot.revision)

@@ -1,8 +1,9 @@
 """Reading a store snapshot into a node's view, in slices.
 
 A re-sync (the start-up snapshot, a watch that fell behind a compaction, a
-failed apply) reads every key of the cluster: at 1M members that is seconds
-of decoding and table work. Done in one piece it held the event loop longer
+failed apply) reads every key of a stream (``nodes/``, or one followed
+scope: ``following.py``): at 1M members that is seconds of decoding and
+table work. Done in one piece it held the event loop longer
 than the store session's TTL, so the node's own keepalive did not run and
 its session expired. Here the work is cut into slices of at most
 :data:`SLICE` seconds, each followed by a yield to the loop
@@ -10,11 +11,12 @@ its session expired. Here the work is cut into slices of at most
 
 Rules:
 
-- Rule 1: the snapshot is read *aside*: :func:`read_snapshot` only builds
-  new structures from an immutable snapshot and touches no live state, so
+- Rule 1: the snapshot is read *aside*: :func:`read_nodes` and
+  :func:`read_members` only build new structures from an immutable
+  snapshot and touch no live state, so
   callers see the old view, whole, while it runs.
-- Rule 2: the view is then replaced one node at a time (the replication's
-  ``_resync``), each node's members in one step (``GroupTable.replace_node``,
+- Rule 2: the view is then replaced one node at a time (``Following``'s
+  re-syncs), each node's members in one step (``GroupTable.replace_node``,
   never half a node). Mid-re-sync a caller may meet some nodes' new views
   and others' old ones, each consistent; once the re-sync returns, no member
   the snapshot lacks is left (Rule 1 of the replication: replaced, never
@@ -34,7 +36,8 @@ from shoal.runtime.node_info import parse_info
 from shoal.runtime.peers import PeerInfo
 from shoal.store.base import Entry, Snapshot
 
-__all__ = ["SLICE", "Slicer", "SnapshotView", "read_snapshot"]
+__all__ = ["SLICE", "MembersView", "NodeEntries", "NodesView", "Slicer", "read_members",
+           "read_nodes"]
 
 SLICE = 0.02  # seconds of work before yielding to the event loop
 
@@ -59,44 +62,61 @@ class Slicer:
 
 
 @dataclass(slots=True)
-class SnapshotView:
-    """What a snapshot says, for one node (``name``, incarnation ``creation``).
+class NodesView:
+    """What a snapshot of ``nodes/`` says, for one node (``name``).
 
     Attributes:
         record: our own ``nodes/<name>`` entry, if any.
         nodes: every other node registered, by name.
+    """
+
+    record: Entry | None = None
+    nodes: dict[str, PeerInfo] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class MembersView:
+    """What a snapshot of one scope's prefix says, for one node (``name``,
+    incarnation ``creation``).
+
+    Attributes:
         entries: every other node's non-empty member buckets: node ->
             {key -> (its parts, serial -> count)}.
         own: our own incarnation's member keys -> (value, revision).
     """
 
-    record: Entry | None = None
-    nodes: dict[str, PeerInfo] = field(default_factory=dict)
     entries: NodeEntries = field(default_factory=dict)
     own: dict[str, tuple[bytes, int]] = field(default_factory=dict)
 
 
-async def read_snapshot(snapshot: Snapshot, name: str, creation: int,
-                        slicer: Slicer) -> SnapshotView:
-    """Decode ``snapshot`` aside (Rule 1), yielding between slices."""
-    view = SnapshotView(record=snapshot.entries.get(f"nodes/{name}"))
+async def read_nodes(snapshot: Snapshot, name: str, slicer: Slicer) -> NodesView:
+    """Decode a snapshot of ``nodes/`` aside (Rule 1), yielding between slices."""
+    view = NodesView(record=snapshot.entries.get(f"nodes/{name}"))
     for key, entry in snapshot.entries.items():
         await slicer.pause()
-        if key.startswith("members/"):
-            parsed = parse_member_key(key)
-            if parsed is None:
-                continue
-            if parsed.node == name:
-                if parsed.creation == creation:
-                    view.own[key] = (entry.value, entry.revision)
-                continue
-            counts = decode_members(parsed.bucket, entry.value)
-            if counts:
-                view.entries.setdefault(parsed.node, {})[key] = (parsed, counts)
-        elif key.startswith("nodes/"):
+        if key.startswith("nodes/"):
             node = key[len("nodes/"):]
             if node != name:
                 info = parse_info(node, entry.value)
                 if info is not None:
                     view.nodes[node] = info
+    return view
+
+
+async def read_members(snapshot: Snapshot, name: str, creation: int,
+                       slicer: Slicer) -> MembersView:
+    """Decode a snapshot of membership keys aside (Rule 1), yielding between slices."""
+    view = MembersView()
+    for key, entry in snapshot.entries.items():
+        await slicer.pause()
+        parsed = parse_member_key(key)
+        if parsed is None:
+            continue
+        if parsed.node == name:
+            if parsed.creation == creation:
+                view.own[key] = (entry.value, entry.revision)
+            continue
+        counts = decode_members(parsed.bucket, entry.value)
+        if counts:
+            view.entries.setdefault(parsed.node, {})[key] = (parsed, counts)
     return view

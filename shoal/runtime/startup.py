@@ -69,6 +69,7 @@ class Wiring:
     cluster_view: ClusterView
     feed: MembershipFeed
     global_names: GlobalNames
+    scopes: tuple[str, ...] = ("default",)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -118,7 +119,7 @@ async def attach(w: Wiring) -> Attachment:
             store, table=w.table, processes=w.processes, remote=w.remote,
             cluster=w.cluster_view, feed=w.feed, ttl=w.session_ttl,
             info=node_info(w.name, w.creation, w.session_ttl, host, port,
-                           as_given=w.advertise is not None))
+                           as_given=w.advertise is not None), scopes=w.scopes)
         await replication.start()
         try:
             await w.global_names.start(store, replication)  # follows names/ from now on

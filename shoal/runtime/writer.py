@@ -179,25 +179,31 @@ class Writer:
         self.kick()
         return True
 
-    def watched_to(self, revision: int) -> None:
-        """The watch has applied every change up to ``revision``: forget the
-        deletions it has passed (Rule 4)."""
+    def watched_to(self, revision: int, prefix: str = "") -> None:
+        """The watch of ``prefix`` (one scope's keys) has applied every change
+        up to ``revision``: forget the deletions under it it has passed (Rule
+        4). Each scope is its own stream, so another scope's revision says
+        nothing of these keys."""
         self._watched = max(self._watched, revision)
         sample = self._lag_sample
         if sample is not None and sample[0] <= revision:
             self._lag_sample = None
             self.lag = asyncio.get_running_loop().time() - sample[1]
         if self._gone:
-            self._gone = {k: r for k, r in self._gone.items() if r > revision}
+            self._gone = {k: r for k, r in self._gone.items()
+                          if r > revision or not k.startswith(prefix)}
 
-    def check_snapshot(self, own: dict[str, tuple[bytes, int]], revision: int) -> list[str]:
-        """Compare our keys in a snapshot at ``revision`` (key -> (value, its
-        revision)) with what we hold; re-assert what differs (Rule 4).
+    def check_snapshot(self, own: dict[str, tuple[bytes, int]], revision: int,
+                       prefix: str = "") -> list[str]:
+        """Compare our keys in a snapshot of ``prefix`` at ``revision`` (key ->
+        (value, its revision)) with what we hold under it; re-assert what
+        differs (Rule 4).
 
         Returns:
             The keys being written again.
         """
-        return [key for key in sorted(set(self._local) | set(own))
+        held = [key for key in self._local if key.startswith(prefix)]
+        return [key for key in sorted(set(held) | set(own))
                 if self.foreign(key, *own.get(key, (None, revision)))]
 
     def local_changes(self, events: Iterable[MembershipEvent]) -> None:

@@ -92,7 +92,7 @@ async def test_a_forged_entry_in_a_live_owners_keys_is_undone_by_the_owner_itsel
     node, _ = api
     store = open_store(store_url)
     try:
-        start = (await store.snapshot("members/")).revision
+        start = (await store.snapshot("scopes/")).revision
         key = await plant("api-1", node.creation, 64 * 40 + 1)
         await asyncio.wait_for(deleted(store, key, start), 10)  # the owner's rewrite
     finally:
@@ -121,11 +121,11 @@ async def test_entries_of_an_ended_incarnation_are_planned_with_evidence_then_re
     assert plan["live"] == 3 and plan["held"] == []
     store = open_store(store_url)
     try:
-        assert old_key in (await store.snapshot("members/")).entries  # a plan changes nothing
+        assert old_key in (await store.snapshot("scopes/")).entries  # a plan changes nothing
         assert await shell("reap", "--store", store_url, "--apply", "--yes", "--json") == 0
         applied = json.loads(capsys.readouterr().out)["applied"]
         assert applied == {"deleted_keys": [old_key], "forgotten": [], "skipped": 0}
-        assert old_key not in (await store.snapshot("members/")).entries
+        assert old_key not in (await store.snapshot("scopes/")).entries
     finally:
         await store.close()
     assert sorted(node.groups.get_members("workers")) == sorted(pids)
@@ -150,7 +150,7 @@ async def test_a_group_that_looks_mostly_dead_is_held_not_emptied(
     out = capsys.readouterr().out
     assert "held: default/workers: 3 of 6 entries look dead at once" in out
     assert "cut off" in out
-    snapshot = await open_store(store_url).snapshot("members/api-1/")
+    snapshot = await open_store(store_url).snapshot("scopes/default/api-1/")
     assert any(f"/{node.creation - 1}/" in key for key in snapshot.entries)
     [record] = await audit.read(store_url, None, 10)  # a held group: nothing removed, refused
     assert record["command"] == "reap" and record["outcome"] == "refused"
@@ -165,7 +165,7 @@ async def test_apply_needs_yes_without_a_terminal_and_yes_needs_apply(
     assert await shell("reap", "--store", store_url, "--apply") == 2
     assert "--yes" in capsys.readouterr().err
     assert await shell("reap", "--store", store_url, "--yes") == 2
-    assert key in (await open_store(store_url).snapshot("members/")).entries
+    assert key in (await open_store(store_url).snapshot("scopes/")).entries
 
 
 async def test_a_stopped_node_is_unreachable_and_kept_never_reaped(
@@ -194,7 +194,7 @@ async def test_a_stopped_node_is_unreachable_and_kept_never_reaped(
         assert answer["remove"] == [] and answer["live"] == 0
         assert len(answer["unreachable_kept"]) == 2
         assert answer["applied"] is None
-        entries = (await open_store(store_url).snapshot("members/svc-1/")).entries
+        entries = (await open_store(store_url).snapshot("scopes/default/svc-1/")).entries
         assert len(entries) == 1  # its bucket, untouched
     finally:
         process.terminate()

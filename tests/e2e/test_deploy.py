@@ -200,8 +200,8 @@ async def test_a_deploy_whose_new_code_fails_its_gate_stops_after_the_first_node
 
 
 async def incarnations_in_store(store: str) -> set[tuple[str, int]]:
-    snapshot = await read_snapshot(store, "members/", cluster="t")
-    return {(key.split("/")[1], int(key.split("/")[2])) for key in snapshot.entries}
+    snapshot = await read_snapshot(store, "scopes/", cluster="t")
+    return {(key.split("/")[2], int(key.split("/")[3])) for key in snapshot.entries}
 
 
 async def test_deploying_the_old_way_reap_never_lists_a_live_member(

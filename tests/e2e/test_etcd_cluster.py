@@ -86,7 +86,7 @@ async def _view(cluster: LocalCluster, name: str, group: str) -> list[shoal.Pid]
     return members
 
 
-async def _store_members(url: str, prefix: str = "members/") -> set[tuple[shoal.Pid, str, str]]:
+async def _store_members(url: str, prefix: str = "scopes/") -> set[tuple[shoal.Pid, str, str]]:
     """(pid, scope, group) memberships in etcd itself, read by a fresh client
     (no cache)."""
     store = EtcdStore.from_url(url)
@@ -349,7 +349,7 @@ async def test_write_that_finds_the_session_revoked_reopens_it_once_and_lands(
         async def all_at_n1() -> bool:
             return set(await _view(cluster, "n1", "g")) == {first, second, third}
         await _eventually(all_at_n1, timeout=10.0, what="every member in n1's view")
-        written = await _store_members(url, f"members/{client.name}/")
+        written = await _store_members(url, f"scopes/default/{client.name}/")
         assert written == {(p, "default", "g") for p in (first, second, third)}
         # Nobody tried to open a second session for the same end.
         assert "store session re-open failed" not in caplog.text

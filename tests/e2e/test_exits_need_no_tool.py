@@ -30,8 +30,8 @@ async def reap_plan(cluster: LocalCluster, capsys: pytest.CaptureFixture[str]) -
 
 async def members_in_store(cluster: LocalCluster) -> set[str]:
     """Node incarnations that still have membership keys in the store."""
-    snapshot = await read_snapshot(cluster.store, "members/")
-    return {"/".join(key.split("/")[1:3]) for key in snapshot.entries}
+    snapshot = await read_snapshot(cluster.store, "scopes/")
+    return {"/".join(key.split("/")[2:4]) for key in snapshot.entries}
 
 
 async def test_every_way_of_ending_leaves_the_groups_without_a_tool(

@@ -171,7 +171,7 @@ async def test_hung_node_whose_lock_file_was_deleted_expires_and_fences_itself_o
         assert await asyncio.wait_for(old.process.wait(), 15) == EXIT_FENCED
         assert sum(" fenced: " in line for line in old.log_text().splitlines()) == 1
         # It wrote nothing under the name it lost.
-        entries = (await client._store.snapshot("members/n2/")).entries
+        entries = (await client._store.snapshot("scopes/default/n2/")).entries
         assert entries and all(f"/{new_creation}/" in key for key in entries)
         assert not any(f"/{old_creation}/" in key for key in entries)
         await wait_until(lambda: client.groups.get_members("g") == new_pids,

@@ -19,6 +19,7 @@ import pytest
 
 import shoal
 from shoal.errors import BadArgument, ConfigError
+from shoal.runtime.following import Stream
 from shoal.store.base import Delete, Put, Snapshot
 from shoal.store.etcd import EtcdSession, EtcdStore
 from shoal.store.etcd._compact import CompactionDuty, CompactionPolicy, RevisionSamples
@@ -180,7 +181,7 @@ async def test_fifty_rolling_reregistrations_of_twenty_nodes_keep_etcds_database
             async def register(node: int) -> EtcdSession:
                 session = await stores[node].open_session(f"n{node}", b"info", 5.0)
                 creation = time.time_ns()
-                await session.apply([Put(key=f"members/n{node}/{creation}/default/g/{k}",
+                await session.apply([Put(key=f"scopes/default/n{node}/{creation}/g/{k}",
                                          value=value) for k in range(members)])
                 return session
 
@@ -195,7 +196,7 @@ async def test_fifty_rolling_reregistrations_of_twenty_nodes_keep_etcds_database
             assert not await asyncio.to_thread(etcd.history_kept, first)
             await wait_until(lambda: sum(_duty(s).holding for s in sessions) == 1,
                              timeout=WAIT, what="one holder of the duty")
-            snapshot = await stores[0].snapshot("members/")
+            snapshot = await stores[0].snapshot("scopes/")
             assert len(snapshot.entries) == nodes * members
 
 
@@ -221,14 +222,18 @@ async def test_a_node_whose_watch_position_was_compacted_resyncs_and_sees_every_
             await wait_until(lambda: sorted(b.groups.get_members("g")) == sorted(pids[:3]),
                              timeout=WAIT, what="a's first members at b")
             assert b._replication is not None and a._replication is not None
-            behind = b._replication.revision
+            following = b._replication.following
+            default = following.stream("default")
+            assert default is not None
+            behind = default.revision
             resyncs: list[int] = []  # revisions of the snapshots b's view was replaced with
-            replace = b._replication._resync
+            replace = following._resync
 
-            async def counted(snapshot: Snapshot) -> None:
-                resyncs.append(snapshot.revision)
-                await replace(snapshot)
-            b._replication._resync = counted  # type: ignore[method-assign]
+            async def counted(stream: Stream, snapshot: Snapshot) -> None:
+                if stream is default:
+                    resyncs.append(snapshot.revision)
+                await replace(stream, snapshot)
+            following._resync = counted  # type: ignore[method-assign]
             await asyncio.to_thread(etcd.stop_member, 0)
             await a.groups.leave("g", pids[:2])
             await a.groups.join("g", pids[3:])

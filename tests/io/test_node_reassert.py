@@ -74,7 +74,7 @@ async def test_membership_keys_deleted_by_someone_else_are_written_back_within_a
         await owner.groups.sync(timeout=5.0)
         await wait_until(lambda: sorted(caller.groups.get_members("g")) == sorted(pids),
                          what="the owner's members at the caller")
-        prefix = f"members/owner/{owner.creation}/"
+        prefix = f"scopes/default/owner/{owner.creation}/"
         before = {k: e.value for k, e in (await operator.snapshot(prefix)).entries.items()}
         assert before
 

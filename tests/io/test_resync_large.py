@@ -82,12 +82,14 @@ async def test_a_large_resync_loses_no_session_and_never_stalls_the_loop(
             # snapshot that lacks half the nodes' members: once it returns,
             # none of them is left (the view is replaced, never merged).
             assert b._replication is not None
-            full = await seeder.snapshot("")
+            following = b._replication.following
+            stream = following.stream("default")
+            assert stream is not None
+            full = await seeder.snapshot(stream.prefix)
             dropped = {f"peer{n:03d}" for n in range(0, NODES, 2)}
-            kept = {k: e for k, e in full.entries.items()
-                    if not (k.startswith("members/") and k.split("/")[1] in dropped)}
+            kept = {k: e for k, e in full.entries.items() if k.split("/")[2] not in dropped}
             ticker = LoopStalls()
-            await b._replication._resync(Snapshot(entries=kept, revision=full.revision))
+            await following._resync(stream, Snapshot(entries=kept, revision=full.revision))
             resynced = await ticker.stop()
             assert _members(b) == NODES // 2 * MEMBERS
             assert all(int(p.node[4:]) % 2 for g in range(GROUPS)

@@ -1,12 +1,13 @@
 """The store layout of memberships: bucket keys and their values, no IO.
 
 Every value a node writes must read back as exactly what it holds, and
-anything else found under ``members/`` (another program's keys, a torn or
+anything else found under ``scopes/`` (another program's keys, a torn or
 hostile value) must read as "malformed", never as members (G7).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import tracemalloc
 from pathlib import Path
@@ -19,12 +20,14 @@ from hypothesis import strategies as st
 
 from shoal.membership.keys import (
     BUCKET_SIZE,
+    LAYOUT,
     MemberKey,
     bucket_of,
     decode_members,
     encode_members,
     member_key,
     parse_member_key,
+    scope_prefix,
 )
 
 names = st.text(min_size=1, max_size=30)
@@ -49,6 +52,18 @@ def test_a_bucket_value_reads_back_as_the_counts_written(
     assert decode_members(bucket, encode_members(bucket, held)) == held
 
 
+@given(scope=names, other=names, node=st.text(
+    alphabet=st.characters(blacklist_characters="/"), min_size=1, max_size=20),
+    group=names)
+def test_a_scopes_prefix_holds_its_keys_and_no_other_scopes(
+        scope: str, other: str, node: str, group: str) -> None:
+    # A node watches one scope's prefix: it must get every key of that scope
+    # and none of any other scope (one scope's name prefixing another's too).
+    assert member_key(node, 1, scope, group, 0).startswith(scope_prefix(scope))
+    if other != scope:
+        assert not member_key(node, 1, other, group, 0).startswith(scope_prefix(scope))
+
+
 def test_serials_started_together_share_a_bucket() -> None:
     assert {bucket_of(s) for s in range(64, 128)} == {1}
     assert bucket_of(63) != bucket_of(64)
@@ -65,16 +80,17 @@ def test_encoding_a_serial_outside_its_bucket_is_refused() -> None:
 
 
 @pytest.mark.parametrize("key", [
-    "members/n1/1/default/g",                 # too few parts
-    "members/n1/1/default/g/0/extra",         # too many
-    "nodes/n1/1/default/g/0",                 # not a membership key
-    "members//1/default/g/0",                 # empty node
-    "members/n1/x/default/g/0",               # creation not a number
-    "members/n1/-1/default/g/0",              # negative creation
-    "members/n1/1/default/g/-3",              # negative bucket
-    "members/n1/1/default/g/٣",               # a non-ASCII digit
-    f"members/n1/{2**63}/default/g/0",        # creation out of range
-    "members/n1/1/default/g/99999999999999999999",
+    "scopes/default/n1/1/g",                  # too few parts
+    "scopes/default/n1/1/g/0/extra",          # too many
+    "nodes/default/n1/1/g/0",                 # not a membership key
+    "members/n1/1/default/g/0",               # layout 1: not read as layout 2
+    "scopes/default//1/g/0",                  # empty node
+    "scopes/default/n1/x/g/0",                # creation not a number
+    "scopes/default/n1/-1/g/0",               # negative creation
+    "scopes/default/n1/1/g/-3",               # negative bucket
+    "scopes/default/n1/1/g/٣",                # a non-ASCII digit
+    f"scopes/default/n1/{2**63}/g/0",         # creation out of range
+    "scopes/default/n1/1/g/99999999999999999999",
 ])
 def test_malformed_keys_are_not_read_as_memberships(key: str) -> None:
     assert parse_member_key(key) is None
@@ -153,3 +169,15 @@ def test_the_published_store_vectors_hold(vector: dict[str, Any]) -> None:
     assert parse_member_key(vector["key"]) == MemberKey(
         vector["node"], vector["creation"], vector["scope"], vector["group"], vector["bucket"])
     assert decode_members(vector["bucket"], bytes.fromhex(vector["value_hex"])) == joins
+    assert key.startswith(vector["scope_prefix"]) and scope_prefix(vector["scope"]) == (
+        vector["scope_prefix"])
+
+
+def test_the_store_vectors_are_what_make_vectors_writes() -> None:
+    assert STORE_VECTORS["layout"] == LAYOUT
+    spec = importlib.util.spec_from_file_location(
+        "make_vectors", Path(__file__).parent / "vectors" / "make_vectors.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.build_store() == STORE_VECTORS

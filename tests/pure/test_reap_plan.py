@@ -58,7 +58,7 @@ def clusters(draw: st.DrawFn) -> Truth:
                 for group in draw(st.lists(st.sampled_from(GROUPS), min_size=1,
                                            max_size=2, unique=True)):
                     entries.append(MemberEntry(scope="default", group=group, pid=pid,
-                                               key=f"members/{name}/{creation}/default/{group}/0"))
+                                               key=f"scopes/default/{name}/{creation}/{group}/0"))
     return Truth(running=running, alive=alive, entries=entries)
 
 

@@ -386,14 +386,14 @@ async def test_sync_waits_until_membership_is_in_the_store() -> None:
         pid = await node.spawn(Probe)
         await node.groups.join("g", pid)
         await node.groups.sync()
-        snapshot = await store.snapshot("members/")
+        snapshot = await store.snapshot("scopes/")
         bucket = bucket_of(pid.serial)
         key = member_key("writer", pid.creation, "default", "g", bucket)
         assert list(snapshot.entries) == [key]
         assert decode_members(bucket, snapshot.entries[key].value) == {pid.serial: 1}
         await node.groups.leave("g", pid)
         await node.groups.sync(timeout=2.0)
-        assert (await store.snapshot("members/")).entries == {}
+        assert (await store.snapshot("scopes/")).entries == {}
 
 
 async def test_sync_rejects_a_bad_timeout(node: shoal.Node) -> None:

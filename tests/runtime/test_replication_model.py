@@ -85,7 +85,7 @@ class StoreModel:
         elif kind == "down" and args[0] in self.up:
             name, record_first = args
             self.up.discard(name)
-            mine = f"members/{name}/{self.creations[name]}/"
+            mine = f"scopes/default/{name}/{self.creations[name]}/"
             keys = sorted(k for k in self.entries if k.startswith(mine))
             keys = [f"nodes/{name}", *keys] if record_first else [*keys, f"nodes/{name}"]
             events.extend(("delete", k, None) for k in keys)
@@ -125,15 +125,21 @@ async def test_the_view_equals_the_store_after_any_sequence_of_changes(
         for op in steps:
             revision += 1
             events = model.step(op)
+            following = replication.following
             if events is None:
-                await replication._resync(Snapshot(
-                    entries={k: Entry(key=k, value=v, session="s", revision=revision)
-                             for k, v in model.entries.items()},
-                    revision=revision))
+                # A re-sync of every stream (nodes/ and the default scope's).
+                for prefix, stream in following.streams.items():
+                    await following._resync(stream, Snapshot(
+                        entries={k: Entry(key=k, value=v, session="s", revision=revision)
+                                 for k, v in model.entries.items() if k.startswith(prefix)},
+                        revision=revision))
             for kind, key, value in events or ():
-                replication._apply(Event(kind=kind, key=key, value=value,  # type: ignore[arg-type]
-                                         session="s" if kind == "put" else None,
-                                         revision=revision))
+                event = Event(kind=kind, key=key, value=value,  # type: ignore[arg-type]
+                              session="s" if kind == "put" else None, revision=revision)
+                if key.startswith("nodes/"):
+                    following._apply_node(event)
+                else:
+                    following._apply_member(key, value, revision, [])
             for group in GROUPS:
                 assert Counter(node.groups.get_members(group)) == _expected(
                     model.entries, group)

@@ -82,9 +82,11 @@ class HeldStore(MemoryStore):
 
     async def stored(self, node: str) -> dict[str, dict[int, int]]:
         """Every membership bucket of ``node`` in the store, decoded."""
-        snapshot = await self.snapshot(f"members/{node}/")
+        snapshot = await self.snapshot("scopes/default/")
         out = {}
         for key, entry in snapshot.entries.items():
+            if key.split("/")[2] != node:
+                continue
             counts = decode_members(int(key.rsplit("/", 1)[1]), entry.value)
             assert counts, key
             out[key] = counts
@@ -290,12 +292,13 @@ async def test_garbage_under_members_is_logged_and_never_becomes_a_member(
         other = await store.another_client().open_session("a", info, 5.0)
         revision = await other.apply([
             Put(key=member_key("a", 1, "default", "g", 0), value=b"\xc1"),
-            Put(key="members/a/1/default/g/not-a-bucket", value=b"\x90"),
+            Put(key="scopes/default/a/1/g/not-a-bucket", value=b"\x90"),
             Put(key=member_key("a", 1, "default", "h", 0), value=msgpack.packb([99])),
             Put(key=member_key("a", 1, "default", "ok", 0), value=msgpack.packb([3])),
         ])
-        await wait_until(lambda: b._replication is not None
-                         and b._replication.revision >= revision, what="b to read them")
+        stream = b._replication.following.stream("default") if b._replication else None
+        await wait_until(lambda: stream is not None and stream.revision >= revision,
+                         what="b to read them")
         assert b.groups.which_groups() == ["ok"]
         assert b.groups.get_members("ok") == [shoal.Pid("a", 1, 3)]
         await other.close()
@@ -309,16 +312,18 @@ async def test_a_failure_while_applying_changes_rebuilds_the_view_and_keeps_foll
     async with shoal.Node("a", store=store, listen=None) as a, \
             shoal.Node("b", store=store.another_client(), listen=None) as b:
         assert b._replication is not None
-        apply = b._replication._apply_member
+        following = b._replication.following
+        apply = following._apply_member
         broken = [True]
 
-        def apply_once_broken(key: str, value: bytes | None) -> None:
+        def apply_once_broken(key: str, value: bytes | None, revision: int,
+                              foreign: list[str]) -> None:
             if broken[0]:
                 broken[0] = False
                 raise RuntimeError("injected bug in apply")
-            apply(key, value)
+            apply(key, value, revision, foreign)
 
-        b._replication._apply_member = apply_once_broken  # type: ignore[method-assign]
+        following._apply_member = apply_once_broken  # type: ignore[method-assign]
         first = await a.spawn(Probe)
         await a.groups.join("g", first)
         await wait_until(lambda: b.groups.get_members("g") == [first],

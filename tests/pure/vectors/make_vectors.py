@@ -1,4 +1,5 @@
-"""Regenerate wire_vectors.json: ``python tests/pure/vectors/make_vectors.py``.
+"""Regenerate wire_vectors.json and store_vectors.json:
+``python tests/pure/vectors/make_vectors.py`` (``--check``: exit 1 if either differs).
 
 The JSON is the contract other implementations test against; the test
 ``test_wire_vectors.py`` checks this implementation still produces and
@@ -19,6 +20,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from shoal.membership.keys import LAYOUT, encode_members, member_key, scope_prefix
 from shoal.pid import Crash, Pid
 from shoal.wire import (
     Bye,
@@ -45,6 +47,7 @@ from shoal.wire import (
 
 HERE = Path(__file__).parent
 OUT = HERE / "wire_vectors.json"
+STORE_OUT = HERE / "store_vectors.json"
 
 A = Pid.of("api-1", 7, 42)
 B = Pid.of("db-2", 3, 1)
@@ -215,11 +218,36 @@ def build() -> dict[str, Any]:
     }
 
 
+STORE_CASES = [
+    ("serials 64, 65 and 70 (joined 3 times): bucket 1", "default", "workers", 1,
+     {64: 1, 65: 1, 70: 3}),
+    ("a scope and a group that need percent-encoding", "jobs/eu", "résumé 1", 0, {5: 1}),
+]
+
+
+def build_store() -> dict[str, Any]:
+    """Membership keys and values of layout 2 (docs/protocol.md section 8.2)."""
+    members = []
+    for note, scope, group, bucket, joins in STORE_CASES:
+        node, creation = "api-1", 1732000000000000
+        members.append({
+            "note": note, "node": node, "creation": creation, "scope": scope,
+            "group": group, "bucket": bucket,
+            "joins": {str(serial): n for serial, n in joins.items()},
+            "key": member_key(node, creation, scope, group, bucket),
+            "scope_prefix": scope_prefix(scope),
+            "value_hex": encode_members(bucket, joins).hex()})
+    return {"layout": LAYOUT, "members": members}
+
+
 def main() -> int:
-    text = json.dumps(build(), indent=1, sort_keys=False) + "\n"
+    outputs = [(OUT, json.dumps(build(), indent=1, sort_keys=False) + "\n"),
+               (STORE_OUT, json.dumps(build_store(), indent=2, ensure_ascii=False) + "\n")]
     if "--check" in sys.argv:
-        return 0 if OUT.read_text() == text else 1
-    OUT.write_text(text)
+        return 0 if all(path.read_text(encoding="utf-8") == text
+                        for path, text in outputs) else 1
+    for path, text in outputs:
+        path.write_text(text, encoding="utf-8")
     return 0
 
 
