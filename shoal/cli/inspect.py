@@ -22,6 +22,7 @@ from urllib.parse import unquote
 import msgpack
 
 import shoal
+from shoal.membership.keys import PREFIX as MEMBERS
 from shoal.membership.keys import decode_members, parse_member_key
 from shoal.store import read_snapshot
 
@@ -71,7 +72,7 @@ async def read_cluster(url: str | None, cluster: str | None) -> ClusterView:
             if isinstance(info, dict):
                 nodes[unquote(key[len("nodes/"):])] = info
     for key, entry in snapshot.entries.items():
-        parsed = parse_member_key(key) if key.startswith("members/") else None
+        parsed = parse_member_key(key) if key.startswith(MEMBERS) else None
         if parsed is None:
             continue
         owner = nodes.get(parsed.node)
@@ -123,8 +124,9 @@ async def call_group(url: str | None, cluster: str | None, group: str | shoal.Pi
             return await node.call(target, request, timeout)
         if isinstance(group, shoal.Pid):
             return await node.call(group, request, timeout)
-        return await node.scope(scope).call(group, request, timeout=timeout,
-                                            strategy=strategy, key=key)
+        # The CLI's node follows only the scopes it opens: load this one first.
+        groups = await node.open_scope(scope, timeout)
+        return await groups.call(group, request, timeout=timeout, strategy=strategy, key=key)
 
 
 def to_json(value: Any) -> Any:

@@ -100,6 +100,9 @@ async def take_sample(node: shoal.Node, known: set[str], *, timeout: float, top:
                    | known)
     found = await asyncio.gather(*(_stats(node, name, timeout, top) for name in names))
     answers = dict(zip(names, found, strict=True))
+    for scope in sorted({str(row["scope"]) for answer in answers.values()
+                         if isinstance(answer, dict) for row in answer.get("groups", [])}):
+        await node.open_scope(scope, timeout)  # the CLI's node follows what it opens
     return Sample(time.monotonic(), answers, _view_groups(node, answers, top))
 
 
