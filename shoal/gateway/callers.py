@@ -103,8 +103,9 @@ def add_routes(app: web.Application, ctx: GatewayContext) -> None:
         def observe(pid: Pid, _start: float, _end: float, error: ShoalError | None) -> None:
             if error is None:
                 answered.append(pid)
-        reply = await node.scope(scope).call(group, term, timeout=timeout, strategy=strategy,
-                                             key=key, idempotent=idempotent, observe=observe)
+        groups = await node.open_scope(scope, timeout)  # a node follows what it opens
+        reply = await groups.call(group, term, timeout=timeout, strategy=strategy,
+                                  key=key, idempotent=idempotent, observe=observe)
         return respond(request, reply, fmt,
                        headers={"Shoal-Member": str(answered[-1])} if answered else None)
 
@@ -117,7 +118,7 @@ def add_routes(app: web.Application, ctx: GatewayContext) -> None:
         scope, group = request.match_info["scope"], request.match_info["group"]
         strategy, key = _routing(request)
         term, fmt = await _body(ctx, request)
-        member = node.scope(scope).cast(group, term, strategy=strategy, key=key)
+        member = (await node.open_scope(scope)).cast(group, term, strategy=strategy, key=key)
         return respond(request, {"member": member}, fmt, status=202)
 
     async def cast_pid(request: web.Request) -> web.Response:
@@ -134,7 +135,7 @@ def add_routes(app: web.Application, ctx: GatewayContext) -> None:
 
     async def members(request: web.Request) -> web.Response:
         scope, group = request.match_info["scope"], request.match_info["group"]
-        pids = node.scope(scope).get_members(group)
+        pids = (await node.open_scope(scope)).get_members(group)
         view = node.cluster_view
         routable = [p for p in pids if p.node == node.name or view.is_routable(p.node)]
         fmt = "application/msgpack" if "msgpack" in request.headers.get("Accept", "") \
@@ -144,7 +145,7 @@ def add_routes(app: web.Application, ctx: GatewayContext) -> None:
 
     async def watch(request: web.Request) -> web.StreamResponse:
         scope, group = request.match_info["scope"], request.match_info["group"]
-        subscription = node.scope(scope).subscribe(group)
+        subscription = (await node.open_scope(scope)).subscribe(group)
         ctx.watches.add(subscription)
         try:
             response = web.StreamResponse(headers={"Content-Type": "text/event-stream",

@@ -161,6 +161,11 @@ class Following:
                 self._run_task(stream)
         return stream
 
+    def is_loaded(self, scope: str) -> bool:
+        """Whether ``scope`` is followed and its first snapshot applied."""
+        stream = self.streams.get(scope_prefix(scope))
+        return stream is not None and stream.loaded.is_set()
+
     async def loaded(self, scope: str) -> None:
         """Wait until ``scope`` is followed and its first snapshot applied."""
         await self.follow(scope).loaded.wait()

@@ -426,6 +426,8 @@ class Node(NodeAPI):
         seconds = check_timeout(timeout)
         if self._replication is None:
             raise ShoalError(f"node {self.name!r} is not running")
+        if self._replication.following.is_loaded(name):
+            return groups
         try:
             await asyncio.wait_for(self._replication.loaded(name), seconds)
         except TimeoutError:
