@@ -114,8 +114,9 @@ class CallbackClient:
 
     async def post(self, url: str, body: bytes, headers: dict[str, str],
                    exchange: Exchange) -> tuple[int, bytes, bool]:
-        """POST ``body`` to ``url``: the status, the answer's body (at most
-        ``max_body`` bytes) and whether it was cut there.
+        """POST ``body`` to ``url``: the status, the answer's body and
+        whether it was over ``max_body`` bytes (then it is not read further,
+        and empty).
 
         Raises:
             Unreachable: no connection could be made (Rule 2).
@@ -125,8 +126,18 @@ class CallbackClient:
         try:
             async with session.post(url, data=body, headers=headers,
                                     trace_request_ctx=exchange) as answer:
-                data = await answer.content.read(self.max_body + 1)
-                return answer.status, data[:self.max_body], len(data) > self.max_body
+                limit = self.max_body
+                length = answer.content_length
+                if length is not None and length > limit:
+                    return answer.status, b"", True  # read no further
+                chunks: list[bytes] = []
+                size = 0
+                while chunk := await answer.content.read(65536):
+                    size += len(chunk)
+                    if size > limit:
+                        return answer.status, b"", True
+                    chunks.append(chunk)
+                return answer.status, b"".join(chunks), False
         except aiohttp.ClientConnectorError as exc:
             raise Unreachable(url, str(exc.os_error) or type(exc).__name__) from None
 
@@ -169,8 +180,8 @@ def answer_of(member: Pid, status: int, data: bytes, cut: bool, fmt: str) -> Any
         raise BadRequest(None, str(message) if message is not None
                          else "rejected by the member's callback")
     if cut:
-        raise CallError(member, CALLBACK_ERROR,
-                        f"the callback answered {status} with a body over {len(data)} bytes")
+        raise CallError(member, CALLBACK_ERROR, f"the callback answered {status} with a body "
+                        "over the gateway's body limit (SHOAL_GATEWAY_MAX_BODY)")
     kind = error.get("type")
     text = str(message) if message is not None else (
         f"the callback answered HTTP {status}" + (f": {_excerpt(data)}" if data else ""))

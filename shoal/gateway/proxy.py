@@ -10,7 +10,8 @@ Rules:
 - Rule 1 (deferred replies): every call is answered later (``NOREPLY``),
   so the proxy keeps taking calls while callbacks run: at most
   ``concurrency`` exchanges are in flight; the rest wait in its own queue,
-  at most :data:`QUEUE_LIMIT` (beyond: ``Overloaded``, not started). Calls
+  at most :data:`QUEUE_LIMIT` (when full, the calls whose callers gave up
+  are dropped; if none did: ``Overloaded``, not started). Calls
   in flight plus queued are its ``backlog``, hence its queue length, which
   ``least_loaded`` compares (``GenServer.backlog``).
 - Rule 2 (deadline): a call's exchange ends at the caller's deadline (its
@@ -156,13 +157,20 @@ class Forwarder:
         job = _Job(kind, payload, caller, timeout)
         if len(self._running) < self.spec.concurrency:
             self._start(job)
-        elif len(self._queue) < QUEUE_LIMIT:
+        elif len(self._queue) < QUEUE_LIMIT or self._prune():
             self._queue.append(job)
         else:
             if caller is not None:
                 caller.fail(Overloaded(pid, QUEUE_LIMIT, "the member's callback queue is full"))
             return
         self._load(self.load)
+
+    def _prune(self) -> bool:
+        """Drop the queued calls whose callers gave up; whether one was."""
+        before = len(self._queue)
+        self._queue = deque(job for job in self._queue
+                            if job.caller is None or not job.caller.gave_up)
+        return len(self._queue) < before
 
     def _start(self, job: _Job) -> None:
         task = asyncio.create_task(self._forward(job))

@@ -6,8 +6,9 @@ written in another language (its callback URL).
 msgpack when sent so): ``{"op": "echo", "value": v}`` replies ``v`` in the
 same format; ``"crash"`` answers 500 with an error naming ``ValueError``;
 ``"reject"`` answers 422; ``"garbage"`` answers 200 with a body that is not
-JSON; ``"hold"`` waits until the test opens ``gate`` (or the proxy gives
-up); ``"sleep"`` waits ``value`` seconds.
+JSON; ``"big"`` answers 200 with ``value`` bytes of JSON; ``"drop"``
+closes the connection without answering; ``"hold"`` waits until the test
+opens ``gate`` (or the proxy gives up); ``"sleep"`` waits ``value`` seconds.
 Every request it received is recorded with its headers, and ``in_flight``
 counts requests being answered now; ``changed`` is set on each change, so
 tests wait on it (bounded) instead of sleeping.
@@ -89,6 +90,13 @@ class Service:
                 return web.json_response({"error": {"message": "not this one"}}, status=422)
             if op == "garbage":
                 return web.Response(text="<html>oops</html>", content_type="text/html")
+            if op == "big":
+                return web.Response(text='"' + "x" * int(body["value"]) + '"',
+                                    content_type="application/json")
+            if op == "drop":
+                assert request.transport is not None
+                request.transport.abort()
+                raise asyncio.CancelledError  # nothing more to answer on
             if op == "hold":
                 await self.gate.wait()
             if op == "sleep":

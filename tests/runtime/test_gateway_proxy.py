@@ -117,6 +117,9 @@ async def test_a_crash_a_rejection_and_a_garbled_answer_reach_the_caller(
         # None of that ends the member: the service is still there.
         assert node.groups.get_members("g") == [pid]
         assert await node.groups.call("g", {"op": "echo", "value": "ok"}) == "ok"
+        # An answer over the gateway's body limit is a crash too, read no further.
+        with pytest.raises(shoal.CallError, match="over"):
+            await node.groups.call("g", {"op": "big", "value": 2 << 20})
         # A request JSON cannot carry is refused before anything is sent.
         with pytest.raises(shoal.BadRequest, match="json"):
             await node.groups.call("g", {"op": "echo", "value": math.nan})
@@ -233,3 +236,47 @@ async def test_a_stopping_node_lets_its_members_calls_in_flight_finish(
         assert await asyncio.wait_for(call, WAIT) == "done"
         await asyncio.wait_for(stopping, WAIT)
         assert await next_event(answer) == ("exited", {"reason": "shutdown"})
+
+
+async def test_a_connection_lost_mid_call_is_delivery_unknown(
+        gw: Gateway, service: Service) -> None:
+    node = gw.node
+    python = await node.spawn(Echo)
+    async with gw.stream({"group": "g", "callback_url": service.url}) as (data, _):
+        proxy = pid_of(data)
+        with pytest.raises(shoal.ProcessExited, match="connection lost"):
+            await node.call(proxy, {"op": "drop"})
+        # Not retried elsewhere unless the caller says it may run twice.
+        await node.groups.join("g", python)
+        await node.groups.leave("g", proxy)
+        await node.groups.join("g", proxy)
+        assert await node.groups.call("g", {"op": "drop"}, idempotent=True,
+                                      strategy="round_robin") == {"python": {"op": "drop"}}
+        assert node.is_alive(proxy)  # the member itself is still there
+
+
+async def test_a_queued_call_whose_caller_gave_up_is_never_sent_and_the_queue_is_bounded(
+        gw: Gateway, service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shoal.gateway.proxy as proxy_module
+
+    monkeypatch.setattr(proxy_module, "QUEUE_LIMIT", 1)
+    node = gw.node
+    async with gw.stream({"group": "g", "callback_url": service.url,
+                          "concurrency": 1}) as (data, _):
+        proxy = pid_of(data)
+        first = asyncio.ensure_future(node.call(proxy, {"op": "hold", "value": 1}))
+        await service.wait(lambda: service.in_flight == 1, "the first in flight")
+        with pytest.raises(shoal.CallTimeout):
+            await node.call(proxy, {"op": "echo", "value": "queued"}, 0.2)
+        # The call given up is dropped from the queue to make room: of two
+        # more, one is queued, and the other finds the queue full.
+        more = [asyncio.ensure_future(node.call(proxy, {"op": "echo", "value": v}))
+                for v in (3, 4)]
+        await asyncio.wait(more, timeout=WAIT, return_when=asyncio.FIRST_COMPLETED)
+        service.gate.set()
+        outcomes = await asyncio.gather(*more, return_exceptions=True)
+        [refused] = [o for o in outcomes if isinstance(o, shoal.Overloaded)]
+        [taken] = [o for o in outcomes if o is not refused]
+        assert await first == 1 and taken in (3, 4)
+        # Never sent: the call whose caller gave up, and the one refused.
+        assert [body["value"] for _, body in service.received] == [1, taken]
