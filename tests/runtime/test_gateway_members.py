@@ -229,3 +229,12 @@ def test_the_registration_fields_are_the_documented_ones() -> None:
     section = doc[doc.index("## 5."):]
     for field in FIELDS:
         assert f'"{field}"' in section, field
+
+
+async def test_a_bad_registration_limit_stops_the_node_from_starting(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHOAL_GATEWAY_MAX_MEMBERS", "none")
+    node = shoal.Node("gw", store="memory://", http="127.0.0.1:0")
+    with pytest.raises(shoal.ConfigError, match="SHOAL_GATEWAY_MAX_MEMBERS"):
+        await node.start()
+    assert not node.running
