@@ -1,6 +1,7 @@
-"""What the Java and PHP clients' tests share (test_java.py, test_php.py,
-test_mixed_members.py): finding a toolchain, running a client's program,
-reading a README's example, the conformance check of a client's JSON mapping,
+"""What the language clients' tests share (test_java.py, test_php.py,
+test_go.py, test_node.py, test_mixed_members.py): finding a toolchain,
+running a client's program, reading a README's example, the conformance
+check of a client's JSON mapping,
 and a steady Python caller.
 
 Rules:
@@ -242,11 +243,33 @@ def expected_mapping(document: str) -> tuple[str, Any, Any]:
     return "ok", tag(term), form
 
 
-def check_mapping(documents: list[str], output: str) -> list[str]:
-    """Compare a client's ``mapping`` output with Python's mapping; the
-    differences, one line each (empty when the client conforms)."""
+def canonical(tagged: Any, *, js_numbers: bool = False) -> Any:
+    """A tagged term (``tag``) in one canonical form: a map's entries sorted
+    (a map has no order, and Go's maps keep none); with ``js_numbers``, every
+    number as the double it is in JavaScript (which cannot tell ``2.0`` from
+    ``2``, nor hold an integer beyond 2**53 exactly: docs/gateway.md section 2)."""
+    kind = tagged[0]
+    if js_numbers and kind in ("int", "float"):
+        return ["number", float(tagged[1])]
+    if kind == "list":
+        return ["list", [canonical(item, js_numbers=js_numbers) for item in tagged[1]]]
+    if kind == "map":
+        entries = [[canonical(part, js_numbers=js_numbers) for part in entry]
+                   for entry in tagged[1]]
+        return ["map", sorted(entries, key=json.dumps)]
+    return tagged
+
+
+def check_mapping(documents: list[str], output: str, *, js_numbers: bool = False) -> list[str]:
+    """Compare a client's ``mapping`` output with Python's mapping, terms in
+    ``canonical`` form; the differences, one line each (empty when the
+    client conforms)."""
     lines = output.splitlines()
     assert len(lines) == len(documents), (len(lines), len(documents), output[-500:])
+
+    def same(a: Any, b: Any) -> bool:
+        return bool(canonical(a, js_numbers=js_numbers) == canonical(b, js_numbers=js_numbers))
+
     wrong = []
     for document, line in zip(documents, lines, strict=True):
         verdict, tagged, form = expected_mapping(document)
@@ -254,9 +277,9 @@ def check_mapping(documents: list[str], output: str) -> list[str]:
         if parts[0] != verdict:
             wrong.append(f"{document}: Python says {verdict}, the client says {line}")
         elif verdict == "ok":
-            if json.loads(parts[1]) != tagged:
+            if not same(json.loads(parts[1]), tagged):
                 wrong.append(f"{document}: decoded as {parts[1]}, Python: {json.dumps(tagged)}")
-            if tag(from_json(json.loads(parts[2]))) != tag(from_json(form)):
+            if not same(tag(from_json(json.loads(parts[2]))), tag(from_json(form))):
                 wrong.append(f"{document}: encoded back as {parts[2]}, Python: {json.dumps(form)}")
     return wrong
 

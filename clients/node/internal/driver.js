@@ -8,6 +8,9 @@
 //                                         (draining) and writes "drained N"
 //   node driver.js mapping                per JSON document on stdin: "refused", or
 //                                         "ok<TAB>the value with its types<TAB>the value written back"
+//   node driver.js errors                 per "STATUS<TAB>BODY" on stdin, the error a call gets when
+//                                         the gateway answers that: "KIND RETRY_SAFE REMOTE_TYPE STATUS MEMBER"
+import { createServer } from 'node:http';
 import { createInterface } from 'node:readline';
 import { Buffer } from 'node:buffer';
 import { BadValueError, Client, Crash, GatewayError, Pid, parse, stringify } from '../src/index.js';
@@ -59,9 +62,41 @@ async function mapping() {
   }
 }
 
+// Calls a local server that answers each call with one of the given
+// answers, and says what error the client makes of it.
+async function errorAnswers() {
+  /** @type {[number, string][]} */
+  const answers = [];
+  for await (const line of createInterface({ input: process.stdin, crlfDelay: Infinity })) {
+    const tab = line.indexOf('\t');
+    answers.push([Number(line.slice(0, tab)), line.slice(tab + 1)]);
+  }
+  const server = createServer((req, res) => {
+    const [status, body] = answers[Number(String(req.url).split('/').at(-1))];
+    res.writeHead(status, { 'Content-Type': 'application/json' });
+    res.end(body);
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(undefined)));
+  const { port } = /** @type {import('node:net').AddressInfo} */ (server.address());
+  const client = new Client({ url: `http://127.0.0.1:${port}`, token: 't' });
+  for (let i = 0; i < answers.length; i += 1) {
+    try {
+      await client.call('default', String(i), null);
+      say('no error');
+    } catch (err) {
+      if (!(err instanceof GatewayError)) throw err;
+      say(`${err.kind} ${err.retrySafe} ${err.remoteType ?? 'null'} ${err.status} ${err.member ?? 'null'}`);
+    }
+  }
+  server.closeAllConnections();
+  server.close();
+}
+
 const [cmd, scope, group, arg] = process.argv.slice(2);
 if (cmd === 'mapping') {
   await mapping();
+} else if (cmd === 'errors') {
+  await errorAnswers();
 } else if (cmd === 'call') {
   const client = new Client();
   try {
@@ -101,6 +136,6 @@ if (cmd === 'mapping') {
     process.exit(1);
   }
 } else {
-  process.stderr.write('usage: driver.js mapping | call SCOPE GROUP JSON | member SCOPE GROUP CONCURRENCY\n');
+  process.stderr.write('usage: driver.js mapping | errors | call SCOPE GROUP JSON | member SCOPE GROUP CONCURRENCY\n');
   process.exit(2);
 }

@@ -8,6 +8,8 @@
 //	                                   (draining) and writes "drained N"
 //	testdriver mapping                 per JSON document on stdin: "refused", or
 //	                                   "ok<TAB>the value with its types<TAB>the value written back"
+//	testdriver errors                  per "STATUS<TAB>BODY" on stdin, the error a call gets when
+//	                                   the gateway answers that: "KIND RETRY_SAFE REMOTE_TYPE STATUS MEMBER"
 package main
 
 import (
@@ -15,9 +17,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -114,13 +119,64 @@ func mapping() {
 	}
 }
 
+// errorAnswers calls a local server that answers each call with one of the
+// given answers, and says what error the client makes of it.
+func errorAnswers() {
+	var answers [][2]string
+	in := bufio.NewScanner(os.Stdin)
+	in.Buffer(make([]byte, 1<<16), 1<<24)
+	for in.Scan() {
+		status, body, _ := strings.Cut(in.Text(), "\t")
+		answers = append(answers, [2]string{status, body})
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	go func() {
+		_ = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			i, _ := strconv.Atoi(r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:])
+			status, _ := strconv.Atoi(answers[i][0])
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(status)
+			_, _ = w.Write([]byte(answers[i][1]))
+		}))
+	}()
+	client, err := gateway.NewClient("http://"+ln.Addr().String(), "t")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	for i := range answers {
+		_, err := client.Call(context.Background(), "default", strconv.Itoa(i), nil, nil)
+		var e *gateway.Error
+		if !errors.As(err, &e) {
+			say("no error: %v", err)
+			continue
+		}
+		remote, member := e.RemoteType, "null"
+		if remote == "" {
+			remote = "null"
+		}
+		if e.Member != nil {
+			member = e.Member.String()
+		}
+		say("%s %t %s %d %s", e.Kind, e.RetrySafe, remote, e.Status, member)
+	}
+}
+
 func main() {
 	if len(os.Args) == 2 && os.Args[1] == "mapping" {
 		mapping()
 		return
 	}
+	if len(os.Args) == 2 && os.Args[1] == "errors" {
+		errorAnswers()
+		return
+	}
 	if len(os.Args) != 5 {
-		fmt.Fprintln(os.Stderr, "usage: testdriver mapping | call SCOPE GROUP JSON | member SCOPE GROUP CONCURRENCY")
+		fmt.Fprintln(os.Stderr, "usage: testdriver mapping | errors | call SCOPE GROUP JSON | member SCOPE GROUP CONCURRENCY")
 		os.Exit(2)
 	}
 	client, err := gateway.NewClient("", "")
