@@ -187,8 +187,9 @@ class ClusterView:
     def note_queue_length(self, pid: Pid, queue_len: int) -> None:
         """Remember what a remote callee reported, if it is a member (only
         members are selected by ``least_loaded``; others would pile up)."""
-        if self._table.is_member(pid):
-            self._queue_lengths[pid] = queue_len
+        lengths = self._queue_lengths
+        if pid in lengths or self._table.is_member(pid):  # pruned when it leaves
+            lengths[pid] = queue_len
 
     def members_changed(self, events: list[MembershipEvent]) -> None:
         """Forget the queue length of remote pids no longer in any group."""

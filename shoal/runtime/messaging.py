@@ -38,14 +38,14 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from shoal.errors import BadArgument, NodeDown, NoSuchProcess
 from shoal.pid import Global, Pid
 from shoal.runtime.checks import MAX_TIMEOUT, check_pid, check_timeout
-from shoal.runtime.counters import LOCAL, NOPROC, OK, REMOTE, Counters
+from shoal.runtime.counters import LOCAL, NOPROC, OK, REMOTE, Counters, outcome_of
 from shoal.runtime.idle import crossed_idle_close
 from shoal.runtime.process import (
     CALL,
@@ -159,11 +159,43 @@ class Messaging:
                                        fail_if_silent=fail_if_silent)
             pid = check_pid("pid", pid)
             seconds = check_timeout(timeout)
-            if pid.node != self.name and self._running:
-                return await self.counters.timed(
-                    REMOTE, self._remote_call(pid, request, seconds, fail_if_silent))
-            self._local[NOPROC] += 1
-            raise NoSuchProcess(pid)
+            if pid.node == self.name or not self._running:
+                self._local[NOPROC] += 1
+                raise NoSuchProcess(pid)
+            # A remote call, in this frame (the hot path): sent at once on an
+            # open connection, its future awaited here (Remote.start_call).
+            started = perf_counter()
+            remote = self.remote
+            try:
+                try:
+                    sent = remote.start_call(pid, request, seconds, fail_if_silent)
+                    if sent is None:  # no connection to its incarnation yet: dial
+                        value = await remote.call(pid, request, seconds,
+                                                  fail_if_silent=fail_if_silent)
+                    else:
+                        ref, answer = sent
+                        try:
+                            value = await answer
+                        except BaseException:
+                            remote.forget(ref)
+                            raise
+                        if fail_if_silent:
+                            remote.forget(ref)
+                except NodeDown as exc:
+                    left = seconds - (perf_counter() - started)
+                    if not crossed_idle_close(exc) or left <= 0:
+                        raise
+                    # Its CALL crossed the callee node's BYE "idle" and was
+                    # never read: sent once more, on a new connection (idle.py
+                    # Rule 4).
+                    value = await remote.call(pid, request, left, fail_if_silent=fail_if_silent)
+            except Exception as exc:
+                if isinstance(exc, NoSuchProcess):
+                    self.table.mark_dead(pid)  # Rule 4
+                self.counters.observe(REMOTE, outcome_of(exc), perf_counter() - started)
+                raise
+            self.counters.observe(REMOTE, OK, perf_counter() - started)
+            return value
         if type(timeout) is not float:
             timeout = check_timeout(timeout)
         elif not 0 < timeout <= MAX_TIMEOUT:
@@ -185,23 +217,6 @@ class Messaging:
             raise
         self._local[OK] += 1
         return result
-
-    async def _remote_call(self, pid: Pid, request: Any, seconds: float,
-                           fail_if_silent: bool) -> Any:
-        started = time.monotonic()
-        try:
-            return await self.remote.call(pid, request, seconds,
-                                          fail_if_silent=fail_if_silent)
-        except NoSuchProcess:
-            self.table.mark_dead(pid)  # Rule 4
-            raise
-        except NodeDown as exc:
-            left = seconds - (time.monotonic() - started)
-            if not crossed_idle_close(exc) or left <= 0:
-                raise
-        # Its CALL crossed the callee node's BYE "idle" and was never read:
-        # sent once more, on a new connection (idle.py Rule 4).
-        return await self.remote.call(pid, request, left, fail_if_silent=fail_if_silent)
 
     def is_alive(self, pid: Pid) -> bool:
         """Whether a process of this node is alive (not exiting).

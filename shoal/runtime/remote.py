@@ -10,8 +10,9 @@ reported queue lengths), the node's deadlines and a way to ask the store
 to probe: it never calls the node itself.
 
 Owns: ``pending`` (calls out, bounded by the callers waiting), ``monitors``
-(monitors local watchers hold on remote targets), the per-node backlog
-(bounded by ``MAX_BACKLOG``) and its sender tasks, redials, and ``holds``
+(monitors local watchers hold on remote targets), the bound of the per-node
+backlog (``MAX_BACKLOG``; ``backlog.py`` holds it and its sender tasks),
+redials, and ``holds``
 (what other nodes hold on ours, capped per node: ``holds.py``).
 
 Rules:
@@ -62,14 +63,14 @@ from shoal.errors import (
     NodeDown,
     NoSuchProcess,
     Overloaded,
-    ShoalError,
 )
 from shoal.pid import NOCONNECTION, NOPROC, SHUTDOWN, Pid, Reason
+from shoal.runtime.backlog import Backlog
 from shoal.runtime.holds import Holds
 from shoal.runtime.idle import PEER_IDLE, IdleConnections
 from shoal.runtime.inbound import AdminHandler, Inbound
 from shoal.runtime.notices import Down, Ref
-from shoal.runtime.peers import PeerInfo, Redials, connection_for
+from shoal.runtime.peers import PeerInfo, Redials
 from shoal.runtime.process import current_process
 from shoal.runtime.replies import stand_in_reason, wire_reason
 from shoal.transport import ConnectionManager, PeerConnection
@@ -125,18 +126,15 @@ class Remote:
         self._next_ref = 1
         # Monitors held by local watchers on remote targets: wire ref -> (ref, watcher, target).
         self.monitors: dict[int, tuple[Ref, Pid, Pid]] = {}
-        # Invariant: casts, sends, monitors and links to a node a dial is in
-        # progress for, in the order they were made. They go out before any
-        # later message to that node (calls included): messages from one
-        # sender to one receiver arrive in the order sent, as in Erlang.
-        self._backlog: dict[str, list[Message]] = {}
-        # Invariant: the task that sends a node's backlog once the dial is
-        # done; at most one per node, cancelled by close().
-        self._senders: dict[str, asyncio.Task[None]] = {}
+        # Messages to nodes a dial is in progress for (backlog.py).
+        self._backlog = Backlog(cluster, lambda: self.manager, self._undeliverable)
         # Monitors and links other nodes hold on our processes: bounded, pruned.
         self.holds = Holds()
         self.idle = IdleConnections(self, processes)  # closes idle connections (idle.py)
         self._inbound = Inbound(self, processes)
+        # The transport's on_message, bound to its handler (inbound.py): no
+        # frame of this object's on the hot path.
+        self.on_message: Callable[[PeerConnection, Message], None] = self._inbound.on_message
 
     def serve_admin(self, admin: AdminHandler) -> None:
         """Answer admin requests (CALLs to serial 0) with ``admin``; count into its counters."""
@@ -151,36 +149,72 @@ class Remote:
 
     async def call(self, pid: Pid, request: Any, timeout: float, *,
                    fail_if_silent: bool = False) -> Any:
-        """A call to a pid of another node (``Node.call``; Rule 4: ``fail_if_silent``)."""
-        loop = asyncio.get_running_loop()
-        peer = self.cluster.peer(pid.node)
-        conn = self.connection(pid.node)
-        if conn is None or peer is None or peer.creation != pid.creation \
-                or conn.peer_creation != pid.creation:
+        """A call to a pid of another node (``Node.call``; Rule 4: ``fail_if_silent``).
+
+        ``Messaging.call`` sends through :meth:`start_call` and awaits the
+        future itself (one coroutine frame less on the hot path); this is
+        the whole call, dial included, for everything else."""
+        sent = self.start_call(pid, request, timeout, fail_if_silent)
+        if sent is None:
+            loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
             conn = await self.redials.connect(pid, timeout)
             timeout = deadline - loop.time()
             if timeout <= 0:
                 raise CallTimeout(pid, timeout)
-        if self._backlog and pid.node in self._backlog:
-            self._flush_backlog(pid.node, conn)  # earlier casts/sends go first
+            sent = self._send_call(conn, pid, request, timeout, fail_if_silent)
+        ref, future = sent
+        try:
+            return await future
+        finally:
+            self.forget(ref)
+
+    def start_call(self, pid: Pid, request: Any, timeout: float,
+                   fail_if_silent: bool) -> tuple[int, asyncio.Future[Any]] | None:
+        """Send a CALL on the open connection to ``pid``'s incarnation and
+        return its ref and the future its answer (or its deadline) settles;
+        None when there is no such connection yet (:meth:`call` dials).
+        The caller awaits the future and calls :meth:`forget` with the ref
+        unless an answer settled it (an answer removes it from ``pending``).
+
+        Raises:
+            Overloaded: the node does not read what this node sends it (Rule 5).
+            BadArgument: the request cannot be encoded.
+            NodeDown: the connection cannot take the CALL (not started).
+        """
+        node = pid.node
+        manager = self.manager
+        conn = manager.get(node) if manager is not None else None
+        if conn is None or conn.peer_creation != pid.creation:
+            return None
+        peer = self.cluster.peer(node)
+        if peer is None or peer.creation != pid.creation:
+            return None
+        return self._send_call(conn, pid, request, timeout, fail_if_silent)
+
+    def _send_call(self, conn: PeerConnection, pid: Pid, request: Any, timeout: float,
+                   fail_if_silent: bool) -> tuple[int, asyncio.Future[Any]]:
+        if self._backlog.waiting and pid.node in self._backlog.waiting:
+            self._backlog.flush(pid.node, conn)  # earlier casts/sends go first
         if conn.congested:
             raise self._overloaded(pid, conn)
         ref = self._next_ref
         self._next_ref = ref + 1
         me = current_process.get()
-        future: asyncio.Future[Any] = loop.create_future()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         conn.send_call(ref, me.pid if me is not None else None, pid, request,
                        int(timeout * 1000))
         self.pending[ref] = (future, pid, conn)
         self._deadlines.add(future, timeout, pid)
         if fail_if_silent:
             self._fail_if_silent.add(ref)
-        try:
-            return await future
-        finally:
-            self.pending.pop(ref, None)
-            self._fail_if_silent.discard(ref)
+        return ref, future
+
+    def forget(self, ref: int) -> None:
+        """Drop a call this node stopped waiting for (answered, timed out,
+        cancelled): a late answer to it is dropped."""
+        self.pending.pop(ref, None)
+        self._fail_if_silent.discard(ref)
 
     async def alive(self, pid: Pid, timeout: float) -> bool:
         """Ask the owner of a remote pid whether it is alive (see
@@ -194,8 +228,8 @@ class Remote:
             conn = await self.redials.connect(pid, timeout)
         except NoSuchProcess:
             return False  # an earlier incarnation: dead by definition
-        if self._backlog and pid.node in self._backlog:
-            self._flush_backlog(pid.node, conn)
+        if self._backlog.waiting and pid.node in self._backlog.waiting:
+            self._backlog.flush(pid.node, conn)
         ref = self._processes.new_ref()
         watcher = self.self_pid  # no process: a DOWN for it reaches nobody
         self.monitors[ref.serial] = (ref, watcher, pid)
@@ -224,7 +258,7 @@ class Remote:
     def _send_request(self, pid: Pid, msg: Message) -> None:
         """A cast or send: refused, not queued, when the node does not read
         or too much already waits for its dial (Rule 5)."""
-        backlog = self._backlog.get(pid.node)
+        backlog = self._backlog.waiting.get(pid.node)
         if backlog is not None and len(backlog) >= MAX_BACKLOG:
             raise Overloaded(pid, MAX_BACKLOG, f"{len(backlog)} messages wait for the "
                                                f"connection to node {pid.node}")
@@ -234,69 +268,7 @@ class Remote:
         self._send(pid.node, msg)
 
     def _send(self, node: str, msg: Message) -> bool:
-        backlog = self._backlog.get(node)
-        if backlog is not None:
-            backlog.append(msg)  # behind earlier messages still waiting for the dial
-            return False
-        peer = self.cluster.peer(node)
-        # A node the store has not shown yet (it dialled us first) has one
-        # incarnation we know of: its connection's.
-        conn = connection_for(self.manager, node, peer.creation) if peer is not None \
-            else self.connection(node)
-        if conn is None:
-            if peer is not None and self.manager is not None:
-                self._backlog[node] = [msg]
-                self._start_sender(peer)
-            return False
-        try:
-            conn.send(msg)
-        except NodeDown as exc:
-            # The transport just disconnected a peer that stopped reading
-            # (Rule 5): this message goes with the connection, whose loss
-            # is reported to everything waiting on that node.
-            log.info("dropping %s to %s: %s", type(msg).__name__, node, exc)
-            self._undeliverable(msg)
-            return False
-        return True
-
-    def _start_sender(self, peer: PeerInfo) -> None:
-        sender = self._senders.get(peer.name)
-        if sender is not None and not sender.done():
-            return  # its dial is still under way: it sends the backlog too
-        task = asyncio.get_running_loop().create_task(self._send_later(peer),
-                                                      name=f"shoal send to {peer.name}")
-        self._senders[peer.name] = task
-
-        def forget(done: asyncio.Task[None]) -> None:
-            if self._senders.get(peer.name) is done:
-                del self._senders[peer.name]
-
-        task.add_done_callback(forget)
-
-    async def _send_later(self, peer: PeerInfo) -> None:
-        assert self.manager is not None
-        try:
-            conn = await self.manager.connect(peer.name, peer.address, retry_refused=False)
-        except ShoalError as exc:
-            for msg in self._backlog.pop(peer.name, ()):
-                log.info("dropping %s to %s: %s", type(msg).__name__, peer.name, exc)
-                self._undeliverable(msg)
-            return
-        self._flush_backlog(peer.name, conn)
-
-    def _flush_backlog(self, name: str, conn: PeerConnection) -> None:
-        """Send what waited for the connection, in order, before anything newer."""
-        backlog = self._backlog.pop(name, ())
-        for i, msg in enumerate(backlog):
-            try:
-                conn.send(msg)
-            except NodeDown as exc:  # it broke already: the rest cannot go either
-                for lost in backlog[i:]:
-                    log.info("dropping %s to %s: %s", type(lost).__name__, name, exc)
-                    self._undeliverable(lost)
-                return
-            except BadArgument as exc:  # its sender is long gone: log, keep going
-                log.warning("dropping %s to %s: %s", type(msg).__name__, name, exc)
+        return self._backlog.send(node, msg)  # now, or behind a dial (backlog.py)
 
     def _undeliverable(self, msg: Message) -> None:
         # Erlang's rule: a monitor or link to an unreachable node fires at once.
@@ -404,7 +376,9 @@ class Remote:
                      "peer_suspect", peer_name, creation,
                      f"silent for the heartbeat timeout ({self._heartbeat_timeout:g}s)"))
         self.cluster.set_routable(peer_name, False)
-        for future, pid, _ in [self.pending[ref] for ref in self._fail_if_silent]:
+        # An answered call leaves pending before its caller forgets the ref.
+        entries = [self.pending.get(ref) for ref in self._fail_if_silent]
+        for future, pid, _ in [entry for entry in entries if entry is not None]:
             if pid.node == peer_name and not future.done():
                 future.set_exception(NodeDown(peer_name, "fell silent mid-call", not_started=False))
 
@@ -452,9 +426,7 @@ class Remote:
         waits for a dial is dropped."""
         self.redials.close()
         self.idle.close()
-        for task in self._senders.values():
-            task.cancel()
-        self._backlog.clear()
+        self._backlog.close()
 
     def node_lost(self, name: str, detail: str, *, not_started: bool = False) -> None:
         """Fail everything in flight towards ``name`` (Rule 3)."""
@@ -489,8 +461,6 @@ class Remote:
             ref, watcher, _ = entry
             self.deliver_down(ref, watcher, target, reason)
 
-    def on_message(self, peer: PeerConnection, msg: Message) -> None:
-        self._inbound.on_message(peer, msg)  # see inbound.py
 
 
 def _event(event: str, peer: str, creation: int | None, reason: str) -> dict[str, Any]:

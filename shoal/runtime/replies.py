@@ -95,7 +95,9 @@ class ReplySlot:
 
     def set_result(self, value: Any) -> None:
         """Send the reply (or a FAIL when the reply cannot be encoded)."""
-        self._finish()
+        if not self._done:  # _finish, inlined: the hot path
+            self._done = True
+            self.peer.serving -= 1
         try:
             try:
                 self.peer.send_reply(self.ref, value, self.callee.queue_len())

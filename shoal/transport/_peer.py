@@ -175,17 +175,15 @@ class PeerConnection(asyncio.Protocol):
         Raises:
             NodeDown, BadArgument: as :meth:`send`.
         """
-        if not self.is_open:
+        if self.close_reason is not None or self._wire.state != "open":  # not is_open
             raise NodeDown(self.peer_node or "?", f"connection {self.close_reason or 'not open'}")
         self._queue(self._wire.send_call(ref, sender, to, request, timeout_ms))
 
     def send_reply(self, ref: int, value: Any, queue_len: int) -> None:
         """``send(Reply(...))`` without building the message (the hot path).
 
-        Raises:
-            NodeDown, BadArgument: as :meth:`send`.
-        """
-        if not self.is_open:
+        Raises: NodeDown, BadArgument: as :meth:`send`."""
+        if self.close_reason is not None or self._wire.state != "open":  # not is_open
             raise NodeDown(self.peer_node or "?", f"connection {self.close_reason or 'not open'}")
         self._queue(self._wire.send_reply(ref, value, queue_len))
 
@@ -304,7 +302,8 @@ class PeerConnection(asyncio.Protocol):
             self.silent = False
             self._manager.peer_alive(self)
         events = self._wire.receive_data(data)
-        self._write_now(self._wire.data_to_send())
+        if not self.registered:  # once open, the protocol itself writes nothing
+            self._write_now(self._wire.data_to_send())
         self._handle(events)
         if not self.registered and (pending := self._wire.pending_admission) is not None:
             self._manager.admission_pending(self, *pending)  # it calls decide_admission

@@ -60,6 +60,9 @@ from shoal.wire._messages import (
     Send,
     Unlink,
 )
+from shoal.wire._terms import (
+    SCALAR_TYPES as _SCALARS,
+)
 from shoal.wire._terms import Unencodable, check_term, ext_hook, pack_default, pack_term
 
 __all__ = [
@@ -116,6 +119,46 @@ _DECODERS: Final[dict[int, tuple[int, str, _Builder]]] = {
     cls.code: (len(fields(cls)) + 1, cls.__name__, _builder(cls))  # type: ignore[arg-type]
     for cls in HANDSHAKE_TYPES + MESSAGE_TYPES
 }
+
+# CALL and REPLY, the hot path: the same checks as their ``__post_init__``,
+# inlined; a message that fails one goes through the generic builder, whose
+# error names the field.
+_U63: Final = 1 << 63
+_set_call = tuple(getattr(Call, f.name).__set__ for f in fields(Call))
+_set_reply = tuple(getattr(Reply, f.name).__set__ for f in fields(Reply))
+
+
+def _build_call(array: list[Any], _slow: _Builder = _DECODERS[Call.code][2]) -> Message:
+    _, ref, sender, to, request, timeout_ms = array
+    if (type(ref) is not int or not 0 <= ref < _U63 or type(to) is not Pid
+            or (sender is not None and type(sender) is not Pid)
+            or type(timeout_ms) is not int or not 0 <= timeout_ms < _U63):
+        return _slow(array)
+    msg = _new(Call)
+    s_ref, s_sender, s_to, s_request, s_timeout = _set_call
+    s_ref(msg, ref)
+    s_sender(msg, sender)
+    s_to(msg, to)
+    s_request(msg, request)
+    s_timeout(msg, timeout_ms)
+    return msg
+
+
+def _build_reply(array: list[Any], _slow: _Builder = _DECODERS[Reply.code][2]) -> Message:
+    _, ref, value, queue_len = array
+    if (type(ref) is not int or not 0 <= ref < _U63
+            or type(queue_len) is not int or not 0 <= queue_len < _U63):
+        return _slow(array)
+    msg = _new(Reply)
+    s_ref, s_value, s_queue_len = _set_reply
+    s_ref(msg, ref)
+    s_value(msg, value)
+    s_queue_len(msg, queue_len)
+    return msg
+
+
+_DECODERS[Call.code] = (6, "Call", _build_call)
+_DECODERS[Reply.code] = (4, "Reply", _build_reply)
 
 _unpackb = msgpack.unpackb
 
@@ -217,14 +260,18 @@ class Encoder:
         Raises:
             BadArgument: as :meth:`encode`.
         """
-        check_term(request, "request")
+        if type(request) not in _SCALARS:
+            check_term(request, "request")
         try:
             body = self._pack([16, ref, sender, to, request, timeout_ms])
         except (Unencodable, ValueError, OverflowError, TypeError):
             return self.encode(
                 Call(ref=ref, sender=sender, to=to, request=request, timeout_ms=timeout_ms)
             )
-        return self._frame(body, "Call")
+        size = len(body)
+        if size > self.max_frame:
+            self._frame(body, "Call")  # raises
+        return size.to_bytes(HEADER_SIZE, "big") + body
 
     def encode_reply(self, ref: int, value: Any, queue_len: int) -> bytes:
         """``encode(Reply(...))`` without building the message (see
@@ -233,12 +280,16 @@ class Encoder:
         Raises:
             BadArgument: as :meth:`encode`.
         """
-        check_term(value, "value")
+        if type(value) not in _SCALARS:
+            check_term(value, "value")
         try:
             body = self._pack([17, ref, value, queue_len])
         except (Unencodable, ValueError, OverflowError, TypeError):
             return self.encode(Reply(ref=ref, value=value, queue_len=queue_len))
-        return self._frame(body, "Reply")
+        size = len(body)
+        if size > self.max_frame:
+            self._frame(body, "Reply")  # raises
+        return size.to_bytes(HEADER_SIZE, "big") + body
 
     def _frame(self, body: bytes, kind: str) -> bytes:
         size = len(body)

@@ -44,6 +44,7 @@ __all__ = [
     "EXT_CRASH",
     "EXT_PID",
     "MAX_DEPTH",
+    "SCALAR_TYPES",
     "check_name",
     "check_term",
     "ext_hook",
@@ -63,7 +64,9 @@ _CACHE_LIMIT: Final = 4096
 _pid_ext: dict[Pid, msgpack.ExtType] = {}
 _pid_from_ext: dict[bytes, Pid] = {}
 
-_SCALARS: Final = frozenset({str, int, float, bool, bytes, type(None), Pid, Crash})
+SCALAR_TYPES: Final = frozenset({str, int, float, bool, bytes, type(None), Pid, Crash})
+"""Types whose values :func:`check_term` passes without a look (no keys, no depth)."""
+_SCALARS = SCALAR_TYPES
 _BASES: Final = (bool, int, float, str, bytes, bytearray, list, dict)
 
 

@@ -226,3 +226,22 @@ async def test_a_refusing_node_restarted_with_the_right_secret_is_called_at_once
             await fixed.groups.join("g", right)
             await wait_members(b, "g", 1)
             assert await b.call(right, "x", WAIT) == "x"  # not held for the old refusal
+
+
+async def test_a_node_falling_silent_just_after_answering_a_call_breaks_nothing(
+        pair: tuple[shoal.Node, shoal.Node]) -> None:
+    """An answered call leaves ``pending`` when its answer is read, and its
+    caller forgets the ref when it runs next: silence noticed in between
+    (a fail-if-silent call's ref with no pending entry) must not raise."""
+    a, b = pair
+    pid = await a.spawn(Echo)
+    await a.groups.join("g", pid)
+    await wait_members(b, "g", 1)
+    assert await b.groups.call("g", "hello", idempotent=True) == "hello"  # fail-if-silent
+    remote = b._remote
+    answered_not_forgotten = max(remote.pending, default=10_000) + 1
+    remote._fail_if_silent.add(answered_not_forgotten)
+    remote.on_peer_silent("a", a.creation)  # raised KeyError
+    assert b.groups.get_members("g") == [pid]
+    remote.forget(answered_not_forgotten)
+    assert answered_not_forgotten not in remote._fail_if_silent

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import shoal
 from shoal.cli.operate import ask
+from shoal.store import MemoryStore
 from shoal.testing.cluster import wait_until
 
 
@@ -122,3 +123,27 @@ async def test_stats_counts_calls_made_and_served_and_agrees_with_metrics(
         assert samples[("shoal_calls_served_total", ())] == 5
         with pytest.raises(shoal.BadRequest, match="top"):
             await ask(b, "a", "stats", {"top": -1}, 5.0)
+
+
+async def test_remote_call_outcomes_are_counted_and_timed_by_kind() -> None:
+    store = MemoryStore()
+    async with shoal.Node("a", store=store, secret=SECRET) as a, \
+            shoal.Node("b", store=store, secret=SECRET, http="127.0.0.1:0") as b:
+        pid = await a.spawn(Worker)
+        await wait_until(lambda: "a" in b.cluster_view.names())
+        for i in range(3):  # the first dials; the others go out on the open connection
+            assert await b.call(pid, i) == i
+        with pytest.raises(shoal.CallError):
+            await b.call(pid, "crash")
+        with pytest.raises(shoal.NoSuchProcess):
+            await b.call(pid, 1)  # its owner answers "no such process"
+        slow = await a.spawn(Worker)
+        with pytest.raises(shoal.CallTimeout):
+            await b.call(slow, "slow", timeout=0.05)
+        samples = await scrape(b)
+        assert calls(samples, "remote", "ok") == 3
+        assert calls(samples, "remote", "error") == 1
+        assert calls(samples, "remote", "noproc") == 1
+        assert calls(samples, "remote", "timeout") == 1
+        assert samples[("shoal_call_duration_seconds_count", (("kind", "remote"),))] == 6
+        assert b._remote.pending == {}  # every call left its table

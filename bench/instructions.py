@@ -1,0 +1,189 @@
+"""Instructions per call, counted by callgrind: deterministic where wall clock is not.
+
+This machine kind is shared and noisy (wall-clock ratios swing by a factor
+of three between runs of the same code), so the hot paths are compared by
+the instructions the CPU executes, which callgrind counts exactly. Each
+scenario runs twice under ``valgrind --tool=callgrind`` with two numbers of
+calls; the difference of the two totals divided by the difference of the
+calls is the cost of one call, with start-up, imports and warm-up cancelled.
+
+Scenarios (one process, uvloop when installed):
+
+- ``local``: ``node.call`` to an echo GenServer on the same node (1 caller);
+- ``bare-local``: the bare asyncio actor of ``bench/local_call.py``;
+- ``remote``: a round trip between two nodes of this process over loopback
+  TCP (a shared in-memory store), both ends counted, 1 caller;
+- ``bare-remote``: a bare uvloop + msgpack echo over loopback TCP, with the
+  same length-prefixed framing, both ends counted.
+
+Usage: ``.venv/bin/python bench/instructions.py [scenario ...]`` (default:
+all four); needs ``valgrind``. Prints ``<scenario>_instructions_per_call: N``
+and the ratios ``local_vs_bare`` and ``remote_vs_bare`` (bare / shoal, as
+the throughput ratios: 1.0 is the floor). ``--run SCENARIO --calls N`` runs
+one scenario without valgrind (what each counted run executes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+from _common import emit, machine, run
+
+import shoal
+
+WARM_UP = 500
+SCENARIOS = ("local", "bare-local", "remote", "bare-remote")
+
+
+class Echo(shoal.GenServer):
+    async def handle_call(self, request: Any, caller: shoal.Caller) -> Any:
+        return request
+
+
+async def local(calls: int) -> None:
+    async with shoal.Node("count", listen=None) as node:
+        pid = await node.spawn(Echo)
+        call = node.call
+        for i in range(WARM_UP + calls):
+            await call(pid, i)
+
+
+async def bare_local(calls: int) -> None:
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[Any, asyncio.Future[Any]]] = asyncio.Queue()
+
+    async def actor() -> None:
+        while True:
+            request, future = await queue.get()
+            future.set_result(request)
+
+    task = asyncio.create_task(actor())
+    for i in range(WARM_UP + calls):
+        future = loop.create_future()
+        queue.put_nowait((i, future))
+        await future
+    task.cancel()
+
+
+async def remote(calls: int) -> None:
+    from shoal.store import MemoryStore
+
+    store = MemoryStore()
+    secret = "instruction-count-secret-0123456789"
+    async with shoal.Node("server", store=store, secret=secret, listen="127.0.0.1:0") as srv, \
+            shoal.Node("client", store=store, secret=secret, listen="127.0.0.1:0") as cli:
+        pid = await srv.spawn(Echo)
+        call = cli.call
+        for i in range(WARM_UP + calls):
+            await call(pid, i)
+
+
+async def bare_remote(calls: int) -> None:
+    import msgpack
+
+    class Server(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+            self.buf = b""
+
+        def data_received(self, data: bytes) -> None:
+            buf = self.buf + data
+            while len(buf) >= 4:
+                size = int.from_bytes(buf[:4], "big")
+                if len(buf) < 4 + size:
+                    break
+                ref, value = msgpack.unpackb(buf[4:4 + size])
+                body = msgpack.packb([ref, value])
+                self.transport.write(len(body).to_bytes(4, "big") + body)
+                buf = buf[4 + size:]
+            self.buf = buf
+
+    class Client(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.pending: dict[int, asyncio.Future[Any]] = {}
+            self.buf = b""
+
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            buf = self.buf + data
+            while len(buf) >= 4:
+                size = int.from_bytes(buf[:4], "big")
+                if len(buf) < 4 + size:
+                    break
+                ref, value = msgpack.unpackb(buf[4:4 + size])
+                self.pending.pop(ref).set_result(value)
+                buf = buf[4 + size:]
+            self.buf = buf
+
+        async def call(self, ref: int, value: Any) -> Any:
+            future = asyncio.get_running_loop().create_future()
+            self.pending[ref] = future
+            body = msgpack.packb([ref, value])
+            self.transport.write(len(body).to_bytes(4, "big") + body)
+            return await future
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Server, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    _, client = await loop.create_connection(Client, "127.0.0.1", port)
+    for i in range(WARM_UP + calls):
+        await client.call(i, i)
+    server.close()
+
+
+RUNNERS = {"local": local, "bare-local": bare_local, "remote": remote,
+           "bare-remote": bare_remote}
+
+
+def count(scenario: str, calls: int, outdir: str) -> int:
+    """Total instructions of one run of ``scenario`` with ``calls`` calls."""
+    out = os.path.join(outdir, f"callgrind.{scenario}.{calls}")
+    subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                    sys.executable, __file__, "--run", scenario, "--calls", str(calls)],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(out) as f:
+        for line in f:
+            found = re.match(r"(?:summary|totals):\s+(\d+)", line)
+            if found:
+                return int(found.group(1))
+    raise SystemExit(f"no total in {out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scenarios", nargs="*", default=list(SCENARIOS))
+    parser.add_argument("--calls", type=int, default=2000,
+                        help="calls of the shorter counted run (the longer makes 3x)")
+    parser.add_argument("--run", choices=SCENARIOS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run:
+        run(lambda: RUNNERS[args.run](args.calls))
+        return
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is needed (Debian: apt-get install valgrind)")
+    print(f"machine: {machine()}")
+    print(f"shoal: {os.path.dirname(shoal.__file__)}")
+    per: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="shoal-callgrind-") as tmp:
+        for scenario in args.scenarios:
+            short = count(scenario, args.calls, tmp)
+            long = count(scenario, 3 * args.calls, tmp)
+            per[scenario] = (long - short) / (2 * args.calls)
+            emit(f"{scenario.replace('-', '_')}_instructions_per_call", per[scenario])
+    for kind in ("local", "remote"):
+        if kind in per and f"bare-{kind}" in per:
+            emit(f"{kind}_vs_bare", per[f"bare-{kind}"] / per[kind])
+
+
+if __name__ == "__main__":
+    main()
