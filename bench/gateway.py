@@ -18,6 +18,11 @@ alternating rounds so drift hits both alike:
   inverse is what one core can serve when the clients do not share it
   (``gateway_calls_per_cpu_second``).
 
+For reference, the same ``http.client`` loop against a bare aiohttp server
+that echoes the body (no node): ``http_hop_us_p50``, the HTTP hop alone;
+``gateway_own_us_p50`` is what remains of the gateway's p50 once the hop
+and the native call are taken out (its own parsing, checks and mapping).
+
 Printed last: ``gateway_overhead_us_p50`` (gateway p50 minus native p50:
 what the HTTP hop and the gateway add in front of the same remote call;
 goal <= 150), ``gateway_overhead_ratio`` (gateway p50 / native p50) and
@@ -62,6 +67,25 @@ async def serve(store: str) -> None:
         stop = asyncio.get_running_loop().create_future()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set_result, None)
         await stop
+
+
+async def bare(port: int) -> None:
+    """A bare aiohttp server echoing the body on the gateway's path: the
+    HTTP hop alone, with no node behind it."""
+    from aiohttp import web
+
+    async def echo(request: web.Request) -> web.Response:
+        return web.Response(body=await request.read(), content_type="application/json")
+    app = web.Application()
+    app.router.add_post("/v1/call/default/echo", echo)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    print("ready", flush=True)
+    stop = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set_result, None)
+    await stop
+    await runner.cleanup()
 
 
 def http_latency(url: str, token: str, calls: int) -> dict[str, float]:
@@ -146,7 +170,7 @@ async def sub(*args: str) -> dict[str, float]:
     return dict(json.loads(out.decode().strip().splitlines()[-1]))
 
 
-async def measure(store: str, url: str, gateway_pid: int, calls: int,
+async def measure(store: str, url: str, bare_url: str, gateway_pid: int, calls: int,
                   rounds: int) -> list[dict[str, float]]:
     token = derive_token(SECRET.encode())
     results = []
@@ -161,6 +185,9 @@ async def measure(store: str, url: str, gateway_pid: int, calls: int,
             latency = await sub("--role", "http-latency", "--url", url, "--token", token,
                                 "--calls", str(calls))
             out.update({f"gateway_{k}": v for k, v in latency.items()})
+            hop = await sub("--role", "http-latency", "--url", bare_url, "--token", token,
+                            "--calls", str(calls))
+            out.update({f"hop_{k}": v for k, v in hop.items()})
             cpu_before = cpu_seconds(gateway_pid)
             loads = await asyncio.gather(*(
                 sub("--role", "http-load", "--url", url, "--token", token, "--calls",
@@ -185,7 +212,13 @@ def bench(calls: int, rounds: int) -> list[dict[str, float]]:
         server = subprocess.Popen([sys.executable, __file__, "--role", "server", "--store", store],
                                   stdout=subprocess.PIPE, env=env)
         gateway: subprocess.Popen[bytes] | None = None
+        bare_port = free_port()
+        hop = subprocess.Popen([sys.executable, __file__, "--role", "bare", "--url",
+                                str(bare_port)], stdout=subprocess.PIPE, env=env)
         try:
+            assert hop.stdout is not None
+            if b"ready" not in hop.stdout.readline():
+                raise SystemExit("the bare HTTP server did not start")
             assert server.stdout is not None
             if b"ready" not in server.stdout.readline():
                 raise SystemExit("the server node did not start")
@@ -197,9 +230,10 @@ def bench(calls: int, rounds: int) -> list[dict[str, float]]:
                 raise SystemExit("the gateway node did not start")
             url = f"http://127.0.0.1:{port}"
             pid = gateway.pid
-            return run(lambda: measure(store, url, pid, calls, rounds))
+            bare_url = f"http://127.0.0.1:{bare_port}"
+            return run(lambda: measure(store, url, bare_url, pid, calls, rounds))
         finally:
-            for process in (gateway, server):
+            for process in (gateway, server, hop):
                 if process is not None:
                     process.terminate()
                     process.wait(timeout=20)
@@ -207,7 +241,8 @@ def bench(calls: int, rounds: int) -> list[dict[str, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--role", choices=["bench", "server", "http-latency", "http-load"],
+    parser.add_argument("--role", choices=["bench", "server", "bare", "http-latency",
+                                           "http-load"],
                         default="bench")
     parser.add_argument("--store", default="")
     parser.add_argument("--url", default="")
@@ -217,6 +252,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.role == "server":
         run(lambda: serve(args.store))
+        return
+    if args.role == "bare":
+        run(lambda: bare(int(args.url)))
         return
     if args.role == "http-latency":
         print(json.dumps(http_latency(args.url, args.token, args.calls)))
@@ -237,6 +275,9 @@ def main() -> None:
     emit("native_throughput_calls_per_s", mid("native_throughput"), "calls/s")
     emit("gateway_call_us_p50", mid("gateway_p50_us"), "us")
     emit("gateway_call_us_p99", mid("gateway_p99_us"), "us")
+    emit("http_hop_us_p50", mid("hop_p50_us"), "us")
+    emit("gateway_own_us_p50", median([r["gateway_p50_us"] - r["native_p50_us"]
+                                       - r["hop_p50_us"] for r in results]), "us")
     emit("gateway_throughput_calls_per_s", mid("gateway_throughput"), "calls/s")
     emit("gateway_node_cpu_us_per_call", mid("gateway_cpu_us"), "us")
     emit("gateway_calls_per_cpu_second", 1e6 / mid("gateway_cpu_us"), "calls/s")

@@ -73,7 +73,7 @@ def decode(data: bytes, fmt: str) -> Any:
         except ProtocolError as exc:
             raise BadArgument("body", "...", f"one msgpack value ({exc})") from None
     try:
-        value = json.loads(data)
+        value = json.loads(data.decode())
     except (ValueError, RecursionError) as exc:
         raise BadArgument("body", "...", f"JSON ({exc})") from None
     return from_json(value)

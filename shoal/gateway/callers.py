@@ -41,10 +41,14 @@ HEARTBEAT: Final = 15.0
 """Seconds between comment lines on a quiet watch stream."""
 
 
+_HEADERS: Final = {name: f"Shoal-{name.capitalize()}"
+                   for name in ("timeout", "strategy", "key", "idempotent")}
+
+
 def _option(request: web.Request, name: str) -> str | None:
-    value = request.query.get(name)
+    value = request.query.get(name) if request.query_string else None
     if value is None:
-        value = request.headers.get(f"Shoal-{name.capitalize()}")
+        value = request.headers.get(_HEADERS[name])
     return value
 
 
