@@ -133,7 +133,10 @@ def run_command(app: str, name: str, cluster: str | None, store: str | None,
     received; and on SIGUSR1 a dump of its processes and tasks. With
     --log-format json each record is one JSON object per line. With --http
     it serves /metrics, /healthz and /readyz (docs/operations.md), and the
-    HTTP/JSON gateway under /v1/ (docs/gateway.md). Exit 3: it fenced itself (a newer
+    HTTP/JSON gateway under /v1/ (docs/gateway.md; its bearer token is
+    printed by shoal gateway-token, or set with SHOAL_GATEWAY_TOKEN or
+    SHOAL_GATEWAY_TOKEN_FILE; bodies are limited to SHOAL_GATEWAY_MAX_BODY
+    bytes, default 1 MiB). Exit 3: it fenced itself (a newer
     incarnation holds its name).
 
     With --reload (development), a changed source file of the app is

@@ -13,7 +13,8 @@ Rules:
 - Rule 2: options come from the query string first, then the ``Shoal-*``
   headers; a bad one is ``400`` naming it, before anything is sent.
 - Rule 3: a watch sends the members first, then each join and leave, and a
-  comment line every :data:`HEARTBEAT` seconds when nothing else was sent.
+  comment line every ``ctx.watch_heartbeat`` seconds (:data:`HEARTBEAT`, 15)
+  when nothing else was sent.
   A client that reads too slowly (its subscription overflows) gets an
   ``overflow`` event and the stream ends: it watches again.
 """
@@ -158,7 +159,7 @@ def add_routes(app: web.Application, ctx: GatewayContext) -> None:
             await response.write(_event("members", {"members": subscription.members}))
             while True:
                 try:
-                    event = await asyncio.wait_for(subscription.get(), HEARTBEAT)
+                    event = await asyncio.wait_for(subscription.get(), ctx.watch_heartbeat)
                 except TimeoutError:
                     await response.write(b": keep-alive\n\n")
                     continue

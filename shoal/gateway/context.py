@@ -223,6 +223,8 @@ class GatewayContext:
         self.max_body = max_body
         self.allow_remote = allow_remote
         self.metrics = GatewayMetrics()
+        # Seconds between comment lines on a quiet watch stream (docs: 15).
+        self.watch_heartbeat = 15.0
         self._expected = None if token is None else f"Bearer {token}".encode()
         # Invariant: the subscriptions of the watch streams open now; each is
         # removed (and closed) when its stream ends, however it ends.

@@ -313,6 +313,30 @@ async def test_a_watch_streams_members_then_joins_and_leaves(gw: Gateway) -> Non
         assert await _next_event(answer.content) == ("leave", {"pids": [{"$pid": list(other)}]})
 
 
+async def test_a_quiet_watch_sends_a_comment_line_every_heartbeat(gw: Gateway) -> None:
+    assert gw.node.gateway is not None and gw.node.gateway.watch_heartbeat == 15.0
+    gw.node.gateway.watch_heartbeat = 0.05
+    async with gw.session.get(gw.url + "/v1/watch/default/echo", headers=gw.auth) as answer:
+        await _next_event(answer.content)
+        for _ in range(2):
+            assert await asyncio.wait_for(answer.content.readline(), 5) == b": keep-alive\n"
+            assert await asyncio.wait_for(answer.content.readline(), 5) == b"\n"
+
+
+async def test_a_node_that_is_stopping_answers_503_unavailable(gw: Gateway) -> None:
+    ctx = gw.node.gateway
+    assert ctx is not None
+
+    class Draining:
+        name, running, stopping, fenced = "gw", True, True, None
+    ctx.node, real = Draining(), ctx.node  # type: ignore[assignment]
+    try:
+        status, body, _ = await gw.post("/v1/call/default/echo", 1)
+    finally:
+        ctx.node = real
+    assert status == 503 and _error(body) == ("unavailable", True)
+
+
 async def test_a_watch_whose_client_goes_away_leaves_no_subscription(gw: Gateway) -> None:
     ctx = gw.node.gateway
     assert ctx is not None
