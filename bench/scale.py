@@ -28,10 +28,19 @@ Prints ``name: value`` lines:
   nodes of ``--per-node`` members each (default 1,000 x 1,000 = 1M, one
   group, 64-member buckets: the dense layout); the start-up snapshot is a
   re-sync. The figure is the longest gap seen by a task ticking every 5 ms
-  while it runs (the slices' own work, and CPython's garbage collector).
-  ``resync_1m_max_block_ms_gc_paused`` is the same with the cyclic garbage
-  collector paused around it, to tell the two apart; ``resync_1m_s`` is the
-  whole re-sync.
+  while it runs (the slices' own work, and CPython's garbage collector);
+  ``resync_1m_max_block_cpu_ms`` is the same gap counted in this thread's
+  CPU time (what held the loop, without the wait for a core on a loaded
+  host). ``resync_1m_max_block_ms_gc_frozen`` (and ``_cpu_``) is the same
+  start with the collector paused around ``start()`` and ``gc.freeze()``
+  called before it resumes (the recipe in docs/scale.md), watched 0.2 s
+  longer; ``resync_1m_s`` is the whole re-sync.
+- ``gc_full_collection_1m_ms``: one ``gc.collect()`` with that table held
+  (every ``Pid`` is a tracked object: a tuple subclass is never untracked).
+- ``resync_1m_running_max_block_ms`` (and ``_cpu_``): a running node's
+  whole re-sync of the 1M table, as when its watch falls behind a
+  compaction (the store compacted past a change it had not read yet);
+  ``resync_1m_running_frozen_*`` the same after ``gc.freeze()``.
 - ``apply_bucket64_1m_us``: one store change putting a new 64-member bucket
   for a known node into that 1M table, from the store's apply to the join
   event reaching a subscriber (median of 20; the real watch and apply path).
@@ -199,12 +208,33 @@ async def _until_pids(sub: Any, kind: str, count: int) -> None:
                 return
 
 
-async def measure_table(nodes: int, per_node: int, *, pause_gc: bool) -> dict[str, float]:
-    """Re-sync, bucket apply and node removal figures on a ``nodes x per_node`` table."""
+async def _running_resync(store: MemoryStore, seeder: Session, sub: Any, per_node: int,
+                          bucket_past: int) -> tuple[float, float]:
+    """Longest loop stall (ms; wall and CPU time) while a running node re-syncs the whole table:
+    a compaction passes its watch (as when it fell behind on etcd), and the
+    change it missed (a new bucket of peer 0) arrives through the re-sync."""
+    name, creation = _peer(0)
+    bucket = per_node // BUCKET_SIZE + bucket_past
+    counts = {bucket * BUCKET_SIZE + k: 1 for k in range(BUCKET_SIZE)}
+    put = Put(key=member_key(name, creation, "default", "g", bucket),
+              value=encode_members(bucket, counts))
+    ticker = LoopStalls()
+    await seeder.apply([put])
+    store.compact(0)  # before the watch reads the put: it must re-sync
+    await _until_pids(sub, "join", BUCKET_SIZE)
+    return await ticker.stop() * 1000, ticker.longest_cpu * 1000
+
+
+async def measure_table(nodes: int, per_node: int, *, freeze_gc: bool) -> dict[str, float]:
+    """Re-sync, bucket apply and node removal figures on a ``nodes x per_node`` table.
+    With ``freeze_gc``, only the start-up re-sync, as an application can start a
+    node holding a large table: the collector paused around ``start()``, then
+    ``gc.freeze()`` (what the start built never enters a collection) and
+    resumed; the stalls are watched for 0.2 s more."""
     store = MemoryStore()
     seeder = await _seed(store, nodes, per_node)
     figures: dict[str, float] = {}
-    if pause_gc:
+    if freeze_gc:
         gc.disable()
     ticker = LoopStalls()
     began = time.perf_counter()
@@ -212,13 +242,18 @@ async def measure_table(nodes: int, per_node: int, *, pause_gc: bool) -> dict[st
         node = shoal.Node("observer", store=store, listen=None, secret=SECRET)
         await node.start()
     finally:
-        if pause_gc:
+        if freeze_gc:
+            gc.freeze()
             gc.enable()
     figures["resync_s"] = time.perf_counter() - began
+    if freeze_gc:
+        await asyncio.sleep(0.2)  # a collection put off by the pause would show here
     figures["resync_max_block_ms"] = await ticker.stop() * 1000
+    figures["resync_max_block_cpu_ms"] = ticker.longest_cpu * 1000
     try:
         assert len(node.groups.get_members("g")) == nodes * per_node
-        if pause_gc:
+        if freeze_gc:
+            gc.unfreeze()
             return figures
         sub = node.groups.subscribe("g", limit=1_000_000)
         applies = []
@@ -241,6 +276,19 @@ async def measure_table(nodes: int, per_node: int, *, pause_gc: bool) -> dict[st
             await _until_pids(sub, "leave", per_node)
             removals.append(time.perf_counter() - t0)
         figures["node_removal_ms"] = statistics.median(removals) * 1000
+        t0 = time.perf_counter()
+        gc.collect()
+        figures["gc_full_collection_ms"] = (time.perf_counter() - t0) * 1000
+        (figures["resync_running_max_block_ms"],
+         figures["resync_running_max_block_cpu_ms"]) = await _running_resync(
+            store, seeder, sub, per_node, 3)
+        gc.freeze()  # as docs/scale.md advises an application holding such a table
+        try:
+            (figures["resync_running_frozen_max_block_ms"],
+             figures["resync_running_frozen_max_block_cpu_ms"]) = await _running_resync(
+                store, seeder, sub, per_node, 4)
+        finally:
+            gc.unfreeze()
         sub.close()
     finally:
         await node.stop()
@@ -284,14 +332,22 @@ async def measure_idle_cpu(peers: int, idle_timeout: float | None, window: float
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    table = await measure_table(args.nodes, args.per_node, pause_gc=False)
+    table = await measure_table(args.nodes, args.per_node, freeze_gc=False)
     emit("resync_1m_max_block_ms", table["resync_max_block_ms"], "ms")
+    emit("resync_1m_max_block_cpu_ms", table["resync_max_block_cpu_ms"],
+         "ms (the same stall counted in CPU time: without the host's load)")
     emit("resync_1m_s", table["resync_s"], "s")
     emit("apply_bucket64_1m_us", table["apply_bucket64_us"], "us")
     emit("node_removal_1m_ms", table["node_removal_ms"], "ms")
+    emit("gc_full_collection_1m_ms", table["gc_full_collection_ms"], "ms")
+    for name in ("running", "running_frozen"):
+        emit(f"resync_1m_{name}_max_block_ms", table[f"resync_{name}_max_block_ms"], "ms")
+        emit(f"resync_1m_{name}_max_block_cpu_ms", table[f"resync_{name}_max_block_cpu_ms"],
+             "ms")
     gc.collect()
-    paused = await measure_table(args.nodes, args.per_node, pause_gc=True)
-    emit("resync_1m_max_block_ms_gc_paused", paused["resync_max_block_ms"], "ms")
+    frozen = await measure_table(args.nodes, args.per_node, freeze_gc=True)
+    emit("resync_1m_max_block_ms_gc_frozen", frozen["resync_max_block_ms"], "ms")
+    emit("resync_1m_max_block_cpu_ms_gc_frozen", frozen["resync_max_block_cpu_ms"], "ms")
     gc.collect()
     after_idle = await measure_idle_cpu(50, 2.0, args.window)
     kept = await measure_idle_cpu(50, None, args.window)

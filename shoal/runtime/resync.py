@@ -39,7 +39,9 @@ from shoal.store.base import Entry, Snapshot
 __all__ = ["SLICE", "MembersView", "NodeEntries", "NodesView", "Slicer", "read_members",
            "read_nodes"]
 
-SLICE = 0.02  # seconds of work before yielding to the event loop
+# Seconds of work before yielding to the event loop. 20 ms slices left
+# 40-60 ms gaps on a loaded host (bench/scale.py); 5 ms none over 30 ms.
+SLICE = 0.005
 
 NodeEntries = dict[str, dict[str, tuple[MemberKey, Mapping[int, int]]]]
 
