@@ -16,7 +16,9 @@ Rules:
   comment line every ``ctx.watch_heartbeat`` seconds (:data:`HEARTBEAT`, 15)
   when nothing else was sent.
   A client that reads too slowly (its subscription overflows) gets an
-  ``overflow`` event and the stream ends: it watches again.
+  ``overflow`` event and the stream ends: it watches again. At most
+  ``ctx.max_watches`` streams are open at once (``ctx.watches`` is bounded);
+  one more is refused ``503 overloaded`` before anything is subscribed.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from aiohttp import web
 from shoal.errors import BadArgument, ShoalError
 from shoal.gateway.bodies import decode, request_format, respond
 from shoal.gateway.context import MAX_TIMEOUT, GatewayContext, read_body
+from shoal.gateway.errors import GatewayError
 from shoal.gateway.jsonmap import to_json
 from shoal.membership.strategies import STRATEGIES
 from shoal.pid import Pid
@@ -150,6 +153,9 @@ def add_routes(app: web.Application, ctx: GatewayContext) -> None:
 
     async def watch(request: web.Request) -> web.StreamResponse:
         scope, group = request.match_info["scope"], request.match_info["group"]
+        if len(ctx.watches) >= ctx.max_watches:
+            raise GatewayError(503, "overloaded", f"this node serves {ctx.max_watches} watch "
+                               "streams already; watch through another node or later", True)
         subscription = (await node.open_scope(scope)).subscribe(group)
         ctx.watches.add(subscription)
         try:

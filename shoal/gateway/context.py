@@ -60,6 +60,8 @@ log = logging.getLogger("shoal")
 
 DEFAULT_MAX_BODY: Final = 1 << 20
 """Largest request body accepted, in bytes, unless ``SHOAL_GATEWAY_MAX_BODY`` says."""
+MAX_WATCHES: Final = 1000
+"""Most watch streams one node serves at once."""
 MAX_TIMEOUT: Final = 300.0
 """Longest ``timeout`` a call may ask for, in seconds."""
 TOKEN_LABEL: Final = b"shoal gateway token v1"
@@ -225,9 +227,11 @@ class GatewayContext:
         self.metrics = GatewayMetrics()
         # Seconds between comment lines on a quiet watch stream (docs: 15).
         self.watch_heartbeat = 15.0
+        self.max_watches = MAX_WATCHES
         self._expected = None if token is None else f"Bearer {token}".encode()
-        # Invariant: the subscriptions of the watch streams open now; each is
-        # removed (and closed) when its stream ends, however it ends.
+        # Invariant: the subscriptions of the watch streams open now, at most
+        # max_watches; each is removed (and closed) when its stream ends,
+        # however it ends.
         self.watches: set[Subscription] = set()
 
     def refusal(self, request: web.Request) -> GatewayError | None:

@@ -323,6 +323,24 @@ async def test_a_quiet_watch_sends_a_comment_line_every_heartbeat(gw: Gateway) -
             assert await asyncio.wait_for(answer.content.readline(), 5) == b"\n"
 
 
+async def test_watches_past_the_bound_are_refused_503_overloaded(gw: Gateway) -> None:
+    ctx = gw.node.gateway
+    assert ctx is not None
+    ctx.max_watches = 2
+    answers = [await gw.session.get(gw.url + "/v1/watch/default/echo", headers=gw.auth)
+               for _ in range(2)]
+    for answer in answers:
+        await _next_event(answer.content)
+    status, raw, _ = await gw.request("GET", "/v1/watch/default/echo")
+    assert status == 503 and _error(json.loads(raw)) == ("overloaded", True)
+    assert len(ctx.watches) == 2
+    for answer in answers:
+        answer.close()
+    await wait_until(lambda: not ctx.watches, timeout=5, what="the watches to be closed")
+    status, _, _ = await gw.request("GET", "/v1/members/default/echo")
+    assert status == 200
+
+
 async def test_a_node_that_is_stopping_answers_503_unavailable(gw: Gateway) -> None:
     ctx = gw.node.gateway
     assert ctx is not None
