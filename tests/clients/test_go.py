@@ -62,16 +62,30 @@ def driver(go_dir: Path) -> Path:
     return go_build(go_dir, "./internal/testdriver", go_dir / "testdriver")
 
 
-def build_program(tmp: Path, source: str) -> Path:
+def build_program(go_dir: Path, name: str, source: str) -> Path:
     """A program of the README, as written, in a module that uses the client
     from this checkout."""
-    module = tmp / "example"
+    module = go_dir / name
     module.mkdir()
     (module / "main.go").write_text(source)
     (module / "go.mod").write_text("module example.com/readme\n\ngo 1.19\n\n"
                                    "require shoal.dev/gateway v1.0.0\n\n"
                                    f"replace shoal.dev/gateway => {CLIENT}\n")
-    return go_build(tmp, ".", tmp / "example-program", cwd=module)
+    return go_build(go_dir, ".", go_dir / f"{name}-program", cwd=module)
+
+
+@pytest.fixture(scope="module")
+def readme_caller(go_dir: Path) -> Path:
+    """The README's example (built before any cluster starts: a build is slow)."""
+    source = readme_example(README, "## Example", "go")
+    assert source == readme_example(ROOT / "README.md", "### Go", "go")
+    return build_program(go_dir, "example", source)
+
+
+@pytest.fixture(scope="module")
+def readme_member(go_dir: Path) -> Path:
+    return build_program(go_dir, "member",
+                         readme_example(README, "## Serving as a group member", "go"))
 
 
 def test_the_go_clients_own_tests_pass(go_dir: Path) -> None:
@@ -128,20 +142,16 @@ async def test_a_wrong_token_is_unauthorized_for_go(driver: Path, gateway_cluste
 
 
 async def test_the_go_readme_example_runs_as_written_and_is_the_one_in_the_main_readme(
-        tmp_path: Path, gateway_cluster: Any) -> None:
-    source = readme_example(README, "## Example", "go")
-    assert source == readme_example(ROOT / "README.md", "### Go", "go")
-    program = build_program(tmp_path, source)
-    code, out, err = await run([str(program)], env=gateway_cluster.env())
+        readme_caller: Path, gateway_cluster: Any) -> None:
+    code, out, err = await run([str(readme_caller)], env=gateway_cluster.env())
     assert code == 0, err
     assert out.splitlines() == ["map[hello:world] <nil>", "crash false"]
 
 
 async def test_the_go_readme_member_serves_the_group_and_drains_on_sigterm(
-        tmp_path: Path, gateway_cluster: Any) -> None:
-    program = build_program(tmp_path, readme_example(README, "## Serving as a group member", "go"))
+        readme_member: Path, gateway_cluster: Any) -> None:
     node = gateway_cluster.python_caller()
-    async with Program([str(program)], env=gateway_cluster.env()) as member:
+    async with Program([str(readme_member)], env=gateway_cluster.env()) as member:
         pid = Pid.parse((await member.line(r"^serving as (\S+)$")).group(1))
         await wait_until(lambda: pid in node.groups.get_members("doubler"), timeout=10.0,
                          what="the Go member in the group")
