@@ -307,6 +307,7 @@ async def deploy(node: shoal.Node, plan: DeployPlan, up_state: dict[str, Any] | 
         if node.cluster_view.peer(name) is None:
             raise UnknownTarget(f"node {name} is not live; start it before deploying "
                                 "(nothing was changed)")
+    await node.open_scope(plan.scope)  # the CLI's node follows only the scopes it opens
     results: list[NodeResult] = []
     for batch in plan.batches:
         try:

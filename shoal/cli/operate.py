@@ -160,7 +160,8 @@ async def plan_evict(node: shoal.Node, scope: str, group: str, pids: list[shoal.
         BadRequest: it would leave the group without a live member and
             ``allow_empty`` is not set.
     """
-    members = sorted(set(node.scope(scope).get_members(group)))
+    # The CLI's node follows only the scopes it opens: load this one first.
+    members = sorted(set((await node.open_scope(scope, timeout)).get_members(group)))
     if not members:
         raise UnknownTarget(f"group {group!r} (scope {scope!r}) has no members")
     strangers = [str(p) for p in pids if p not in members]

@@ -116,7 +116,7 @@ def cast_command(target: str, request: str, store: str | None, cluster: str | No
                 pid = parsed
                 node.cast(pid, value)
             else:
-                pid = node.scope(scope).cast(parsed, value)
+                pid = (await node.open_scope(scope, seconds)).cast(parsed, value)
             alive = await node.ask_alive(pid, seconds)
             return {"pid": str(pid), "delivered": alive}
 

@@ -126,7 +126,7 @@ class Control(shoal.GenServer):
             return "ok"
         if command == "members":
             scope, group = args
-            return node.scope(scope).get_members(group)
+            return (await node.open_scope(scope)).get_members(group)
         if command == "group_call":
             group, req, timeout, strategy, idempotent = args
             try:
