@@ -13,8 +13,8 @@ Rules every adapter keeps:
   disappear in one atomic change, at one revision.
 - Rule 3: the revision rises with every change and is shared by all keys of
   the store. ``snapshot(prefix)`` returns entries and the revision they are
-  consistent at; ``watch(prefix, revision)`` yields every change after that
-  revision, in order, with no gap. A watcher that cannot be given the missing
+  consistent at; ``watch(prefix, revision)`` yields every change under
+  ``prefix`` after that revision and nothing else, in order, with no gap. A watcher that cannot be given the missing
   changes (log compacted) gets a :class:`Resync` with a fresh snapshot and must
   *replace* its view with it.
 - Rule 3b: a delete event names only its key, never the session that owned

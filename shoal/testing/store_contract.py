@@ -39,6 +39,7 @@ from shoal.testing._contract_faults import (
     check_slow_watcher_converges,
     check_ttl_expiry_ends_session,
 )
+from shoal.testing._contract_prefixes import check_a_prefix_watch_carries_that_prefix_alone
 from shoal.testing._contract_records import (
     check_concurrent_appends_all_land_with_distinct_seqs,
     check_record_bad_arguments_name_the_argument,
@@ -336,6 +337,7 @@ CHECKS: tuple[Callable[[StoreFactory], Awaitable[None]], ...] = (
     check_batch_is_atomic_at_one_revision,
     check_snapshot_is_consistent,
     check_watch_replays_from_revision_in_order,
+    check_a_prefix_watch_carries_that_prefix_alone,
     check_concurrent_writers_seen_in_one_order,
     check_session_end_deletes_all_keys_at_one_revision,
     check_write_after_end_raises_session_ended,
