@@ -11,6 +11,7 @@ revision, with no gap. What the node was sent is counted by a store wrapper
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -18,11 +19,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import msgpack
 import pytest
 
 import shoal
 from shoal.membership.keys import scope_prefix
-from shoal.store import Changes, open_store
+from shoal.store import Changes, MemoryStore, open_store
 from shoal.store.base import RECORD_KEEP, Record, Session, Snapshot, Store, WatchItem
 from shoal.testing.cluster import wait_until
 from shoal.testing.etcd_server import EtcdCluster, start_etcd
@@ -170,3 +172,19 @@ async def test_a_scope_opened_before_start_is_loaded_by_start(tmp_path: Path) ->
         jobs = b.scope("jobs")
         async with b:
             assert jobs.get_members("w") == [pid]  # in the start-up snapshot
+
+
+async def test_a_peer_of_the_older_layout_is_named_in_one_warning(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # A node of the release before layout 2 writes members/...: this node
+    # cannot read them, and says so once per such incarnation.
+    caplog.set_level(logging.WARNING, logger="shoal")
+    store = MemoryStore()
+    old_info = msgpack.packb({"name": "old", "creation": 7, "host": "127.0.0.1", "port": 9})
+    async with shoal.Node("new", store=store, listen=None) as new:
+        old = await store.another_client().open_session("old", old_info, 5.0)
+        await wait_until(lambda: new.cluster_view.peer("old") is not None, timeout=WAIT,
+                         what="the older node's record at the new node")
+        warned = [r.getMessage() for r in caplog.records if "layout" in r.getMessage()]
+        assert len(warned) == 1 and "peer old (creation 7)" in warned[0], warned
+        await old.close()
