@@ -14,9 +14,9 @@ Rules every adapter keeps:
 - Rule 3: the revision rises with every change and is shared by all keys of
   the store. ``snapshot(prefix)`` returns entries and the revision they are
   consistent at; ``watch(prefix, revision)`` yields every change under
-  ``prefix`` after that revision and nothing else, in order, with no gap. A watcher that cannot be given the missing
-  changes (log compacted) gets a :class:`Resync` with a fresh snapshot and must
-  *replace* its view with it.
+  ``prefix`` after that revision and nothing else, in order, with no gap. A
+  watcher that cannot be given the missing changes (log compacted) gets a
+  :class:`Resync` with a fresh snapshot and must *replace* its view with it.
 - Rule 3b: a delete event names only its key, never the session that owned
   it (``Event.session`` is ``None``): adapters do not read previous values
   (etcd's ``prev_kv`` costs a read transaction per event and watcher). What a
