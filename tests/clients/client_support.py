@@ -168,6 +168,16 @@ def readme_example(readme: Path, heading: str, language: str) -> str:
     return found.group(1)
 
 
+def other_languages_example(heading: str, language: str) -> str:
+    """The ```language block under ``### heading`` in the project README's
+    "Other languages" section."""
+    section = (ROOT / "README.md").read_text().split("## Other languages", 1)[1]
+    part = section.split("\n## ", 1)[0].split(f"### {heading}\n", 1)[1]
+    found = re.search(rf"```{language}\n(.*?)```", part, re.S)
+    assert found is not None, f"no ```{language} block under ### {heading} in README.md"
+    return found.group(1)
+
+
 # ---- the JSON mapping, as Python does it (the reference) --------------------
 
 def tag(term: Any) -> Any:

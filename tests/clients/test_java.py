@@ -5,6 +5,7 @@ compiled with the client by plain javac into a temporary directory."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -12,13 +13,20 @@ from typing import Any
 import pytest
 from client_support import (
     ROOT,
+    Program,
+    SteadyCaller,
     check_mapping,
     error_answers,
     mapping_documents,
     need,
+    other_languages_example,
     readme_example,
     run,
 )
+
+from shoal.errors import BadRequest
+from shoal.pid import Pid
+from shoal.testing import wait_until
 
 CLIENT = ROOT / "clients" / "java"
 README = CLIENT / "README.md"
@@ -92,8 +100,74 @@ async def test_a_wrong_token_is_unauthorized_for_java(classes: Path, gateway_clu
 
 async def test_the_java_readme_example_runs_as_written(
         tmp_path: Path, gateway_cluster: Any) -> None:
-    (tmp_path / "Example.java").write_text(readme_example(README, "## Example", "java"))
+    written = readme_example(README, "## Example", "java")
+    assert other_languages_example("Java", "java") == written  # the project README shows it too
+    (tmp_path / "Example.java").write_text(written)
     classes = compile_java(tmp_path / "classes", tmp_path / "Example.java")
     code, out, err = await run(java(classes, "Example"), env=gateway_cluster.env())
     assert code == 0, err
     assert out.splitlines() == ["{hello=world}", "crash retrySafe=false builtins.ValueError"]
+
+
+async def test_a_java_member_gets_calls_and_leaves_the_group_when_killed_with_no_failed_call(
+        classes: Path, gateway_cluster: Any) -> None:
+    """The Java member joins ``echo`` beside a Python member on each node; a
+    steady Python caller (round_robin, not idempotent) reaches it; kill -9 of
+    the JVM takes it out of the group and no call fails.
+
+    Why none fails (the retry rule): the kill comes right after the Java
+    member answered, from the only caller, so no call is in flight in the JVM.
+    A call routed to the member afterwards finds its callback refusing
+    connections: the proxy exits and the call fails as not started
+    (``noproc``), which a group call retries on another member (G3). A call
+    in flight at the kill would have unknown delivery, retried only if
+    idempotent: not what this test relies on.
+    """
+    node = gateway_cluster.python_caller()
+    async with Program(java(classes, "ClientCheck", "member", "default", "echo", "2"),
+                       env=gateway_cluster.env()) as member:
+        registered = await member.line(r"^registered (\S+) (\S+)$")
+        proxy = Pid.parse(registered.group(2))
+        await wait_until(lambda: proxy in node.groups.get_members("echo"), timeout=10.0,
+                         what="the Java member in the group")
+        caller = SteadyCaller(node, "echo").start()
+        try:
+            await wait_until(lambda: caller.count("java") >= 3, timeout=15.0,
+                             what="three replies from the Java member")
+
+            async def kill_after_a_java_reply(reply: Any) -> None:
+                if isinstance(reply, list) and reply[:1] == ["java"] and caller.after_reply:
+                    caller.after_reply = None
+                    await member.kill_and_reap()
+
+            caller.after_reply = kill_after_a_java_reply
+            await wait_until(lambda: member.proc is not None and member.proc.returncode is not None,
+                             timeout=15.0, what="the JVM killed")
+            await wait_until(lambda: proxy not in node.groups.get_members("echo"), timeout=10.0,
+                             what="the killed member out of the group")
+            after = len(caller.replies)
+            await wait_until(lambda: len(caller.replies) >= after + 20, timeout=15.0,
+                             what="twenty more calls")
+        finally:
+            await caller.stop()
+    assert caller.failures == []
+    assert member.proc is not None and member.proc.returncode == -signal.SIGKILL
+
+
+async def test_the_java_readme_member_serves_rejects_and_leaves_on_sigterm(
+        tmp_path: Path, gateway_cluster: Any) -> None:
+    source = tmp_path / "PriceMember.java"
+    source.write_text(readme_example(README, "## Serving as a group member", "java"))
+    classes = compile_java(tmp_path / "classes", source)
+    node = gateway_cluster.python_caller()
+    async with Program(java(classes, "PriceMember"), env=gateway_cluster.env()) as member:
+        proxy = Pid.parse((await member.line(r"^serving as (\S+)$")).group(1))
+        await wait_until(lambda: proxy in node.groups.get_members("prices"), timeout=10.0,
+                         what="the README's member in its group")
+        assert await node.groups.call("prices", {"sku": "A-1"}) == {"price": 42}
+        with pytest.raises(BadRequest, match="want an object"):
+            await node.groups.call("prices", "A-1")
+        member.signal(signal.SIGTERM)
+        assert await member.exit_code() == 128 + signal.SIGTERM  # the JVM's exit after its hooks
+        await wait_until(lambda: proxy not in node.groups.get_members("prices"), timeout=10.0,
+                         what="the stopped member out of its group")

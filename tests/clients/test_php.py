@@ -6,18 +6,30 @@ README's renewal helper (TTL mode)."""
 from __future__ import annotations
 
 import json
+import secrets
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from client_support import (
     ROOT,
+    Program,
+    SteadyCaller,
     check_mapping,
     error_answers,
+    free_port,
     mapping_documents,
     need,
+    other_languages_example,
+    port_open,
     readme_example,
     run,
 )
+
+from shoal.pid import Pid
+from shoal.testing import wait_until
 
 CLIENT = ROOT / "clients" / "php"
 README = CLIENT / "README.md"
@@ -27,6 +39,29 @@ KEEPER = str(CLIENT / "bin" / "shoal-member.php")
 
 def php(*args: str) -> list[str]:
     return [need("php"), *args]
+
+
+@asynccontextmanager
+async def php_member(tmp_path: Path, env: dict[str, str], group: str, *, ttl: int = 5,
+                     concurrency: int = 1, workers: int = 0,
+                     ) -> AsyncIterator[tuple[Program, Program, Pid]]:
+    """The README's callback script under ``php -S`` (one process unless
+    ``workers``) and the README's renewal helper registering it in ``group``:
+    (the server, the helper, the proxy's pid)."""
+    script = tmp_path / "callback.php"
+    script.write_text(readme_example(README, "The callback script", "php"))
+    port = free_port()
+    env = dict(env, SHOAL_CALLBACK_TOKEN=secrets.token_hex(16))
+    if workers:
+        env["PHP_CLI_SERVER_WORKERS"] = str(workers)
+    async with Program(php("-S", f"127.0.0.1:{port}", str(script)), env=env,
+                       output=tmp_path / "php-server.log") as server:
+        await wait_until(lambda: port_open(port), timeout=10.0, what="php -S listening")
+        async with Program(php(KEEPER, "--group", group, "--callback", f"http://127.0.0.1:{port}/",
+                               "--ttl", str(ttl), "--concurrency", str(concurrency)),
+                           env=env) as keeper:
+            registered = await keeper.line(r"^registered (\S+) (\S+)$")
+            yield server, keeper, Pid.parse(registered.group(2))
 
 
 async def test_the_php_mapping_decodes_and_encodes_every_vector_as_the_gateway_does() -> None:
@@ -71,8 +106,54 @@ async def test_a_wrong_token_is_unauthorized_for_php(gateway_cluster: Any) -> No
 
 
 async def test_the_php_readme_example_runs_as_written(tmp_path: Path, gateway_cluster: Any) -> None:
+    written = readme_example(README, "## Example", "php")
+    assert other_languages_example("PHP", "php") == written  # the project README shows it too
     example = tmp_path / "example.php"
-    example.write_text(readme_example(README, "## Example", "php"))
+    example.write_text(written)
     code, out, err = await run(php(str(example)), env=gateway_cluster.env())
     assert code == 0, out + err
     assert out.splitlines() == ['{"hello":"world"}', "crash retrySafe=false builtins.ValueError"]
+
+
+async def test_a_php_member_gets_calls_and_leaves_the_group_when_its_server_is_killed(
+        tmp_path: Path, gateway_cluster: Any) -> None:
+    """The README's callback (``php -S``, one process) joins ``echo`` beside
+    a Python member on each node through the README's renewal helper; a
+    steady Python caller (round_robin, not idempotent) reaches it; kill -9 of
+    the ``php -S`` process takes it out of the group with no failed call.
+
+    Why none fails (the retry rule): the kill comes right after the PHP
+    member answered, from the only caller, so no call is in flight in PHP.
+    The next call routed to the member finds the callback refusing
+    connections: the proxy exits and the call fails as not started
+    (``noproc``), which a group call retries on another member (G3). The
+    helper then finds its registration gone and exits 3, as documented.
+    """
+    node = gateway_cluster.python_caller()
+    async with php_member(tmp_path, gateway_cluster.env(), "echo") as (server, keeper, proxy):
+        await wait_until(lambda: proxy in node.groups.get_members("echo"), timeout=10.0,
+                         what="the PHP member in the group")
+        caller = SteadyCaller(node, "echo").start()
+        try:
+            await wait_until(lambda: caller.count("php") >= 3, timeout=15.0,
+                             what="three replies from the PHP member")
+
+            async def kill_after_a_php_reply(reply: Any) -> None:
+                if isinstance(reply, list) and reply[:1] == ["php"] and caller.after_reply:
+                    caller.after_reply = None
+                    await server.kill_and_reap()
+
+            caller.after_reply = kill_after_a_php_reply
+            await wait_until(lambda: server.proc is not None and server.proc.returncode is not None,
+                             timeout=15.0, what="php -S killed")
+            await wait_until(lambda: proxy not in node.groups.get_members("echo"), timeout=10.0,
+                             what="the killed member out of the group")
+            after = len(caller.replies)
+            await wait_until(lambda: len(caller.replies) >= after + 20, timeout=15.0,
+                             what="twenty more calls")
+        finally:
+            await caller.stop()
+        assert caller.failures == []
+        assert server.proc is not None and server.proc.returncode == -signal.SIGKILL
+        assert await keeper.exit_code() == 3
+        assert any("ended: its proxy exited" in line for line in await keeper.rest())

@@ -24,7 +24,9 @@ import java.util.Map;
  *                           "<kind> <retrySafe> <remoteType> <status> <member>"
  *   call SCOPE GROUP JSON [STRATEGY]   prints "reply <JSON>" or "error <kind> <retrySafe> <remoteType> <status>"
  *   member SCOPE GROUP CONCURRENCY     serves as a member until stdin closes or SIGTERM
- *                           (a graceful close); prints "registered <id> <pid>", then "drained <n>"
+ *                           (a graceful close); prints "registered <id> <pid>", then "drained <n>".
+ *                           It replies ["java", request]; a request {"sleep": s} waits s seconds
+ *                           first, and one with a key "held" is printed ("handling <JSON>") on arrival.
  */
 public final class ClientCheck {
     public static void main(String[] args) throws Exception {
@@ -119,6 +121,10 @@ public final class ClientCheck {
         ShoalGateway gw = ShoalGateway.fromEnv();
         Member member = gw.serveMember(args[1], args[2], call -> {
             Object request = call.request();
+            if (request instanceof Map && ((Map<?, ?>) request).containsKey("held")) {
+                System.out.println("handling " + Json.encode(request));
+                System.out.flush();
+            }
             if (request instanceof Map && ((Map<?, ?>) request).get("sleep") instanceof Number) {
                 Thread.sleep((long) (((Number) ((Map<?, ?>) request).get("sleep")).doubleValue() * 1000));
             }

@@ -115,6 +115,11 @@ public final class Member implements AutoCloseable {
     /** How many calls the gateway drained when {@link #close()} left the group; -1 before. */
     public int drained() { return drained; }
 
+    /** Waits until the registration ends (closed, or the gateway went away). */
+    public void awaitEnd() throws InterruptedException {
+        ended.await();
+    }
+
     /**
      * Waits until the registration ends (closed, or the gateway went away).
      *
