@@ -4,7 +4,8 @@
 //
 //   node driver.js call SCOPE GROUP JSON  "reply JSON", or "error KIND RETRY_SAFE REMOTE_TYPE|null STATUS"
 //   node driver.js member SCOPE GROUP N   "registered ID PID"; "call JSON" per call, each
-//                                         answered ["node", request]; on SIGTERM it closes
+//                                         answered ["node", request] (after {"sleep": seconds}
+//                                         if the request has it); on SIGTERM it closes
 //                                         (draining) and writes "drained N"
 //   node driver.js mapping                per JSON document on stdin: "refused", or
 //                                         "ok<TAB>the value with its types<TAB>the value written back"
@@ -12,6 +13,7 @@
 //                                         the gateway answers that: "KIND RETRY_SAFE REMOTE_TYPE STATUS MEMBER"
 import { createServer } from 'node:http';
 import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Buffer } from 'node:buffer';
 import { BadValueError, Client, Crash, GatewayError, Pid, parse, stringify } from '../src/index.js';
 
@@ -108,8 +110,10 @@ if (cmd === 'mapping') {
   const client = new Client();
   let member;
   try {
-    member = await client.serveMember(scope, group, (req) => {
+    member = await client.serveMember(scope, group, async (req) => {
       say(`${req.kind} ${stringify(req.body)}`);
+      const seconds = /** @type {any} */ (req.body)?.sleep;
+      if (typeof seconds === 'number') await sleep(seconds * 1000, undefined, { signal: req.signal });
       return ['node', req.body];
     }, { concurrency: Number(arg) });
   } catch (err) {

@@ -4,7 +4,8 @@
 //
 //	testdriver call SCOPE GROUP JSON   "reply JSON", or "error KIND RETRY_SAFE REMOTE_TYPE|null STATUS"
 //	testdriver member SCOPE GROUP N    "registered ID PID"; "call JSON" per call, each
-//	                                   answered ["go", request]; on SIGTERM it closes
+//	                                   answered ["go", request] (after {"sleep": seconds}
+//	                                   if the request has it); on SIGTERM it closes
 //	                                   (draining) and writes "drained N"
 //	testdriver mapping                 per JSON document on stdin: "refused", or
 //	                                   "ok<TAB>the value with its types<TAB>the value written back"
@@ -25,6 +26,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"shoal.dev/gateway"
 )
@@ -208,6 +210,15 @@ func main() {
 		signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 		echo := gateway.HandlerFunc(func(ctx context.Context, req *gateway.Request) (any, error) {
 			say("%s %s", req.Kind, mustJSON(req.Body))
+			if m, ok := req.Body.(map[string]any); ok {
+				if seconds, ok := m["sleep"].(float64); ok {
+					select {
+					case <-time.After(time.Duration(seconds * float64(time.Second))):
+					case <-ctx.Done():
+						return nil, ctx.Err()
+					}
+				}
+			}
 			return []any{"go", req.Body}, nil
 		})
 		m, err := client.ServeMember(context.Background(), scope, group, echo, concurrency)
