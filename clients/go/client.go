@@ -133,6 +133,9 @@ func (c *Client) call(ctx context.Context, path string, request any, opts *CallO
 	if timeout > MaxTimeout {
 		timeout = MaxTimeout
 	}
+	if timeout < time.Millisecond { // the header has millisecond precision; 0 is refused
+		timeout = time.Millisecond
+	}
 	header := http.Header{}
 	header.Set("Shoal-Timeout", strconv.FormatFloat(timeout.Seconds(), 'f', 3, 64))
 	if opts.Strategy != "" {

@@ -92,6 +92,12 @@ func TestTheContextDeadlineIsSentAsTheGatewayTimeout(t *testing.T) {
 	if got := timeoutSent(t, <-seen); got > 2 {
 		t.Fatalf("timeout 60 s under a 2 s deadline was sent as %v", got)
 	}
+	if _, err := c.Call(ctx, "s", "g", nil, &CallOptions{Timeout: time.Microsecond}); err != nil {
+		t.Fatal(err)
+	}
+	if got := timeoutSent(t, <-seen); got != 0.001 {
+		t.Fatalf("a timeout under a millisecond was sent as %v, not the least the gateway takes", got)
+	}
 }
 
 func TestAnErrorAnswerIsAnErrorWithItsKindAndRetryRule(t *testing.T) {

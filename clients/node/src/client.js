@@ -82,7 +82,8 @@ export class Client {
    */
   #call(path, request, { timeoutMs = DEFAULT_TIMEOUT_MS, signal, strategy, key, idempotent } = {}) {
     if (!(timeoutMs > 0)) throw new RangeError(`timeoutMs must be > 0, not ${timeoutMs}`);
-    const timeout = Math.min(timeoutMs, MAX_TIMEOUT_MS);
+    // The header has millisecond precision, and a timeout of 0 is refused.
+    const timeout = Math.max(1, Math.min(timeoutMs, MAX_TIMEOUT_MS));
     /** @type {Record<string, string>} */
     const headers = { 'Shoal-Timeout': (timeout / 1000).toFixed(3) };
     if (strategy) headers['Shoal-Strategy'] = strategy;

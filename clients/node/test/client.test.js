@@ -30,8 +30,10 @@ test('a call sends the request, token and options and reads the reply', async (t
   assert.equal(Number(r.headers['shoal-timeout']), DEFAULT_TIMEOUT_MS / 1000, 'the default timeout is sent');
   await client.call('s', 'g', null, { timeoutMs: 250 });
   assert.equal(gw.seen[1].headers['shoal-timeout'], '0.250');
+  await client.call('s', 'g', null, { timeoutMs: 0.01 });
+  assert.equal(gw.seen[2].headers['shoal-timeout'], '0.001', 'the least timeout the gateway takes');
   await client.callPid(new Pid('n.1', 2, 3), null);
-  assert.equal(gw.seen[2].url, '/v1/call/pid/%3Cn.1.2.3%3E');
+  assert.equal(gw.seen[3].url, '/v1/call/pid/%3Cn.1.2.3%3E');
 });
 
 test('an error answer is a GatewayError with its kind and retry rule', async (t) => {
