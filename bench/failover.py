@@ -69,17 +69,16 @@ def _cluster(**options: Any) -> LocalCluster:
 
 
 class _Recorder:
-    """Every call attempt the client makes: (start, node), in order."""
+    """Every group call attempt the client makes: (start, node), as
+    ``Groups.call(observe=...)`` reports them (on ``time.monotonic()``)."""
 
-    def __init__(self, node: shoal.Node) -> None:
+    def __init__(self) -> None:
         self.starts: list[tuple[float, str]] = []
-        original = node.call
+        self._loop_time = asyncio.get_running_loop().time
 
-        async def call(pid: shoal.Pid, request: Any, timeout: float = 5.0) -> Any:
-            self.starts.append((time.monotonic(), pid.node))
-            return await original(pid, request, timeout)
-
-        node.call = call  # type: ignore[method-assign]
+    def __call__(self, pid: shoal.Pid, started: float, ended: float,
+                 error: shoal.ShoalError | None) -> None:
+        self.starts.append((time.monotonic() - (self._loop_time() - started), pid.node))
 
 
 async def kill9_round(callers: int) -> dict[str, float]:
@@ -103,15 +102,15 @@ async def kill9_round(callers: int) -> dict[str, float]:
                         return
 
         unroutable: list[float] = []
-        on_peer_down = client.remote.on_peer_down
+        on_peer_down = client._remote.on_peer_down
 
         def peer_down(name: str, creation: int, reason: str) -> None:
             if name == victim:
                 unroutable.append(time.monotonic())
             on_peer_down(name, creation, reason)
 
-        client.remote.on_peer_down = peer_down  # type: ignore[method-assign]
-        recorder = _Recorder(client)
+        client._remote.on_peer_down = peer_down  # type: ignore[method-assign]
+        recorder = _Recorder()
         stop = asyncio.Event()
         failures: list[BaseException] = []
         calls = 0
@@ -121,7 +120,7 @@ async def kill9_round(callers: int) -> dict[str, float]:
             while not stop.is_set():
                 try:
                     await client.groups.call("g", "x", timeout=5.0, strategy="round_robin",
-                                             idempotent=True)
+                                         idempotent=True, observe=recorder)
                 except shoal.ShoalError as exc:
                     failures.append(exc)
                 calls += 1
@@ -189,7 +188,8 @@ async def join_samples(count: int) -> list[float]:
                         arrived[pid] = now
 
         watcher = asyncio.create_task(watch())
-        joiners = {name: client.scope(SCOPE).get_members(name)[0] for name in cluster.names}
+        scope = await client.open_scope(SCOPE)  # a node follows only the scopes it opened
+        joiners = {name: scope.get_members(name)[0] for name in cluster.names}
         samples = []
         for i in range(count + 20):  # the first 20 warm up
             name = cluster.names[i % len(cluster.names)]
