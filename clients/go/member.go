@@ -65,14 +65,19 @@ func (f HandlerFunc) ServeShoal(ctx context.Context, req *Request) (any, error) 
 type MemberOption func(*memberConfig)
 
 type memberConfig struct {
-	listen string
-	name   string
-	path   string
+	listen      string
+	name        string
+	callbackURL string
 }
 
 // WithListenAddr sets the address of the callback server (default
-// "127.0.0.1:0", a free loopback port). The gateway must be able to reach it.
+// "127.0.0.1:0", a free loopback port).
 func WithListenAddr(addr string) MemberOption { return func(c *memberConfig) { c.listen = addr } }
+
+// WithCallbackURL sets the URL the gateway calls back, when it reaches the
+// callback server by another address than the one it listens on (default
+// "http://LISTEN_ADDRESS/shoal"); any path is served.
+func WithCallbackURL(url string) MemberOption { return func(c *memberConfig) { c.callbackURL = url } }
 
 // WithName registers the gateway's proxy process under a local name.
 func WithName(name string) MemberOption { return func(c *memberConfig) { c.name = name } }
@@ -100,7 +105,7 @@ type Member struct {
 // process has joined the group. When ctx ends, the member shuts down
 // gracefully, as Shutdown does.
 func (c *Client) ServeMember(ctx context.Context, scope, group string, handler Handler, concurrency int, opts ...MemberOption) (*Member, error) {
-	cfg := memberConfig{listen: "127.0.0.1:0", path: "/shoal"}
+	cfg := memberConfig{listen: "127.0.0.1:0"}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -114,14 +119,17 @@ func (c *Client) ServeMember(ctx context.Context, scope, group string, handler H
 		return nil, err
 	}
 	m := &Member{client: c, done: make(chan struct{})}
-	cb := &callbacks{handler: handler, token: "Bearer " + hex.EncodeToString(secret), member: m}
+	cb := &callbacks{handler: handler, token: "Bearer " + hex.EncodeToString(secret)}
 	m.server = &http.Server{Handler: cb, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = m.server.Serve(ln) }()
 
+	if cfg.callbackURL == "" {
+		cfg.callbackURL = "http://" + ln.Addr().String() + "/shoal"
+	}
 	reg := map[string]any{
 		"scope":          scopeOr(scope),
 		"group":          group,
-		"callback_url":   "http://" + ln.Addr().String() + cfg.path,
+		"callback_url":   cfg.callbackURL,
 		"callback_token": hex.EncodeToString(secret),
 	}
 	if concurrency != 0 {
@@ -347,7 +355,6 @@ func (m *Member) Close() error {
 type callbacks struct {
 	handler Handler
 	token   string
-	member  *Member
 }
 
 func (cb *callbacks) ServeHTTP(w http.ResponseWriter, r *http.Request) {

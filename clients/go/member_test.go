@@ -20,6 +20,7 @@ type registration struct {
 	CallbackURL   string `json:"callback_url"`
 	CallbackToken string `json:"callback_token"`
 	Concurrency   int    `json:"concurrency"`
+	Name          string `json:"name"`
 }
 
 // fakeRegistrar accepts one registration with a stream, which it keeps open
@@ -225,5 +226,19 @@ func TestARefusedRegistrationIsAnError(t *testing.T) {
 	var e *Error
 	if !errors.As(err, &e) || e.Status != 400 || e.Kind != KindBadRequest || !strings.Contains(e.Message, "concurrency") {
 		t.Fatalf("got %#v", err)
+	}
+}
+
+func TestTheOptionsNameTheProxyAndTheCallbackURL(t *testing.T) {
+	c, f := newFakeRegistrar(t)
+	m, err := c.ServeMember(context.Background(), "s", "g", HandlerFunc(func(context.Context, *Request) (any, error) {
+		return nil, nil
+	}), 2, WithName("prices-1"), WithListenAddr("127.0.0.1:0"), WithCallbackURL("http://10.0.0.5:9000/cb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if reg := <-f.registered; reg.Name != "prices-1" || reg.CallbackURL != "http://10.0.0.5:9000/cb" {
+		t.Fatalf("registration %+v", reg)
 	}
 }

@@ -150,6 +150,8 @@ export interface MemberOptions {
   host?: string;
   /** Its port (default 0: a free one). */
   port?: number;
+  /** The URL the gateway calls back, when it reaches the server by another address (default http://HOST:PORT/shoal). */
+  callbackUrl?: string;
   /** Aborting it closes the member gracefully. */
   signal?: AbortSignal;
 }

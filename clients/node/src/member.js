@@ -39,6 +39,8 @@ const MAX_DRAIN_MS = 301_000;
  * @property {string} [name] register the proxy process under this local name
  * @property {string} [host] the callback server's address (default 127.0.0.1)
  * @property {number} [port] its port (default 0: a free one)
+ * @property {string} [callbackUrl] the URL the gateway calls back, when it reaches the
+ *   server by another address (default http://HOST:PORT/shoal; any path is served)
  * @property {AbortSignal} [signal] aborting it closes the member gracefully
  */
 
@@ -126,7 +128,7 @@ export class Member {
  * @param {MemberOptions} [options]
  * @returns {Promise<Member>}
  */
-export async function serveMember(client, scope, group, handler, { concurrency, name, host = '127.0.0.1', port = 0, signal } = {}) {
+export async function serveMember(client, scope, group, handler, { concurrency, name, host = '127.0.0.1', port = 0, callbackUrl, signal } = {}) {
   const secret = randomBytes(24).toString('hex');
   const expected = Buffer.from(`Bearer ${secret}`);
   const server = createServer((req, res) => { void onCallback(req, res, handler, expected); });
@@ -138,7 +140,7 @@ export async function serveMember(client, scope, group, handler, { concurrency, 
   const hostPart = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   /** @type {Record<string, unknown>} */
   const registration = {
-    scope: scope || 'default', group, callback_url: `http://${hostPart}:${address.port}/shoal`, callback_token: secret,
+    scope: scope || 'default', group, callback_url: callbackUrl ?? `http://${hostPart}:${address.port}/shoal`, callback_token: secret,
   };
   if (concurrency !== undefined) registration.concurrency = concurrency;
   if (name !== undefined) registration.name = name;

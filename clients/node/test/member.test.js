@@ -126,3 +126,14 @@ test('a refused registration is an error', async (t) => {
   await assert.rejects(client.serveMember('s', 'g', () => null, { concurrency: 5000 }),
     { kind: Kind.BAD_REQUEST, status: 400, retrySafe: true, detail: 'concurrency: 1 to 1000' });
 });
+
+test('the options name the proxy and the callback URL', async (t) => {
+  const f = await fakeRegistrar();
+  t.after(f.gw.close);
+  const client = new Client({ url: f.gw.url, token: 't' });
+  const member = await client.serveMember('s', 'g', () => null,
+    { concurrency: 2, name: 'prices-1', callbackUrl: 'http://10.0.0.5:9000/cb' });
+  const reg = f.registration();
+  assert.deepEqual([reg.name, reg.callback_url], ['prices-1', 'http://10.0.0.5:9000/cb']);
+  assert.equal(await member.close(), 2);
+});
