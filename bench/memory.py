@@ -16,7 +16,10 @@ divided by the members, leaving out what the store adapter itself holds
 (``shoal/store/``: in a cluster that is etcd's or SQLite's memory, not the
 node's). The same is measured for a node that starts against the seeded
 store (its start-up re-sync, the other path members arrive by):
-``remote_member_bytes_resync``.
+``remote_member_bytes_resync``; and first, without tracemalloc, the live
+path's growth of the process's RSS: ``remote_member_rss_bytes`` (it also
+counts the in-memory store's copy of the keys and the memory CPython keeps
+for reuse).
 
 Prints ``name: value`` lines, the breakdown by source line (``--breakdown``)
 grouped as the table entry, its per-pid index, the routable cache and the
@@ -124,6 +127,39 @@ async def measure_live(nodes: int, per_node: int, breakdown: int) -> float:
     return kept / total
 
 
+def _rss() -> int:
+    """This process's resident set size in bytes (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+async def measure_live_rss(nodes: int, per_node: int) -> float:
+    """RSS growth per member seen, members arriving through the watch (no
+    tracemalloc running: its own records would count). Includes what the
+    in-memory store holds of the keys (~4 bytes per member) and the memory
+    CPython keeps for reuse after the apply's temporary objects."""
+    store = MemoryStore()
+    total = nodes * per_node
+    async with shoal.Node("observer", store=store, listen=None, secret=SECRET) as node:
+        seeder = await store.open_session("seeder", node_info(
+            "seeder", 1, 3600.0, "127.0.0.1", 9, as_given=True), 3600.0)
+        ops = [op for n in range(nodes) for op in _ops(n, per_node)]
+        await _settled()
+        before = _rss()
+        for at in range(0, len(ops), BATCH):
+            await seeder.apply(ops[at:at + BATCH])
+        del ops
+        await wait_until(lambda: len(node.groups.get_members("g")) == total, timeout=120,
+                         what="every member seen")
+        node.groups.select("g", strategy="random")
+        await _settled()
+        grown = _rss() - before
+        await seeder.close()
+    return grown / total
+
+
 async def measure_resync(nodes: int, per_node: int, breakdown: int) -> float:
     """Bytes per member seen, members read by a starting node's re-sync; the
     same start against a store holding the nodes without members is the base."""
@@ -216,12 +252,14 @@ def erlang_pg_bytes(members: int) -> float | None:
 async def main_async(args: argparse.Namespace) -> None:
     print(f"machine: {machine()}")
     total = args.nodes * args.per_node
+    rss = await measure_live_rss(args.nodes, args.per_node)
     tracemalloc.start()
     try:
         resync = await measure_resync(args.nodes, args.per_node, args.breakdown)
         live = await measure_live(args.nodes, args.per_node, args.breakdown)
     finally:
         tracemalloc.stop()
+    emit("remote_member_rss_bytes", rss, f"bytes ({total} members seen, RSS growth)")
     emit("remote_member_bytes_resync", resync, f"bytes ({total} members, start-up re-sync)")
     pg = None if args.skip_erlang else erlang_pg_bytes(total)
     if pg is not None:
