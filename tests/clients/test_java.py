@@ -81,6 +81,18 @@ async def test_a_java_call_through_either_node_gets_the_groups_reply(
         assert json.loads(body) == sent
 
 
+async def test_java_reads_members_calls_a_pid_casts_sends_and_gets_each_errors_kind(
+        classes: Path, gateway_cluster: Any) -> None:
+    code, out, err = await run(java(classes, "ClientCheck", "tour"), env=gateway_cluster.env())
+    assert code == 0, out + err
+    assert out.splitlines() == [
+        "members 2 2", 'callPid "hi"', "cast true", "castPid ok", "send ok",
+        "dead noproc true 404",  # a pid that is not alive
+        "empty no_members true 404",  # a group with no member
+        "slow timeout false 504",  # the gateway enforces the call's timeout (0.5 s here)
+    ]
+
+
 async def test_a_handler_crash_reaches_java_as_kind_crash_not_retry_safe(
         classes: Path, gateway_cluster: Any) -> None:
     code, out, err = await run(java(classes, "ClientCheck", "call", "default", "crash", '"x"'),

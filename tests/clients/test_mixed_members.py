@@ -1,18 +1,20 @@
-"""A Python caller, a Java member and a PHP member in one group, on the
-2-node cluster of ``gateway_cluster``: ``least_loaded`` spreads the calls
-by the members' calls in flight, and stopping the Java service drains its
-calls before it leaves, with no failed call."""
+"""Java and PHP members with callers in other languages, on the 2-node
+cluster of ``gateway_cluster``: a Python caller, a Java member and a PHP
+member in one group (``least_loaded`` spreads the calls by the members'
+calls in flight; stopping the Java service drains its calls before it
+leaves, with no failed call), and each client calling the other's member."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from pathlib import Path
 from typing import Any
 
-from client_support import Program, SteadyCaller
+from client_support import Program, SteadyCaller, run
 from test_java import classes, java  # noqa: F401 (classes is a fixture)
-from test_php import php_member
+from test_php import CHECK, php, php_member
 
 from shoal.pid import Pid
 from shoal.testing import wait_until
@@ -70,3 +72,33 @@ async def test_least_loaded_spreads_by_calls_in_flight_and_a_java_stop_drains_fi
         keeper.signal(signal.SIGTERM)
         assert (await keeper.line(r"^drained \d+$")) is not None
         assert await keeper.exit_code() == 0
+
+
+async def test_a_rejection_and_a_crash_in_one_language_reach_a_caller_in_the_other(
+        classes: Path, tmp_path: Path, gateway_cluster: Any) -> None:  # noqa: F811
+    node = gateway_cluster.python_caller()
+    env = gateway_cluster.env()
+    async with Program(java(classes, "ClientCheck", "member", "default", "jv", "2"),
+                       env=env) as java_member, \
+            php_member(tmp_path, env, "ph") as (_, _, php_pid):
+        java_pid = Pid.parse((await java_member.line(r"^registered (\S+) (\S+)$")).group(2))
+        await wait_until(lambda: java_pid in node.groups.get_members("jv")
+                         and php_pid in node.groups.get_members("ph"),
+                         timeout=10.0, what="both members in their groups")
+        sent = {"x": {"$bin": "00ff"}, "who": {"$pid": ["n1", 1, 2]}}
+        by_php, by_java = php(CHECK), java(classes, "ClientCheck")
+        for caller, group, request, expected in [
+            (by_php, "jv", sent, ["reply", ["java", sent]]),
+            (by_php, "jv", "reject me", ["error", "rejected false null 422"]),
+            (by_php, "jv", "crash me",
+             ["error", "crash false java.lang.IllegalStateException 502"]),
+            (by_java, "ph", sent, ["reply", ["php", sent]]),
+            (by_java, "ph", "bad", ["error", "rejected false null 422"]),
+            (by_java, "ph", "boom", ["error", "crash false RuntimeException 502"]),
+        ]:
+            code, out, err = await run([*caller, "call", "default", group, json.dumps(request)],
+                                       env=env)
+            assert code == 0, out + err
+            kind, _, rest = out.strip().partition(" ")
+            got = [kind, json.loads(rest) if kind == "reply" else rest]
+            assert got == expected, (group, request)

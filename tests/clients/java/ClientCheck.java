@@ -3,6 +3,7 @@ import io.shoal.gateway.CallOptions;
 import io.shoal.gateway.Crash;
 import io.shoal.gateway.Json;
 import io.shoal.gateway.Member;
+import io.shoal.gateway.Members;
 import io.shoal.gateway.Pid;
 import io.shoal.gateway.Rejected;
 import io.shoal.gateway.ShoalException;
@@ -23,6 +24,8 @@ import java.util.Map;
  *   errors                  "STATUS<tab>BODY" a line on stdin (an error answer); prints per line
  *                           "<kind> <retrySafe> <remoteType> <status> <member>"
  *   call SCOPE GROUP JSON [STRATEGY]   prints "reply <JSON>" or "error <kind> <retrySafe> <remoteType> <status>"
+ *   tour                    members, callPid, cast, castPid, send and three errors on the
+ *                           cluster's "echo" and "slow" groups; prints one line each
  *   member SCOPE GROUP CONCURRENCY     serves as a member until stdin closes or SIGTERM
  *                           (a graceful close); prints "registered <id> <pid>", then "drained <n>".
  *                           It replies ["java", request]; a request {"sleep": s} waits s seconds
@@ -34,6 +37,7 @@ public final class ClientCheck {
             case "mapping": mapping(); break;
             case "errors": errors(); break;
             case "call": call(args); break;
+            case "tour": tour(); break;
             case "member": member(args); break;
             default: throw new IllegalArgumentException(args[0]);
         }
@@ -114,6 +118,32 @@ public final class ClientCheck {
             System.out.println("reply " + Json.encode(gw.call(args[1], args[2], Json.decode(args[3]), options)));
         } catch (ShoalException e) {
             System.out.println("error " + e.kind() + " " + e.retrySafe() + " " + e.remoteType() + " " + e.status());
+        }
+    }
+
+    private static void tour() throws Exception {
+        ShoalGateway gw = ShoalGateway.fromEnv();
+        Members m = gw.members("default", "echo");
+        System.out.println("members " + m.members().size() + " " + m.routable().size());
+        Pid first = m.members().get(0);
+        System.out.println("callPid " + Json.encode(gw.callPid(first, "hi")));
+        System.out.println("cast " + m.members().contains(gw.cast("default", "echo", "c")));
+        gw.castPid(first, "c");
+        System.out.println("castPid ok");
+        gw.send(first, "i");
+        System.out.println("send ok");
+        String[] names = {"dead", "empty", "slow"};
+        for (String name : names) {
+            try {
+                if (name.equals("dead")) gw.callPid(new Pid(first.node(), first.creation(), 999999), "x");
+                if (name.equals("empty")) gw.call("default", "nobody", 1, CallOptions.defaults());
+                if (name.equals("slow")) {
+                    gw.call("default", "slow", 2.0, CallOptions.defaults().withTimeout(Duration.ofMillis(500)));
+                }
+                System.out.println(name + " no error");
+            } catch (ShoalException e) {
+                System.out.println(name + " " + e.kind() + " " + e.retrySafe() + " " + e.status());
+            }
         }
     }
 

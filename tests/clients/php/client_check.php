@@ -6,6 +6,8 @@
 //   errors                   "STATUS<tab>BODY" a line on stdin (an error answer); prints per line
 //                            "<kind> <retrySafe> <remoteType> <status> <member>"
 //   call SCOPE GROUP JSON [STRATEGY]   prints "reply <JSON>" or "error <kind> <retrySafe> <remoteType> <status>"
+//   tour                     members, callPid, cast, castPid, send and three errors on the
+//                            cluster's "echo" and "slow" groups; prints one line each
 declare(strict_types=1);
 
 require dirname(__DIR__, 3) . '/clients/php/src/autoload.php';
@@ -75,6 +77,32 @@ switch ($argv[1]) {
         } catch (Shoal\ShoalException $e) {
             echo "error {$e->kind} " . json_encode($e->retrySafe) . ' ' . ($e->remoteType ?? 'null')
                 . " {$e->status}\n";
+        }
+        break;
+    case 'tour':
+        $gw = new Shoal\Gateway();
+        $m = $gw->members('default', 'echo');
+        echo 'members ' . count($m['members']) . ' ' . count($m['routable']) . "\n";
+        $first = $m['members'][0];
+        echo 'callPid ' . Json::encode($gw->callPid($first, 'hi')) . "\n";
+        $to = $gw->cast('default', 'echo', 'c');
+        echo 'cast ' . json_encode(count(array_filter($m['members'], fn (Pid $p) => $p->equals($to))) > 0) . "\n";
+        $gw->castPid($first, 'c');
+        echo "castPid ok\n";
+        $gw->send($first, 'i');
+        echo "send ok\n";
+        $errors = [
+            'dead' => fn () => $gw->callPid(new Pid($first->node, $first->creation, 999999), 'x'),
+            'empty' => fn () => $gw->call('default', 'nobody', 1),
+            'slow' => fn () => $gw->call('default', 'slow', 2.0, ['timeout' => 0.5]),
+        ];
+        foreach ($errors as $name => $attempt) {
+            try {
+                $attempt();
+                echo "$name no error\n";
+            } catch (Shoal\ShoalException $e) {
+                echo "$name {$e->kind} " . json_encode($e->retrySafe) . " {$e->status}\n";
+            }
         }
         break;
     default:
