@@ -99,6 +99,7 @@ async def test_php_reads_members_calls_a_pid_casts_sends_and_gets_each_errors_ki
         "dead noproc true 404",  # a pid that is not alive
         "empty no_members true 404",  # a group with no member
         "slow timeout false 504",  # the gateway enforces the call's timeout (0.5 s here)
+        "tiny timeout false 504",  # a timeout under a millisecond is sent as one
     ]
 
 

@@ -212,7 +212,8 @@ final class Gateway
         if ($timeout <= 0 || $timeout > self::MAX_TIMEOUT) {
             throw new \InvalidArgumentException("a timeout is more than 0 and at most 300 s: $timeout");
         }
-        $q = ['timeout' => $timeout];
+        // Whole milliseconds, at least one: the gateway refuses a timeout of 0.
+        $q = ['timeout' => sprintf('%.3F', max($timeout, 0.001))];
         if (isset($o['strategy'])) {
             $q['strategy'] = $o['strategy'];
         }

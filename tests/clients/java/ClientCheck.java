@@ -132,13 +132,16 @@ public final class ClientCheck {
         System.out.println("castPid ok");
         gw.send(first, "i");
         System.out.println("send ok");
-        String[] names = {"dead", "empty", "slow"};
+        String[] names = {"dead", "empty", "slow", "tiny"};
         for (String name : names) {
             try {
                 if (name.equals("dead")) gw.callPid(new Pid(first.node(), first.creation(), 999999), "x");
                 if (name.equals("empty")) gw.call("default", "nobody", 1, CallOptions.defaults());
                 if (name.equals("slow")) {
                     gw.call("default", "slow", 2.0, CallOptions.defaults().withTimeout(Duration.ofMillis(500)));
+                }
+                if (name.equals("tiny")) {
+                    gw.call("default", "slow", 2.0, CallOptions.defaults().withTimeout(Duration.ofNanos(1)));
                 }
                 System.out.println(name + " no error");
             } catch (ShoalException e) {

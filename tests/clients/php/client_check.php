@@ -95,6 +95,7 @@ switch ($argv[1]) {
             'dead' => fn () => $gw->callPid(new Pid($first->node, $first->creation, 999999), 'x'),
             'empty' => fn () => $gw->call('default', 'nobody', 1),
             'slow' => fn () => $gw->call('default', 'slow', 2.0, ['timeout' => 0.5]),
+            'tiny' => fn () => $gw->call('default', 'slow', 2.0, ['timeout' => 1e-9]),
         ];
         foreach ($errors as $name => $attempt) {
             try {

@@ -235,8 +235,9 @@ public final class ShoalGateway {
     }
 
     private static String query(CallOptions o) {
+        // Whole milliseconds, at least one: the gateway refuses a timeout of 0.
         StringBuilder q = new StringBuilder("?timeout=");
-        q.append(o.timeout().toMillis() / 1000.0);
+        q.append(Math.max(1, o.timeout().toMillis()) / 1000.0);
         if (o.strategy() != null) q.append("&strategy=").append(seg(o.strategy()));
         if (o.key() != null) q.append("&key=").append(seg(o.key()));
         if (o.idempotent()) q.append("&idempotent=true");
