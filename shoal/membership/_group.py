@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Sequence
 
 from shoal.pid import Pid
 
@@ -82,9 +82,11 @@ class Group:
         i = bisect_left(pids, pid)
         return i < len(pids) and pids[i] == pid
 
-    def add(self, pids: Iterable[Pid], local: str) -> tuple[list[str], list[Pid]]:
+    def add(self, pids: Sequence[Pid], local: str) -> tuple[list[str], list[Pid]]:
         """One join per pid. Returns the nodes that had no part here before
         and the pids of node ``local`` among ``pids``."""
+        if len(pids) == 1:  # one join at a time: the local API's usual case
+            return self._add_one(pids[0], local)
         batches: dict[str, list[Pid]] = {}
         for pid in pids:
             batch = batches.get(pid.node)
@@ -114,6 +116,27 @@ class Group:
                     held.insert(i, pid)
                     at.insert(i, start + k)
         return new, batches.get(local, EMPTY)
+
+    def _add_one(self, pid: Pid, local: str) -> tuple[list[str], list[Pid]]:
+        node = pid.node
+        members = self.members
+        part = self.parts.get(node)
+        new: list[str] = []
+        if part is None:
+            part = self.parts[node] = Part()
+            new.append(node)
+            if node == local:
+                self.local = part.pids
+        held = part.pids
+        if not held or held[-1] <= pid:
+            held.append(pid)
+            part.at.append(len(members))
+        else:
+            i = bisect_right(held, pid)
+            held.insert(i, pid)
+            part.at.insert(i, len(members))
+        members.append(pid)
+        return new, [pid] if node == local else EMPTY
 
     def remove(self, pid: Pid) -> bool:
         """Remove one join of ``pid``; False if it had none. The caller
