@@ -161,7 +161,9 @@ async def test_the_go_readme_member_serves_the_group_and_drains_on_sigterm(
             await node.groups.call("doubler", "x")
         member.signal(signal.SIGTERM)
         assert await member.exit_code() == 0
-    assert pid not in node.groups.get_members("doubler")
+    # The leave reaches this node's view of the group through the cluster.
+    await wait_until(lambda: pid not in node.groups.get_members("doubler"), timeout=10.0,
+                     what="the stopped member out of the group")
 
 
 async def test_a_go_member_gets_calls_and_leaves_the_group_when_killed_with_no_failed_call(
@@ -233,4 +235,5 @@ async def test_a_go_member_stopped_with_sigterm_drains_its_calls_in_flight(
         assert await member.exit_code() == 0
     assert replies == [["go", request] for request in requests]
     assert drained == len(requests)
-    assert proxy not in node.groups.get_members(group)
+    await wait_until(lambda: proxy not in node.groups.get_members(group), timeout=10.0,
+                     what="the closed member out of the group")
