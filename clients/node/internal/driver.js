@@ -74,7 +74,7 @@ async function errorAnswers() {
     answers.push([Number(line.slice(0, tab)), line.slice(tab + 1)]);
   }
   const server = createServer((req, res) => {
-    const [status, body] = answers[Number(String(req.url).split('/').at(-1))];
+    const [status, body] = answers[Number(String(req.url).split('/').pop())];
     res.writeHead(status, { 'Content-Type': 'application/json' });
     res.end(body);
   });

@@ -179,11 +179,11 @@ export class Client {
     }
     if (signal?.aborted) throw aborted(signal, true);
     const own = AbortSignal.timeout(waitMs);
-    const any = signal ? AbortSignal.any([signal, own]) : own;
+    const either = eitherSignal(own, signal);
     let response;
     let answer;
     try {
-      response = await fetch(this.url + path, { method, headers: all, body: text, signal: any });
+      response = await fetch(this.url + path, { method, headers: all, body: text, signal: either.signal });
       answer = await response.text();
     } catch (err) {
       if (signal?.aborted) throw aborted(signal, false);
@@ -196,6 +196,8 @@ export class Client {
         kind: Kind.CONNECTION, retrySafe: refused, cause: err,
         message: refused ? `cannot reach the gateway: ${code}` : `the connection to the gateway broke: ${/** @type {any} */ (err)?.cause?.message ?? err}`,
       });
+    } finally {
+      either.release();
     }
     if (response.status < 200 || response.status >= 300) throw answerError(response.status, answer);
     if (answer.trim() === '') return null;
@@ -218,6 +220,29 @@ function aborted(signal, notSent) {
     kind: timedOut ? Kind.TIMEOUT : Kind.CANCELED, retrySafe: notSent, cause: signal.reason,
     message: notSent ? 'aborted before the request was sent' : 'aborted while waiting for the gateway',
   });
+}
+
+/**
+ * A signal that aborts when `own` or `other` does (AbortSignal.any, which
+ * Node.js 18 lacks), and `release` to stop listening to `other`, which may
+ * live much longer than one request.
+ * @param {AbortSignal} own
+ * @param {AbortSignal | undefined} other
+ */
+function eitherSignal(own, other) {
+  if (!other) return { signal: own, release: () => {} };
+  const both = new AbortController();
+  const fromOwn = () => both.abort(own.reason);
+  const fromOther = () => both.abort(other.reason);
+  own.addEventListener('abort', fromOwn, { once: true });
+  other.addEventListener('abort', fromOther, { once: true });
+  return {
+    signal: both.signal,
+    release: () => {
+      own.removeEventListener('abort', fromOwn);
+      other.removeEventListener('abort', fromOther);
+    },
+  };
 }
 
 /** @param {string} s */

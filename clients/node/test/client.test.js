@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
 import { createServer } from 'node:net';
 import { Client, DEFAULT_TIMEOUT_MS, GatewayError, Kind, Pid } from '../src/index.js';
 import { fakeGateway } from './fake.js';
@@ -32,8 +33,11 @@ test('a call sends the request, token and options and reads the reply', async (t
   assert.equal(gw.seen[1].headers['shoal-timeout'], '0.250');
   await client.call('s', 'g', null, { timeoutMs: 0.01 });
   assert.equal(gw.seen[2].headers['shoal-timeout'], '0.001', 'the least timeout the gateway takes');
+  const long = new AbortController();
+  await client.call('s', 'g', null, { signal: long.signal });
+  assert.equal(getEventListeners(long.signal, 'abort').length, 0, 'a long-lived signal keeps no listener per call');
   await client.callPid(new Pid('n.1', 2, 3), null);
-  assert.equal(gw.seen[3].url, '/v1/call/pid/%3Cn.1.2.3%3E');
+  assert.equal(gw.seen[4].url, '/v1/call/pid/%3Cn.1.2.3%3E');
 });
 
 test('an error answer is a GatewayError with its kind and retry rule', async (t) => {
