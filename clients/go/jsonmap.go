@@ -110,6 +110,9 @@ type Pair struct {
 // MarshalJSON writes {"$kv": [[key, value], ...]}.
 func (kv KV) MarshalJSON() ([]byte, error) { return Marshal(kv) }
 
+// UnmarshalJSON reads {"$kv": [[key, value], ...]}.
+func (kv *KV) UnmarshalJSON(data []byte) error { return unmarshalTyped(data, kv) }
+
 func unmarshalTyped(data []byte, into any) error {
 	v, err := Unmarshal(data)
 	if err != nil {

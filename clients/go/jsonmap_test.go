@@ -141,7 +141,7 @@ func TestPidsParseAsPrinted(t *testing.T) {
 }
 
 func TestConvertFillsYourOwnTypes(t *testing.T) {
-	v, err := Unmarshal([]byte(`{"who": {"$pid": ["n", 1, 2]}, "data": {"$bin": "ff"}, "n": 3}`))
+	v, err := Unmarshal([]byte(`{"who": {"$pid": ["n", 1, 2]}, "data": {"$bin": "ff"}, "n": 3, "kv": {"$kv": [[{"$bin": "01"}, 1]]}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,8 +149,10 @@ func TestConvertFillsYourOwnTypes(t *testing.T) {
 		Who  Pid
 		Data Bin
 		N    int
+		KV   KV
 	}
-	if err := Convert(v, &out); err != nil || out.Who != (Pid{"n", 1, 2}) || string(out.Data) != "\xff" || out.N != 3 {
+	if err := Convert(v, &out); err != nil || out.Who != (Pid{"n", 1, 2}) || string(out.Data) != "\xff" || out.N != 3 ||
+		!reflect.DeepEqual(out.KV, KV{{Bin{1}, int64(1)}}) {
 		t.Fatalf("Convert: %+v, %v", out, err)
 	}
 	var pid Pid
