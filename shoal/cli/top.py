@@ -40,7 +40,13 @@ __all__ = ["CLI_PREFIX", "MAX_EVENTS", "Sample", "Watch", "p99_ms", "take_sample
 CLI_PREFIX: Final = "shoal-cli-"
 """Nodes named so are operators' commands, not shown."""
 MAX_EVENTS: Final = 20
-"""Recent events a session keeps (node up and down, restarts)."""
+"""Recent events a session keeps (node up and down, restarts, operators'
+actions received)."""
+ACTIONS: Final = {"evict": "evict (a reap removed dead members)",
+                  "forget": "forget (a reap removed a dead node's records)",
+                  "drain": "drain (a deploy or a shutdown)", "reload": "reload (new code)"}
+"""Admin requests shown as events, and what each means (the read-only ones,
+such as ``ping`` and ``stats``, are not events)."""
 
 
 def _iso(unix: float) -> str:
@@ -194,9 +200,15 @@ class Watch:
             return
         if not isinstance(was, dict):
             self._event(name, "node_up", f"incarnation {now['creation']}")
-        elif was["creation"] != now["creation"]:
+            return
+        if was["creation"] != now["creation"]:
             self._event(name, "node_up", f"new incarnation {now['creation']} "
                                          f"(was {was['creation']})")
-        elif now["restarts"] > was["restarts"]:
+            return
+        if now["restarts"] > was["restarts"]:
             self._event(name, "restarts", f"{now['restarts'] - was['restarts']} supervisor "
                                           "restart(s)")
+        before, after = was.get("admin_actions", {}), now.get("admin_actions", {})
+        for op, meaning in ACTIONS.items():
+            if after.get(op, 0) > before.get(op, 0):
+                self._event(name, "admin", f"{after[op] - before.get(op, 0)} x {meaning}")

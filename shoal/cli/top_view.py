@@ -167,8 +167,10 @@ def top_command(store: str | None, cluster: str | None, interval: str, timeout: 
     made: the upper bound of the duration bucket holding it) are over the
     last interval. A node that does not answer within --timeout is shown
     down, with why. Groups: members and routable as this view sees them,
-    and members as their owners count them. Events: nodes up and down and
-    supervisor restarts seen during the session, and the last audit records.
+    and members as their owners count them. Events: nodes up and down,
+    supervisor restarts and operators' actions a node received (evict and
+    forget: a reap; drain: a deploy or a shutdown; reload) seen during the
+    session, and the last audit records.
 
     --once, --json, or a stdout that is not a terminal: one report, from two
     samples --interval apart. JSON fields: time, interval_s; nodes: node,
@@ -177,7 +179,7 @@ def top_command(store: str | None, cluster: str | None, interval: str, timeout: 
     calls (kind -> outcome -> count made), served, processes, mailbox_max,
     mailbox_sum, suspects, peers (state -> count), restarts; groups: scope,
     group, members, routable, members_by_owners; events: time, node, event
-    (node_up, node_down, restarts), detail; audit: seq, time, command,
+    (node_up, node_down, restarts, admin), detail; audit: seq, time, command,
     outcome, user, why, args. Exit 0; 1 if the cluster cannot be reached.
     """
     seconds = check_timeout(_number(interval, "interval"), "interval")

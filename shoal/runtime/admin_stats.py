@@ -74,6 +74,7 @@ def stats(node: tuple[str, int, float], processes: ProcessTable, table: GroupTab
         "buckets": list(BUCKETS),
         "durations": {kind: list(counters.durations[k]) for k, kind in enumerate(KINDS)},
         "restarts": counters.restarts,
+        "admin_actions": dict(counters.admin_actions),
         "peers": {state: len(names) for state, names in peers.items()},
         "suspects": peers["suspect"],
         "groups": [{"scope": scope, "group": group, "members": members,

@@ -50,7 +50,7 @@ BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1
            0.5, 1.0, 2.5, 5.0, 10.0)
 """Upper bounds (seconds) of ``shoal_call_duration_seconds``; +Inf follows."""
 
-ADMIN_OPS = frozenset({"ping", "alive", "members", "evict", "forget", "drain", "stats"})
+ADMIN_OPS = frozenset({"ping", "alive", "members", "evict", "forget", "drain", "reload", "stats"})
 
 
 def outcome_of(exc: BaseException) -> int:

@@ -39,7 +39,8 @@ def test_p99_is_the_bound_of_the_bucket_holding_it_over_the_interval() -> None:
 
 
 def answer(creation: int, *, restarts: int = 0, local: int = 0, served: int = 0,
-           remote: list[int] | None = None) -> dict[str, Any]:
+           remote: list[int] | None = None,
+           admin: dict[str, int] | None = None) -> dict[str, Any]:
     """A ``stats`` answer as a node gives it (docs/protocol.md 3.5)."""
     outcomes = dict.fromkeys(("ok", "error", "timeout", "noproc", "nodedown", "overloaded"), 0)
     return {"node": "n", "creation": creation, "started": 1.0e9, "uptime_s": 1.0,
@@ -49,7 +50,8 @@ def answer(creation: int, *, restarts: int = 0, local: int = 0, served: int = 0,
             "served": served, "buckets": [0.001, 0.01],
             "durations": {"local": [0, 0, 0], "remote": remote or [0, 0, 0],
                           "group": [0, 0, 0]},
-            "restarts": restarts, "peers": {"connected": 1, "suspect": 0, "down": 0},
+            "restarts": restarts, "admin_actions": admin or {},
+            "peers": {"connected": 1, "suspect": 0, "down": 0},
             "suspects": [], "groups": [], "groups_omitted": 0}
 
 
@@ -73,3 +75,23 @@ def test_rates_over_the_interval_and_the_events_between_two_samples() -> None:
                                        "c": answer(3)}))
     assert again["nodes"][0]["calls_in_per_s"] is None  # a new incarnation starts over
     assert again["events"][-1]["detail"] == "new incarnation 2 (was 1)"
+
+
+def test_operators_actions_a_node_received_are_events_and_read_only_ones_are_not() -> None:
+    watch = Watch()
+    watch.update(Sample(1.0, {"a": answer(1, admin={"ping": 3}), "b": answer(1)}))
+    report = watch.update(Sample(2.0, {
+        "a": answer(1, admin={"ping": 9, "stats": 4, "evict": 2, "drain": 1}),
+        "b": answer(1, admin={"reload": 1, "forget": 1})}))
+    assert [(e["node"], e["event"], e["detail"]) for e in report["events"]] == [
+        ("a", "admin", "2 x evict (a reap removed dead members)"),
+        ("a", "admin", "1 x drain (a deploy or a shutdown)"),
+        ("b", "admin", "1 x forget (a reap removed a dead node's records)"),
+        ("b", "admin", "1 x reload (new code)")]
+    # A node seen for the first time, or in a new incarnation, has no
+    # earlier count to compare: only its arrival is an event.
+    report = watch.update(Sample(3.0, {"a": answer(2, admin={"drain": 5}),
+                                       "b": answer(1, admin={"reload": 1, "forget": 1}),
+                                       "c": answer(1, admin={"evict": 1})}))
+    assert [(e["node"], e["event"]) for e in report["events"][4:]] == [
+        ("a", "node_up"), ("c", "node_up")]

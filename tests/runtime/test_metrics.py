@@ -121,6 +121,9 @@ async def test_stats_counts_calls_made_and_served_and_agrees_with_metrics(
             assert samples[("shoal_calls_total", (("kind", "local"),
                                                   ("outcome", outcome)))] == count
         assert samples[("shoal_calls_served_total", ())] == 5
+        # The admin requests it received so far: this one and none other.
+        assert answer["admin_actions"] == {"stats": 1}
+        assert (await ask(b, "a", "stats", {}, 5.0))["admin_actions"] == {"stats": 2}
         with pytest.raises(shoal.BadRequest, match="top"):
             await ask(b, "a", "stats", {"top": -1}, 5.0)
 
