@@ -126,6 +126,20 @@ async def test_a_go_call_through_either_node_gets_the_groups_reply(
         assert json.loads(body) == sent
 
 
+async def test_go_members_call_pid_cast_send_and_the_errors_of_dead_pid_empty_group_timeout(
+        driver: Path, gateway_cluster: Any) -> None:
+    code, out, err = await run([str(driver), "tour"], env=gateway_cluster.env())
+    assert code == 0, out + err
+    assert out.splitlines() == [
+        "members 2 2", 'callPid "hi" ok', "cast true ok", "castPid ok", "send ok",
+        "dead noproc true 404",  # a pid that is not alive
+        "empty no_members true 404",  # a group with no member
+        "slow timeout false 504",  # the gateway enforces the call's timeout (0.5 s here)
+        "tiny timeout false 504",  # a timeout under a millisecond is sent as one
+        "deadline timeout false",  # the caller's own deadline (0.5 s) bounds the wait
+    ]
+
+
 async def test_a_handler_crash_reaches_go_as_kind_crash_not_retry_safe(
         driver: Path, gateway_cluster: Any) -> None:
     code, out, err = await run([str(driver), "call", "default", "crash", '"x"'],

@@ -9,6 +9,8 @@
 //                                         (draining) and writes "drained N"
 //   node driver.js mapping                per JSON document on stdin: "refused", or
 //                                         "ok<TAB>the value with its types<TAB>the value written back"
+//   node driver.js tour                   members, callPid, cast, castPid, send and four errors on
+//                                         the cluster's "echo" and "slow" groups, one line each
 //   node driver.js errors                 per "STATUS<TAB>BODY" on stdin, the error a call gets when
 //                                         the gateway answers that: "KIND RETRY_SAFE REMOTE_TYPE STATUS MEMBER"
 import { createServer } from 'node:http';
@@ -94,11 +96,45 @@ async function errorAnswers() {
   server.close();
 }
 
+async function tour() {
+  const client = new Client();
+  const m = await client.members('default', 'echo');
+  say(`members ${m.members.length} ${m.routable.length}`);
+  const first = m.members[0];
+  say(`callPid ${stringify(await client.callPid(first, 'hi'))} ok`);
+  const to = await client.cast('default', 'echo', 'c');
+  say(`cast ${m.members.some((pid) => pid.equals(to))} ok`);
+  await client.castPid(first, 'c');
+  say('castPid ok');
+  await client.send(first, 'i');
+  say('send ok');
+  /** @type {[string, () => Promise<unknown>][]} */
+  const failures = [
+    ['dead', () => client.callPid(new Pid(first.node, first.creation, 999999), 'x')],
+    ['empty', () => client.call('default', 'nobody', 1)],
+    ['slow', () => client.call('default', 'slow', 2.0, { timeoutMs: 500 })],
+    ['tiny', () => client.call('default', 'slow', 2.0, { timeoutMs: 0.000001 })],
+    // The signal alone bounds the wait (the gateway is told only timeoutMs).
+    ['deadline', () => client.call('default', 'slow', 2.0, { signal: AbortSignal.timeout(500) })],
+  ];
+  for (const [name, call] of failures) {
+    try {
+      await call();
+      say(`${name} no error`);
+    } catch (err) {
+      if (!(err instanceof GatewayError)) throw err;
+      say(name === 'deadline' ? `${name} ${err.kind} ${err.retrySafe}` : `${name} ${err.kind} ${err.retrySafe} ${err.status}`);
+    }
+  }
+}
+
 const [cmd, scope, group, arg] = process.argv.slice(2);
 if (cmd === 'mapping') {
   await mapping();
 } else if (cmd === 'errors') {
   await errorAnswers();
+} else if (cmd === 'tour') {
+  await tour();
 } else if (cmd === 'call') {
   const client = new Client();
   try {
@@ -140,6 +176,6 @@ if (cmd === 'mapping') {
     process.exit(1);
   }
 } else {
-  process.stderr.write('usage: driver.js mapping | errors | call SCOPE GROUP JSON | member SCOPE GROUP CONCURRENCY\n');
+  process.stderr.write('usage: driver.js mapping | errors | tour | call SCOPE GROUP JSON | member SCOPE GROUP CONCURRENCY\n');
   process.exit(2);
 }

@@ -9,6 +9,8 @@
 //	                                   (draining) and writes "drained N"
 //	testdriver mapping                 per JSON document on stdin: "refused", or
 //	                                   "ok<TAB>the value with its types<TAB>the value written back"
+//	testdriver tour                    members, CallPid, Cast, CastPid, Send and four errors on
+//	                                   the cluster's "echo" and "slow" groups, one line each
 //	testdriver errors                  per "STATUS<TAB>BODY" on stdin, the error a call gets when
 //	                                   the gateway answers that: "KIND RETRY_SAFE REMOTE_TYPE STATUS MEMBER"
 package main
@@ -168,6 +170,61 @@ func errorAnswers() {
 	}
 }
 
+func tour(client *gateway.Client) {
+	ctx := context.Background()
+	m, err := client.Members(ctx, "default", "echo")
+	if err != nil {
+		sayError(err)
+		return
+	}
+	say("members %d %d", len(m.Members), len(m.Routable))
+	first := m.Members[0]
+	reply, err := client.CallPid(ctx, first, "hi", nil)
+	say("callPid %s %s", mustJSON(reply), okOr(err))
+	to, err := client.Cast(ctx, "default", "echo", "c")
+	say("cast %t %s", to == m.Members[0] || to == m.Members[1], okOr(err))
+	say("castPid %s", okOr(client.CastPid(ctx, first, "c")))
+	say("send %s", okOr(client.Send(ctx, first, "i")))
+	failures := []struct {
+		name string
+		call func() error
+	}{
+		{"dead", func() error {
+			_, err := client.CallPid(ctx, gateway.Pid{Node: first.Node, Creation: first.Creation, Serial: 999999}, "x", nil)
+			return err
+		}},
+		{"empty", func() error { _, err := client.Call(ctx, "default", "nobody", 1, nil); return err }},
+		{"slow", func() error {
+			_, err := client.Call(ctx, "default", "slow", 2.0, &gateway.CallOptions{Timeout: 500 * time.Millisecond})
+			return err
+		}},
+		{"tiny", func() error {
+			_, err := client.Call(ctx, "default", "slow", 2.0, &gateway.CallOptions{Timeout: time.Nanosecond})
+			return err
+		}},
+	}
+	for _, f := range failures {
+		var e *gateway.Error
+		if err := f.call(); errors.As(err, &e) {
+			say("%s %s %t %d", f.name, e.Kind, e.RetrySafe, e.Status)
+		} else {
+			say("%s no error: %v", f.name, err)
+		}
+	}
+	// The context's deadline alone bounds the call (the gateway is told it too).
+	deadline, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	_, err = client.Call(deadline, "default", "slow", 2.0, nil)
+	say("deadline %s %t", gateway.KindOf(err), gateway.IsRetrySafe(err))
+}
+
+func okOr(err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return "ok"
+}
+
 func main() {
 	if len(os.Args) == 2 && os.Args[1] == "mapping" {
 		mapping()
@@ -177,8 +234,17 @@ func main() {
 		errorAnswers()
 		return
 	}
+	if len(os.Args) == 2 && os.Args[1] == "tour" {
+		client, err := gateway.NewClient("", "")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		tour(client)
+		return
+	}
 	if len(os.Args) != 5 {
-		fmt.Fprintln(os.Stderr, "usage: testdriver mapping | errors | call SCOPE GROUP JSON | member SCOPE GROUP CONCURRENCY")
+		fmt.Fprintln(os.Stderr, "usage: testdriver mapping | errors | tour | call SCOPE GROUP JSON | member SCOPE GROUP CONCURRENCY")
 		os.Exit(2)
 	}
 	client, err := gateway.NewClient("", "")
