@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import shutil
 import signal
@@ -86,9 +87,13 @@ class Program:
     """
 
     def __init__(self, args: Sequence[str], *, env: dict[str, str] | None = None,
-                 output: Path | None = None) -> None:
+                 output: Path | None = None, own_group: bool = False) -> None:
         self.args = list(args)
         self.env = env
+        # A program that forks workers (php -S with PHP_CLI_SERVER_WORKERS)
+        # runs in a process group of its own, whose id is its pid: stopping
+        # it stops the workers too, which would otherwise outlive it.
+        self.own_group = own_group
         # A chatty program (php -S logs every request) writes to a file, not
         # a pipe nobody reads (which would fill up and stall it).
         self.output = output
@@ -102,14 +107,28 @@ class Program:
                 out = files.enter_context(self.output.open("wb"))
             self.proc = await asyncio.create_subprocess_exec(
                 *self.args, cwd=ROOT, env=self.env, stdin=asyncio.subprocess.PIPE,
-                stdout=out, stderr=asyncio.subprocess.STDOUT)
+                stdout=out, stderr=asyncio.subprocess.STDOUT, start_new_session=self.own_group)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.returncode is None:
+        if self.proc is None:
+            return
+        if self.own_group:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)  # the group this program leads
+        if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
             await asyncio.wait_for(self.proc.wait(), 10.0)
+
+    def group_alive(self) -> bool:
+        """Whether any process of its own process group is left."""
+        assert self.proc is not None and self.own_group
+        try:
+            os.killpg(self.proc.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
     @property
     def pid(self) -> int:

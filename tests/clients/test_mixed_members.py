@@ -28,7 +28,7 @@ async def test_least_loaded_spreads_by_calls_in_flight_and_a_java_stop_drains_fi
     env = gateway_cluster.env()
     async with Program(java(classes, "ClientCheck", "member", "default", GROUP, "4"),
                        env=env) as java_member, \
-            php_member(tmp_path, env, GROUP, concurrency=4, workers=4) as (_, keeper, php_pid):
+            php_member(tmp_path, env, GROUP, concurrency=4, workers=4) as (server, keeper, php_pid):
         java_pid = Pid.parse((await java_member.line(r"^registered (\S+) (\S+)$")).group(2))
         await wait_until(lambda: {java_pid, php_pid} <= set(node.groups.get_members(GROUP)),
                          timeout=10.0, what="both members in the group")
@@ -72,6 +72,9 @@ async def test_least_loaded_spreads_by_calls_in_flight_and_a_java_stop_drains_fi
         keeper.signal(signal.SIGTERM)
         assert (await keeper.line(r"^drained \d+$")) is not None
         assert await keeper.exit_code() == 0
+    # php -S forked four workers: none outlives the test.
+    await wait_until(lambda: not server.group_alive(), timeout=10.0,
+                     what="php -S and its workers gone")
 
 
 async def test_a_rejection_and_a_crash_in_one_language_reach_a_caller_in_the_other(

@@ -55,7 +55,7 @@ async def php_member(tmp_path: Path, env: dict[str, str], group: str, *, ttl: in
     if workers:
         env["PHP_CLI_SERVER_WORKERS"] = str(workers)
     async with Program(php("-S", f"127.0.0.1:{port}", str(script)), env=env,
-                       output=tmp_path / "php-server.log") as server:
+                       output=tmp_path / "php-server.log", own_group=True) as server:
         await wait_until(lambda: port_open(port), timeout=10.0, what="php -S listening")
         async with Program(php(KEEPER, "--group", group, "--callback", f"http://127.0.0.1:{port}/",
                                "--ttl", str(ttl), "--concurrency", str(concurrency)),
