@@ -225,8 +225,10 @@ async def test_old_incarnation_cannot_connect_nor_publish_members() -> None:
             revision = await session.apply([
                 Put(key=member_key(ghost.node, ghost.creation, "default", "g", bucket),
                     value=encode_members(bucket, {ghost.serial: 1}))])
-            await wait_until(lambda: client._replication is not None
-                             and client._replication.revision >= revision,
+            assert client._replication is not None
+            default = client._replication.following.stream("default")
+            assert default is not None
+            await wait_until(lambda: default.revision >= revision,
                              what="the client to read the ghost entry")
             assert client.groups.get_members("g") == new_pids
             await session.close()
