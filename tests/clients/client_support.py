@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 import shoal
@@ -175,6 +176,14 @@ class Program:
         out = await asyncio.wait_for(self.proc.stdout.read(), timeout)
         self.seen.extend(out.decode().splitlines())
         return self.seen
+
+
+async def post_without_token(url: str) -> int:
+    """The status a member's callback answers to a POST without the
+    registration's token (anyone but the gateway)."""
+    async with aiohttp.ClientSession() as session, \
+            session.post(url, json="anything", headers={"Shoal-Kind": "call"}) as answer:
+        return answer.status
 
 
 def readme_example(readme: Path, heading: str, language: str) -> str:

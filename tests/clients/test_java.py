@@ -20,6 +20,7 @@ from client_support import (
     mapping_documents,
     need,
     other_languages_example,
+    post_without_token,
     readme_example,
     run,
 )
@@ -139,8 +140,9 @@ async def test_a_java_member_gets_calls_and_leaves_the_group_when_killed_with_no
     node = gateway_cluster.python_caller()
     async with Program(java(classes, "ClientCheck", "member", "default", "echo", "2"),
                        env=gateway_cluster.env()) as member:
-        registered = await member.line(r"^registered (\S+) (\S+)$")
+        registered = await member.line(r"^registered (\S+) (\S+) (\S+)$")
         proxy = Pid.parse(registered.group(2))
+        assert await post_without_token(registered.group(3)) == 401  # only the gateway may call
         await wait_until(lambda: proxy in node.groups.get_members("echo"), timeout=10.0,
                          what="the Java member in the group")
         caller = SteadyCaller(node, "echo").start()

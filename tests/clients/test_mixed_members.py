@@ -29,7 +29,7 @@ async def test_least_loaded_spreads_by_calls_in_flight_and_a_java_stop_drains_fi
     async with Program(java(classes, "ClientCheck", "member", "default", GROUP, "4"),
                        env=env) as java_member, \
             php_member(tmp_path, env, GROUP, concurrency=4, workers=4) as (server, keeper, php_pid):
-        java_pid = Pid.parse((await java_member.line(r"^registered (\S+) (\S+)$")).group(2))
+        java_pid = Pid.parse((await java_member.line(r"^registered (\S+) (\S+) (\S+)$")).group(2))
         await wait_until(lambda: {java_pid, php_pid} <= set(node.groups.get_members(GROUP)),
                          timeout=10.0, what="both members in the group")
 
@@ -84,7 +84,7 @@ async def test_a_rejection_and_a_crash_in_one_language_reach_a_caller_in_the_oth
     async with Program(java(classes, "ClientCheck", "member", "default", "jv", "2"),
                        env=env) as java_member, \
             php_member(tmp_path, env, "ph") as (_, _, php_pid):
-        java_pid = Pid.parse((await java_member.line(r"^registered (\S+) (\S+)$")).group(2))
+        java_pid = Pid.parse((await java_member.line(r"^registered (\S+) (\S+) (\S+)$")).group(2))
         await wait_until(lambda: java_pid in node.groups.get_members("jv")
                          and php_pid in node.groups.get_members("ph"),
                          timeout=10.0, what="both members in their groups")

@@ -24,6 +24,7 @@ from client_support import (
     need,
     other_languages_example,
     port_open,
+    post_without_token,
     readme_example,
     run,
 )
@@ -146,6 +147,9 @@ async def test_a_php_member_gets_calls_and_leaves_the_group_when_its_server_is_k
     async with php_member(tmp_path, gateway_cluster.env(), "echo") as (server, keeper, proxy):
         await wait_until(lambda: proxy in node.groups.get_members("echo"), timeout=10.0,
                          what="the PHP member in the group")
+        # Only the gateway may call: the README's script refuses anyone
+        # without SHOAL_CALLBACK_TOKEN, the registration's callback_token.
+        assert await post_without_token(f"http://{server.args[2]}/") == 401
         caller = SteadyCaller(node, "echo").start()
         try:
             await wait_until(lambda: caller.count("php") >= 3, timeout=15.0,

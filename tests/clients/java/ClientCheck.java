@@ -27,7 +27,7 @@ import java.util.Map;
  *   tour                    members, callPid, cast, castPid, send and three errors on the
  *                           cluster's "echo" and "slow" groups; prints one line each
  *   member SCOPE GROUP CONCURRENCY     serves as a member until stdin closes or SIGTERM
- *                           (a graceful close); prints "registered <id> <pid>", then "drained <n>".
+ *                           (a graceful close); prints "registered <id> <pid> <callback URL>", then "drained <n>".
  *                           It replies ["java", request]; a request {"sleep": s} waits s seconds
  *                           first, and one with a key "held" is printed ("handling <JSON>") on arrival.
  */
@@ -178,7 +178,7 @@ public final class ClientCheck {
             System.out.flush();
         });
         Runtime.getRuntime().addShutdownHook(closer);
-        System.out.println("registered " + member.id() + " " + member.pid());
+        System.out.println("registered " + member.id() + " " + member.pid() + " " + member.callbackUrl());
         System.out.flush();
         // Serve until stdin closes (the test's way to stop it) or a signal runs the hook.
         while (System.in.read() >= 0) {

@@ -17,9 +17,10 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
 import java.util.concurrent.Flow;
+import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -38,7 +39,9 @@ import java.util.concurrent.atomic.AtomicInteger;
  * the calls in flight finish, then the stream and the server are closed.
  *
  * <p>The callback server accepts only requests carrying a random per-registration
- * token, which the gateway sends back with each call.
+ * token, which the gateway sends back with each call. It runs at most
+ * {@code concurrency} handlers at a time with as many requests waiting (the
+ * gateway never sends more), and stops accepting connections beyond that.
  */
 public final class Member implements AutoCloseable {
     /** How long the gateway has to answer a registration with its {@code registered} event. */
@@ -80,11 +83,16 @@ public final class Member implements AutoCloseable {
                                      null, null, e);
         }
         AtomicInteger n = new AtomicInteger();
-        ExecutorService workers = Executors.newFixedThreadPool(concurrency, r -> {
-            Thread t = new Thread(r, "shoal-member-" + group + "-" + n.incrementAndGet());
-            t.setDaemon(true);
-            return t;
-        });
+        // Bounded: `concurrency` handler threads and as many requests waiting; past that the
+        // server's own thread runs the request, so it accepts nothing more until one ends.
+        ExecutorService workers = new ThreadPoolExecutor(
+                concurrency, concurrency, 0L, TimeUnit.MILLISECONDS, new ArrayBlockingQueue<>(concurrency),
+                r -> {
+                    Thread t = new Thread(r, "shoal-member-" + group + "-" + n.incrementAndGet());
+                    t.setDaemon(true);
+                    return t;
+                },
+                new ThreadPoolExecutor.CallerRunsPolicy());
         Member m = new Member(gateway, server, workers, handler);
         server.createContext("/shoal", m::serve);
         server.setExecutor(workers);
@@ -223,6 +231,8 @@ public final class Member implements AutoCloseable {
 
     /** Reads the server-sent events of the registration stream, line by line. */
     private final class Events implements Flow.Subscriber<String> {
+        /** An event's data is kept up to this many characters (the gateway's are a few dozen). */
+        private static final int MAX_EVENT = 64 * 1024;
         private String event = "message";
         private final StringBuilder data = new StringBuilder();
 
@@ -248,7 +258,7 @@ public final class Member implements AutoCloseable {
                 data.setLength(0);
             } else if (line.startsWith("event:")) {
                 event = line.substring(6).trim();
-            } else if (line.startsWith("data:")) {
+            } else if (line.startsWith("data:") && data.length() < MAX_EVENT) {
                 if (data.length() > 0) data.append('\n');
                 data.append(line.substring(5).trim());
             }
