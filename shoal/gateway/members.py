@@ -31,6 +31,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from shoal.errors import BadArgument
 from shoal.gateway.bodies import decode, request_format, respond
 from shoal.gateway.callback import CallbackClient
 from shoal.gateway.context import GatewayContext, read_body
@@ -68,9 +69,7 @@ def add_routes(app: web.Application, ctx: GatewayContext) -> None:
         fmt = request_format(request)
         try:
             body = decode(await read_body(request, ctx.max_body), fmt)
-        except GatewayError:
-            raise
-        except Exception as exc:  # BadArgument: malformed JSON or msgpack
+        except BadArgument as exc:  # malformed JSON or msgpack, a bad typed value
             raise GatewayError(400, "bad_request", f"body: {exc}", True) from None
         spec = parse_spec(body)
         reg = await registry.register(spec)

@@ -144,6 +144,9 @@ async def test_a_hung_callback_is_given_up_at_the_deadline_and_counted(
         status, body = await gw.request("POST", "/v1/call/default/g?timeout=0.3", {"op": "hold"})
         assert status == 504 and body["error"]["kind"] == "timeout"
         assert metric(gw) == before + 2
+        async with gw.session.get(gw.url + "/metrics") as answer:
+            text = await answer.text()
+        assert f"shoal_gateway_callback_timeouts_total {before + 2}.0" in text
 
 
 async def test_a_callback_that_refuses_connections_is_left_and_its_calls_go_elsewhere(
