@@ -206,7 +206,7 @@ class Admin:
             proc = self._p.processes.live(pid)
             joined = self._p.joined.seconds_since(scope, group, pid)
             rows.append({"pid": pid, "alive": proc is not None,
-                         "queue_len": len(proc.mailbox) if proc is not None else 0,
+                         "queue_len": proc.queue_len() if proc is not None else 0,
                          "joins": self._p.table.members(scope, group).count(pid),
                          "joined_s": None if joined is None else round(joined, 3)})
         return rows

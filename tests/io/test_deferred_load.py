@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import shoal
+from shoal.runtime.admin import admin_request
 
 SECRET = b"deferred-load-test-secret-0123456789"
 WAIT = 5.0
@@ -95,3 +96,16 @@ async def test_the_handler_knows_the_callers_timeout_from_either_node(
     assert await b.call(holder, "timeout", 2.5) == 2.5
     # From another node: what was left of it when the call went out.
     assert 2.0 < await a.call(holder, "timeout", 2.5) <= 2.5
+
+
+async def test_shoal_members_shows_the_calls_a_member_holds(
+        pair: tuple[shoal.Node, shoal.Node]) -> None:
+    a, b = pair
+    holder = await b.spawn(Holder)
+    await b.groups.join("g", holder)
+    held = [asyncio.ensure_future(b.call(holder, "hold")) for _ in range(2)]
+    assert await b.call(holder, "ping") == "ping"
+    rows = await a.call(shoal.Pid("b", b.creation, 0), admin_request("members", {"group": "g"}))
+    assert [(row["pid"], row["queue_len"]) for row in rows] == [(holder, 2)]
+    await b.call(holder, "release")
+    await asyncio.gather(*held)
