@@ -32,7 +32,9 @@ Rules:
   ``terminate``, and for a kill that skips it, when the registration sees
   the exit. On ``shutdown`` (its node stopping, the gateway closing, or a
   supervisor stopping it) ``terminate`` first lets the calls it holds finish,
-  for at most :data:`SHUTDOWN_DRAIN` seconds: the drain G4 gives every
+  for at most :data:`SHUTDOWN_DRAIN` seconds (while its node stops, the
+  proxies stopped one after the other share one such window, from the
+  first one's stop: ``drain_until``): the drain G4 gives every
   node's calls in flight, which a proxy's held calls would otherwise miss
   (its mailbox looks idle). Other exits (its stream closed, its TTL lapsed,
   its callback gone) mean the service is gone: nothing is waited for.
@@ -113,11 +115,16 @@ class Forwarder:
         registration: its id (the ``Shoal-Registration`` header).
         client: the gateway's HTTP client.
         timed_out: counts a callback given up at its call's deadline.
+        drain_until: the loop time until which a ``shutdown`` waits for the
+            calls held (Rule 4); default: :data:`SHUTDOWN_DRAIN` from now.
     """
 
     def __init__(self, spec: MemberSpec, registration: str, client: CallbackClient,
-                 timed_out: Callable[[], None]) -> None:
+                 timed_out: Callable[[], None],
+                 drain_until: Callable[[], float] | None = None) -> None:
         self.spec = spec
+        self.drain_until = drain_until or (
+            lambda: asyncio.get_running_loop().time() + SHUTDOWN_DRAIN)
         self.registration = registration
         self._client = client
         self._timed_out = timed_out
@@ -308,5 +315,6 @@ class MemberProxy(GenServer):
         if reason == EXIT_DRAINED and forwarder.load:
             _, idle = forwarder.drain()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(idle), SHUTDOWN_DRAIN)
+                async with asyncio.timeout_at(forwarder.drain_until()):
+                    await asyncio.shield(idle)
         forwarder.close(reason)

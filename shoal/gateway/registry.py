@@ -25,6 +25,10 @@ Rules:
   deadline), then ends it (``shutdown``) and answers how many there were.
   While draining, neither the TTL nor a closed stream cuts it short; a
   second drain waits for the first.
+- Rule 5 (node stop): the node stops its processes one after the other;
+  the proxies' drains on ``shutdown`` (``proxy.py`` Rule 4) all end within
+  one ``proxy.SHUTDOWN_DRAIN`` window from the first one's, so a stop is
+  not held that long once per registration.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from shoal.errors import CallError, CallTimeout, ConfigError, NameInUse
+from shoal.gateway import proxy
 from shoal.gateway.callback import CallbackClient
 from shoal.gateway.errors import GatewayError
 from shoal.gateway.proxy import EXIT_DRAINED, EXIT_TTL_LAPSED, Forwarder, MemberProxy
@@ -110,6 +115,8 @@ class Registry:
         self._regs: dict[str, Registration] = {}
         # Invariant: registrations being made now (counted against the limit).
         self._making = 0
+        # Set once, when the first proxy drains on its node's stop (Rule 5).
+        self._stopping_until: float | None = None
 
     def __len__(self) -> int:
         return len(self._regs)
@@ -152,7 +159,8 @@ class Registry:
     async def _make(self, spec: MemberSpec) -> Registration:
         try:
             reg_id = secrets.token_urlsafe(12)
-            forwarder = Forwarder(spec, reg_id, self.client, self._timed_out)
+            forwarder = Forwarder(spec, reg_id, self.client, self._timed_out,
+                                  self._drain_until)
             if spec.name is not None and self._node.whereis(spec.name) is not None:
                 raise GatewayError(400, "bad_request", f"name: {spec.name!r} is registered "
                                    "on this node already", True)
@@ -188,6 +196,15 @@ class Registry:
             self._regs.pop(reg.id, None)
             if not reg.exited.done():
                 reg.exited.set_result(reason)
+
+    def _drain_until(self) -> float:
+        """Rule 5: until when a proxy stopping with ``shutdown`` lets its calls finish."""
+        now = asyncio.get_running_loop().time()
+        if not self._node.stopping:
+            return now + proxy.SHUTDOWN_DRAIN
+        if self._stopping_until is None:
+            self._stopping_until = now + proxy.SHUTDOWN_DRAIN
+        return self._stopping_until
 
     def _arm(self, reg: Registration) -> None:
         ttl = reg.spec.ttl

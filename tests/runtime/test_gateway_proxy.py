@@ -6,6 +6,7 @@ sees it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections.abc import AsyncIterator
 from typing import Any
@@ -283,3 +284,33 @@ async def test_a_queued_call_whose_caller_gave_up_is_never_sent_and_the_queue_is
         assert await first == 1 and taken in (3, 4)
         # Never sent: the call whose caller gave up, and the one refused.
         assert [body["value"] for _, body in service.received] == [1, taken]
+
+
+async def test_a_stopping_node_drains_its_members_together_not_one_after_the_other(
+        gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shoal.gateway.proxy as proxy_module
+
+    monkeypatch.setattr(proxy_module, "SHUTDOWN_DRAIN", 1.0)
+    node = gw.node
+    loop = asyncio.get_running_loop()
+    services = [await Service().start() for _ in range(4)]
+    held = []
+    try:
+        async with contextlib.AsyncExitStack() as streams:
+            for service in services:
+                data, _ = await streams.enter_async_context(
+                    gw.stream({"group": "g", "callback_url": service.url}))
+                # A call none of them will answer, held by each member.
+                held.append(asyncio.ensure_future(node.call(pid_of(data), {"op": "hold"}, 30.0)))
+            for service in services:
+                await service.wait(lambda s=service: s.in_flight == 1, "the call held")
+            started = loop.time()
+            await node.stop()
+            # One shared window of 1 s, not 1 s per member (4 s).
+            assert loop.time() - started < 3.0
+            outcomes = await asyncio.gather(*held, return_exceptions=True)
+            assert all(isinstance(o, shoal.ProcessExited) for o in outcomes), outcomes
+    finally:
+        for service in services:
+            service.gate.set()
+            await service.stop()
