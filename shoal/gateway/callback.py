@@ -101,8 +101,12 @@ class CallbackClient:
             trace = aiohttp.TraceConfig()
             trace.on_request_headers_sent.append(_headers_sent)
             connector = aiohttp.TCPConnector(limit=MAX_CONNECTIONS, keepalive_timeout=KEEPALIVE)
+            # No timeout of its own (Rule 4), and no compressed answers: the
+            # body limit counts the bytes as sent (no decompression bomb).
             session = aiohttp.ClientSession(connector=connector, trace_configs=[trace],
-                                            auto_decompress=False)
+                                            timeout=aiohttp.ClientTimeout(total=None),
+                                            auto_decompress=False,
+                                            headers={"Accept-Encoding": "identity"})
             self._session = session
         return session
 

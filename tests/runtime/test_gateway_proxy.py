@@ -69,6 +69,7 @@ async def test_calls_casts_and_messages_reach_the_callback_with_their_headers(
         (headers, body), _, _ = service.received
         assert body == {"op": "echo", "value": {"x": [1, {"$bin": "01"}]}}
         assert headers["Content-Type"] == "application/json"
+        assert headers["Accept-Encoding"] == "identity"  # its answer is read as sent
         assert headers["Shoal-Member"] == str(pid)
         assert headers["Shoal-Registration"] == data["id"]
         assert headers["Authorization"] == "Bearer s3cret"
