@@ -36,7 +36,7 @@ Rules:
   deleted the key (it left or exited), the owner's session ended (its
   ``nodes/`` key was deleted), or its node came back with a new creation.
   A broken connection only makes members unroutable (``cluster.py``, whose
-  incarnations are written only here).
+  incarnations are written only by ``following.py``).
 - Rule 3: writes are coalesced: joins and leaves mark buckets dirty; the
   :class:`~shoal.runtime.writer.Writer` writes them in batches, a few
   transactions in flight on disjoint keys. ``flush`` waits until everything
@@ -51,8 +51,9 @@ Rules:
   again. ``wait_fenced`` lets the host process exit (``shoal run`` exits 3).
 - Rule 4: anything malformed read from the store is logged and skipped,
   never executed (G7). An exception while applying a change (a bug) is
-  logged and the whole view rebuilt from a fresh snapshot: the watch never
-  stops, since a node that stops following serves a frozen view.
+  logged and that stream's view rebuilt from a fresh snapshot of its prefix
+  (``following.py``): a watch never stops, since a node that stops
+  following serves a frozen view.
 """
 
 from __future__ import annotations
