@@ -275,7 +275,7 @@ public final class Member implements AutoCloseable {
     // ---- the callback server ------------------------------------------------
 
     private void serve(HttpExchange ex) throws IOException {
-        try (ex) {
+        try {  // closed by hand: HttpExchange is not AutoCloseable on JDK 11
             if (!"POST".equals(ex.getRequestMethod())) {
                 respond(ex, 405, error("MethodNotAllowed", "POST only"));
                 return;
@@ -310,6 +310,8 @@ public final class Member implements AutoCloseable {
             } finally {
                 inFlight.decrementAndGet();
             }
+        } finally {
+            ex.close();
         }
     }
 
