@@ -82,7 +82,9 @@ def gateway_command(http: str, name: str | None, cluster: str | None, store: str
     registrations (docs/gateway.md). Clients send `Authorization: Bearer
     TOKEN` (shoal gateway-token prints it; SHOAL_GATEWAY_TOKEN or
     SHOAL_GATEWAY_TOKEN_FILE set it instead); a body over
-    SHOAL_GATEWAY_MAX_BODY bytes (default 1 MiB) is refused 413. Exit codes
+    SHOAL_GATEWAY_MAX_BODY bytes (default 1 MiB) is refused 413; it opens
+    at most SHOAL_GATEWAY_MAX_SCOPES scopes on its node (default 64) and
+    calls back members on loopback only, unless --gateway-remote. Exit codes
     as for shoal run.
     """
     from shoal.cli.running import run_node

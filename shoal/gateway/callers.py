@@ -111,7 +111,7 @@ def add_routes(app: web.Application, ctx: GatewayContext) -> None:
         def observe(pid: Pid, _start: float, _end: float, error: ShoalError | None) -> None:
             if error is None:
                 answered.append(pid)
-        groups = await node.open_scope(scope, timeout)  # a node follows what it opens
+        groups = await ctx.open_scope(scope, timeout)  # a node follows what it opens
         reply = await groups.call(group, term, timeout=timeout, strategy=strategy,
                                   key=key, idempotent=idempotent, observe=observe)
         return respond(request, reply, fmt,
@@ -126,7 +126,7 @@ def add_routes(app: web.Application, ctx: GatewayContext) -> None:
         scope, group = request.match_info["scope"], request.match_info["group"]
         strategy, key = _routing(request)
         term, fmt = await _body(ctx, request)
-        member = (await node.open_scope(scope)).cast(group, term, strategy=strategy, key=key)
+        member = (await ctx.open_scope(scope)).cast(group, term, strategy=strategy, key=key)
         return respond(request, {"member": member}, fmt, status=202)
 
     async def cast_pid(request: web.Request) -> web.Response:
@@ -143,7 +143,7 @@ def add_routes(app: web.Application, ctx: GatewayContext) -> None:
 
     async def members(request: web.Request) -> web.Response:
         scope, group = request.match_info["scope"], request.match_info["group"]
-        pids = (await node.open_scope(scope)).get_members(group)
+        pids = (await ctx.open_scope(scope)).get_members(group)
         view = node.cluster_view
         routable = [p for p in pids if p.node == node.name or view.is_routable(p.node)]
         fmt = "application/msgpack" if "msgpack" in request.headers.get("Accept", "") \
@@ -156,7 +156,7 @@ def add_routes(app: web.Application, ctx: GatewayContext) -> None:
         if len(ctx.watches) >= ctx.max_watches:
             raise GatewayError(503, "overloaded", f"this node serves {ctx.max_watches} watch "
                                "streams already; watch through another node or later", True)
-        subscription = (await node.open_scope(scope)).subscribe(group)
+        subscription = (await ctx.open_scope(scope)).subscribe(group)
         ctx.watches.add(subscription)
         try:
             response = web.StreamResponse(headers={"Content-Type": "text/event-stream",

@@ -20,6 +20,12 @@ Rules:
   (the fixed set of ``errors.STATUS_OF_KIND`` plus 200/201/202), so the
   counter table is bounded; unmatched paths count under the route
   ``unmatched``.
+- Rule 5: the scopes the gateway makes its node follow are bounded:
+  :meth:`GatewayContext.admit_scope` lets in a scope the node follows
+  already, or a new one while fewer than ``max_scopes`` were opened through
+  the gateway (``SHOAL_GATEWAY_MAX_SCOPES``, default 64); each scope a node
+  follows costs a watch stream and its whole membership, for as long as the
+  node runs, so a token holder naming new scopes must not grow it without end.
 - Rule 4: the token is ``SHOAL_GATEWAY_TOKEN``, else the contents of
   ``SHOAL_GATEWAY_TOKEN_FILE``, else derived from the cluster secret
   (:func:`derive_token`). A node with none of them answers every ``/v1/``
@@ -38,6 +44,7 @@ import os
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from prometheus_client.registry import Collector
@@ -67,6 +74,8 @@ MAX_TIMEOUT: Final = 300.0
 TOKEN_LABEL: Final = b"shoal gateway token v1"
 _LOOPBACK: Final = frozenset({"127.0.0.1", "::1"})
 MIN_TOKEN: Final = 16
+DEFAULT_MAX_SCOPES: Final = 64
+"""Most scopes the gateway opens on its node, unless ``SHOAL_GATEWAY_MAX_SCOPES`` says."""
 
 
 class GatewayNode(Protocol):
@@ -89,6 +98,8 @@ class GatewayNode(Protocol):
     def scope(self, name: str) -> Groups: ...
 
     async def open_scope(self, name: str, timeout: float = ...) -> Groups: ...
+
+    def followed_scopes(self) -> list[str]: ...
 
     async def call(self, pid: Pid, request: Any, timeout: float = ...) -> Any: ...
 
@@ -140,18 +151,31 @@ def resolve_token(secret: Callable[[], bytes]) -> str:
     return derive_token(secret())
 
 
+def _env_count(name: str, default: int, what: str) -> int:
+    raw = os.environ.get(name, "")
+    if raw == "":
+        return default
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise BadArgument(name, raw, f"{what} >= 1")
+    return int(raw)
+
+
 def max_body_from_env() -> int:
     """``SHOAL_GATEWAY_MAX_BODY`` (bytes, >= 1), else :data:`DEFAULT_MAX_BODY`.
 
     Raises:
         BadArgument: not an integer >= 1.
     """
-    raw = os.environ.get("SHOAL_GATEWAY_MAX_BODY", "")
-    if raw == "":
-        return DEFAULT_MAX_BODY
-    if not raw.strip().isdigit() or int(raw) < 1:
-        raise BadArgument("SHOAL_GATEWAY_MAX_BODY", raw, "a number of bytes >= 1")
-    return int(raw)
+    return _env_count("SHOAL_GATEWAY_MAX_BODY", DEFAULT_MAX_BODY, "a number of bytes")
+
+
+def max_scopes_from_env() -> int:
+    """``SHOAL_GATEWAY_MAX_SCOPES`` (>= 1), else :data:`DEFAULT_MAX_SCOPES` (Rule 5).
+
+    Raises:
+        BadArgument: not an integer >= 1.
+    """
+    return _env_count("SHOAL_GATEWAY_MAX_SCOPES", DEFAULT_MAX_SCOPES, "a number of scopes")
 
 
 def is_loopback(host: str | None) -> bool:
@@ -218,8 +242,13 @@ class GatewayContext:
     """
 
     def __init__(self, node: GatewayNode, token: str | None, *, max_body: int = DEFAULT_MAX_BODY,
-                 allow_remote: bool = False, token_problem: str = "") -> None:
+                 allow_remote: bool = False, token_problem: str = "",
+                 max_scopes: int = DEFAULT_MAX_SCOPES) -> None:
         self.node = node
+        self.max_scopes = max_scopes
+        # Invariant: the scopes opened through the gateway that the node did
+        # not follow before, at most max_scopes (Rule 5).
+        self.opened_scopes: set[str] = set()
         self.token = token
         self.token_problem = token_problem
         self.max_body = max_body
@@ -251,6 +280,41 @@ class GatewayContext:
                                 "'Authorization: Bearer TOKEN' (shoal gateway-token prints it)",
                                 True)
         return None
+
+    def admit_scope(self, name: str) -> None:
+        """Let the gateway make its node follow scope ``name`` (Rule 5).
+
+        Raises:
+            GatewayError: ``400 bad_request`` when ``name`` would be one
+                scope more than ``max_scopes`` opened through the gateway.
+        """
+        if name in self.opened_scopes or name in self.node.followed_scopes():
+            return
+        if len(self.opened_scopes) >= self.max_scopes:
+            raise GatewayError(400, "bad_request", f"scope {name!r} would be one more than "
+                               f"the {self.max_scopes} scopes this gateway may open on its "
+                               "node (SHOAL_GATEWAY_MAX_SCOPES)", True)
+        self.opened_scopes.add(name)
+
+    def check_callback(self, url: str) -> None:
+        """A member's ``callback_url`` must name a loopback host (an IP
+        address or ``localhost``) unless the gateway serves remote clients:
+        a token holder must not make the node post to any host it can reach.
+
+        Raises:
+            GatewayError: ``400 bad_request`` naming ``callback_url``.
+        """
+        host = urlsplit(url).hostname
+        if self.allow_remote or host == "localhost" or is_loopback(host):
+            return
+        raise GatewayError(400, "bad_request", f"callback_url: {url!r} is not on loopback; "
+                           "a gateway started without --gateway-remote calls back only its "
+                           "own host's services", True)
+
+    async def open_scope(self, name: str, timeout: float = 5.0) -> Groups:
+        """The node's groups of scope ``name``, loaded (see :meth:`admit_scope`)."""
+        self.admit_scope(name)
+        return await self.node.open_scope(name, timeout)
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:

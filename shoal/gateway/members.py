@@ -72,6 +72,8 @@ def add_routes(app: web.Application, ctx: GatewayContext) -> None:
         except BadArgument as exc:  # malformed JSON or msgpack, a bad typed value
             raise GatewayError(400, "bad_request", f"body: {exc}", True) from None
         spec = parse_spec(body)
+        ctx.check_callback(spec.callback_url)
+        ctx.admit_scope(spec.scope)
         reg = await registry.register(spec)
         if spec.ttl is not None:
             return respond(request, reg.answer(), fmt, status=201)

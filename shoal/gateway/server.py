@@ -18,7 +18,13 @@ from aiohttp import web
 
 from shoal.errors import ConfigError
 from shoal.gateway import callers
-from shoal.gateway.context import GatewayContext, GatewayNode, max_body_from_env, resolve_token
+from shoal.gateway.context import (
+    GatewayContext,
+    GatewayNode,
+    max_body_from_env,
+    max_scopes_from_env,
+    resolve_token,
+)
 
 __all__ = ["env_flag", "for_node", "http_ssl", "mount", "prepare"]
 
@@ -58,7 +64,8 @@ def for_node(node: GatewayNode, secret: Callable[[], bytes], *,
              allow_remote: bool | None = None) -> GatewayContext:
     """The gateway of ``node``: its token (``SHOAL_GATEWAY_TOKEN[_FILE]`` or
     derived from the cluster secret, read by ``secret``), its body limit
-    (``SHOAL_GATEWAY_MAX_BODY``) and whether it serves remote clients
+    (``SHOAL_GATEWAY_MAX_BODY``), the scopes it may open
+    (``SHOAL_GATEWAY_MAX_SCOPES``) and whether it serves remote clients
     (``allow_remote``, default ``SHOAL_GATEWAY_REMOTE``).
 
     Raises:
@@ -76,7 +83,7 @@ def for_node(node: GatewayNode, secret: Callable[[], bytes], *,
                                 "or the cluster secret")
         log.warning("node %s: %s", node.name, problem)
     return GatewayContext(node, token, max_body=max_body, allow_remote=remote,
-                          token_problem=problem)
+                          token_problem=problem, max_scopes=max_scopes_from_env())
 
 
 def http_ssl(cert: str | os.PathLike[str], key: str | os.PathLike[str]) -> ssl.SSLContext:

@@ -16,7 +16,7 @@ import msgpack
 import pytest
 
 import shoal
-from shoal.gateway.context import is_loopback
+from shoal.gateway.context import is_loopback, max_scopes_from_env
 from shoal.testing import wait_until
 from shoal.wire import pack_term, unpack_term
 
@@ -439,3 +439,28 @@ async def test_a_member_that_provably_did_not_start_is_retried_elsewhere(gw: Gat
     for _ in range(5):  # whatever the pick, the live member answers
         status, body, headers = await gw.post("/v1/call/default/mixed?strategy=random", 7)
         assert (status, body, headers["Shoal-Member"]) == (200, 7, str(gw.echo))
+
+
+async def test_the_scopes_the_gateway_opens_on_its_node_are_bounded(
+        gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = gw.node.gateway
+    assert ctx is not None and ctx.max_scopes == 64  # the documented default
+    ctx.max_scopes = 2
+    for scope in ("s1", "s2"):
+        status, body, _ = await gw.post(f"/v1/call/{scope}/echo", 1)
+        assert status == 404 and _error(body) == ("no_members", True)  # opened: empty
+    status, body, _ = await gw.post("/v1/call/s3/echo", 1)
+    assert status == 400 and _error(body) == ("bad_request", True)
+    assert "SHOAL_GATEWAY_MAX_SCOPES" in body["error"]["message"]
+    assert "s3" not in gw.node.followed_scopes()  # refused before anything was opened
+    # Scopes already followed stay open to it: those it opened, and the node's own.
+    status, body, _ = await gw.post("/v1/call/s1/echo", 1)
+    assert status == 404 and _error(body) == ("no_members", True)
+    status, body, _ = await gw.post("/v1/call/default/echo", 1)
+    assert (status, body) == (200, 1)
+    await gw.node.open_scope("own")
+    status, body, _ = await gw.post("/v1/call/own/echo", 1)
+    assert status == 404 and _error(body) == ("no_members", True)
+    monkeypatch.setenv("SHOAL_GATEWAY_MAX_SCOPES", "0")
+    with pytest.raises(shoal.BadArgument, match="SHOAL_GATEWAY_MAX_SCOPES"):
+        max_scopes_from_env()

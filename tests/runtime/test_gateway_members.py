@@ -238,3 +238,20 @@ async def test_a_bad_registration_limit_stops_the_node_from_starting(
     with pytest.raises(shoal.ConfigError, match="SHOAL_GATEWAY_MAX_MEMBERS"):
         await node.start()
     assert not node.running
+
+
+async def test_a_callback_off_loopback_is_refused_unless_the_gateway_serves_remote_clients(
+        gw: Gateway, service: Service) -> None:
+    spec = {"group": "g", "callback_url": "http://10.1.2.3:9000/shoal", "ttl": 5}
+    status, answer = await gw.request("POST", "/v1/members", spec)
+    assert status == 400 and answer["error"]["message"].startswith("callback_url:")
+    assert "--gateway-remote" in answer["error"]["message"]
+    assert not gw.node.groups.get_members("g")  # nothing was registered
+    for url in (service.url, service.url.replace("127.0.0.1", "localhost")):
+        status, answer = await gw.request("POST", "/v1/members", {**spec, "callback_url": url})
+        assert status == 201, answer
+    ctx = gw.node.gateway
+    assert ctx is not None
+    ctx.allow_remote = True  # a gateway started with --gateway-remote
+    status, answer = await gw.request("POST", "/v1/members", spec)
+    assert status == 201, answer
