@@ -49,7 +49,7 @@ class Echo(shoal.GenServer):
 
 
 async def local(calls: int) -> None:
-    async with shoal.Node("count", listen=None) as node:
+    async with shoal.Node("count", store="memory://", listen=None) as node:
         pid = await node.spawn(Echo)
         call = node.call
         for i in range(WARM_UP + calls):

@@ -157,8 +157,12 @@ class Messaging:
             if type(pid) is str or type(pid) is Global:
                 return await self.call(self._resolve(pid, "pid"), request, timeout,
                                        fail_if_silent=fail_if_silent)
-            pid = check_pid("pid", pid)
-            seconds = check_timeout(timeout)
+            if type(pid) is not Pid:
+                pid = check_pid("pid", pid)
+            if type(timeout) is float and 0 < timeout <= MAX_TIMEOUT:
+                seconds = timeout  # check_timeout's answer, without the call
+            else:
+                seconds = check_timeout(timeout)
             if pid.node == self.name or not self._running:
                 self._local[NOPROC] += 1
                 raise NoSuchProcess(pid)
