@@ -318,8 +318,8 @@ async def measure_shoal_joins(
 
         started = time.perf_counter()
         await asyncio.gather(*(joiner() for _ in range(concurrency)))
-        assert node.replication is not None
-        await node.replication.flush(None)
+        assert node._replication is not None
+        await node._replication.writer.flush(None)  # every join confirmed by the store
         elapsed = time.perf_counter() - started
         total = len(pids) * groups
         assert sum(len(scope.get_members(f"g{k}")) for k in range(groups)) == total
