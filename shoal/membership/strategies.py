@@ -12,7 +12,12 @@ size; keep hashed groups to hundreds of members, not tens of thousands).
 - ``least_loaded``: power of two choices: two random members, the one with
   the lower load wins. Load is this node's in-flight calls to the member plus
   the queue length the member last reported. It never scans the group for a
-  minimum: every caller would herd onto the same member.
+  minimum: every caller would herd onto the same member. The two are drawn
+  with replacement, on purpose: a member's reported queue length changes
+  only when it answers, so a member once reported busy must still be picked
+  now and then (when drawn twice, 1 in n² picks) to report that it is idle
+  again; two distinct draws would starve it for good. The price: in a
+  two-member group the busier one still gets at least a quarter of the calls.
 - ``hash``: rendezvous (highest random weight) hashing of a key: a key stays
   on its member while other members come and go, and every node picks the
   same member for the same key (the hash is stable across processes).
