@@ -107,6 +107,8 @@ async def test_healthz_fails_while_the_loop_is_blocked_past_its_bound(tmp_path: 
         port = http_port(log)
         assert port is not None
         assert await aget(port, "/healthz") == (200, "ok\n")
+        await wait_until(lambda: bool(cluster.client.groups.get_members("blocker")),
+                         what="the client to see a's blocker")
         cluster.client.groups.cast("blocker", 1.5)  # blocks a's loop for 1.5 s (bound 0.5 s)
         # The request waits in the socket while the loop is blocked; it is
         # answered right after, and says how late the loop was.
