@@ -8,7 +8,8 @@ protocol's test vectors):
 - ``{"$bin": "<hex>"}`` is bytes;
 - ``{"$crash": [type, message, traceback]}`` is a :class:`~shoal.pid.Crash`;
 - ``{"$map": {...}}`` is a map with str keys, any of which may start with ``$``;
-- ``{"$kv": [[key, value], ...]}`` is a map whose keys are not all str.
+- ``{"$kv": [[key, value], ...]}`` is a map whose keys are not all str;
+  each key is a str or ``{"$bin": ...}``.
 
 Rules:
 
