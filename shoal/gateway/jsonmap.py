@@ -78,6 +78,10 @@ def to_json(term: Any, _depth: int = 0) -> Any:
         if all(type(key) is str for key in term):
             inner = {key: to_json(value, _depth + 1) for key, value in term.items()}
             return {"$map": inner} if any(key.startswith("$") for key in term) else inner
+        if not all(isinstance(key, (str, bytes)) for key in term):
+            # As on the wire (wire/_terms.py): a peer could not take it either.
+            raise GatewayError(502, "unencodable", "a map whose keys are not all str or "
+                               "bytes is not a shoal term", retry_safe=False)
         return {"$kv": [[to_json(key, _depth + 1), to_json(value, _depth + 1)]
                         for key, value in term.items()]}
     raise GatewayError(502, "unencodable", f"a {type(term).__name__} is not a shoal term",

@@ -85,7 +85,8 @@ def test_nesting_past_the_bound_is_refused() -> None:
         from_json(value)
 
 
-@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, object()])
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, object(), {1: "one"},
+                                   {"a": 1, (2, 3): 4}])
 def test_what_json_cannot_hold_is_unencodable(value: Any) -> None:
     with pytest.raises(GatewayError) as caught:
         to_json([value])
