@@ -35,6 +35,7 @@ import pytest
 import shoal
 from shoal.gateway.jsonmap import from_json, to_json
 from shoal.pid import Crash, Pid
+from shoal.testing import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS = ROOT / "tests" / "pure" / "vectors" / "gateway_vectors.json"
@@ -376,3 +377,46 @@ class SteadyCaller:
         assert self._task is not None
         await asyncio.wait_for(self._task, 15.0)
 
+
+
+async def kill_member_between_calls(node: shoal.Node, group: str, proxy: Pid,
+                                    member: Program, who: str) -> SteadyCaller:
+    """The kill -9 test every client shares: a steady Python caller calls
+    ``group``; right after ``who``'s member (run by ``member``, its proxy
+    ``proxy``) has answered it three times, the member's OS process is
+    killed with SIGKILL, before the caller's next call. Returns the caller,
+    stopped, once the proxy has left the group and twenty more calls were
+    answered: the test asserts it saw no failure.
+
+    Why none is expected: the kill comes after the member answered the only
+    caller, so no call is in flight there. The next call routed to it finds
+    the callback refusing connections; the proxy exits, and the call fails
+    as not started (``noproc``), which a group call retries on another
+    member (G3). The proxy leaves the group in its exit path (G1). A call in
+    flight at the kill would have unknown delivery, retried only if
+    idempotent: not what this relies on.
+    """
+    await wait_until(lambda: proxy in node.groups.get_members(group), timeout=10.0,
+                     what=f"the {who} member in the group")
+    caller = SteadyCaller(node, group).start()
+    try:
+        await wait_until(lambda: caller.count(who) >= 3, timeout=15.0,
+                         what=f"three replies from the {who} member")
+
+        async def kill_after_its_reply(reply: Any) -> None:
+            if isinstance(reply, list) and reply[:1] == [who] and caller.after_reply:
+                caller.after_reply = None
+                await member.kill_and_reap()
+
+        caller.after_reply = kill_after_its_reply
+        await wait_until(lambda: member.proc is not None and member.proc.returncode is not None,
+                         timeout=15.0, what=f"the {who} member killed")
+        await wait_until(lambda: proxy not in node.groups.get_members(group), timeout=10.0,
+                         what="the killed member out of the group")
+        after = len(caller.replies)
+        await wait_until(lambda: len(caller.replies) >= after + 20, timeout=15.0,
+                         what="twenty more calls")
+    finally:
+        await caller.stop()
+    assert member.proc is not None and member.proc.returncode == -signal.SIGKILL
+    return caller

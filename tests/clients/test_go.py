@@ -22,9 +22,9 @@ import pytest
 from client_support import (
     ROOT,
     Program,
-    SteadyCaller,
     check_mapping,
     error_answers,
+    kill_member_between_calls,
     mapping_documents,
     need,
     readme_example,
@@ -199,31 +199,9 @@ async def test_a_go_member_gets_calls_and_leaves_the_group_when_killed_with_no_f
     async with Program([str(driver), "member", "default", "echo", "2"],
                        env=gateway_cluster.env()) as member:
         proxy = Pid.parse((await member.line(r"^registered (\S+) (\S+)$")).group(2))
-        await wait_until(lambda: proxy in node.groups.get_members("echo"), timeout=10.0,
-                         what="the Go member in the group")
-        caller = SteadyCaller(node, "echo").start()
-        try:
-            await wait_until(lambda: caller.count("go") >= 3, timeout=15.0,
-                             what="three replies from the Go member")
-
-            async def kill_after_a_go_reply(reply: Any) -> None:
-                if isinstance(reply, list) and reply[:1] == ["go"] and caller.after_reply:
-                    caller.after_reply = None
-                    await member.kill_and_reap()
-
-            caller.after_reply = kill_after_a_go_reply
-            await wait_until(lambda: member.proc is not None and member.proc.returncode is not None,
-                             timeout=15.0, what="the Go member killed")
-            await wait_until(lambda: proxy not in node.groups.get_members("echo"), timeout=10.0,
-                             what="the killed member out of the group")
-            after = len(caller.replies)
-            await wait_until(lambda: len(caller.replies) >= after + 20, timeout=15.0,
-                             what="twenty more calls")
-        finally:
-            await caller.stop()
+        caller = await kill_member_between_calls(node, "echo", proxy, member, "go")
     assert caller.failures == []
     assert caller.count("go") >= 3
-    assert member.proc is not None and member.proc.returncode == -signal.SIGKILL
 
 
 async def test_a_go_member_stopped_with_sigterm_drains_its_calls_in_flight(

@@ -14,9 +14,9 @@ import pytest
 from client_support import (
     ROOT,
     Program,
-    SteadyCaller,
     check_mapping,
     error_answers,
+    kill_member_between_calls,
     mapping_documents,
     need,
     other_languages_example,
@@ -145,30 +145,8 @@ async def test_a_java_member_gets_calls_and_leaves_the_group_when_killed_with_no
         registered = await member.line(r"^registered (\S+) (\S+) (\S+)$")
         proxy = Pid.parse(registered.group(2))
         assert await post_without_token(registered.group(3)) == 401  # only the gateway may call
-        await wait_until(lambda: proxy in node.groups.get_members("echo"), timeout=10.0,
-                         what="the Java member in the group")
-        caller = SteadyCaller(node, "echo").start()
-        try:
-            await wait_until(lambda: caller.count("java") >= 3, timeout=15.0,
-                             what="three replies from the Java member")
-
-            async def kill_after_a_java_reply(reply: Any) -> None:
-                if isinstance(reply, list) and reply[:1] == ["java"] and caller.after_reply:
-                    caller.after_reply = None
-                    await member.kill_and_reap()
-
-            caller.after_reply = kill_after_a_java_reply
-            await wait_until(lambda: member.proc is not None and member.proc.returncode is not None,
-                             timeout=15.0, what="the JVM killed")
-            await wait_until(lambda: proxy not in node.groups.get_members("echo"), timeout=10.0,
-                             what="the killed member out of the group")
-            after = len(caller.replies)
-            await wait_until(lambda: len(caller.replies) >= after + 20, timeout=15.0,
-                             what="twenty more calls")
-        finally:
-            await caller.stop()
+        caller = await kill_member_between_calls(node, "echo", proxy, member, "java")
     assert caller.failures == []
-    assert member.proc is not None and member.proc.returncode == -signal.SIGKILL
 
 
 async def test_the_java_readme_member_serves_rejects_and_leaves_on_sigterm(

@@ -20,9 +20,9 @@ import pytest
 from client_support import (
     ROOT,
     Program,
-    SteadyCaller,
     check_mapping,
     error_answers,
+    kill_member_between_calls,
     mapping_documents,
     need,
     readme_example,
@@ -179,31 +179,9 @@ async def test_a_node_member_gets_calls_and_leaves_the_group_when_killed_with_no
     async with Program(node_cmd(str(DRIVER), "member", "default", "echo", "2"),
                        env=gateway_cluster.env()) as member:
         proxy = Pid.parse((await member.line(r"^registered (\S+) (\S+)$")).group(2))
-        await wait_until(lambda: proxy in node.groups.get_members("echo"), timeout=10.0,
-                         what="the Node member in the group")
-        caller = SteadyCaller(node, "echo").start()
-        try:
-            await wait_until(lambda: caller.count("node") >= 3, timeout=15.0,
-                             what="three replies from the Node member")
-
-            async def kill_after_a_node_reply(reply: Any) -> None:
-                if isinstance(reply, list) and reply[:1] == ["node"] and caller.after_reply:
-                    caller.after_reply = None
-                    await member.kill_and_reap()
-
-            caller.after_reply = kill_after_a_node_reply
-            await wait_until(lambda: member.proc is not None and member.proc.returncode is not None,
-                             timeout=15.0, what="the Node member killed")
-            await wait_until(lambda: proxy not in node.groups.get_members("echo"), timeout=10.0,
-                             what="the killed member out of the group")
-            after = len(caller.replies)
-            await wait_until(lambda: len(caller.replies) >= after + 20, timeout=15.0,
-                             what="twenty more calls")
-        finally:
-            await caller.stop()
+        caller = await kill_member_between_calls(node, "echo", proxy, member, "node")
     assert caller.failures == []
     assert caller.count("node") >= 3
-    assert member.proc is not None and member.proc.returncode == -signal.SIGKILL
 
 
 async def test_a_node_member_stopped_with_sigterm_drains_its_calls_in_flight(

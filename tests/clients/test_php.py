@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,10 +15,10 @@ from typing import Any
 from client_support import (
     ROOT,
     Program,
-    SteadyCaller,
     check_mapping,
     error_answers,
     free_port,
+    kill_member_between_calls,
     mapping_documents,
     need,
     other_languages_example,
@@ -145,32 +144,10 @@ async def test_a_php_member_gets_calls_and_leaves_the_group_when_its_server_is_k
     """
     node = gateway_cluster.python_caller()
     async with php_member(tmp_path, gateway_cluster.env(), "echo") as (server, keeper, proxy):
-        await wait_until(lambda: proxy in node.groups.get_members("echo"), timeout=10.0,
-                         what="the PHP member in the group")
         # Only the gateway may call: the README's script refuses anyone
         # without SHOAL_CALLBACK_TOKEN, the registration's callback_token.
         assert await post_without_token(f"http://{server.args[2]}/") == 401
-        caller = SteadyCaller(node, "echo").start()
-        try:
-            await wait_until(lambda: caller.count("php") >= 3, timeout=15.0,
-                             what="three replies from the PHP member")
-
-            async def kill_after_a_php_reply(reply: Any) -> None:
-                if isinstance(reply, list) and reply[:1] == ["php"] and caller.after_reply:
-                    caller.after_reply = None
-                    await server.kill_and_reap()
-
-            caller.after_reply = kill_after_a_php_reply
-            await wait_until(lambda: server.proc is not None and server.proc.returncode is not None,
-                             timeout=15.0, what="php -S killed")
-            await wait_until(lambda: proxy not in node.groups.get_members("echo"), timeout=10.0,
-                             what="the killed member out of the group")
-            after = len(caller.replies)
-            await wait_until(lambda: len(caller.replies) >= after + 20, timeout=15.0,
-                             what="twenty more calls")
-        finally:
-            await caller.stop()
+        caller = await kill_member_between_calls(node, "echo", proxy, server, "php")
         assert caller.failures == []
-        assert server.proc is not None and server.proc.returncode == -signal.SIGKILL
         assert await keeper.exit_code() == 3
         assert any("ended: its proxy exited" in line for line in await keeper.rest())
