@@ -420,3 +420,27 @@ async def kill_member_between_calls(node: shoal.Node, group: str, proxy: Pid,
         await caller.stop()
     assert member.proc is not None and member.proc.returncode == -signal.SIGKILL
     return caller
+
+
+async def sigterm_drains_calls_in_flight(node: shoal.Node, group: str, member: Program,
+                                         who: str) -> None:
+    """The SIGTERM test of a client whose member driver prints ``registered
+    ID PID``, ``call ...`` per call received and ``drained N`` when closed:
+    three slow calls in flight at SIGTERM all get their replies, the close
+    reports the three, the program exits 0 and its proxy leaves the group."""
+    proxy = Pid.parse((await member.line(r"^registered (\S+) (\S+)$")).group(2))
+    await wait_until(lambda: proxy in node.groups.get_members(group), timeout=10.0,
+                     what=f"the {who} member in the group")
+    requests = [{"sleep": 1.0, "n": n} for n in range(3)]
+    calls = [asyncio.ensure_future(node.groups.call(group, request, timeout=10.0))
+             for request in requests]
+    for _ in requests:
+        await member.line(r"^call ")
+    member.signal(signal.SIGTERM)
+    drained = int((await member.line(r"^drained (\d+)$")).group(1))
+    replies = await asyncio.wait_for(asyncio.gather(*calls), 15.0)
+    assert await member.exit_code() == 0
+    assert replies == [[who, request] for request in requests]
+    assert drained == len(requests)
+    await wait_until(lambda: proxy not in node.groups.get_members(group), timeout=10.0,
+                     what="the closed member out of the group")

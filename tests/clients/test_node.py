@@ -9,7 +9,6 @@ README's two modules, run as written from a temporary directory where
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import subprocess
@@ -27,6 +26,7 @@ from client_support import (
     need,
     readme_example,
     run,
+    sigterm_drains_calls_in_flight,
 )
 
 import shoal
@@ -190,22 +190,6 @@ async def test_a_node_member_stopped_with_sigterm_drains_its_calls_in_flight(
     group and lets the calls it is serving finish: three slow calls in
     flight at SIGTERM all get their replies, and the close reports them."""
     node = gateway_cluster.python_caller()
-    group = "drain-node"
     async with Program(node_cmd(str(DRIVER), "member", "default", "drain-node", "4"),
                        env=gateway_cluster.env()) as member:
-        proxy = Pid.parse((await member.line(r"^registered (\S+) (\S+)$")).group(2))
-        await wait_until(lambda: proxy in node.groups.get_members(group), timeout=10.0,
-                         what="the Node member in the group")
-        requests = [{"sleep": 1.0, "n": n} for n in range(3)]
-        calls = [asyncio.ensure_future(node.groups.call(group, request, timeout=10.0))
-                 for request in requests]
-        for _ in requests:
-            await member.line(r"^call ")
-        member.signal(signal.SIGTERM)
-        drained = int((await member.line(r"^drained (\d+)$")).group(1))
-        replies = await asyncio.wait_for(asyncio.gather(*calls), 15.0)
-        assert await member.exit_code() == 0
-    assert replies == [["node", request] for request in requests]
-    assert drained == len(requests)
-    await wait_until(lambda: proxy not in node.groups.get_members(group), timeout=10.0,
-                     what="the closed member out of the group")
+        await sigterm_drains_calls_in_flight(node, "drain-node", member, "node")
