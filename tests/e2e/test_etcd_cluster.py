@@ -223,11 +223,14 @@ async def test_etcd_restarted_mid_stream_calls_keep_succeeding_and_memberships_r
         stopped = time.monotonic()
         # Routing is local: calls between live nodes need no store round trip.
         # etcd stays down until every node process has failed to renew its
-        # lease three times: each attempt waits TTL/3 for an answer, TTL/6
-        # apart, so etcd is down for longer than the TTL.
+        # lease three times, and for longer than the TTL.
         await wait_until(lambda: all(node.log_text().count("keepalive failed") >= 3
                                      for node in cluster.nodes.values()),
                          timeout=3 * SESSION_TTL, what="three failed keepalives on every node")
+        # (A refused keepalive can fail at once, so three may fail within
+        # the TTL: without this wait, no session would have expired.)
+        await wait_until(lambda: time.monotonic() - stopped > SESSION_TTL,
+                         timeout=2 * SESSION_TTL, what="etcd down for longer than the TTL")
         await stream.wait_calls(100, timeout=30.0)  # bounded generously: a busy host
         for name in ("n1", "n3"):
             status, reply = await cluster.control(name, "group_call", "g", "hi", 5.0,
