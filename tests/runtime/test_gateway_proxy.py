@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -190,26 +191,26 @@ async def test_concurrency_bounds_the_calls_in_flight_and_the_rest_queue(
 async def test_least_loaded_spreads_calls_by_the_members_calls_in_flight(
         gw: Gateway, service: Service) -> None:
     node = gw.node
-    fast = await Service().start()
+    idle = await Service().start()
     try:
-        async with gw.stream({"group": "g", "callback_url": service.url}) as (slow_data, _), \
-                gw.stream({"group": "g", "callback_url": fast.url}) as (fast_data, _):
-            slow, quick = pid_of(slow_data), pid_of(fast_data)
-            answered: dict[shoal.Pid, int] = {slow: 0, quick: 0}
-
-            async def caller(n: int) -> None:
-                for _ in range(n):
-                    pid = node.groups.select("g", strategy="least_loaded")
-                    answered[pid] += 1
-                    await node.call(pid, {"op": "sleep", "value": 0.05 if pid == slow
-                                          else 0.0})
-
-            await asyncio.wait_for(asyncio.gather(*(caller(15) for _ in range(6))), 30)
-            # Round robin would give each half; the slow one holds its calls
-            # longer, so it has more in flight and is picked less.
-            assert answered[quick] > 0.6 * sum(answered.values()), answered
+        async with gw.stream({"group": "g", "callback_url": service.url}) as (busy_data, _), \
+                gw.stream({"group": "g", "callback_url": idle.url}) as (idle_data, _):
+            busy, free = pid_of(busy_data), pid_of(idle_data)
+            held = [asyncio.ensure_future(node.call(busy, {"op": "hold", "value": n}, 30.0))
+                    for n in range(3)]
+            await service.wait(lambda: service.in_flight == 3, "three calls held by one member")
+            # Its proxy counts the three it holds as its queue length, the
+            # other's is 0: least_loaded takes the busy one only when it
+            # draws it twice (with replacement), 1 pick in 4. 400 picks put
+            # the bounds below more than four standard deviations away.
+            picks = Counter(node.groups.select("g", strategy="least_loaded")
+                            for _ in range(400))
+            assert picks[busy] < 0.35 * 400 and picks[free] > 0.65 * 400, picks
+            assert picks[busy] > 0  # still drawn now and then: a stale load heals
+            service.gate.set()
+            assert await asyncio.gather(*held) == [0, 1, 2]
     finally:
-        await fast.stop()
+        await idle.stop()
 
 
 async def test_a_direct_call_to_a_member_whose_callback_is_gone_did_not_start(
