@@ -444,3 +444,21 @@ async def sigterm_drains_calls_in_flight(node: shoal.Node, group: str, member: P
     assert drained == len(requests)
     await wait_until(lambda: proxy not in node.groups.get_members(group), timeout=10.0,
                      what="the closed member out of the group")
+
+
+async def readme_doubler_serves_and_leaves(node: shoal.Node, member: Program,
+                                           who: str) -> None:
+    """The README member of the Go and Node.js clients (group ``doubler``,
+    printing ``serving as PID``): it doubles an integer, rejects anything
+    else, exits 0 on SIGTERM, and its proxy leaves the group."""
+    pid = Pid.parse((await member.line(r"^serving as (\S+)$")).group(1))
+    await wait_until(lambda: pid in node.groups.get_members("doubler"), timeout=10.0,
+                     what=f"the {who} member in the group")
+    assert await node.groups.call("doubler", 21) == 42
+    with pytest.raises(shoal.ShoalError, match="not an integer"):
+        await node.groups.call("doubler", "x")
+    member.signal(signal.SIGTERM)
+    assert await member.exit_code() == 0
+    # The leave reaches this node's view of the group through the cluster.
+    await wait_until(lambda: pid not in node.groups.get_members("doubler"), timeout=10.0,
+                     what="the stopped member out of the group")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -26,14 +25,13 @@ from client_support import (
     kill_member_between_calls,
     mapping_documents,
     need,
+    readme_doubler_serves_and_leaves,
     readme_example,
     run,
     sigterm_drains_calls_in_flight,
 )
 
-import shoal
 from shoal.pid import Pid
-from shoal.testing import wait_until
 
 CLIENT = ROOT / "clients" / "go"
 README = CLIENT / "README.md"
@@ -167,17 +165,7 @@ async def test_the_go_readme_member_serves_the_group_and_drains_on_sigterm(
         readme_member: Path, gateway_cluster: Any) -> None:
     node = gateway_cluster.python_caller()
     async with Program([str(readme_member)], env=gateway_cluster.env()) as member:
-        pid = Pid.parse((await member.line(r"^serving as (\S+)$")).group(1))
-        await wait_until(lambda: pid in node.groups.get_members("doubler"), timeout=10.0,
-                         what="the Go member in the group")
-        assert await node.groups.call("doubler", 21) == 42
-        with pytest.raises(shoal.ShoalError, match="not an integer"):
-            await node.groups.call("doubler", "x")
-        member.signal(signal.SIGTERM)
-        assert await member.exit_code() == 0
-    # The leave reaches this node's view of the group through the cluster.
-    await wait_until(lambda: pid not in node.groups.get_members("doubler"), timeout=10.0,
-                     what="the stopped member out of the group")
+        await readme_doubler_serves_and_leaves(node, member, "Go")
 
 
 async def test_a_go_member_gets_calls_and_leaves_the_group_when_killed_with_no_failed_call(

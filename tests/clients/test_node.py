@@ -10,12 +10,10 @@ README's two modules, run as written from a temporary directory where
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 from client_support import (
     ROOT,
     Program,
@@ -24,14 +22,13 @@ from client_support import (
     kill_member_between_calls,
     mapping_documents,
     need,
+    readme_doubler_serves_and_leaves,
     readme_example,
     run,
     sigterm_drains_calls_in_flight,
 )
 
-import shoal
 from shoal.pid import Pid
-from shoal.testing import wait_until
 
 CLIENT = ROOT / "clients" / "node"
 README = CLIENT / "README.md"
@@ -147,17 +144,7 @@ async def test_the_node_readme_member_serves_the_group_and_drains_on_sigterm(
     module = readme_module(tmp_path, "## Serving as a group member")
     node = gateway_cluster.python_caller()
     async with Program(node_cmd(str(module)), env=gateway_cluster.env()) as member:
-        pid = Pid.parse((await member.line(r"^serving as (\S+)$")).group(1))
-        await wait_until(lambda: pid in node.groups.get_members("doubler"), timeout=10.0,
-                         what="the Node member in the group")
-        assert await node.groups.call("doubler", 21) == 42
-        with pytest.raises(shoal.ShoalError, match="not an integer"):
-            await node.groups.call("doubler", "x")
-        member.signal(signal.SIGTERM)
-        assert await member.exit_code() == 0
-    # The leave reaches this node's view of the group through the cluster.
-    await wait_until(lambda: pid not in node.groups.get_members("doubler"), timeout=10.0,
-                     what="the stopped member out of the group")
+        await readme_doubler_serves_and_leaves(node, member, "Node")
 
 
 async def test_a_node_member_gets_calls_and_leaves_the_group_when_killed_with_no_failed_call(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from group_waits import members_seen
 
 import shoal
 from shoal.runtime.admin import admin_request
@@ -50,16 +51,6 @@ async def pair(tmp_path: Path) -> AsyncIterator[tuple[shoal.Node, shoal.Node]]:
         yield a, b
 
 
-async def _members(node: shoal.Node, group: str, count: int) -> None:
-    sub = node.groups.subscribe(group)
-    try:
-        seen = len(sub.members)
-        async with asyncio.timeout(WAIT):
-            while seen != count:
-                event = await sub.get()
-                seen += len(event.pids) if event.kind == "join" else -len(event.pids)
-    finally:
-        sub.close()
 
 
 async def test_least_loaded_counts_the_calls_a_local_member_holds(node: shoal.Node) -> None:
@@ -81,7 +72,7 @@ async def test_a_reply_to_another_node_reports_the_backlog(
     a, b = pair
     holder = await b.spawn(Holder)
     await b.groups.join("g", holder)
-    await _members(a, "g", 1)
+    await members_seen(a, "g", 1, WAIT)
     held = [asyncio.ensure_future(b.call(holder, "hold")) for _ in range(4)]
     assert await a.groups.call("g", "ping", timeout=WAIT, strategy="least_loaded") == "ping"
     assert a.cluster_view.reported_queue_lengths()[holder] == 4

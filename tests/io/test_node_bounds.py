@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from group_waits import members_seen
 
 import shoal
 from shoal.testing.hand_peer import HandPeer
@@ -135,18 +136,6 @@ def test_max_unsent_is_checked_when_the_node_is_made() -> None:
     assert info.value.argument == "max_unsent"
 
 
-async def _members(node: shoal.Node, group: str, count: int) -> None:
-    """Wait (bounded) until ``node`` sees exactly ``count`` members of ``group``."""
-    sub = node.groups.subscribe(group)
-    try:
-        seen = len(sub.members)
-        async with asyncio.timeout(WAIT):
-            while seen != count:
-                event = await sub.get()
-                seen += len(event.pids) if event.kind == "join" else -len(event.pids)
-    finally:
-        sub.close()
-
 
 async def test_queue_lengths_are_kept_for_members_only_and_pruned_when_they_leave(
         pair: tuple[shoal.Node, shoal.Node, shoal.Pid]) -> None:
@@ -155,12 +144,12 @@ async def test_queue_lengths_are_kept_for_members_only_and_pruned_when_they_leav
     assert await a.call(pid, "direct", WAIT) == "direct"
     assert pid not in a.cluster_view.reported_queue_lengths()
     await b.groups.join("g", pid)
-    await _members(a, "g", 1)
+    await members_seen(a, "g", 1, WAIT)
     assert await a.groups.call("g", "member", timeout=WAIT,
                                strategy="least_loaded") == "member"
     assert a.cluster_view.reported_queue_lengths().get(pid) == 0
     await b.groups.leave("g", pid)
-    await _members(a, "g", 0)
+    await members_seen(a, "g", 0, WAIT)
     assert pid not in a.cluster_view.reported_queue_lengths()
 
 
@@ -169,7 +158,7 @@ async def test_queue_lengths_of_a_node_are_pruned_when_its_connection_is_lost(
     a, b, first = pair
     pids = [first, await b.spawn(Echo), await b.spawn(Echo)]
     await b.groups.join("g", pids)
-    await _members(a, "g", 3)
+    await members_seen(a, "g", 3, WAIT)
     for _ in range(6):
         await a.groups.call("g", "x", timeout=WAIT, strategy="round_robin")
     assert set(a.cluster_view.reported_queue_lengths()) == set(pids)

@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 from gateway_members_support import WAIT, Gateway, Service, pid_of
+from group_waits import members_seen
 
 import shoal
 
@@ -23,15 +24,6 @@ class Echo(shoal.GenServer):
     async def handle_call(self, request: Any, caller: shoal.Caller) -> Any:
         return {"python": request}
 
-
-async def _members(node: shoal.Node, group: str, count: int) -> None:
-    sub = node.groups.subscribe(group)
-    try:
-        async with asyncio.timeout(WAIT):
-            while len(node.groups.get_members(group)) != count:
-                await sub.get()
-    finally:
-        sub.close()
 
 
 @pytest.fixture
@@ -62,13 +54,13 @@ async def test_a_caller_on_another_node_moves_on_when_the_callback_is_gone(
     await b.groups.join("g", python)
     async with gw.stream({"group": "g", "callback_url": service.url}) as (data, _):
         proxy = pid_of(data)
-        await _members(b, "g", 2)
+        await members_seen(b, "g", 2, WAIT)
         assert await b.call(proxy, {"op": "echo", "value": 1}) == 1
         await service.stop()
         replies = [await b.groups.call("g", i, strategy="round_robin", timeout=WAIT)
                    for i in range(10)]
         assert replies == [{"python": i} for i in range(10)]  # zero failures
-        await _members(b, "g", 1)
+        await members_seen(b, "g", 1, WAIT)
         assert b.groups.get_members("g") == [python]
 
 
@@ -77,7 +69,7 @@ async def test_a_members_calls_in_flight_reach_callers_on_other_nodes_as_its_loa
     gw, b = pair
     async with gw.stream({"group": "g", "callback_url": service.url}) as (data, _):
         proxy = pid_of(data)
-        await _members(b, "g", 1)
+        await members_seen(b, "g", 1, WAIT)
         held = [asyncio.ensure_future(gw.node.call(proxy, {"op": "hold", "value": i}))
                 for i in range(3)]
         await service.wait(lambda: service.in_flight == 3, "three held")
