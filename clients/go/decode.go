@@ -89,6 +89,11 @@ func fromObject(obj map[string]any, depth int) (any, error) {
 		}
 		return fromTyped(k, obj[k], depth)
 	}
+	return fromPlain(obj, depth)
+}
+
+// fromPlain decodes each value of a plain object (a map with string keys).
+func fromPlain(obj map[string]any, depth int) (any, error) {
 	out := make(map[string]any, len(obj))
 	for k, item := range obj {
 		v, err := fromJSON(item, depth+1)
@@ -144,15 +149,7 @@ func fromTyped(key string, body any, depth int) (any, error) {
 		if !ok {
 			return nil, bad("an object")
 		}
-		out := make(map[string]any, len(obj))
-		for k, item := range obj {
-			v, err := fromJSON(item, depth+1)
-			if err != nil {
-				return nil, err
-			}
-			out[k] = v
-		}
-		return out, nil
+		return fromPlain(obj, depth)
 	case "$kv":
 		items, ok := body.([]any)
 		if !ok {
