@@ -15,6 +15,7 @@ import base64
 import math
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -78,7 +79,7 @@ async def read_cluster(url: str | None, cluster: str | None) -> ClusterView:
         owner = nodes.get(parsed.node)
         if owner is None or owner.get("creation") != parsed.creation:
             continue  # an entry of an incarnation that is gone
-        counts = decode_members(parsed.bucket, entry.value) or {}
+        counts: Mapping[int, int] = decode_members(parsed.bucket, entry.value) or {}
         listed = members.setdefault((parsed.scope, parsed.group), [])
         listed.extend((shoal.Pid(parsed.node, parsed.creation, serial), count)
                       for serial, count in sorted(counts.items()))

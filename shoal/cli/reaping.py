@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,7 +75,7 @@ async def gather(node: shoal.Node, url: str | None, cluster: str | None,
         parsed = parse_member_key(key) if key.startswith(MEMBERS) else None
         if parsed is None:
             continue
-        counts = decode_members(parsed.bucket, entry.value) or {}
+        counts: Mapping[int, int] = decode_members(parsed.bucket, entry.value) or {}
         pids = {shoal.Pid(parsed.node, parsed.creation, serial) for serial in counts}
         keys[key] = pids
         entries.extend(MemberEntry(scope=parsed.scope, group=parsed.group, pid=pid, key=key)

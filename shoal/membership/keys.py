@@ -141,6 +141,12 @@ class Members(Mapping[int, int]):
     def items(self) -> ItemsView[int, int]:
         return _Items(self)
 
+    def raw(self) -> tuple[int, bytes, tuple[int, ...] | None]:
+        """``(base, offsets, joins)``, as :class:`Members` takes them: atomic
+        values a holder can keep in an exact tuple, which CPython's collector
+        untracks (a ``Members`` is an object it always tracks)."""
+        return self._base, self._offsets, self._joins
+
     def pairs(self) -> Iterator[tuple[int, int]]:
         """(serial, joins) of every member, at C speed."""
         joins = self._joins
@@ -157,7 +163,7 @@ class _Items(ItemsView[int, int]):
         return self._mapping.pairs()
 
 
-def decode_members(bucket: int, value: bytes) -> Mapping[int, int] | None:
+def decode_members(bucket: int, value: bytes) -> Members | None:
     """serial -> join count from a bucket's value; None when malformed."""
     try:
         members = msgpack.unpackb(value)

@@ -22,6 +22,9 @@ Rules (after Erlang's ``pg``):
   table holds.
 - Rule 4: every change returns the membership events it caused, as data;
   the runtime delivers them to subscribers.
+- Rule 5: members are stored as serials in arrays, never as ``Pid``
+  objects (``_group.py`` Rule 1: a table of 1M members is not 1M objects
+  for the garbage collector to walk); every read builds the pids it returns.
 
 *Member* and *routable* differ: a member on a node that is suspected stays
 in the table but ``routable`` skips it. So does a member whose owner
@@ -37,11 +40,12 @@ membership, node suspicion or a mark changes.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain, repeat
 from typing import Literal
 
-from shoal.membership._group import EMPTY, Group, Key
+from shoal.membership._group import EMPTY, Group, Key, make_pids
 from shoal.pid import Pid, Reason
 
 __all__ = ["GroupTable", "MembershipEvent"]
@@ -108,7 +112,7 @@ class GroupTable:
     def members(self, scope: str, group: Hashable) -> list[Pid]:
         """All members of a group, once per join (a copy)."""
         entry = self._scopes.get(scope, {}).get(group)
-        return list(entry.members) if entry else []
+        return entry.pids() if entry else []
 
     def local_members(self, scope: str, group: Hashable) -> list[Pid]:
         """Members of a group owned by this node, once per join (a copy)."""
@@ -148,7 +152,7 @@ class GroupTable:
         if groups is None:
             return []
         return list(dict.fromkeys(pid for entry in groups.values()
-                                  for pid in entry.parts[node].pids))
+                                  for pid in entry.pids_of(node)))
 
     def nodes(self) -> list[str]:
         """Every node owning at least one member pid (this one included)."""
@@ -160,26 +164,28 @@ class GroupTable:
             return pid in self._local
         return any(entry.has(pid) for entry in self._nodes.get(pid.node, {}).values())
 
-    def routable(self, scope: str, group: Hashable) -> list[Pid]:
-        """Members on routable nodes. The returned list is shared: do not
-        mutate it. Cost: O(1) unless membership or routability changed."""
+    def routable(self, scope: str, group: Hashable) -> Sequence[Pid]:
+        """Members on routable nodes, as a read-only sequence whose items
+        are built when read; valid until the table next changes. Cost: O(1)
+        unless membership or routability changed."""
         entry = self._scopes.get(scope, {}).get(group)
         if entry is None:
             return []
-        if entry.version != self._route_version or entry.routable is None:
-            self._refresh(entry)
-        assert entry.routable is not None
-        return entry.routable
+        routable = entry.routable
+        if entry.version != self._route_version or routable is None:
+            routable = self._refresh(entry)
+        return routable
 
-    def route(self, scope: str, group: Hashable) -> tuple[list[Pid], list[Pid]]:
+    def route(self, scope: str, group: Hashable) -> tuple[Sequence[Pid], list[Pid]]:
         """``(routable(), local_routable())`` in one lookup: selection's hot path."""
         groups = self._scopes.get(scope)
         entry = groups.get(group) if groups is not None else None
         if entry is None:
             return EMPTY, EMPTY
-        if entry.version != self._route_version or entry.routable is None:
-            self._refresh(entry)
-        return entry.routable, entry.local  # type: ignore[return-value]
+        routable = entry.routable
+        if entry.version != self._route_version or routable is None:
+            routable = self._refresh(entry)
+        return routable, entry.local
 
     def local_routable(self, scope: str, group: Hashable) -> list[Pid]:
         """Local members (always routable from their own node)."""
@@ -194,22 +200,11 @@ class GroupTable:
         entry.rr += 1
         return entry.rr
 
-    def _refresh(self, entry: Group) -> None:
-        if self._unroutable or self._dead:
-            bad, dead = self._unroutable, self._dead
-            dead_on = {p.node for p in dead}
-            routable: list[Pid] = []
-            for node, part in entry.parts.items():
-                if node in bad:
-                    continue
-                if node in dead_on:
-                    routable.extend([p for p in part.pids if p not in dead])
-                else:
-                    routable.extend(part.pids)
-            entry.routable = routable
-        else:
-            entry.routable = entry.members
+    def _refresh(self, entry: Group) -> Sequence[Pid]:
+        routable = entry.routable_view(self._unroutable, self._dead)
+        entry.routable = routable
         entry.version = self._route_version
+        return routable
 
     # -- routability ------------------------------------------------------------
 
@@ -334,12 +329,34 @@ class GroupTable:
         (scope, group, pid, join count), or only in ``scope`` when given
         (other scopes untouched). The view is replaced wholesale, never
         merged: a re-sync cannot resurrect a group the node left."""
-        wanted: dict[Key, dict[Pid, int]] = {}
+        wanted: dict[Key, dict[int, dict[int, int]]] = {}
         for in_scope, group, pid, count in entries:
             if pid.node != node or count <= 0 or (scope is not None and in_scope != scope):
                 continue
-            slot = wanted.setdefault((in_scope, group), {})
-            slot[pid] = slot.get(pid, 0) + count
+            slot = wanted.setdefault((in_scope, group), {}).setdefault(pid.creation, {})
+            slot[pid.serial] = slot.get(pid.serial, 0) + count
+        return self._replace(node, wanted, reason, scope)
+
+    def replace_node_buckets(
+        self, node: str, buckets: Iterable[tuple[str, Hashable, int, Mapping[int, int]]],
+        reason: Reason, scope: str | None = None,
+    ) -> list[MembershipEvent]:
+        """:meth:`replace_node` from the store's buckets: (scope, group,
+        creation, serial -> join count > 0), with no pid built per member."""
+        wanted: dict[Key, dict[int, dict[int, int]]] = {}
+        for in_scope, group, creation, counts in buckets:
+            if scope is not None and in_scope != scope:
+                continue
+            slot = wanted.setdefault((in_scope, group), {}).setdefault(creation, {})
+            if slot:
+                for serial, count in counts.items():
+                    slot[serial] = slot.get(serial, 0) + count
+            else:
+                slot.update(counts.items())
+        return self._replace(node, wanted, reason, scope)
+
+    def _replace(self, node: str, wanted: dict[Key, dict[int, dict[int, int]]],
+                 reason: Reason, scope: str | None) -> list[MembershipEvent]:
         # Only this node's groups and joins are walked (the _nodes index): a
         # peer's arrival, restart or departure costs what it owns, not the table.
         held = self._nodes.get(node, {})
@@ -350,34 +367,71 @@ class GroupTable:
         # One leave and one join event per group, not one per pid: replacing
         # a node of thousands of members stays a handful of events.
         events: list[MembershipEvent] = []
-        have: dict[Key, dict[Pid, int]] = {}
+        have: dict[Key, dict[int, dict[int, int]]] = {}
         for key, entry in list(held.items()):
             if scope is not None and key[0] != scope:
                 continue  # another scope: untouched
-            if key not in wanted:  # the whole part goes, in one step
+            want = wanted.get(key)
+            if want is None:  # the whole part goes, in one step
                 gone = entry.drop_node(node)
                 self._forget_part(entry, node, gone)
                 self._removed(entry, gone)
                 events.append(MembershipEvent(scope=key[0], group=key[1], kind="leave",
                                               pids=tuple(gone), reason=reason))
                 continue
-            counts: dict[Pid, int] = {}
-            for pid in entry.parts[node].pids:
-                counts[pid] = counts.get(pid, 0) + 1
-            have[key] = counts
-            want = wanted[key]
-            extra = [pid for pid, n in counts.items() for _ in range(n - want.get(pid, 0))]
+            had: dict[int, dict[int, int]] = {}
+            have[key] = had
+            extra: list[Pid] = []
+            part = entry.parts.get(node)
+            while part is not None:
+                counts: dict[int, int] = {}
+                for serial in part.serials:
+                    counts[serial] = counts.get(serial, 0) + 1
+                had[part.creation] = counts
+                wants = want.get(part.creation, {})
+                for serial, n in counts.items():
+                    if n > wants.get(serial, 0):
+                        extra.extend(make_pids(node, part.creation,
+                                               repeat(serial, n - wants.get(serial, 0))))
+                part = part.next
             if extra:
                 events.extend(self.leave(key[0], key[1], extra, reason)[0])
-        for (in_scope, group), want in wanted.items():
-            had = have.get((in_scope, group), {})
-            missing = [pid for pid, n in want.items() for _ in range(n - had.get(pid, 0))]
-            if missing:
-                events.extend(self.join(in_scope, group, missing))
+        for key, want in wanted.items():
+            held_now = have.get(key, {})
+            batches: list[tuple[int, list[int]]] = []
+            for creation, wants in want.items():
+                counts = held_now.get(creation, {})
+                serials = list(chain.from_iterable(map(repeat, wants, wants.values())) if not counts
+                               else (s for s, n in wants.items()
+                                     for _ in range(n - counts.get(s, 0))))
+                if serials:
+                    batches.append((creation, serials))
+            if batches:
+                events.append(self._join_batches(key, node, batches))
         for pid in marked:
             if pid not in self._dead:
                 self.mark_dead(pid)
         return events
+
+    def _join_batches(self, key: Key, node: str,
+                      batches: list[tuple[int, list[int]]]) -> MembershipEvent:
+        """Join ``node``'s serials (creation, serials) to ``key``'s group:
+        :meth:`join` without a pid per member stored or grouped."""
+        added = tuple(chain.from_iterable(make_pids(node, creation, serials)
+                                          for creation, serials in batches))
+        if node == self.node:
+            return self.join(key[0], key[1], added)[0]
+        groups = self._scopes.setdefault(key[0], {})
+        entry = groups.get(key[1])
+        if entry is None:
+            entry = groups[key[1]] = Group(key)
+        new = False
+        for creation, serials in batches:
+            new = entry.add_serials(node, creation, serials) or new
+        if new:
+            self._nodes.setdefault(node, {})[entry.key] = entry
+        entry.routable = None
+        return MembershipEvent(scope=key[0], group=key[1], kind="join", pids=added)
 
     # -- index upkeep -----------------------------------------------------------
 
@@ -418,7 +472,7 @@ class GroupTable:
 
     def _removed(self, entry: Group, gone: list[Pid]) -> None:
         entry.routable = None
-        if not entry.members:
+        if not entry.serials:
             scope, group = entry.key
             groups = self._scopes[scope]
             del groups[group]

@@ -54,7 +54,7 @@ from shoal.pid import Pid
 from shoal.runtime.node_info import parse_info
 from shoal.runtime.outages import store_backoff
 from shoal.runtime.peers import PeerInfo, drop_stale
-from shoal.runtime.resync import NodeEntries, Slicer, read_members, read_nodes
+from shoal.runtime.resync import NodeEntries, Slicer, bucket_counts, read_members, read_nodes
 from shoal.store.base import Changes, Entry, Event, Snapshot, Store
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ class Following:
         self.cluster = cluster  # incarnations and routability: written here only
         self.remote = remote
         self.feed = feed  # other nodes' changes go out through it (local=False)
-        # Invariant: node -> {member key seen in the store -> (its parts, serial -> count)},
+        # Invariant: node -> {member key seen in the store -> its Bucket record},
         # for every other node's non-empty buckets of followed scopes, whatever their
         # incarnation (Rule 2).
         self.entries: NodeEntries = {}
@@ -279,25 +279,23 @@ class Following:
                     key, value, revision):
                 foreign.append(key)
             return
-        counts: Mapping[int, int] = {}
-        if value is not None:
-            decoded = decode_members(parsed.bucket, value)
-            if decoded is None:
-                log.warning("ignoring malformed membership value for %r", key)
-                return
-            counts = decoded
+        decoded = decode_members(parsed.bucket, value) if value is not None else None
+        if value is not None and decoded is None:
+            log.warning("ignoring malformed membership value for %r", key)
+            return
+        counts: Mapping[int, int] = decoded or {}
         held = self.entries.get(node)
         old = held.pop(key, None) if held is not None else None
-        if counts:
+        if decoded:
             if held is None:
                 held = self.entries[node] = {}
-            held[key] = (parsed, counts)
+            held[key] = (parsed.creation, parsed.scope, parsed.group, *decoded.raw())
         elif held is not None and not held:
             del self.entries[node]
         peer = self.cluster.peer(node)
         if peer is None or peer.creation != parsed.creation:
             return  # not the current incarnation: kept aside until it is
-        before: Mapping[int, int] = old[1] if old is not None else {}
+        before: Mapping[int, int] = bucket_counts(old) if old is not None else {}
         creation = parsed.creation
         joined: list[Pid] = []
         left: list[Pid] = []
@@ -356,7 +354,7 @@ class Following:
         held = self.entries.get(name)
         if held is None:
             return
-        kept = {k: v for k, v in held.items() if v[0].creation > creation}
+        kept = {k: v for k, v in held.items() if v[0] > creation}
         if kept:
             self.entries[name] = kept
         else:
@@ -367,11 +365,11 @@ class Following:
         in ``scope`` only (a scope's re-sync costs that scope, not all)."""
         peer = self.cluster.peer(name)
         creation = peer.creation if peer is not None else None
-        wanted = [(parts.scope, parts.group, Pid(name, creation, serial), count)
-                  for parts, counts in self.entries.get(name, {}).values()
-                  if parts.creation == creation and (scope is None or parts.scope == scope)
-                  for serial, count in counts.items()]
-        self.feed.publish(self.table.replace_node(name, wanted, NODEDOWN, scope), local=False)
+        wanted = [(bucket[1], bucket[2], creation, bucket_counts(bucket))
+                  for bucket in self.entries.get(name, {}).values()
+                  if bucket[0] == creation and (scope is None or bucket[1] == scope)]
+        self.feed.publish(self.table.replace_node_buckets(name, wanted, NODEDOWN, scope),
+                          local=False)
 
     # -- re-syncs (Rule 3) --------------------------------------------------------------
 

@@ -28,22 +28,32 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from shoal.membership.keys import MemberKey, decode_members, parse_member_key
+from shoal.membership.keys import Members, decode_members, parse_member_key
 from shoal.runtime.node_info import parse_info
 from shoal.runtime.peers import PeerInfo
 from shoal.store.base import Entry, Snapshot
 
-__all__ = ["SLICE", "MembersView", "NodeEntries", "NodesView", "Slicer", "read_members",
-           "read_nodes"]
+__all__ = ["SLICE", "Bucket", "MembersView", "NodeEntries", "NodesView", "Slicer",
+           "bucket_counts", "read_members", "read_nodes"]
 
 # Seconds of work before yielding to the event loop. 20 ms slices left
 # 40-60 ms gaps on a loaded host (bench/scale.py); 5 ms none over 30 ms.
 SLICE = 0.005
 
-NodeEntries = dict[str, dict[str, tuple[MemberKey, Mapping[int, int]]]]
+Bucket = tuple[int, str, str, int, bytes, tuple[int, ...] | None]
+"""One member bucket as a node keeps it: ``(creation, scope, group, *Members.raw())``.
+An exact tuple of atomic values, which CPython's collector untracks: a node
+following 1M members keeps ~16,000 of them, and as a ``MemberKey``, a
+``Members`` and the tuple pairing them they were 48,000 tracked objects for
+every full collection to walk (docs/scale.md)."""
+NodeEntries = dict[str, dict[str, Bucket]]
+
+
+def bucket_counts(bucket: Bucket) -> Members:
+    """serial -> join count of a kept bucket."""
+    return Members(bucket[3], bucket[4], bucket[5])
 
 
 class Slicer:
@@ -83,7 +93,7 @@ class MembersView:
 
     Attributes:
         entries: every other node's non-empty member buckets: node ->
-            {key -> (its parts, serial -> count)}.
+            {key -> :data:`Bucket`}.
         own: our own incarnation's member keys -> (value, revision).
     """
 
@@ -120,5 +130,6 @@ async def read_members(snapshot: Snapshot, name: str, creation: int,
             continue
         counts = decode_members(parsed.bucket, entry.value)
         if counts:
-            view.entries.setdefault(parsed.node, {})[key] = (parsed, counts)
+            view.entries.setdefault(parsed.node, {})[key] = (
+                parsed.creation, parsed.scope, parsed.group, *counts.raw())
     return view

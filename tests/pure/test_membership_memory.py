@@ -1,14 +1,19 @@
-"""What a remote membership costs the table: its pid and three slots.
+"""What a remote membership costs the table: a few array slots, and no
+object the garbage collector tracks.
 
 A node seeing a large cluster holds every remote member; with a per-group
 dict of positions and a per-pid index of groups that was ~160 bytes per
 member besides the pid itself (~540 bytes a member in all, five times
-Erlang's pg). bench/memory.py measures the whole path; this checks the
-table's share stays what its layout promises (``_group.py``).
+Erlang's pg). A stored ``Pid`` (a tuple subclass, which CPython never
+untracks) also made each member a tracked object: a full collection walked
+all of them, a 113 ms stall at 1M members (docs/scale.md). bench/memory.py
+and bench/scale.py measure the whole path; this checks the table's share
+stays what its layout promises (``_group.py``).
 """
 
 from __future__ import annotations
 
+import gc
 import tracemalloc
 
 from shoal.membership.table import GroupTable
@@ -27,7 +32,7 @@ def _growth(table: GroupTable, joins: list[tuple[str, list[Pid]]]) -> int:
         tracemalloc.stop()
 
 
-def test_a_remote_member_costs_the_table_three_slots_beside_its_pid() -> None:
+def test_a_remote_member_costs_the_table_a_few_array_slots() -> None:
     # 20 nodes x 500 members of one group, joined a bucket (64) at a time
     # as the replication applies them; the pids exist before (they are the
     # replication's), so what is measured is the table's own memory.
@@ -36,5 +41,44 @@ def test_a_remote_member_costs_the_table_three_slots_beside_its_pid() -> None:
     table = GroupTable("observer")
     per_member = _growth(table, joins) / len(pids)
     assert len(table.members("default", "g")) == len(pids)
-    assert per_member < 40, per_member  # members, the node's part, its positions: 8 B each
+    assert per_member < 40, per_member  # flat serial and owner, the part's serial and position
 
+
+
+def _tracked_growth(per_node: int) -> tuple[int, GroupTable]:
+    """Tracked objects a table of 20 remote nodes x ``per_node`` members adds,
+    its members joined a bucket at a time and re-synced, as the replication does."""
+    table = GroupTable("observer")
+    gc.collect()
+    before = len(gc.get_objects())
+    for n in range(20):
+        pids = [Pid(f"peer{n:02d}", 1000 + n, s) for s in range(1, per_node + 1)]
+        for i in range(0, per_node, 64):
+            table.join("default", "g", pids[i:i + 64])
+        del pids
+    for n in range(20, 30):  # ten more nodes arrive through a re-sync
+        table.replace_node_buckets(f"peer{n}", [
+            ("default", "h", 1000 + n, dict.fromkeys(range(1, per_node + 1), 1))], "nodedown")
+    table.route("default", "g")
+    gc.collect()
+    return len(gc.get_objects()) - before, table
+
+
+def test_remote_members_add_no_object_the_garbage_collector_tracks() -> None:
+    small, _ = _tracked_growth(64)
+    large, table = _tracked_growth(6400)  # 192,000 joins instead of 1,920
+    assert large - small <= 8, (small, large)  # one Pid per member was +190,000
+    # Pids are built where they are read: every API still hands out Pid objects.
+    members = table.members("default", "g")
+    routable, _ = table.route("default", "g")
+    assert len(members) == len(routable) == 20 * 6400
+    assert type(members[0]) is Pid and type(routable[len(routable) - 1]) is Pid
+    assert sorted(members) == sorted(routable)
+    assert table.members("default", "h") == [Pid(f"peer{n}", 1000 + n, s)
+                                             for n in range(20, 30) for s in range(1, 6401)]
+    events = table.replace_node("peer20", [("default", "g", Pid("peer20", 1020, 7), 1)],
+                                "nodedown")
+    assert [(e.kind, e.group, len(e.pids)) for e in events] == [
+        ("leave", "h", 6400), ("join", "g", 1)]
+    assert all(type(p) is Pid for e in events for p in e.pids)
+    assert {type(p) for p in table.pids_on("peer01")} == {Pid}
