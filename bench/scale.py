@@ -34,9 +34,15 @@ Prints ``name: value`` lines:
   host). ``resync_1m_max_block_ms_gc_frozen`` (and ``_cpu_``) is the same
   start with the collector paused around ``start()`` and ``gc.freeze()``
   called before it resumes (the recipe in docs/scale.md), watched 0.2 s
-  longer; ``resync_1m_s`` is the whole re-sync.
+  longer; ``resync_1m_s`` is the whole re-sync (``resync_1m_cpu_s`` in
+  this process's CPU time).
+- ``resync_1m_100_groups_s`` (``_cpu_s``, ``_max_block_ms``,
+  ``_max_block_cpu_ms``): the same start-up when each node's 1,000 members
+  are in 100 groups of 10 (100 keys per node instead of 16: the model's
+  "100 groups" layout).
 - ``gc_full_collection_1m_ms``: one ``gc.collect()`` with that table held
-  (every ``Pid`` is a tracked object: a tuple subclass is never untracked).
+  (the table holds no object per member; this process also holds the
+  in-memory store's keys, which a node on etcd does not).
 - ``resync_1m_running_max_block_ms`` (and ``_cpu_``): a running node's
   whole re-sync of the 1M table, as when its watch falls behind a
   compaction (the store compacted past a change it had not read yet);
@@ -172,25 +178,29 @@ def _peer(n: int) -> tuple[str, int]:
     return f"peer{n:04d}", 1000 + n
 
 
-def _node_ops(n: int, per_node: int) -> list[Put]:
+def _node_ops(n: int, per_node: int, groups: int = 1) -> list[Put]:
+    """Node ``n``'s record and its members 1..per_node, in ``groups`` groups
+    ("g" alone, or "g0".. each of consecutive serials), 64-member buckets."""
     name, creation = _peer(n)
     ops = [Put(key=f"nodes/{name}",
                value=node_info(name, creation, 30.0, "127.0.0.1", 9, as_given=True))]
-    for bucket in range(per_node // BUCKET_SIZE + (per_node % BUCKET_SIZE > 0)):
-        first = bucket * BUCKET_SIZE
-        counts = {s: 1 for s in range(max(first, 1), min(first + BUCKET_SIZE, per_node + 1))}
-        if counts:
-            ops.append(Put(key=member_key(name, creation, "default", "g", bucket),
-                           value=encode_members(bucket, counts)))
+    per_group = per_node // groups
+    for g in range(groups):
+        group = "g" if groups == 1 else f"g{g}"
+        buckets: dict[int, dict[int, int]] = {}
+        for serial in range(1 + g * per_group, 1 + (g + 1) * per_group):
+            buckets.setdefault(serial // BUCKET_SIZE, {})[serial] = 1
+        ops += [Put(key=member_key(name, creation, "default", group, bucket),
+                    value=encode_members(bucket, counts)) for bucket, counts in buckets.items()]
     return ops
 
 
-async def _seed(store: MemoryStore, nodes: int, per_node: int) -> Session:
+async def _seed(store: MemoryStore, nodes: int, per_node: int, groups: int = 1) -> Session:
     session = await store.open_session("seeder", node_info(
         "seeder", 1, 3600.0, "127.0.0.1", 9, as_given=True), 3600.0)
     batch: list[Put] = []
     for n in range(nodes):
-        batch += _node_ops(n, per_node)
+        batch += _node_ops(n, per_node, groups)
         if len(batch) >= 512:
             await session.apply(batch)
             batch = []
@@ -237,7 +247,7 @@ async def measure_table(nodes: int, per_node: int, *, freeze_gc: bool) -> dict[s
     if freeze_gc:
         gc.disable()
     ticker = LoopStalls()
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     try:
         node = shoal.Node("observer", store=store, listen=None, secret=SECRET)
         await node.start()
@@ -246,6 +256,7 @@ async def measure_table(nodes: int, per_node: int, *, freeze_gc: bool) -> dict[s
             gc.freeze()
             gc.enable()
     figures["resync_s"] = time.perf_counter() - began
+    figures["resync_cpu_s"] = time.process_time() - cpu
     if freeze_gc:
         await asyncio.sleep(0.2)  # a collection put off by the pause would show here
     figures["resync_max_block_ms"] = await ticker.stop() * 1000
@@ -297,6 +308,31 @@ async def measure_table(nodes: int, per_node: int, *, freeze_gc: bool) -> dict[s
     return figures
 
 
+async def measure_startup(nodes: int, per_node: int, groups: int) -> dict[str, float]:
+    """A node's start-up re-sync of ``nodes x per_node`` members in ``groups``
+    groups per node (100: ten members per group and node, 100 keys per node):
+    the whole re-sync, and the longest loop stall during it."""
+    store = MemoryStore()
+    seeder = await _seed(store, nodes, per_node, groups)
+    gc.collect()
+    ticker = LoopStalls()
+    began, cpu = time.perf_counter(), time.process_time()
+    node = shoal.Node("observer", store=store, listen=None, secret=SECRET)
+    try:
+        await node.start()
+        figures = {"resync_s": time.perf_counter() - began,
+                   "resync_cpu_s": time.process_time() - cpu,
+                   "resync_max_block_ms": await ticker.stop() * 1000,
+                   "resync_max_block_cpu_ms": ticker.longest_cpu * 1000}
+        assert len(node.groups.get_members("g0" if groups > 1 else "g")) == (
+            nodes * (per_node // groups))
+    finally:
+        await node.stop()
+        await seeder.close()
+        await store.close()
+    return figures
+
+
 # -- idle CPU with 50 peers ------------------------------------------------------------
 
 
@@ -337,6 +373,7 @@ async def main_async(args: argparse.Namespace) -> None:
     emit("resync_1m_max_block_cpu_ms", table["resync_max_block_cpu_ms"],
          "ms (the same stall counted in CPU time: without the host's load)")
     emit("resync_1m_s", table["resync_s"], "s")
+    emit("resync_1m_cpu_s", table["resync_cpu_s"], "s (the same in this process's CPU time)")
     emit("apply_bucket64_1m_us", table["apply_bucket64_us"], "us")
     emit("node_removal_1m_ms", table["node_removal_ms"], "ms")
     emit("gc_full_collection_1m_ms", table["gc_full_collection_ms"], "ms")
@@ -344,6 +381,12 @@ async def main_async(args: argparse.Namespace) -> None:
         emit(f"resync_1m_{name}_max_block_ms", table[f"resync_{name}_max_block_ms"], "ms")
         emit(f"resync_1m_{name}_max_block_cpu_ms", table[f"resync_{name}_max_block_cpu_ms"],
              "ms")
+    gc.collect()
+    spread = await measure_startup(args.nodes, args.per_node, 100)
+    emit("resync_1m_100_groups_s", spread["resync_s"], "s (100 groups per node: 100 keys)")
+    emit("resync_1m_100_groups_cpu_s", spread["resync_cpu_s"], "s")
+    emit("resync_1m_100_groups_max_block_ms", spread["resync_max_block_ms"], "ms")
+    emit("resync_1m_100_groups_max_block_cpu_ms", spread["resync_max_block_cpu_ms"], "ms")
     gc.collect()
     frozen = await measure_table(args.nodes, args.per_node, freeze_gc=True)
     emit("resync_1m_max_block_ms_gc_frozen", frozen["resync_max_block_ms"], "ms")
