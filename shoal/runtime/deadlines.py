@@ -17,10 +17,18 @@ Rules:
 - Rule 2 (bounded lateness): a call is failed at most two ticks after its
   deadline; ``tick`` is 1/200 of the timeout, between 1 ms and 25 ms (a 5 s
   call times out at most 50 ms late, a 200 ms call at most 2 ms late).
-- Rule 3 (bounded memory): closing a generation drops the calls already
-  answered, so what is kept is the calls in flight plus one tick of new ones.
+- Rule 3 (bounded memory): a generation is a dict future -> target that
+  :meth:`Deadlines.add` returns; a caller that stops waiting removes its
+  entry at once (``calls.pop(future, None)``), and closing a generation
+  drops what is answered and was not removed, so what is kept is the calls
+  in flight plus one tick of new ones.
 - Rule 4: a bucket's timeout is the caller's timeout rounded *up* to the
   millisecond (rule 1 holds), so computed timeouts share buckets.
+- Rule 5 (nothing kept after the answer): the hot paths remove their entry
+  when the call ends, so an answered call's future is freed then, not a
+  tick later. Kept until the tick, every call's future and entry outlived
+  the cyclic collector's young generation and were promoted, and the
+  collections they caused cost a local call as much as a tenth of its time.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from collections import deque
 from typing import Any
 
 from shoal.errors import CallTimeout
+from shoal.runtime.checks import MAX_TIMEOUT
 
 __all__ = ["Deadlines"]
 
@@ -45,10 +54,13 @@ class _Bucket:
         self.key = key
         self.timeout = key / 1000
         self.tick = min(max(self.timeout / 200, _MIN_TICK), _MAX_TICK)
-        # Invariant: calls made since the last tick, answered or not.
-        self.current: list[tuple[asyncio.Future[Any], Any]] = []
-        # Invariant: (close time, calls pending at close), oldest first.
-        self.generations: deque[tuple[float, list[tuple[asyncio.Future[Any], Any]]]] = deque()
+        # Invariant: calls made since the last tick (future -> target), less
+        # those their callers removed; answered ones may remain until the tick.
+        self.current: dict[asyncio.Future[Any], Any] = {}
+        # Invariant: (close time, calls pending at close), oldest first; a
+        # generation's dict is the one its calls were added to (callers
+        # remove their entries from it as they end), never empty at close.
+        self.generations: deque[tuple[float, dict[asyncio.Future[Any], Any]]] = deque()
         # Invariant: armed iff current or generations is non-empty.
         self.timer: asyncio.TimerHandle | None = None
 
@@ -61,22 +73,30 @@ class Deadlines:
         self._loop: asyncio.AbstractEventLoop
         self._buckets: dict[int, _Bucket] = {}
         # A cache from the exact timeout to its bucket, so the hot path skips
-        # the rounding. Invariant: every value is in _buckets.
+        # the rounding (and the check: every key is a timeout that passed
+        # check_timeout, a float in (0, MAX_TIMEOUT]). Invariant: every value
+        # is in _buckets, and armed.
         self.by_timeout: dict[float, _Bucket] = {}
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Run the timers on ``loop`` (the node's, when it starts)."""
         self._loop = loop
 
-    def add(self, future: asyncio.Future[Any], timeout: float, target: Any) -> None:
+    def add(self, future: asyncio.Future[Any], timeout: float,
+            target: Any) -> dict[asyncio.Future[Any], Any]:
         """Fail ``future`` with ``CallTimeout(target, timeout)`` unless it is
-        done within ``timeout`` seconds (see the rules for the precision)."""
+        done within ``timeout`` seconds (see the rules for the precision).
+
+        Returns the generation it joined: the caller removes ``future`` from
+        it when it stops waiting (Rule 5), else the tick drops it."""
         bucket = self.by_timeout.get(timeout)
         if bucket is None:
             bucket = self._bucket(timeout)
-        bucket.current.append((future, target))
+        calls = bucket.current
+        calls[future] = target
         if bucket.timer is None:
             bucket.timer = self._loop.call_later(bucket.tick, self._tick, bucket)
+        return calls
 
     def _bucket(self, timeout: float) -> _Bucket:
         key = max(1, math.ceil(timeout * 1000))
@@ -85,21 +105,25 @@ class Deadlines:
             bucket = self._buckets[key] = _Bucket(key)
         if len(self.by_timeout) > 1024:
             self.by_timeout.clear()  # computed timeouts (retries) must not pile up
-        self.by_timeout[timeout] = bucket
+        if type(timeout) is float and 0 < timeout <= MAX_TIMEOUT:  # the cache's invariant
+            self.by_timeout[timeout] = bucket
         return bucket
 
     def _tick(self, bucket: _Bucket) -> None:
         now = self._loop.time()
-        if bucket.current:
-            live = [entry for entry in bucket.current if not entry[0].done()]
-            bucket.current = []
-            if live:
-                bucket.generations.append((now, live))
+        calls = bucket.current
+        if calls:
+            bucket.current = {}
+            answered = [future for future in calls if future.done()]
+            for future in answered:
+                del calls[future]
+            if calls:
+                bucket.generations.append((now, calls))
         generations = bucket.generations
         timeout = bucket.timeout
         while generations and generations[0][0] + timeout <= now:
-            _, entries = generations.popleft()
-            for future, target in entries:
+            _, calls = generations.popleft()
+            for future, target in list(calls.items()):
                 if not future.done():
                     future.set_exception(CallTimeout(target, timeout))
         if generations:

@@ -42,7 +42,7 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from shoal.errors import BadArgument, NodeDown, NoSuchProcess
+from shoal.errors import BadArgument, NodeDown, NoSuchProcess, Overloaded
 from shoal.pid import Global, Pid
 from shoal.runtime.checks import MAX_TIMEOUT, check_pid, check_timeout
 from shoal.runtime.counters import LOCAL, NOPROC, OK, REMOTE, Counters, outcome_of
@@ -51,6 +51,7 @@ from shoal.runtime.process import (
     CALL,
     CAST,
     INFO,
+    RUNNING,
     SYSTEM,
     Behaviour,
     Caller,
@@ -77,6 +78,10 @@ class CodeChange(NamedTuple):
 
     async def __call__(self, server: Behaviour) -> None:
         await server.code_change(self.old_version, self.extra)
+
+
+# Builds a Caller without running its __init__ (see Messaging.call).
+_new_caller = object.__new__
 
 
 class Messaging:
@@ -200,22 +205,49 @@ class Messaging:
                 raise
             self.counters.observe(REMOTE, OK, perf_counter() - started)
             return value
-        if type(timeout) is not float:
-            timeout = check_timeout(timeout)
-        elif not 0 < timeout <= MAX_TIMEOUT:
-            check_timeout(timeout)
+        # A timeout with an armed bucket was checked when the bucket was made
+        # (Deadlines.by_timeout holds checked timeouts only): the common case.
+        bucket = self._deadlines.by_timeout.get(timeout) if type(timeout) is float else None
+        if bucket is None or bucket.timer is None:
+            bucket = None
+            if type(timeout) is not float:
+                timeout = check_timeout(timeout)
+            elif not 0 < timeout <= MAX_TIMEOUT:
+                check_timeout(timeout)
         future: asyncio.Future[Any] = self._loop.create_future()
         me = current_process.get()
         try:
-            caller = Caller(me.pid if me is not None else None, future, timeout)
-            proc.deliver(CALL, request, caller)
+            # Process.deliver, inlined (the hot path; keep the two in step).
+            if proc.state > RUNNING:
+                raise NoSuchProcess(pid)
+            mailbox = proc.mailbox
+            limit = proc.limit
+            if limit is not None and len(mailbox) >= limit:
+                raise Overloaded(pid, limit)
+            # Caller(pid, future, timeout) without the call to its __init__
+            # (a frame entered from C: ~600 instructions, a fifth of what the
+            # call adds to the bare actor's). Every slot is set here.
+            caller = _new_caller(Caller)
+            caller.pid = me.pid if me is not None else None
+            caller.answer = future
+            caller.timeout = timeout
+            mailbox.append((CALL, request, caller))
+            waiter = proc.waiter
+            if waiter is not None:
+                proc.waiter = None
+                if not waiter.done():
+                    waiter.set_result(None)
             # Deadlines.add, inlined for the common case of an armed bucket.
-            bucket = self._deadlines.by_timeout.get(timeout)
-            if bucket is not None and bucket.timer is not None:
-                bucket.current.append((future, pid))
+            if bucket is not None:
+                calls = bucket.current
+                calls[future] = pid
             else:
-                self._deadlines.add(future, timeout, pid)
-            result = await future
+                calls = self._deadlines.add(future, timeout, pid)
+            try:
+                result = await future
+            finally:
+                # Freed now, not at the deadline's next tick (deadlines.py Rule 5).
+                calls.pop(future, None)
         except Exception as exc:
             self.counters.failed(LOCAL, exc)
             raise

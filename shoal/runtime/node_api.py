@@ -104,8 +104,13 @@ class NodeAPI:
 
     def call(self, pid: Pid | str | Global, request: Any,
              timeout: float = DEFAULT_TIMEOUT) -> Coroutine[Any, Any, Any]:
-        """See :meth:`Messaging.call <shoal.runtime.messaging.Messaging.call>`; await it."""
-        return self._messaging.call(pid, request, timeout)  # no frame of its own: the hot path
+        """See :meth:`Messaging.call <shoal.runtime.messaging.Messaging.call>`; await it.
+
+        A node's ``call`` attribute is that method itself (bound in
+        ``Node.__init__``, so a call pays no frame of this one); this
+        definition is what the class documents and what ``NodeAPI.call``
+        runs when reached through the class."""
+        return self._messaging.call(pid, request, timeout)
 
     def cast(self, pid: Pid | str | Global, request: Any) -> None:
         """See :meth:`Messaging.cast <shoal.runtime.messaging.Messaging.cast>`."""

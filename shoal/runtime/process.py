@@ -138,7 +138,6 @@ class Process:
 
     __slots__ = (
         "_idle",
-        "_waiter",
         "backlog",
         "brutal",
         "current",
@@ -159,6 +158,7 @@ class Process:
         "state",
         "task",
         "trap_exit",
+        "waiter",
     )
 
     def __init__(
@@ -180,7 +180,9 @@ class Process:
         # Invariant: holds (kind, payload, caller) tuples; len <= limit for
         # calls, casts and sends when limit is set (notices may exceed it).
         self.mailbox: deque[tuple[int, Any, Caller | None]] = deque()
-        self._waiter: asyncio.Future[None] | None = None
+        # Invariant: the loop's wake-up future while it waits for mail (set
+        # by the loop, cleared by whoever wakes it), else None.
+        self.waiter: asyncio.Future[None] | None = None
         self._idle: asyncio.Future[None] | None = None
         self.limit = limit
         self.backlog = 0  # >= 0: requests held beyond the mailbox (GenServer.backlog)
@@ -222,6 +224,9 @@ class Process:
     def deliver(self, kind: int, payload: Any, caller: Caller | None) -> None:
         """Queue a call, cast or send; bounded by ``limit``.
 
+        ``Messaging.call`` does the same for a local call, inlined (the hot
+        path): keep the two in step (``tests/runtime/test_mailbox.py``).
+
         Raises:
             NoSuchProcess: the process is exiting or dead.
             Overloaded: the mailbox is full.
@@ -232,17 +237,17 @@ class Process:
         if limit is not None and len(self.mailbox) >= limit:
             raise Overloaded(self.pid, limit)
         self.mailbox.append((kind, payload, caller))
-        waiter = self._waiter
+        waiter = self.waiter
         if waiter is not None:
-            self._waiter = None
+            self.waiter = None
             if not waiter.done():
                 waiter.set_result(None)
 
     def wake(self) -> None:
         """Wake the loop after appending to the mailbox directly."""
-        waiter = self._waiter
+        waiter = self.waiter
         if waiter is not None:
-            self._waiter = None
+            self.waiter = None
             if not waiter.done():
                 waiter.set_result(None)
 
@@ -251,17 +256,13 @@ class Process:
         if self.state > RUNNING:
             return
         self.mailbox.append((INFO, message, None))
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        self.wake()
 
     def wait_idle(self) -> asyncio.Future[None] | None:
         """A future resolved when the mailbox is empty and no hook runs, or
         None if that is already so (or the process is not running)."""
         if self.state != RUNNING or (not self.mailbox and self.current is None
-                                     and self._waiter is not None):
+                                     and self.waiter is not None):
             return None
         if self._idle is None:
             self._idle = asyncio.get_running_loop().create_future()
@@ -352,7 +353,7 @@ class Process:
                     # not keep its last request, Caller, future and reply alive
                     # until the next message arrives.
                     payload = caller = future = result = None
-                    self._waiter = waiter = loop.create_future()
+                    self.waiter = waiter = loop.create_future()
                     await waiter
                     continue
                 kind, payload, caller = popleft()

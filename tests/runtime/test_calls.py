@@ -29,6 +29,33 @@ async def test_caller_pid_names_the_calling_process(node: shoal.Node) -> None:
     assert seen == caller
 
 
+async def test_the_caller_of_a_local_call_has_every_attribute(node: shoal.Node) -> None:
+    pid = await node.spawn(Probe)
+
+    def look(server: Probe, caller: shoal.Caller) -> Any:
+        assert all(hasattr(caller, name) for name in shoal.Caller.__slots__)
+        return caller.pid, caller.timeout, caller.gave_up, repr(caller)
+
+    assert await node.call(pid, look, timeout=2.5) == (None, 2.5, False, "<Caller from None>")
+    assert await node.call(pid, look, timeout=3) == (None, 3.0, False, "<Caller from None>")
+
+
+async def test_an_answered_call_keeps_nothing_of_it_alive(node: shoal.Node) -> None:
+    class Payload:
+        pass
+
+    pid = await node.spawn(Probe)
+    reply = await node.call(pid, lambda server, caller: Payload())
+    gone = weakref.ref(reply)
+    del reply
+    # One loop turn: the event loop's handle that resumed this task holds
+    # the call's future until the turn ends (asyncio's, not shoal's).
+    await asyncio.sleep(0)
+    # Freed then, not when the deadlines next tick (deadlines.py Rule 5):
+    # no cycle holds it, so no collection is needed.
+    assert gone() is None
+
+
 async def test_deferred_reply_from_handle_info(node: shoal.Node) -> None:
     pid = await node.spawn(Probe)
 
