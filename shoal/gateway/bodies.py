@@ -29,6 +29,8 @@ __all__ = ["JSON", "MSGPACK", "decode", "encode", "reply_format", "request_forma
 JSON: Final = "application/json"
 MSGPACK: Final = "application/msgpack"
 _MSGPACK_ALIASES: Final = frozenset({MSGPACK, "application/x-msgpack", "application/vnd.msgpack"})
+_JSON_ENCODER: Final = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+"""One encoder for every reply (``json.dumps`` with options builds one per call)."""
 
 
 def request_format(request: web.Request) -> str:
@@ -50,7 +52,10 @@ def request_format(request: web.Request) -> str:
 
 def reply_format(request: web.Request, given: str) -> str:
     """Rule 2: the format to answer in, ``given`` the request's."""
-    accept = request.headers.get("Accept")
+    return _reply_format(request.headers.get("Accept"), given)
+
+
+def _reply_format(accept: str | None, given: str) -> str:
     if not accept:
         return given
     other = MSGPACK if given == JSON else JSON
@@ -88,8 +93,7 @@ def encode(term: Any, fmt: str, *, msgpack_ok: bool = False) -> tuple[bytes, str
     """
     if fmt == JSON:
         try:
-            return json.dumps(to_json(term), allow_nan=False,
-                              separators=(",", ":")).encode(), JSON
+            return _JSON_ENCODER.encode(to_json(term)).encode(), JSON
         except (GatewayError, ValueError):
             if not msgpack_ok:
                 raise
@@ -102,8 +106,9 @@ def encode(term: Any, fmt: str, *, msgpack_ok: bool = False) -> tuple[bytes, str
 def respond(request: web.Request, term: Any, fmt: str, *, status: int = 200,
             headers: dict[str, str] | None = None) -> web.Response:
     """The answer carrying ``term`` in the format the client asked for."""
-    out = reply_format(request, fmt)
-    msgpack_ok = out == MSGPACK or "msgpack" in request.headers.get("Accept", "")
+    accept = request.headers.get("Accept")
+    out = _reply_format(accept, fmt)
+    msgpack_ok = out == MSGPACK or (accept is not None and "msgpack" in accept)
     body, kind = encode(term, out, msgpack_ok=msgpack_ok)
     return web.Response(status=status, body=body, headers=headers,
                         content_type=kind)

@@ -249,6 +249,11 @@ class GatewayContext:
         # Invariant: the scopes opened through the gateway that the node did
         # not follow before, at most max_scopes (Rule 5).
         self.opened_scopes: set[str] = set()
+        # Invariant: the groups of each scope a request opened and found
+        # loaded (a node follows a scope for as long as it runs), so a
+        # request on it goes straight to them; its keys are admitted scopes,
+        # so it holds at most max_scopes plus those the node followed itself.
+        self._loaded: dict[str, Groups] = {}
         self.token = token
         self.token_problem = token_problem
         self.max_body = max_body
@@ -313,8 +318,11 @@ class GatewayContext:
 
     async def open_scope(self, name: str, timeout: float = 5.0) -> Groups:
         """The node's groups of scope ``name``, loaded (see :meth:`admit_scope`)."""
-        self.admit_scope(name)
-        return await self.node.open_scope(name, timeout)
+        groups = self._loaded.get(name)
+        if groups is None:
+            self.admit_scope(name)
+            groups = self._loaded[name] = await self.node.open_scope(name, timeout)
+        return groups
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
