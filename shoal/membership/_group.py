@@ -128,7 +128,7 @@ class Group:
     def __init__(self, key: Key) -> None:
         self.key = key  # one tuple per group, shared by the table's indexes
         self.serials = array("q")
-        self.owners = array("l")
+        self.owners = array("i")
         self.slots: list[Part] = []
         self.free: list[int] = []
         self.parts: dict[str, Part] = {}
@@ -168,10 +168,20 @@ class Group:
         return i < len(held) and held[i] == serial
 
     def pids(self) -> list[Pid]:
-        """Every member, once per join, in flat order (built now, at C speed)."""
-        heads = [(part.node, part.creation) for part in self.slots]
-        return list(map(_new, repeat(Pid), map(tuple.__add__, map(heads.__getitem__, self.owners),
-                                               zip(self.serials))))
+        """Every member, once per join, node by node: the local node's are
+        the ``local`` objects themselves, every other pid is built now."""
+        local = self.local
+        here = local[0].node if local else None
+        out: list[Pid] = []
+        for node, part in self.parts.items():
+            if node == here:
+                out.extend(local)
+                continue
+            chained: Part | None = part
+            while chained is not None:
+                out.extend(make_pids(node, chained.creation, chained.serials))
+                chained = chained.next
+        return out
 
     def pids_of(self, node: str) -> list[Pid]:
         """``node``'s members, every incarnation, once per join, sorted."""
@@ -195,14 +205,14 @@ class Group:
         if not unroutable and not dead:
             return self.view()
         dead_on = {p.node for p in dead}
-        serials, owners = array("q"), array("l")
+        serials, owners = array("q"), array("i")
         for node, head in self.parts.items():
             part = head if node not in unroutable else None
             while part is not None:
                 kept = part.serials if node not in dead_on else [
                     s for s in part.serials if (node, part.creation, s) not in dead]
                 serials.extend(kept)
-                owners.extend(repeat(part.slot, len(kept)))
+                owners.extend(array("i", (part.slot,)) * len(kept))
                 part = part.next
         return MemberView(serials, owners, self.slots)
 
@@ -244,12 +254,12 @@ class Group:
         batch = sorted(serials)
         flat = self.serials
         start = len(flat)
-        flat.extend(batch)
-        self.owners.extend(repeat(part.slot, len(batch)))
+        flat.fromlist(batch)  # fromlist: a third of extend's time from a list
+        self.owners.extend(array("i", (part.slot,)) * len(batch))
         held, at = part.serials, part.at
         if not held or held[-1] <= batch[0]:  # the usual case: new serials
-            held.extend(batch)
-            at.extend(range(start, start + len(batch)))
+            held.fromlist(batch)
+            at.fromlist(list(range(start, start + len(batch))))
         else:
             for k, serial in enumerate(batch):
                 i = bisect_right(held, serial)

@@ -27,16 +27,16 @@ a join rewrites one bucket of at most 64 offsets (about 70 bytes).
 
 from __future__ import annotations
 
-from collections.abc import ItemsView, Iterator, Mapping
-from itertools import repeat
+from collections.abc import ItemsView, Iterable, Iterator, Mapping
+from itertools import chain, repeat
 from typing import NamedTuple
 from urllib.parse import quote, unquote
 
 import msgpack
 
 __all__ = ["BUCKET_BITS", "BUCKET_SIZE", "LAYOUT", "PREFIX", "MemberKey", "Members",
-           "bucket_of", "decode_members", "encode_members", "member_key", "parse_member_key",
-           "scope_prefix"]
+           "bucket_of", "decode_members", "each_join", "encode_members", "member_key",
+           "merge_counts", "parse_member_key", "scope_prefix"]
 
 BUCKET_BITS = 6
 BUCKET_SIZE = 1 << BUCKET_BITS
@@ -147,6 +147,11 @@ class Members(Mapping[int, int]):
         untracks (a ``Members`` is an object it always tracks)."""
         return self._base, self._offsets, self._joins
 
+    def joined(self) -> Iterator[int]:
+        """Each serial once per join, at C speed."""
+        joins = self._joins
+        return iter(self) if joins is None else chain.from_iterable(map(repeat, self, joins))
+
     def pairs(self) -> Iterator[tuple[int, int]]:
         """(serial, joins) of every member, at C speed."""
         joins = self._joins
@@ -154,6 +159,26 @@ class Members(Mapping[int, int]):
 
     def __repr__(self) -> str:
         return f"Members({dict(self.items())!r})"
+
+
+def merge_counts(maps: Iterable[Mapping[int, int]]) -> dict[int, int]:
+    """serial -> joins summed over ``maps`` (a group's buckets hold distinct
+    serials, so usually merged at C speed)."""
+    out: dict[int, int] = {}
+    for counts in maps:
+        if out.keys().isdisjoint(counts):
+            out.update(counts.items())
+        else:
+            for serial, n in counts.items():
+                out[serial] = out.get(serial, 0) + n
+    return out
+
+
+def each_join(counts: Mapping[int, int]) -> Iterator[int]:
+    """Each serial of ``counts`` once per join."""
+    if isinstance(counts, Members):
+        return counts.joined()
+    return chain.from_iterable(map(repeat, counts, counts.values()))
 
 
 class _Items(ItemsView[int, int]):

@@ -46,6 +46,7 @@ from itertools import chain, repeat
 from typing import Literal
 
 from shoal.membership._group import EMPTY, Group, Key, make_pids
+from shoal.membership.keys import each_join, merge_counts
 from shoal.pid import Pid, Reason
 
 __all__ = ["GroupTable", "MembershipEvent"]
@@ -53,6 +54,8 @@ __all__ = ["GroupTable", "MembershipEvent"]
 LEFT = "left"
 _LIST_MAX = 16
 _Keys = list[tuple[str, Hashable]] | dict[tuple[str, Hashable], int]
+# (scope, group) -> creation -> the serial -> joins maps (store buckets) wanted
+_Wanted = dict[Key, dict[int, list[Mapping[int, int]]]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -329,12 +332,15 @@ class GroupTable:
         (scope, group, pid, join count), or only in ``scope`` when given
         (other scopes untouched). The view is replaced wholesale, never
         merged: a re-sync cannot resurrect a group the node left."""
-        wanted: dict[Key, dict[int, dict[int, int]]] = {}
+        counts: dict[tuple[Key, int], dict[int, int]] = {}
         for in_scope, group, pid, count in entries:
             if pid.node != node or count <= 0 or (scope is not None and in_scope != scope):
                 continue
-            slot = wanted.setdefault((in_scope, group), {}).setdefault(pid.creation, {})
+            slot = counts.setdefault(((in_scope, group), pid.creation), {})
             slot[pid.serial] = slot.get(pid.serial, 0) + count
+        wanted: _Wanted = {}
+        for (key, creation), slot in counts.items():
+            wanted.setdefault(key, {})[creation] = [slot]
         return self._replace(node, wanted, reason, scope)
 
     def replace_node_buckets(
@@ -343,20 +349,14 @@ class GroupTable:
     ) -> list[MembershipEvent]:
         """:meth:`replace_node` from the store's buckets: (scope, group,
         creation, serial -> join count > 0), with no pid built per member."""
-        wanted: dict[Key, dict[int, dict[int, int]]] = {}
+        wanted: _Wanted = {}
         for in_scope, group, creation, counts in buckets:
-            if scope is not None and in_scope != scope:
-                continue
-            slot = wanted.setdefault((in_scope, group), {}).setdefault(creation, {})
-            if slot:
-                for serial, count in counts.items():
-                    slot[serial] = slot.get(serial, 0) + count
-            else:
-                slot.update(counts.items())
+            if scope is None or in_scope == scope:
+                wanted.setdefault((in_scope, group), {}).setdefault(creation, []).append(counts)
         return self._replace(node, wanted, reason, scope)
 
-    def _replace(self, node: str, wanted: dict[Key, dict[int, dict[int, int]]],
-                 reason: Reason, scope: str | None) -> list[MembershipEvent]:
+    def _replace(self, node: str, wanted: _Wanted, reason: Reason,
+                 scope: str | None) -> list[MembershipEvent]:
         # Only this node's groups and joins are walked (the _nodes index): a
         # peer's arrival, restart or departure costs what it owns, not the table.
         held = self._nodes.get(node, {})
@@ -388,7 +388,7 @@ class GroupTable:
                 for serial in part.serials:
                     counts[serial] = counts.get(serial, 0) + 1
                 had[part.creation] = counts
-                wants = want.get(part.creation, {})
+                wants = merge_counts(want.get(part.creation, []))
                 for serial, n in counts.items():
                     if n > wants.get(serial, 0):
                         extra.extend(make_pids(node, part.creation,
@@ -399,11 +399,13 @@ class GroupTable:
         for key, want in wanted.items():
             held_now = have.get(key, {})
             batches: list[tuple[int, list[int]]] = []
-            for creation, wants in want.items():
+            for creation, maps in want.items():
                 counts = held_now.get(creation, {})
-                serials = list(chain.from_iterable(map(repeat, wants, wants.values())) if not counts
-                               else (s for s, n in wants.items()
-                                     for _ in range(n - counts.get(s, 0))))
+                if counts:  # the node holds some already: only what it lacks
+                    serials = [s for s, n in merge_counts(maps).items()
+                               for _ in range(n - counts.get(s, 0))]
+                else:
+                    serials = list(chain.from_iterable(map(each_join, maps)))
                 if serials:
                     batches.append((creation, serials))
             if batches:

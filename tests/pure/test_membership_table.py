@@ -48,7 +48,7 @@ def test_a_pid_is_listed_once_per_join(joins: list[list[Pid]], members: list[Pid
     table = GroupTable(LOCAL)
     for pids in joins:
         table.join("s", "g", pids)
-    assert table.members("s", "g") == members
+    assert Counter(table.members("s", "g")) == Counter(members)  # in no promised order (pg's)
     assert table.local_members("s", "g") == [p for p in members if p.node == LOCAL]
 
 
@@ -265,7 +265,7 @@ def test_members_of_an_unroutable_node_are_skipped_but_stay_members() -> None:
     assert table.set_routable("b", False) is False
     assert not table.is_routable("b")
     assert table.routable("s", "g") == [A1, C1]
-    assert table.members("s", "g") == [A1, B1, C1, B2]
+    assert sorted(table.members("s", "g")) == [A1, B1, B2, C1]  # members have no order
     assert table.is_member(B1)
     assert "g" in table.which_groups("s")
     assert table.set_routable("b", True) is True
@@ -295,7 +295,7 @@ def test_a_pid_its_owner_called_dead_is_skipped_in_every_group_until_its_removal
     assert table.route("s", "g")[0] == [B2]
     assert table.routable("s", "h") == [] and table.routable("t", "g") == []
     # Still a member: only the owner's removal takes it out.
-    assert table.members("s", "g") == [B1, B2, B1] and table.is_member(B1)
+    assert sorted(table.members("s", "g")) == [B1, B1, B2] and table.is_member(B1)
     table.leave("s", "g", [B1])
     assert table.is_marked_dead(B1)  # other memberships remain
     table.remove_pid(B1, "noproc")
