@@ -15,6 +15,11 @@ Prints ``name: value`` lines:
   real code path, in this process) read all of it from the first
   revision; the figure is the events delivered to all 10, divided by the
   time until the last watcher saw the last revision.
+- ``etcd_snapshot_1m_s`` (``_cpu_s``) and ``etcd_snapshot_1m_100_groups_s``:
+  the etcd half of a start-up re-sync: the adapter reads the scope's
+  membership keys of ``--nodes x --per-node`` members (16 or 100 keys per
+  node) in its pages, at one revision (the in-memory figures below are the
+  other half, shoal's decoding and applying).
 - ``etcd_db_mb_after_50_rolling_restarts`` and
   ``etcd_db_mb_after_50_rolling_restarts_uncompacted``: growth of etcd's
   database file (status ``dbSize``) over 50 rolling re-registrations of a
@@ -138,6 +143,27 @@ async def measure_deliveries(url: str, keys: int) -> float:
         await store.close()
     assert all(c == 3 * keys for c in counts), counts
     return sum(counts) / elapsed
+
+
+async def measure_snapshot_read(url: str, nodes: int, per_node: int,
+                                groups: int) -> tuple[float, float]:
+    """Seconds (wall, this process's CPU) to read the start-up snapshot of a
+    ``nodes x per_node`` scope from etcd, in the adapter's pages."""
+    store = EtcdStore.from_url(url)
+    try:
+        session = await store.open_session("bench-seeder", b"", 60.0)
+        ops = [op for n in range(nodes) for op in _node_ops(n, per_node, groups)
+               if op.key.startswith("scopes/")]
+        for at in range(0, len(ops), BATCH):
+            await session.apply(ops[at:at + BATCH])
+        began, cpu = time.perf_counter(), time.process_time()
+        snapshot = await store.snapshot("scopes/default/")
+        figures = time.perf_counter() - began, time.process_time() - cpu
+        assert len(snapshot.entries) == len(ops)
+        await session.close()
+    finally:
+        await store.close()
+    return figures
 
 
 async def measure_rolling_growth(compaction_interval: float, nodes: int = 20,
@@ -404,6 +430,11 @@ async def main_async(args: argparse.Namespace) -> None:
         etcd = stack.enter_context(start_etcd())
         rate = await measure_deliveries(etcd.url(cluster="bench-deliveries"), args.keys)
         emit("etcd_deliveries_per_s_10_watchers", rate)
+        for groups, name in ((1, "1m"), (100, "1m_100_groups")):
+            wall, cpu = await measure_snapshot_read(etcd.url(cluster=f"bench-snap-{groups}"),
+                                                    args.nodes, args.per_node, groups)
+            emit(f"etcd_snapshot_{name}_s", wall, "s (a start-up's read, in pages)")
+            emit(f"etcd_snapshot_{name}_cpu_s", cpu, "s")
     emit("etcd_db_mb_after_50_rolling_restarts", await measure_rolling_growth(0.1), "MB")
     emit("etcd_db_mb_after_50_rolling_restarts_uncompacted",
          await measure_rolling_growth(0.0), "MB")
