@@ -46,6 +46,7 @@ import logging
 import math
 import time
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shoal import wire
@@ -54,8 +55,8 @@ from shoal.pid import NOPROC, Pid, Reason
 from shoal.runtime.counters import Counters
 from shoal.runtime.holds import SYSTEM_LIMIT, Holds
 from shoal.runtime.notices import Ref
-from shoal.runtime.process import CALL, CAST, INFO, Caller, Process
-from shoal.runtime.replies import ReplySlot, fail_error
+from shoal.runtime.process import CALL, CAST, INFO, RUNNING, Caller, Process
+from shoal.runtime.replies import fail_error, reply_slot
 from shoal.transport import PeerConnection
 from shoal.wire import (
     Bye,
@@ -79,6 +80,8 @@ __all__ = ["AdminHandler", "Inbound", "LocalProcesses", "RemoteTables"]
 log = logging.getLogger("shoal")
 
 DROP_LOG_INTERVAL = 10.0  # seconds between log lines about casts dropped at full mailboxes
+
+_new_caller = object.__new__  # builds a Caller without running its __init__ (_on_call)
 
 
 def _speaks_for(peer: PeerConnection, pid: Pid) -> bool:
@@ -104,7 +107,10 @@ class RemoteTables(Protocol):
 
 
 class LocalProcesses(Protocol):
-    """What this part needs of its node: its live processes."""
+    """What this part needs of its node: its processes (``get`` finds one
+    that is exiting too; ``live`` only one that runs)."""
+
+    def get(self, pid: Pid, /) -> Process | None: ...
 
     def live(self, pid: Pid) -> Process | None: ...
 
@@ -141,6 +147,13 @@ class Inbound:
         self.admin: AdminHandler | None = None
         # Where remote calls served are counted (the node's, from serve_admin).
         self.counters = Counters()
+        # The process table's lookup and the loop's clock, bound once (hot path).
+        self._get: Callable[[Pid], Process | None] = processes.get
+        self._time: Callable[[], float] = time.monotonic  # the loop's, from start()
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Take deadlines of calls served from ``loop``'s clock (the node's)."""
+        self._time = loop.time
 
     def on_message(self, peer: PeerConnection, msg: Message) -> None:
         # Most frequent first: a call and its answer are the hot path.
@@ -193,8 +206,8 @@ class Inbound:
         if sender is not None and not _speaks_for(peer, sender):
             self._refuse(peer, msg, f"its sender {sender} is not a process of that node")
             return
-        proc = self._processes.live(msg.to)
-        if proc is None:
+        proc = self._get(msg.to)
+        if proc is None or proc.state > RUNNING:  # not LocalProcesses.live (inlined)
             admin = self.admin
             if msg.to.serial == 0 and admin is not None and admin.accepts(msg):
                 admin.handle(peer, msg)
@@ -202,16 +215,23 @@ class Inbound:
             self._answer(peer, Fail(ref=msg.ref, kind="noproc", pid=msg.to, detail=None,
                                     queue_len=0))
             return
-        loop = asyncio.get_running_loop()
+        clock = self._time
+        timeout_ms = msg.timeout_ms
         # The caller stops listening at its deadline: past it, the request is
         # dropped unrun (the process sees the slot as done). Until it is
         # answered or its deadline passes, the connection is not idle (idle.py).
-        deadline = loop.time() + msg.timeout_ms / 1000 if msg.timeout_ms else 0.0
-        peer.calls_until = max(peer.calls_until, deadline or math.inf)
+        deadline = clock() + timeout_ms / 1000 if timeout_ms else 0.0
+        if deadline > peer.calls_until or not deadline:
+            peer.calls_until = deadline or math.inf
         peer.serving += 1  # until the slot is done (replies.py)
-        slot = ReplySlot(peer, msg.ref, msg.to, proc, deadline, loop.time)
+        # Caller(sender, slot, timeout) without its __init__ frame, as
+        # Messaging.call builds a local one (every slot is set here).
+        caller = _new_caller(Caller)
+        caller.pid = sender
+        caller.answer = reply_slot(peer, msg.ref, msg.to, proc, deadline, clock)
+        caller.timeout = timeout_ms / 1000
         try:
-            proc.deliver(CALL, msg.request, Caller(sender, slot, msg.timeout_ms / 1000))
+            proc.deliver(CALL, msg.request, caller)
         except NoSuchProcess:
             peer.serving -= 1
             self._answer(peer, Fail(ref=msg.ref, kind="noproc", pid=msg.to, detail=None,

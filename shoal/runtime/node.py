@@ -266,6 +266,7 @@ class Node(NodeAPI):
                              "create a new one (a new incarnation, with a new creation)")
         self._loop = asyncio.get_running_loop()
         self._deadlines.start(self._loop)
+        self._remote.start(self._loop)
         self._attached = attached = await attach(Wiring(
             name=self.name, cluster=self.cluster, creation=self.creation,
             store=self._store_arg, listen=self._listen, advertise=self._advertise,

@@ -124,6 +124,7 @@ class Remote:
         self.redials = Redials(cluster.peer, lambda: self.manager, probe_store,
                                suspect=self._suspect, dial_bound=heartbeat_timeout)
         self._next_ref = 1
+        self._loop: asyncio.AbstractEventLoop  # set by start()
         # Monitors held by local watchers on remote targets: wire ref -> (ref, watcher, target).
         self.monitors: dict[int, tuple[Ref, Pid, Pid]] = {}
         # Messages to nodes a dial is in progress for (backlog.py).
@@ -135,6 +136,12 @@ class Remote:
         # The transport's on_message, bound to its handler (inbound.py): no
         # frame of this object's on the hot path.
         self.on_message: Callable[[PeerConnection, Message], None] = self._inbound.on_message
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The node's loop (its futures and clock), kept once: asking for
+        the running loop costs a ``getpid`` system call each time."""
+        self._loop = loop
+        self._inbound.start(loop)
 
     def serve_admin(self, admin: AdminHandler) -> None:
         """Answer admin requests (CALLs to serial 0) with ``admin``; count into its counters."""
@@ -201,7 +208,7 @@ class Remote:
         ref = self._next_ref
         self._next_ref = ref + 1
         me = current_process.get()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = self._loop.create_future()
         conn.send_call(ref, me.pid if me is not None else None, pid, request,
                        int(timeout * 1000))
         self.pending[ref] = (future, pid, conn)

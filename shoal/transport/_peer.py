@@ -97,7 +97,8 @@ class PeerConnection(asyncio.Protocol):
         # Invariant: loop time since when unsent >= max_unsent, as seen by
         # the heartbeat timer; None while below.
         self._congested_since: float | None = None
-        self._flush_scheduled = False
+        # Invariant: _paused is not _writable.is_set() (a plain bool for the hot path).
+        self._flush_scheduled = self._paused = False
         self._writable = asyncio.Event()
         self._writable.set()
         self._established: asyncio.Future[None] = self._loop.create_future()
@@ -133,7 +134,7 @@ class PeerConnection(asyncio.Protocol):
     @property
     def write_paused(self) -> bool:
         """True while the socket buffer is above its high-water mark."""
-        return not self._writable.is_set()
+        return self._paused
 
     @property
     def unsent(self) -> int:
@@ -147,7 +148,7 @@ class PeerConnection(asyncio.Protocol):
         peer is not reading what this node sends it. New requests to the
         peer should be refused, not queued."""
         limit = self._config.max_unsent
-        if self._writable.is_set() and self._out_bytes + self._high_water < limit:
+        if not self._paused and self._out_bytes + self._high_water < limit:
             return False  # the cheap answer, exact by the invariant on _high_water
         return self.unsent >= limit
 
@@ -170,25 +171,19 @@ class PeerConnection(asyncio.Protocol):
     def send_call(
         self, ref: int, sender: Pid | None, to: Pid, request: Any, timeout_ms: int
     ) -> None:
-        """``send(Call(...))`` without building the message (the hot path).
-
-        Raises:
-            NodeDown, BadArgument: as :meth:`send`.
-        """
+        """``send(Call(...))`` without building the message; raises as :meth:`send`."""
         if self.close_reason is not None or self._wire.state != "open":  # not is_open
             raise NodeDown(self.peer_node or "?", f"connection {self.close_reason or 'not open'}")
         self._queue(self._wire.send_call(ref, sender, to, request, timeout_ms))
 
     def send_reply(self, ref: int, value: Any, queue_len: int) -> None:
-        """``send(Reply(...))`` without building the message (the hot path).
-
-        Raises: NodeDown, BadArgument: as :meth:`send`."""
+        """``send(Reply(...))`` without building the message; raises as :meth:`send`."""
         if self.close_reason is not None or self._wire.state != "open":  # not is_open
             raise NodeDown(self.peer_node or "?", f"connection {self.close_reason or 'not open'}")
         self._queue(self._wire.send_reply(ref, value, queue_len))
 
     def _queue(self, data: bytes) -> None:
-        if not self._writable.is_set() or self._out_bytes >= self._config.max_unsent:
+        if self._paused or self._out_bytes >= self._config.max_unsent:
             self._check_room()
         self._counts[2] += 1
         if self._flush_scheduled:
@@ -329,6 +324,7 @@ class PeerConnection(asyncio.Protocol):
             self._timer.cancel()
         self._set_reason(f"connection lost: {exc}" if exc else "connection closed by peer")
         self._writable.set()
+        self._paused = False
         self._out.clear()
         self._out_bytes = 0
         reason = self.close_reason or "closed"
@@ -344,10 +340,12 @@ class PeerConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         """asyncio callback: the write buffer passed its high-water mark."""
         self._writable.clear()
+        self._paused = True
 
     def resume_writing(self) -> None:
         """asyncio callback: the write buffer drained below its low-water mark."""
         self._writable.set()
+        self._paused = False
 
     # --- internals ----------------------------------------------------
 

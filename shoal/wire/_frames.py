@@ -90,7 +90,7 @@ class FrameDecoder:
         BadArgument: ``max_frame`` is not a positive int below 2**32.
     """
 
-    __slots__ = ("_buf", "_eof", "_error", "max_frame")
+    __slots__ = ("_buf", "_eof", "error", "max_frame")
 
     def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
         if type(max_frame) is not int or not 0 < max_frame <= _MAX_U32:
@@ -99,8 +99,10 @@ class FrameDecoder:
         # frame, unless ``feed`` was told to stop early by ``max_bodies``.
         self._buf = bytearray()
         self._eof = False
+        # The error that broke the stream, if any (rule 4); read it, never set
+        # it (a plain attribute: the connection reads it per chunk).
         # Invariant: once set, every feed raises it again.
-        self._error: ProtocolError | None = None
+        self.error: ProtocolError | None = None
         self.max_frame = max_frame
 
     @property
@@ -108,15 +110,10 @@ class FrameDecoder:
         """Bytes held waiting for the rest of a frame."""
         return len(self._buf)
 
-    @property
-    def error(self) -> ProtocolError | None:
-        """The error that broke the stream, if any (rule 4)."""
-        return self._error
-
     def _fail(self, message: str) -> ProtocolError:
-        self._error = ProtocolError(message)
+        self.error = ProtocolError(message)
         self._buf = bytearray()
-        return self._error
+        return self.error
 
     def feed(
         self, data: bytes | bytearray | memoryview, max_bodies: int | None = None
@@ -137,8 +134,8 @@ class FrameDecoder:
                 no body preceded it in this chunk), data arrived after end of
                 stream, or the decoder already failed.
         """
-        if self._error is not None:
-            raise self._error
+        if self.error is not None:
+            raise self.error
         if self._eof:
             raise self._fail("data received after end of stream")
         buf = self._buf
@@ -182,8 +179,8 @@ class FrameDecoder:
             ProtocolError: the stream ended inside a frame (a partial header
                 or body is buffered), or the decoder already failed.
         """
-        if self._error is not None:
-            raise self._error
+        if self.error is not None:
+            raise self.error
         self._eof = True
         if self._buf:
             held = len(self._buf)

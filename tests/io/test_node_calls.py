@@ -245,3 +245,47 @@ async def test_a_node_falling_silent_just_after_answering_a_call_breaks_nothing(
     assert b.groups.get_members("g") == [pid]
     remote.forget(answered_not_forgotten)
     assert answered_not_forgotten not in remote._fail_if_silent
+
+
+async def test_the_caller_of_a_remote_call_has_every_attribute(
+        pair: tuple[shoal.Node, shoal.Node]) -> None:
+    a, b = pair
+
+    class Look(shoal.GenServer):
+        async def handle_call(self, request: Any, caller: shoal.Caller) -> Any:
+            assert all(hasattr(caller, name) for name in shoal.Caller.__slots__)
+            return [caller.pid, caller.timeout, caller.gave_up, repr(caller)]
+
+    class Asker(shoal.GenServer):
+        async def handle_call(self, request: Any, caller: shoal.Caller) -> Any:
+            return await self.call(request, None, timeout=2.5)
+
+    callee = await b.spawn(Look)
+    asker = await a.spawn(Asker)
+    # The first call dials: it carries what is left of its timeout.
+    pid, timeout, gave_up, text = await a.call(callee, None, timeout=WAIT)
+    assert (pid, gave_up, text) == (None, False, "<Caller from None>")
+    assert WAIT - 1 < timeout <= WAIT
+    assert await a.call(asker, callee, timeout=WAIT) == [asker, 2.5, False,
+                                                         f"<Caller from {asker}>"]
+
+
+async def test_a_remote_call_to_a_process_running_its_terminate_fails_with_no_such_process(
+        pair: tuple[shoal.Node, shoal.Node]) -> None:
+    a, b = pair
+    terminating, release = asyncio.Event(), asyncio.Event()
+
+    class Slow(shoal.GenServer):
+        async def terminate(self, reason: Any) -> None:
+            terminating.set()
+            await release.wait()
+
+    pid = await b.spawn(Slow)
+    assert await a.ask_alive(pid, timeout=WAIT)
+    b.exit(pid, "going")
+    async with asyncio.timeout(WAIT):
+        await terminating.wait()
+    with pytest.raises(shoal.NoSuchProcess):
+        await a.call(pid, "x", timeout=WAIT)
+    release.set()
+    assert await b.wait_exit(pid, WAIT) == "going"

@@ -37,7 +37,7 @@ def _inbound(peer: FakePeer) -> tuple[Inbound, dict[int, Any], asyncio.Future[An
     pending: dict[int, Any] = {1: (future, CALLEE, peer)}
     tables = SimpleNamespace(pending=pending, monitors={},
                              cluster=SimpleNamespace(note_queue_length=lambda pid, n: None))
-    return Inbound(tables, SimpleNamespace()), pending, future  # type: ignore[arg-type]
+    return Inbound(tables, SimpleNamespace(get={}.get)), pending, future  # type: ignore[arg-type]
 
 
 async def test_a_fail_naming_another_pid_than_the_callee_is_ignored(
@@ -72,7 +72,7 @@ def test_a_node_may_report_its_predecessors_pids_dead_but_not_its_successors() -
     monitors = {7: ("ref7", watcher, older), 8: ("ref8", watcher, newer)}
     tables = SimpleNamespace(pending={}, monitors=monitors,
                              deliver_down=lambda *args: delivered.append(args))
-    inbound = Inbound(tables, SimpleNamespace())  # type: ignore[arg-type]
+    inbound = Inbound(tables, SimpleNamespace(get={}.get))  # type: ignore[arg-type]
     peer = FakePeer("b", 2)  # the incarnation between the two
     inbound.on_message(peer, Down(ref=7, target=older, watcher=watcher, reason="noproc"))  # type: ignore[arg-type]
     inbound.on_message(peer, Down(ref=8, target=newer, watcher=watcher, reason="noproc"))  # type: ignore[arg-type]
