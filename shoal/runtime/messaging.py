@@ -82,6 +82,7 @@ class CodeChange(NamedTuple):
 
 # Builds a Caller without running its __init__ (see Messaging.call).
 _new_caller = object.__new__
+_current_process = current_process.get
 
 
 class Messaging:
@@ -113,10 +114,12 @@ class Messaging:
         self._resolve = resolve
         self._running = False
         self._loop: asyncio.AbstractEventLoop
+        self._new_future: Callable[[], asyncio.Future[Any]]
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """The node started: messages to other nodes go out."""
         self._loop = loop
+        self._new_future = loop.create_future  # bound once (the hot path)
         self._running = True
 
     def stop(self) -> None:
@@ -182,12 +185,14 @@ class Messaging:
                         value = await remote.call(pid, request, seconds,
                                                   fail_if_silent=fail_if_silent)
                     else:
-                        ref, answer = sent
+                        ref, answer, calls = sent
                         try:
                             value = await answer
                         except BaseException:
                             remote.forget(ref)
                             raise
+                        finally:
+                            calls.pop(answer, None)  # deadlines.py Rule 5
                         if fail_if_silent:
                             remote.forget(ref)
                 except NodeDown as exc:
@@ -214,8 +219,8 @@ class Messaging:
                 timeout = check_timeout(timeout)
             elif not 0 < timeout <= MAX_TIMEOUT:
                 check_timeout(timeout)
-        future: asyncio.Future[Any] = self._loop.create_future()
-        me = current_process.get()
+        future: asyncio.Future[Any] = self._new_future()
+        me = _current_process()
         try:
             # Process.deliver, inlined (the hot path; keep the two in step).
             if proc.state > RUNNING:
@@ -347,8 +352,11 @@ class Messaging:
         # The mailbox bound is for calls, casts and sends: system messages pass.
         proc.mailbox.append((SYSTEM, op, Caller(me.pid if me is not None else None, future)))
         proc.wake()
-        self._deadlines.add(future, seconds, pid)
-        return await future
+        calls = self._deadlines.add(future, seconds, pid)
+        try:
+            return await future
+        finally:
+            calls.pop(future, None)  # deadlines.py Rule 5
 
     def cast(self, pid: Pid | str | Global, request: Any) -> None:
         """Deliver ``request`` to ``pid``'s ``handle_cast``. A cast to a dead

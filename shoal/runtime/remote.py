@@ -170,19 +170,22 @@ class Remote:
             if timeout <= 0:
                 raise CallTimeout(pid, timeout)
             sent = self._send_call(conn, pid, request, timeout, fail_if_silent)
-        ref, future = sent
+        ref, future, calls = sent
         try:
             return await future
         finally:
             self.forget(ref)
+            calls.pop(future, None)  # its deadline entry (deadlines.py Rule 5)
 
-    def start_call(self, pid: Pid, request: Any, timeout: float,
-                   fail_if_silent: bool) -> tuple[int, asyncio.Future[Any]] | None:
+    def start_call(self, pid: Pid, request: Any, timeout: float, fail_if_silent: bool,
+                   ) -> tuple[int, asyncio.Future[Any], dict[asyncio.Future[Any], Any]] | None:
         """Send a CALL on the open connection to ``pid``'s incarnation and
-        return its ref and the future its answer (or its deadline) settles;
-        None when there is no such connection yet (:meth:`call` dials).
-        The caller awaits the future and calls :meth:`forget` with the ref
-        unless an answer settled it (an answer removes it from ``pending``).
+        return its ref, the future its answer (or its deadline) settles and
+        the deadline generation it joined; None when there is no such
+        connection yet (:meth:`call` dials). The caller awaits the future,
+        calls :meth:`forget` with the ref unless an answer settled it (an
+        answer removes it from ``pending``), and removes the future from the
+        generation when it stops waiting (``deadlines.py`` Rule 5).
 
         Raises:
             Overloaded: the node does not read what this node sends it (Rule 5).
@@ -200,7 +203,8 @@ class Remote:
         return self._send_call(conn, pid, request, timeout, fail_if_silent)
 
     def _send_call(self, conn: PeerConnection, pid: Pid, request: Any, timeout: float,
-                   fail_if_silent: bool) -> tuple[int, asyncio.Future[Any]]:
+                   fail_if_silent: bool,
+                   ) -> tuple[int, asyncio.Future[Any], dict[asyncio.Future[Any], Any]]:
         if self._backlog.waiting and pid.node in self._backlog.waiting:
             self._backlog.flush(pid.node, conn)  # earlier casts/sends go first
         if conn.congested:
@@ -212,10 +216,10 @@ class Remote:
         conn.send_call(ref, me.pid if me is not None else None, pid, request,
                        int(timeout * 1000))
         self.pending[ref] = (future, pid, conn)
-        self._deadlines.add(future, timeout, pid)
+        calls = self._deadlines.add(future, timeout, pid)
         if fail_if_silent:
             self._fail_if_silent.add(ref)
-        return ref, future
+        return ref, future, calls
 
     def forget(self, ref: int) -> None:
         """Drop a call this node stopped waiting for (answered, timed out,
