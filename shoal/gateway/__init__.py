@@ -5,7 +5,9 @@ Modules: ``jsonmap`` (the JSON mapping, pure), ``errors`` (the error table,
 pure), ``bodies`` (JSON or msgpack bodies), ``context`` (what routes share,
 the middleware: token, loopback, body limit, error answers), ``callers``
 (call, cast, send, members, watch), ``members`` (members in other
-languages), ``server`` (mounting it on a node's endpoint); ``member_spec``,
+languages), ``server`` (mounting it on a node's endpoint), ``front`` and
+``http11`` (the lean HTTP/1.1 front that serves calls, casts and sends and
+hands other requests to aiohttp); ``member_spec``,
 ``registry``, ``proxy`` and ``callback`` (a registration's fields, the
 registrations, their proxy processes, the HTTP client that calls members).
 """

@@ -15,7 +15,8 @@ Owns no state. Rules:
 from __future__ import annotations
 
 import json
-from typing import Any, Final
+from collections.abc import Mapping
+from typing import Any, Final, NamedTuple, Protocol
 
 from aiohttp import web
 
@@ -24,7 +25,8 @@ from shoal.gateway.errors import GatewayError
 from shoal.gateway.jsonmap import from_json, to_json
 from shoal.wire import pack_term, unpack_term
 
-__all__ = ["JSON", "MSGPACK", "decode", "encode", "reply_format", "request_format", "respond"]
+__all__ = ["JSON", "MSGPACK", "Answer", "RequestLike", "answer", "decode", "encode",
+           "reply_format", "request_format", "respond"]
 
 JSON: Final = "application/json"
 MSGPACK: Final = "application/msgpack"
@@ -33,7 +35,39 @@ _JSON_ENCODER: Final = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 """One encoder for every reply (``json.dumps`` with options builds one per call)."""
 
 
-def request_format(request: web.Request) -> str:
+class RequestLike(Protocol):
+    """A request as the gateway's routes read it: an aiohttp request, or one
+    parsed by the lean front (``front.py``)."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def query_string(self) -> str: ...
+
+    @property
+    def query(self) -> Mapping[str, str]: ...
+
+    @property
+    def match_info(self) -> Mapping[str, str]: ...
+
+    @property
+    def remote(self) -> str | None: ...
+
+    @property
+    def content_type(self) -> str: ...
+
+
+class Answer(NamedTuple):
+    """An answer, ready to write: its status, body, content type and other headers."""
+
+    status: int
+    body: bytes
+    content_type: str
+    headers: dict[str, str] | None = None
+
+
+def request_format(request: RequestLike) -> str:
     """Rule 1: the request body's format.
 
     Raises:
@@ -50,7 +84,7 @@ def request_format(request: web.Request) -> str:
                        f"{JSON} or {MSGPACK}", True)
 
 
-def reply_format(request: web.Request, given: str) -> str:
+def reply_format(request: RequestLike, given: str) -> str:
     """Rule 2: the format to answer in, ``given`` the request's."""
     return _reply_format(request.headers.get("Accept"), given)
 
@@ -103,12 +137,23 @@ def encode(term: Any, fmt: str, *, msgpack_ok: bool = False) -> tuple[bytes, str
         raise GatewayError(502, "unencodable", str(exc), False) from None
 
 
-def respond(request: web.Request, term: Any, fmt: str, *, status: int = 200,
-            headers: dict[str, str] | None = None) -> web.Response:
+def answer(request: RequestLike, term: Any, fmt: str, *, status: int = 200,
+           headers: dict[str, str] | None = None) -> Answer:
     """The answer carrying ``term`` in the format the client asked for."""
     accept = request.headers.get("Accept")
     out = _reply_format(accept, fmt)
     msgpack_ok = out == MSGPACK or (accept is not None and "msgpack" in accept)
     body, kind = encode(term, out, msgpack_ok=msgpack_ok)
-    return web.Response(status=status, body=body, headers=headers,
-                        content_type=kind)
+    return Answer(status, body, kind, headers)
+
+
+def respond(request: RequestLike, term: Any, fmt: str, *, status: int = 200,
+            headers: dict[str, str] | None = None) -> web.Response:
+    """:func:`answer` as an aiohttp response."""
+    return to_response(answer(request, term, fmt, status=status, headers=headers))
+
+
+def to_response(out: Answer) -> web.Response:
+    """An :class:`Answer` as an aiohttp response."""
+    return web.Response(status=out.status, body=out.body, headers=out.headers,
+                        content_type=out.content_type)

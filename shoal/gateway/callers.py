@@ -25,12 +25,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from aiohttp import web
 
 from shoal.errors import BadArgument, ShoalError
-from shoal.gateway.bodies import decode, request_format, respond
+from shoal.gateway.bodies import (
+    Answer,
+    RequestLike,
+    answer,
+    decode,
+    request_format,
+    respond,
+    to_response,
+)
 from shoal.gateway.context import MAX_TIMEOUT, GatewayContext, read_body
 from shoal.gateway.errors import GatewayError
 from shoal.gateway.jsonmap import to_json
@@ -38,7 +47,7 @@ from shoal.membership.strategies import STRATEGIES
 from shoal.pid import Pid
 from shoal.runtime.groups import SubscriptionOverflow
 
-__all__ = ["DEFAULT_TIMEOUT", "HEARTBEAT", "add_routes"]
+__all__ = ["DEFAULT_TIMEOUT", "HEARTBEAT", "HOT_ROUTES", "Core", "add_routes"]
 
 DEFAULT_TIMEOUT: Final = 5.0
 HEARTBEAT: Final = 15.0
@@ -49,14 +58,14 @@ _HEADERS: Final = {name: f"Shoal-{name.capitalize()}"
                    for name in ("timeout", "strategy", "key", "idempotent")}
 
 
-def _option(request: web.Request, name: str) -> str | None:
+def _option(request: RequestLike, name: str) -> str | None:
     value = request.query.get(name) if request.query_string else None
     if value is None:
         value = request.headers.get(_HEADERS[name])
     return value
 
 
-def _timeout(request: web.Request) -> float:
+def _timeout(request: RequestLike) -> float:
     raw = _option(request, "timeout")
     if raw is None:
         return DEFAULT_TIMEOUT
@@ -69,7 +78,7 @@ def _timeout(request: web.Request) -> float:
     return seconds
 
 
-def _routing(request: web.Request) -> tuple[str, str | None]:
+def _routing(request: RequestLike) -> tuple[str, str | None]:
     strategy = _option(request, "strategy") or "local_first"
     if strategy not in STRATEGIES:
         raise BadArgument("strategy", strategy, f"one of {', '.join(sorted(STRATEGIES))}")
@@ -79,7 +88,7 @@ def _routing(request: web.Request) -> tuple[str, str | None]:
     return strategy, key
 
 
-def _idempotent(request: web.Request) -> bool:
+def _idempotent(request: RequestLike) -> bool:
     raw = _option(request, "idempotent")
     if raw is None or raw.lower() == "false":
         return False
@@ -88,58 +97,88 @@ def _idempotent(request: web.Request) -> bool:
     raise BadArgument("idempotent", raw, "'true' or 'false'")
 
 
-def _pid(request: web.Request) -> Pid:
+def _pid(request: RequestLike) -> Pid:
     return Pid.parse(request.match_info["pid"])
 
 
-async def _body(ctx: GatewayContext, request: web.Request) -> tuple[Any, str]:
+Read = Callable[[], Awaitable[bytes]]
+"""Reads the request's body (within the limit); called once the options passed."""
+Core = Callable[[GatewayContext, RequestLike, Read], Awaitable[Answer]]
+"""A route served by both HTTP layers: the request, a way to read its body, the answer."""
+
+
+async def _body(request: RequestLike, read: Read) -> tuple[Any, str]:
     fmt = request_format(request)
-    return decode(await read_body(request, ctx.max_body), fmt), fmt
+    return decode(await read(), fmt), fmt
+
+
+async def call_group(ctx: GatewayContext, request: RequestLike, read: Read) -> Answer:
+    info = request.match_info
+    scope, group = info["scope"], info["group"]
+    timeout, (strategy, key), idempotent = (_timeout(request), _routing(request),
+                                            _idempotent(request))
+    term, fmt = await _body(request, read)
+    answered: list[Pid] = []
+
+    def observe(pid: Pid, _start: float, _end: float, error: ShoalError | None) -> None:
+        if error is None:
+            answered.append(pid)
+    groups = await ctx.open_scope(scope, timeout)  # a node follows what it opens
+    reply = await groups.call(group, term, timeout=timeout, strategy=strategy,
+                              key=key, idempotent=idempotent, observe=observe)
+    return answer(request, reply, fmt,
+                  headers={"Shoal-Member": str(answered[-1])} if answered else None)
+
+
+async def call_pid(ctx: GatewayContext, request: RequestLike, read: Read) -> Answer:
+    pid, timeout = _pid(request), _timeout(request)
+    term, fmt = await _body(request, read)
+    return answer(request, await ctx.node.call(pid, term, timeout), fmt)
+
+
+async def cast_group(ctx: GatewayContext, request: RequestLike, read: Read) -> Answer:
+    info = request.match_info
+    scope, group = info["scope"], info["group"]
+    strategy, key = _routing(request)
+    term, fmt = await _body(request, read)
+    member = (await ctx.open_scope(scope)).cast(group, term, strategy=strategy, key=key)
+    return answer(request, {"member": member}, fmt, status=202)
+
+
+async def cast_pid(ctx: GatewayContext, request: RequestLike, read: Read) -> Answer:
+    pid = _pid(request)
+    term, fmt = await _body(request, read)
+    ctx.node.cast(pid, term)
+    return answer(request, {}, fmt, status=202)
+
+
+async def send_pid(ctx: GatewayContext, request: RequestLike, read: Read) -> Answer:
+    pid = _pid(request)
+    term, fmt = await _body(request, read)
+    ctx.node.send(pid, term)
+    return answer(request, {}, fmt, status=202)
+
+
+HOT_ROUTES: Final[dict[str, Core]] = {
+    "/v1/call/pid/{pid}": call_pid,
+    "/v1/call/{scope}/{group}": call_group,
+    "/v1/cast/pid/{pid}": cast_pid,
+    "/v1/cast/{scope}/{group}": cast_group,
+    "/v1/send/pid/{pid}": send_pid,
+}
+"""The POST routes that carry calls, casts and sends, by path template: the
+lean front (``front.py``) serves them itself; every other route is aiohttp's."""
 
 
 def add_routes(app: web.Application, ctx: GatewayContext) -> None:
     """Add the callers' routes (see the module header)."""
     node = ctx.node
 
-    async def call_group(request: web.Request) -> web.Response:
-        scope, group = request.match_info["scope"], request.match_info["group"]
-        timeout, (strategy, key), idempotent = (_timeout(request), _routing(request),
-                                                _idempotent(request))
-        term, fmt = await _body(ctx, request)
-        answered: list[Pid] = []
-
-        def observe(pid: Pid, _start: float, _end: float, error: ShoalError | None) -> None:
-            if error is None:
-                answered.append(pid)
-        groups = await ctx.open_scope(scope, timeout)  # a node follows what it opens
-        reply = await groups.call(group, term, timeout=timeout, strategy=strategy,
-                                  key=key, idempotent=idempotent, observe=observe)
-        return respond(request, reply, fmt,
-                       headers={"Shoal-Member": str(answered[-1])} if answered else None)
-
-    async def call_pid(request: web.Request) -> web.Response:
-        pid, timeout = _pid(request), _timeout(request)
-        term, fmt = await _body(ctx, request)
-        return respond(request, await node.call(pid, term, timeout), fmt)
-
-    async def cast_group(request: web.Request) -> web.Response:
-        scope, group = request.match_info["scope"], request.match_info["group"]
-        strategy, key = _routing(request)
-        term, fmt = await _body(ctx, request)
-        member = (await ctx.open_scope(scope)).cast(group, term, strategy=strategy, key=key)
-        return respond(request, {"member": member}, fmt, status=202)
-
-    async def cast_pid(request: web.Request) -> web.Response:
-        pid = _pid(request)
-        term, fmt = await _body(ctx, request)
-        node.cast(pid, term)
-        return respond(request, {}, fmt, status=202)
-
-    async def send_pid(request: web.Request) -> web.Response:
-        pid = _pid(request)
-        term, fmt = await _body(ctx, request)
-        node.send(pid, term)
-        return respond(request, {}, fmt, status=202)
+    def route(core: Core) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handle(request: web.Request) -> web.Response:
+            return to_response(await core(ctx, request,
+                                          lambda: read_body(request, ctx.max_body)))
+        return handle
 
     async def members(request: web.Request) -> web.Response:
         scope, group = request.match_info["scope"], request.match_info["group"]
@@ -181,11 +220,8 @@ def add_routes(app: web.Application, ctx: GatewayContext) -> None:
             ctx.watches.discard(subscription)
 
     router = app.router
-    router.add_post("/v1/call/pid/{pid}", call_pid)
-    router.add_post("/v1/call/{scope}/{group}", call_group)
-    router.add_post("/v1/cast/pid/{pid}", cast_pid)
-    router.add_post("/v1/cast/{scope}/{group}", cast_group)
-    router.add_post("/v1/send/pid/{pid}", send_pid)
+    for path, core in HOT_ROUTES.items():
+        router.add_post(path, route(core))
     router.add_get("/v1/members/{scope}/{group}", members)
     router.add_get("/v1/watch/{scope}/{group}", watch)
 

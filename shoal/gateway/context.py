@@ -55,6 +55,7 @@ from shoal.gateway.errors import GatewayError, error_body
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
 
+    from shoal.gateway.bodies import RequestLike
     from shoal.pid import Pid, Reason
     from shoal.runtime.cluster import ClusterView
     from shoal.runtime.groups import Groups, Subscription
@@ -268,7 +269,7 @@ class GatewayContext:
         # however it ends.
         self.watches: set[Subscription] = set()
 
-    def refusal(self, request: web.Request) -> GatewayError | None:
+    def refusal(self, request: RequestLike) -> GatewayError | None:
         """Rule 1's checks before the body: the error to answer, or None."""
         node = self.node
         if node.stopping or not node.running or node.fenced is not None:
@@ -344,24 +345,34 @@ class GatewayContext:
             answer = json_error(GatewayError(exc.status, kind, exc.reason, True))
             status = answer.status
             return answer
-        except ShoalError as exc:
-            answer = json_error(exc)
-            status = answer.status
-            return answer
         except Exception as exc:
-            log.exception("gateway: %s %s failed", request.method, request.path)
-            answer = json_error(exc)
+            answer = json_error(self.failure(exc, request.method, request.path))
             status = answer.status
             return answer
         finally:
             self.metrics.count(route, status)
 
+    def failure(self, exc: Exception, method: str, path: str) -> tuple[int, bytes]:
+        """Rule 2: the status and JSON body answering ``exc``; one outside
+        shoal's hierarchy is logged (it is the gateway's fault)."""
+        if not isinstance(exc, ShoalError):
+            log.exception("gateway: %s %s failed", method, path, exc_info=exc)
+        return self.failure_body(exc)
 
-def json_error(exc: BaseException) -> web.Response:
-    """The JSON error answer of ``exc`` (always JSON, whatever was asked)."""
-    status, body = error_body(exc)
-    response = web.Response(status=status, body=json.dumps(body).encode(),
-                            content_type="application/json")
+    @staticmethod
+    def failure_body(exc: BaseException) -> tuple[int, bytes]:
+        """The status and JSON body of ``exc``'s error answer."""
+        status, body = error_body(exc)
+        return status, json.dumps(body).encode()
+
+
+def json_error(error: BaseException | tuple[int, bytes]) -> web.Response:
+    """The JSON error answer of an exception, or of a status and body from
+    :meth:`GatewayContext.failure` (always JSON, whatever was asked)."""
+    if isinstance(error, BaseException):
+        error = GatewayContext.failure_body(error)
+    status, body = error
+    response = web.Response(status=status, body=body, content_type="application/json")
     if status == 413:
         response.force_close()  # the rest of the body is never read
     return response

@@ -17,10 +17,14 @@ an address only the scraper and the orchestrator reach.
 The HTTP/JSON gateway (``shoal/gateway/``, ``docs/gateway.md``) is mounted
 on the same application under ``/v1/`` when the node sets ``gateway``
 before ``start`` (its own token and loopback rule guard it), and the
-endpoint serves HTTPS when it sets ``ssl``. Handlers are cancelled when
-their client disconnects, so a gateway call or watch stream ends with it.
+endpoint serves HTTPS when it sets ``ssl``. With the gateway, the endpoint
+listens through the gateway's lean front (``gateway/front.py``), which
+serves the call, cast and send routes itself and hands every other request's
+connection to this aiohttp application. Handlers are cancelled when their
+client disconnects, so a gateway call or watch stream ends with it.
 
-Owns: the aiohttp runner and site, and the loop-lag probe task.
+Owns: the aiohttp runner, its site or the gateway's front, and the loop-lag
+probe task.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from shoal.gateway.context import GatewayContext
+    from shoal.gateway.front import Front
 
 __all__ = ["Observer", "parse_http"]
 
@@ -96,6 +101,7 @@ class Observer:
         self.collector = NodeCollector(parts, int(_env_number(
             "SHOAL_METRICS_TOP_GROUPS", DEFAULT_TOP_GROUPS, 1)))
         self._runner: web.AppRunner | None = None
+        self._front: Front | None = None
         self._registry: CollectorRegistry | None = None
         # Invariant: the address bound (the real port for port 0), once started.
         self.bound: tuple[str, int] | None = None
@@ -123,15 +129,23 @@ class Observer:
         runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                handler_cancellation=True)
         await runner.setup()
+        host, port = self.address
         try:
-            site = web.TCPSite(runner, self.address[0], self.address[1], ssl_context=self.ssl)
-            await site.start()
+            if self.gateway is not None and runner.server is not None:
+                from shoal.gateway.front import Front
+
+                front = Front(self.gateway, runner.server)
+                port = await front.start(host, port, self.ssl)
+                self._front = front
+            else:
+                site = web.TCPSite(runner, host, port, ssl_context=self.ssl)
+                await site.start()
+                bound = runner.addresses  # the real port when asked for port 0
+                host, port = bound[0][:2] if bound else self.address
         except BaseException:
             await runner.cleanup()
             raise
         self._runner = runner
-        bound = runner.addresses  # the real port when asked for port 0
-        host, port = bound[0][:2] if bound else self.address
         self.bound = (host, port)
         self.probe.start()
         log.info("node %s: HTTP endpoint on %s://%s:%d (/metrics, /healthz, /readyz%s)",
@@ -142,6 +156,9 @@ class Observer:
     async def stop(self) -> None:
         """Stop serving."""
         await self.probe.stop()
+        front, self._front = self._front, None
+        if front is not None:
+            await front.close()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()

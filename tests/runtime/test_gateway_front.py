@@ -1,0 +1,231 @@
+"""The gateway's lean HTTP/1.1 front (shoal/gateway/front.py) against the real
+endpoint on 127.0.0.1, byte by byte: pipelined requests answered in order
+(also across the hand-off to aiohttp), Expect: 100-continue, chunked bodies,
+the body limit, malformed requests, HTTP/1.0, HTTPS, and the idle bound."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+import shoal
+from shoal.gateway.front import Front
+from shoal.testing import wait_until
+from shoal.testing.tls import make_pki
+
+SECRET = "gateway-front-secret-0123456789"
+WAIT = 10.0
+
+
+class Echo(shoal.GenServer):
+    async def handle_call(self, request: Any, caller: shoal.Caller) -> Any:
+        return request
+
+
+class Waiter(shoal.GenServer):
+    """Answers only once an Opener was called: a later request's reply is
+    ready before this earlier one's."""
+
+    opened: asyncio.Event
+
+    async def handle_call(self, request: Any, caller: shoal.Caller) -> Any:
+        await asyncio.wait_for(Waiter.opened.wait(), WAIT)
+        return request
+
+
+class Opener(shoal.GenServer):
+    async def handle_call(self, request: Any, caller: shoal.Caller) -> Any:
+        Waiter.opened.set()
+        return request
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("SHOAL_GATEWAY_TOKEN", "SHOAL_GATEWAY_TOKEN_FILE", "SHOAL_GATEWAY_MAX_BODY",
+                 "SHOAL_GATEWAY_REMOTE", "SHOAL_HTTP_TLS", "SHOAL_SECRET", "SHOAL_SECRET_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SHOAL_GATEWAY_MAX_BODY", "2000")
+
+
+@pytest.fixture
+async def node() -> AsyncIterator[shoal.Node]:
+    async with shoal.Node("a", store="memory://", secret=SECRET, http="127.0.0.1:0") as node:
+        await node.groups.join("echo", await node.spawn(Echo))
+        Waiter.opened = asyncio.Event()
+        await node.groups.join("waiter", await node.spawn(Waiter))
+        await node.groups.join("opener", await node.spawn(Opener))
+        yield node
+
+
+def _token(node: shoal.Node) -> str:
+    assert node.gateway is not None and node.gateway.token is not None
+    return node.gateway.token
+
+
+def _post(node: shoal.Node, path: str, body: bytes, *, extra: str = "",
+          version: str = "1.1") -> bytes:
+    return (f"POST {path} HTTP/{version}\r\nHost: x\r\nAuthorization: Bearer {_token(node)}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+            ).encode() + body
+
+
+async def _connect(node: shoal.Node, ssl_context: ssl.SSLContext | None = None
+                   ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    host, port = node.http_address or ("", 0)
+    return await asyncio.wait_for(asyncio.open_connection(host, port, ssl=ssl_context), WAIT)
+
+
+async def _answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """One answer: its status, headers (lower-case names) and body."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
+    status_line, *lines = head.decode().split("\r\n")
+    headers = {name.lower(): value for name, _, value in
+               (line.partition(": ") for line in lines if line)}
+    length = int(headers.get("content-length", "0"))
+    body = await asyncio.wait_for(reader.readexactly(length), WAIT) if length else b""
+    return int(status_line.split()[1]), headers, body
+
+
+async def _closed(reader: asyncio.StreamReader) -> bool:
+    return await asyncio.wait_for(reader.read(1), WAIT) == b""
+
+
+async def test_pipelined_requests_are_answered_in_request_order(node: shoal.Node) -> None:
+    reader, writer = await _connect(node)
+    writer.write(_post(node, "/v1/call/default/waiter", b'"first"')
+                 + _post(node, "/v1/call/default/opener", b'"second"')
+                 + _post(node, "/v1/call/default/echo", b"3"))
+    answers = [await _answer(reader) for _ in range(3)]
+    assert [(status, body) for status, _, body in answers] == [
+        (200, b'"first"'), (200, b'"second"'), (200, b"3")]
+    writer.close()
+
+
+async def test_a_pipelined_request_for_another_route_is_handed_over_in_order(
+        node: shoal.Node) -> None:
+    reader, writer = await _connect(node)
+    writer.write(_post(node, "/v1/call/default/waiter", b'"first"')
+                 + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                 + _post(node, "/v1/call/default/echo", b'"second"'))
+    await writer.drain()
+    Waiter.opened.set()  # the first answer is owed while the rest waits behind it
+    first, health, second = [await _answer(reader) for _ in range(3)]
+    assert (first[0], first[2]) == (200, b'"first"')
+    assert (health[0], health[2]) == (200, b"ok\n")
+    assert (second[0], second[2]) == (200, b'"second"')
+    writer.close()
+
+
+async def test_expect_100_continue_is_answered_before_the_body(node: shoal.Node) -> None:
+    reader, writer = await _connect(node)
+    body = json.dumps("x" * 1500).encode()
+    head, _, _ = _post(node, "/v1/call/default/echo", body,
+                       extra="Expect: 100-continue\r\n").partition(b"\r\n\r\n")
+    writer.write(head + b"\r\n\r\n")
+    assert await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT) \
+        == b"HTTP/1.1 100 Continue\r\n\r\n"
+    writer.write(body)
+    status, _, answered = await _answer(reader)
+    assert (status, answered) == (200, body)
+    writer.close()
+
+
+async def test_a_refused_expect_100_continue_gets_the_refusal_and_the_connection_closes(
+        node: shoal.Node) -> None:
+    reader, writer = await _connect(node)
+    request = _post(node, "/v1/call/default/echo", b"[1]", extra="Expect: 100-continue\r\n")
+    writer.write(request.replace(_token(node).encode(), b"wrong-token-0123456789")
+                 .partition(b"\r\n\r\n")[0] + b"\r\n\r\n")
+    status, headers, body = await _answer(reader)
+    assert status == 401 and json.loads(body)["error"]["kind"] == "unauthorized"
+    assert headers["connection"] == "close" and await _closed(reader)
+
+
+async def test_a_chunked_body_is_read(node: shoal.Node) -> None:
+    reader, writer = await _connect(node)
+    head = _post(node, "/v1/call/default/echo", b"").replace(
+        b"Content-Length: 0", b"Transfer-Encoding: chunked")
+    writer.write(head + b"3\r\n[1,\r\n2\r\n2]\r\n0\r\n\r\n")
+    assert (await _answer(reader))[::2] == (200, b"[1,2]")
+    writer.close()
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_a_body_over_the_limit_is_413_and_the_connection_closes(
+        node: shoal.Node, chunked: bool) -> None:
+    reader, writer = await _connect(node)
+    body = json.dumps("x" * 3000).encode()  # the limit is 2000 bytes here
+    request = _post(node, "/v1/call/default/echo", body)
+    if chunked:
+        request = request.replace(f"Content-Length: {len(body)}".encode(),
+                                  b"Transfer-Encoding: chunked").replace(
+            body, f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
+    writer.write(request)
+    status, headers, answered = await _answer(reader)
+    assert status == 413 and json.loads(answered)["error"]["kind"] == "too_large"
+    assert headers["connection"] == "close" and await _closed(reader)
+
+
+async def test_a_malformed_request_is_400_and_the_connection_closes(node: shoal.Node) -> None:
+    reader, writer = await _connect(node)
+    writer.write(b"POST /v1/call/default/echo HTTP/1.1\r\nContent-Length: nope\r\n\r\n")
+    status, headers, body = await _answer(reader)
+    assert status == 400 and json.loads(body)["error"]["kind"] == "bad_request"
+    assert headers["connection"] == "close" and await _closed(reader)
+
+
+async def test_an_http_1_0_request_is_answered_then_the_connection_closes(
+        node: shoal.Node) -> None:
+    reader, writer = await _connect(node)
+    writer.write(_post(node, "/v1/call/default/echo", b"7", version="1.0"))
+    status, headers, body = await _answer(reader)
+    assert (status, body, headers["connection"]) == (200, b"7", "close")
+    assert await _closed(reader)
+
+
+async def test_a_call_whose_client_goes_away_is_cancelled(node: shoal.Node) -> None:
+    _reader, writer = await _connect(node)
+    writer.write(_post(node, "/v1/call/default/waiter", b"1"))
+    in_flight = node.cluster_view.calls_in_flight
+    await wait_until(lambda: in_flight() == 1, timeout=WAIT, what="the call sent")
+    writer.close()  # the client goes away before the member answers
+    await wait_until(lambda: in_flight() == 0, timeout=WAIT, what="the call given up")
+    Waiter.opened.set()
+
+
+async def test_calls_over_https(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path, names=("a",))
+    async with shoal.Node("a", store="memory://", secret=SECRET, http="127.0.0.1:0",
+                          tls_cert=pki.cert("a"), tls_key=pki.key("a"), tls_ca=pki.ca,
+                          http_tls=True) as node:
+        await node.groups.join("echo", await node.spawn(Echo))
+        reader, writer = await _connect(node, ssl.create_default_context(cafile=str(pki.ca)))
+        writer.write(_post(node, "/v1/call/default/echo", b"[1]")
+                     + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await _answer(reader))[::2] == (200, b"[1]")
+        assert (await _answer(reader))[::2] == (200, b"ok\n")
+        writer.close()
+
+
+async def test_a_silent_connection_owing_nothing_is_closed_after_the_keepalive_bound(
+        node: shoal.Node) -> None:
+    assert node.gateway is not None
+
+    async def unused(_request: web.BaseRequest) -> web.StreamResponse:
+        raise AssertionError("only the front's routes are asked")
+    front = Front(node.gateway, web.Server(unused), keepalive=0.2)
+    port = await front.start("127.0.0.1", 0, None)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(_post(node, "/v1/call/default/echo", b"1"))
+        assert (await _answer(reader))[::2] == (200, b"1")
+        assert await _closed(reader)  # within WAIT, long after 0.2 s of silence
+    finally:
+        await front.close()
