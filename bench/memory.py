@@ -19,7 +19,9 @@ store (its start-up re-sync, the other path members arrive by):
 ``remote_member_bytes_resync``; and first, without tracemalloc, the live
 path's growth of the process's RSS: ``remote_member_rss_bytes`` (it also
 counts the in-memory store's copy of the keys and the memory CPython keeps
-for reuse).
+for reuse). ``remote_member_bytes_scattered`` is the start-up re-sync's
+figure when each member is alone in its own group (20 nodes x 500 groups of
+one member: one store key and one (node, group) part per member).
 
 Prints ``name: value`` lines, the breakdown by source line (``--breakdown``)
 grouped as the table entry, its per-pid index, the routable cache and the
@@ -62,10 +64,14 @@ BATCH = 128
 STORE_FILES = ("/shoal/store/",)
 
 
-def _ops(n: int, per_node: int) -> list[Put]:
+def _ops(n: int, per_node: int, scattered: bool = False) -> list[Put]:
     name, creation = f"peer{n:02d}", 1000 + n
     ops = [Put(key=f"nodes/{name}",
                value=node_info(name, creation, 30.0, "127.0.0.1", 9, as_given=True))]
+    if scattered:  # member s alone in group "g<s>": one key per member
+        return ops + [Put(key=member_key(name, creation, "default", f"g{s}", s // BUCKET_SIZE),
+                          value=encode_members(s // BUCKET_SIZE, {s: 1}))
+                      for s in range(1, per_node + 1)]
     for bucket in range(per_node // BUCKET_SIZE + 1):
         first = bucket * BUCKET_SIZE
         counts = {s: 1 for s in range(max(first, 1), min(first + BUCKET_SIZE, per_node + 1))}
@@ -160,22 +166,28 @@ async def measure_live_rss(nodes: int, per_node: int) -> float:
     return grown / total
 
 
-async def measure_resync(nodes: int, per_node: int, breakdown: int) -> float:
+async def measure_resync(nodes: int, per_node: int, breakdown: int,
+                         scattered: bool = False) -> float:
     """Bytes per member seen, members read by a starting node's re-sync; the
-    same start against a store holding the nodes without members is the base."""
+    same start against a store holding the nodes without members is the base.
+    ``scattered``: each member alone in its own group (one key per member)."""
     results = []
     for members in (0, per_node):
         store = MemoryStore()
         seeder = await store.open_session("seeder", b"", 3600.0)
-        ops = [op for n in range(nodes) for op in _ops(n, members)]
+        ops = [op for n in range(nodes) for op in _ops(n, members, scattered)]
         for at in range(0, len(ops), BATCH):
             await seeder.apply(ops[at:at + BATCH])
         await _settled()
         before = tracemalloc.take_snapshot()
         node = shoal.Node("observer", store=store, listen=None, secret=SECRET)
         await node.start()
-        assert len(node.groups.get_members("g")) == nodes * members
-        node.groups.select("g", strategy="random") if members else None
+        if scattered:
+            assert sum(len(node.groups.get_members(f"g{s}"))
+                       for s in range(1, members + 1)) == nodes * members
+        else:
+            assert len(node.groups.get_members("g")) == nodes * members
+            node.groups.select("g", strategy="random") if members else None
         await _settled()
         after = tracemalloc.take_snapshot()
         if members:
@@ -257,8 +269,11 @@ async def main_async(args: argparse.Namespace) -> None:
     try:
         resync = await measure_resync(args.nodes, args.per_node, args.breakdown)
         live = await measure_live(args.nodes, args.per_node, args.breakdown)
+        scattered = await measure_resync(args.nodes, 500, 0, scattered=True)
     finally:
         tracemalloc.stop()
+    emit("remote_member_bytes_scattered", scattered,
+         f"bytes ({args.nodes} x 500 members, each alone in a group; start-up re-sync)")
     emit("remote_member_rss_bytes", rss, f"bytes ({total} members seen, RSS growth)")
     emit("remote_member_bytes_resync", resync, f"bytes ({total} members, start-up re-sync)")
     pg = None if args.skip_erlang else erlang_pg_bytes(total)

@@ -251,6 +251,19 @@ class Group:
         part = self.find(node, creation)
         if part is None:
             part = self._new_part(node, creation)
+        if len(serials) == 1:  # one join: the local API's usual case
+            serial, j = serials[0], len(self.serials)
+            self.serials.append(serial)
+            self.owners.append(part.slot)
+            held = part.serials
+            if not held or held[-1] <= serial:
+                held.append(serial)
+                part.at.append(j)
+            else:
+                i = bisect_right(held, serial)
+                held.insert(i, serial)
+                part.at.insert(i, j)
+            return first
         batch = sorted(serials)
         flat = self.serials
         start = len(flat)
