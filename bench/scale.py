@@ -38,9 +38,9 @@ Prints ``name: value`` lines:
   CPU time (what held the loop, without the wait for a core on a loaded
   host). ``resync_1m_max_block_ms_gc_frozen`` (and ``_cpu_``) is the same
   start with the collector paused around ``start()`` and ``gc.freeze()``
-  called before it resumes (the recipe in docs/scale.md), watched 0.2 s
-  longer; ``resync_1m_s`` is the whole re-sync (``resync_1m_cpu_s`` in
-  this process's CPU time).
+  called before it resumes (a recipe docs/scale.md once gave, no longer
+  needed: kept for comparison), watched 0.2 s longer; ``resync_1m_s`` is
+  the whole re-sync (``resync_1m_cpu_s`` in this process's CPU time).
 - ``resync_1m_100_groups_s`` (``_cpu_s``, ``_max_block_ms``,
   ``_max_block_cpu_ms``): the same start-up when each node's 1,000 members
   are in 100 groups of 10 (100 keys per node instead of 16: the model's
@@ -319,7 +319,7 @@ async def measure_table(nodes: int, per_node: int, *, freeze_gc: bool) -> dict[s
         (figures["resync_running_max_block_ms"],
          figures["resync_running_max_block_cpu_ms"]) = await _running_resync(
             store, seeder, sub, per_node, 3)
-        gc.freeze()  # as docs/scale.md advises an application holding such a table
+        gc.freeze()  # for comparison: the recipe docs/scale.md once gave
         try:
             (figures["resync_running_frozen_max_block_ms"],
              figures["resync_running_frozen_max_block_cpu_ms"]) = await _running_resync(
