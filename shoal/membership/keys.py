@@ -42,6 +42,7 @@ BUCKET_BITS = 6
 BUCKET_SIZE = 1 << BUCKET_BITS
 PREFIX = "scopes/"
 LAYOUT = 2
+_LAST_BUCKET = ((1 << 63) - 1) >> BUCKET_BITS  # the bucket of the highest serial a pid can have
 """The membership layout this code writes and reads (in each node's record)."""
 
 
@@ -81,8 +82,8 @@ def parse_member_key(key: str) -> MemberKey | None:
             and bucket.isascii()):
         return None
     number = int(creation)
-    if number >= 1 << 63 or len(bucket) > 19:
-        return None
+    if number >= 1 << 63 or len(bucket) > 19 or int(bucket) > _LAST_BUCKET:
+        return None  # a pid's creation and serial are below 2**63 (stored in 64-bit arrays)
     return MemberKey(parts[2], number, unquote(parts[1]), unquote(parts[4]), int(bucket))
 
 

@@ -19,6 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shoal.membership.keys import (
+    BUCKET_BITS,
     BUCKET_SIZE,
     LAYOUT,
     MemberKey,
@@ -90,6 +91,7 @@ def test_encoding_a_serial_outside_its_bucket_is_refused() -> None:
     "scopes/default/n1/1/g/-3",               # negative bucket
     "scopes/default/n1/1/g/٣",                # a non-ASCII digit
     f"scopes/default/n1/{2**63}/g/0",         # creation out of range
+    f"scopes/default/n1/1/g/{2**57}",         # its serials would pass 2**63
     "scopes/default/n1/1/g/99999999999999999999",
 ])
 def test_malformed_keys_are_not_read_as_memberships(key: str) -> None:
@@ -181,3 +183,11 @@ def test_the_store_vectors_are_what_make_vectors_writes() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.build_store() == STORE_VECTORS
+
+
+def test_the_last_bucket_a_pid_can_fill_is_read_and_the_next_is_not() -> None:
+    # The table keeps serials in 64-bit arrays, as a pid's range promises
+    # (below 2**63): a key past it is malformed and skipped, never applied.
+    last = ((1 << 63) - 1) >> BUCKET_BITS
+    assert parse_member_key(f"scopes/default/n1/1/g/{last}") is not None
+    assert parse_member_key(f"scopes/default/n1/1/g/{last + 1}") is None
