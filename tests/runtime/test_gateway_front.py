@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -121,6 +122,41 @@ async def test_a_pipelined_request_for_another_route_is_handed_over_in_order(
     assert (health[0], health[2]) == (200, b"ok\n")
     assert (second[0], second[2]) == (200, b'"second"')
     writer.close()
+
+
+async def test_pipelined_requests_split_at_any_byte_are_answered_in_order(
+        node: shoal.Node) -> None:
+    """The hand-off finds where a request starts whatever the reads' boundaries
+    (front.py Rule 6): bodies with a Content-Length or chunked, and one
+    request for aiohttp's routes, split into pieces of 1 to 300 bytes."""
+    rng = random.Random(16)
+    health = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    for trial in range(25):
+        requests: list[bytes] = []
+        expected: list[bytes] = []
+        for index in range(rng.randint(2, 5)):
+            if index == 1 and trial % 2:
+                requests.append(health)
+                expected.append(b"ok\n")
+                continue
+            body = json.dumps(f"{trial}.{index}." + "x" * rng.randint(0, 1500)).encode()
+            request = _post(node, "/v1/call/default/echo", body)
+            if rng.random() < 0.4:
+                request = request.replace(f"Content-Length: {len(body)}".encode(),
+                                          b"Transfer-Encoding: chunked").replace(
+                    body, f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
+            requests.append(request)
+            expected.append(body)
+        data = b"".join(requests)
+        reader, writer = await _connect(node)
+        position = 0
+        while position < len(data):
+            size = rng.randint(1, 300)
+            writer.write(data[position:position + size])
+            position += size
+            await writer.drain()
+        assert [(await _answer(reader))[2] for _ in expected] == expected, f"trial {trial}"
+        writer.close()
 
 
 async def test_expect_100_continue_is_answered_before_the_body(node: shoal.Node) -> None:
