@@ -294,7 +294,10 @@ class Groups:
             raise CallTimeout("the membership store", seconds)
 
     def get_members(self, group: str) -> list[Pid]:
-        """Every member of ``group`` (once per join); empty if none."""
+        """Every member of ``group`` (once per join), in no promised order
+        (as Erlang's ``pg``); empty if none. A new list each call: the table
+        keeps serials, so the pids of other nodes are built for it (about
+        0.15 µs a member), this node's are the processes' own."""
         return self._table.members(self.scope, check_group(group))
 
     def get_local_members(self, group: str) -> list[Pid]:
