@@ -113,34 +113,51 @@ def select(
     if strategy == "hash" and key_hash is None:
         raise BadArgument("key", None, "a routing key when strategy='hash'")
     rand = rng or _random
-    if exclude:
-        members = [p for p in members if p not in exclude]
-        local = [p for p in local if p not in exclude]
-    n = len(members)
-    if n == 0:
-        return None
-    if strategy == "random":
-        return members[rand.randrange(n)]
-    if strategy == "local_first":
-        if local:
-            return local[rand.randrange(len(local))]
-        return members[rand.randrange(n)]
-    if strategy == "round_robin":
-        return members[counter % n]
-    if strategy == "least_loaded":
-        a = members[rand.randrange(n)]
-        if n == 1 or load is None:
-            return a
-        b = members[rand.randrange(n)]
-        return b if load(b) < load(a) else a
     if strategy == "hash":
         assert key_hash is not None
         best: Pid | None = None
         best_weight = -1
         for pid in members:
+            if exclude and pid in exclude:
+                continue
             weight = _mix(pid_digest(pid) ^ key_hash)
             if weight > best_weight or (weight == best_weight and best is not None
                                         and pid < best):
                 best, best_weight = pid, weight
         return best
-    raise BadArgument("strategy", strategy, f"one of {sorted(STRATEGIES)}")
+    if not members:
+        return None
+    picked = _pick(strategy, members, local, load, counter, rand, exclude)
+    if picked is not None:
+        return picked
+    # The cheap pick hit a member already tried: pick again among the others
+    # (building the filtered lists only now keeps every draw uniform over
+    # the members not excluded, and a group call's first attempt O(1)).
+    others = [p for p in members if p not in exclude]
+    if not others:
+        return None
+    return _pick(strategy, others, [p for p in local if p not in exclude], load, counter, rand,
+                 ())
+
+
+def _pick(strategy: str, members: Sequence[Pid], local: Sequence[Pid],
+          load: Callable[[Pid], int] | None, counter: int, rand: Any,
+          exclude: Collection[Pid]) -> Pid | None:
+    """One of ``members`` (not empty) by ``strategy`` (not ``hash``), or
+    ``None`` if a member it drew is in ``exclude``."""
+    n = len(members)
+    if strategy == "random":
+        a = members[rand.randrange(n)]
+    elif strategy == "local_first":
+        a = local[rand.randrange(len(local))] if local else members[rand.randrange(n)]
+    elif strategy == "round_robin":
+        a = members[counter % n]
+    else:  # least_loaded
+        a = members[rand.randrange(n)]
+        if n > 1 and load is not None:
+            b = members[rand.randrange(n)]
+            if exclude and b in exclude:
+                return None  # both draws must be eligible, as in the filtered list
+            if load(b) < load(a):
+                a = b
+    return None if exclude and a in exclude else a

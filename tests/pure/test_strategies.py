@@ -129,6 +129,51 @@ def test_round_robin_walks_the_members_in_order() -> None:
     assert Counter(picks) == Counter({p: 2 for p in MEMBERS})
 
 
+class CountedMembers(list[Pid]):
+    """A member list that counts the members read (the table hands out a
+    view that builds a Pid per read)."""
+
+    reads = 0
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def,override]
+        self.reads += 1
+        return super().__getitem__(index)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for i in range(len(self)):
+            yield self[i]
+
+
+@pytest.mark.parametrize("strategy", ["random", "round_robin", "least_loaded", "local_first"])
+def test_a_pick_that_misses_the_excluded_reads_two_members_at_most(strategy: str) -> None:
+    # A group call's retry excludes the members it tried: on a large group
+    # the pick must not read (build) every member when it misses them.
+    members = CountedMembers(Pid("big", 1, n) for n in range(10_000))
+    tried = {Pid("big", 1, 9_999)}  # neither the counters nor these seeded draws hit it
+    rng = random.Random(3)
+    for counter in range(50):
+        members.reads = 0
+        pick = select(strategy, members, exclude=tried, rng=rng, counter=counter,
+                      load=lambda p: p.serial % 3)
+        assert pick is not None and pick not in tried
+        assert members.reads <= 2
+
+
+@pytest.mark.parametrize("strategy", ["random", "least_loaded", "local_first"])
+def test_picks_with_exclude_are_uniform_over_the_members_left(strategy: str) -> None:
+    # The cheap pick is redrawn from the filtered list when it hits an
+    # excluded member: no member left is favoured for neighbouring one.
+    members = [Pid("u", 1, n) for n in range(6)]
+    exclude = set(members[:3])
+    rng = random.Random(11)
+    picks = Counter(select(strategy, members, exclude=exclude, rng=rng, load=lambda p: 0)
+                    for _ in range(6_000))
+    assert set(picks) == set(members[3:])
+    for member in members[3:]:
+        # 2,000 expected each; bounds over six standard deviations (~36.5) away.
+        assert 1_780 <= picks[member] <= 2_220
+
+
 def test_round_robin_skips_excluded_members() -> None:
     exclude = {MEMBERS[1]}
     picks = {select("round_robin", MEMBERS, counter=c, exclude=exclude) for c in range(20)}
