@@ -43,7 +43,11 @@ __all__ = ["STRATEGIES", "key_digest", "pid_digest", "select"]
 STRATEGIES = frozenset({"local_first", "random", "round_robin", "least_loaded", "hash"})
 
 _MASK = (1 << 64) - 1
-_pid_digests: dict[Pid, int] = {}
+# Keyed by plain (node, creation, serial) tuples, equal to and hashed as the
+# pids: the collector untracks those, where a Pid (a tuple subclass) stays
+# tracked, so a cache of many digests costs no collection time. Cleared past
+# a million entries.
+_pid_digests: dict[tuple[str, int, int], int] = {}
 
 
 def pid_digest(pid: Pid) -> int:
@@ -54,7 +58,7 @@ def pid_digest(pid: Pid) -> int:
         digest = int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big")
         if len(_pid_digests) > 1_000_000:
             _pid_digests.clear()
-        _pid_digests[pid] = digest
+        _pid_digests[(pid[0], pid[1], pid[2])] = digest
     return digest
 
 

@@ -6,6 +6,7 @@ random source is either seeded or scripted so each pick is explained.
 
 from __future__ import annotations
 
+import gc
 import random
 import subprocess
 import sys
@@ -349,6 +350,20 @@ def test_adding_a_member_moves_only_keys_that_go_to_it(
     after = _hash_picks([*members, new], keys)
     for key in keys:
         assert after[key] in (before[key], new)
+
+
+def test_the_hash_strategys_digests_keep_no_pid_alive() -> None:
+    # Hashing over a large group caches a digest per member: the cache must
+    # not hold the pids (objects the garbage collector tracks and walks).
+    def alive() -> int:
+        return sum(1 for o in gc.get_objects() if type(o) is Pid and o.node == "digest-node")
+
+    pids = [Pid("digest-node", 5, n) for n in range(5_000)]
+    assert alive() == 5_000
+    assert select("hash", pids, key_hash=key_digest("k")) in pids
+    del pids
+    gc.collect()
+    assert alive() == 0
 
 
 @settings(max_examples=150, deadline=None)
