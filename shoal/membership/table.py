@@ -382,18 +382,16 @@ class GroupTable:
             had: dict[int, dict[int, int]] = {}
             have[key] = had
             extra: list[Pid] = []
-            part = entry.parts.get(node)
-            while part is not None:
+            for creation, serials in entry.incarnations(node):
                 counts: dict[int, int] = {}
-                for serial in part.serials:
+                for serial in serials:
                     counts[serial] = counts.get(serial, 0) + 1
-                had[part.creation] = counts
-                wants = merge_counts(want.get(part.creation, []))
+                had[creation] = counts
+                wants = merge_counts(want.get(creation, []))
                 for serial, n in counts.items():
                     if n > wants.get(serial, 0):
-                        extra.extend(make_pids(node, part.creation,
+                        extra.extend(make_pids(node, creation,
                                                repeat(serial, n - wants.get(serial, 0))))
-                part = part.next
             if extra:
                 events.extend(self.leave(key[0], key[1], extra, reason)[0])
         for key, want in wanted.items():

@@ -65,8 +65,10 @@ def _tracked_growth(per_node: int) -> tuple[int, GroupTable]:
 
 
 def test_remote_members_add_no_object_the_garbage_collector_tracks() -> None:
-    small, _ = _tracked_growth(64)
-    large, table = _tracked_growth(6400)  # 192,000 joins instead of 1,920
+    # Both sizes above a part's packed limit (256 joins): each part holds its
+    # two arrays either way (the test below covers parts of ten joins).
+    small, _ = _tracked_growth(640)
+    large, table = _tracked_growth(6400)  # 192,000 joins instead of 19,200
     assert large - small <= 8, (small, large)  # one Pid per member was +190,000
     # Pids are built where they are read: every API still hands out Pid objects.
     members = table.members("default", "g")
@@ -82,3 +84,37 @@ def test_remote_members_add_no_object_the_garbage_collector_tracks() -> None:
         ("leave", "h", 6400), ("join", "g", 1)]
     assert all(type(p) is Pid for e in events for p in e.pids)
     assert {type(p) for p in table.pids_on("peer01")} == {Pid}
+
+
+def _tracked_with_parts(groups_per_node: int) -> tuple[int, GroupTable]:
+    """Tracked objects a table of 40 remote nodes x ``groups_per_node`` groups of
+    ten members adds; the same 100 groups exist either way, re-synced as at start-up."""
+    table = GroupTable("observer")
+    gc.collect()
+    before = len(gc.get_objects())
+    for n in range(40):
+        table.replace_node_buckets(f"peer{n:02d}", [
+            ("default", f"g{(n * groups_per_node + k) % 100}", 1000 + n,
+             dict.fromkeys(range(10 * k + 1, 10 * k + 11), 1))
+            for k in range(groups_per_node)], "nodedown")
+    gc.collect()
+    return len(gc.get_objects()) - before, table
+
+
+def test_many_small_groups_add_no_tracked_object_per_node_and_group() -> None:
+    # The 100-groups layout: a (node, group) part of ten members. With an
+    # object per part (it and its two arrays) 4,000 parts were 12,000 tracked
+    # objects, and start-up full collections walked them all (docs/scale.md).
+    few, _ = _tracked_with_parts(5)  # 200 parts
+    many, table = _tracked_with_parts(100)  # 4,000 parts
+    assert many - few <= 8, (few, many)
+    assert sorted(table.members("default", "g7")) == sorted(
+        Pid(f"peer{n:02d}", 1000 + n, s) for n in range(40) for s in range(71, 81))
+    assert table.which_groups("default") and len(table.pids_on("peer03")) == 1000
+    events = table.replace_node("peer03", [("default", "g7", Pid("peer03", 1003, 5), 1)],
+                                "nodedown")
+    # A leave in each of its 100 groups, and the join in g7.
+    assert len(events) == 101 and table.members("default", "g7").count(
+        Pid("peer03", 1003, 5)) == 1 and len(table.pids_on("peer03")) == 1
+    routable, _ = table.route("default", "g7")
+    assert Pid("peer03", 1003, 5) in list(routable) and len(routable) == 391
