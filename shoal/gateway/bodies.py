@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any, Final, NamedTuple, Protocol
 
 from aiohttp import web
@@ -33,6 +34,11 @@ MSGPACK: Final = "application/msgpack"
 _MSGPACK_ALIASES: Final = frozenset({MSGPACK, "application/x-msgpack", "application/vnd.msgpack"})
 _JSON_ENCODER: Final = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 """One encoder for every reply (``json.dumps`` with options builds one per call)."""
+_C_ENCODE: Final = None if c_make_encoder is None else c_make_encoder(
+    None, _JSON_ENCODER.default, encode_basestring_ascii, None, ":", ",", False, False, False)
+"""``_JSON_ENCODER``'s C encoder, built once (``JSONEncoder.encode`` builds one per
+value). It keeps no record of the containers it is in (``markers``): what
+``to_json`` returns is a tree of new containers, so it holds no cycle."""
 
 
 class RequestLike(Protocol):
@@ -127,7 +133,10 @@ def encode(term: Any, fmt: str, *, msgpack_ok: bool = False) -> tuple[bytes, str
     """
     if fmt == JSON:
         try:
-            return _JSON_ENCODER.encode(to_json(term)).encode(), JSON
+            value = to_json(term)
+            text = _JSON_ENCODER.encode(value) if _C_ENCODE is None \
+                else "".join(_C_ENCODE(value, 0))
+            return text.encode(), JSON
         except (GatewayError, ValueError):
             if not msgpack_ok:
                 raise

@@ -54,13 +54,12 @@ from collections.abc import Callable
 from typing import Final, cast
 
 import httptools
-from multidict import CIMultiDict
 
 from shoal.gateway.bodies import JSON
 from shoal.gateway.callers import HOT_ROUTES
 from shoal.gateway.context import GatewayContext
 from shoal.gateway.errors import GatewayError
-from shoal.gateway.http11 import Incoming, answer_head, offset_after, route_of
+from shoal.gateway.http11 import Headers, Incoming, answer_head, offset_after, route_of
 
 __all__ = ["KEEPALIVE", "MAX_HEAD", "MAX_PIPELINED", "Front"]
 
@@ -116,7 +115,7 @@ class Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         # The request being parsed.
         self._url = bytearray()
-        self._headers: list[tuple[bytes, bytes]] = []
+        self._headers: dict[str, str] = {}  # lower-cased name: first value
         self._head_size = 0
         self._body: list[bytes] = []
         self._size = 0
@@ -189,7 +188,7 @@ class Connection(asyncio.Protocol):
             raise _Stop
         self._in_request = True
         self._url.clear()
-        self._headers = []
+        self._headers = {}
         self._head_size = 0
         self._body = []
         self._size = 0
@@ -200,7 +199,9 @@ class Connection(asyncio.Protocol):
         self._grow(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        key = name.decode("utf-8", "surrogateescape").lower()
+        if key not in self._headers:
+            self._headers[key] = value.decode("utf-8", "surrogateescape")
         self._grow(len(name) + len(value) + 4)
 
     def on_headers_complete(self) -> None:
@@ -210,23 +211,22 @@ class Connection(asyncio.Protocol):
             and not parser.should_upgrade() else None
         if found is None:
             raise _HandOff
-        headers: CIMultiDict[str] = CIMultiDict(
-            (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
-            for name, value in self._headers)
-        expect = headers.get("Expect")
+        by_name = self._headers
+        headers = Headers(by_name)
+        expect = by_name.get("expect")
         if expect is not None and expect.lower() != "100-continue":
             raise _HandOff  # aiohttp answers 417
         self._template, info = found
         request = self._request = Incoming(headers, query.partition(b"#")[0].decode(
             "utf-8", "surrogateescape"), info, self.remote)
         refused = self.ctx.refusal(request)
-        length = headers.get("Content-Length")
+        length = by_name.get("content-length")
         if refused is None and length is not None and int(length) > self.ctx.max_body:
             refused = GatewayError(413, "too_large", f"the body of {length} bytes is over the "
                                    f"limit of {self.ctx.max_body} (SHOAL_GATEWAY_MAX_BODY)")
         if refused is not None:
             announced = (length is not None and length != "0") \
-                or "chunked" in headers.get("Transfer-Encoding", "").lower()
+                or "chunked" in by_name.get("transfer-encoding", "").lower()
             self._answered = True
             self._owe(refused, close=announced or not parser.should_keep_alive())
             if announced:

@@ -12,22 +12,22 @@ import contextlib
 import email.policy
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from email.message import EmailMessage
 from email.parser import HeaderParser
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Final
+from typing import Final, TypeVar, overload
 
 import httptools
-from multidict import CIMultiDict
 from yarl import URL
 
 from shoal.gateway.bodies import JSON
 from shoal.gateway.callers import HOT_ROUTES
 
-__all__ = ["Incoming", "answer_head", "offset_after", "route_of"]
+__all__ = ["Headers", "Incoming", "answer_head", "offset_after", "route_of"]
 
+_T = TypeVar("_T")
 _SEGMENT: Final = r"([^/%{}\x00-\x20\x7f-\uffff]+)"
 _HOT: Final = re.compile(rf"/v1/(call|cast|send)/{_SEGMENT}/{_SEGMENT}")
 
@@ -41,12 +41,44 @@ class _OctetStream(EmailMessage):
 _TYPES: Final = HeaderParser(_OctetStream, policy=email.policy.HTTP)
 
 
+class Headers(Mapping[str, str]):
+    """A request's headers, read case-insensitively: ``by_name`` maps each
+    lower-cased name to its first value, as ``CIMultiDict.get`` reads them
+    (a multidict costs more to build than the whole of this one)."""
+
+    __slots__ = ("by_name",)
+
+    def __init__(self, by_name: dict[str, str]) -> None:
+        self.by_name = by_name
+
+    def __getitem__(self, name: str) -> str:
+        return self.by_name[name.lower()]
+
+    @overload
+    def get(self, name: str, /) -> str | None: ...
+
+    @overload
+    def get(self, name: str, default: str | _T, /) -> str | _T: ...
+
+    def get(self, name: str, default: object = None, /) -> object:
+        return self.by_name.get(name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self.by_name
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.by_name)
+
+    def __len__(self) -> int:
+        return len(self.by_name)
+
+
 class Incoming:
     """A request parsed here, as the routes read one (``bodies.RequestLike``)."""
 
     __slots__ = ("headers", "match_info", "query_string", "remote")
 
-    def __init__(self, headers: CIMultiDict[str], query_string: str,
+    def __init__(self, headers: Headers, query_string: str,
                  match_info: dict[str, str], remote: str | None) -> None:
         self.headers = headers
         self.query_string = query_string
@@ -69,16 +101,24 @@ class Incoming:
         return _TYPES.parsestr(f"Content-Type: {raw}").get_content_type()
 
 
+_TEMPLATES: Final = {
+    (verb, pid): template
+    for verb in ("call", "cast", "send") for pid in (True, False)
+    if (template := f"/v1/{verb}/pid/{{pid}}" if pid else f"/v1/{verb}/{{scope}}/{{group}}")
+    in HOT_ROUTES}
+"""The hot routes' templates by verb and whether the path names a pid."""
+
+
 def route_of(path: str) -> tuple[str, dict[str, str]] | None:
     match = _HOT.fullmatch(path)
     if match is None:
         return None
     verb, first, second = match.groups()
-    if first == "pid":
-        template, info = f"/v1/{verb}/pid/{{pid}}", {"pid": second}
-    else:
-        template, info = f"/v1/{verb}/{{scope}}/{{group}}", {"scope": first, "group": second}
-    return (template, info) if template in HOT_ROUTES else None
+    pid = first == "pid"
+    template = _TEMPLATES.get((verb, pid))
+    if template is None:
+        return None
+    return template, {"pid": second} if pid else {"scope": first, "group": second}
 
 
 class _Date:
@@ -95,15 +135,25 @@ class _Date:
         return cls.value
 
 
+_STARTS: dict[tuple[str, int, str], bytes] = {}
+"""Each answer head's start (status line, Content-Type, the name of
+Content-Length) by version, status and content type: a bounded set (two
+versions, the statuses of ``errors.STATUS_OF_KIND`` plus 100-202, two types)."""
+_CONNECTION: Final = {None: b"", "close": b"Connection: close\r\n",
+                      "keep-alive": b"Connection: keep-alive\r\n"}
+
+
 def answer_head(version: str, status: int, kind: str, length: int,
-          headers: dict[str, str] | None, connection: str | None) -> bytes:
-    lines = [f"HTTP/{version} {status} {HTTPStatus(status).phrase}\r\nContent-Type: {kind}\r\n"
-             f"Content-Length: {length}\r\n"]
-    if headers:
-        lines.extend(f"{name}: {value}\r\n" for name, value in headers.items())
-    if connection is not None:
-        lines.append(f"Connection: {connection}\r\n")
-    return "".join(lines).encode() + b"Date: " + _Date.now() + b"\r\n\r\n"
+                headers: dict[str, str] | None, connection: str | None) -> bytes:
+    start = _STARTS.get((version, status, kind))
+    if start is None:
+        start = _STARTS[version, status, kind] = (
+            f"HTTP/{version} {status} {HTTPStatus(status).phrase}\r\nContent-Type: {kind}\r\n"
+            "Content-Length: ").encode()
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode() \
+        if headers else b""
+    return b"%s%d\r\n%s%sDate: %s\r\n\r\n" % (start, length, extra, _CONNECTION[connection],
+                                                 _Date.now())
 
 
 class _Counter:

@@ -109,6 +109,39 @@ async def test_pipelined_requests_are_answered_in_request_order(node: shoal.Node
     writer.close()
 
 
+async def test_header_names_are_read_in_any_case_and_a_repeated_one_by_its_first_value(
+        node: shoal.Node) -> None:
+    reader, writer = await _connect(node)
+    for head, expected in [
+            (f"authorization: Bearer {_token(node)}\r\ncontent-TYPE: application/json\r\n"
+             "sHOAL-tIMEOUT: 2\r\nshoal-strategy: random\r\nShoal-Strategy: bogus\r\n", 200),
+            (f"AUTHORIZATION: Bearer {_token(node)}\r\nSHOAL-TIMEOUT: never\r\n", 400),
+            (f"Authorization: Bearer wrong-token-0123456789\r\nauthorization: Bearer "
+             f"{_token(node)}\r\n", 401)]:
+        writer.write(f"POST /v1/call/default/echo HTTP/1.1\r\nHost: x\r\n{head}"
+                     "Content-Length: 1\r\n\r\n7".encode())
+        status, _, body = await _answer(reader)
+        assert status == expected, body
+        if status == 400:
+            assert "timeout='never'" in json.loads(body)["error"]["message"]
+    writer.close()
+
+
+async def test_an_answer_head_lists_its_headers_in_the_same_order_every_time(
+        node: shoal.Node) -> None:
+    reader, writer = await _connect(node)
+    for _ in range(2):
+        writer.write(_post(node, "/v1/call/default/echo", b"1"))
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
+        await asyncio.wait_for(reader.readexactly(1), WAIT)
+        lines = head.decode().split("\r\n")
+        assert lines[0] == "HTTP/1.1 200 OK"
+        assert [line.partition(":")[0] for line in lines[1:] if line] == [
+            "Content-Type", "Content-Length", "Shoal-Member", "Date"]
+        assert lines[1:3] == ["Content-Type: application/json", "Content-Length: 1"]
+    writer.close()
+
+
 async def test_a_pipelined_request_for_another_route_is_handed_over_in_order(
         node: shoal.Node) -> None:
     reader, writer = await _connect(node)
