@@ -104,7 +104,9 @@ class Connection(asyncio.Protocol):
         # Invariant: the answers owed, oldest first; the head is written as
         # soon as its bytes are known (Rule 2).
         self.slots: deque[_Slot] = deque()
-        self.tasks: set[asyncio.Task[None]] = set()
+        # Invariant: the tasks serving this connection's requests, by their
+        # answer; each leaves as it ends (_serve's finally).
+        self.tasks: dict[_Slot, asyncio.Task[None]] = {}
         self._raw = bytearray()
         self._done = 0
         self._in_request = False
@@ -136,7 +138,7 @@ class Connection(asyncio.Protocol):
         self.front.connections.discard(self)
         if self._timer is not None:
             self._timer.cancel()
-        for task in list(self.tasks):
+        for task in list(self.tasks.values()):
             task.cancel()
         self.slots.clear()
 
@@ -199,10 +201,12 @@ class Connection(asyncio.Protocol):
         self._grow(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > MAX_HEAD:
+            self._grow(0)
         key = name.decode("utf-8", "surrogateescape").lower()
         if key not in self._headers:
             self._headers[key] = value.decode("utf-8", "surrogateescape")
-        self._grow(len(name) + len(value) + 4)
 
     def on_headers_complete(self) -> None:
         parser = self.parser
@@ -253,8 +257,7 @@ class Connection(asyncio.Protocol):
             body = b"".join(self._body)
             task = self.loop.create_task(self._serve(slot, self._template, request, body,
                                                      self._version()))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self.tasks[slot] = task
             if len(self.slots) >= MAX_PIPELINED:
                 self._pause()
         if not keep:
@@ -271,6 +274,8 @@ class Connection(asyncio.Protocol):
         except Exception as exc:
             status, data = self.ctx.failure(exc, "POST", template)
             kind, headers = JSON, None
+        finally:
+            self.tasks.pop(slot, None)
         self.ctx.metrics.count(template, status)
         slot.data = answer_head(version, status, kind, len(data), headers,
                           self._connection(version, not slot.close)) + data
