@@ -3,7 +3,8 @@ it parses (:class:`Incoming`), which routes it serves (:func:`route_of`),
 the head of its answers (:func:`answer_head`), and where a request starts
 in bytes already parsed (:func:`offset_after`, the front's Rule 6).
 
-Owns no state but the ``Date`` value of the current second. No IO.
+Owns no state but the ``Date`` value of the current second and the start of
+each answer head by version, status and type (a bounded set). No IO.
 """
 
 from __future__ import annotations
