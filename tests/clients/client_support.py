@@ -41,6 +41,18 @@ ROOT = Path(__file__).resolve().parents[2]
 VECTORS = ROOT / "tests" / "pure" / "vectors" / "gateway_vectors.json"
 
 
+# What the Go and Node.js drivers' "tour" prints: the same checks, line for
+# line (the Java and PHP drivers print theirs without the caller's deadline).
+TOUR_WITH_DEADLINE = [
+    "members 2 2", 'callPid "hi" ok', "cast true ok", "castPid ok", "send ok",
+    "dead noproc true 404",  # a pid that is not alive
+    "empty no_members true 404",  # a group with no member
+    "slow timeout false 504",  # the gateway enforces the call's timeout (0.5 s here)
+    "tiny timeout false 504",  # a timeout under a millisecond is sent as one
+    "deadline timeout false",  # the caller's own deadline (0.5 s) bounds the wait
+]
+
+
 def need(tool: str) -> str:
     """The path of ``tool``; a clear failure when it is not installed."""
     path = shutil.which(tool)

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from client_support import (
     ROOT,
+    TOUR_WITH_DEADLINE,
     Program,
     check_mapping,
     error_answers,
@@ -128,14 +129,7 @@ async def test_go_members_call_pid_cast_send_and_the_errors_of_dead_pid_empty_gr
         driver: Path, gateway_cluster: Any) -> None:
     code, out, err = await run([str(driver), "tour"], env=gateway_cluster.env())
     assert code == 0, out + err
-    assert out.splitlines() == [
-        "members 2 2", 'callPid "hi" ok', "cast true ok", "castPid ok", "send ok",
-        "dead noproc true 404",  # a pid that is not alive
-        "empty no_members true 404",  # a group with no member
-        "slow timeout false 504",  # the gateway enforces the call's timeout (0.5 s here)
-        "tiny timeout false 504",  # a timeout under a millisecond is sent as one
-        "deadline timeout false",  # the caller's own deadline (0.5 s) bounds the wait
-    ]
+    assert out.splitlines() == TOUR_WITH_DEADLINE
 
 
 async def test_a_handler_crash_reaches_go_as_kind_crash_not_retry_safe(
