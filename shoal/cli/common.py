@@ -93,6 +93,17 @@ def verbose_option(func: Any) -> Any:
                         help="Log more, as -v before the command does.")(func)
 
 
+def busy_poll_option(func: Any) -> Any:
+    """``--busy-poll-us`` (env ``SHOAL_BUSY_POLL_US``, read by the node)."""
+    return click.option(
+        "--busy-poll-us", default=None, type=click.IntRange(0, 10_000), metavar="US",
+        help="Microseconds the node keeps polling its sockets after call traffic "
+             "instead of sleeping, so answers skip the OS wake-up (150-300 us on VMs "
+             "whose idle CPUs halt); at most that much CPU per call, none when idle, "
+             "paused while other threads want the CPU. 0: off "
+             "[env SHOAL_BUSY_POLL_US; default: 150].")(func)
+
+
 def store_options(func: Any) -> Any:
     func = verbose_option(func)
     func = click.option("--cluster", default=None,

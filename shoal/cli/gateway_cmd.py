@@ -18,7 +18,13 @@ from typing import Any
 import click
 
 import shoal
-from shoal.cli.common import configure_logging, loop_factory, store_options, verbose_option
+from shoal.cli.common import (
+    busy_poll_option,
+    configure_logging,
+    loop_factory,
+    store_options,
+    verbose_option,
+)
 from shoal.runtime.observe import parse_http
 
 __all__ = ["gateway_command", "gateway_options", "gateway_token_command", "sidecar"]
@@ -68,11 +74,12 @@ async def sidecar(node: shoal.Node) -> None:
 @click.option("--tls-ca", default=None, metavar="PEM",
               help="The CA that signed every node's certificate [env SHOAL_TLS_CA].")
 @gateway_options
+@busy_poll_option
 @verbose_option
 def gateway_command(http: str, name: str | None, cluster: str | None, store: str | None,
                     listen: str | None, advertise: str | None, tls_cert: str | None,
                     tls_key: str | None, tls_ca: str | None, gateway_remote: bool | None,
-                    http_tls: bool | None) -> None:
+                    http_tls: bool | None, busy_poll_us: int | None) -> None:
     """Run a node that serves only the HTTP/JSON gateway (a sidecar beside a
     service in another language), until SIGTERM or SIGINT.
 
@@ -98,7 +105,8 @@ def gateway_command(http: str, name: str | None, cluster: str | None, store: str
     for option, value in (("cluster", cluster), ("store", store), ("listen", listen),
                           ("advertise", advertise), ("tls_cert", tls_cert),
                           ("tls_key", tls_key), ("tls_ca", tls_ca),
-                          ("gateway_remote", gateway_remote), ("http_tls", http_tls)):
+                          ("gateway_remote", gateway_remote), ("http_tls", http_tls),
+                          ("busy_poll_us", busy_poll_us)):
         if value is not None:
             options[option] = value
     code = asyncio.run(run_node("shoal.cli.gateway_cmd:sidecar", **options))

@@ -16,6 +16,7 @@ from shoal.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
+    busy_poll_option,
     configure_logging,
     echo_table,
     log_format_option,
@@ -107,6 +108,7 @@ def cli(ctx: click.Context, verbose: int) -> None:
                    "store, 503 while starting, draining or fenced. The same address "
                    "serves the HTTP/JSON gateway under /v1/ (docs/gateway.md).")
 @gateway_options
+@busy_poll_option
 @verbose_option
 @log_format_option
 def run_command(app: str, name: str, cluster: str | None, store: str | None,
@@ -114,7 +116,8 @@ def run_command(app: str, name: str, cluster: str | None, store: str | None,
                 session_ttl: float, idle_timeout: float, mailbox_size: int,
                 tls_cert: str | None, tls_key: str | None, tls_ca: str | None,
                 tls_server_name: str | None, reload: bool, http: str | None,
-                gateway_remote: bool | None, http_tls: bool | None) -> None:
+                gateway_remote: bool | None, http_tls: bool | None,
+                busy_poll_us: int | None) -> None:
     """Host a node running APP (module:attribute) until SIGTERM or SIGINT.
 
     APP is an async function taking the started node (it spawns processes
@@ -165,7 +168,8 @@ def run_command(app: str, name: str, cluster: str | None, store: str | None,
     for option, value in (("advertise", advertise), ("tls_cert", tls_cert),
                           ("tls_key", tls_key), ("tls_ca", tls_ca),
                           ("tls_server_name", tls_server_name), ("http", http),
-                          ("gateway_remote", gateway_remote), ("http_tls", http_tls)):
+                          ("gateway_remote", gateway_remote), ("http_tls", http_tls),
+                          ("busy_poll_us", busy_poll_us)):
         if value is not None:
             options[option] = value
     code = asyncio.run(run_node(app, reload=reload, **options))

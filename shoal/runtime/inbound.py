@@ -57,6 +57,7 @@ from shoal.runtime.holds import SYSTEM_LIMIT, Holds
 from shoal.runtime.notices import Ref
 from shoal.runtime.process import CALL, CAST, INFO, RUNNING, Caller, Process
 from shoal.runtime.replies import fail_error, reply_slot
+from shoal.runtime.spin import BusyPoll
 from shoal.transport import PeerConnection
 from shoal.wire import (
     Bye,
@@ -96,6 +97,7 @@ class RemoteTables(Protocol):
 
     pending: dict[int, tuple[asyncio.Future[Any], Pid, PeerConnection]]
     monitors: dict[int, tuple[Ref, Pid, Pid]]
+    busy_poll: BusyPoll
 
     def deliver_down(self, ref: Ref, watcher: Pid, target: Pid, reason: Reason) -> None: ...
 
@@ -149,6 +151,8 @@ class Inbound:
         self.counters = Counters()
         # The process table's lookup and the loop's clock, bound once (hot path).
         self._get: Callable[[Pid], Process | None] = processes.get
+        # Call traffic keeps the loop polling for a while (spin.py Rule 1).
+        self._poke: Callable[[], None] = remote.busy_poll.poke
         self._time: Callable[[], float] = time.monotonic  # the loop's, from start()
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -202,6 +206,7 @@ class Inbound:
     # -- calls ----------------------------------------------------------------------
 
     def _on_call(self, peer: PeerConnection, msg: Call) -> None:
+        self._poke()
         sender = msg.sender
         if sender is not None and not _speaks_for(peer, sender):
             self._refuse(peer, msg, f"its sender {sender} is not a process of that node")
@@ -228,7 +233,7 @@ class Inbound:
         # Messaging.call builds a local one (every slot is set here).
         caller = _new_caller(Caller)
         caller.pid = sender
-        caller.answer = reply_slot(peer, msg.ref, msg.to, proc, deadline, clock)
+        caller.answer = reply_slot(peer, msg.ref, msg.to, proc, deadline, clock, self._poke)
         caller.timeout = timeout_ms / 1000
         try:
             proc.deliver(CALL, msg.request, caller)
@@ -244,6 +249,7 @@ class Inbound:
             self.counters.served += 1
 
     def _on_answer(self, peer: PeerConnection, msg: Reply | Fail) -> None:
+        self._poke()
         pending = self.remote.pending
         entry = pending.get(msg.ref)
         if entry is None:
@@ -267,6 +273,7 @@ class Inbound:
                 future.set_exception(fail_error(msg))
 
     def _on_cast(self, msg: Cast | Send) -> None:
+        self._poke()
         proc = self._processes.live(msg.to)
         if proc is None:
             return  # casts and sends to dead pids are dropped, as in Erlang

@@ -24,7 +24,10 @@ Families (names and labels are a public interface: ``docs/operations.md``):
   ``shoal_store_lag_seconds`` (seconds from sending this node's last sampled
   membership write to its watch applying it; absent before the first);
 - ``shoal_restarts_total`` (supervisor restarts on this node),
-  ``shoal_admin_actions_total{action}``.
+  ``shoal_admin_actions_total{action}``;
+- ``shoal_busy_poll_seconds_total`` (time the loop polled instead of
+  sleeping, ``spin.py``), ``shoal_busy_poll_pauses_total`` (pauses for
+  contention).
 
 Bounds: the group families list the ``top_groups`` largest groups by
 members (ties by scope and name); every other group is summed into one
@@ -98,6 +101,15 @@ class NodeCollector(Collector):
         for action, count in sorted(counters.admin_actions.items()):
             admin.add_metric([action], count)
         yield admin
+        poll = self._parts.remote.busy_poll
+        polled = CounterMetricFamily("shoal_busy_poll_seconds", "Seconds the event loop "
+                                     "polled instead of sleeping after call traffic.")
+        polled.add_metric([], poll.polled_seconds)
+        yield polled
+        paused = CounterMetricFamily("shoal_busy_poll_pauses", "Times busy polling paused "
+                                     "because another thread wanted this node's CPU.")
+        paused.add_metric([], poll.backoffs)
+        yield paused
 
     def _calls(self) -> Iterator[Metric]:
         counters = self._parts.counters

@@ -73,6 +73,7 @@ from shoal.runtime.notices import Down, Ref
 from shoal.runtime.peers import PeerInfo, Redials
 from shoal.runtime.process import current_process
 from shoal.runtime.replies import stand_in_reason, wire_reason
+from shoal.runtime.spin import BusyPoll
 from shoal.transport import ConnectionManager, PeerConnection
 from shoal.wire import (
     Cast,
@@ -105,11 +106,14 @@ class Remote:
         deadlines: the node's call deadlines.
         probe_store: asks the store to check whether a node's owner died.
         heartbeat_timeout: the transport's, for the log.
+        busy_poll: the node's busy poll, poked by call traffic (``spin.py``; default: off).
     """
 
     def __init__(self, processes: ProcessTable, cluster: ClusterView, deadlines: Deadlines,
-                 *, probe_store: Callable[[], None], heartbeat_timeout: float) -> None:
+                 *, probe_store: Callable[[], None], heartbeat_timeout: float,
+                 busy_poll: BusyPoll | None = None) -> None:
         self._processes = processes
+        self.busy_poll = BusyPoll(0) if busy_poll is None else busy_poll
         self.cluster = cluster
         self._deadlines = deadlines
         self._probe_store = probe_store
@@ -142,6 +146,7 @@ class Remote:
         the running loop costs a ``getpid`` system call each time."""
         self._loop = loop
         self._inbound.start(loop)
+        self.busy_poll.start(loop)
 
     def serve_admin(self, admin: AdminHandler) -> None:
         """Answer admin requests (CALLs to serial 0) with ``admin``; count into its counters."""
@@ -216,6 +221,7 @@ class Remote:
         conn.send_call(ref, me.pid if me is not None else None, pid, request,
                        int(timeout * 1000))
         self.pending[ref] = (future, pid, conn)
+        self.busy_poll.poke()  # its answer is read without a wake-up (spin.py)
         calls = self._deadlines.add(future, timeout, pid)
         if fail_if_silent:
             self._fail_if_silent.add(ref)

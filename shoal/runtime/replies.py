@@ -63,16 +63,21 @@ def fail_error(msg: Fail) -> ShoalError:
     return ProcessExited(pid, detail if isinstance(detail, (str, Crash)) else str(detail))
 
 
+def _nothing() -> None:
+    """A slot's busy-poll poke when the node polls not (tests' slots)."""
+
+
 class ReplySlot:
     """Where the answer to a caller on another node goes (a ``process.Answer``,
     as the caller's future is for a local one): setting it sends the answer
     at once. A future plus a done-callback would cost an extra turn of the
     event loop on every remote call."""
 
-    __slots__ = ("_done", "_time", "callee", "deadline", "peer", "pid", "ref")
+    __slots__ = ("_done", "_poke", "_time", "callee", "deadline", "peer", "pid", "ref")
 
     def __init__(self, peer: PeerConnection, ref: int, pid: Pid, callee: Process,
-                 deadline: float, time: Callable[[], float]) -> None:
+                 deadline: float, time: Callable[[], float],
+                 poke: Callable[[], None] = _nothing) -> None:
         self.peer = peer
         self.ref = ref
         self.pid = pid
@@ -82,6 +87,9 @@ class ReplySlot:
         self.deadline = deadline
         self._time = time
         self._done = False
+        # The node's busy poll (spin.py), poked when the answer is sent: the
+        # caller's next call is read without a wake-up.
+        self._poke = poke
 
     def done(self) -> bool:
         """Whether it was answered, or the caller's deadline passed."""
@@ -104,6 +112,7 @@ class ReplySlot:
             try:
                 # callee.queue_len(), inlined (the hot path)
                 self.peer.send_reply(self.ref, value, len(callee.mailbox) + callee.backlog)
+                self._poke()
             except BadArgument as bad:
                 self.peer.send(Fail(ref=self.ref, kind="crash", pid=self.pid,
                                     queue_len=self.callee.queue_len(),
@@ -125,7 +134,8 @@ _new_slot = object.__new__
 
 
 def reply_slot(peer: PeerConnection, ref: int, pid: Pid, callee: Process,
-               deadline: float, time: Callable[[], float]) -> ReplySlot:
+               deadline: float, time: Callable[[], float],
+               poke: Callable[[], None] = _nothing) -> ReplySlot:
     """``ReplySlot(...)`` without its ``__init__`` frame, which a class call
     enters from C (~600 instructions): one per remote call served. Sets
     every slot ``__init__`` sets; keep the two in step."""
@@ -137,6 +147,7 @@ def reply_slot(peer: PeerConnection, ref: int, pid: Pid, callee: Process,
     slot.deadline = deadline
     slot._time = time  # noqa: SLF001 - this module's own class
     slot._done = False  # noqa: SLF001
+    slot._poke = poke  # noqa: SLF001
     return slot
 
 

@@ -13,6 +13,7 @@ import pytest
 import shoal
 from shoal.pid import Pid
 from shoal.runtime.inbound import Inbound
+from shoal.runtime.spin import BusyPoll
 from shoal.wire import Down, Fail, Message, Reply
 
 
@@ -35,7 +36,7 @@ CALLEE = Pid.of("b", 1, 5)
 def _inbound(peer: FakePeer) -> tuple[Inbound, dict[int, Any], asyncio.Future[Any]]:
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     pending: dict[int, Any] = {1: (future, CALLEE, peer)}
-    tables = SimpleNamespace(pending=pending, monitors={},
+    tables = SimpleNamespace(pending=pending, monitors={}, busy_poll=BusyPoll(0),
                              cluster=SimpleNamespace(note_queue_length=lambda pid, n: None))
     return Inbound(tables, SimpleNamespace(get={}.get)), pending, future  # type: ignore[arg-type]
 
@@ -70,7 +71,7 @@ def test_a_node_may_report_its_predecessors_pids_dead_but_not_its_successors() -
     watcher = Pid.of("a", 1, 2)
     older, newer = Pid.of("b", 1, 5), Pid.of("b", 3, 5)
     monitors = {7: ("ref7", watcher, older), 8: ("ref8", watcher, newer)}
-    tables = SimpleNamespace(pending={}, monitors=monitors,
+    tables = SimpleNamespace(pending={}, monitors=monitors, busy_poll=BusyPoll(0),
                              deliver_down=lambda *args: delivered.append(args))
     inbound = Inbound(tables, SimpleNamespace(get={}.get))  # type: ignore[arg-type]
     peer = FakePeer("b", 2)  # the incarnation between the two
