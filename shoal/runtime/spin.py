@@ -110,7 +110,8 @@ class BusyPoll:
     Args:
         window_us: the window in microseconds (0: never poll).
         clock: seconds, monotonic, sub-microsecond (Rule 4; injected by tests).
-        switches: this thread's involuntary context switches so far (Rule 5).
+        switches: this thread's involuntary context switches so far (Rule 5;
+            default :func:`involuntary_switches`).
 
     Raises:
         BadArgument: ``window_us`` out of range.
@@ -121,13 +122,13 @@ class BusyPoll:
                  "window", "windows")
 
     def __init__(self, window_us: int, *, clock: Callable[[], float] = time.perf_counter,
-                 switches: Callable[[], int] = involuntary_switches) -> None:
+                 switches: Callable[[], int] | None = None) -> None:
         self.window = check_busy_poll_us(window_us) / 1_000_000
         self.polled_seconds = 0.0  # wall time spent in windows, for /metrics
         self.backoffs = 0  # pauses because another thread wanted the CPU (Rule 5)
         self.windows = 0  # windows opened
         self._clock = clock
-        self._switches_now = switches
+        self._switches_now = involuntary_switches if switches is None else switches
         self._until = 0.0
         self._started = 0.0
         # Invariant: True exactly while one poll callback is scheduled (Rule 2).

@@ -150,3 +150,19 @@ async def test_remote_call_outcomes_are_counted_and_timed_by_kind() -> None:
         assert calls(samples, "remote", "timeout") == 1
         assert samples[("shoal_call_duration_seconds_count", (("kind", "remote"),))] == 6
         assert b._remote.pending == {}  # every call left its table
+
+
+async def test_busy_polling_is_exported_as_time_polled_and_pauses() -> None:
+    store = MemoryStore()
+    async with shoal.Node("a", store=store, secret=SECRET) as a, \
+            shoal.Node("b", store=store, secret=SECRET, http="127.0.0.1:0",
+                       busy_poll_us=2_000) as b:
+        pid = await a.spawn(Worker)
+        await wait_until(lambda: "a" in b.cluster_view.names())
+        assert await b.call(pid, 1) == 1
+        await wait_until(lambda: not b.busy_poll.polling)
+        samples = await scrape(b)
+        polled = samples[("shoal_busy_poll_seconds_total", ())]
+        assert polled == b.busy_poll.polled_seconds
+        assert polled >= 0.002 or b.busy_poll.backoffs > 0  # a whole window, unless paused
+        assert samples[("shoal_busy_poll_pauses_total", ())] == b.busy_poll.backoffs

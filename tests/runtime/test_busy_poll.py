@@ -1,0 +1,287 @@
+"""Busy polling (``runtime/spin.py``): what opens a window, what ends it,
+and what pauses it; and the node's setting.
+
+The rules are checked on a real event loop with an injected clock and an
+injected count of context switches, so no test depends on how fast this
+machine is; the node tests check which traffic pokes, by counting windows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import shoal
+from shoal.runtime import spin
+from shoal.runtime.spin import (
+    DEFAULT_BUSY_POLL_US,
+    MAX_BACKOFF,
+    MIN_BACKOFF,
+    BusyPoll,
+    involuntary_switches,
+)
+from shoal.testing.cluster import wait_until
+
+SECRET = "busy-poll-test-secret-0123456789"
+WAIT = 5.0
+MAX_TURNS = 1_000
+
+
+class Clock:
+    """A settable clock (seconds)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Switches:
+    """A settable count of involuntary context switches."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> int:
+        return self.count
+
+
+async def turns_until(condition: Callable[[], bool]) -> int:
+    """Run loop turns until ``condition`` holds; how many it took (bounded)."""
+    for turn in range(MAX_TURNS):
+        if condition():
+            return turn
+        await asyncio.sleep(0)  # one loop turn: the poll callback runs in it
+    raise AssertionError(f"condition not met in {MAX_TURNS} loop turns")
+
+
+def poller(window_us: int = 200) -> tuple[BusyPoll, Clock, Switches]:
+    clock, switches = Clock(), Switches()
+    poll = BusyPoll(window_us, clock=clock, switches=switches)
+    poll.start(asyncio.get_running_loop())
+    return poll, clock, switches
+
+
+# -- the window (Rules 2 and 3) ----------------------------------------------------
+
+
+async def test_a_poke_keeps_the_loop_polling_until_the_window_has_passed() -> None:
+    poll, clock, _ = poller(200)
+    poll.poke()
+    assert poll.polling and poll.windows == 1
+    for _ in range(20):
+        await asyncio.sleep(0)  # a loop turn: the poll callback runs and re-schedules
+    assert poll.polling  # the clock has not moved: the window lasts
+    clock.now += 0.000_2
+    await turns_until(lambda: not poll.polling)
+    assert poll.windows == 1
+    assert poll.polled_seconds == pytest.approx(0.000_2)
+    assert poll.backoffs == 0
+
+
+async def test_a_poke_inside_the_window_extends_it_without_a_second_callback() -> None:
+    poll, clock, _ = poller(200)
+    poll.poke()
+    clock.now += 0.000_15
+    poll.poke()  # the window now ends 200 µs from here
+    clock.now += 0.000_1
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert poll.polling and poll.windows == 1
+    clock.now += 0.000_1
+    await turns_until(lambda: not poll.polling)
+    assert poll.windows == 1
+    assert poll.polled_seconds == pytest.approx(0.000_35)
+
+
+async def test_a_window_of_zero_never_polls() -> None:
+    poll, _, _ = poller(0)
+    poll.poke()
+    assert not poll.polling and poll.windows == 0
+
+
+async def test_stop_ends_the_window_and_later_pokes_do_nothing() -> None:
+    poll, _, _ = poller(200)
+    poll.poke()
+    poll.stop()
+    await turns_until(lambda: not poll.polling)
+    poll.poke()
+    assert not poll.polling and poll.windows == 1
+
+
+async def test_pokes_before_start_do_nothing() -> None:
+    poll = BusyPoll(200, clock=Clock(), switches=Switches())
+    poll.poke()
+    assert not poll.polling and poll.windows == 0
+
+
+# -- contention (Rule 5) -----------------------------------------------------------
+
+
+async def test_a_window_the_os_preempted_pauses_polling_and_pauses_grow_while_it_lasts(
+) -> None:
+    poll, clock, switches = poller(5_000)  # 5 ms: long enough to be checked inside
+    pauses = []
+    poll.poke()
+    for _ in range(5):
+        assert poll.polling
+        switches.count += 1  # another thread took this one's CPU
+        clock.now += 0.001_5  # past the in-window check
+        await turns_until(lambda: not poll.polling)
+        poll.poke()  # paused: no window opens
+        assert not poll.polling
+        start = clock.now
+        while not poll.polling:  # poke every 2.5 ms until the pause is over
+            clock.now += MIN_BACKOFF / 4
+            assert clock.now - start <= MAX_BACKOFF + MIN_BACKOFF
+            poll.poke()
+        pauses.append(clock.now - start)
+    assert poll.backoffs == 5 and poll.windows == 6
+    assert pauses[0] <= MIN_BACKOFF + MIN_BACKOFF / 4
+    assert pauses[-1] > 2 * MIN_BACKOFF  # jittered by at most half, doubling each time
+
+
+async def test_a_window_without_contention_starts_the_pauses_again_from_the_shortest(
+) -> None:
+    poll, clock, switches = poller(200)
+    for _ in range(5):  # a long stretch of contention: pauses near the cap
+        poll.poke()
+        switches.count += 1
+        clock.now += 0.000_3
+        await turns_until(lambda: not poll.polling)
+        clock.now += MAX_BACKOFF
+    poll.poke()  # a clean window
+    clock.now += 0.000_3
+    await turns_until(lambda: not poll.polling)
+    poll.poke()
+    switches.count += 1
+    clock.now += 0.000_3
+    await turns_until(lambda: not poll.polling)
+    start = clock.now
+    while not poll.polling:
+        clock.now += MIN_BACKOFF / 4
+        poll.poke()
+    assert clock.now - start <= MIN_BACKOFF + MIN_BACKOFF / 4
+
+
+def test_involuntary_switches_reads_this_threads_count() -> None:
+    first = involuntary_switches()
+    assert isinstance(first, int) and first >= 0
+    assert involuntary_switches() >= first
+
+
+# -- the node's setting --------------------------------------------------------------
+
+
+def test_a_node_polls_150_microseconds_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SHOAL_BUSY_POLL_US", raising=False)
+    node = shoal.Node("n", store="memory://")
+    assert DEFAULT_BUSY_POLL_US == 150
+    assert node.busy_poll.window == pytest.approx(150e-6)
+
+
+def test_the_environment_sets_the_window_and_the_argument_wins(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHOAL_BUSY_POLL_US", "0")
+    assert shoal.Node("n", store="memory://").busy_poll.window == 0
+    assert shoal.Node("n", store="memory://", busy_poll_us=40).busy_poll.window == \
+        pytest.approx(40e-6)
+
+
+@pytest.mark.parametrize("value", [-1, 10_001, 1.5, "150", True])
+def test_a_bad_window_is_refused_naming_the_argument(value: Any) -> None:
+    with pytest.raises(shoal.BadArgument) as info:
+        shoal.Node("n", store="memory://", busy_poll_us=value)
+    assert info.value.argument == "busy_poll_us"
+
+
+@pytest.mark.parametrize("text", ["fast", "-5", "20000", "1.5"])
+def test_a_bad_environment_value_is_refused_naming_the_variable(
+        monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    monkeypatch.setenv("SHOAL_BUSY_POLL_US", text)
+    with pytest.raises(shoal.BadArgument) as info:
+        shoal.Node("n", store="memory://")
+    assert info.value.argument == "SHOAL_BUSY_POLL_US"
+
+
+# -- which traffic pokes (Rule 1) ----------------------------------------------------
+
+
+class Echo(shoal.GenServer):
+    async def handle_call(self, request: Any, caller: shoal.Caller) -> Any:
+        return request
+
+    async def handle_cast(self, request: Any) -> None:
+        del request
+
+
+@pytest.fixture
+async def pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+               ) -> AsyncIterator[tuple[shoal.Node, shoal.Node]]:
+    # No contention as far as the nodes know (Rule 5 is tested above): on a
+    # loaded test machine a pause would keep a poke from opening a window.
+    monkeypatch.setattr(spin, "involuntary_switches", lambda: 0)
+    store = f"sqlite://{tmp_path}/cluster.db"
+    # Heartbeats every 50 ms (a quarter of the timeout): many during a test.
+    async with shoal.Node("a", store=store, secret=SECRET, heartbeat_timeout=0.2,
+                          busy_poll_us=10_000) as a, \
+            shoal.Node("b", store=store, secret=SECRET, heartbeat_timeout=0.2,
+                       busy_poll_us=10_000) as b:
+        yield a, b
+
+
+async def quiet(*nodes: shoal.Node) -> None:
+    """Wait until no window is open on ``nodes`` (10 ms windows end by themselves)."""
+    await wait_until(lambda: not any(n.busy_poll.polling for n in nodes), timeout=WAIT)
+
+
+async def test_a_remote_call_opens_a_window_on_both_nodes(
+        pair: tuple[shoal.Node, shoal.Node]) -> None:
+    a, b = pair
+    pid = await b.spawn(Echo)
+    assert await a.call(pid, "connect", timeout=WAIT) == "connect"  # dials
+    await quiet(a, b)
+    before = a.busy_poll.windows, b.busy_poll.windows
+    assert await a.call(pid, "hello", timeout=WAIT) == "hello"
+    assert a.busy_poll.windows == before[0] + 1  # sent a CALL (its REPLY came inside)
+    assert b.busy_poll.windows == before[1] + 1  # read a CALL (its REPLY went inside)
+
+
+async def test_heartbeats_alone_never_open_a_window(pair: tuple[shoal.Node, shoal.Node]) -> None:
+    a, b = pair
+    pid = await b.spawn(Echo)
+    await a.call(pid, "connect", timeout=WAIT)
+    conn = a._remote.connection("b")
+    assert conn is not None
+    await quiet(a, b)
+    before = a.busy_poll.windows, b.busy_poll.windows
+    heartbeats = conn.statistics().heartbeats
+    await wait_until(lambda: conn.statistics().heartbeats >= heartbeats + 4, timeout=WAIT)
+    assert (a.busy_poll.windows, b.busy_poll.windows) == before
+    assert not a.busy_poll.polling and not b.busy_poll.polling
+
+
+async def test_a_cast_opens_a_window_on_the_node_it_reaches(
+        pair: tuple[shoal.Node, shoal.Node]) -> None:
+    a, b = pair
+    pid = await b.spawn(Echo)
+    await a.call(pid, "connect", timeout=WAIT)
+    await quiet(a, b)
+    before = b.busy_poll.windows
+    a.cast(pid, "hi")
+    await wait_until(lambda: b.busy_poll.windows == before + 1, timeout=WAIT)
+
+
+async def test_a_node_that_polls_not_opens_no_window(tmp_path: Path) -> None:
+    store = f"sqlite://{tmp_path}/cluster.db"
+    async with shoal.Node("a", store=store, secret=SECRET, busy_poll_us=0) as a, \
+            shoal.Node("b", store=store, secret=SECRET, busy_poll_us=0) as b:
+        pid = await b.spawn(Echo)
+        for i in range(3):
+            assert await a.call(pid, i, timeout=WAIT) == i
+        assert a.busy_poll.windows == b.busy_poll.windows == 0
+        assert a.busy_poll.polled_seconds == 0
