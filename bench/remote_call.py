@@ -11,8 +11,19 @@ Erlang/OTP comes from Debian's ``erlang-nox``; the benchmark installs it when
 ``erl`` is missing and it is root, and says so clearly when Erlang cannot be
 had (then only shoal's figures are printed, and no ratio).
 
+Both sides run with their defaults, which include busy waiting: a shoal
+node keeps polling 150 µs after call traffic (``docs/operations.md``, "Busy
+polling"), Erlang's schedulers spin before they sleep (``+sbwt``). On
+virtual machines whose idle CPUs halt, that waiting decides most of the
+latency, so each round also runs both without it (shoal with
+``SHOAL_BUSY_POLL_US=0``, Erlang with ``+sbwt none +sbwtdcpu none +sbwtdio
+none``): ``shoal_nopoll_*``, ``erlang_nobusywait_*`` and
+``latency_ratio_vs_erlang_no_busy_wait`` (``--no-busy-wait-pair 0`` skips
+them).
+
 Last lines: ``throughput_ratio_vs_erlang`` (64 callers, shoal / Erlang) and
-``latency_ratio_vs_erlang`` (p50, shoal / Erlang; below 1 is better).
+``latency_ratio_vs_erlang`` (p50, shoal / Erlang; below 1 is better), both
+sides with their defaults.
 """
 
 from __future__ import annotations
@@ -85,12 +96,20 @@ async def client(store: str, calls: int, concurrency: list[int]) -> dict[str, fl
         return out
 
 
-def shoal_side(calls: int, concurrency: list[int]) -> dict[str, float]:
+NO_BUSY_WAIT_ERLANG = ["+sbwt", "none", "+sbwtdcpu", "none", "+sbwtdio", "none"]
+
+
+def shoal_side(calls: int, concurrency: list[int], poll: bool = True) -> dict[str, float]:
+    env = dict(os.environ)
+    if poll:
+        env.pop("SHOAL_BUSY_POLL_US", None)  # the default
+    else:
+        env["SHOAL_BUSY_POLL_US"] = "0"
     with tempfile.TemporaryDirectory(prefix="shoal-bench-") as tmp:
         store = f"sqlite://{tmp}/cluster.db"
         ready = os.path.join(tmp, "ready")
         server = subprocess.Popen([sys.executable, __file__, "--role", "server",
-                                   "--store", store, "--ready", ready])
+                                   "--store", store, "--ready", ready], env=env)
         try:
             deadline = time.monotonic() + 20
             while not os.path.exists(ready):
@@ -100,7 +119,7 @@ def shoal_side(calls: int, concurrency: list[int]) -> dict[str, float]:
             result = subprocess.run(
                 [sys.executable, __file__, "--role", "client", "--store", store,
                  "--calls", str(calls), "--concurrency", ",".join(map(str, concurrency))],
-                check=True, capture_output=True, text=True, timeout=600)
+                check=True, capture_output=True, text=True, timeout=600, env=env)
             return dict(json.loads(result.stdout.strip().splitlines()[-1]))
         finally:
             server.terminate()
@@ -121,7 +140,8 @@ def ensure_erlang() -> str | None:
     return shutil.which("erl") if shutil.which("erlc") else None
 
 
-def erlang_side(calls: int, concurrency: list[int]) -> dict[str, float] | None:
+def erlang_side(calls: int, concurrency: list[int], flags: tuple[str, ...] = (),
+                ) -> dict[str, float] | None:
     erl = ensure_erlang()
     if erl is None:
         print("erlang: NOT AVAILABLE (erl/erlc not found and erlang-nox could not be "
@@ -132,7 +152,7 @@ def erlang_side(calls: int, concurrency: list[int]) -> dict[str, float] | None:
                        check=True)
         suffix = str(os.getpid())
         server_name = f"benchsrv{suffix}@127.0.0.1"
-        common = ["-noshell", "-setcookie", f"shoalbench{suffix}", "-pa", build]
+        common = ["-noshell", "-setcookie", f"shoalbench{suffix}", "-pa", build, *flags]
         server = subprocess.Popen([erl, "-name", server_name, *common,
                                    "-s", "shoal_bench_echo", "start"])
         try:
@@ -174,6 +194,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-erlang", action="store_true",
                         help="measure shoal only (no ratios are printed)")
+    parser.add_argument("--no-busy-wait-pair", type=int, choices=[0, 1], default=1,
+                        help="also run both sides without busy waiting (default 1)")
     args = parser.parse_args()
     concurrency = [int(c) for c in args.concurrency.split(",")]
     if args.role == "server":
@@ -185,16 +207,25 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(f"loop: {loop_name()}")
     shoal_runs, erlang_runs = [], []
+    nopoll_runs: list[dict[str, float]] = []
+    nobusy_runs: list[dict[str, float]] = []
     for _ in range(args.rounds):  # alternate, so drift hits both sides alike
         shoal_runs.append(shoal_side(args.calls, concurrency))
         erl = None if args.skip_erlang else erlang_side(args.calls, concurrency)
         if erl is not None:
             erlang_runs.append(erl)
+        if args.no_busy_wait_pair:
+            nopoll_runs.append(shoal_side(args.calls, concurrency, poll=False))
+            erl = None if args.skip_erlang else erlang_side(
+                args.calls, concurrency, tuple(NO_BUSY_WAIT_ERLANG))
+            if erl is not None:
+                nobusy_runs.append(erl)
 
     def mid(runs: list[dict[str, float]], key: str) -> float:
         return median([r[key] for r in runs])
 
-    for label, runs in (("shoal", shoal_runs), ("erlang", erlang_runs)):
+    for label, runs in (("shoal_nopoll", nopoll_runs), ("erlang_nobusywait", nobusy_runs),
+                        ("shoal", shoal_runs), ("erlang", erlang_runs)):
         if not runs:
             continue
         emit(f"{label}_p50_us", mid(runs, "p50_us"), "us")
@@ -202,6 +233,9 @@ def main() -> None:
         for c in concurrency:
             emit(f"{label}_throughput_{c}_callers", mid(runs, f"throughput_{c}"),
                  "calls/s")
+    if nopoll_runs and nobusy_runs:
+        emit("latency_ratio_vs_erlang_no_busy_wait",
+             mid(nopoll_runs, "p50_us") / mid(nobusy_runs, "p50_us"))
     if erlang_runs:
         top = max(concurrency)
         emit("throughput_ratio_vs_erlang", mid(shoal_runs, f"throughput_{top}")

@@ -35,21 +35,30 @@ Rules:
    tens of microseconds.
 5. Polling yields to contention: a thread that polls while another one
    wants its CPU only delays that one, and on a busy host wake-ups are
-   cheap anyway (the CPUs do not halt). So a window checks, when it ends
-   and every ``CHECK_EVERY`` while it lasts, whether the OS preempted this
-   thread (involuntary context switches); if so the window ends and no
-   new one opens for a pause (``_backoff.py``'s schedule, from
-   ``MIN_BACKOFF`` up to ``MAX_BACKOFF`` while contention lasts; it starts
-   again after a window without it).
+   cheap anyway (the CPUs do not halt). When two polls of a window are
+   more than ``PREEMPTED_GAP`` apart and the OS took the CPU from this
+   thread since the window opened (involuntary context switches, read
+   then: one system call per window, one more per long gap), the window
+   ends and no new one opens for a pause: ``_backoff.py``'s schedule, from
+   ``MIN_BACKOFF`` up to ``MAX_BACKOFF`` while contention lasts, starting
+   short again after ``RESET_AFTER`` without it. A short preemption (a
+   kernel thread's turn) leaves no long gap and pauses nothing. Where the
+   kernel reports CPU pressure (PSI: the cgroup's ``cpu.pressure``, else
+   ``/proc/pressure/cpu``), no window opens while threads waited for a CPU
+   more than ``PRESSURE_LIMIT`` % of the last 10 s (read every
+   ``PRESSURE_EVERY`` at most, when a window would open): contention is
+   seen before polling adds to it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import resource
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from pathlib import Path
 
 from shoal._backoff import backoff_delays
 from shoal.errors import BadArgument
@@ -58,9 +67,12 @@ __all__ = ["DEFAULT_BUSY_POLL_US", "ENV", "MAX_WINDOW", "BusyPoll", "busy_poll_w
            "check_busy_poll_us", "involuntary_switches"]
 
 ENV = "SHOAL_BUSY_POLL_US"
-CHECK_EVERY = 0.001  # seconds between two checks for contention in a long window (Rule 5)
+PREEMPTED_GAP = 0.000_5  # seconds between two polls that may mean preemption (Rule 5)
 MIN_BACKOFF = 0.01  # the first pause after contention; doubles up to MAX_BACKOFF
 MAX_BACKOFF = 1.0
+RESET_AFTER = 2 * MAX_BACKOFF  # without contention this long, pauses start short again
+PRESSURE_LIMIT = 10.0  # % of time threads waited for a CPU (PSI some avg10): no window past it
+PRESSURE_EVERY = 0.25  # seconds between two reads of the pressure file
 # This thread's context switches where the platform counts them per thread.
 _WHO = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
 
@@ -99,6 +111,34 @@ def busy_poll_window(value: int | None) -> int:
     return check_busy_poll_us(number, ENV)
 
 
+def pressure_file() -> Path | None:
+    """The CPU pressure (PSI) file that covers this process: its cgroup's
+    ``cpu.pressure`` under cgroup v2, else the host's ``/proc/pressure/cpu``;
+    None where the kernel has none (Rule 5)."""
+    candidates = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/cgroup").read_text(encoding="ascii").splitlines():
+            if line.startswith("0::"):
+                group = line[3:].strip().lstrip("/")
+                candidates += [Path("/sys/fs/cgroup", group, "cpu.pressure"),
+                               Path("/sys/fs/cgroup/unified", group, "cpu.pressure")]
+    candidates.append(Path("/proc/pressure/cpu"))
+    for path in candidates:
+        if read_pressure(path) is not None:
+            return path
+    return None
+
+
+def read_pressure(path: Path) -> float | None:
+    """``some avg10`` of a PSI file: the share (0-100) of the last 10 s in
+    which some runnable thread waited for a CPU; None if unreadable."""
+    try:
+        first = path.read_text(encoding="ascii").split("\n", 1)[0]
+        return float(first.split("avg10=", 1)[1].split(None, 1)[0])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def involuntary_switches() -> int:
     """Times the OS took this thread off its CPU for another one (Rule 5)."""
     return resource.getrusage(_WHO).ru_nivcsw
@@ -112,38 +152,50 @@ class BusyPoll:
         clock: seconds, monotonic, sub-microsecond (Rule 4; injected by tests).
         switches: this thread's involuntary context switches so far (Rule 5;
             default :func:`involuntary_switches`).
+        pressure: the CPU pressure in % (PSI ``some avg10``), or None when
+            unknown (Rule 5; default: read from :func:`pressure_file`).
 
     Raises:
         BadArgument: ``window_us`` out of range.
     """
 
-    __slots__ = ("_call_soon", "_check_at", "_clock", "_pauses", "_resume_at", "_running",
-                 "_started", "_switches", "_switches_now", "_until", "backoffs", "polled_seconds",
-                 "window", "windows")
+    __slots__ = ("_call_soon", "_clock", "_contended_at", "_last", "_pauses", "_pressure",
+                 "_pressure_at", "_pressured", "_resume_at", "_running", "_started", "_switches",
+                 "_switches_now", "_until", "backoffs", "polled_seconds", "window", "windows")
 
     def __init__(self, window_us: int, *, clock: Callable[[], float] = time.perf_counter,
-                 switches: Callable[[], int] | None = None) -> None:
+                 switches: Callable[[], int] | None = None,
+                 pressure: Callable[[], float | None] | None = None) -> None:
         self.window = check_busy_poll_us(window_us) / 1_000_000
         self.polled_seconds = 0.0  # wall time spent in windows, for /metrics
         self.backoffs = 0  # pauses because another thread wanted the CPU (Rule 5)
         self.windows = 0  # windows opened
         self._clock = clock
         self._switches_now = involuntary_switches if switches is None else switches
+        # The host's (or cgroup's) CPU pressure, found by start() unless given.
+        self._pressure = pressure
+        self._pressure_at = 0.0  # when to read it next
+        self._pressured = False  # whether the last read was past PRESSURE_LIMIT
         self._until = 0.0
         self._started = 0.0
         # Invariant: True exactly while one poll callback is scheduled (Rule 2).
         self._running = False
         self._call_soon: Callable[..., object] | None = None
-        # Rule 5: no window opens before _resume_at; the pauses of the current
-        # stretch of contention (None: none lately).
+        # Rule 5: no window opens before _resume_at; _pauses are those of the
+        # current stretch of contention, which began after _contended_at was
+        # RESET_AFTER old.
         self._resume_at = 0.0
-        self._pauses: Iterator[float] | None = None
+        self._contended_at = -RESET_AFTER
+        self._pauses = backoff_delays(initial=MIN_BACKOFF, maximum=MAX_BACKOFF)
         self._switches = 0
-        self._check_at = 0.0
+        self._last = 0.0  # when the window last polled
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Poll on ``loop`` from now on (pokes before this do nothing)."""
         self._call_soon = loop.call_soon
+        if self._pressure is None and self.window:
+            path = pressure_file()
+            self._pressure = (lambda: None) if path is None else (lambda: read_pressure(path))
 
     def stop(self) -> None:
         """End the current window at the next loop turn, and poke no more."""
@@ -157,10 +209,14 @@ class BusyPoll:
         now = self._clock()
         self._until = now + self.window
         if not self._running and self._call_soon is not None and now >= self._resume_at:
+            if now >= self._pressure_at:
+                self._read_pressure(now)
+            if self._pressured:
+                return
             self._running = True
             self.windows += 1
             self._started = now
-            self._check_at = now + CHECK_EVERY
+            self._last = now
             self._switches = self._switches_now()
             self._call_soon(self._poll)
 
@@ -172,28 +228,34 @@ class BusyPoll:
     def _poll(self) -> None:
         now = self._clock()
         call_soon = self._call_soon
-        if now < self._until and call_soon is not None:
-            if now < self._check_at:
-                call_soon(self._poll)
-                return
-            if not self._preempted(now):
-                self._check_at = now + CHECK_EVERY
-                call_soon(self._poll)
-                return
-        elif not self._preempted(now):
-            self._pauses = None  # a window without contention: the next pause is short
+        gap, self._last = now - self._last, now
+        if gap > PREEMPTED_GAP and self._preempted(now):
+            pass  # Rule 5: the window ends, and a pause begins
+        elif now < self._until and call_soon is not None:
+            call_soon(self._poll)
+            return
         self._running = False
         self.polled_seconds += now - self._started
 
+    def _read_pressure(self, now: float) -> None:
+        """Rule 5: read the CPU pressure (every ``PRESSURE_EVERY`` at most);
+        past ``PRESSURE_LIMIT``, no window opens until a read says otherwise."""
+        self._pressure_at = now + PRESSURE_EVERY
+        level = self._pressure() if self._pressure is not None else None
+        pressured = level is not None and level > PRESSURE_LIMIT
+        if pressured and not self._pressured:
+            self.backoffs += 1
+        self._pressured = pressured
+
     def _preempted(self, now: float) -> bool:
-        """Rule 5: whether the OS took the CPU from this thread since the
-        window opened (or the last check); if so, pause polling."""
-        switches = self._switches_now()
-        if switches == self._switches:
+        """Rule 5: whether the OS took the CPU from this thread during the
+        window (a long gap between two polls may be a long callback too);
+        if so, pause polling."""
+        if self._switches_now() == self._switches:
             return False
-        self._switches = switches
-        if self._pauses is None:
+        if now - self._contended_at > RESET_AFTER:
             self._pauses = backoff_delays(initial=MIN_BACKOFF, maximum=MAX_BACKOFF)
+        self._contended_at = now
         self._resume_at = now + next(self._pauses)
         self.backoffs += 1
         return True

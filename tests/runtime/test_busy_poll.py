@@ -20,8 +20,12 @@ from shoal.runtime.spin import (
     DEFAULT_BUSY_POLL_US,
     MAX_BACKOFF,
     MIN_BACKOFF,
+    PRESSURE_EVERY,
+    PRESSURE_LIMIT,
+    RESET_AFTER,
     BusyPoll,
     involuntary_switches,
+    read_pressure,
 )
 from shoal.testing.cluster import wait_until
 
@@ -38,6 +42,18 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+class Pressure:
+    """A settable CPU pressure (PSI some avg10, %); None: unknown."""
+
+    def __init__(self) -> None:
+        self.level: float | None = 0.0
+        self.reads = 0
+
+    def __call__(self) -> float | None:
+        self.reads += 1
+        return self.level
 
 
 class Switches:
@@ -59,9 +75,10 @@ async def turns_until(condition: Callable[[], bool]) -> int:
     raise AssertionError(f"condition not met in {MAX_TURNS} loop turns")
 
 
-def poller(window_us: int = 200) -> tuple[BusyPoll, Clock, Switches]:
+def poller(window_us: int = 200, pressure: Pressure | None = None,
+           ) -> tuple[BusyPoll, Clock, Switches]:
     clock, switches = Clock(), Switches()
-    poll = BusyPoll(window_us, clock=clock, switches=switches)
+    poll = BusyPoll(window_us, clock=clock, switches=switches, pressure=pressure or Pressure())
     poll.start(asyncio.get_running_loop())
     return poll, clock, switches
 
@@ -114,7 +131,7 @@ async def test_stop_ends_the_window_and_later_pokes_do_nothing() -> None:
 
 
 async def test_pokes_before_start_do_nothing() -> None:
-    poll = BusyPoll(200, clock=Clock(), switches=Switches())
+    poll = BusyPoll(200, clock=Clock(), switches=Switches(), pressure=Pressure())
     poll.poke()
     assert not poll.polling and poll.windows == 0
 
@@ -145,27 +162,82 @@ async def test_a_window_the_os_preempted_pauses_polling_and_pauses_grow_while_it
     assert pauses[-1] > 2 * MIN_BACKOFF  # jittered by at most half, doubling each time
 
 
-async def test_a_window_without_contention_starts_the_pauses_again_from_the_shortest(
-) -> None:
-    poll, clock, switches = poller(200)
+async def test_pauses_start_short_again_after_a_stretch_without_contention() -> None:
+    poll, clock, switches = poller(5_000)
     for _ in range(5):  # a long stretch of contention: pauses near the cap
         poll.poke()
         switches.count += 1
-        clock.now += 0.000_3
+        clock.now += 0.001
         await turns_until(lambda: not poll.polling)
         clock.now += MAX_BACKOFF
-    poll.poke()  # a clean window
-    clock.now += 0.000_3
-    await turns_until(lambda: not poll.polling)
+    clock.now += RESET_AFTER
     poll.poke()
     switches.count += 1
-    clock.now += 0.000_3
+    clock.now += 0.001
     await turns_until(lambda: not poll.polling)
+    assert poll.backoffs == 6
     start = clock.now
     while not poll.polling:
         clock.now += MIN_BACKOFF / 4
         poll.poke()
     assert clock.now - start <= MIN_BACKOFF + MIN_BACKOFF / 4
+
+
+async def test_a_short_preemption_pauses_nothing() -> None:
+    poll, clock, switches = poller(5_000)
+    poll.poke()
+    switches.count += 1  # a kernel thread's turn: the next poll comes soon after
+    clock.now += 0.000_1
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert poll.polling and poll.backoffs == 0
+
+
+async def test_a_long_gap_without_preemption_pauses_nothing() -> None:
+    poll, clock, _ = poller(5_000)
+    poll.poke()
+    clock.now += 0.002  # a long callback ran between two polls
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert poll.polling and poll.backoffs == 0
+    clock.now += 0.005
+    await turns_until(lambda: not poll.polling)
+    assert poll.backoffs == 0
+
+
+async def test_no_window_opens_while_the_cpu_pressure_is_past_the_limit() -> None:
+    pressure = Pressure()
+    pressure.level = PRESSURE_LIMIT + 1  # threads waited for a CPU 11% of the last 10 s
+    poll, clock, _ = poller(200, pressure)
+    poll.poke()
+    assert not poll.polling and poll.windows == 0 and poll.backoffs == 1
+    reads = pressure.reads
+    clock.now += PRESSURE_EVERY / 2
+    pressure.level = 0.0
+    poll.poke()  # not read again so soon: still paused, counted once
+    assert not poll.polling and pressure.reads == reads and poll.backoffs == 1
+    clock.now += PRESSURE_EVERY
+    poll.poke()
+    assert poll.polling and poll.windows == 1 and pressure.reads == reads + 1
+
+
+async def test_an_unknown_pressure_does_not_keep_windows_closed() -> None:
+    pressure = Pressure()
+    pressure.level = None  # a kernel without PSI
+    poll, _, _ = poller(200, pressure)
+    poll.poke()
+    assert poll.polling and poll.backoffs == 0
+
+
+def test_read_pressure_takes_some_avg10_and_refuses_what_it_cannot_read(
+        tmp_path: Path) -> None:
+    psi = tmp_path / "cpu.pressure"
+    psi.write_text("some avg10=12.50 avg60=3.00 avg300=1.00 total=123\n"
+                   "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n", encoding="ascii")
+    assert read_pressure(psi) == 12.5
+    psi.write_text("garbage\n", encoding="ascii")
+    assert read_pressure(psi) is None
+    assert read_pressure(tmp_path / "missing") is None
 
 
 def test_involuntary_switches_reads_this_threads_count() -> None:
@@ -225,6 +297,7 @@ async def pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     # No contention as far as the nodes know (Rule 5 is tested above): on a
     # loaded test machine a pause would keep a poke from opening a window.
     monkeypatch.setattr(spin, "involuntary_switches", lambda: 0)
+    monkeypatch.setattr(spin, "pressure_file", lambda: None)
     store = f"sqlite://{tmp_path}/cluster.db"
     # Heartbeats every 50 ms (a quarter of the timeout): many during a test.
     async with shoal.Node("a", store=store, secret=SECRET, heartbeat_timeout=0.2,
