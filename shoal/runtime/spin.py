@@ -70,7 +70,7 @@ ENV = "SHOAL_BUSY_POLL_US"
 PREEMPTED_GAP = 0.000_5  # seconds between two polls that may mean preemption (Rule 5)
 MIN_BACKOFF = 0.01  # the first pause after contention; doubles up to MAX_BACKOFF
 MAX_BACKOFF = 1.0
-RESET_AFTER = 2 * MAX_BACKOFF  # without contention this long, pauses start short again
+RESET_AFTER = 2.0  # seconds without contention after which pauses start short again
 PRESSURE_LIMIT = 10.0  # % of time threads waited for a CPU (PSI some avg10): no window past it
 PRESSURE_EVERY = 0.25  # seconds between two reads of the pressure file
 # This thread's context switches where the platform counts them per thread.
