@@ -55,7 +55,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import resource
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -73,8 +72,12 @@ MAX_BACKOFF = 1.0
 RESET_AFTER = 2.0  # seconds without contention after which pauses start short again
 PRESSURE_LIMIT = 10.0  # % of time threads waited for a CPU (PSI some avg10): no window past it
 PRESSURE_EVERY = 0.25  # seconds between two reads of the pressure file
+try:
+    import resource
+except ImportError:  # pragma: no cover - Windows: no context-switch counts
+    resource = None  # type: ignore[assignment]
 # This thread's context switches where the platform counts them per thread.
-_WHO = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
+_WHO = 0 if resource is None else getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
 
 DEFAULT_BUSY_POLL_US = 150  # covers a loopback round trip's gap on both sides
 MAX_WINDOW = 0.01  # seconds (Rule 3): 10 ms
@@ -140,8 +143,9 @@ def read_pressure(path: Path) -> float | None:
 
 
 def involuntary_switches() -> int:
-    """Times the OS took this thread off its CPU for another one (Rule 5)."""
-    return resource.getrusage(_WHO).ru_nivcsw
+    """Times the OS took this thread off its CPU for another one (Rule 5);
+    always 0 where the platform does not count them (Windows)."""
+    return 0 if resource is None else resource.getrusage(_WHO).ru_nivcsw
 
 
 class BusyPoll:
