@@ -14,10 +14,16 @@ Scenarios (one process, uvloop when installed):
 - ``remote``: a round trip between two nodes of this process over loopback
   TCP (a shared in-memory store), both ends counted, 1 caller;
 - ``bare-remote``: a bare uvloop + msgpack echo over loopback TCP, with the
-  same length-prefixed framing, both ends counted.
+  same length-prefixed framing, both ends counted;
+- ``gateway``: ``POST /v1/call/default/echo`` through a gateway node's HTTP
+  front to the echo member of a second node, over loopback TCP, 1 caller
+  with one keep-alive connection; the gateway node, the member's node and
+  the client (a minimal HTTP/1.1 one sending the headers ``http.client``
+  sends, checking each answer's status and body) are all counted. Against
+  ``remote``, the difference is what the HTTP hop and the gateway add.
 
 Usage: ``.venv/bin/python bench/instructions.py [scenario ...]`` (default:
-all four); needs ``valgrind``. Prints ``<scenario>_instructions_per_call: N``
+all five); needs ``valgrind``. Prints ``<scenario>_instructions_per_call: N``
 and the ratios ``local_vs_bare`` and ``remote_vs_bare`` (bare / shoal, as
 the throughput ratios: 1.0 is the floor). ``--run SCENARIO --calls N`` runs
 one scenario without valgrind (what each counted run executes).
@@ -45,7 +51,7 @@ WARM_UP = 500
 # proportion to how slowly the run went under valgrind on a loaded machine.
 TIMEOUT = 60.0
 HEARTBEAT_TIMEOUT = 60.0
-SCENARIOS = ("local", "bare-local", "remote", "bare-remote")
+SCENARIOS = ("local", "bare-local", "remote", "bare-remote", "gateway")
 
 
 class Echo(shoal.GenServer):
@@ -147,8 +153,65 @@ async def bare_remote(calls: int) -> None:
     server.close()
 
 
+async def gateway(calls: int) -> None:
+    from shoal.gateway.context import derive_token
+    from shoal.store import MemoryStore
+
+    store = MemoryStore()
+    secret = "instruction-count-secret-0123456789"
+    options: dict[str, Any] = dict(store=store, secret=secret, listen="127.0.0.1:0",
+                                   heartbeat_timeout=HEARTBEAT_TIMEOUT, idle_timeout=None)
+    async with shoal.Node("server", **options) as srv, \
+            shoal.Node("gateway", http="127.0.0.1:0", **options) as gw:
+        await srv.groups.join("echo", await srv.spawn(Echo))
+        await srv.groups.sync()
+        loop = asyncio.get_running_loop()
+        for _ in range(2000):  # bounded: the gateway node sees the member
+            if gw.groups.get_members("echo"):
+                break
+            await asyncio.sleep(0.01)
+        address = gw.http_address
+        assert address is not None
+        head = (f"POST /v1/call/default/echo HTTP/1.1\r\nHost: {address[0]}:{address[1]}\r\n"
+                "Accept-Encoding: identity\r\nContent-Length: %d\r\n"
+                f"Authorization: Bearer {derive_token(secret.encode())}\r\n"
+                "Content-Type: application/json\r\n\r\n")
+
+        class Client(asyncio.Protocol):
+            def __init__(self) -> None:
+                self.buf = b""
+                self.waiter: asyncio.Future[bytes] | None = None
+
+            def connection_made(self, transport: Any) -> None:
+                self.transport = transport
+
+            def data_received(self, data: bytes) -> None:
+                self.buf += data
+                end = self.buf.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                length = int(self.buf[:end].lower().partition(b"content-length: ")[2]
+                             .partition(b"\r\n")[0])
+                if len(self.buf) >= end + 4 + length and self.waiter is not None:
+                    answer, self.buf = self.buf[:end + 4 + length], self.buf[end + 4 + length:]
+                    self.waiter.set_result(answer)
+
+            async def call(self, body: bytes) -> bytes:
+                self.waiter = loop.create_future()
+                self.transport.write((head % len(body)).encode() + body)
+                return await self.waiter
+
+        _, client = await loop.create_connection(Client, *address)
+        for i in range(WARM_UP + calls):
+            body = str(i).encode()
+            answer = await client.call(body)
+            if not answer.startswith(b"HTTP/1.1 200 ") or not answer.endswith(b"\r\n\r\n" + body):
+                raise SystemExit(f"the gateway answered {answer[:200]!r}")
+        client.transport.close()
+
+
 RUNNERS = {"local": local, "bare-local": bare_local, "remote": remote,
-           "bare-remote": bare_remote}
+           "bare-remote": bare_remote, "gateway": gateway}
 
 
 def count(scenario: str, calls: int, outdir: str) -> int:

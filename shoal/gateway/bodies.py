@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
+from json.scanner import c_make_scanner  # type: ignore[attr-defined]
 from typing import Any, Final, NamedTuple, Protocol
 
 from aiohttp import web
@@ -26,8 +27,8 @@ from shoal.gateway.errors import GatewayError
 from shoal.gateway.jsonmap import from_json, to_json
 from shoal.wire import pack_term, unpack_term
 
-__all__ = ["JSON", "MSGPACK", "Answer", "RequestLike", "answer", "decode", "encode",
-           "reply_format", "request_format", "respond"]
+__all__ = ["JSON", "MSGPACK", "Answer", "RequestLike", "answer", "body_term", "decode",
+           "encode", "reply_format", "request_format", "respond"]
 
 JSON: Final = "application/json"
 MSGPACK: Final = "application/msgpack"
@@ -39,6 +40,9 @@ _C_ENCODE: Final = None if c_make_encoder is None else c_make_encoder(
 """``_JSON_ENCODER``'s C encoder, built once (``JSONEncoder.encode`` builds one per
 value). It keeps no record of the containers it is in (``markers``): what
 ``to_json`` returns is a tree of new containers, so it holds no cycle."""
+_C_SCAN: Final = None if c_make_scanner is None else c_make_scanner(json.JSONDecoder())
+"""``json.loads``'s C scanner, called directly for a body that is one JSON
+value from its first byte to its last (``json.loads`` reads any other)."""
 
 
 class RequestLike(Protocol):
@@ -73,6 +77,16 @@ class Answer(NamedTuple):
     headers: dict[str, str] | None = None
 
 
+def _answer(fields: tuple[int, bytes, str, dict[str, str] | None]) -> Answer:
+    """An :class:`Answer` of its four fields, without ``__new__``'s Python frame."""
+    return tuple.__new__(Answer, fields)
+
+
+_SCALARS: Final = frozenset({type(None), bool, int, str})
+"""The types ``to_json`` and ``from_json`` return as they are."""
+_NO_VALUE: Final = object()
+
+
 def request_format(request: RequestLike) -> str:
     """Rule 1: the request body's format.
 
@@ -80,7 +94,7 @@ def request_format(request: RequestLike) -> str:
         GatewayError: ``415`` for a type that is neither.
     """
     kind = request.content_type  # aiohttp: application/octet-stream when absent
-    if kind == JSON or ("Content-Type" not in request.headers):
+    if kind == JSON or ("content-type" not in request.headers):
         return JSON
     if kind in _MSGPACK_ALIASES:
         return MSGPACK
@@ -92,7 +106,7 @@ def request_format(request: RequestLike) -> str:
 
 def reply_format(request: RequestLike, given: str) -> str:
     """Rule 2: the format to answer in, ``given`` the request's."""
-    return _reply_format(request.headers.get("Accept"), given)
+    return _reply_format(request.headers.get("accept"), given)
 
 
 def _reply_format(accept: str | None, given: str) -> str:
@@ -102,6 +116,17 @@ def _reply_format(accept: str | None, given: str) -> str:
     names_given = given in accept or (given == MSGPACK and "msgpack" in accept)
     names_other = other in accept or (other == MSGPACK and "msgpack" in accept)
     return other if names_other and not names_given else given
+
+
+def body_term(request: RequestLike, data: bytes) -> tuple[Any, str]:
+    """A request's body as a term, and its format (Rule 1).
+
+    Raises:
+        GatewayError: ``415`` for a type that is neither.
+        BadArgument: as :func:`decode`.
+    """
+    fmt = JSON if request.headers.get("content-type") == JSON else request_format(request)
+    return decode(data, fmt), fmt
 
 
 def decode(data: bytes, fmt: str) -> Any:
@@ -118,10 +143,21 @@ def decode(data: bytes, fmt: str) -> Any:
         except ProtocolError as exc:
             raise BadArgument("body", "...", f"one msgpack value ({exc})") from None
     try:
-        value = json.loads(data.decode())
+        text = data.decode()
+        value: Any = _NO_VALUE
+        if _C_SCAN is not None:
+            try:
+                value, end = _C_SCAN(text, 0)
+            except StopIteration:  # not a value at 0 (whitespace first, or none): loads says
+                pass
+            else:
+                if end != len(text):  # trailing whitespace or more: loads says
+                    value = _NO_VALUE
+        if value is _NO_VALUE:
+            value = json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise BadArgument("body", "...", f"JSON ({exc})") from None
-    return from_json(value)
+    return value if type(value) in _SCALARS else from_json(value)
 
 
 def encode(term: Any, fmt: str, *, msgpack_ok: bool = False) -> tuple[bytes, str]:
@@ -149,11 +185,15 @@ def encode(term: Any, fmt: str, *, msgpack_ok: bool = False) -> tuple[bytes, str
 def answer(request: RequestLike, term: Any, fmt: str, *, status: int = 200,
            headers: dict[str, str] | None = None) -> Answer:
     """The answer carrying ``term`` in the format the client asked for."""
-    accept = request.headers.get("Accept")
+    accept = request.headers.get("accept")
+    if accept is None and fmt == JSON and type(term) in _SCALARS and _C_ENCODE is not None:
+        # The common case of encode, inline: a JSON scalar to a client
+        # without Accept (to_json returns it unchanged).
+        return _answer((status, "".join(_C_ENCODE(term, 0)).encode(), JSON, headers))
     out = _reply_format(accept, fmt)
     msgpack_ok = out == MSGPACK or (accept is not None and "msgpack" in accept)
     body, kind = encode(term, out, msgpack_ok=msgpack_ok)
-    return Answer(status, body, kind, headers)
+    return _answer((status, body, kind, headers))
 
 
 def respond(request: RequestLike, term: Any, fmt: str, *, status: int = 200,

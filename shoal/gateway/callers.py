@@ -3,7 +3,9 @@ watch a group's members (``docs/gateway.md`` section 3).
 
 Owns no state but the watch streams, each held in ``ctx.watches`` while it
 is open and closed in its ``finally`` (the client went away, the node
-stops, the subscription overflowed).
+stops, the subscription overflowed), and the ``Shoal-Member`` header of the
+members that answered last (at most :data:`MAX_MEMBERS`, forgotten all at
+once when full).
 
 Rules:
 
@@ -35,6 +37,7 @@ from shoal.gateway.bodies import (
     Answer,
     RequestLike,
     answer,
+    body_term,
     decode,
     request_format,
     respond,
@@ -54,8 +57,8 @@ HEARTBEAT: Final = 15.0
 """Seconds between comment lines on a quiet watch stream."""
 
 
-_HEADERS: Final = {name: f"Shoal-{name.capitalize()}"
-                   for name in ("timeout", "strategy", "key", "idempotent")}
+_HEADERS: Final = {name: f"shoal-{name}" for name in ("timeout", "strategy", "key", "idempotent")}
+"""The options' headers, by lower-case name (as every route reads headers)."""
 
 
 def _option(request: RequestLike, name: str) -> str | None:
@@ -101,33 +104,56 @@ def _pid(request: RequestLike) -> Pid:
     return Pid.parse(request.match_info["pid"])
 
 
-Read = Callable[[], Awaitable[bytes]]
-"""Reads the request's body (within the limit); called once the options passed."""
+Read = Callable[[], Awaitable[bytes]] | bytes
+"""The request's body (the lean front has read it whole), or a way to read
+it (within the limit), called once the options passed."""
 Core = Callable[[GatewayContext, RequestLike, Read], Awaitable[Answer]]
-"""A route served by both HTTP layers: the request, a way to read its body, the answer."""
+"""A route served by both HTTP layers: the request, its body, the answer."""
 
 
 async def _body(request: RequestLike, read: Read) -> tuple[Any, str]:
     fmt = request_format(request)
-    return decode(await read(), fmt), fmt
+    return decode(read if isinstance(read, bytes) else await read(), fmt), fmt
 
 
 async def call_group(ctx: GatewayContext, request: RequestLike, read: Read) -> Answer:
     info = request.match_info
     scope, group = info["scope"], info["group"]
-    timeout, (strategy, key), idempotent = (_timeout(request), _routing(request),
-                                            _idempotent(request))
-    term, fmt = await _body(request, read)
+    headers = request.headers
+    if request.query_string or "shoal-timeout" in headers or "shoal-strategy" in headers \
+            or "shoal-key" in headers or "shoal-idempotent" in headers:
+        timeout, (strategy, key), idempotent = (_timeout(request), _routing(request),
+                                                _idempotent(request))
+    else:  # no option given: the defaults, without looking each one up again
+        timeout, strategy, key, idempotent = DEFAULT_TIMEOUT, "local_first", None, False
+    term, fmt = body_term(request, read) if isinstance(read, bytes) \
+        else await _body(request, read)
     answered: list[Pid] = []
 
     def observe(pid: Pid, _start: float, _end: float, error: ShoalError | None) -> None:
         if error is None:
             answered.append(pid)
-    groups = await ctx.open_scope(scope, timeout)  # a node follows what it opens
+    groups = ctx.loaded.get(scope)
+    if groups is None:
+        groups = await ctx.open_scope(scope, timeout)  # a node follows what it opens
     reply = await groups.call(group, term, timeout=timeout, strategy=strategy,
                               key=key, idempotent=idempotent, observe=observe)
-    return answer(request, reply, fmt,
-                  headers={"Shoal-Member": str(answered[-1])} if answered else None)
+    return answer(request, reply, fmt, headers=_member(answered[-1]) if answered else None)
+
+
+MAX_MEMBERS: Final = 1024
+"""Most members whose ``Shoal-Member`` header :func:`_member` keeps (then it forgets them all)."""
+MEMBER_CACHE: dict[Pid, dict[str, str]] = {}
+
+
+def _member(pid: Pid) -> dict[str, str]:
+    """The headers naming the member that answered (read only: shared between answers)."""
+    headers = MEMBER_CACHE.get(pid)
+    if headers is None:
+        if len(MEMBER_CACHE) >= MAX_MEMBERS:
+            MEMBER_CACHE.clear()
+        headers = MEMBER_CACHE[pid] = {"Shoal-Member": str(pid)}
+    return headers
 
 
 async def call_pid(ctx: GatewayContext, request: RequestLike, read: Read) -> Answer:
@@ -185,7 +211,7 @@ def add_routes(app: web.Application, ctx: GatewayContext) -> None:
         pids = (await ctx.open_scope(scope)).get_members(group)
         view = node.cluster_view
         routable = [p for p in pids if p.node == node.name or view.is_routable(p.node)]
-        fmt = "application/msgpack" if "msgpack" in request.headers.get("Accept", "") \
+        fmt = "application/msgpack" if "msgpack" in request.headers.get("accept", "") \
             else "application/json"
         return respond(request, {"scope": scope, "group": group, "members": pids,
                                  "routable": routable}, fmt)

@@ -254,7 +254,9 @@ class GatewayContext:
         # loaded (a node follows a scope for as long as it runs), so a
         # request on it goes straight to them; its keys are admitted scopes,
         # so it holds at most max_scopes plus those the node followed itself.
-        self._loaded: dict[str, Groups] = {}
+        # Read by the routes (call_group goes straight to a loaded scope's
+        # groups); written only by open_scope.
+        self.loaded: dict[str, Groups] = {}
         self.token = token
         self.token_problem = token_problem
         self.max_body = max_body
@@ -275,12 +277,13 @@ class GatewayContext:
         if node.stopping or not node.running or node.fenced is not None:
             return GatewayError(503, "unavailable", f"node {node.name!r} is not serving "
                                 "(starting, draining or fenced)", True)
-        if not self.allow_remote and not is_loopback(request.remote):
+        remote = request.remote
+        if not self.allow_remote and remote not in _LOOPBACK and not is_loopback(remote):
             return GatewayError(403, "forbidden", f"client {request.remote} is not on loopback; "
                                 "start the node with --gateway-remote to serve it", True)
         if self._expected is None:
             return GatewayError(401, "unauthorized", self.token_problem, True)
-        given = request.headers.get("Authorization", "").encode()
+        given = request.headers.get("authorization", "").encode()
         if not hmac.compare_digest(given, self._expected):
             return GatewayError(401, "unauthorized", "missing or wrong token: send "
                                 "'Authorization: Bearer TOKEN' (shoal gateway-token prints it)",
@@ -319,10 +322,10 @@ class GatewayContext:
 
     async def open_scope(self, name: str, timeout: float = 5.0) -> Groups:
         """The node's groups of scope ``name``, loaded (see :meth:`admit_scope`)."""
-        groups = self._loaded.get(name)
+        groups = self.loaded.get(name)
         if groups is None:
             self.admit_scope(name)
-            groups = self._loaded[name] = await self.node.open_scope(name, timeout)
+            groups = self.loaded[name] = await self.node.open_scope(name, timeout)
         return groups
 
     @web.middleware

@@ -7,7 +7,9 @@ routes that carry calls are parsed and answered here, by the same route
 code, checks, error table and counters as through aiohttp.
 
 Owns: the endpoint's listening sockets and, per connection, its parser, the
-answers it owes (in request order), the tasks serving them, and its idle timer.
+answers it owes (in request order), the tasks serving them, and its idle
+timer; and the lower-cased text of the header names seen last (at most
+:data:`MAX_NAMES`, forgotten all at once when full).
 
 Rules:
 
@@ -59,7 +61,7 @@ from shoal.gateway.bodies import JSON
 from shoal.gateway.callers import HOT_ROUTES
 from shoal.gateway.context import GatewayContext
 from shoal.gateway.errors import GatewayError
-from shoal.gateway.http11 import Headers, Incoming, answer_head, offset_after, route_of
+from shoal.gateway.http11 import Headers, Incoming, answer_head, incoming, offset_after, route_of
 
 __all__ = ["KEEPALIVE", "MAX_HEAD", "MAX_PIPELINED", "Front"]
 
@@ -73,6 +75,20 @@ KEEPALIVE: Final = 3630.0
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
+MAX_NAMES: Final = 256
+"""Most header names whose lower-cased text the front keeps (then it forgets them all)."""
+NAME_CACHE: dict[bytes, str] = {}
+"""Header names as sent, lower-cased and decoded: at most ``MAX_NAMES``."""
+
+
+def _name(raw: bytes) -> str:
+    """A header name as the dict of a request's headers keys it (and kept in ``NAME_CACHE``)."""
+    if len(NAME_CACHE) >= MAX_NAMES:
+        NAME_CACHE.clear()
+    name = NAME_CACHE[raw] = raw.decode("utf-8", "surrogateescape").lower()
+    return name
+
+
 class _HandOff(Exception):
     """Raised in a parser callback: this request is aiohttp's (Rule 1)."""
 
@@ -82,13 +98,19 @@ class _Stop(Exception):
 
 
 class _Slot:
-    """An answer owed, in request order: its bytes once known."""
+    """An answer owed, in request order: its bytes once known, whether the
+    connection closes after it, and the task serving it while it runs.
+    Made without arguments (no ``__init__`` frame); its fields default here."""
 
-    __slots__ = ("close", "data")
+    data: bytes | None = None
+    close = False
+    task: asyncio.Task[None] | None = None
 
-    def __init__(self, data: bytes | None = None, close: bool = False) -> None:
-        self.data = data
-        self.close = close
+
+def _slot(data: bytes | None, close: bool) -> _Slot:
+    slot = _Slot()
+    slot.data, slot.close = data, close
+    return slot
 
 
 class Connection(asyncio.Protocol):
@@ -102,11 +124,9 @@ class Connection(asyncio.Protocol):
         self.remote: str | None = None
         self.parser = httptools.HttpRequestParser(self)
         # Invariant: the answers owed, oldest first; the head is written as
-        # soon as its bytes are known (Rule 2).
+        # soon as its bytes are known (Rule 2). A request being served has
+        # its task on its slot until it ends (_serve's finally).
         self.slots: deque[_Slot] = deque()
-        # Invariant: the tasks serving this connection's requests, by their
-        # answer; each leaves as it ends (_serve's finally).
-        self.tasks: dict[_Slot, asyncio.Task[None]] = {}
         self._raw = bytearray()
         self._done = 0
         self._in_request = False
@@ -117,7 +137,7 @@ class Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         # The request being parsed.
         self._url = bytearray()
-        self._headers: dict[str, str] = {}  # lower-cased name: first value
+        self._fields: list[bytes] = []  # the headers' names and values, in turn
         self._head_size = 0
         self._body: list[bytes] = []
         self._size = 0
@@ -138,8 +158,9 @@ class Connection(asyncio.Protocol):
         self.front.connections.discard(self)
         if self._timer is not None:
             self._timer.cancel()
-        for task in list(self.tasks.values()):
-            task.cancel()
+        for slot in self.slots:
+            if slot.task is not None:
+                slot.task.cancel()
         self.slots.clear()
 
     def pause_writing(self) -> None:
@@ -190,7 +211,7 @@ class Connection(asyncio.Protocol):
             raise _Stop
         self._in_request = True
         self._url.clear()
-        self._headers = {}
+        self._fields = []
         self._head_size = 0
         self._body = []
         self._size = 0
@@ -198,31 +219,36 @@ class Connection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._grow(len(url))
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_size += len(name) + len(value) + 4
+        self._head_size += len(url)
         if self._head_size > MAX_HEAD:
             self._grow(0)
-        key = name.decode("utf-8", "surrogateescape").lower()
-        if key not in self._headers:
-            self._headers[key] = value.decode("utf-8", "surrogateescape")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # Kept raw here, read once the head is in (this runs per header).
+        size = self._head_size = self._head_size + len(name) + len(value) + 4
+        if size > MAX_HEAD:
+            self._grow(0)
+        self._fields += (name, value)
 
     def on_headers_complete(self) -> None:
         parser = self.parser
-        path, _, query = bytes(self._url).partition(b"?")
-        found = route_of(path.decode("latin-1")) if parser.get_method() == b"POST" \
+        found = route_of(bytes(self._url)) if parser.get_method() == b"POST" \
             and not parser.should_upgrade() else None
         if found is None:
             raise _HandOff
-        by_name = self._headers
-        headers = Headers(by_name)
+        by_name = Headers()
+        fields = self._fields
+        for i in range(0, len(fields), 2):
+            name = NAME_CACHE.get(fields[i])
+            if name is None:
+                name = _name(fields[i])
+            if name not in by_name:  # the first value of a name wins
+                by_name[name] = fields[i + 1].decode("utf-8", "surrogateescape")
         expect = by_name.get("expect")
         if expect is not None and expect.lower() != "100-continue":
             raise _HandOff  # aiohttp answers 417
-        self._template, info = found
-        request = self._request = Incoming(headers, query.partition(b"#")[0].decode(
-            "utf-8", "surrogateescape"), info, self.remote)
+        self._template, info, query = found
+        request = self._request = incoming((by_name, query, info, self.remote))
         refused = self.ctx.refusal(request)
         length = by_name.get("content-length")
         if refused is None and length is not None and int(length) > self.ctx.max_body:
@@ -250,15 +276,18 @@ class Connection(asyncio.Protocol):
         self._done += 1
         keep = self.parser.should_keep_alive()
         if not self._answered:
-            slot = _Slot(close=not keep)
-            self.slots.append(slot)
+            slot = _Slot()
+            if not keep:
+                slot.close = True
+            slots = self.slots
+            slots.append(slot)
             request, self._request = self._request, None
             assert request is not None
-            body = b"".join(self._body)
-            task = self.loop.create_task(self._serve(slot, self._template, request, body,
-                                                     self._version()))
-            self.tasks[slot] = task
-            if len(self.slots) >= MAX_PIPELINED:
+            body = self._body
+            slot.task = self.loop.create_task(self._serve(
+                slot, self._template, request, body[0] if len(body) == 1 else b"".join(body),
+                "1.0" if self.parser.get_http_version() == "1.0" else "1.1"))
+            if len(slots) >= MAX_PIPELINED:
                 self._pause()
         if not keep:
             self._closing = True
@@ -267,28 +296,31 @@ class Connection(asyncio.Protocol):
 
     async def _serve(self, slot: _Slot, template: str, request: Incoming, body: bytes,
                      version: str) -> None:
-        async def read() -> bytes:
-            return body
+        ctx = self.ctx
         try:
-            status, data, kind, headers = await HOT_ROUTES[template](self.ctx, request, read)
+            status, data, kind, headers = await HOT_ROUTES[template](ctx, request, body)
         except Exception as exc:
-            status, data = self.ctx.failure(exc, "POST", template)
+            status, data = ctx.failure(exc, "POST", template)
             kind, headers = JSON, None
         finally:
-            self.tasks.pop(slot, None)
-        self.ctx.metrics.count(template, status)
-        slot.data = answer_head(version, status, kind, len(data), headers,
-                          self._connection(version, not slot.close)) + data
+            slot.task = None
+        requests, key = ctx.metrics.requests, (template, status)  # GatewayMetrics.count, inline
+        requests[key] = requests.get(key, 0) + 1
+        slot.data = answer_head(version, status, kind, len(data), headers, not slot.close) + data
+        slots, transport = self.slots, self.transport
+        if len(slots) == 1 and slots[0] is slot and not slot.close and transport is not None \
+                and not transport.is_closing():  # _flush's common case, inline
+            slots.popleft()
+            transport.write(slot.data)
+            if self._handoff is not None:
+                self._hand_off()
+            elif self._read_paused:
+                self._resume()
+            return
         self._flush()
 
     def _version(self) -> str:
         return "1.0" if self.parser.get_http_version() == "1.0" else "1.1"
-
-    @staticmethod
-    def _connection(version: str, keep: bool) -> str | None:
-        if not keep:
-            return "close"
-        return "keep-alive" if version == "1.0" else None
 
     def _owe(self, error: GatewayError, *, close: bool) -> None:
         """Answer ``error`` in its turn (Rule 3), counted like any answer."""
@@ -296,13 +328,12 @@ class Connection(asyncio.Protocol):
         self.ctx.metrics.count(self._template, status)
         if close:
             self._closing = True
-        version = self._version()
-        self.slots.append(_Slot(answer_head(version, status, JSON, len(data), None,
-                                      self._connection(version, not close)) + data, close))
+        self.slots.append(_slot(answer_head(self._version(), status, JSON, len(data), None,
+                                            not close) + data, close))
         self._flush()
 
     def _owe_bytes(self, data: bytes) -> None:
-        self.slots.append(_Slot(data))
+        self.slots.append(_slot(data, False))
         self._flush()
 
     def _fail(self, error: GatewayError) -> None:
@@ -314,7 +345,7 @@ class Connection(asyncio.Protocol):
             self.ctx.metrics.count(self._template, status)
         self._in_request = False
         self._closing = True
-        self.slots.append(_Slot(answer_head("1.1", status, JSON, len(data), None, "close") + data,
+        self.slots.append(_slot(answer_head("1.1", status, JSON, len(data), None, False) + data,
                                 True))
         self._flush()
 

@@ -3,8 +3,10 @@ it parses (:class:`Incoming`), which routes it serves (:func:`route_of`),
 the head of its answers (:func:`answer_head`), and where a request starts
 in bytes already parsed (:func:`offset_after`, the front's Rule 6).
 
-Owns no state but the ``Date`` value of the current second and the start of
-each answer head by version, status and type (a bounded set). No IO.
+Owns no state but the ``Date`` value of the current second, the start of
+each answer head by version, status and type (a bounded set), and the
+route of the last request targets seen (at most :data:`MAX_TARGETS`,
+forgotten all at once when full). No IO.
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ import contextlib
 import email.policy
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from email.message import EmailMessage
 from email.parser import HeaderParser
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Final, TypeVar, overload
+from typing import Final, NamedTuple
 
 import httptools
 from yarl import URL
@@ -26,9 +28,9 @@ from yarl import URL
 from shoal.gateway.bodies import JSON
 from shoal.gateway.callers import HOT_ROUTES
 
-__all__ = ["Headers", "Incoming", "answer_head", "offset_after", "route_of"]
+__all__ = ["MAX_TARGETS", "Headers", "Incoming", "answer_head", "incoming", "offset_after",
+           "route_of"]
 
-_T = TypeVar("_T")
 _SEGMENT: Final = r"([^/%{}\x00-\x20\x7f-\uffff]+)"
 _HOT: Final = re.compile(rf"/v1/(call|cast|send)/{_SEGMENT}/{_SEGMENT}")
 
@@ -42,49 +44,23 @@ class _OctetStream(EmailMessage):
 _TYPES: Final = HeaderParser(_OctetStream, policy=email.policy.HTTP)
 
 
-class Headers(Mapping[str, str]):
-    """A request's headers, read case-insensitively: ``by_name`` maps each
-    lower-cased name to its first value, as ``CIMultiDict.get`` reads them
-    (a multidict costs more to build than the whole of this one)."""
+class Headers(dict[str, str]):
+    """A request's headers: each lower-cased name to its first value, as
+    ``CIMultiDict.get`` reads them. Read them by lower-case name (the
+    gateway's routes do, which aiohttp's case-insensitive headers read
+    alike): a plain dict, so a look-up is one C call."""
 
-    __slots__ = ("by_name",)
-
-    def __init__(self, by_name: dict[str, str]) -> None:
-        self.by_name = by_name
-
-    def __getitem__(self, name: str) -> str:
-        return self.by_name[name.lower()]
-
-    @overload
-    def get(self, name: str, /) -> str | None: ...
-
-    @overload
-    def get(self, name: str, default: str | _T, /) -> str | _T: ...
-
-    def get(self, name: str, default: object = None, /) -> object:
-        return self.by_name.get(name.lower(), default)
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self.by_name
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.by_name)
-
-    def __len__(self) -> int:
-        return len(self.by_name)
+    __slots__ = ()
 
 
-class Incoming:
-    """A request parsed here, as the routes read one (``bodies.RequestLike``)."""
+class Incoming(NamedTuple):
+    """A request parsed here, as the routes read one (``bodies.RequestLike``).
+    Built with ``tuple.__new__`` (:func:`incoming`): no Python frame."""
 
-    __slots__ = ("headers", "match_info", "query_string", "remote")
-
-    def __init__(self, headers: Headers, query_string: str,
-                 match_info: dict[str, str], remote: str | None) -> None:
-        self.headers = headers
-        self.query_string = query_string
-        self.match_info = match_info
-        self.remote = remote
+    headers: Headers
+    query_string: str
+    match_info: Mapping[str, str]
+    remote: str | None
 
     @property
     def query(self) -> Mapping[str, str]:
@@ -94,12 +70,17 @@ class Incoming:
     @property
     def content_type(self) -> str:
         """The media type of ``Content-Type``, as aiohttp reads it."""
-        raw = self.headers.get("Content-Type")
+        raw = self.headers.get("content-type")
         if raw is None:
             return "application/octet-stream"
         if raw == JSON:
             return raw
         return _TYPES.parsestr(f"Content-Type: {raw}").get_content_type()
+
+
+def incoming(fields: tuple[Headers, str, Mapping[str, str], str | None]) -> Incoming:
+    """An :class:`Incoming` of its four fields, in order."""
+    return tuple.__new__(Incoming, fields)
 
 
 _TEMPLATES: Final = {
@@ -110,51 +91,67 @@ _TEMPLATES: Final = {
 """The hot routes' templates by verb and whether the path names a pid."""
 
 
-def route_of(path: str) -> tuple[str, dict[str, str]] | None:
-    match = _HOT.fullmatch(path)
-    if match is None:
-        return None
-    verb, first, second = match.groups()
-    pid = first == "pid"
-    template = _TEMPLATES.get((verb, pid))
-    if template is None:
-        return None
-    return template, {"pid": second} if pid else {"scope": first, "group": second}
+MAX_TARGETS: Final = 256
+"""Most request targets whose route :func:`route_of` keeps (then it forgets them all)."""
+ROUTE_CACHE: dict[bytes, tuple[str, Mapping[str, str], str] | None] = {}
+""":func:`route_of`'s answers by request target: at most ``MAX_TARGETS``."""
+
+
+def route_of(target: bytes) -> tuple[str, Mapping[str, str], str] | None:
+    """The hot route a request target names: its template, the path's
+    parameters (shared between requests: read only) and the query string;
+    None for a path the front does not serve."""
+    try:
+        return ROUTE_CACHE[target]
+    except KeyError:
+        pass
+    path, _, query = target.partition(b"?")
+    match = _HOT.fullmatch(path.decode("latin-1"))
+    found: tuple[str, Mapping[str, str], str] | None = None
+    if match is not None:
+        verb, first, second = match.groups()
+        pid = first == "pid"
+        template = _TEMPLATES.get((verb, pid))
+        if template is not None:
+            found = (template, {"pid": second} if pid else {"scope": first, "group": second},
+                     query.partition(b"#")[0].decode("utf-8", "surrogateescape"))
+    if len(ROUTE_CACHE) >= MAX_TARGETS:
+        ROUTE_CACHE.clear()
+    ROUTE_CACHE[target] = found
+    return found
 
 
 class _Date:
-    """The ``Date`` header's value, formatted once a second."""
+    """The ``Date`` header's value of the current second (set by :func:`answer_head`)."""
 
     second = 0
     value = b""
-
-    @classmethod
-    def now(cls) -> bytes:
-        second = int(time.time())
-        if cls.second != second:
-            cls.second, cls.value = second, formatdate(second, usegmt=True).encode()
-        return cls.value
 
 
 _STARTS: dict[tuple[str, int, str], bytes] = {}
 """Each answer head's start (status line, Content-Type, the name of
 Content-Length) by version, status and content type: a bounded set (two
 versions, the statuses of ``errors.STATUS_OF_KIND`` plus 100-202, two types)."""
-_CONNECTION: Final = {None: b"", "close": b"Connection: close\r\n",
-                      "keep-alive": b"Connection: keep-alive\r\n"}
 
 
 def answer_head(version: str, status: int, kind: str, length: int,
-                headers: dict[str, str] | None, connection: str | None) -> bytes:
+                headers: dict[str, str] | None, keep: bool) -> bytes:
+    """An answer's head; ``keep``: the connection stays open after it."""
     start = _STARTS.get((version, status, kind))
     if start is None:
         start = _STARTS[version, status, kind] = (
             f"HTTP/{version} {status} {HTTPStatus(status).phrase}\r\nContent-Type: {kind}\r\n"
             "Content-Length: ").encode()
-    extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode() \
-        if headers else b""
-    return b"%s%d\r\n%s%sDate: %s\r\n\r\n" % (start, length, extra, _CONNECTION[connection],
-                                                 _Date.now())
+    extra = b""
+    if headers:
+        for name, value in headers.items():
+            extra += f"{name}: {value}\r\n".encode()
+    connection = b"Connection: close\r\n" if not keep else \
+        b"Connection: keep-alive\r\n" if version == "1.0" else b""
+    second = int(time.time())
+    if _Date.second != second:
+        _Date.second, _Date.value = second, formatdate(second, usegmt=True).encode()
+    return b"%s%d\r\n%s%sDate: %s\r\n\r\n" % (start, length, extra, connection, _Date.value)
 
 
 class _Counter:

@@ -298,3 +298,60 @@ async def test_a_silent_connection_owing_nothing_is_closed_after_the_keepalive_b
         assert await _closed(reader)  # within WAIT, long after 0.2 s of silence
     finally:
         await front.close()
+
+
+async def test_more_targets_and_header_names_than_the_front_keeps_are_all_answered(
+        node: shoal.Node) -> None:
+    """The front keeps the routes of the last request targets and the text of
+    the last header names (shoal/gateway/http11.py, front.py): past their
+    bounds it forgets them and reads each request afresh, answering the same."""
+    from shoal.gateway import front, http11
+
+    count = max(http11.MAX_TARGETS, front.MAX_NAMES) + 50
+    reader, writer = await _connect(node)
+    writer.write(b"".join(
+        _post(node, f"/v1/call/default/echo?timeout=1.{i}", str(i).encode(),
+              extra=f"X-Extra-{i}: {i}\r\nSHOAL-STRATEGY: random\r\n")
+        for i in range(count)))
+    answers = [await _answer(reader) for _ in range(count)]
+    assert [(status, body) for status, _, body in answers] == [
+        (200, str(i).encode()) for i in range(count)]
+    assert len(http11.ROUTE_CACHE) <= http11.MAX_TARGETS
+    assert len(front.NAME_CACHE) <= front.MAX_NAMES
+    writer.write(_post(node, "/v1/call/default/echo?timeout=0", b"1"))
+    status, _, body = await _answer(reader)
+    assert status == 400 and "timeout='0'" in json.loads(body)["error"]["message"]
+    writer.close()
+
+
+@pytest.mark.parametrize("body", [
+    b"1", b" 1", b"1 ", b"\n[1, 2]\n", b'"text"', b"-0.5e3", b"NaN", b"-Infinity", b"1e400",
+    b"true", b"null", b'{"a": [1, {"b": null}]}', b'{"$bin": "00ff"}', b'{"$pid": ["n", 1, 2]}',
+    b"[1,", b"1 x", b"{}{}", b'"\\ud800"', b"tru", b"[" * 300 + b"]" * 300, "\"é\"".encode()])
+def test_a_json_body_reads_as_json_loads_reads_it(body: bytes) -> None:
+    """bodies.decode scans a body that is one JSON value from its first byte
+    to its last with json's C scanner and leaves any other to json.loads:
+    the same term, or the same error, either way."""
+    from shoal.errors import BadArgument
+    from shoal.gateway.bodies import JSON, decode
+    from shoal.gateway.jsonmap import from_json
+
+    def by_loads() -> Any:
+        try:
+            value = json.loads(body.decode())
+        except (ValueError, RecursionError) as exc:
+            return f"JSON ({exc})"
+        try:
+            return from_json(value)
+        except BadArgument as exc:
+            return str(exc)
+
+    try:
+        got: Any = decode(body, JSON)
+    except BadArgument as exc:
+        got = str(exc)
+        expected = by_loads()
+        assert isinstance(expected, str) and expected in got
+        return
+    expected = by_loads()
+    assert repr(got) == repr(expected)
