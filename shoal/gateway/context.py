@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from shoal.runtime.cluster import ClusterView
     from shoal.runtime.groups import Groups, Subscription
     from shoal.runtime.process import Behaviour
+    from shoal.runtime.spin import BusyPoll
 
 __all__ = ["DEFAULT_MAX_BODY", "MAX_TIMEOUT", "GatewayContext", "GatewayMetrics",
            "GatewayNode", "derive_token", "is_loopback", "read_body", "resolve_token"]
@@ -83,6 +84,7 @@ class GatewayNode(Protocol):
     """The node, as the gateway uses it (``shoal.Node`` is one)."""
 
     name: str
+    busy_poll: BusyPoll  # poked by the lean front's call traffic (front.py Rule 7)
 
     @property
     def running(self) -> bool: ...

@@ -45,6 +45,9 @@ Rules:
   it passes ``MAX_HEAD + max_body``, so it holds about one request at most;
   a request whose bytes pass four times that (chunk framing, not body: the
   body is bounded by Rule 3) is ``400 bad_request`` and the connection closes.
+- Rule 7 (busy poll): bytes read for the front and an answer written poke the
+  node's busy poll (``runtime/spin.py``): the remote call's answer, and the
+  client's next request, are then read without the loop going to sleep.
 """
 
 from __future__ import annotations
@@ -120,6 +123,7 @@ class Connection(asyncio.Protocol):
         self.front = front
         self.ctx = front.ctx
         self.loop = asyncio.get_running_loop()
+        self.poke = front.poke  # Rule 7
         self.transport: asyncio.Transport | None = None
         self.remote: str | None = None
         self.parser = httptools.HttpRequestParser(self)
@@ -172,6 +176,7 @@ class Connection(asyncio.Protocol):
         self._resume()
 
     def data_received(self, data: bytes) -> None:
+        self.poke()
         self._last_read = self.loop.time()
         if self._handoff is not None:
             self._handoff += data
@@ -312,6 +317,7 @@ class Connection(asyncio.Protocol):
                 and not transport.is_closing():  # _flush's common case, inline
             slots.popleft()
             transport.write(slot.data)
+            self.poke()
             if self._handoff is not None:
                 self._hand_off()
             elif self._read_paused:
@@ -363,6 +369,7 @@ class Connection(asyncio.Protocol):
                 break
         if out:
             transport.write(b"".join(out) if len(out) > 1 else out[0])
+            self.poke()
         if close:
             slots.clear()
             transport.close()
@@ -436,6 +443,7 @@ class Front:
         self.ctx = ctx
         self.fallback = fallback
         self.keepalive = keepalive
+        self.poke = ctx.node.busy_poll.poke  # the node's, for Rule 7
         # Invariant: the connections open and not handed to aiohttp; each
         # leaves when it closes or is handed off.
         self.connections: set[Connection] = set()

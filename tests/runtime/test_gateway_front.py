@@ -355,3 +355,38 @@ def test_a_json_body_reads_as_json_loads_reads_it(body: bytes) -> None:
         return
     expected = by_loads()
     assert repr(got) == repr(expected)
+
+
+async def test_a_request_to_the_front_and_its_answer_poke_the_node_s_busy_poll(
+        node: shoal.Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    """front.py Rule 7: call traffic through the front keeps the loop polling
+    (runtime/spin.py); a connection that sends nothing opens no window."""
+    from shoal.runtime.spin import BusyPoll
+
+    assert node.gateway is not None
+    poll = BusyPoll(150, switches=lambda: 0, pressure=lambda: None)  # no contention here
+    poll.start(asyncio.get_running_loop())
+    monkeypatch.setattr(node, "busy_poll", poll)
+    pokes = 0
+
+    def poke() -> None:
+        nonlocal pokes
+        pokes += 1
+        poll.poke()
+
+    async def unused(_request: web.BaseRequest) -> web.StreamResponse:
+        raise AssertionError("only the front's routes are asked")
+    front = Front(node.gateway, web.Server(unused))
+    assert front.poke == poll.poke
+    front.poke = poke
+    port = await front.start("127.0.0.1", 0, None)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert pokes == 0 and poll.windows == 0
+        writer.write(_post(node, "/v1/call/default/echo", b"1"))
+        assert (await _answer(reader))[::2] == (200, b"1")
+        assert pokes >= 2 and poll.windows >= 1  # the request read, the answer written
+        writer.close()
+    finally:
+        poll.stop()
+        await front.close()
