@@ -186,9 +186,10 @@ def answer(request: RequestLike, term: Any, fmt: str, *, status: int = 200,
            headers: dict[str, str] | None = None) -> Answer:
     """The answer carrying ``term`` in the format the client asked for."""
     accept = request.headers.get("accept")
-    if accept is None and fmt == JSON and type(term) in _SCALARS and _C_ENCODE is not None:
-        # The common case of encode, inline: a JSON scalar to a client
-        # without Accept (to_json returns it unchanged).
+    if (accept is None or accept == "*/*") and fmt == JSON and type(term) in _SCALARS \
+            and _C_ENCODE is not None:
+        # The common case of encode, inline: a JSON scalar to a client that
+        # accepts anything (to_json returns it unchanged).
         return _answer((status, "".join(_C_ENCODE(term, 0)).encode(), JSON, headers))
     out = _reply_format(accept, fmt)
     msgpack_ok = out == MSGPACK or (accept is not None and "msgpack" in accept)
