@@ -25,8 +25,10 @@ alternating rounds so drift hits both alike:
   and, on 2 cores shared by every process of the bench, capped the figure
   at 4,900-6,700 calls/s whatever the gateway did.
 
-For reference, the same ``http.client`` loop against a bare aiohttp server
-that echoes the body (no node): ``http_hop_us_p50``, the HTTP hop alone;
+For reference, the same ``http.client`` loop against a bare server on
+``httptools`` that echoes the body (no node; aiohttp's application until
+2026-12-02, which cost more than the gateway's front): ``http_hop_us_p50``,
+the HTTP hop alone;
 ``gateway_own_us_p50`` is what remains of the gateway's p50 once the hop
 and the native call are taken out (its own parsing, checks and mapping).
 
@@ -77,22 +79,34 @@ async def serve(store: str) -> None:
 
 
 async def bare(port: int) -> None:
-    """A bare aiohttp server echoing the body on the gateway's path: the
-    HTTP hop alone, with no node behind it."""
-    from aiohttp import web
+    """A bare HTTP/1.1 server on ``httptools`` (the parser of the gateway's
+    front) echoing the body with a JSON answer: the HTTP hop alone, with no
+    node behind it (and so no busy poll: its loop sleeps between requests)."""
+    import httptools
 
-    async def echo(request: web.Request) -> web.Response:
-        return web.Response(body=await request.read(), content_type="application/json")
-    app = web.Application()
-    app.router.add_post("/v1/call/default/echo", echo)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+            self.parser = httptools.HttpRequestParser(self)
+            self.parts: list[bytes] = []
+
+        def data_received(self, data: bytes) -> None:
+            self.parser.feed_data(data)
+
+        def on_body(self, body: bytes) -> None:
+            self.parts.append(body)
+
+        def on_message_complete(self) -> None:
+            body, self.parts = b"".join(self.parts), []
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    server = await asyncio.get_running_loop().create_server(Echo, "127.0.0.1", port)
     print("ready", flush=True)
     stop = asyncio.get_running_loop().create_future()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set_result, None)
     await stop
-    await runner.cleanup()
+    server.close()
 
 
 def http_latency(url: str, token: str, calls: int) -> dict[str, float]:

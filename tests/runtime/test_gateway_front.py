@@ -390,3 +390,16 @@ async def test_a_request_to_the_front_and_its_answer_poke_the_node_s_busy_poll(
     finally:
         poll.stop()
         await front.close()
+
+
+async def test_a_client_accepting_anything_gets_json_replies(node: shoal.Node) -> None:
+    reader, writer = await _connect(node)
+    for accept in ("*/*", None):
+        for body, reply in [(b"7", b"7"), (b'"t\\u00e9"', b'"t\\u00e9"'), (b"null", b"null"),
+                            (b"true", b"true"), (b"[1, 2.5]", b"[1,2.5]"),
+                            (b'{"$bin": "00"}', b'{"$bin":"00"}')]:
+            writer.write(_post(node, "/v1/call/default/echo", body,
+                               extra=f"Accept: {accept}\r\n" if accept else ""))
+            status, headers, got = await _answer(reader)
+            assert (status, headers["content-type"], got) == (200, "application/json", reply)
+    writer.close()
