@@ -51,6 +51,10 @@ WARM_UP = 500
 # proportion to how slowly the run went under valgrind on a loaded machine.
 TIMEOUT = 60.0
 HEARTBEAT_TIMEOUT = 60.0
+# Busy polling off (runtime/spin.py): how many times a loop polls while it
+# waits depends on how fast the run goes, not on the code counted. What a
+# poke itself costs is counted with it on: see docs/performance.md.
+BUSY_POLL_US = 0
 SCENARIOS = ("local", "bare-local", "remote", "bare-remote", "gateway")
 
 
@@ -90,7 +94,8 @@ async def remote(calls: int) -> None:
     store = MemoryStore()
     secret = "instruction-count-secret-0123456789"
     options: dict[str, Any] = dict(store=store, secret=secret, listen="127.0.0.1:0",
-                                   heartbeat_timeout=HEARTBEAT_TIMEOUT, idle_timeout=None)
+                                   heartbeat_timeout=HEARTBEAT_TIMEOUT, idle_timeout=None,
+                                   busy_poll_us=BUSY_POLL_US)
     async with shoal.Node("server", **options) as srv, shoal.Node("client", **options) as cli:
         pid = await srv.spawn(Echo)
         call = cli.call
@@ -160,7 +165,8 @@ async def gateway(calls: int) -> None:
     store = MemoryStore()
     secret = "instruction-count-secret-0123456789"
     options: dict[str, Any] = dict(store=store, secret=secret, listen="127.0.0.1:0",
-                                   heartbeat_timeout=HEARTBEAT_TIMEOUT, idle_timeout=None)
+                                   heartbeat_timeout=HEARTBEAT_TIMEOUT, idle_timeout=None,
+                                   busy_poll_us=BUSY_POLL_US)
     async with shoal.Node("server", **options) as srv, \
             shoal.Node("gateway", http="127.0.0.1:0", **options) as gw:
         await srv.groups.join("echo", await srv.spawn(Echo))
