@@ -21,8 +21,9 @@ Rules:
    received (``remote.py``, ``inbound.py``), an HTTP request to the gateway.
    Heartbeats, membership and the store never do, so an idle node never
    polls, however many peers it has.
-2. A poke extends the window to ``window`` seconds from now; at most one
-   poll callback is scheduled at a time. The callback re-schedules itself
+2. A poke extends the window to ``window`` seconds from the next poll (a
+   poke inside a window only sets a flag: it reads no clock, ~60 ns); at
+   most one poll callback is scheduled at a time. The callback re-schedules itself
    with ``call_soon`` while the window lasts: a loop with a ready callback
    polls its sockets without blocking, then runs it. Everything else the
    loop has to do runs between two polls as usual; a busy loop never
@@ -163,7 +164,7 @@ class BusyPoll:
         BadArgument: ``window_us`` out of range.
     """
 
-    __slots__ = ("_call_soon", "_clock", "_contended_at", "_last", "_pauses", "_pressure",
+    __slots__ = ("_call_soon", "_clock", "_contended_at", "_last", "_pauses", "_poked", "_pressure",
                  "_pressure_at", "_pressured", "_resume_at", "_running", "_started", "_switches",
                  "_switches_now", "_until", "backoffs", "polled_seconds", "window", "windows")
 
@@ -193,6 +194,7 @@ class BusyPoll:
         self._pauses = backoff_delays(initial=MIN_BACKOFF, maximum=MAX_BACKOFF)
         self._switches = 0
         self._last = 0.0  # when the window last polled
+        self._poked = False  # a poke came since the last poll (it extends the window)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Poll on ``loop`` from now on (pokes before this do nothing)."""
@@ -204,25 +206,31 @@ class BusyPoll:
     def stop(self) -> None:
         """End the current window at the next loop turn, and poke no more."""
         self._until = 0.0
+        self._poked = False
         self._call_soon = None
 
     def poke(self) -> None:
         """Call traffic happened: keep polling for the window from now."""
-        if not self.window:
+        if self._running:
+            self._poked = True  # the next poll extends the window (no clock read here)
+            return
+        if not self.window or self._call_soon is None:
             return
         now = self._clock()
+        if now < self._resume_at:
+            return
+        if now >= self._pressure_at:
+            self._read_pressure(now)
+        if self._pressured:
+            return
+        self._running = True
+        self._poked = False
         self._until = now + self.window
-        if not self._running and self._call_soon is not None and now >= self._resume_at:
-            if now >= self._pressure_at:
-                self._read_pressure(now)
-            if self._pressured:
-                return
-            self._running = True
-            self.windows += 1
-            self._started = now
-            self._last = now
-            self._switches = self._switches_now()
-            self._call_soon(self._poll)
+        self.windows += 1
+        self._started = now
+        self._last = now
+        self._switches = self._switches_now()
+        self._call_soon(self._poll)
 
     @property
     def polling(self) -> bool:
@@ -232,6 +240,9 @@ class BusyPoll:
     def _poll(self) -> None:
         now = self._clock()
         call_soon = self._call_soon
+        if self._poked:
+            self._poked = False
+            self._until = now + self.window
         gap, self._last = now - self._last, now
         if gap > PREEMPTED_GAP and self._preempted(now):
             pass  # Rule 5: the window ends, and a pause begins

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 import shoal
 from shoal.runtime import spin
 from shoal.runtime.spin import (
@@ -104,12 +105,14 @@ async def test_a_poke_inside_the_window_extends_it_without_a_second_callback() -
     poll, clock, _ = poller(200)
     poll.poke()
     clock.now += 0.000_15
-    poll.poke()  # the window now ends 200 µs from here
-    clock.now += 0.000_1
+    poll.poke()  # the window now ends 200 µs from the next poll
+    for _ in range(3):
+        await asyncio.sleep(0)
+    clock.now += 0.000_15
     for _ in range(10):
         await asyncio.sleep(0)
     assert poll.polling and poll.windows == 1
-    clock.now += 0.000_1
+    clock.now += 0.000_05
     await turns_until(lambda: not poll.polling)
     assert poll.windows == 1
     assert poll.polled_seconds == pytest.approx(0.000_35)
