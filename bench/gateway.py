@@ -32,6 +32,17 @@ the HTTP hop alone;
 ``gateway_own_us_p50`` is what remains of the gateway's p50 once the hop
 and the native call are taken out (its own parsing, checks and mapping).
 
+Every round's latencies are measured before any round's throughput: the
+throughput phases keep both cores busy, and a node's busy poll
+(``runtime/spin.py``, on by default in all three nodes) pauses while the
+host's CPU pressure stays high, which it does for tens of seconds after;
+measured in between, the latency of whichever side came next would be
+taken without it.
+
+``cpu_pressure_pct_before_latency`` is the host's CPU pressure (PSI
+``some avg10``) as each round's latencies began, where the kernel reports
+it: above ``spin.PRESSURE_LIMIT`` (10 %) the nodes did not busy-poll.
+
 Printed last: ``gateway_overhead_us_p50`` (gateway p50 minus native p50:
 what the HTTP hop and the gateway add in front of the same remote call;
 goal <= 150), ``gateway_overhead_ratio`` (gateway p50 / native p50) and
@@ -56,6 +67,7 @@ from _common import emit, loop_name, machine, median, percentile, run
 
 import shoal
 from shoal.gateway.context import derive_token
+from shoal.runtime import spin
 from shoal.testing.cluster import free_port
 
 SECRET = "gateway-benchmark-secret-0123456789"
@@ -215,6 +227,11 @@ async def native(node: shoal.Node, calls: int) -> dict[str, float]:
         t0 = clock()
         await call("echo", i)
         samples.append((clock() - t0) / 1000)
+    return {"p50_us": percentile(samples, 50), "p99_us": percentile(samples, 99)}
+
+
+async def native_load(node: shoal.Node, calls: int) -> float:
+    call = node.groups.call
 
     async def one(count: int) -> None:
         for i in range(count):
@@ -222,8 +239,7 @@ async def native(node: shoal.Node, calls: int) -> dict[str, float]:
     per = calls // CONCURRENCY
     t0 = time.perf_counter()
     await asyncio.gather(*(one(per) for _ in range(CONCURRENCY)))
-    return {"p50_us": percentile(samples, 50), "p99_us": percentile(samples, 99),
-            "throughput": per * CONCURRENCY / (time.perf_counter() - t0)}
+    return per * CONCURRENCY / (time.perf_counter() - t0)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -251,14 +267,21 @@ async def measure(store: str, url: str, bare_url: str, gateway_pid: int, calls: 
             if time.monotonic() > deadline:
                 raise SystemExit("the server's member never appeared")
             await asyncio.sleep(0.01)
-        for _ in range(rounds):
+        pressure = spin.pressure_file()
+        for _ in range(rounds):  # every latency before any throughput (module docstring)
+            level = None if pressure is None else spin.read_pressure(pressure)
             out = {f"native_{k}": v for k, v in (await native(node, calls)).items()}
+            if level is not None:
+                out["pressure"] = level
             latency = await sub("--role", "http-latency", "--url", url, "--token", token,
                                 "--calls", str(calls))
             out.update({f"gateway_{k}": v for k, v in latency.items()})
             hop = await sub("--role", "http-latency", "--url", bare_url, "--token", token,
                             "--calls", str(calls))
             out.update({f"hop_{k}": v for k, v in hop.items()})
+            results.append(out)
+        for out in results:
+            out["native_throughput"] = await native_load(node, calls)
             cpu_before = cpu_seconds(gateway_pid)
             loads = await asyncio.gather(*(
                 sub("--role", "http-load", "--url", url, "--token", token, "--calls",
@@ -269,7 +292,6 @@ async def measure(store: str, url: str, bare_url: str, gateway_pid: int, calls: 
             total = sum(x["calls"] for x in loads)
             out["gateway_throughput"] = total / (end - start)
             out["gateway_cpu_us"] = (cpu_seconds(gateway_pid) - cpu_before) / total * 1e6
-            results.append(out)
     return results
 
 
@@ -352,6 +374,8 @@ def main() -> None:
     emit("gateway_throughput_calls_per_s", mid("gateway_throughput"), "calls/s")
     emit("gateway_node_cpu_us_per_call", mid("gateway_cpu_us"), "us")
     emit("gateway_calls_per_cpu_second", 1e6 / mid("gateway_cpu_us"), "calls/s")
+    if all("pressure" in r for r in results):
+        emit("cpu_pressure_pct_before_latency", mid("pressure"), "%")
     emit("gateway_overhead_us_p50", median([r["gateway_p50_us"] - r["native_p50_us"]
                                             for r in results]), "us")
     emit("gateway_overhead_ratio", median([r["gateway_p50_us"] / r["native_p50_us"]
