@@ -57,14 +57,15 @@ HEARTBEAT: Final = 15.0
 """Seconds between comment lines on a quiet watch stream."""
 
 
-_HEADERS: Final = {name: f"shoal-{name}" for name in ("timeout", "strategy", "key", "idempotent")}
+OPTION_HEADERS: Final = {name: f"shoal-{name}"
+                         for name in ("timeout", "strategy", "key", "idempotent")}
 """The options' headers, by lower-case name (as every route reads headers)."""
 
 
 def _option(request: RequestLike, name: str) -> str | None:
     value = request.query.get(name) if request.query_string else None
     if value is None:
-        value = request.headers.get(_HEADERS[name])
+        value = request.headers.get(OPTION_HEADERS[name])
     return value
 
 

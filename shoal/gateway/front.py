@@ -64,7 +64,15 @@ from shoal.gateway.bodies import JSON
 from shoal.gateway.callers import HOT_ROUTES
 from shoal.gateway.context import GatewayContext
 from shoal.gateway.errors import GatewayError
-from shoal.gateway.http11 import Headers, Incoming, answer_head, incoming, offset_after, route_of
+from shoal.gateway.http11 import (
+    HEADERS_READ,
+    Headers,
+    Incoming,
+    answer_head,
+    incoming,
+    offset_after,
+    route_of,
+)
 
 __all__ = ["KEEPALIVE", "MAX_HEAD", "MAX_PIPELINED", "Front"]
 
@@ -81,14 +89,17 @@ _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 MAX_NAMES: Final = 256
 """Most header names whose lower-cased text the front keeps (then it forgets them all)."""
 NAME_CACHE: dict[bytes, str] = {}
-"""Header names as sent, lower-cased and decoded: at most ``MAX_NAMES``."""
+"""Header names as sent, lower-cased and decoded, or ``""`` for a name
+outside ``HEADERS_READ``: at most ``MAX_NAMES``."""
 
 
 def _name(raw: bytes) -> str:
-    """A header name as the dict of a request's headers keys it (and kept in ``NAME_CACHE``)."""
+    """A header name as a request's headers key it, ``""`` for one the front
+    does not keep (and kept in ``NAME_CACHE``)."""
     if len(NAME_CACHE) >= MAX_NAMES:
         NAME_CACHE.clear()
-    name = NAME_CACHE[raw] = raw.decode("utf-8", "surrogateescape").lower()
+    name = raw.decode("utf-8", "surrogateescape").lower()
+    name = NAME_CACHE[raw] = name if name in HEADERS_READ else ""
     return name
 
 
@@ -141,7 +152,8 @@ class Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         # The request being parsed.
         self._url = bytearray()
-        self._fields: list[bytes] = []  # the headers' names and values, in turn
+        # The kept headers: name (lower-cased), value (raw).
+        self._fields: list[tuple[str, bytes]] = []
         self._head_size = 0
         self._body: list[bytes] = []
         self._size = 0
@@ -229,11 +241,16 @@ class Connection(asyncio.Protocol):
             self._grow(0)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        # Kept raw here, read once the head is in (this runs per header).
+        # Values are kept raw here, decoded once the head is in (this runs
+        # per header); those of headers no route reads, never.
         size = self._head_size = self._head_size + len(name) + len(value) + 4
         if size > MAX_HEAD:
             self._grow(0)
-        self._fields += (name, value)
+        key = NAME_CACHE.get(name)
+        if key is None:
+            key = _name(name)
+        if key:
+            self._fields.append((key, value))
 
     def on_headers_complete(self) -> None:
         parser = self.parser
@@ -243,12 +260,9 @@ class Connection(asyncio.Protocol):
             raise _HandOff
         by_name = Headers()
         fields = self._fields
-        for i in range(0, len(fields), 2):
-            name = NAME_CACHE.get(fields[i])
-            if name is None:
-                name = _name(fields[i])
+        for name, value in fields:
             if name not in by_name:  # the first value of a name wins
-                by_name[name] = fields[i + 1].decode("utf-8", "surrogateescape")
+                by_name[name] = value.decode("utf-8", "surrogateescape")
         expect = by_name.get("expect")
         if expect is not None and expect.lower() != "100-continue":
             raise _HandOff  # aiohttp answers 417

@@ -28,8 +28,8 @@ from yarl import URL
 from shoal.gateway.bodies import JSON
 from shoal.gateway.callers import HOT_ROUTES
 
-__all__ = ["MAX_TARGETS", "Headers", "Incoming", "answer_head", "incoming", "offset_after",
-           "route_of"]
+__all__ = ["HEADERS_READ", "MAX_TARGETS", "Headers", "Incoming", "answer_head", "incoming",
+           "offset_after", "route_of"]
 
 _SEGMENT: Final = r"([^/%{}\x00-\x20\x7f-\uffff]+)"
 _HOT: Final = re.compile(rf"/v1/(call|cast|send)/{_SEGMENT}/{_SEGMENT}")
@@ -44,11 +44,21 @@ class _OctetStream(EmailMessage):
 _TYPES: Final = HeaderParser(_OctetStream, policy=email.policy.HTTP)
 
 
+HEADERS_READ: Final = frozenset({
+    "accept", "authorization", "content-length", "content-type", "expect", "transfer-encoding",
+    "shoal-timeout", "shoal-strategy", "shoal-key", "shoal-idempotent"})
+"""The request headers the front and the hot routes read: the front keeps
+only these (decoding the others' values would be work for nothing). A route
+that reads another header must name it here
+(``test_the_front_keeps_every_header_the_routes_read``)."""
+
+
 class Headers(dict[str, str]):
-    """A request's headers: each lower-cased name to its first value, as
-    ``CIMultiDict.get`` reads them. Read them by lower-case name (the
-    gateway's routes do, which aiohttp's case-insensitive headers read
-    alike): a plain dict, so a look-up is one C call."""
+    """A request's headers of :data:`HEADERS_READ`: each lower-cased name
+    to its first value, as ``CIMultiDict.get`` reads them. Read them by
+    lower-case name (the gateway's routes do, which aiohttp's
+    case-insensitive headers read alike): a plain dict, so a look-up is one
+    C call."""
 
     __slots__ = ()
 

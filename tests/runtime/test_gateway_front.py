@@ -403,3 +403,33 @@ async def test_a_client_accepting_anything_gets_json_replies(node: shoal.Node) -
             status, headers, got = await _answer(reader)
             assert (status, headers["content-type"], got) == (200, "application/json", reply)
     writer.close()
+
+
+def test_the_front_keeps_every_header_the_routes_read() -> None:
+    """The front keeps only the headers of http11.HEADERS_READ: every header
+    name the hot path's modules read must be there (or its reader would see
+    it missing on the front, and only there)."""
+    import re
+
+    import shoal.gateway as package
+    from shoal.gateway import callers, http11
+
+    names: set[str] = set(callers.OPTION_HEADERS.values())
+    for module in ("bodies", "callers", "context", "front", "http11"):
+        text = (Path(package.__file__).parent / f"{module}.py").read_text()
+        names.update(re.findall(r'(?:headers|by_name)\.get\("([^"]+)"', text))
+        names.update(re.findall(r'"([^"]+)" (?:not )?in (?:request\.)?headers(?![.\w])', text))
+    assert {"authorization", "content-type", "accept", "shoal-timeout"} <= names  # found
+    assert names <= http11.HEADERS_READ
+    assert all(name == name.lower() for name in names)
+
+
+async def test_headers_no_route_reads_are_not_kept_and_change_nothing(node: shoal.Node) -> None:
+    reader, writer = await _connect(node)
+    for i in range(3):
+        writer.write(_post(node, "/v1/call/default/echo", b"5", extra=(
+            f"User-Agent: x/{i}\r\nX-Trace: {i}\r\nAccept-Encoding: gzip\r\nConnection: keep-alive"
+            "\r\n")))
+        status, _, body = await _answer(reader)
+        assert (status, body) == (200, b"5")
+    writer.close()
