@@ -45,9 +45,11 @@ Rules:
   it passes ``MAX_HEAD + max_body``, so it holds about one request at most;
   a request whose bytes pass four times that (chunk framing, not body: the
   body is bounded by Rule 3) is ``400 bad_request`` and the connection closes.
-- Rule 7 (busy poll): bytes read for the front and an answer written poke the
-  node's busy poll (``runtime/spin.py``): the remote call's answer, and the
-  client's next request, are then read without the loop going to sleep.
+- Rule 7 (busy poll): the head of a request the front serves (a call, cast
+  or send: not one handed to aiohttp, such as ``/metrics``) and an answer
+  written poke the node's busy poll (``runtime/spin.py``): the remote
+  call's answer, and the client's next request, are then read without the
+  loop going to sleep.
 """
 
 from __future__ import annotations
@@ -188,7 +190,6 @@ class Connection(asyncio.Protocol):
         self._resume()
 
     def data_received(self, data: bytes) -> None:
-        self.poke()
         self._last_read = self.loop.time()
         if self._handoff is not None:
             self._handoff += data
@@ -258,6 +259,7 @@ class Connection(asyncio.Protocol):
             and not parser.should_upgrade() else None
         if found is None:
             raise _HandOff
+        self.poke()  # Rule 7: a call, cast or send (not /metrics, not a watch)
         by_name = Headers()
         fields = self._fields
         for name, value in fields:
