@@ -50,3 +50,25 @@ def emit(name: str, value: float, unit: str = "") -> None:
 
 def machine() -> str:
     return f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}"
+
+
+def settle(limit: float = 5.0, bound: float = 30.0) -> float | None:
+    """Wait, at most ``bound`` seconds, until the host's CPU pressure (PSI
+    ``some avg10``, %) is below ``limit``; return the pressure then (None
+    where the kernel reports none). A phase that saturated both cores keeps
+    the 10-second average high for a while after it, and a shoal node does
+    not busy-poll under pressure (``runtime/spin.py``): each side of a
+    comparison starts on a settled host, whichever ran before it."""
+    import time
+
+    from shoal.runtime import spin
+
+    path = spin.pressure_file()
+    if path is None:
+        return None
+    deadline = time.monotonic() + bound
+    level = spin.read_pressure(path)
+    while level is not None and level >= limit and time.monotonic() < deadline:
+        time.sleep(0.5)  # the average moves every 2 s; bounded by ``bound``
+        level = spin.read_pressure(path)
+    return level

@@ -21,6 +21,12 @@ none``): ``shoal_nopoll_*``, ``erlang_nobusywait_*`` and
 ``latency_ratio_vs_erlang_no_busy_wait`` (``--no-busy-wait-pair 0`` skips
 them).
 
+Each side starts on a settled host: the run waits (30 s at most) until the
+CPU pressure (PSI ``some avg10``) is below 5%, since a phase that saturated
+both cores keeps that average up for a while and a shoal node does not
+busy-poll under pressure; ``cpu_pressure_pct_at_starts_max`` is the highest
+pressure a side started at.
+
 Last lines: ``throughput_ratio_vs_erlang`` (64 callers, shoal / Erlang) and
 ``latency_ratio_vs_erlang`` (p50, shoal / Erlang; below 1 is better), both
 sides with their defaults.
@@ -40,7 +46,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import emit, loop_name, machine, median, percentile, run
+from _common import emit, loop_name, machine, median, percentile, run, settle
 
 import shoal
 
@@ -209,13 +215,24 @@ def main() -> None:
     shoal_runs, erlang_runs = [], []
     nopoll_runs: list[dict[str, float]] = []
     nobusy_runs: list[dict[str, float]] = []
+    pressures: list[float] = []
+
+    def settled() -> None:
+        level = settle()
+        if level is not None:
+            pressures.append(level)
+
     for _ in range(args.rounds):  # alternate, so drift hits both sides alike
+        settled()
         shoal_runs.append(shoal_side(args.calls, concurrency))
+        settled()
         erl = None if args.skip_erlang else erlang_side(args.calls, concurrency)
         if erl is not None:
             erlang_runs.append(erl)
         if args.no_busy_wait_pair:
+            settled()
             nopoll_runs.append(shoal_side(args.calls, concurrency, poll=False))
+            settled()
             erl = None if args.skip_erlang else erlang_side(
                 args.calls, concurrency, tuple(NO_BUSY_WAIT_ERLANG))
             if erl is not None:
@@ -233,6 +250,8 @@ def main() -> None:
         for c in concurrency:
             emit(f"{label}_throughput_{c}_callers", mid(runs, f"throughput_{c}"),
                  "calls/s")
+    if pressures:
+        emit("cpu_pressure_pct_at_starts_max", max(pressures), "%")
     if nopoll_runs and nobusy_runs:
         emit("latency_ratio_vs_erlang_no_busy_wait",
              mid(nopoll_runs, "p50_us") / mid(nobusy_runs, "p50_us"))
