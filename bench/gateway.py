@@ -75,6 +75,20 @@ CONCURRENCY = 64
 HTTP_PROCESSES = 2
 
 
+class BodyReader(asyncio.Protocol):
+    """Feeds what it reads to its ``httptools`` parser and gathers the body
+    (the HTTP hop's echo server and the load generator's client)."""
+
+    parser: Any
+    parts: list[bytes]
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed_data(data)
+
+    def on_body(self, body: bytes) -> None:
+        self.parts.append(body)
+
+
 class Echo(shoal.GenServer):
     async def handle_call(self, request: Any, caller: shoal.Caller) -> Any:
         return request
@@ -96,17 +110,11 @@ async def bare(port: int) -> None:
     node behind it (and so no busy poll: its loop sleeps between requests)."""
     import httptools
 
-    class Echo(asyncio.Protocol):
+    class Echo(BodyReader):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             self.transport: asyncio.Transport = transport  # type: ignore[assignment]
             self.parser = httptools.HttpRequestParser(self)
             self.parts: list[bytes] = []
-
-        def data_received(self, data: bytes) -> None:
-            self.parser.feed_data(data)
-
-        def on_body(self, body: bytes) -> None:
-            self.parts.append(body)
 
         def on_message_complete(self) -> None:
             body, self.parts = b"".join(self.parts), []
@@ -163,7 +171,7 @@ async def http_load(url: str, token: str, calls: int, concurrency: int) -> dict[
             f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
             "Content-Length: ").encode()
 
-    class Client(asyncio.Protocol):
+    class Client(BodyReader):
         def __init__(self) -> None:
             self.parser = httptools.HttpResponseParser(self)
             self.parts: list[bytes] = []
@@ -177,12 +185,6 @@ async def http_load(url: str, token: str, calls: int, concurrency: int) -> dict[
         def connection_lost(self, exc: Exception | None) -> None:
             if not self.answered.done():
                 self.answered.set_exception(ConnectionError(f"the gateway closed: {exc}"))
-
-        def data_received(self, data: bytes) -> None:
-            self.parser.feed_data(data)
-
-        def on_body(self, body: bytes) -> None:
-            self.parts.append(body)
 
         def on_message_complete(self) -> None:
             body, self.parts = b"".join(self.parts), []

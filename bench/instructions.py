@@ -88,14 +88,18 @@ async def bare_local(calls: int) -> None:
     task.cancel()
 
 
-async def remote(calls: int) -> None:
+def node_options() -> dict[str, Any]:
+    """Two nodes of the remote scenarios: one in-memory store, loopback, the
+    long timers and busy polling off (see the constants above)."""
     from shoal.store import MemoryStore
 
-    store = MemoryStore()
-    secret = "instruction-count-secret-0123456789"
-    options: dict[str, Any] = dict(store=store, secret=secret, listen="127.0.0.1:0",
-                                   heartbeat_timeout=HEARTBEAT_TIMEOUT, idle_timeout=None,
-                                   busy_poll_us=BUSY_POLL_US)
+    return dict(store=MemoryStore(), secret="instruction-count-secret-0123456789",
+                listen="127.0.0.1:0", heartbeat_timeout=HEARTBEAT_TIMEOUT, idle_timeout=None,
+                busy_poll_us=BUSY_POLL_US)
+
+
+async def remote(calls: int) -> None:
+    options = node_options()
     async with shoal.Node("server", **options) as srv, shoal.Node("client", **options) as cli:
         pid = await srv.spawn(Echo)
         call = cli.call
@@ -160,13 +164,7 @@ async def bare_remote(calls: int) -> None:
 
 async def gateway(calls: int) -> None:
     from shoal.gateway.context import derive_token
-    from shoal.store import MemoryStore
-
-    store = MemoryStore()
-    secret = "instruction-count-secret-0123456789"
-    options: dict[str, Any] = dict(store=store, secret=secret, listen="127.0.0.1:0",
-                                   heartbeat_timeout=HEARTBEAT_TIMEOUT, idle_timeout=None,
-                                   busy_poll_us=BUSY_POLL_US)
+    options = node_options()
     async with shoal.Node("server", **options) as srv, \
             shoal.Node("gateway", http="127.0.0.1:0", **options) as gw:
         await srv.groups.join("echo", await srv.spawn(Echo))
@@ -180,7 +178,7 @@ async def gateway(calls: int) -> None:
         assert address is not None
         head = (f"POST /v1/call/default/echo HTTP/1.1\r\nHost: {address[0]}:{address[1]}\r\n"
                 "Accept-Encoding: identity\r\nContent-Length: %d\r\n"
-                f"Authorization: Bearer {derive_token(secret.encode())}\r\n"
+                f"Authorization: Bearer {derive_token(str(options['secret']).encode())}\r\n"
                 "Content-Type: application/json\r\n\r\n")
 
         class Client(asyncio.Protocol):

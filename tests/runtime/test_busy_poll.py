@@ -76,6 +76,12 @@ async def turns_until(condition: Callable[[], bool]) -> int:
     raise AssertionError(f"condition not met in {MAX_TURNS} loop turns")
 
 
+async def turns(count: int) -> None:
+    """Let the loop run ``count`` turns."""
+    for _ in range(count):
+        await asyncio.sleep(0)  # one loop turn
+
+
 def poller(window_us: int = 200, pressure: Pressure | None = None,
            ) -> tuple[BusyPoll, Clock, Switches]:
     clock, switches = Clock(), Switches()
@@ -91,8 +97,7 @@ async def test_a_poke_keeps_the_loop_polling_until_the_window_has_passed() -> No
     poll, clock, _ = poller(200)
     poll.poke()
     assert poll.polling and poll.windows == 1
-    for _ in range(20):
-        await asyncio.sleep(0)  # a loop turn: the poll callback runs and re-schedules
+    await turns(20)  # the poll callback runs and re-schedules in each
     assert poll.polling  # the clock has not moved: the window lasts
     clock.now += 0.000_2
     await turns_until(lambda: not poll.polling)
@@ -106,11 +111,9 @@ async def test_a_poke_inside_the_window_extends_it_without_a_second_callback() -
     poll.poke()
     clock.now += 0.000_15
     poll.poke()  # the window now ends 200 µs from the next poll
-    for _ in range(3):
-        await asyncio.sleep(0)
+    await turns(3)
     clock.now += 0.000_15
-    for _ in range(10):
-        await asyncio.sleep(0)
+    await turns(10)
     assert poll.polling and poll.windows == 1
     clock.now += 0.000_05
     await turns_until(lambda: not poll.polling)
@@ -191,8 +194,7 @@ async def test_a_short_preemption_pauses_nothing() -> None:
     poll.poke()
     switches.count += 1  # a kernel thread's turn: the next poll comes soon after
     clock.now += 0.000_1
-    for _ in range(3):
-        await asyncio.sleep(0)
+    await turns(3)
     assert poll.polling and poll.backoffs == 0
 
 
@@ -200,8 +202,7 @@ async def test_a_long_gap_without_preemption_pauses_nothing() -> None:
     poll, clock, _ = poller(5_000)
     poll.poke()
     clock.now += 0.002  # a long callback ran between two polls
-    for _ in range(3):
-        await asyncio.sleep(0)
+    await turns(3)
     assert poll.polling and poll.backoffs == 0
     clock.now += 0.005
     await turns_until(lambda: not poll.polling)
