@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -67,6 +68,9 @@ __all__ = ["DEFAULT_BUSY_POLL_US", "ENV", "MAX_WINDOW", "BusyPoll", "busy_poll_w
            "check_busy_poll_us", "involuntary_switches"]
 
 ENV = "SHOAL_BUSY_POLL_US"
+DEFAULT_BUSY_POLL_US = 150  # covers a loopback round trip's gap on both sides
+MAX_WINDOW = 0.01  # seconds (Rule 3): 10 ms
+_EXPECTED = "microseconds as an int in 0..10000 (0: off)"
 PREEMPTED_GAP = 0.000_5  # seconds between two polls that may mean preemption (Rule 5)
 MIN_BACKOFF = 0.01  # the first pause after contention; doubles up to MAX_BACKOFF
 MAX_BACKOFF = 1.0
@@ -80,9 +84,6 @@ except ImportError:  # pragma: no cover - Windows: no context-switch counts
 # This thread's context switches where the platform counts them per thread.
 _WHO = 0 if resource is None else getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
 
-DEFAULT_BUSY_POLL_US = 150  # covers a loopback round trip's gap on both sides
-MAX_WINDOW = 0.01  # seconds (Rule 3): 10 ms
-
 
 def check_busy_poll_us(value: object, name: str = "busy_poll_us") -> int:
     """The window in microseconds, checked: an int in 0..10,000 (0: off).
@@ -92,7 +93,7 @@ def check_busy_poll_us(value: object, name: str = "busy_poll_us") -> int:
     """
     if (not isinstance(value, int) or isinstance(value, bool)
             or not 0 <= value <= MAX_WINDOW * 1_000_000):
-        raise BadArgument(name, value, "microseconds as an int in 0..10000 (0: off)")
+        raise BadArgument(name, value, _EXPECTED)
     return value
 
 
@@ -111,14 +112,16 @@ def busy_poll_window(value: int | None) -> int:
     try:
         number = int(text)
     except ValueError:
-        raise BadArgument(ENV, text, "microseconds as an int in 0..10000 (0: off)") from None
+        raise BadArgument(ENV, text, _EXPECTED) from None
     return check_busy_poll_us(number, ENV)
 
 
+@functools.cache
 def pressure_file() -> Path | None:
     """The CPU pressure (PSI) file that covers this process: its cgroup's
     ``cpu.pressure`` under cgroup v2, else the host's ``/proc/pressure/cpu``;
-    None where the kernel has none (Rule 5)."""
+    None where the kernel has none (Rule 5). Looked up once per process, not
+    at every node's start."""
     candidates = []
     with contextlib.suppress(OSError):
         for line in Path("/proc/self/cgroup").read_text(encoding="ascii").splitlines():
