@@ -23,9 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import signal
-import socket
 import sqlite3
 import sys
 import tempfile
@@ -37,6 +37,7 @@ import shoal
 import shoal.store
 from shoal.testing.agent import CONTROL_SCOPE
 from shoal.testing.partition import Partitions
+from shoal.testing.ports import free_port
 
 __all__ = ["LocalCluster", "NodeProcess", "free_port", "wait_until"]
 
@@ -61,12 +62,19 @@ async def wait_until(predicate: Callable[[], bool], *, timeout: float = 10.0,
         await asyncio.sleep(interval)
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now (the kernel's pick)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+_HTTP_BOUND = re.compile(r"HTTP endpoint on https?://([^\s:/]+):(\d+)")
+
+
+def _http_bound(node: NodeProcess) -> tuple[str, int]:
+    """Where a started node's HTTP endpoint listens, from its log's
+    ``http_listening`` line (written before its "ready" line). A port picked
+    here and handed to the node could be taken by another test in between."""
+    found = _HTTP_BOUND.findall(node.log_text())
+    if not found:
+        raise RuntimeError(f"node {node.name} never said where its HTTP endpoint "
+                           f"listens:\n{node.log_text()}")
+    host, port = found[-1]
+    return host, int(port)
 
 
 class NodeProcess:
@@ -238,8 +246,8 @@ class LocalCluster:
         if self.partitions is not None:
             advertise = ("--advertise", f"127.0.0.1:{await self.partitions.proxy(name)}")
         http: tuple[str, ...] = ()
-        if self.http:
-            http = ("--http", f"127.0.0.1:{free_port()}")
+        if self.http:  # port 0: the node binds a free one and logs which
+            http = ("--http", "127.0.0.1:0")
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "shoal.testing.launch", str(os.getpid()), "run", self.app,
             "--node", name, "--store", self.store, *advertise, *http,
@@ -247,8 +255,6 @@ class LocalCluster:
             *(() if self.session_ttl is None else ("--session-ttl", str(self.session_ttl))),
             stdout=asyncio.subprocess.PIPE, stderr=log.open("wb"), env=env)
         node = NodeProcess(name, process, log)
-        if http:
-            node.http = ("127.0.0.1", int(http[1].rpartition(":")[2]))
         old = self.nodes.get(name)
         if old is not None:
             self._stopped.append(old)
@@ -263,6 +269,8 @@ class LocalCluster:
         # "shoal node NAME ready on HOST:PORT (creation N)"
         words = line.decode().split()
         node.creation = int(words[-1].rstrip(")"))
+        if http:
+            node.http = _http_bound(node)
         if self.partitions is not None:  # where it really listens, behind its proxy
             host, _, port = words[5].rpartition(":")
             self.partitions.target(name, host, int(port))

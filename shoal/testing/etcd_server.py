@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -39,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from shoal.testing.ports import free_port
 
 __all__ = [
     "EtcdCluster",
@@ -142,13 +143,6 @@ def make_tls_files(directory: str | Path) -> TlsFiles:
             *("-CAcreateserial", "-days", "2", "-out", str(cert), "-extfile", str(extensions)),
         )
     return files
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -472,7 +466,7 @@ def start_etcd(
     etcd_binary()
     owns_dir = base_dir is None
     root = Path(tempfile.mkdtemp(prefix="shoal-etcd-")) if base_dir is None else Path(base_dir)
-    ports = [(_free_port(), _free_port()) for _ in range(members)]
+    ports = [(free_port(), free_port()) for _ in range(members)]
     cluster = EtcdCluster(
         [
             EtcdMember(f"m{i}", client, peer, root / f"m{i}" / "data")

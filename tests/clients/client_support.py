@@ -62,14 +62,6 @@ def need(tool: str) -> str:
     return path
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now (the kernel's pick)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def port_open(port: int) -> bool:
     """Whether something accepts connections on 127.0.0.1:``port`` now."""
     with socket.socket() as probe:

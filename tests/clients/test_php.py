@@ -17,7 +17,6 @@ from client_support import (
     Program,
     check_mapping,
     error_answers,
-    free_port,
     kill_member_between_calls,
     mapping_documents,
     need,
@@ -30,6 +29,7 @@ from client_support import (
 
 from shoal.pid import Pid
 from shoal.testing import wait_until
+from shoal.testing.ports import free_port
 
 CLIENT = ROOT / "clients" / "php"
 README = CLIENT / "README.md"
