@@ -51,6 +51,7 @@ from prometheus_client.registry import Collector
 
 from shoal.errors import BadArgument, ConfigError, ShoalError
 from shoal.gateway.errors import GatewayError, error_body
+from shoal.runtime.checks import env_int
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
@@ -154,22 +155,14 @@ def resolve_token(secret: Callable[[], bytes]) -> str:
     return derive_token(secret())
 
 
-def _env_count(name: str, default: int, what: str) -> int:
-    raw = os.environ.get(name, "")
-    if raw == "":
-        return default
-    if not raw.strip().isdigit() or int(raw) < 1:
-        raise BadArgument(name, raw, f"{what} >= 1")
-    return int(raw)
-
-
 def max_body_from_env() -> int:
     """``SHOAL_GATEWAY_MAX_BODY`` (bytes, >= 1), else :data:`DEFAULT_MAX_BODY`.
 
     Raises:
         BadArgument: not an integer >= 1.
     """
-    return _env_count("SHOAL_GATEWAY_MAX_BODY", DEFAULT_MAX_BODY, "a number of bytes")
+    return env_int("SHOAL_GATEWAY_MAX_BODY", DEFAULT_MAX_BODY, 1,
+                   expected="a number of bytes >= 1")
 
 
 def max_scopes_from_env() -> int:
@@ -178,7 +171,8 @@ def max_scopes_from_env() -> int:
     Raises:
         BadArgument: not an integer >= 1.
     """
-    return _env_count("SHOAL_GATEWAY_MAX_SCOPES", DEFAULT_MAX_SCOPES, "a number of scopes")
+    return env_int("SHOAL_GATEWAY_MAX_SCOPES", DEFAULT_MAX_SCOPES, 1,
+                   expected="a number of scopes >= 1")
 
 
 def is_loopback(host: str | None) -> bool:

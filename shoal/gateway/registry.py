@@ -35,18 +35,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
-from shoal.errors import CallError, CallTimeout, ConfigError, NameInUse
+from shoal.errors import CallError, CallTimeout, NameInUse
 from shoal.gateway import proxy
 from shoal.gateway.callback import CallbackClient
 from shoal.gateway.errors import GatewayError
 from shoal.gateway.proxy import EXIT_DRAINED, EXIT_TTL_LAPSED, Forwarder, MemberProxy
 from shoal.pid import KILLED, Pid, Reason
-from shoal.runtime.checks import MAX_TIMEOUT
+from shoal.runtime.checks import MAX_TIMEOUT, env_int
 
 if TYPE_CHECKING:
     from shoal.gateway.context import GatewayNode
@@ -62,14 +61,9 @@ def limit_from_env() -> int:
     """``SHOAL_GATEWAY_MAX_MEMBERS`` (an integer >= 1), else :data:`MAX_REGISTRATIONS`.
 
     Raises:
-        ConfigError: the variable is set to anything else.
+        BadArgument: the variable is set to anything else.
     """
-    raw = os.environ.get("SHOAL_GATEWAY_MAX_MEMBERS", "").strip()
-    if not raw:
-        return MAX_REGISTRATIONS
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigError(f"SHOAL_GATEWAY_MAX_MEMBERS={raw!r}: expected an integer >= 1")
-    return int(raw)
+    return env_int("SHOAL_GATEWAY_MAX_MEMBERS", MAX_REGISTRATIONS, 1)
 
 
 class Registration:

@@ -8,6 +8,7 @@ nothing needs undoing.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,8 @@ __all__ = [
     "check_pid",
     "check_pids",
     "check_timeout",
+    "env_float",
+    "env_int",
 ]
 
 MAX_NAME = 255
@@ -88,6 +91,47 @@ def check_int(argument: str, value: Any, minimum: int) -> int:
     """An int (not a bool) of at least ``minimum``."""
     if type(value) is not int or value < minimum:
         raise BadArgument(argument, value, f"an int >= {minimum}")
+    return value
+
+
+def env_int(name: str, default: int, minimum: int, maximum: int | None = None,
+            expected: str | None = None) -> int:
+    """The environment variable ``name`` as an int in [minimum, maximum];
+    ``default`` when it is unset or blank.
+
+    Raises:
+        BadArgument: (naming the variable) anything else; ``expected`` says
+            what is accepted, else "an int >= minimum" (or "in min..max").
+    """
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum or (maximum is not None and value > maximum):
+        raise BadArgument(name, raw, expected or (
+            f"an int >= {minimum}" if maximum is None else f"an int in {minimum}..{maximum}"))
+    return value
+
+
+def env_float(name: str, default: float, minimum: float) -> float:
+    """The environment variable ``name`` as a finite number >= ``minimum``;
+    ``default`` when it is unset or blank.
+
+    Raises:
+        BadArgument: (naming the variable) anything else.
+    """
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= minimum):
+        raise BadArgument(name, raw, f"a number >= {minimum:g}")
     return value
 
 

@@ -30,10 +30,10 @@ probe task.
 from __future__ import annotations
 
 import logging
-import os
 from typing import TYPE_CHECKING
 
 from shoal.errors import BadArgument
+from shoal.runtime.checks import env_float, env_int
 from shoal.runtime.health import DEFAULT_LAG_BOUND, LoopProbe, Readiness
 from shoal.runtime.metrics import DEFAULT_TOP_GROUPS, MetricsParts, NodeCollector
 
@@ -69,19 +69,6 @@ def parse_http(value: str | None) -> tuple[str, int] | None:
     return host, int(port)
 
 
-def _env_number(name: str, default: float, minimum: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = minimum - 1
-    if not value >= minimum:
-        raise BadArgument(name, raw, f"a number >= {minimum:g}")
-    return value
-
-
 class Observer:
     """The endpoint's server (see the module header).
 
@@ -97,9 +84,9 @@ class Observer:
         self.name = name
         self.address = address
         self.readiness = readiness
-        self.probe = LoopProbe(_env_number("SHOAL_HEALTH_LAG", DEFAULT_LAG_BOUND, 0.01))
-        self.collector = NodeCollector(parts, int(_env_number(
-            "SHOAL_METRICS_TOP_GROUPS", DEFAULT_TOP_GROUPS, 1)))
+        self.probe = LoopProbe(env_float("SHOAL_HEALTH_LAG", DEFAULT_LAG_BOUND, 0.01))
+        self.collector = NodeCollector(parts, env_int(
+            "SHOAL_METRICS_TOP_GROUPS", DEFAULT_TOP_GROUPS, 1))
         self._runner: web.AppRunner | None = None
         self._front: Front | None = None
         self._registry: CollectorRegistry | None = None

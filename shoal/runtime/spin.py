@@ -56,13 +56,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from shoal._backoff import backoff_delays
 from shoal.errors import BadArgument
+from shoal.runtime.checks import env_int
 
 __all__ = ["DEFAULT_BUSY_POLL_US", "ENV", "MAX_WINDOW", "BusyPoll", "busy_poll_window",
            "check_busy_poll_us", "involuntary_switches"]
@@ -106,14 +106,7 @@ def busy_poll_window(value: int | None) -> int:
     """
     if value is not None:
         return check_busy_poll_us(value)
-    text = os.environ.get(ENV)
-    if text is None or not text.strip():
-        return DEFAULT_BUSY_POLL_US
-    try:
-        number = int(text)
-    except ValueError:
-        raise BadArgument(ENV, text, _EXPECTED) from None
-    return check_busy_poll_us(number, ENV)
+    return env_int(ENV, DEFAULT_BUSY_POLL_US, 0, int(MAX_WINDOW * 1e6), _EXPECTED)
 
 
 @functools.cache

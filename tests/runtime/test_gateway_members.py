@@ -235,7 +235,7 @@ async def test_a_bad_registration_limit_stops_the_node_from_starting(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SHOAL_GATEWAY_MAX_MEMBERS", "none")
     node = shoal.Node("gw", store="memory://", http="127.0.0.1:0")
-    with pytest.raises(shoal.ConfigError, match="SHOAL_GATEWAY_MAX_MEMBERS"):
+    with pytest.raises(shoal.BadArgument, match="SHOAL_GATEWAY_MAX_MEMBERS"):
         await node.start()
     assert not node.running
 
