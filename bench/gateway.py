@@ -25,7 +25,13 @@ alternating rounds so drift hits both alike:
   and, on 2 cores shared by every process of the bench, capped the figure
   at 4,900-6,700 calls/s whatever the gateway did.
 
-For reference, the same ``http.client`` loop against a bare server on
+For reference, the same ``http.client`` loop against the gateway that the
+member's own node serves (``--http`` on the server node: its group call is
+local, and one process fewer is in the chain): ``gateway_in_member_node_us_p50``
+and ``gateway_in_member_node_overhead_us_p50`` (that p50 minus the native
+p50). The headline figures stay the sidecar's.
+
+For reference too, the same ``http.client`` loop against a bare server on
 ``httptools`` that echoes the body (no node; aiohttp's application until
 2026-12-02, which cost more than the gateway's front): ``http_hop_us_p50``,
 the HTTP hop alone;
@@ -95,10 +101,14 @@ class Echo(shoal.GenServer):
 
 
 async def serve(store: str) -> None:
-    async with shoal.Node("bench-server", store=store, secret=SECRET, http="") as node:
+    """The server node: the echo member, and a gateway of its own (the
+    ``gateway_in_member_node_*`` figures) on a port it picks."""
+    async with shoal.Node("bench-server", store=store, secret=SECRET,
+                          http="127.0.0.1:0") as node:
         await node.groups.join("echo", await node.spawn(Echo))
         await node.groups.sync()
-        print("ready", flush=True)
+        assert node.http_address is not None
+        print(f"ready {node.http_address[1]}", flush=True)
         stop = asyncio.get_running_loop().create_future()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set_result, None)
         await stop
@@ -259,8 +269,8 @@ async def sub(*args: str) -> dict[str, float]:
     return dict(json.loads(out.decode().strip().splitlines()[-1]))
 
 
-async def measure(store: str, url: str, bare_url: str, gateway_pid: int, calls: int,
-                  rounds: int) -> list[dict[str, float]]:
+async def measure(store: str, url: str, bare_url: str, member_url: str, gateway_pid: int,
+                  calls: int, rounds: int) -> list[dict[str, float]]:
     token = derive_token(SECRET.encode())
     results = []
     async with shoal.Node("bench-client", store=store, secret=SECRET, http="") as node:
@@ -278,6 +288,9 @@ async def measure(store: str, url: str, bare_url: str, gateway_pid: int, calls: 
             latency = await sub("--role", "http-latency", "--url", url, "--token", token,
                                 "--calls", str(calls))
             out.update({f"gateway_{k}": v for k, v in latency.items()})
+            in_node = await sub("--role", "http-latency", "--url", member_url, "--token",
+                                token, "--calls", str(calls))
+            out.update({f"in_node_{k}": v for k, v in in_node.items()})
             hop = await sub("--role", "http-latency", "--url", bare_url, "--token", token,
                             "--calls", str(calls))
             out.update({f"hop_{k}": v for k, v in hop.items()})
@@ -315,8 +328,10 @@ def bench(calls: int, rounds: int) -> list[dict[str, float]]:
             if b"ready" not in hop.stdout.readline():
                 raise SystemExit("the bare HTTP server did not start")
             assert server.stdout is not None
-            if b"ready" not in server.stdout.readline():
+            ready = server.stdout.readline().split()
+            if ready[:1] != [b"ready"]:
                 raise SystemExit("the server node did not start")
+            member_url = f"http://127.0.0.1:{int(ready[1])}"
             gateway = subprocess.Popen([sys.executable, "-m", "shoal.cli", "gateway", "--http",
                                         f"127.0.0.1:{port}", "--node", "bench-gateway",
                                         "--store", store], stdout=subprocess.PIPE, env=env)
@@ -326,7 +341,7 @@ def bench(calls: int, rounds: int) -> list[dict[str, float]]:
             url = f"http://127.0.0.1:{port}"
             pid = gateway.pid
             bare_url = f"http://127.0.0.1:{bare_port}"
-            return run(lambda: measure(store, url, bare_url, pid, calls, rounds))
+            return run(lambda: measure(store, url, bare_url, member_url, pid, calls, rounds))
         finally:
             for process in (gateway, server, hop):
                 if process is not None:
@@ -371,6 +386,9 @@ def main() -> None:
     emit("gateway_call_us_p50", mid("gateway_p50_us"), "us")
     emit("gateway_call_us_p99", mid("gateway_p99_us"), "us")
     emit("http_hop_us_p50", mid("hop_p50_us"), "us")
+    emit("gateway_in_member_node_us_p50", mid("in_node_p50_us"), "us")
+    emit("gateway_in_member_node_overhead_us_p50", median([
+        r["in_node_p50_us"] - r["native_p50_us"] for r in results]), "us")
     emit("gateway_own_us_p50", median([r["gateway_p50_us"] - r["native_p50_us"]
                                        - r["hop_p50_us"] for r in results]), "us")
     emit("gateway_throughput_calls_per_s", mid("gateway_throughput"), "calls/s")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import socket
+from collections import deque
 from pathlib import Path
 
 __all__ = ["free_port"]
@@ -21,6 +22,9 @@ __all__ = ["free_port"]
 _LOWEST = 10000  # below this sit well-known services' ports
 _TRIES = 200
 _RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+# The ports handed out last: a test that names several servers' ports before
+# starting any (an etcd cluster's) must not get one port twice (bounded).
+_RECENT: deque[int] = deque(maxlen=512)
 
 
 def _ephemeral_low() -> int:
@@ -42,14 +46,20 @@ def _bindable(port: int) -> bool:
 
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 now, outside the ephemeral range when
-    that range leaves room below it (else the kernel's pick)."""
+    that range leaves room below it (else the kernel's pick), and none of
+    the last 512 this process was given."""
     low = _ephemeral_low()
     if low - _LOWEST >= 1000:
         for _ in range(_TRIES):
             port = random.randrange(_LOWEST, low)
-            if _bindable(port):
+            if port not in _RECENT and _bindable(port):
+                _RECENT.append(port)
                 return port
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        picked: int = probe.getsockname()[1]
-        return picked
+    for _ in range(_TRIES):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            picked: int = probe.getsockname()[1]
+        if picked not in _RECENT:
+            break
+    _RECENT.append(picked)
+    return picked

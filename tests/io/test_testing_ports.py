@@ -23,6 +23,16 @@ def test_a_free_port_is_bindable_and_below_the_ephemeral_range() -> None:
     assert len(picked) > 1  # random, not one fixed port every test would share
 
 
+def test_ports_handed_out_recently_are_not_handed_out_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    draws = iter([20000, 20000, 20000, 20001])  # the same port drawn three times
+    monkeypatch.setattr(ports, "_ephemeral_low", lambda: 32768)
+    monkeypatch.setattr(ports, "_RECENT", ports.deque(maxlen=512))
+    monkeypatch.setattr(ports.random, "randrange", lambda _low, _high: next(draws))
+    monkeypatch.setattr(ports, "_bindable", lambda _port: True)
+    assert [free_port(), free_port()] == [20000, 20001]
+
+
 def test_a_port_in_use_is_never_picked(monkeypatch: pytest.MonkeyPatch) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
