@@ -11,6 +11,8 @@ Scenarios (one process, uvloop when installed):
 
 - ``local``: ``node.call`` to an echo GenServer on the same node (1 caller);
 - ``bare-local``: the bare asyncio actor of ``bench/local_call.py``;
+- ``local-64``, ``bare-local-64``: the same two with 64 concurrent callers
+  (``bench/local_call.py``'s ``throughput_ratio_vs_bare`` load);
 - ``remote``: a round trip between two nodes of this process over loopback
   TCP (a shared in-memory store), both ends counted, 1 caller;
 - ``bare-remote``: a bare uvloop + msgpack echo over loopback TCP, with the
@@ -23,7 +25,7 @@ Scenarios (one process, uvloop when installed):
   ``remote``, the difference is what the HTTP hop and the gateway add.
 
 Usage: ``.venv/bin/python bench/instructions.py [scenario ...]`` (default:
-all five); needs ``valgrind``. Prints ``<scenario>_instructions_per_call: N``
+all seven); needs ``valgrind``. Prints ``<scenario>_instructions_per_call: N``
 and the ratios ``local_vs_bare`` and ``remote_vs_bare`` (bare / shoal, as
 the throughput ratios: 1.0 is the floor). ``--run SCENARIO --calls N`` runs
 one scenario without valgrind (what each counted run executes).
@@ -39,6 +41,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from _common import emit, machine, run
@@ -55,7 +58,8 @@ HEARTBEAT_TIMEOUT = 60.0
 # waits depends on how fast the run goes, not on the code counted. What a
 # poke itself costs is counted with it on: see docs/performance.md.
 BUSY_POLL_US = 0
-SCENARIOS = ("local", "bare-local", "remote", "bare-remote", "gateway")
+SCENARIOS = ("local", "bare-local", "remote", "bare-remote", "gateway", "local-64",
+             "bare-local-64")
 
 
 class Echo(shoal.GenServer):
@@ -63,15 +67,18 @@ class Echo(shoal.GenServer):
         return request
 
 
-async def local(calls: int) -> None:
+async def local(calls: int, callers: int = 1) -> None:
     async with shoal.Node("count", store="memory://", listen=None) as node:
         pid = await node.spawn(Echo)
         call = node.call
-        for i in range(WARM_UP + calls):
-            await call(pid, i, TIMEOUT)
+
+        async def caller(count: int) -> None:
+            for i in range(count):
+                await call(pid, i, TIMEOUT)
+        await concurrently(caller, WARM_UP + calls, callers)
 
 
-async def bare_local(calls: int) -> None:
+async def bare_local(calls: int, callers: int = 1) -> None:
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[Any, asyncio.Future[Any]]] = asyncio.Queue()
 
@@ -80,12 +87,26 @@ async def bare_local(calls: int) -> None:
             request, future = await queue.get()
             future.set_result(request)
 
+    async def caller(count: int) -> None:
+        for i in range(count):
+            future = loop.create_future()
+            queue.put_nowait((i, future))
+            await future
+
     task = asyncio.create_task(actor())
-    for i in range(WARM_UP + calls):
-        future = loop.create_future()
-        queue.put_nowait((i, future))
-        await future
+    await concurrently(caller, WARM_UP + calls, callers)
     task.cancel()
+
+
+async def concurrently(caller: Callable[[int], Awaitable[None]], calls: int,
+                       callers: int) -> None:
+    """``calls`` calls made by ``callers`` concurrent callers (one caller:
+    in this task, as user code calls)."""
+    if callers == 1:
+        await caller(calls)
+        return
+    share, extra = divmod(calls, callers)  # exactly ``calls`` in all
+    await asyncio.gather(*(caller(share + (i < extra)) for i in range(callers)))
 
 
 def node_options() -> dict[str, Any]:
@@ -215,7 +236,9 @@ async def gateway(calls: int) -> None:
 
 
 RUNNERS = {"local": local, "bare-local": bare_local, "remote": remote,
-           "bare-remote": bare_remote, "gateway": gateway}
+           "bare-remote": bare_remote, "gateway": gateway,
+           "local-64": lambda calls: local(calls, 64),
+           "bare-local-64": lambda calls: bare_local(calls, 64)}
 
 
 def count(scenario: str, calls: int, outdir: str) -> int:
@@ -253,9 +276,9 @@ def main() -> None:
             long = count(scenario, 3 * args.calls, tmp)
             per[scenario] = (long - short) / (2 * args.calls)
             emit(f"{scenario.replace('-', '_')}_instructions_per_call", per[scenario])
-    for kind in ("local", "remote"):
+    for kind in ("local", "remote", "local-64"):
         if kind in per and f"bare-{kind}" in per:
-            emit(f"{kind}_vs_bare", per[f"bare-{kind}"] / per[kind])
+            emit(f"{kind.replace('-', '_')}_vs_bare", per[f"bare-{kind}"] / per[kind])
 
 
 if __name__ == "__main__":

@@ -46,10 +46,12 @@ Rules:
   a request whose bytes pass four times that (chunk framing, not body: the
   body is bounded by Rule 3) is ``400 bad_request`` and the connection closes.
 - Rule 7 (busy poll): the head of a request the front serves (a call, cast
-  or send: not one handed to aiohttp, such as ``/metrics``) and an answer
-  written poke the node's busy poll (``runtime/spin.py``): the remote
-  call's answer, and the client's next request, are then read without the
-  loop going to sleep.
+  or send: not one handed to aiohttp, such as ``/metrics``) once its token
+  and limits are checked, and an answer written to one, poke the node's
+  busy poll (``runtime/spin.py``): the remote call's answer, and the
+  client's next request, are then read without the loop going to sleep. A
+  refused request (no or a wrong token, too large, a bad request) pokes
+  nothing, so a client without the token cannot make the node spin.
 """
 
 from __future__ import annotations
@@ -259,7 +261,6 @@ class Connection(asyncio.Protocol):
             and not parser.should_upgrade() else None
         if found is None:
             raise _HandOff
-        self.poke()  # Rule 7: a call, cast or send (not /metrics, not a watch)
         by_name = Headers()
         fields = self._fields
         for name, value in fields:
@@ -282,7 +283,9 @@ class Connection(asyncio.Protocol):
             self._owe(refused, close=announced or not parser.should_keep_alive())
             if announced:
                 raise _Stop
-        elif expect is not None:
+            return
+        self.poke()  # Rule 7: an accepted call, cast or send (not /metrics, not a watch)
+        if expect is not None:
             self._owe_bytes(_CONTINUE)
 
     def on_body(self, chunk: bytes) -> None:
@@ -352,7 +355,7 @@ class Connection(asyncio.Protocol):
             self._closing = True
         self.slots.append(_slot(answer_head(self._version(), status, JSON, len(data), None,
                                             not close) + data, close))
-        self._flush()
+        self._flush(poke=False)  # a refusal is not call traffic (Rule 7)
 
     def _owe_bytes(self, data: bytes) -> None:
         self.slots.append(_slot(data, False))
@@ -369,9 +372,9 @@ class Connection(asyncio.Protocol):
         self._closing = True
         self.slots.append(_slot(answer_head("1.1", status, JSON, len(data), None, False) + data,
                                 True))
-        self._flush()
+        self._flush(poke=False)
 
-    def _flush(self) -> None:
+    def _flush(self, *, poke: bool = True) -> None:
         transport = self.transport
         if transport is None or transport.is_closing():
             return
@@ -385,7 +388,8 @@ class Connection(asyncio.Protocol):
                 break
         if out:
             transport.write(b"".join(out) if len(out) > 1 else out[0])
-            self.poke()
+            if poke:
+                self.poke()
         if close:
             slots.clear()
             transport.close()

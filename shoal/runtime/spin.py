@@ -18,7 +18,8 @@ the windows opened and the pauses for contention (``backoffs``, exported as
 Rules:
 
 1. Only call traffic pokes: a CALL sent, a CALL, REPLY, FAIL, CAST or SEND
-   received (``remote.py``, ``inbound.py``), an HTTP request to the gateway.
+   received (``remote.py``, ``inbound.py``), an HTTP request the gateway
+   accepted (its token checked: a refused one pokes nothing).
    Heartbeats, membership and the store never do, so an idle node never
    polls, however many peers it has.
 2. A poke extends the window to ``window`` seconds from the next poll (a

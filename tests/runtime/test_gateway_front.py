@@ -391,6 +391,13 @@ async def test_a_request_to_the_front_and_its_answer_poke_the_node_s_busy_poll(
         assert (await _answer(reader))[0] == 200
         assert pokes == 2  # /metrics is not call traffic (spin.py Rule 1)
         writer.close()
+        # A new connection: the one above was handed to aiohttp for good.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /v1/call/default/echo HTTP/1.1\r\nHost: x\r\n"
+                     b"Authorization: Bearer wrong\r\nContent-Length: 1\r\n\r\n1")
+        assert (await _answer(reader))[0] == 401
+        assert pokes == 2  # a refused request does not make the node spin (Rule 7)
+        writer.close()
     finally:
         poll.stop()
         await front.close()
