@@ -21,6 +21,9 @@ from shoal.runtime.spin import (
     DEFAULT_BUSY_POLL_US,
     MAX_BACKOFF,
     MIN_BACKOFF,
+    PREEMPTED_GAP,
+    PREEMPTION_SPAN,
+    PREEMPTIONS_TO_PAUSE,
     PRESSURE_EVERY,
     PRESSURE_LIMIT,
     RESET_AFTER,
@@ -83,9 +86,12 @@ async def turns(count: int) -> None:
 
 
 def poller(window_us: int = 200, pressure: Pressure | None = None,
-           ) -> tuple[BusyPoll, Clock, Switches]:
+           cpu: Clock | None = None) -> tuple[BusyPoll, Clock, Switches]:
+    """A started BusyPoll on injected clocks; this thread's CPU time (``cpu``)
+    stands still unless the test moves it (time passing is time off the CPU)."""
     clock, switches = Clock(), Switches()
-    poll = BusyPoll(window_us, clock=clock, switches=switches, pressure=pressure or Pressure())
+    poll = BusyPoll(window_us, clock=clock, switches=switches, pressure=pressure or Pressure(),
+                    cpu_clock=cpu or Clock())
     poll.start(asyncio.get_running_loop())
     return poll, clock, switches
 
@@ -145,15 +151,46 @@ async def test_pokes_before_start_do_nothing() -> None:
 # -- contention (Rule 5) -----------------------------------------------------------
 
 
-async def test_a_window_the_os_preempted_pauses_polling_and_pauses_grow_while_it_lasts(
-) -> None:
+async def preempt(poll: BusyPoll, clock: Clock, switches: Switches, times: int) -> None:
+    """``times`` preemptions of the open window, 1.5 ms off the CPU each
+    (past ``PREEMPTED_GAP``), each with an involuntary switch of its own."""
+    for _ in range(times):
+        assert poll.polling
+        switches.count += 1  # another thread took this one's CPU
+        clock.now += 0.001_5
+        await turns(1)
+
+
+async def test_an_occasional_preemption_lets_the_window_go_on() -> None:
     poll, clock, switches = poller(5_000)  # 5 ms: long enough to be checked inside
+    poll.poke()
+    await preempt(poll, clock, switches, PREEMPTIONS_TO_PAUSE - 1)
+    assert poll.polling and poll.backoffs == 0
+    clock.now += PREEMPTION_SPAN  # the next one comes more than the span after the first
+    poll.poke()
+    await preempt(poll, clock, switches, 1)
+    assert poll.polling and poll.backoffs == 0
+
+
+async def test_one_switch_counts_for_one_preemption_only() -> None:
+    poll, clock, switches = poller(5_000)
+    poll.poke()
+    switches.count += 1
+    for _ in range(PREEMPTIONS_TO_PAUSE + 1):  # long times off the CPU, one switch in all
+        clock.now += 0.001_5  # (blocking calls, say)
+        await turns(1)
+        poll.poke()
+    assert poll.polling and poll.backoffs == 0
+
+
+async def test_repeated_preemption_pauses_polling_and_pauses_grow_while_it_lasts() -> None:
+    poll, clock, switches = poller(5_000)
     pauses = []
     poll.poke()
     for _ in range(5):
-        assert poll.polling
-        switches.count += 1  # another thread took this one's CPU
-        clock.now += 0.001_5  # past the in-window check
+        await preempt(poll, clock, switches, PREEMPTIONS_TO_PAUSE - 1)
+        switches.count += 1
+        clock.now += 0.001_5
         await turns_until(lambda: not poll.polling)
         poll.poke()  # paused: no window opens
         assert not poll.polling
@@ -172,14 +209,16 @@ async def test_pauses_start_short_again_after_a_stretch_without_contention() -> 
     poll, clock, switches = poller(5_000)
     for _ in range(5):  # a long stretch of contention: pauses near the cap
         poll.poke()
+        await preempt(poll, clock, switches, PREEMPTIONS_TO_PAUSE - 1)
         switches.count += 1
-        clock.now += 0.001
+        clock.now += 0.001_5
         await turns_until(lambda: not poll.polling)
         clock.now += MAX_BACKOFF
     clock.now += RESET_AFTER
     poll.poke()
+    await preempt(poll, clock, switches, PREEMPTIONS_TO_PAUSE - 1)
     switches.count += 1
-    clock.now += 0.001
+    clock.now += 0.001_5
     await turns_until(lambda: not poll.polling)
     assert poll.backoffs == 6
     start = clock.now
@@ -196,6 +235,22 @@ async def test_a_short_preemption_pauses_nothing() -> None:
     clock.now += 0.000_1
     await turns(3)
     assert poll.polling and poll.backoffs == 0
+
+
+async def test_a_long_callback_is_not_preemption_even_with_a_switch_in_the_window() -> None:
+    cpu = Clock()
+    poll, clock, switches = poller(5_000, cpu=cpu)
+    poll.poke()
+    switches.count += 1  # a kernel thread's turn, somewhere in the window
+    clock.now += 0.002  # then a 2 ms callback between two polls, on the CPU all along
+    cpu.now += 0.001_9
+    await turns(3)
+    assert poll.polling and poll.backoffs == 0
+    await preempt(poll, clock, switches, PREEMPTIONS_TO_PAUSE - 1)  # off the CPU: preempted
+    switches.count += 1
+    clock.now += 2 * PREEMPTED_GAP
+    await turns_until(lambda: not poll.polling)
+    assert poll.backoffs == 1
 
 
 async def test_a_long_gap_without_preemption_pauses_nothing() -> None:
