@@ -8,10 +8,10 @@ handshake deadline, heartbeats and the close reason. Everything about
 Rules:
 
 1. ``send`` never blocks. The first frame of an event-loop turn is written
-   at once (a lone reply leaves without waiting a turn); frames sent later
-   in the same turn are queued and flushed with one ``transport.write`` at
-   the end of the turn (``call_soon``), so a burst costs one more syscall,
-   not one per frame.
+   at once (a lone reply leaves without waiting a turn); later ones are
+   written together every ``FLUSH_FRAMES`` frames (or ``FLUSH_BYTES``) and
+   at the end of the turn: few syscalls, and the peer starts on a part
+   while this side makes the rest (``docs/decisions.md``).
 2. Backpressure is visible, not hidden: when the socket buffer passes its
    high-water mark ``write_paused`` is True and ``wait_writable`` waits;
    senders that can wait should.
@@ -59,6 +59,7 @@ from shoal.wire import Closed, Connection, Established, Message, Ping, Pong
 __all__ = ["PeerConnection"]
 
 logger = logging.getLogger("shoal.transport")
+FLUSH_FRAMES, FLUSH_BYTES = 16, 64 * 1024  # Rule 1: the parts of a turn's frames
 
 
 class PeerConnection(asyncio.Protocol):
@@ -189,6 +190,8 @@ class PeerConnection(asyncio.Protocol):
         if self._flush_scheduled:
             self._out.append(data)
             self._out_bytes += len(data)
+            if len(self._out) >= FLUSH_FRAMES or self._out_bytes >= FLUSH_BYTES:
+                self._flush(scheduled=True)  # a part now (Rule 1)
         else:
             # The first frame of a loop turn goes out at once (latency: no
             # extra turn before a lone reply leaves); frames sent later in
@@ -359,8 +362,8 @@ class PeerConnection(asyncio.Protocol):
             self._transport.write(data)
             self._last_send = self._loop.time()
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
+    def _flush(self, scheduled: bool = False) -> None:
+        self._flush_scheduled = scheduled
         if not self._out:
             return
         data = b"".join(self._out) if len(self._out) > 1 else self._out[0]

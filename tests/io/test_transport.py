@@ -20,6 +20,7 @@ from shoal.errors import AuthenticationFailed, NodeDown
 from shoal.pid import Pid
 from shoal.testing.hand_peer import HandPeer
 from shoal.transport import ConnectionManager, PeerConnection, TransportConfig
+from shoal.transport._peer import FLUSH_BYTES, FLUSH_FRAMES
 from shoal.wire import (
     Call,
     HandshakeConfig,
@@ -365,7 +366,7 @@ async def test_connect_gives_up_with_node_down_when_nobody_listens() -> None:
     await a.close()
 
 
-async def test_many_sends_in_one_turn_are_coalesced_into_two_writes(pair: Any) -> None:
+async def test_many_sends_in_one_turn_are_coalesced_into_a_few_writes(pair: Any) -> None:
     a, _ra, b, rb = pair
     conn = await a.connect("beta", b.address)
     pid = Pid.of("beta", 1, 1)
@@ -382,8 +383,34 @@ async def test_many_sends_in_one_turn_are_coalesced_into_two_writes(pair: Any) -
     for i in range(200):
         conn.send(Send(to=pid, message=i))
     await rb.wait_for(lambda: len(rb.messages) == 200)
-    assert len(writes) == 2  # the first frame at once, the other 199 in one write
+    # The first frame at once, then the other 199 in parts of FLUSH_FRAMES
+    # (the peer starts on each part while the rest is produced), the last
+    # part at the end of the turn.
+    assert len(writes) == 1 + -(-199 // FLUSH_FRAMES)
     assert [m.message for _, m in rb.messages] == list(range(200))  # type: ignore[attr-defined]
+
+
+async def test_a_burst_of_large_frames_goes_out_by_the_byte_bound(pair: Any) -> None:
+    a, _ra, b, rb = pair
+    conn = await a.connect("beta", b.address)
+    pid = Pid.of("beta", 1, 1)
+    writes: list[int] = []
+    transport = conn._transport
+    assert transport is not None
+    original = transport.write
+
+    def counting_write(data: Any) -> None:
+        writes.append(len(data))
+        original(data)
+
+    transport.write = counting_write  # type: ignore[method-assign]
+    blob = b"x" * (FLUSH_BYTES // 4)
+    for i in range(9):
+        conn.send(Send(to=pid, message=[i, blob]))
+    await rb.wait_for(lambda: len(rb.messages) == 9)
+    assert len(writes) == 3  # the first at once, then two parts of four frames
+    assert all(size >= FLUSH_BYTES for size in writes[1:])
+    assert [m.message[0] for _, m in rb.messages] == list(range(9))  # type: ignore[attr-defined]
 
 
 async def test_refused_connect_fails_at_once_when_told_not_to_retry() -> None:
