@@ -366,10 +366,8 @@ async def test_connect_gives_up_with_node_down_when_nobody_listens() -> None:
     await a.close()
 
 
-async def test_many_sends_in_one_turn_are_coalesced_into_a_few_writes(pair: Any) -> None:
-    a, _ra, b, rb = pair
-    conn = await a.connect("beta", b.address)
-    pid = Pid.of("beta", 1, 1)
+def count_writes(conn: PeerConnection) -> list[int]:
+    """The sizes of the connection's writes to its socket from now on."""
     writes: list[int] = []
     transport = conn._transport
     assert transport is not None
@@ -380,6 +378,14 @@ async def test_many_sends_in_one_turn_are_coalesced_into_a_few_writes(pair: Any)
         original(data)
 
     transport.write = counting_write  # type: ignore[method-assign]
+    return writes
+
+
+async def test_many_sends_in_one_turn_are_coalesced_into_a_few_writes(pair: Any) -> None:
+    a, _ra, b, rb = pair
+    conn = await a.connect("beta", b.address)
+    pid = Pid.of("beta", 1, 1)
+    writes = count_writes(conn)
     for i in range(200):
         conn.send(Send(to=pid, message=i))
     await rb.wait_for(lambda: len(rb.messages) == 200)
@@ -394,16 +400,7 @@ async def test_a_burst_of_large_frames_goes_out_by_the_byte_bound(pair: Any) -> 
     a, _ra, b, rb = pair
     conn = await a.connect("beta", b.address)
     pid = Pid.of("beta", 1, 1)
-    writes: list[int] = []
-    transport = conn._transport
-    assert transport is not None
-    original = transport.write
-
-    def counting_write(data: Any) -> None:
-        writes.append(len(data))
-        original(data)
-
-    transport.write = counting_write  # type: ignore[method-assign]
+    writes = count_writes(conn)
     blob = b"x" * (FLUSH_BYTES // 4)
     for i in range(9):
         conn.send(Send(to=pid, message=[i, blob]))
