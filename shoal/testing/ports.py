@@ -17,7 +17,7 @@ import socket
 from collections import deque
 from pathlib import Path
 
-__all__ = ["free_port"]
+__all__ = ["ephemeral_low", "free_port"]
 
 _LOWEST = 10000  # below this sit well-known services' ports
 _TRIES = 200
@@ -27,7 +27,7 @@ _RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 _RECENT: deque[int] = deque(maxlen=512)
 
 
-def _ephemeral_low() -> int:
+def ephemeral_low() -> int:
     """The first port of the kernel's ephemeral range (32768 where unknown)."""
     try:
         return int(_RANGE_FILE.read_text().split()[0])
@@ -48,7 +48,7 @@ def free_port() -> int:
     """A TCP port free on 127.0.0.1 now, outside the ephemeral range when
     that range leaves room below it (else the kernel's pick), and none of
     the last 512 this process was given."""
-    low = _ephemeral_low()
+    low = ephemeral_low()
     if low - _LOWEST >= 1000:
         for _ in range(_TRIES):
             port = random.randrange(_LOWEST, low)

@@ -14,7 +14,7 @@ from shoal.testing.ports import free_port
 
 
 def test_a_free_port_is_bindable_and_below_the_ephemeral_range() -> None:
-    low = ports._ephemeral_low()
+    low = ports.ephemeral_low()
     picked = {free_port() for _ in range(20)}
     for port in picked:
         assert 10000 <= port < low
@@ -26,7 +26,7 @@ def test_a_free_port_is_bindable_and_below_the_ephemeral_range() -> None:
 def test_ports_handed_out_recently_are_not_handed_out_again(
         monkeypatch: pytest.MonkeyPatch) -> None:
     draws = iter([20000, 20000, 20000, 20001])  # the same port drawn three times
-    monkeypatch.setattr(ports, "_ephemeral_low", lambda: 32768)
+    monkeypatch.setattr(ports, "ephemeral_low", lambda: 32768)
     monkeypatch.setattr(ports, "_RECENT", ports.deque(maxlen=512))
     monkeypatch.setattr(ports.random, "randrange", lambda _low, _high: next(draws))
     monkeypatch.setattr(ports, "_bindable", lambda _port: True)
@@ -39,7 +39,7 @@ def test_a_port_in_use_is_never_picked(monkeypatch: pytest.MonkeyPatch) -> None:
         busy = taken.getsockname()[1]
         first = iter([busy, busy])  # the busy port comes up first, twice
         draw = ports.random.randrange
-        monkeypatch.setattr(ports, "_ephemeral_low", lambda: 65536)
+        monkeypatch.setattr(ports, "ephemeral_low", lambda: 65536)
         monkeypatch.setattr(ports.random, "randrange",
                             lambda low, high: next(first, None) or draw(low, high))
         assert free_port() != busy
@@ -59,5 +59,5 @@ def test_without_room_below_the_range_the_kernel_picks(
 def test_an_unreadable_range_file_means_the_usual_range(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(ports, "_RANGE_FILE", tmp_path / "missing")
-    assert ports._ephemeral_low() == 32768
+    assert ports.ephemeral_low() == 32768
     assert 10000 <= free_port() < 32768
