@@ -9,7 +9,13 @@ if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; th
     exit 2
 fi
 STAMP=.venv/.shoal-installed-$1
-if [ ! -x .venv/bin/python ] || [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
+# A change to the C extension's source needs a new build, as one to pyproject.toml
+# needs a new install (a build of another ABI is refused at import anyway).
+stale() {
+    [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || [ setup.py -nt "$STAMP" ] \
+        || [ shoal/wire/_speedups.c -nt "$STAMP" ]
+}
+if [ ! -x .venv/bin/python ] || stale; then
     # Said once, before the quiet part: pip takes 15-40 s.
     if [ "$1" = base ]; then what="shoal"; else what="shoal and its $1 tools"; fi
     echo "installing $what into ./.venv ..." >&2
@@ -24,7 +30,8 @@ if [ ! -x .venv/bin/python ]; then
         "$PY" -m venv .venv
     fi
 fi
-if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
+if stale; then
+    bash scripts/ensure-compiler.sh .venv/bin/python  # optional: the C extension
     .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
     if [ "$1" = base ]; then target="."; else target=".[$1]"; fi
     # Quiet when it works; the whole pip output when it does not.
@@ -34,6 +41,6 @@ if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
         echo "installing shoal into ./.venv failed (log above, and in .venv/install.log)" >&2
         exit 1
     fi
-    .venv/bin/python -c 'import shoal, msgpack' 
+    .venv/bin/python -c 'import shoal, msgpack'
     touch "$STAMP"
 fi

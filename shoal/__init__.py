@@ -117,7 +117,26 @@ __all__ = [
     "TargetError",
     "UsageError",
     "__version__",
+    "build_info",
     "supervisor",
 ]
+
+
+
+def build_info() -> dict[str, str]:
+    """Which build of shoal runs in this process.
+
+    Returns:
+        ``{"version": ..., "wire": "c" | "python", "wire_reason": ...}``:
+        ``"c"`` when the wire protocol's hot loops run in the optional C
+        extension (built by ``pip install`` where a C compiler and Python's
+        headers are found), ``"python"`` when they run in the pure-Python
+        code, which is the reference and behaves the same; ``wire_reason``
+        says why (``SHOAL_PURE_PYTHON=1`` forces ``"python"``).
+    """
+    from shoal.wire import _native
+
+    return {"version": __version__, "wire": _native.WIRE, "wire_reason": _native.WIRE_REASON}
+
 
 _logging.getLogger("shoal").addHandler(_logging.NullHandler())

@@ -37,7 +37,9 @@ from shoal.runtime.process import RUN_MAILBOX_SIZE
 __all__ = ["main", "run"]
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(shoal.__version__, prog_name="shoal")
+@click.version_option(shoal.__version__, prog_name="shoal",
+                      message=f"%(prog)s, version %(version)s (wire code: "
+                              f"{shoal.build_info()['wire']})")
 @click.option("-v", "--verbose", count=True,
               help="Log more: -v INFO, -vv DEBUG (shoal run logs at INFO already; -v "
                    "gives DEBUG there). Also accepted after the command.")

@@ -60,10 +60,18 @@ from shoal.wire._messages import (
     Send,
     Unlink,
 )
+from shoal.wire._native import speedups
 from shoal.wire._terms import (
     SCALAR_TYPES as _SCALARS,
 )
-from shoal.wire._terms import Unencodable, check_term, ext_hook, pack_default, pack_term
+from shoal.wire._terms import (
+    Unencodable,
+    check_term,
+    ext_hook,
+    pack_default,
+    pack_term,
+    pid_caches,
+)
 
 __all__ = [
     "HANDSHAKE_TYPES",
@@ -72,6 +80,7 @@ __all__ = [
     "Encoder",
     "decode_body",
     "encode_message",
+    "new_encoder",
 ]
 
 IGNORABLE_CODES: Final = range(64, 128)
@@ -163,7 +172,7 @@ _DECODERS[Reply.code] = (4, "Reply", _build_reply)
 _unpackb = msgpack.unpackb
 
 
-def decode_body(body: bytes) -> Message | None:
+def _py_decode_body(body: bytes) -> Message | None:
     """Decode one frame body into a message.
 
     Args:
@@ -184,6 +193,12 @@ def decode_body(body: bytes) -> Message | None:
         raise
     except Exception as exc:
         raise ProtocolError(f"malformed message body: {type(exc).__name__}: {exc}") from None
+    return _finish(fields)
+
+
+def _finish(fields: Any) -> Message | None:
+    """:func:`decode_body` once the body is unpacked (also the C build's
+    way back for every message it does not build itself)."""
     if type(fields) is not list or not fields:
         raise ProtocolError("message body must be a non-empty msgpack array")
     code = fields[0]
@@ -199,6 +214,25 @@ def decode_body(body: bytes) -> Message | None:
         return build(fields)
     except BadArgument as exc:
         raise ProtocolError(f"invalid {name} (type {code}): {exc}") from None
+
+
+def setup_speedups(module: Any) -> None:
+    """Hand the C build (``shoal.wire._speedups``) the Python objects it
+    uses: the reference functions it falls back on, the pid caches, the
+    message classes and their slots. Done at import when the C build is in
+    use; the tests comparing the two builds call it on their own."""
+    pid_ext, pid_from_ext = pid_caches()
+    module.setup(
+        _unpackb, ext_hook, pid_from_ext, pid_ext, _finish, _py_decode_body, _SCALARS, Pid,
+        Call, tuple(getattr(Call, f.name) for f in fields(Call)),
+        Reply, tuple(getattr(Reply, f.name) for f in fields(Reply)),
+    )
+
+
+decode_body: Callable[[bytes], Message | None] = _py_decode_body
+if speedups is not None:
+    setup_speedups(speedups)
+    decode_body = speedups.decode_body
 
 
 class Encoder:
@@ -299,6 +333,33 @@ class Encoder:
                 f"a message of at most {self.max_frame} bytes encoded",
             )  # fmt: skip
         return size.to_bytes(HEADER_SIZE, "big") + body
+
+
+def c_encoder(module: Any) -> type[Encoder]:
+    """:class:`Encoder` with the frames of scalar CALLs and REPLYs made by
+    the C build ``module``; anything else, and every error, by the reference.
+    The class a connection uses when the C build is in use (the tests
+    comparing the builds make it from the extension themselves)."""
+    encode_call, encode_reply = module.encode_call, module.encode_reply
+
+    class CEncoder(Encoder):
+        __slots__ = ()
+
+        def encode_call(
+            self, ref: int, sender: Pid | None, to: Pid, request: Any, timeout_ms: int
+        ) -> bytes:
+            return (encode_call(self._pack, self.max_frame, ref, sender, to, request, timeout_ms)
+                    or Encoder.encode_call(self, ref, sender, to, request, timeout_ms))
+
+        def encode_reply(self, ref: int, value: Any, queue_len: int) -> bytes:
+            return (encode_reply(self._pack, self.max_frame, ref, value, queue_len)
+                    or Encoder.encode_reply(self, ref, value, queue_len))
+
+    return CEncoder
+
+
+new_encoder: Callable[[int], Encoder] = c_encoder(speedups) if speedups is not None else Encoder
+"""The encoder a connection uses: the C build's when it is in use."""
 
 
 def _blame(msg: Message, exc: Exception) -> BadArgument:

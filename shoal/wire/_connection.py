@@ -47,7 +47,7 @@ from typing import Any, Literal
 
 from shoal.errors import AuthenticationFailed, BadArgument, ProtocolError
 from shoal.pid import Pid
-from shoal.wire._codec import Encoder, decode_body
+from shoal.wire._codec import decode_body, new_encoder
 from shoal.wire._frames import DEFAULT_MAX_FRAME, HANDSHAKE_MAX_FRAME, FrameDecoder
 from shoal.wire._handshake import (
     Handshake,
@@ -130,7 +130,7 @@ class Connection:
         if type(max_frame) is not int or max_frame < HANDSHAKE_MAX_FRAME:
             raise BadArgument("max_frame", max_frame, f"an int >= {HANDSHAKE_MAX_FRAME}")
         self._frames = FrameDecoder(HANDSHAKE_MAX_FRAME)
-        self._encoder = Encoder(max_frame)
+        self._encoder = new_encoder(max_frame)
         self._max_frame = max_frame
         self._handshake: Handshake | None = Handshake(
             config,

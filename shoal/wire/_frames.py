@@ -36,6 +36,7 @@ import struct
 from typing import Final
 
 from shoal.errors import BadArgument, ProtocolError
+from shoal.wire._native import speedups
 
 __all__ = [
     "DEFAULT_MAX_FRAME",
@@ -59,6 +60,32 @@ _HEADER = struct.Struct(">I")
 _unpack_header = _HEADER.unpack_from
 _pack_header = _HEADER.pack
 _MAX_U32: Final = (1 << 32) - 1
+
+
+def _py_split(
+    view: bytes | bytearray | memoryview, pos: int, limit: int, max_bodies: int
+) -> tuple[list[bytes], int, int]:
+    """The complete frames of ``view`` from ``pos``: at most ``max_bodies``
+    of them (-1: no limit), the position after the last, and the first
+    length found zero or above ``limit`` (-1: none). The reference of
+    ``_speedups.split``."""
+    end = len(view)
+    bodies: list[bytes] = []
+    while end - pos >= HEADER_SIZE:
+        if 0 <= max_bodies <= len(bodies):
+            break
+        (size,) = _unpack_header(view, pos)
+        if size == 0 or size > limit:
+            return bodies, pos, size
+        stop = pos + HEADER_SIZE + size
+        if stop > end:
+            break
+        bodies.append(bytes(view[pos + HEADER_SIZE : stop]))
+        pos = stop
+    return bodies, pos, -1
+
+
+_split = speedups.split if speedups is not None else _py_split
 
 
 def encode_frame(body: bytes) -> bytes:
@@ -144,31 +171,18 @@ class FrameDecoder:
             view: bytes | bytearray | memoryview = buf
         else:
             view = data
-        end = len(view)
-        pos = 0
-        bodies: list[bytes] = []
-        limit = self.max_frame
-        while end - pos >= HEADER_SIZE:
-            if max_bodies is not None and len(bodies) >= max_bodies:
-                break
-            (size,) = _unpack_header(view, pos)
-            if size == 0 or size > limit:
-                error = self._fail(
-                    "zero-length frame"
-                    if size == 0
-                    else f"frame of {size} bytes exceeds the limit of {limit} bytes"
-                )
-                if bodies:
-                    return bodies  # rule 4: the error waits for the next call
-                raise error
-            stop = pos + HEADER_SIZE + size
-            if stop > end:
-                break
-            bodies.append(bytes(view[pos + HEADER_SIZE : stop]))
-            pos = stop
+        bodies, pos, bad = _split(view, 0, self.max_frame, -1 if max_bodies is None else max_bodies)
+        if bad >= 0:
+            error = self._fail(
+                "zero-length frame" if bad == 0
+                else f"frame of {bad} bytes exceeds the limit of {self.max_frame} bytes"
+            )
+            if bodies:
+                return bodies  # rule 4: the error waits for the next call
+            raise error
         if view is buf:
             del buf[:pos]
-        elif pos < end:
+        elif pos < len(view):
             buf += view[pos:]
         return bodies
 

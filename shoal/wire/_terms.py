@@ -50,6 +50,7 @@ __all__ = [
     "ext_hook",
     "pack_default",
     "pack_term",
+    "pid_caches",
     "unpack_term",
 ]
 
@@ -68,6 +69,13 @@ SCALAR_TYPES: Final = frozenset({str, int, float, bool, bytes, type(None), Pid, 
 """Types whose values :func:`check_term` passes without a look (no keys, no depth)."""
 _SCALARS = SCALAR_TYPES
 _BASES: Final = (bool, int, float, str, bytes, bytearray, list, dict)
+
+
+def pid_caches() -> tuple[dict[Pid, msgpack.ExtType], dict[bytes, Pid]]:
+    """The two bounded pid caches (pid to ext, ext payload to pid), for the
+    C build of the codec, which looks pids up in them itself. Cleared in
+    place when full, never replaced."""
+    return _pid_ext, _pid_from_ext
 
 
 class Unencodable(Exception):

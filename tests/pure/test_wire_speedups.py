@@ -1,0 +1,302 @@
+"""The C build of the wire's hot loops does exactly what the Python reference does.
+
+``shoal/wire/_speedups.c`` stands in for ``_frames._py_split``,
+``_codec._py_decode_body`` and ``Encoder.encode_call``/``encode_reply``
+when it is built. These tests feed both the same inputs (the published
+vectors, generated streams and messages, garbage) and require the same
+results, or the same exception with the same message. They import the
+extension directly, so they run in the pure-Python pass of the suite too.
+
+The last test checks that a run is on the build it was asked for
+(``SHOAL_EXPECT_WIRE``, set by ``scripts/test`` for each pass), so a CI pass
+meant for the C build cannot quietly run the Python code instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import shoal
+from shoal.errors import BadArgument
+from shoal.pid import Crash, Pid
+from shoal.wire import _codec, _frames, _native
+from shoal.wire._codec import Encoder, _py_decode_body
+
+VECTORS = json.loads((Path(__file__).parent / "vectors" / "wire_vectors.json").read_text())
+
+
+def _built() -> ModuleType | None:
+    try:
+        module = importlib.import_module("shoal.wire._speedups")
+    except ImportError:
+        return None
+    _codec.setup_speedups(module)  # what _codec does at import when it uses it
+    return module
+
+
+C = _built()
+needs_c = pytest.mark.skipif(
+    C is None and os.environ.get("SHOAL_EXPECT_WIRE") != "c",
+    reason="the C extension is not built here (no compiler at install time); "
+           "CI builds it and fails a pass that expected it",
+)
+
+PIDS = st.builds(Pid, st.text(min_size=1, max_size=12), st.integers(0, 2**63 - 1),
+                 st.integers(0, 2**63 - 1))
+SCALARS = (st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1)
+           | st.floats(allow_nan=False) | st.text(max_size=20) | st.binary(max_size=20) | PIDS)
+TERMS = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
+                                                                max_size=4),
+    max_leaves=12,
+)
+# Fields a peer may send, right or wrong: the fast paths must take exactly
+# the messages the reference builds, and refuse the others with its words.
+ANY_FIELD = (st.integers(-(2**63), 2**64 - 1) | st.booleans() | st.none() | PIDS
+             | st.text(max_size=5) | st.floats(allow_nan=False)
+             | st.lists(st.integers(-5, 5), max_size=2))
+
+
+def outcome(function: Any, *args: Any) -> tuple[str, Any]:
+    """What a call did: its result, or its exception's type and message."""
+    try:
+        return "ok", function(*args)
+    except Exception as exc:
+        return type(exc).__name__, str(exc)
+
+
+def packed(fields: list[Any]) -> bytes:
+    return msgpack.packb(fields, use_bin_type=True, default=_codec.pack_default,
+                         strict_types=True)
+
+
+# --- frames ----------------------------------------------------------------
+
+@needs_c
+@given(frames=st.lists(st.binary(min_size=0, max_size=40), max_size=12),
+       tail=st.binary(max_size=7), limit=st.integers(1, 50),
+       max_bodies=st.integers(-1, 14), pos=st.integers(0, 3),
+       kind=st.sampled_from([bytes, bytearray, memoryview]))
+def test_split_equals_the_reference(frames: list[bytes], tail: bytes, limit: int,
+                                    max_bodies: int, pos: int, kind: type) -> None:
+    stream = b"\0" * pos + b"".join(len(f).to_bytes(4, "big") + f for f in frames) + tail
+    data = kind(stream)
+    assert C is not None
+    assert C.split(data, pos, limit, max_bodies) == _frames._py_split(data, pos, limit,
+                                                                       max_bodies)
+
+
+@needs_c
+def test_split_takes_lengths_up_to_u32_and_refuses_a_bad_position() -> None:
+    assert C is not None
+    huge = b"\xff\xff\xff\xff" + b"x" * 10
+    assert C.split(huge, 0, 2**32 - 1, -1) == ([], 0, -1)  # waits for the rest
+    assert C.split(huge, 0, 2**32 - 2, -1) == ([], 0, 2**32 - 1)
+    with pytest.raises(ValueError, match="pos outside"):
+        C.split(b"abc", 4, 10, -1)
+    with pytest.raises(TypeError):
+        C.split("not bytes", 0, 10, -1)
+
+
+@needs_c
+@given(chunks=st.lists(st.binary(max_size=30), max_size=10), limit=st.integers(1, 64))
+def test_a_decoder_on_either_build_splits_a_stream_alike(chunks: list[bytes], limit: int,
+                                                         ) -> None:
+    """FrameDecoder.feed with the C split against the same decoder with the
+    reference: same bodies, same errors, same bytes held, chunk by chunk."""
+    assert C is not None
+    results = []
+    for split in (C.split, _frames._py_split):
+        decoder = _frames.FrameDecoder(limit)
+        saved = _frames._split
+        _frames._split = split
+        try:
+            results.append([(outcome(decoder.feed, chunk), decoder.buffered)
+                            for chunk in chunks])
+        finally:
+            _frames._split = saved
+    assert results[0] == results[1]
+
+
+# --- decoding --------------------------------------------------------------
+
+@needs_c
+@pytest.mark.parametrize("vector", VECTORS["messages"], ids=lambda v: v["name"])
+def test_decode_reads_every_vector_as_the_reference(vector: dict[str, Any]) -> None:
+    assert C is not None
+    body = bytes.fromhex(vector["frame"])[4:]
+    assert outcome(C.decode_body, body) == outcome(_py_decode_body, body)
+    assert type(C.decode_body(body)) is type(_py_decode_body(body))
+
+
+@needs_c
+@given(code=st.sampled_from([16, 17, 18, 20, 64, 99, 3, -1, 2**64 - 1]),
+       fields=st.lists(ANY_FIELD, max_size=7))
+def test_decode_of_any_array_equals_the_reference(code: int, fields: list[Any]) -> None:
+    assert C is not None
+    body = packed([code, *fields])
+    c, reference = outcome(C.decode_body, body), outcome(_py_decode_body, body)
+    assert c == reference
+    if c[0] == "ok" and c[1] is not None:
+        assert type(c[1]) is type(reference[1])
+
+
+@needs_c
+@given(ref=st.integers(0, 2**63 - 1), sender=st.none() | PIDS, to=PIDS, request=TERMS,
+       timeout_ms=st.integers(0, 2**63 - 1), value=TERMS, queue_len=st.integers(0, 2**63 - 1))
+def test_decode_builds_calls_and_replies_equal_to_the_reference(
+        ref: int, sender: Pid | None, to: Pid, request: Any, timeout_ms: int, value: Any,
+        queue_len: int) -> None:
+    assert C is not None
+    for fields in ([16, ref, sender, to, request, timeout_ms], [17, ref, value, queue_len]):
+        body = packed(fields)
+        built, reference = C.decode_body(body), _py_decode_body(body)
+        assert built == reference and type(built) is type(reference)
+
+
+@needs_c
+@given(body=st.binary(max_size=60))
+def test_decode_of_garbage_fails_as_the_reference(body: bytes) -> None:
+    assert C is not None
+    assert outcome(C.decode_body, body) == outcome(_py_decode_body, body)
+
+
+@needs_c
+def test_decode_refuses_bad_ext_payloads_with_the_references_words() -> None:
+    assert C is not None
+    for ext in (msgpack.ExtType(1, b"\x93\xa1n\x01"), msgpack.ExtType(1, b"garbage"),
+                msgpack.ExtType(9, b""), msgpack.ExtType(2, msgpack.packb([1, 2, 3])),
+                msgpack.ExtType(1, msgpack.packb(["n", -1, 2]))):
+        body = msgpack.packb([17, 1, ext, 0], use_bin_type=True)
+        c = outcome(C.decode_body, body)
+        assert c[0] == "ProtocolError" and c == outcome(_py_decode_body, body)
+
+
+@needs_c
+def test_pids_decoded_from_the_cache_are_the_cached_objects() -> None:
+    assert C is not None
+    pid = Pid("n1", 7, 9)
+    body = packed([17, 1, pid, 0])
+    first, second = C.decode_body(body), C.decode_body(body)
+    assert first.value == pid and second.value is first.value
+
+
+# --- encoding --------------------------------------------------------------
+
+def encoders() -> tuple[Encoder, Encoder]:
+    """The C build's encoder and the reference, with the same limit."""
+    assert C is not None
+    return _codec.c_encoder(C)(1000), Encoder(1000)
+
+
+def test_connections_use_the_encoder_of_the_build_in_use() -> None:
+    encoder = _codec.new_encoder(1000)
+    assert isinstance(encoder, Encoder)
+    assert (type(encoder) is Encoder) == (_native.speedups is None)
+
+
+@needs_c
+@given(ref=st.integers(-1, 2**64) | st.booleans(), sender=st.none() | PIDS | st.integers(),
+       to=PIDS, request=TERMS | st.sets(st.integers(), max_size=2) | st.text(min_size=990),
+       timeout_ms=st.integers(-1, 2**64))
+def test_encode_call_equals_the_reference(ref: Any, sender: Any, to: Pid, request: Any,
+                                          timeout_ms: Any) -> None:
+    fast, reference = encoders()
+    assert (outcome(fast.encode_call, ref, sender, to, request, timeout_ms)
+            == outcome(reference.encode_call, ref, sender, to, request, timeout_ms))
+
+
+@needs_c
+@given(ref=st.integers(-1, 2**64),
+       value=TERMS | st.just(Crash(type="E", message="m", traceback="")) | st.just(object()),
+       queue_len=st.integers(-1, 2**64) | st.floats(allow_nan=False))
+def test_encode_reply_equals_the_reference(ref: int, value: Any, queue_len: Any) -> None:
+    fast, reference = encoders()
+    a = outcome(fast.encode_reply, ref, value, queue_len)
+    b = outcome(reference.encode_reply, ref, value, queue_len)
+    assert a[0] == b[0]
+    if a[0] == "BadArgument" and type(value) is object:
+        return  # the message names the object, whose address differs per call
+    assert a == b
+
+
+@needs_c
+def test_encode_over_the_frame_limit_is_refused_with_the_references_words() -> None:
+    fast, reference = encoders()
+    pid = Pid("n", 1, 2)
+    big = "x" * 2000
+    assert outcome(fast.encode_call, 1, None, pid, big, 5)[0] == "BadArgument"
+    assert (outcome(fast.encode_call, 1, None, pid, big, 5)
+            == outcome(reference.encode_call, 1, None, pid, big, 5))
+    assert (outcome(fast.encode_reply, 1, big, 0)
+            == outcome(reference.encode_reply, 1, big, 0))
+
+
+# --- which build runs ------------------------------------------------------
+
+def load_with(monkeypatch: pytest.MonkeyPatch, value: str | None,
+              module: Any = None) -> tuple[Any, str]:
+    if value is None:
+        monkeypatch.delenv(_native.ENV, raising=False)
+    else:
+        monkeypatch.setenv(_native.ENV, value)
+    if module is not None:
+        monkeypatch.setattr(importlib, "import_module", lambda name: module)
+    return _native._load()
+
+
+def test_shoal_pure_python_chooses_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    module, reason = load_with(monkeypatch, "1")
+    assert module is None and reason == "SHOAL_PURE_PYTHON=1"
+    for value in ("yes", "2", "true"):
+        with pytest.raises(BadArgument, match="SHOAL_PURE_PYTHON"):
+            load_with(monkeypatch, value)
+
+
+def test_a_build_of_another_abi_is_never_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    stale = ModuleType("shoal.wire._speedups")
+    stale.SPEEDUPS_ABI = _native.ABI + 1  # type: ignore[attr-defined]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        module, reason = load_with(monkeypatch, "0", stale)
+    assert module is None and "reinstall" in reason
+    assert any("pure-Python wire code" in str(w.message) for w in caught)
+
+
+def test_a_missing_build_runs_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing(name: str) -> Any:
+        raise ImportError(name)
+    monkeypatch.delenv(_native.ENV, raising=False)
+    monkeypatch.setattr(importlib, "import_module", missing)
+    module, reason = _native._load()
+    assert module is None and "not built" in reason
+
+
+def test_the_version_line_says_which_build_runs() -> None:
+    env = dict(os.environ, SHOAL_PURE_PYTHON="1")
+    out = subprocess.run([sys.executable, "-m", "shoal.cli", "--version"], env=env,
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "(wire code: python)" in out
+
+
+def test_this_run_is_on_the_build_it_was_asked_for() -> None:
+    """scripts/test sets SHOAL_EXPECT_WIRE for each pass of the suite."""
+    expected = os.environ.get("SHOAL_EXPECT_WIRE")
+    info = shoal.build_info()
+    assert info["wire"] in ("c", "python")
+    if expected:
+        assert info["wire"] == expected, info["wire_reason"]
