@@ -49,7 +49,12 @@ def emit(name: str, value: float, unit: str = "") -> None:
 
 
 def machine() -> str:
-    return f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}"
+    """The platform, and which build of shoal's wire code runs (C or pure
+    Python, ``shoal.build_info()``): figures of the two builds differ."""
+    import shoal
+
+    return (f"{platform.machine()} {platform.python_implementation()} "
+            f"{platform.python_version()}, shoal wire code: {shoal.build_info()['wire']}")
 
 
 def settle(limit: float = 5.0, bound: float = 30.0) -> float | None:

@@ -43,10 +43,14 @@ def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Complete
 
 def test_venv_setup_says_installing_once_then_nothing(tmp_path: Path) -> None:
     (tmp_path / "scripts").mkdir()
-    shutil.copy(ROOT / "scripts" / "_venv.sh", tmp_path / "scripts" / "_venv.sh")
+    for script in ("_venv.sh", "ensure-compiler.sh"):
+        shutil.copy(ROOT / "scripts" / script, tmp_path / "scripts" / script)
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
     python = _executable(tmp_path / "fakepython", FAKE_PYTHON)
-    env = dict(os.environ, PYTHON=str(python))
+    bin_dir = tmp_path / "bin"  # a compiler is there: nothing to install for it
+    bin_dir.mkdir()
+    _executable(bin_dir / "cc", "#!/bin/sh\nexit 0\n")
+    env = dict(os.environ, PYTHON=str(python), PATH=f"{bin_dir}:{os.environ['PATH']}")
     argv = ["bash", "-c", "source scripts/_venv.sh dev"]
     first = _run(argv, tmp_path, env)
     assert first.returncode == 0, first.stderr
@@ -76,3 +80,62 @@ def test_ensure_etcd_says_installing_once_then_nothing(tmp_path: Path) -> None:
     again = _run(argv, tmp_path, env)
     assert again.returncode == 0, again.stderr
     assert again.stderr == ""
+
+
+# Stands in for a Python whose headers exist once the fake apt-get installed
+# them (the file "headers" beside it); says it is 3.11.
+FAKE_PYTHON_HEADERS = """#!/bin/sh
+case "$2" in
+    *Python.h*) test -f "$(dirname "$0")/headers" ;;
+    *version_info*) echo 3.11 ;;
+esac
+"""
+
+# Stands in for apt-get: "install" puts a cc and the headers beside it, and
+# records each call.
+FAKE_APT_CC = """#!/bin/sh
+echo "$@" >> "$(dirname "$0")/apt-calls"
+if [ "$1" = "install" ]; then
+    printf '#!/bin/sh\\nexit 0\\n' > "$(dirname "$0")/cc" && chmod +x "$(dirname "$0")/cc"
+    : > "$(dirname "$0")/headers"
+fi
+exit 0
+"""
+
+
+def _compiler_bin(tmp_path: Path, uid: int) -> Path:
+    bin_dir = tmp_path / "bin"  # the only PATH: no cc until the fake apt-get adds one
+    bin_dir.mkdir()
+    _executable(bin_dir / "apt-get", FAKE_APT_CC)
+    _executable(bin_dir / "id", f"#!/bin/sh\necho {uid}\n")
+    _executable(bin_dir / "python", FAKE_PYTHON_HEADERS)
+    for tool in ("dirname", "chmod"):
+        found = shutil.which(tool)
+        assert found is not None
+        (bin_dir / tool).symlink_to(found)
+    return bin_dir
+
+
+def test_ensure_compiler_installs_once_as_root_then_says_nothing(tmp_path: Path) -> None:
+    bin_dir = _compiler_bin(tmp_path, 0)
+    env = dict(os.environ, PATH=str(bin_dir))
+    argv = ["/bin/sh", str(ROOT / "scripts" / "ensure-compiler.sh"), str(bin_dir / "python")]
+    first = _run(argv, tmp_path, env)
+    assert first.returncode == 0, first.stderr
+    assert first.stderr.count("installing") == 1
+    assert "installing a C compiler and Python 3.11's headers" in first.stderr
+    calls = (bin_dir / "apt-calls").read_text()
+    assert "gcc libc6-dev python3.11-dev" in calls
+    again = _run(argv, tmp_path, env)
+    assert again.returncode == 0, again.stderr
+    assert again.stderr == ""
+
+
+def test_ensure_compiler_without_root_installs_nothing_and_goes_on(tmp_path: Path) -> None:
+    bin_dir = _compiler_bin(tmp_path, 1000)
+    env = dict(os.environ, PATH=str(bin_dir))
+    argv = ["/bin/sh", str(ROOT / "scripts" / "ensure-compiler.sh"), str(bin_dir / "python")]
+    done = _run(argv, tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    assert "installed as pure Python" in done.stderr
+    assert not (bin_dir / "apt-calls").exists()
