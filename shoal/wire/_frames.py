@@ -171,11 +171,15 @@ class FrameDecoder:
             view: bytes | bytearray | memoryview = buf
         else:
             view = data
-        bodies, pos, bad = _split(view, 0, self.max_frame, -1 if max_bodies is None else max_bodies)
+        limit = self.max_frame
+        # The C build takes an int limit; anything else set on the attribute
+        # goes to the reference, which compares it as Python does.
+        split = _split if type(limit) is int else _py_split
+        bodies, pos, bad = split(view, 0, limit, -1 if max_bodies is None else max_bodies)
         if bad >= 0:
             error = self._fail(
                 "zero-length frame" if bad == 0
-                else f"frame of {bad} bytes exceeds the limit of {self.max_frame} bytes"
+                else f"frame of {bad} bytes exceeds the limit of {limit} bytes"
             )
             if bodies:
                 return bodies  # rule 4: the error waits for the next call

@@ -21,7 +21,7 @@
 #include <Python.h>
 #include <string.h>
 
-#define SPEEDUPS_ABI 1
+#define SPEEDUPS_ABI 2
 #define HEADER_SIZE 4
 
 /* Set by setup(); strong references kept for the interpreter's life. */
@@ -46,7 +46,7 @@ static PyObject *c_ext_hook;    /* this module's ext_hook, passed to unpackb */
 
 PyDoc_STRVAR(split_doc,
 "split(data, pos, limit, max_bodies) -> (bodies, pos, bad)\n\n"
-"The loop of FrameDecoder.feed (_frames._split is the reference): the\n"
+"The loop of FrameDecoder.feed (_frames._py_split is the reference): the\n"
 "complete frames of data from pos, at most max_bodies of them (-1: no\n"
 "limit). bad is the first length found zero or above limit, else -1.");
 
@@ -60,9 +60,19 @@ split(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
     if (pos == -1 && PyErr_Occurred())
         return NULL;
-    unsigned long long limit = PyLong_AsUnsignedLongLong(args[2]);
-    if (limit == (unsigned long long)-1 && PyErr_Occurred())
+    /* limit: an int (the caller passes anything else to the reference);
+     * above 2**63 takes every size, below 0 none, as Python's comparison. */
+    if (!PyLong_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "split(): limit must be an int");
         return NULL;
+    }
+    int overflow = 0;
+    long long signed_limit = PyLong_AsLongLongAndOverflow(args[2], &overflow);
+    if (signed_limit == -1 && PyErr_Occurred())
+        return NULL;
+    int takes_none = overflow < 0 || (overflow == 0 && signed_limit < 0);
+    unsigned long long limit = overflow > 0 ? ~0ULL
+                               : takes_none ? 0 : (unsigned long long)signed_limit;
     Py_ssize_t max_bodies = PyLong_AsSsize_t(args[3]);
     if (max_bodies == -1 && PyErr_Occurred())
         return NULL;
@@ -87,7 +97,7 @@ split(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                                   ((unsigned long long)h[1] << 16) |
                                   ((unsigned long long)h[2] << 8) |
                                   (unsigned long long)h[3];
-        if (size == 0 || size > limit) {
+        if (size == 0 || takes_none || size > limit) {
             bad = (long long)size;
             break;
         }

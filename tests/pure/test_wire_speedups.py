@@ -30,7 +30,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import shoal
-from shoal.errors import BadArgument
+from shoal.errors import BadArgument, ProtocolError
 from shoal.pid import Crash, Pid
 from shoal.wire import _codec, _frames, _native
 from shoal.wire._codec import Encoder, _py_decode_body
@@ -98,6 +98,22 @@ def test_split_equals_the_reference(frames: list[bytes], tail: bytes, limit: int
     assert C is not None
     assert C.split(data, pos, limit, max_bodies) == _frames._py_split(data, pos, limit,
                                                                        max_bodies)
+
+
+@needs_c
+@pytest.mark.parametrize("limit", [-1, -(2**70), 0, 2**63, 2**70])
+def test_split_compares_any_int_limit_as_the_reference(limit: int) -> None:
+    assert C is not None
+    stream = b"\0\0\0\x02ab\0\0\0\x01c"
+    assert C.split(stream, 0, limit, -1) == _frames._py_split(stream, 0, limit, -1)
+
+
+def test_a_decoder_whose_limit_was_set_to_a_non_int_compares_it_as_python() -> None:
+    decoder = _frames.FrameDecoder(10)
+    decoder.max_frame = 2.5  # type: ignore[assignment]  # refused by the constructor only
+    assert decoder.feed(b"\0\0\0\x02ab") == [b"ab"]
+    with pytest.raises(ProtocolError, match=r"limit of 2\.5 bytes"):
+        decoder.feed(b"\0\0\0\x03abc")
 
 
 @needs_c
