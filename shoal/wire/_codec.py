@@ -81,6 +81,7 @@ __all__ = [
     "decode_body",
     "encode_message",
     "new_encoder",
+    "py_decode_body",
 ]
 
 IGNORABLE_CODES: Final = range(64, 128)
@@ -172,7 +173,7 @@ _DECODERS[Reply.code] = (4, "Reply", _build_reply)
 _unpackb = msgpack.unpackb
 
 
-def _py_decode_body(body: bytes) -> Message | None:
+def py_decode_body(body: bytes) -> Message | None:
     """Decode one frame body into a message.
 
     Args:
@@ -223,13 +224,13 @@ def setup_speedups(module: Any) -> None:
     use; the tests comparing the two builds call it on their own."""
     pid_ext, pid_from_ext = pid_caches()
     module.setup(
-        _unpackb, ext_hook, pid_from_ext, pid_ext, _finish, _py_decode_body, _SCALARS, Pid,
+        _unpackb, ext_hook, pid_from_ext, pid_ext, _finish, py_decode_body, _SCALARS, Pid,
         Call, tuple(getattr(Call, f.name) for f in fields(Call)),
         Reply, tuple(getattr(Reply, f.name) for f in fields(Reply)),
     )
 
 
-decode_body: Callable[[bytes], Message | None] = _py_decode_body
+decode_body: Callable[[bytes], Message | None] = py_decode_body
 if speedups is not None:
     setup_speedups(speedups)
     decode_body = speedups.decode_body

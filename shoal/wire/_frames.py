@@ -44,6 +44,7 @@ __all__ = [
     "HEADER_SIZE",
     "FrameDecoder",
     "encode_frame",
+    "py_split",
 ]
 
 DEFAULT_MAX_FRAME: Final = 8 * 1024 * 1024
@@ -62,7 +63,7 @@ _pack_header = _HEADER.pack
 _MAX_U32: Final = (1 << 32) - 1
 
 
-def _py_split(
+def py_split(
     view: bytes | bytearray | memoryview, pos: int, limit: int, max_bodies: int
 ) -> tuple[list[bytes], int, int]:
     """The complete frames of ``view`` from ``pos``: at most ``max_bodies``
@@ -85,7 +86,7 @@ def _py_split(
     return bodies, pos, -1
 
 
-_split = speedups.split if speedups is not None else _py_split
+_split = speedups.split if speedups is not None else py_split
 
 
 def encode_frame(body: bytes) -> bytes:
@@ -174,7 +175,7 @@ class FrameDecoder:
         limit = self.max_frame
         # The C build takes an int limit; anything else set on the attribute
         # goes to the reference, which compares it as Python does.
-        split = _split if type(limit) is int else _py_split
+        split = _split if type(limit) is int else py_split
         bodies, pos, bad = split(view, 0, limit, -1 if max_bodies is None else max_bodies)
         if bad >= 0:
             error = self._fail(

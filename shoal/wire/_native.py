@@ -26,14 +26,16 @@ from typing import Final
 
 from shoal.errors import BadArgument
 
-__all__ = ["ABI", "ENV", "WIRE", "WIRE_REASON", "speedups"]
+__all__ = ["ABI", "ENV", "WIRE", "WIRE_REASON", "load", "speedups"]
 
 ENV: Final = "SHOAL_PURE_PYTHON"
 ABI: Final = 2
 """The ``SPEEDUPS_ABI`` of ``_speedups.c`` this Python code calls."""
 
 
-def _load() -> tuple[ModuleType | None, str]:
+def load() -> tuple[ModuleType | None, str]:
+    """The extension to use (or None) and why, by the rules above; read
+    once at import into :data:`speedups` and :data:`WIRE_REASON`."""
     raw = os.environ.get(ENV, "").strip()
     if raw not in ("", "0", "1"):
         raise BadArgument(ENV, raw, "0 or 1 (1: run the pure-Python wire code)")
@@ -52,6 +54,6 @@ def _load() -> tuple[ModuleType | None, str]:
     return _speedups, "the C extension is built and in use"
 
 
-speedups, WIRE_REASON = _load()
+speedups, WIRE_REASON = load()
 WIRE: Final = "c" if speedups is not None else "python"
 """``"c"`` when the wire's hot loops run in the C extension, else ``"python"``."""

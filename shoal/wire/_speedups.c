@@ -31,7 +31,7 @@ static PyObject *py_ext_hook;   /* _terms.ext_hook: every ext but a cached pid *
 static PyObject *pid_from_ext;  /* _terms._pid_from_ext: payload bytes -> Pid */
 static PyObject *pid_ext;       /* _terms._pid_ext: Pid -> ExtType */
 static PyObject *finish;        /* _codec._finish: decode_body after the unpack */
-static PyObject *py_decode;     /* _codec._py_decode_body: the whole reference */
+static PyObject *py_decode;     /* _codec.py_decode_body: the whole reference */
 static PyObject *scalars;       /* _terms.SCALAR_TYPES */
 static PyTypeObject *pid_type;
 static PyTypeObject *call_type;
@@ -46,7 +46,7 @@ static PyObject *c_ext_hook;    /* this module's ext_hook, passed to unpackb */
 
 PyDoc_STRVAR(split_doc,
 "split(data, pos, limit, max_bodies) -> (bodies, pos, bad)\n\n"
-"The loop of FrameDecoder.feed (_frames._py_split is the reference): the\n"
+"The loop of FrameDecoder.feed (_frames.py_split is the reference): the\n"
 "complete frames of data from pos, at most max_bodies of them (-1: no\n"
 "limit). bad is the first length found zero or above limit, else -1.");
 

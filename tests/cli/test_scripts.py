@@ -116,26 +116,27 @@ def _compiler_bin(tmp_path: Path, uid: int) -> Path:
     return bin_dir
 
 
+def _ensure_compiler(bin_dir: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    argv = ["/bin/sh", str(ROOT / "scripts" / "ensure-compiler.sh"), str(bin_dir / "python")]
+    return _run(argv, cwd, dict(os.environ, PATH=str(bin_dir)))
+
+
 def test_ensure_compiler_installs_once_as_root_then_says_nothing(tmp_path: Path) -> None:
     bin_dir = _compiler_bin(tmp_path, 0)
-    env = dict(os.environ, PATH=str(bin_dir))
-    argv = ["/bin/sh", str(ROOT / "scripts" / "ensure-compiler.sh"), str(bin_dir / "python")]
-    first = _run(argv, tmp_path, env)
+    first = _ensure_compiler(bin_dir, tmp_path)
     assert first.returncode == 0, first.stderr
     assert first.stderr.count("installing") == 1
     assert "installing a C compiler and Python 3.11's headers" in first.stderr
     calls = (bin_dir / "apt-calls").read_text()
     assert "gcc libc6-dev python3.11-dev" in calls
-    again = _run(argv, tmp_path, env)
+    again = _ensure_compiler(bin_dir, tmp_path)
     assert again.returncode == 0, again.stderr
     assert again.stderr == ""
 
 
 def test_ensure_compiler_without_root_installs_nothing_and_goes_on(tmp_path: Path) -> None:
     bin_dir = _compiler_bin(tmp_path, 1000)
-    env = dict(os.environ, PATH=str(bin_dir))
-    argv = ["/bin/sh", str(ROOT / "scripts" / "ensure-compiler.sh"), str(bin_dir / "python")]
-    done = _run(argv, tmp_path, env)
+    done = _ensure_compiler(bin_dir, tmp_path)
     assert done.returncode == 0, done.stderr
     assert "installed as pure Python" in done.stderr
     assert not (bin_dir / "apt-calls").exists()

@@ -1,7 +1,7 @@
 """The C build of the wire's hot loops does exactly what the Python reference does.
 
-``shoal/wire/_speedups.c`` stands in for ``_frames._py_split``,
-``_codec._py_decode_body`` and ``Encoder.encode_call``/``encode_reply``
+``shoal/wire/_speedups.c`` stands in for ``_frames.py_split``,
+``_codec.py_decode_body`` and ``Encoder.encode_call``/``encode_reply``
 when it is built. These tests feed both the same inputs (the published
 vectors, generated streams and messages, garbage) and require the same
 results, or the same exception with the same message. They import the
@@ -33,7 +33,7 @@ import shoal
 from shoal.errors import BadArgument, ProtocolError
 from shoal.pid import Crash, Pid
 from shoal.wire import _codec, _frames, _native
-from shoal.wire._codec import Encoder, _py_decode_body
+from shoal.wire._codec import Encoder, py_decode_body
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "wire_vectors.json").read_text())
 
@@ -96,7 +96,7 @@ def test_split_equals_the_reference(frames: list[bytes], tail: bytes, limit: int
     stream = b"\0" * pos + b"".join(len(f).to_bytes(4, "big") + f for f in frames) + tail
     data = kind(stream)
     assert C is not None
-    assert C.split(data, pos, limit, max_bodies) == _frames._py_split(data, pos, limit,
+    assert C.split(data, pos, limit, max_bodies) == _frames.py_split(data, pos, limit,
                                                                        max_bodies)
 
 
@@ -105,7 +105,7 @@ def test_split_equals_the_reference(frames: list[bytes], tail: bytes, limit: int
 def test_split_compares_any_int_limit_as_the_reference(limit: int) -> None:
     assert C is not None
     stream = b"\0\0\0\x02ab\0\0\0\x01c"
-    assert C.split(stream, 0, limit, -1) == _frames._py_split(stream, 0, limit, -1)
+    assert C.split(stream, 0, limit, -1) == _frames.py_split(stream, 0, limit, -1)
 
 
 def test_a_decoder_whose_limit_was_set_to_a_non_int_compares_it_as_python() -> None:
@@ -136,7 +136,7 @@ def test_a_decoder_on_either_build_splits_a_stream_alike(chunks: list[bytes], li
     reference: same bodies, same errors, same bytes held, chunk by chunk."""
     assert C is not None
     results = []
-    for split in (C.split, _frames._py_split):
+    for split in (C.split, _frames.py_split):
         decoder = _frames.FrameDecoder(limit)
         saved = _frames._split
         _frames._split = split
@@ -155,8 +155,8 @@ def test_a_decoder_on_either_build_splits_a_stream_alike(chunks: list[bytes], li
 def test_decode_reads_every_vector_as_the_reference(vector: dict[str, Any]) -> None:
     assert C is not None
     body = bytes.fromhex(vector["frame"])[4:]
-    assert outcome(C.decode_body, body) == outcome(_py_decode_body, body)
-    assert type(C.decode_body(body)) is type(_py_decode_body(body))
+    assert outcome(C.decode_body, body) == outcome(py_decode_body, body)
+    assert type(C.decode_body(body)) is type(py_decode_body(body))
 
 
 @needs_c
@@ -165,7 +165,7 @@ def test_decode_reads_every_vector_as_the_reference(vector: dict[str, Any]) -> N
 def test_decode_of_any_array_equals_the_reference(code: int, fields: list[Any]) -> None:
     assert C is not None
     body = packed([code, *fields])
-    c, reference = outcome(C.decode_body, body), outcome(_py_decode_body, body)
+    c, reference = outcome(C.decode_body, body), outcome(py_decode_body, body)
     assert c == reference
     if c[0] == "ok" and c[1] is not None:
         assert type(c[1]) is type(reference[1])
@@ -180,7 +180,7 @@ def test_decode_builds_calls_and_replies_equal_to_the_reference(
     assert C is not None
     for fields in ([16, ref, sender, to, request, timeout_ms], [17, ref, value, queue_len]):
         body = packed(fields)
-        built, reference = C.decode_body(body), _py_decode_body(body)
+        built, reference = C.decode_body(body), py_decode_body(body)
         assert built == reference and type(built) is type(reference)
 
 
@@ -188,7 +188,7 @@ def test_decode_builds_calls_and_replies_equal_to_the_reference(
 @given(body=st.binary(max_size=60))
 def test_decode_of_garbage_fails_as_the_reference(body: bytes) -> None:
     assert C is not None
-    assert outcome(C.decode_body, body) == outcome(_py_decode_body, body)
+    assert outcome(C.decode_body, body) == outcome(py_decode_body, body)
 
 
 @needs_c
@@ -199,7 +199,7 @@ def test_decode_refuses_bad_ext_payloads_with_the_references_words() -> None:
                 msgpack.ExtType(1, msgpack.packb(["n", -1, 2]))):
         body = msgpack.packb([17, 1, ext, 0], use_bin_type=True)
         c = outcome(C.decode_body, body)
-        assert c[0] == "ProtocolError" and c == outcome(_py_decode_body, body)
+        assert c[0] == "ProtocolError" and c == outcome(py_decode_body, body)
 
 
 @needs_c
@@ -272,7 +272,7 @@ def load_with(monkeypatch: pytest.MonkeyPatch, value: str | None,
         monkeypatch.setenv(_native.ENV, value)
     if module is not None:
         monkeypatch.setattr(importlib, "import_module", lambda name: module)
-    return _native._load()
+    return _native.load()
 
 
 def test_shoal_pure_python_chooses_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -298,7 +298,7 @@ def test_a_missing_build_runs_the_reference(monkeypatch: pytest.MonkeyPatch) -> 
         raise ImportError(name)
     monkeypatch.delenv(_native.ENV, raising=False)
     monkeypatch.setattr(importlib, "import_module", missing)
-    module, reason = _native._load()
+    module, reason = _native.load()
     assert module is None and "not built" in reason
 
 
