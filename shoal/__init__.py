@@ -122,7 +122,6 @@ __all__ = [
 ]
 
 
-
 def build_info() -> dict[str, str]:
     """Which build of shoal runs in this process.
 

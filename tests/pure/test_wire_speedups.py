@@ -48,8 +48,10 @@ def _built() -> ModuleType | None:
 
 
 C = _built()
+# Skipped only on a developer's machine without a compiler; under CI (which
+# builds the extension in both passes) a missing build fails these instead.
 needs_c = pytest.mark.skipif(
-    C is None and os.environ.get("SHOAL_EXPECT_WIRE") != "c",
+    C is None and os.environ.get("SHOAL_EXPECT_WIRE") != "c" and not os.environ.get("CI"),
     reason="the C extension is not built here (no compiler at install time); "
            "CI builds it and fails a pass that expected it",
 )
