@@ -13,6 +13,9 @@ Scenarios (one process, uvloop when installed):
 - ``bare-local``: the bare asyncio actor of ``bench/local_call.py``;
 - ``local-64``, ``bare-local-64``: the same two with 64 concurrent callers
   (``bench/local_call.py``'s ``throughput_ratio_vs_bare`` load);
+- ``remote-64``, ``bare-remote-64``: ``remote`` and ``bare-remote`` with 64
+  concurrent callers (``bench/remote_call.py``'s ``throughput_ratio_vs_erlang``
+  load: frames travel several to a write and a read);
 - ``remote``: a round trip between two nodes of this process over loopback
   TCP (a shared in-memory store), both ends counted, 1 caller;
 - ``bare-remote``: a bare uvloop + msgpack echo over loopback TCP, with the
@@ -25,7 +28,7 @@ Scenarios (one process, uvloop when installed):
   ``remote``, the difference is what the HTTP hop and the gateway add.
 
 Usage: ``.venv/bin/python bench/instructions.py [scenario ...]`` (default:
-all seven); needs ``valgrind``. Prints ``<scenario>_instructions_per_call: N``
+all nine); needs ``valgrind``. Prints ``<scenario>_instructions_per_call: N``
 and the ratios ``local_vs_bare`` and ``remote_vs_bare`` (bare / shoal, as
 the throughput ratios: 1.0 is the floor). ``--run SCENARIO --calls N`` runs
 one scenario without valgrind (what each counted run executes).
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import re
 import shutil
@@ -59,7 +63,7 @@ HEARTBEAT_TIMEOUT = 60.0
 # poke itself costs is counted with it on: see docs/performance.md.
 BUSY_POLL_US = 0
 SCENARIOS = ("local", "bare-local", "remote", "bare-remote", "gateway", "local-64",
-             "bare-local-64")
+             "bare-local-64", "remote-64", "bare-remote-64")
 
 
 class Echo(shoal.GenServer):
@@ -119,16 +123,19 @@ def node_options() -> dict[str, Any]:
                 busy_poll_us=BUSY_POLL_US)
 
 
-async def remote(calls: int) -> None:
+async def remote(calls: int, callers: int = 1) -> None:
     options = node_options()
     async with shoal.Node("server", **options) as srv, shoal.Node("client", **options) as cli:
         pid = await srv.spawn(Echo)
         call = cli.call
-        for i in range(WARM_UP + calls):
-            await call(pid, i, TIMEOUT)
+
+        async def caller(count: int) -> None:
+            for i in range(count):
+                await call(pid, i, TIMEOUT)
+        await concurrently(caller, WARM_UP + calls, callers)
 
 
-async def bare_remote(calls: int) -> None:
+async def bare_remote(calls: int, callers: int = 1) -> None:
     import msgpack
 
     class Server(asyncio.Protocol):
@@ -178,8 +185,12 @@ async def bare_remote(calls: int) -> None:
     server = await loop.create_server(Server, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     _, client = await loop.create_connection(Client, "127.0.0.1", port)
-    for i in range(WARM_UP + calls):
-        await client.call(i, i)
+    refs = itertools.count()
+
+    async def caller(count: int) -> None:
+        for i in range(count):
+            await client.call(next(refs), i)
+    await concurrently(caller, WARM_UP + calls, callers)
     server.close()
 
 
@@ -238,7 +249,9 @@ async def gateway(calls: int) -> None:
 RUNNERS = {"local": local, "bare-local": bare_local, "remote": remote,
            "bare-remote": bare_remote, "gateway": gateway,
            "local-64": lambda calls: local(calls, 64),
-           "bare-local-64": lambda calls: bare_local(calls, 64)}
+           "bare-local-64": lambda calls: bare_local(calls, 64),
+           "remote-64": lambda calls: remote(calls, 64),
+           "bare-remote-64": lambda calls: bare_remote(calls, 64)}
 
 
 def count(scenario: str, calls: int, outdir: str) -> int:
@@ -276,7 +289,7 @@ def main() -> None:
             long = count(scenario, 3 * args.calls, tmp)
             per[scenario] = (long - short) / (2 * args.calls)
             emit(f"{scenario.replace('-', '_')}_instructions_per_call", per[scenario])
-    for kind in ("local", "remote", "local-64"):
+    for kind in ("local", "remote", "local-64", "remote-64"):
         if kind in per and f"bare-{kind}" in per:
             emit(f"{kind.replace('-', '_')}_vs_bare", per[f"bare-{kind}"] / per[kind])
 

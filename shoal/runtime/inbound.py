@@ -50,7 +50,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shoal import wire
-from shoal.errors import BadArgument, NodeDown, NoSuchProcess, Overloaded
+from shoal.errors import BadArgument, NodeDown, Overloaded
 from shoal.pid import NOPROC, Pid, Reason
 from shoal.runtime.counters import Counters
 from shoal.runtime.holds import SYSTEM_LIMIT, Holds
@@ -228,6 +228,14 @@ class Inbound:
         deadline = clock() + timeout_ms / 1000 if timeout_ms else 0.0
         if deadline > peer.calls_until or not deadline:
             peer.calls_until = deadline or math.inf
+        # Process.deliver, inlined (the hot path; keep the two in step): the
+        # process runs (checked above), so only its bound can refuse.
+        mailbox = proc.mailbox
+        limit = proc.limit
+        if limit is not None and len(mailbox) >= limit:
+            self._answer(peer, Fail(ref=msg.ref, kind="overloaded", pid=msg.to,
+                                    detail=limit, queue_len=proc.queue_len()))
+            return
         peer.serving += 1  # until the slot is done (replies.py)
         # Caller(sender, slot, timeout) without its __init__ frame, as
         # Messaging.call builds a local one (every slot is set here).
@@ -235,18 +243,13 @@ class Inbound:
         caller.pid = sender
         caller.answer = reply_slot(peer, msg.ref, msg.to, proc, deadline, clock, self._poke)
         caller.timeout = timeout_ms / 1000
-        try:
-            proc.deliver(CALL, msg.request, caller)
-        except NoSuchProcess:
-            peer.serving -= 1
-            self._answer(peer, Fail(ref=msg.ref, kind="noproc", pid=msg.to, detail=None,
-                                    queue_len=0))
-        except Overloaded as exc:
-            peer.serving -= 1
-            self._answer(peer, Fail(ref=msg.ref, kind="overloaded", pid=msg.to,
-                                    detail=exc.limit, queue_len=proc.queue_len()))
-        else:
-            self.counters.served += 1
+        mailbox.append((CALL, msg.request, caller))
+        waiter = proc.waiter
+        if waiter is not None:
+            proc.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+        self.counters.served += 1
 
     def _on_answer(self, peer: PeerConnection, msg: Reply | Fail) -> None:
         self._poke()

@@ -174,7 +174,8 @@ class Remote:
             timeout = deadline - loop.time()
             if timeout <= 0:
                 raise CallTimeout(pid, timeout)
-            sent = self._send_call(conn, pid, request, timeout, fail_if_silent)
+            sent = self.start_call(pid, request, timeout, fail_if_silent, conn)
+            assert sent is not None  # given its connection, start_call sends or raises
         ref, future, calls = sent
         try:
             return await future
@@ -183,11 +184,13 @@ class Remote:
             calls.pop(future, None)  # its deadline entry (deadlines.py Rule 5)
 
     def start_call(self, pid: Pid, request: Any, timeout: float, fail_if_silent: bool,
+                   conn: PeerConnection | None = None,
                    ) -> tuple[int, asyncio.Future[Any], dict[asyncio.Future[Any], Any]] | None:
-        """Send a CALL on the open connection to ``pid``'s incarnation and
-        return its ref, the future its answer (or its deadline) settles and
-        the deadline generation it joined; None when there is no such
-        connection yet (:meth:`call` dials). The caller awaits the future,
+        """Send a CALL on the open connection to ``pid``'s incarnation (or on
+        ``conn``, the one :meth:`call` dialled) and return its ref, the future
+        its answer (or its deadline) settles and the deadline generation it
+        joined; None when there is no such connection yet (:meth:`call`
+        dials). The caller awaits the future,
         calls :meth:`forget` with the ref unless an answer settled it (an
         answer removes it from ``pending``), and removes the future from the
         generation when it stops waiting (``deadlines.py`` Rule 5).
@@ -197,19 +200,15 @@ class Remote:
             BadArgument: the request cannot be encoded.
             NodeDown: the connection cannot take the CALL (not started).
         """
-        node = pid.node
-        manager = self.manager
-        conn = manager.get(node) if manager is not None else None
-        if conn is None or conn.peer_creation != pid.creation:
-            return None
-        peer = self.cluster.peer(node)
-        if peer is None or peer.creation != pid.creation:
-            return None
-        return self._send_call(conn, pid, request, timeout, fail_if_silent)
-
-    def _send_call(self, conn: PeerConnection, pid: Pid, request: Any, timeout: float,
-                   fail_if_silent: bool,
-                   ) -> tuple[int, asyncio.Future[Any], dict[asyncio.Future[Any], Any]]:
+        if conn is None:
+            node = pid.node
+            manager = self.manager
+            conn = manager.get(node) if manager is not None else None
+            if conn is None or conn.peer_creation != pid.creation:
+                return None
+            peer = self.cluster.peer(node)
+            if peer is None or peer.creation != pid.creation:
+                return None
         if self._backlog.waiting and pid.node in self._backlog.waiting:
             self._backlog.flush(pid.node, conn)  # earlier casts/sends go first
         if conn.congested:

@@ -24,16 +24,13 @@ Rules:
    a protocol error or failed handshake is logged with the peer's address
    and closes only this connection (a stranger's, per interval: the manager's rule 7).
 5. Unsent bytes are bounded (``max_unsent``, default 64 MiB): bytes accepted
-   by ``send`` that the socket has not taken yet (``unsent``: this object's
-   queue plus the transport's buffer). At or past the bound the connection
-   is ``congested``: the runtime refuses new calls, casts and sends to the
-   peer (``Overloaded``), while answers it owes (replies, failures, Down,
-   exit signals) are still queued. A peer congested for ``heartbeat_timeout``
-   is disconnected, and so is one for which a ``send`` finds twice the bound
-   unsent (that send raises ``NodeDown``): a peer that never reads costs at
-   most twice the bound plus one frame. Disconnecting aborts (a BYE could
-   not be read anyway): the peer sees the connection drop, and its calls to
-   this node fail there with ``NodeDown`` (delivery unknown).
+   by ``send`` that the socket has not taken yet (``unsent``). At or past the
+   bound the connection is ``congested``: the runtime refuses new calls,
+   casts and sends (``Overloaded``); answers owed are still queued. A peer
+   congested for ``heartbeat_timeout`` is aborted (its calls to this node
+   fail there with ``NodeDown``), and so is one for which a ``send`` finds
+   twice the bound unsent (it raises ``NodeDown``): a peer that never reads
+   costs at most twice the bound plus one frame (``docs/decisions.md``).
 6. Messages read before the connection ended (a BYE or a bad frame later
    in the same read) are still delivered, in order, after the connection
    is closed: answers to them are dropped quietly by whoever answers
@@ -91,6 +88,10 @@ class PeerConnection(asyncio.Protocol):
         # only while a flush is scheduled. _out_bytes == sum(map(len, _out)).
         self._out: list[bytes] = []
         self._out_bytes = 0
+        self._max_unsent = self._config.max_unsent  # the config is frozen
+        # Bound once (the hot path); send_call and send_reply check the state.
+        self._encode_call = wire.encoder.encode_call
+        self._encode_reply = wire.encoder.encode_reply
         # Invariant: unpaused, the transport buffers at most _high_water bytes
         # (asyncio pauses us the moment it holds more), so an unpaused
         # connection with _out_bytes + _high_water below a bound is below it.
@@ -148,7 +149,7 @@ class PeerConnection(asyncio.Protocol):
         """True while ``unsent`` is at or past ``max_unsent`` (rule 5): the
         peer is not reading what this node sends it. New requests to the
         peer should be refused, not queued."""
-        limit = self._config.max_unsent
+        limit = self._max_unsent
         if not self._paused and self._out_bytes + self._high_water < limit:
             return False  # the cheap answer, exact by the invariant on _high_water
         return self.unsent >= limit
@@ -175,16 +176,16 @@ class PeerConnection(asyncio.Protocol):
         """``send(Call(...))`` without building the message; raises as :meth:`send`."""
         if self.close_reason is not None or self._wire.state != "open":  # not is_open
             raise NodeDown(self.peer_node or "?", f"connection {self.close_reason or 'not open'}")
-        self._queue(self._wire.send_call(ref, sender, to, request, timeout_ms))
+        self._queue(self._encode_call(ref, sender, to, request, timeout_ms))
 
     def send_reply(self, ref: int, value: Any, queue_len: int) -> None:
         """``send(Reply(...))`` without building the message; raises as :meth:`send`."""
         if self.close_reason is not None or self._wire.state != "open":  # not is_open
             raise NodeDown(self.peer_node or "?", f"connection {self.close_reason or 'not open'}")
-        self._queue(self._wire.send_reply(ref, value, queue_len))
+        self._queue(self._encode_reply(ref, value, queue_len))
 
     def _queue(self, data: bytes) -> None:
-        if self._paused or self._out_bytes >= self._config.max_unsent:
+        if self._paused or self._out_bytes >= self._max_unsent:
             self._check_room()
         self._counts[2] += 1
         if self._flush_scheduled:
@@ -193,9 +194,8 @@ class PeerConnection(asyncio.Protocol):
             if len(self._out) >= FLUSH_FRAMES or self._out_bytes >= FLUSH_BYTES:
                 self._flush(scheduled=True)  # a part now (Rule 1)
         else:
-            # The first frame of a loop turn goes out at once (latency: no
-            # extra turn before a lone reply leaves); frames sent later in
-            # the same turn are joined into one write at its end (throughput).
+            # The first frame of a loop turn goes out at once (latency); later
+            # ones of the same turn are joined (Rule 1: throughput).
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
             self._write_now(data)

@@ -47,7 +47,7 @@ from typing import Any, Literal
 
 from shoal.errors import AuthenticationFailed, BadArgument, ProtocolError
 from shoal.pid import Pid
-from shoal.wire._codec import decode_body, new_encoder
+from shoal.wire._codec import Encoder, decode_body, new_encoder
 from shoal.wire._frames import DEFAULT_MAX_FRAME, HANDSHAKE_MAX_FRAME, FrameDecoder
 from shoal.wire._handshake import (
     Handshake,
@@ -147,6 +147,14 @@ class Connection:
         """The word this side sent in REFUSE, if it refused the peer."""
         self.result: HandshakeResult | None = None
         """The peer's identity and version once established."""
+
+    @property
+    def encoder(self) -> Encoder:
+        """The encoder of this connection's frames. Its ``encode_call`` and
+        ``encode_reply`` are :meth:`send_call` and :meth:`send_reply` without
+        the state check, for a caller that checked the state itself (the
+        transport's hot path binds them once)."""
+        return self._encoder
 
     def data_to_send(self) -> bytes:
         """Bytes the protocol itself wants written (handshake steps, REFUSE).

@@ -198,8 +198,10 @@ async def test_a_cast_flood_into_a_full_mailbox_is_logged_as_one_line_not_one_pe
         a.cast(pid, n)  # one fits; 299 are dropped on arrival at "b"
     # Casts and this call travel in order on one connection: once "b" has
     # refused the call (the mailbox is still full), it has seen every cast.
-    with pytest.raises(shoal.Overloaded):
+    with pytest.raises(shoal.Overloaded) as refused:
         await a.call(pid, "after the flood", WAIT)
+    # The callee's node says which bound refused it, and the call never started.
+    assert refused.value.limit == Stuck.mailbox_size and refused.value.not_started
     release.set()
     assert await blocked == "block"
     drops = [r for r in caplog.records if "full mailbox" in r.getMessage()]
