@@ -154,6 +154,10 @@ class Inbound:
         # Call traffic keeps the loop polling for a while (spin.py Rule 1).
         self._poke: Callable[[], None] = remote.busy_poll.poke
         self._time: Callable[[], float] = time.monotonic  # the loop's, from start()
+        # The transport's message_handlers (MessageSink): a call and its
+        # answer go to their handler without on_message's dispatch frame.
+        self.by_type: dict[type[Message], Callable[[PeerConnection, Any], None]] = {
+            Call: self._on_call, Reply: self._on_answer, Fail: self._on_answer}
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Take deadlines of calls served from ``loop``'s clock (the node's)."""

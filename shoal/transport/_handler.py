@@ -36,7 +36,10 @@ class PeerHandler(Protocol):
 
     All methods are called on the event loop and must not block (rule 1 of
     this module). Subclass it to inherit no-op defaults, or implement the
-    methods on any object.
+    methods on any object. An optional ``message_handlers`` attribute, a
+    mapping from message types to functions of ``(peer, msg)``, takes the
+    messages of those types instead of ``on_message`` (read once per
+    connection; the runtime's hot path).
     """
 
     def on_message(self, peer: PeerConnection, msg: Message) -> None:

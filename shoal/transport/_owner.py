@@ -30,7 +30,14 @@ _Conn = TypeVar("_Conn", contravariant=True)
 
 
 class MessageSink(Protocol[_Conn]):
-    """Where a connection delivers the messages it reads (the runtime's handler)."""
+    """Where a connection delivers the messages it reads (the runtime's handler).
+
+    A sink may also have ``message_handlers``: a mapping from message types
+    to functions of ``(peer, msg)``. A message of one of those types goes
+    to its function instead of ``on_message`` (the hot path: calls and
+    their answers skip a dispatch frame); every other one to ``on_message``.
+    The mapping is read once per connection.
+    """
 
     def on_message(self, peer: _Conn, msg: Message) -> None:
         """A message arrived on ``peer`` (never PING or PONG)."""

@@ -89,9 +89,9 @@ class PeerConnection(asyncio.Protocol):
         self._out: list[bytes] = []
         self._out_bytes = 0
         self._max_unsent = self._config.max_unsent  # the config is frozen
+        self._by_type = getattr(manager.handler, "message_handlers", None) or {}  # see MessageSink
         # Bound once (the hot path); send_call and send_reply check the state.
-        self._encode_call = wire.encoder.encode_call
-        self._encode_reply = wire.encoder.encode_reply
+        self._encode_call, self._encode_reply = wire.encoder.encode_call, wire.encoder.encode_reply
         # Invariant: unpaused, the transport buffers at most _high_water bytes
         # (asyncio pauses us the moment it holds more), so an unpaused
         # connection with _out_bytes + _high_water below a bound is below it.
@@ -387,6 +387,7 @@ class PeerConnection(asyncio.Protocol):
 
     def _handle(self, events: list[Any]) -> None:
         manager = self._manager
+        by_type, on_message = self._by_type, manager.handler.on_message
         for event in events:
             kind = type(event)
             if kind is not Established and kind is not Closed:
@@ -394,9 +395,8 @@ class PeerConnection(asyncio.Protocol):
                     continue  # a connection the manager refused; it is closing
                 self._counts[3] += 1
                 if kind is Ping:
-                    # A BYE or a bad frame later in the same read has closed
-                    # the connection already, or it is disconnected now as
-                    # congested: nobody would read the PONG.
+                    # A BYE or a bad frame later in the same read closed the
+                    # connection, or it is congested: nobody would read a PONG.
                     self._counts[4] += 1
                     if self.is_open:
                         with contextlib.suppress(NodeDown):
@@ -405,10 +405,10 @@ class PeerConnection(asyncio.Protocol):
                 elif kind is Pong:
                     self._counts[4] += 1
                 else:
-                    # The hot path: straight to the handler (no wrapper call);
-                    # its exceptions are logged, as every callback's are.
+                    # The hot path: straight to the handler of its type where
+                    # it has one; exceptions are logged, as every callback's are.
                     try:
-                        manager.handler.on_message(self, event)
+                        (by_type.get(kind) or on_message)(self, event)
                     except Exception:
                         logger.exception("transport callback on_message failed")
             elif kind is Established:

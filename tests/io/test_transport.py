@@ -117,6 +117,44 @@ async def test_two_managers_connect_and_exchange_call_and_reply(pair: Any) -> No
     assert await a.connect("beta", b.address) is conn  # one connection per peer
 
 
+class TypedRecorder(Recorder):
+    """A sink with ``message_handlers``: CALLs go to their own function."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.order: list[str] = []
+        self.message_handlers = {Call: self.on_call}
+
+    def on_call(self, peer: PeerConnection, msg: Call) -> None:
+        self.order.append(f"call {msg.ref}")
+        self._record(("call", peer.peer_node, msg))
+
+    def on_message(self, peer: PeerConnection, msg: Message) -> None:
+        self.order.append(type(msg).__name__)
+        super().on_message(peer, msg)
+
+
+async def test_a_sinks_message_handlers_take_their_types_in_stream_order() -> None:
+    a, _ = await start("alpha")
+    typed = TypedRecorder()
+    b = ConnectionManager(config("beta"), typed)
+    await b.start()
+    try:
+        conn = await a.connect("beta", b.address)
+        pid_a, pid_b = Pid.of("alpha", 1, 1), Pid.of("beta", 1, 1)
+        conn.send(Send(to=pid_b, message="first"))
+        conn.send(Call(ref=1, sender=pid_a, to=pid_b, request="x", timeout_ms=1000))
+        conn.send(Send(to=pid_b, message="last"))
+        await typed.wait_for(lambda: len(typed.order) == 3)
+        # The CALL went to its handler only (on_message would have echoed a
+        # REPLY); the SENDs around it to on_message, all in the order sent.
+        assert typed.order == ["Send", "call 1", "Send"]
+        assert typed.count("call", "alpha") == 1 and typed.count("message", "alpha") == 2
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def test_listener_reports_bound_address_on_loopback() -> None:
     manager, _ = await start("solo")
     host, port = manager.address
