@@ -43,10 +43,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from shoal.errors import AuthenticationFailed, BadArgument, ProtocolError
-from shoal.pid import Pid
 from shoal.wire._codec import Encoder, decode_body, new_encoder
 from shoal.wire._frames import DEFAULT_MAX_FRAME, HANDSHAKE_MAX_FRAME, FrameDecoder
 from shoal.wire._handshake import (
@@ -151,9 +150,9 @@ class Connection:
     @property
     def encoder(self) -> Encoder:
         """The encoder of this connection's frames. Its ``encode_call`` and
-        ``encode_reply`` are :meth:`send_call` and :meth:`send_reply` without
-        the state check, for a caller that checked the state itself (the
-        transport's hot path binds them once)."""
+        ``encode_reply`` are :meth:`send` of a CALL or REPLY without building
+        the message and without the state check: for a caller that checked
+        the state itself (the transport's hot path binds them once)."""
         return self._encoder
 
     def data_to_send(self) -> bytes:
@@ -188,30 +187,6 @@ class Connection:
         if msg.code < 16:
             raise BadArgument("msg", msg, "a message other than a handshake step")
         return self._encoder.encode(msg)
-
-    def send_call(
-        self, ref: int, sender: Pid | None, to: Pid, request: Any, timeout_ms: int
-    ) -> bytes:
-        """``send(Call(...))`` on the fast path (see ``Encoder.encode_call``).
-
-        Raises:
-            BadArgument: as :meth:`send`.
-        """
-        if self.state != "open":
-            raise BadArgument("msg", "Call", f"a message sent on an open connection "
-                              f"(now {self.state})")
-        return self._encoder.encode_call(ref, sender, to, request, timeout_ms)
-
-    def send_reply(self, ref: int, value: Any, queue_len: int) -> bytes:
-        """``send(Reply(...))`` on the fast path (see ``Encoder.encode_reply``).
-
-        Raises:
-            BadArgument: as :meth:`send`.
-        """
-        if self.state != "open":
-            raise BadArgument("msg", "Reply", f"a message sent on an open connection "
-                              f"(now {self.state})")
-        return self._encoder.encode_reply(ref, value, queue_len)
 
     def close(self, reason: str = "shutdown") -> bytes:
         """End the connection from this side.
