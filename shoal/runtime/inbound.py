@@ -232,7 +232,7 @@ class Inbound:
         deadline = clock() + timeout_ms / 1000 if timeout_ms else 0.0
         if deadline > peer.calls_until or not deadline:
             peer.calls_until = deadline or math.inf
-        # Process.deliver, inlined (the hot path; keep the two in step): the
+        # Process.deliver, inlined (the hot path; keep the copies in step): the
         # process runs (checked above), so only its bound can refuse.
         mailbox = proc.mailbox
         limit = proc.limit

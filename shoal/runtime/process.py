@@ -224,8 +224,8 @@ class Process:
     def deliver(self, kind: int, payload: Any, caller: Caller | None) -> None:
         """Queue a call, cast or send; bounded by ``limit``.
 
-        ``Messaging.call`` does the same for a local call, inlined (the hot
-        path): keep the two in step (``tests/runtime/test_mailbox.py``).
+        Inlined on the hot paths, ``Messaging.call`` (local) and ``Inbound._on_call``
+        (remote): keep the three in step (``test_mailbox.py``, ``test_node_bounds.py``).
 
         Raises:
             NoSuchProcess: the process is exiting or dead.
