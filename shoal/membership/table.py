@@ -165,7 +165,8 @@ class GroupTable:
         """Whether the pid is in any group."""
         if pid.node == self.node:
             return pid in self._local
-        return any(entry.has(pid) for entry in self._nodes.get(pid.node, {}).values())
+        groups = self._nodes.get(pid.node)
+        return groups is not None and any(entry.has(pid) for entry in groups.values())
 
     def routable(self, scope: str, group: Hashable) -> Sequence[Pid]:
         """Members on routable nodes, as a read-only sequence whose items

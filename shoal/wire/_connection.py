@@ -36,6 +36,12 @@ Rules:
    peer sends meanwhile is a ``ProtocolError`` (it must wait for our
    PROOF). :meth:`decide_admission` then yields ``Established`` (our PROOF
    in :meth:`data_to_send`) or ``Closed`` (a REFUSE there).
+7. Once open, a chunk of whole frames holding plain messages (every kind
+   but BYE and a handshake step) is split and decoded in one call
+   (``_codec.messages``, in C when built); whatever it does not take -- a
+   partial frame, a bad length or body, BYE -- goes through the frame
+   decoder and the checks above, after the messages taken, so the events
+   are the same either way.
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from shoal.errors import AuthenticationFailed, BadArgument, ProtocolError
-from shoal.wire._codec import Encoder, decode_body, new_encoder
+from shoal.wire._codec import Encoder, decode_body, messages, new_encoder
 from shoal.wire._frames import DEFAULT_MAX_FRAME, HANDSHAKE_MAX_FRAME, FrameDecoder
 from shoal.wire._handshake import (
     Handshake,
@@ -282,9 +288,18 @@ class Connection:
             Events in order: at most one :class:`Established`, decoded
             messages, and a final :class:`Closed` if the connection ended.
         """
-        if self.state == "closed":
+        state = self.state
+        if state == "open" and not self._frames.tail:
+            # Rule 7: the common case, whole frames of plain messages.
+            taken, pos = messages(data, self._max_frame)
+            if pos == len(data):
+                return taken  # type: ignore[return-value]  # list is invariant
+            events: list[Event] = taken  # type: ignore[assignment]
+            data = memoryview(data)[pos:]
+        elif state == "closed":
             return []
-        events: list[Event] = []
+        else:
+            events = []
         try:
             if self.state == "handshake":
                 bodies = self._run_handshake(bytes(data), events)

@@ -45,6 +45,7 @@ __all__ = [
     "FrameDecoder",
     "encode_frame",
     "py_split",
+    "unpack_header",
 ]
 
 DEFAULT_MAX_FRAME: Final = 8 * 1024 * 1024
@@ -58,7 +59,8 @@ HEADER_SIZE: Final = 4
 """Bytes in the length prefix."""
 
 _HEADER = struct.Struct(">I")
-_unpack_header = _HEADER.unpack_from
+unpack_header = _HEADER.unpack_from
+"""``unpack_header(data, pos)``: the 1-tuple of the length at ``pos``."""
 _pack_header = _HEADER.pack
 _MAX_U32: Final = (1 << 32) - 1
 
@@ -75,7 +77,7 @@ def py_split(
     while end - pos >= HEADER_SIZE:
         if 0 <= max_bodies <= len(bodies):
             break
-        (size,) = _unpack_header(view, pos)
+        (size,) = unpack_header(view, pos)
         if size == 0 or size > limit:
             return bodies, pos, size
         stop = pos + HEADER_SIZE + size
@@ -118,14 +120,16 @@ class FrameDecoder:
         BadArgument: ``max_frame`` is not a positive int below 2**32.
     """
 
-    __slots__ = ("_buf", "_eof", "error", "max_frame")
+    __slots__ = ("_eof", "error", "max_frame", "tail")
 
     def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
         if type(max_frame) is not int or not 0 < max_frame <= _MAX_U32:
             raise BadArgument("max_frame", max_frame, "an int in [1, 2**32)")
         # Invariant: holds the unparsed tail of the stream: less than one complete
-        # frame, unless ``feed`` was told to stop early by ``max_bodies``.
-        self._buf = bytearray()
+        # frame, unless ``feed`` was told to stop early by ``max_bodies``. Read
+        # it, never change it (a plain attribute: the connection's common case
+        # checks it is empty per chunk).
+        self.tail = bytearray()
         self._eof = False
         # The error that broke the stream, if any (rule 4); read it, never set
         # it (a plain attribute: the connection reads it per chunk).
@@ -136,11 +140,11 @@ class FrameDecoder:
     @property
     def buffered(self) -> int:
         """Bytes held waiting for the rest of a frame."""
-        return len(self._buf)
+        return len(self.tail)
 
     def _fail(self, message: str) -> ProtocolError:
         self.error = ProtocolError(message)
-        self._buf = bytearray()
+        self.tail = bytearray()
         return self.error
 
     def feed(
@@ -166,7 +170,7 @@ class FrameDecoder:
             raise self.error
         if self._eof:
             raise self._fail("data received after end of stream")
-        buf = self._buf
+        buf = self.tail
         if buf:
             buf += data
             view: bytes | bytearray | memoryview = buf
@@ -201,6 +205,6 @@ class FrameDecoder:
         if self.error is not None:
             raise self.error
         self._eof = True
-        if self._buf:
-            held = len(self._buf)
+        if self.tail:
+            held = len(self.tail)
             raise self._fail(f"end of stream inside a frame ({held} bytes of it received)")

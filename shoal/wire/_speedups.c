@@ -21,18 +21,19 @@
 #include <Python.h>
 #include <string.h>
 
-#define SPEEDUPS_ABI 2
+#define SPEEDUPS_ABI 3
 #define HEADER_SIZE 4
 
 /* Set by setup(); strong references kept for the interpreter's life. */
 static PyObject *unpackb;       /* msgpack.unpackb */
-static PyObject *unpack_kwnames; /* ("raw", "strict_map_key", "use_list", "ext_hook") */
+static PyObject *unpack_kwnames; /* ("ext_hook",): msgpack >= 1.0's defaults do the rest */
 static PyObject *py_ext_hook;   /* _terms.ext_hook: every ext but a cached pid */
 static PyObject *pid_from_ext;  /* _terms._pid_from_ext: payload bytes -> Pid */
 static PyObject *pid_ext;       /* _terms._pid_ext: Pid -> ExtType */
 static PyObject *finish;        /* _codec._finish: decode_body after the unpack */
 static PyObject *py_decode;     /* _codec.py_decode_body: the whole reference */
 static PyObject *scalars;       /* _terms.SCALAR_TYPES */
+static PyObject *plain;         /* _codec.PLAIN_TYPES: messages(), taken as they come */
 static PyTypeObject *pid_type;
 static PyTypeObject *call_type;
 static PyTypeObject *reply_type;
@@ -43,6 +44,33 @@ static PyObject *code_reply;    /* 17 */
 static PyObject *c_ext_hook;    /* this module's ext_hook, passed to unpackb */
 
 /* ---- frames ---------------------------------------------------------- */
+
+/* A frame size limit: an int (a caller passes anything else to the
+ * reference); above 2**63 takes every size, below 0 none, as Python's
+ * comparison does. 0 when read, -1 with an error set. */
+static int
+frame_limit(const char *who, PyObject *value, unsigned long long *limit, int *takes_none)
+{
+    if (!PyLong_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "%s(): limit must be an int", who);
+        return -1;
+    }
+    int overflow = 0;
+    long long signed_limit = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (signed_limit == -1 && PyErr_Occurred())
+        return -1;
+    *takes_none = overflow < 0 || (overflow == 0 && signed_limit < 0);
+    *limit = overflow > 0 ? ~0ULL : *takes_none ? 0 : (unsigned long long)signed_limit;
+    return 0;
+}
+
+/* The length in the 4-byte big-endian header at h. */
+static unsigned long long
+header_size(const unsigned char *h)
+{
+    return ((unsigned long long)h[0] << 24) | ((unsigned long long)h[1] << 16) |
+           ((unsigned long long)h[2] << 8) | (unsigned long long)h[3];
+}
 
 PyDoc_STRVAR(split_doc,
 "split(data, pos, limit, max_bodies) -> (bodies, pos, bad)\n\n"
@@ -60,19 +88,10 @@ split(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
     if (pos == -1 && PyErr_Occurred())
         return NULL;
-    /* limit: an int (the caller passes anything else to the reference);
-     * above 2**63 takes every size, below 0 none, as Python's comparison. */
-    if (!PyLong_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "split(): limit must be an int");
+    int takes_none;
+    unsigned long long limit;
+    if (frame_limit("split", args[2], &limit, &takes_none) < 0)
         return NULL;
-    }
-    int overflow = 0;
-    long long signed_limit = PyLong_AsLongLongAndOverflow(args[2], &overflow);
-    if (signed_limit == -1 && PyErr_Occurred())
-        return NULL;
-    int takes_none = overflow < 0 || (overflow == 0 && signed_limit < 0);
-    unsigned long long limit = overflow > 0 ? ~0ULL
-                               : takes_none ? 0 : (unsigned long long)signed_limit;
     Py_ssize_t max_bodies = PyLong_AsSsize_t(args[3]);
     if (max_bodies == -1 && PyErr_Occurred())
         return NULL;
@@ -93,10 +112,7 @@ split(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (max_bodies >= 0 && PyList_GET_SIZE(bodies) >= max_bodies)
             break;
         const unsigned char *h = data + pos;
-        unsigned long long size = ((unsigned long long)h[0] << 24) |
-                                  ((unsigned long long)h[1] << 16) |
-                                  ((unsigned long long)h[2] << 8) |
-                                  (unsigned long long)h[3];
+        unsigned long long size = header_size(h);
         if (size == 0 || takes_none || size > limit) {
             bad = (long long)size;
             break;
@@ -196,7 +212,7 @@ decode_body(PyObject *module, PyObject *body)
         PyErr_SetString(PyExc_RuntimeError, "shoal.wire._speedups.setup() not called");
         return NULL;
     }
-    PyObject *args[5] = {body, Py_False, Py_True, Py_True, c_ext_hook};
+    PyObject *args[2] = {body, c_ext_hook};
     PyObject *fields = PyObject_Vectorcall(unpackb, args, 1, unpack_kwnames);
     if (fields == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_Exception))
@@ -235,6 +251,93 @@ decode_body(PyObject *module, PyObject *body)
     PyObject *msg = PyObject_CallOneArg(finish, fields);
     Py_DECREF(fields);
     return msg;
+}
+
+PyDoc_STRVAR(messages_doc,
+"messages(data, limit) -> (msgs, pos)\n\n"
+"Connection.receive_data's common case once open (_codec.py_messages is the\n"
+"reference): the messages of data's complete frames from its start, each\n"
+"decoded as decode_body does (an ignorable one skipped), up to the first\n"
+"frame that is incomplete, has a length zero or above limit, fails to\n"
+"decode, or holds a message not of the plain types (a handshake step, BYE);\n"
+"pos is where that frame starts, len(data) when every frame was taken.");
+
+static PyObject *
+messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "messages() takes 2 arguments");
+        return NULL;
+    }
+    if (plain == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "shoal.wire._speedups.setup() not called");
+        return NULL;
+    }
+    int takes_none;
+    unsigned long long limit;
+    if (frame_limit("messages", args[1], &limit, &takes_none) < 0)
+        return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const unsigned char *data = (const unsigned char *)view.buf;
+    Py_ssize_t end = view.len, pos = 0;
+    PyObject *msgs = PyList_New(0);
+    if (msgs == NULL)
+        goto fail;
+    while (end - pos >= HEADER_SIZE) {
+        const unsigned char *h = data + pos;
+        unsigned long long size = header_size(h);
+        /* A bad length or a partial frame: the reference's path decides. */
+        if (size == 0 || takes_none || size > limit
+                || size > (unsigned long long)(end - pos - HEADER_SIZE))
+            break;
+        PyObject *body = PyBytes_FromStringAndSize(
+            (const char *)(h + HEADER_SIZE), (Py_ssize_t)size);
+        if (body == NULL)
+            goto fail;
+        PyObject *msg = decode_body(module, body);
+        Py_DECREF(body);
+        if (msg == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_Exception))
+                goto fail;
+            PyErr_Clear();  /* rule 1: the reference decodes it again and raises */
+            break;
+        }
+        if (msg != Py_None) {
+            PyTypeObject *type = Py_TYPE(msg);
+            if (type != call_type && type != reply_type) {
+                int found = PySet_Contains(plain, (PyObject *)type);
+                if (found <= 0) {
+                    Py_DECREF(msg);
+                    if (found < 0)
+                        goto fail;
+                    break;  /* not taken as it comes: the reference's path */
+                }
+            }
+            if (PyList_Append(msgs, msg) < 0) {
+                Py_DECREF(msg);
+                goto fail;
+            }
+        }
+        Py_DECREF(msg);
+        pos += HEADER_SIZE + (Py_ssize_t)size;
+    }
+    PyBuffer_Release(&view);
+    PyObject *at = PyLong_FromSsize_t(pos);
+    PyObject *result = at != NULL ? PyTuple_New(2) : NULL;
+    if (result == NULL) {
+        Py_XDECREF(at);
+        Py_DECREF(msgs);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(result, 0, msgs);
+    PyTuple_SET_ITEM(result, 1, at);
+    return result;
+fail:
+    PyBuffer_Release(&view);
+    Py_XDECREF(msgs);
+    return NULL;
 }
 
 /* ---- encoding -------------------------------------------------------- */
@@ -386,19 +489,20 @@ keep_slots(PyObject **slots, PyObject *seq, Py_ssize_t n, const char *what)
 
 PyDoc_STRVAR(setup_doc,
 "setup(unpackb, ext_hook, pid_from_ext, pid_ext, finish, decode, scalars,\n"
-"      pid_type, call_type, call_slots, reply_type, reply_slots)\n\n"
+"      pid_type, call_type, call_slots, reply_type, reply_slots, plain)\n\n"
 "Hand over the Python objects the codec functions use (rule 4).");
 
 static PyObject *
 setup(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 12) {
-        PyErr_SetString(PyExc_TypeError, "setup() takes 12 arguments");
+    if (nargs != 13) {
+        PyErr_SetString(PyExc_TypeError, "setup() takes 13 arguments");
         return NULL;
     }
     if (!PyDict_CheckExact(args[2]) || !PyDict_CheckExact(args[3])
             || !PyAnySet_CheckExact(args[6]) || !PyType_Check(args[7])
-            || !PyType_Check(args[8]) || !PyType_Check(args[10])) {
+            || !PyType_Check(args[8]) || !PyType_Check(args[10])
+            || !PyAnySet_CheckExact(args[12])) {
         PyErr_SetString(PyExc_TypeError, "setup(): arguments of the wrong types");
         return NULL;
     }
@@ -412,6 +516,7 @@ setup(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     keep(&finish, args[4]);
     keep(&py_decode, args[5]);
     keep(&scalars, args[6]);
+    keep(&plain, args[12]);
     keep((PyObject **)&pid_type, args[7]);
     keep((PyObject **)&call_type, args[8]);
     keep((PyObject **)&reply_type, args[10]);
@@ -422,6 +527,7 @@ static PyMethodDef methods[] = {
     {"split", (PyCFunction)(void (*)(void))split, METH_FASTCALL, split_doc},
     {"ext_hook", (PyCFunction)(void (*)(void))ext_hook, METH_FASTCALL, ext_hook_doc},
     {"decode_body", (PyCFunction)decode_body, METH_O, decode_body_doc},
+    {"messages", (PyCFunction)(void (*)(void))messages, METH_FASTCALL, messages_doc},
     {"encode_call", (PyCFunction)(void (*)(void))encode_call, METH_FASTCALL, encode_call_doc},
     {"encode_reply", (PyCFunction)(void (*)(void))encode_reply, METH_FASTCALL,
      encode_reply_doc},
@@ -447,8 +553,7 @@ PyInit__speedups(void)
     if (PyModule_AddIntConstant(module, "SPEEDUPS_ABI", SPEEDUPS_ABI) < 0)
         goto fail;
     if (unpack_kwnames == NULL) {
-        unpack_kwnames = Py_BuildValue("(ssss)", "raw", "strict_map_key", "use_list",
-                                       "ext_hook");
+        unpack_kwnames = Py_BuildValue("(s)", "ext_hook");
         code_call = PyLong_FromLong(16);
         code_reply = PyLong_FromLong(17);
         if (unpack_kwnames == NULL || code_call == NULL || code_reply == NULL)

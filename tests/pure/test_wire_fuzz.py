@@ -163,3 +163,47 @@ def test_every_term_round_trips(term: Any) -> None:
     from shoal.wire import encode_message
 
     assert decode_body(encode_message(frame)[4:]) == frame
+
+
+def _seen(event: Any) -> Any:
+    """An event as a test compares it (an error compares by its words)."""
+    if isinstance(event, Closed):
+        return ("Closed", event.reason, event.by_peer, event.refusal, repr(event.error))
+    return event
+
+
+_pid = msgpack.ExtType(1, msgpack.packb(["n", 1, 2]))
+# Valid bodies of the kinds an open connection meets most, BYE among them.
+valid_bodies = st.sampled_from([
+    msgpack.packb(fields, use_bin_type=True)
+    for fields in ([16, 1, None, _pid, "hi", 1000], [17, 1, "hi", 0], [27, 3], [28, 3],
+                   [29, "shutdown"], [99, "ignorable"], [3, b"0" * 32])
+])
+
+
+@FUZZ
+@given(st.lists(valid_bodies | plausible_bodies | st.binary(max_size=12), max_size=8),
+       st.lists(st.integers(0, 400), max_size=6), st.booleans())  # fmt: skip
+def test_an_open_connection_yields_the_same_events_with_or_without_its_common_case(
+    bodies: list[bytes], cuts: list[int], end: bool
+) -> None:
+    """Rule 7 of the connection: the frames the one-call split-and-decode
+    takes, and whatever it leaves to the frame decoder (partial frames, BYE,
+    bad bodies, zero lengths), give the events the decoder's path alone gives."""
+    import shoal.wire._connection as connection
+
+    data = framed(bodies)
+    seen = []
+    for take in (connection.messages, lambda data, limit: ([], 0)):
+        saved, connection.messages = connection.messages, take
+        try:
+            conn = _open_acceptor()
+            events: list[Any] = []
+            for chunk in split(data, cuts):
+                events += conn.receive_data(chunk)
+            if end:
+                events += conn.receive_eof()
+        finally:
+            connection.messages = saved
+        seen.append([_seen(e) for e in events])
+    assert seen[0] == seen[1]

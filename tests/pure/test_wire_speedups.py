@@ -1,7 +1,7 @@
 """The C build of the wire's hot loops does exactly what the Python reference does.
 
 ``shoal/wire/_speedups.c`` stands in for ``_frames.py_split``,
-``_codec.py_decode_body`` and ``Encoder.encode_call``/``encode_reply``
+``_codec.py_decode_body``, ``_codec.py_messages`` and ``Encoder.encode_call``/``encode_reply``
 when it is built. These tests feed both the same inputs (the published
 vectors, generated streams and messages, garbage) and require the same
 results, or the same exception with the same message. They import the
@@ -211,6 +211,84 @@ def test_pids_decoded_from_the_cache_are_the_cached_objects() -> None:
     body = packed([17, 1, pid, 0])
     first, second = C.decode_body(body), C.decode_body(body)
     assert first.value == pid and second.value is first.value
+
+
+# --- messages: split and decode in one call -----------------------------------
+
+def _frame(body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + body
+
+
+PID = Pid("n1", 1, 2)
+# One body of each kind messages() meets: taken (CALL, REPLY, FAIL, PING, an
+# ignorable code, skipped), and left to the connection's own path (BYE, a
+# handshake step, garbage, a field of the wrong type).
+KINDS = {
+    "call": packed([16, 1, None, PID, "hi", 1000]),
+    "reply": packed([17, 1, [1, 2], 0]),
+    "fail": packed([18, 2, "noproc", PID, None, 0]),
+    "ping": packed([27, 5]),
+    "ignorable": packed([99, "from", "a newer release"]),
+    "bye": packed([29, "shutdown"]),
+    "hello": packed([1, "c", "n", 1, 1, [1], b"0" * 32]),
+    "garbage": b"\xc1\xc1",
+    "bad-field": packed([17, -1, None, 0]),
+}
+STREAM = st.lists(st.sampled_from(sorted(KINDS)) | st.binary(min_size=0, max_size=12),
+                  max_size=8)
+
+
+def _stream(parts: list[str | bytes], tail: bytes = b"") -> bytes:
+    """Frames of the named kinds (bytes: a raw frame body, maybe empty) and a tail."""
+    return b"".join(_frame(KINDS[p] if isinstance(p, str) else p) for p in parts) + tail
+
+
+@needs_c
+@given(parts=STREAM, tail=st.binary(max_size=7), limit=st.integers(1, 64) | st.just(2**20),
+       kind=st.sampled_from([bytes, bytearray, memoryview]))
+def test_messages_equals_the_reference(parts: list[str | bytes], tail: bytes, limit: int,
+                                       kind: type) -> None:
+    assert C is not None
+    data = kind(_stream(parts, tail))
+    c, reference = outcome(C.messages, data, limit), outcome(_codec.py_messages, data, limit)
+    assert c == reference
+    assert c[0] == "ok" and [type(m) for m in c[1][0]] == [type(m) for m in reference[1][0]]
+
+
+def _builds() -> list[Any]:
+    return [pytest.param(_codec.py_messages, id="python"),
+            pytest.param(C.messages if C is not None else None, id="c", marks=needs_c)]
+
+
+@pytest.mark.parametrize("messages", _builds())
+def test_messages_take_frames_up_to_the_first_they_cannot_hand_on(messages: Any) -> None:
+    def run(parts: list[str | bytes], tail: bytes = b"", limit: int = 2**20) -> tuple[
+            list[str], int]:
+        taken, pos = messages(_stream(parts, tail), limit)
+        return [type(m).__name__ for m in taken], pos
+
+    every = ["call", "ignorable", "reply", "fail", "ping"]
+    assert run(every) == (["Call", "Reply", "Fail", "Ping"], len(_stream(every)))
+    before = len(_stream(["call"]))
+    for stop in ("bye", "hello", "garbage", "bad-field", b""):  # b"": a zero length
+        assert run(["call", stop, "reply"]) == (["Call"], before)
+    assert run(["call"], tail=b"\0\0\0\x09abc") == (["Call"], before)  # a partial frame
+    limit = len(KINDS["reply"])
+    assert len(KINDS["call"]) > limit
+    assert run(["reply", "call"], limit=limit) == (["Reply"], len(_stream(["reply"])))
+    assert run([]) == ([], 0)
+    assert messages(b"\0\0", 10) == ([], 0)
+
+
+@needs_c
+def test_messages_refuses_what_is_not_a_buffer_or_a_limit() -> None:
+    assert C is not None
+    with pytest.raises(TypeError):
+        C.messages("not bytes", 10)
+    with pytest.raises(TypeError):
+        C.messages(b"", 2.5)
+    with pytest.raises(TypeError):
+        C.messages(b"")
 
 
 # --- encoding --------------------------------------------------------------
