@@ -111,9 +111,8 @@ class PeerConnection(asyncio.Protocol):
         self._counts = [0, 0, 0, 0, 0]  # bytes out/in, messages out/in, heartbeats
         # CALLs read and not answered yet, and the latest deadline of one: noted by the runtime.
         self.serving, self.calls_until = 0, 0.0
-        # Invariant: True only while registered and reported silent.
-        self.silent = False
-        self.registered = False
+        # Invariant: silent only while registered and reported silent.
+        self.silent = self.registered = False
         self.initiator = initiator
         self.peer_node: str | None = None
         self.peer_creation: int | None = None
@@ -170,9 +169,8 @@ class PeerConnection(asyncio.Protocol):
             raise NodeDown(self.peer_node or "?", f"connection {self.close_reason or 'not open'}")
         self._queue(self._wire.send(msg))
 
-    def send_call(
-        self, ref: int, sender: Pid | None, to: Pid, request: Any, timeout_ms: int
-    ) -> None:
+    def send_call(self, ref: int, sender: Pid | None, to: Pid, request: Any,
+                  timeout_ms: int) -> None:
         """``send(Call(...))`` without building the message; raises as :meth:`send`."""
         if self.close_reason is not None or self._wire.state != "open":  # not is_open
             raise NodeDown(self.peer_node or "?", f"connection {self.close_reason or 'not open'}")
@@ -198,7 +196,11 @@ class PeerConnection(asyncio.Protocol):
             # ones of the same turn are joined (Rule 1: throughput).
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
-            self._write_now(data)
+            transport = self._transport  # _write_now, inlined (the hot path)
+            if transport is not None and not transport.is_closing():
+                self._counts[0] += len(data)
+                transport.write(data)
+                self._last_send = self._loop.time()
 
     async def wait_writable(self) -> None:
         """Wait until the socket buffer drains below its low-water mark.
@@ -254,11 +256,8 @@ class PeerConnection(asyncio.Protocol):
             self._transport.close()
 
     def abort(self, reason: str) -> None:
-        """Drop the connection at once, without BYE or flushing.
-
-        Args:
-            reason: recorded as the close reason.
-        """
+        """Drop the connection at once, without BYE or flushing; ``reason``
+        is recorded as the close reason."""
         self._set_reason(reason)
         self._wire.close(reason)
         self._out.clear()
@@ -331,11 +330,7 @@ class PeerConnection(asyncio.Protocol):
         self._out.clear()
         self._out_bytes = 0
         reason = self.close_reason or "closed"
-        if not self._established.done():
-            self._established.set_exception(
-                NodeDown(self.peer_node or str(self.peer_address), reason)
-            )
-            self._established.exception()  # consumed here: callers may not wait
+        self._not_established(NodeDown(self.peer_node or str(self.peer_address), reason))
         self._manager.connection_lost(self)
         if not self._closed.done():
             self._closed.set_result(reason)
@@ -351,6 +346,11 @@ class PeerConnection(asyncio.Protocol):
         self._paused = False
 
     # --- internals ----------------------------------------------------
+
+    def _not_established(self, error: Exception) -> None:
+        if not self._established.done():
+            self._established.set_exception(error)
+            self._established.exception()  # consumed here: callers may not wait
 
     def _set_reason(self, reason: str) -> None:
         if self.close_reason is None:
@@ -390,7 +390,14 @@ class PeerConnection(asyncio.Protocol):
         by_type, on_message = self._by_type, manager.handler.on_message
         for event in events:
             kind = type(event)
-            if kind is not Established and kind is not Closed:
+            handler = by_type.get(kind)
+            if handler is not None and self.registered:  # the hot path, first
+                self._counts[3] += 1
+                try:
+                    handler(self, event)
+                except Exception:
+                    logger.exception("transport callback on_message failed")
+            elif kind is not Established and kind is not Closed:
                 if not self.registered:
                     continue  # a connection the manager refused; it is closing
                 self._counts[3] += 1
@@ -404,11 +411,9 @@ class PeerConnection(asyncio.Protocol):
                             self._counts[4] += 1
                 elif kind is Pong:
                     self._counts[4] += 1
-                else:
-                    # The hot path: straight to the handler of its type where
-                    # it has one; exceptions are logged, as every callback's are.
+                else:  # exceptions are logged, as every callback's are
                     try:
-                        (by_type.get(kind) or on_message)(self, event)
+                        on_message(self, event)
                     except Exception:
                         logger.exception("transport callback on_message failed")
             elif kind is Established:
@@ -417,8 +422,7 @@ class PeerConnection(asyncio.Protocol):
                     self._timer.cancel()
                 refusal = manager.connection_established(self)
                 if refusal is not None:
-                    self._established.set_exception(NodeDown(event.node, refusal))
-                    self._established.exception()
+                    self._not_established(NodeDown(event.node, refusal))
                     self.close(refusal)
                     return
                 self.registered = True
@@ -444,9 +448,7 @@ class PeerConnection(asyncio.Protocol):
             else:
                 self._manager.handshake_failed(self, event.error)  # a stranger's: rule 4
             self._set_reason(f"protocol error: {event.error}")
-            if not self._established.done():
-                self._established.set_exception(event.error)
-                self._established.exception()
+            self._not_established(event.error)
         else:
             self._set_reason(f"peer closed: {event.reason}")
         self._write_now(self._wire.data_to_send())  # a REFUSE, if we refused
@@ -456,9 +458,7 @@ class PeerConnection(asyncio.Protocol):
     def _handshake_late(self) -> None:
         error = ProtocolError(f"handshake not completed in {self._config.handshake_timeout}s")
         self._manager.handshake_failed(self, f"handshake timed out ({error})")
-        if not self._established.done():
-            self._established.set_exception(error)
-            self._established.exception()
+        self._not_established(error)
         self.abort("handshake timed out")
 
     def _tick(self) -> None:
