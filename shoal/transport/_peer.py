@@ -91,7 +91,7 @@ class PeerConnection(asyncio.Protocol):
         self._max_unsent = self._config.max_unsent  # the config is frozen
         self._by_type = getattr(manager.handler, "message_handlers", None) or {}  # see MessageSink
         # Bound once (the hot path); send_call and send_reply check the state.
-        self._encode_call, self._encode_reply = wire.encoder.encode_call, wire.encoder.encode_reply
+        self._encode_call, self._encode_reply = wire.encoder.framers()
         # Invariant: unpaused, the transport buffers at most _high_water bytes
         # (asyncio pauses us the moment it holds more), so an unpaused
         # connection with _out_bytes + _high_water below a bound is below it.

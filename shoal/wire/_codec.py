@@ -35,6 +35,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import fields
+from functools import partial
+from types import MethodType
 from typing import Any, Final
 
 import msgpack
@@ -365,6 +367,14 @@ class Encoder:
             self._frame(body, "Reply")  # raises
         return size.to_bytes(HEADER_SIZE, "big") + body
 
+    def framers(self) -> tuple[Callable[[int, Pid | None, Pid, Any, int], bytes],
+                               Callable[[int, Any, int], bytes]]:
+        """:meth:`encode_call` and :meth:`encode_reply` as callables to bind
+        once on a hot path (the transport's): the C build's call C directly,
+        without a Python frame between. They keep the :attr:`max_frame` of
+        the moment they were made."""
+        return self.encode_call, self.encode_reply
+
     def _frame(self, body: bytes, kind: str) -> bytes:
         size = len(body)
         if size > self.max_frame:
@@ -388,12 +398,21 @@ def c_encoder(module: Any) -> type[Encoder]:
         def encode_call(
             self, ref: int, sender: Pid | None, to: Pid, request: Any, timeout_ms: int
         ) -> bytes:
-            return (encode_call(self._pack, self.max_frame, ref, sender, to, request, timeout_ms)
+            return (encode_call(self._pack, self.max_frame, None, ref, sender, to, request,
+                                timeout_ms)
                     or Encoder.encode_call(self, ref, sender, to, request, timeout_ms))
 
         def encode_reply(self, ref: int, value: Any, queue_len: int) -> bytes:
-            return (encode_reply(self._pack, self.max_frame, ref, value, queue_len)
+            return (encode_reply(self._pack, self.max_frame, None, ref, value, queue_len)
                     or Encoder.encode_reply(self, ref, value, queue_len))
+
+        def framers(self) -> tuple[Callable[[int, Pid | None, Pid, Any, int], bytes],
+                                   Callable[[int, Any, int], bytes]]:
+            # The C functions call the reference themselves where they give up.
+            call = MethodType(Encoder.encode_call, self)
+            reply = MethodType(Encoder.encode_reply, self)
+            return (partial(encode_call, self._pack, self.max_frame, call),
+                    partial(encode_reply, self._pack, self.max_frame, reply))
 
     return CEncoder
 

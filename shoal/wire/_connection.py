@@ -158,7 +158,8 @@ class Connection:
         """The encoder of this connection's frames. Its ``encode_call`` and
         ``encode_reply`` are :meth:`send` of a CALL or REPLY without building
         the message and without the state check: for a caller that checked
-        the state itself (the transport's hot path binds them once)."""
+        the state itself (the transport's hot path binds them once, through
+        ``framers()``)."""
         return self._encoder
 
     def data_to_send(self) -> bytes:

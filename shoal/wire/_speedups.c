@@ -420,43 +420,68 @@ is_scalar(PyObject *term)
     return found;
 }
 
+/* The frame of a fast path, or, where it gives None, fallback(*rest) (no
+ * fallback: None). Steals the reference to frame. */
+static PyObject *
+or_fallback(PyObject *frame, PyObject *fallback, PyObject *const *rest, Py_ssize_t n)
+{
+    if (frame != Py_None || fallback == Py_None)
+        return frame;
+    Py_DECREF(frame);
+    return PyObject_Vectorcall(fallback, rest, n, NULL);
+}
+
 PyDoc_STRVAR(encode_call_doc,
-"encode_call(pack, max_frame, ref, sender, to, request, timeout_ms)\n\n"
-"Encoder.encode_call's frame for a scalar request, else None.");
+"encode_call(pack, max_frame, fallback, ref, sender, to, request, timeout_ms)\n\n"
+"Encoder.encode_call's frame for a scalar request, else\n"
+"fallback(ref, sender, to, request, timeout_ms) (None: None).");
 
 static PyObject *
 encode_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 7) {
-        PyErr_SetString(PyExc_TypeError, "encode_call() takes 7 arguments");
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "encode_call() takes 8 arguments");
         return NULL;
     }
-    if (scalars == NULL || !is_scalar(args[5]))
-        Py_RETURN_NONE;
-    PyObject *items[6] = {
-        Py_NewRef(code_call), Py_NewRef(args[2]), packed_pid(args[3]),
-        packed_pid(args[4]), Py_NewRef(args[5]), Py_NewRef(args[6]),
-    };
-    return frame(args[0], args[1], items, 6);
+    PyObject *out;
+    if (scalars == NULL || !is_scalar(args[6]))
+        out = Py_NewRef(Py_None);
+    else {
+        PyObject *items[6] = {
+            Py_NewRef(code_call), Py_NewRef(args[3]), packed_pid(args[4]),
+            packed_pid(args[5]), Py_NewRef(args[6]), Py_NewRef(args[7]),
+        };
+        out = frame(args[0], args[1], items, 6);
+        if (out == NULL)
+            return NULL;
+    }
+    return or_fallback(out, args[2], args + 3, 5);
 }
 
 PyDoc_STRVAR(encode_reply_doc,
-"encode_reply(pack, max_frame, ref, value, queue_len)\n\n"
-"Encoder.encode_reply's frame for a scalar value, else None.");
+"encode_reply(pack, max_frame, fallback, ref, value, queue_len)\n\n"
+"Encoder.encode_reply's frame for a scalar value, else\n"
+"fallback(ref, value, queue_len) (None: None).");
 
 static PyObject *
 encode_reply(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "encode_reply() takes 5 arguments");
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "encode_reply() takes 6 arguments");
         return NULL;
     }
-    if (scalars == NULL || !is_scalar(args[3]))
-        Py_RETURN_NONE;
-    PyObject *items[4] = {
-        Py_NewRef(code_reply), Py_NewRef(args[2]), Py_NewRef(args[3]), Py_NewRef(args[4]),
-    };
-    return frame(args[0], args[1], items, 4);
+    PyObject *out;
+    if (scalars == NULL || !is_scalar(args[4]))
+        out = Py_NewRef(Py_None);
+    else {
+        PyObject *items[4] = {
+            Py_NewRef(code_reply), Py_NewRef(args[3]), Py_NewRef(args[4]), Py_NewRef(args[5]),
+        };
+        out = frame(args[0], args[1], items, 4);
+        if (out == NULL)
+            return NULL;
+    }
+    return or_fallback(out, args[2], args + 3, 3);
 }
 
 /* ---- set-up ---------------------------------------------------------- */

@@ -312,8 +312,10 @@ def test_connections_use_the_encoder_of_the_build_in_use() -> None:
 def test_encode_call_equals_the_reference(ref: Any, sender: Any, to: Pid, request: Any,
                                           timeout_ms: Any) -> None:
     fast, reference = encoders()
-    assert (outcome(fast.encode_call, ref, sender, to, request, timeout_ms)
-            == outcome(reference.encode_call, ref, sender, to, request, timeout_ms))
+    expected = outcome(reference.encode_call, ref, sender, to, request, timeout_ms)
+    assert outcome(fast.encode_call, ref, sender, to, request, timeout_ms) == expected
+    framed, _ = fast.framers()  # the C function, calling the reference where it gives up
+    assert outcome(framed, ref, sender, to, request, timeout_ms) == expected
 
 
 @needs_c
@@ -322,12 +324,14 @@ def test_encode_call_equals_the_reference(ref: Any, sender: Any, to: Pid, reques
        queue_len=st.integers(-1, 2**64) | st.floats(allow_nan=False))
 def test_encode_reply_equals_the_reference(ref: int, value: Any, queue_len: Any) -> None:
     fast, reference = encoders()
-    a = outcome(fast.encode_reply, ref, value, queue_len)
+    _, framed = fast.framers()
     b = outcome(reference.encode_reply, ref, value, queue_len)
-    assert a[0] == b[0]
-    if a[0] == "BadArgument" and type(value) is object:
-        return  # the message names the object, whose address differs per call
-    assert a == b
+    for a in (outcome(fast.encode_reply, ref, value, queue_len),
+              outcome(framed, ref, value, queue_len)):
+        assert a[0] == b[0]
+        if a[0] == "BadArgument" and type(value) is object:
+            continue  # the message names the object, whose address differs per call
+        assert a == b
 
 
 @needs_c
@@ -340,6 +344,24 @@ def test_encode_over_the_frame_limit_is_refused_with_the_references_words() -> N
             == outcome(reference.encode_call, 1, None, pid, big, 5))
     assert (outcome(fast.encode_reply, 1, big, 0)
             == outcome(reference.encode_reply, 1, big, 0))
+    call, reply = fast.framers()
+    assert outcome(call, 1, None, pid, big, 5) == outcome(reference.encode_call, 1, None, pid,
+                                                          big, 5)
+    assert outcome(reply, 1, big, 0) == outcome(reference.encode_reply, 1, big, 0)
+
+
+def test_an_encoders_framers_frame_as_its_methods() -> None:
+    """On either build: what the transport binds gives the frames the
+    encoder's methods give, and the reference's errors."""
+    encoder = _codec.new_encoder(1000)
+    call, reply = encoder.framers()
+    pid = Pid("n", 1, 2)
+    for request in ("hi", [1, {"a": pid}], None):
+        assert call(7, pid, pid, request, 5) == encoder.encode_call(7, pid, pid, request, 5)
+        assert reply(7, request, 3) == encoder.encode_reply(7, request, 3)
+    with pytest.raises(BadArgument) as info:
+        call(7, None, pid, {1, 2}, 5)
+    assert info.value.argument == "request"
 
 
 # --- which build runs ------------------------------------------------------
