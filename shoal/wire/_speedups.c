@@ -64,12 +64,26 @@ frame_limit(const char *who, PyObject *value, unsigned long long *limit, int *ta
     return 0;
 }
 
-/* The length in the 4-byte big-endian header at h. */
-static unsigned long long
-header_size(const unsigned char *h)
+/* What starts at data[pos] (end: the data's length): a whole frame whose
+ * body has *size bytes, a part of one (more bytes needed), or a frame whose
+ * length is zero or above the limit (*size: that length). */
+enum { FRAME_WHOLE, FRAME_PART, FRAME_BAD };
+
+static int
+frame_at(const unsigned char *data, Py_ssize_t pos, Py_ssize_t end,
+         unsigned long long limit, int takes_none, unsigned long long *size)
 {
-    return ((unsigned long long)h[0] << 24) | ((unsigned long long)h[1] << 16) |
-           ((unsigned long long)h[2] << 8) | (unsigned long long)h[3];
+    if (end - pos < HEADER_SIZE)
+        return FRAME_PART;
+    const unsigned char *h = data + pos;
+    *size = ((unsigned long long)h[0] << 24) | ((unsigned long long)h[1] << 16) |
+            ((unsigned long long)h[2] << 8) | (unsigned long long)h[3];
+    if (*size == 0 || takes_none || *size > limit)
+        return FRAME_BAD;
+    /* end - pos - HEADER_SIZE >= 0 here; compared unsigned, no overflow */
+    if (*size > (unsigned long long)(end - pos - HEADER_SIZE))
+        return FRAME_PART;
+    return FRAME_WHOLE;
 }
 
 PyDoc_STRVAR(split_doc,
@@ -108,20 +122,15 @@ split(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "split(): pos outside the data");
         goto fail;
     }
-    while (end - pos >= HEADER_SIZE) {
-        if (max_bodies >= 0 && PyList_GET_SIZE(bodies) >= max_bodies)
-            break;
-        const unsigned char *h = data + pos;
-        unsigned long long size = header_size(h);
-        if (size == 0 || takes_none || size > limit) {
+    unsigned long long size;
+    while (max_bodies < 0 || PyList_GET_SIZE(bodies) < max_bodies) {
+        int at = frame_at(data, pos, end, limit, takes_none, &size);
+        if (at == FRAME_BAD)
             bad = (long long)size;
-            break;
-        }
-        /* end - pos - HEADER_SIZE >= 0 here; compared unsigned, no overflow */
-        if (size > (unsigned long long)(end - pos - HEADER_SIZE))
+        if (at != FRAME_WHOLE)
             break;
         PyObject *body = PyBytes_FromStringAndSize(
-            (const char *)(h + HEADER_SIZE), (Py_ssize_t)size);
+            (const char *)(data + pos + HEADER_SIZE), (Py_ssize_t)size);
         if (body == NULL)
             goto fail;
         int appended = PyList_Append(bodies, body);
@@ -285,15 +294,11 @@ messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *msgs = PyList_New(0);
     if (msgs == NULL)
         goto fail;
-    while (end - pos >= HEADER_SIZE) {
-        const unsigned char *h = data + pos;
-        unsigned long long size = header_size(h);
-        /* A bad length or a partial frame: the reference's path decides. */
-        if (size == 0 || takes_none || size > limit
-                || size > (unsigned long long)(end - pos - HEADER_SIZE))
-            break;
+    unsigned long long size;
+    /* A bad length or a partial frame: the reference's path decides. */
+    while (frame_at(data, pos, end, limit, takes_none, &size) == FRAME_WHOLE) {
         PyObject *body = PyBytes_FromStringAndSize(
-            (const char *)(h + HEADER_SIZE), (Py_ssize_t)size);
+            (const char *)(data + pos + HEADER_SIZE), (Py_ssize_t)size);
         if (body == NULL)
             goto fail;
         PyObject *msg = decode_body(module, body);
