@@ -89,7 +89,9 @@ class PeerConnection(asyncio.Protocol):
         self._out: list[bytes] = []
         self._out_bytes = 0
         self._max_unsent = self._config.max_unsent  # the config is frozen
-        self._by_type = getattr(manager.handler, "message_handlers", None) or {}  # see MessageSink
+        sink = manager.handler  # read once per connection, as MessageSink says
+        self._on_message = sink.on_message
+        self._by_type = getattr(sink, "message_handlers", None) or {}
         # Bound once (the hot path); send_call and send_reply check the state.
         self._encode_call, self._encode_reply = wire.encoder.framers()
         # Invariant: unpaused, the transport buffers at most _high_water bytes
@@ -314,8 +316,7 @@ class PeerConnection(asyncio.Protocol):
         self._handle(events)
 
     def eof_received(self) -> bool:
-        """asyncio callback: the peer closed its side; returns False, so
-        that asyncio closes the transport."""
+        """asyncio callback: the peer closed its side (False: asyncio closes the transport)."""
         self._handle(self._wire.receive_eof())
         return False
 
@@ -386,8 +387,7 @@ class PeerConnection(asyncio.Protocol):
         self.abort(reason)
 
     def _handle(self, events: list[Any]) -> None:
-        manager = self._manager
-        by_type, on_message = self._by_type, manager.handler.on_message
+        by_type, on_message = self._by_type, self._on_message
         for event in events:
             kind = type(event)
             handler = by_type.get(kind)
@@ -420,7 +420,7 @@ class PeerConnection(asyncio.Protocol):
                 self.peer_node, self.peer_creation = event.node, event.creation
                 if self._timer is not None:
                     self._timer.cancel()
-                refusal = manager.connection_established(self)
+                refusal = self._manager.connection_established(self)
                 if refusal is not None:
                     self._not_established(NodeDown(event.node, refusal))
                     self.close(refusal)
