@@ -130,8 +130,10 @@ async def test_after_a_hang_a_known_member_is_callable_as_soon_as_its_node_is_ro
                              what="n2 routable again", interval=0.001)
             assert await client.groups.call("g", "x", timeout=5.0) == ["n2", "x"]
 
-        # A join made just before the hang reaches the client after it: the
-        # member is unknown (not unroutable) until then, and callable after.
+        # A join made just before the hang: the member is unknown (not
+        # unroutable) until it reaches the client, and callable once it has
+        # and n2 is routable again. The join may come from the store while n2
+        # is still stopped, or after n2 answers again: either order is waited.
         late = await cluster.spawn("n2", group="h")
         cluster.sigstop("n2")
         try:
@@ -139,8 +141,9 @@ async def test_after_a_hang_a_known_member_is_callable_as_soon_as_its_node_is_ro
                              what="n2 unroutable")
         finally:
             cluster.sigcont("n2")
-        await wait_until(lambda: client.groups.get_members("h") == late, timeout=5,
-                         what="the late join at the client")
+        await wait_until(lambda: client.groups.get_members("h") == late
+                         and client.cluster_view.is_routable("n2"), timeout=5,
+                         what="the late join at the client, n2 routable again")
         assert await client.groups.call("h", "y", timeout=5.0) == ["n2", "y"]
 
 
