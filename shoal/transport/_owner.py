@@ -36,7 +36,7 @@ class MessageSink(Protocol[_Conn]):
     to functions of ``(peer, msg)``. A message of one of those types goes
     to its function instead of ``on_message`` (the hot path: calls and
     their answers skip a dispatch frame); every other one to ``on_message``.
-    The mapping is read once per connection.
+    The mapping and ``on_message`` are read once per connection.
     """
 
     def on_message(self, peer: _Conn, msg: Message) -> None:
