@@ -154,40 +154,24 @@ class Inbound:
         # Call traffic keeps the loop polling for a while (spin.py Rule 1).
         self._poke: Callable[[], None] = remote.busy_poll.poke
         self._time: Callable[[], float] = time.monotonic  # the loop's, from start()
-        # The transport's message_handlers (MessageSink): a call and its
-        # answer go to their handler without on_message's dispatch frame.
+        # The transport's message_handlers (MessageSink): each kind goes to
+        # its handler as it is decoded, without on_message's dispatch frame.
         self.by_type: dict[type[Message], Callable[[PeerConnection, Any], None]] = {
-            Call: self._on_call, Reply: self._on_answer, Fail: self._on_answer}
+            Call: self._on_call, Reply: self._on_answer, Fail: self._on_answer,
+            Cast: self._on_cast, Send: self._on_cast, Monitor: self._on_monitor,
+            Demonitor: self._on_demonitor, wire.Down: self._on_down, Link: self._on_link,
+            Unlink: self._on_unlink, wire.Exit: self._on_exit}
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Take deadlines of calls served from ``loop``'s clock (the node's)."""
         self._time = loop.time
 
     def on_message(self, peer: PeerConnection, msg: Message) -> None:
-        # Most frequent first: a call and its answer are the hot path.
-        match msg:
-            case Call():
-                self._on_call(peer, msg)
-            case Reply() | Fail():
-                self._on_answer(peer, msg)
-            case Cast() | Send():
-                self._on_cast(msg)
-            case Monitor():
-                self._on_monitor(peer, msg)
-            case Demonitor():
-                self._on_demonitor(peer, msg)
-            case wire.Down():
-                self._on_down(peer, msg)
-            case Link():
-                self._on_link(peer, msg)
-            case Unlink():
-                self._on_unlink(peer, msg)
-            case wire.Exit():
-                self._on_exit(peer, msg)
-            case Bye():
-                pass  # the transport reports the peer down right after
-            case _:  # pragma: no cover - the codec only yields the types above
-                raise BadArgument("msg", msg, "a known wire message")
+        handler = self.by_type.get(type(msg))
+        if handler is not None:
+            handler(peer, msg)
+        elif type(msg) is not Bye:  # BYE: the transport reports the peer down right after
+            raise BadArgument("msg", msg, "a known wire message")  # rule 3
 
     # -- rule 1 ---------------------------------------------------------------------
 
@@ -279,7 +263,7 @@ class Inbound:
             else:
                 future.set_exception(fail_error(msg))
 
-    def _on_cast(self, msg: Cast | Send) -> None:
+    def _on_cast(self, peer: PeerConnection, msg: Cast | Send) -> None:
         self._poke()
         proc = self._processes.live(msg.to)
         if proc is None:

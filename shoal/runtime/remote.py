@@ -140,7 +140,7 @@ class Remote:
         # The transport's on_message, bound to its handler (inbound.py): no
         # frame of this object's on the hot path.
         self.on_message: Callable[[PeerConnection, Message], None] = self._inbound.on_message
-        self.message_handlers = self._inbound.by_type  # calls and answers, without on_message
+        self.message_handlers = self._inbound.by_type  # each kind, without on_message
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """The node's loop (its futures and clock), kept once: asking for

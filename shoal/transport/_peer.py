@@ -17,7 +17,8 @@ Rules:
    senders that can wait should.
 3. Heartbeats: a timer every ``heartbeat_interval`` sends PING if nothing
    was written for that long, and reports the peer silent if nothing was
-   read for ``heartbeat_timeout``. Any bytes read make it alive again.
+   read for ``heartbeat_timeout`` (what each tick does is decided in
+   ``_heartbeat.py``). Any bytes read make it alive again.
    PING is answered with PONG here; neither reaches the runtime, and the
    statistics count them apart, so the runtime can tell an idle connection.
 4. Every ending records one ``close_reason`` and resolves ``wait_closed``;
@@ -50,6 +51,7 @@ from typing import Any, cast
 from shoal.errors import BadArgument, NodeDown, ProtocolError
 from shoal.pid import Pid
 from shoal.transport._config import PeerStatistics
+from shoal.transport._heartbeat import decide
 from shoal.transport._owner import PeerOwner
 from shoal.wire import Closed, Connection, Established, Message, Ping, Pong
 
@@ -300,9 +302,14 @@ class PeerConnection(asyncio.Protocol):
         if self.silent:
             self.silent = False
             self._manager.peer_alive(self)
+        if self.registered:  # open: the frequent kinds go to their handlers as decoded
+            taken, events = self._wire.dispatch(data, self._by_type, self, self._failed)
+            self._counts[3] += taken
+            if events:
+                self._handle(events)
+            return
         events = self._wire.receive_data(data)
-        if not self.registered:  # once open, the protocol itself writes nothing
-            self._write_now(self._wire.data_to_send())
+        self._write_now(self._wire.data_to_send())  # handshake steps
         self._handle(events)
         if not self.registered and (pending := self._wire.pending_admission) is not None:
             self._manager.admission_pending(self, *pending)  # it calls decide_admission
@@ -352,6 +359,10 @@ class PeerConnection(asyncio.Protocol):
         if not self._established.done():
             self._established.set_exception(error)
             self._established.exception()  # consumed here: callers may not wait
+
+    @staticmethod
+    def _failed(exc: Exception) -> None:
+        logger.error("transport callback on_message failed", exc_info=exc)
 
     def _set_reason(self, reason: str) -> None:
         if self.close_reason is None:
@@ -465,35 +476,21 @@ class PeerConnection(asyncio.Protocol):
         if not self.is_open:
             return
         now = self._loop.time()
-        config = self._config
-        if self.congested:
-            since = self._congested_since
-            if since is None:
-                self._congested_since = now
-            elif now - since >= config.heartbeat_timeout:
-                self._disconnect_congested(
-                    f"peer not reading: {self.unsent} bytes unsent (bound "
-                    f"{config.max_unsent}) for {now - since:.1f}s")
-                return
-        else:
-            self._congested_since = None
-        if now - self._last_send >= config.heartbeat_interval:
+        tick = decide(self._config, now, last_read=self._last_recv, last_write=self._last_send,
+                      unsent=self.unsent,
+                      congested_since=self._congested_since, silent=self.silent)
+        if tick.disconnect is not None:
+            self._disconnect_congested(tick.disconnect)
+            return
+        self._congested_since = tick.congested_since
+        if tick.ping:
             self._ping_seq += 1
             try:
                 self.send(Ping(seq=self._ping_seq))
             except (NodeDown, BadArgument):  # closing under us; the loss reports it
                 return
             self._counts[4] += 1
-        delay = config.heartbeat_interval
-        if not self.silent:
-            quiet_for = now - self._last_recv
-            if quiet_for >= config.heartbeat_timeout:
-                self.silent = True
-                self._manager.peer_silent(self)
-            else:
-                # Check again the moment silence would reach the timeout: on
-                # the interval's ticks alone it was seen up to one interval
-                # late (2.5 s for the default 2 s, past G2's bound), since
-                # the last bytes usually arrive just after a tick's ping.
-                delay = min(delay, config.heartbeat_timeout - quiet_for)
-        self._timer = self._loop.call_later(delay, self._tick)
+        if tick.silent:
+            self.silent = True
+            self._manager.peer_silent(self)
+        self._timer = self._loop.call_later(tick.delay, self._tick)

@@ -43,7 +43,7 @@ import msgpack
 
 from shoal.errors import BadArgument, ProtocolError
 from shoal.pid import Pid
-from shoal.wire._frames import DEFAULT_MAX_FRAME, HEADER_SIZE, unpack_header
+from shoal.wire._frames import DEFAULT_MAX_FRAME, HEADER_SIZE
 from shoal.wire._handshake_messages import Challenge, Hello, Proof, Refuse
 from shoal.wire._messages import (
     Bye,
@@ -83,10 +83,8 @@ __all__ = [
     "Encoder",
     "decode_body",
     "encode_message",
-    "messages",
     "new_encoder",
     "py_decode_body",
-    "py_messages",
 ]
 
 IGNORABLE_CODES: Final = range(64, 128)
@@ -100,7 +98,7 @@ MESSAGE_TYPES: Final[tuple[type[Message], ...]] = (
 )  # fmt: skip
 """Message classes of protocol version 1 after the handshake, codes 16-29."""
 PLAIN_TYPES: Final = frozenset(MESSAGE_TYPES) - {Bye}
-"""Messages an open connection hands on as they come (:func:`messages`);
+"""Messages an open connection hands on as they come (``_chunks.py``);
 BYE ends it and a handshake step there is an error, so those two take the
 connection's own path."""
 
@@ -228,34 +226,6 @@ def _finish(fields: Any) -> Message | None:
         raise ProtocolError(f"invalid {name} (type {code}): {exc}") from None
 
 
-def py_messages(data: bytes | bytearray | memoryview, limit: int) -> tuple[list[Message], int]:
-    """The messages of ``data``'s complete frames from its start, each
-    decoded by :func:`py_decode_body` (an ignorable one skipped), up to the
-    first frame that is incomplete, has a length zero or above ``limit``,
-    fails to decode, or holds a message not in :data:`PLAIN_TYPES`; and
-    the position where that frame starts (``len(data)`` when every frame was
-    taken). The common case of ``Connection.receive_data`` once open, which
-    hands whatever is left to the frame decoder and its own checks. The
-    reference of ``_speedups.messages``."""
-    msgs: list[Message] = []
-    pos, end = 0, len(data)
-    while end - pos >= HEADER_SIZE:
-        (size,) = unpack_header(data, pos)
-        stop = pos + HEADER_SIZE + size
-        if size == 0 or size > limit or stop > end:
-            break
-        try:
-            msg = py_decode_body(bytes(data[pos + HEADER_SIZE : stop]))
-        except ProtocolError:
-            break
-        if msg is not None:
-            if type(msg) not in PLAIN_TYPES:
-                break
-            msgs.append(msg)
-        pos = stop
-    return msgs, pos
-
-
 def setup_speedups(module: Any) -> None:
     """Hand the C build (``shoal.wire._speedups``) the Python objects it
     uses: the reference functions it falls back on, the pid caches, the
@@ -270,11 +240,9 @@ def setup_speedups(module: Any) -> None:
 
 
 decode_body: Callable[[bytes], Message | None] = py_decode_body
-messages: Callable[[bytes | bytearray | memoryview, int], tuple[list[Message], int]] = py_messages
 if speedups is not None:
     setup_speedups(speedups)
     decode_body = speedups.decode_body
-    messages = speedups.messages
 
 
 class Encoder:

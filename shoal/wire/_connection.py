@@ -38,10 +38,18 @@ Rules:
    in :meth:`data_to_send`) or ``Closed`` (a REFUSE there).
 7. Once open, a chunk of whole frames holding plain messages (every kind
    but BYE and a handshake step) is split and decoded in one call
-   (``_codec.messages``, in C when built); whatever it does not take -- a
+   (``_chunks.messages``, in C when built); whatever it does not take -- a
    partial frame, a bad length or body, BYE -- goes through the frame
    decoder and the checks above, after the messages taken, so the events
    are the same either way.
+8. :meth:`dispatch` is :meth:`receive_data` for a reader that handles the
+   frequent kinds itself: once open, each message of rule 7's chunk whose
+   type has a handler is passed to it as it is decoded (``_chunks.deliver``,
+   in C when built), never built into a list; the rest of the chunk from
+   the first frame without a handler comes back as events, as
+   :meth:`receive_data` gives them. A chunk read while open is taken whole,
+   even if a handler closes this side meanwhile, as :meth:`receive_data`
+   takes it whole before anyone acts on its events.
 """
 
 from __future__ import annotations
@@ -49,10 +57,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from shoal.errors import AuthenticationFailed, BadArgument, ProtocolError
-from shoal.wire._codec import Encoder, decode_body, messages, new_encoder
+from shoal.wire._chunks import Handlers, deliver, messages
+from shoal.wire._codec import Encoder, decode_body, new_encoder
 from shoal.wire._frames import DEFAULT_MAX_FRAME, HANDSHAKE_MAX_FRAME, FrameDecoder
 from shoal.wire._handshake import (
     Handshake,
@@ -301,6 +310,10 @@ class Connection:
             return []
         else:
             events = []
+        return self._receive(data, events)
+
+    def _receive(self, data: bytes | bytearray | memoryview, events: list[Event]) -> list[Event]:
+        """Rules 1-6 for a chunk (or what rule 7 left of it), after ``events``."""
         try:
             if self.state == "handshake":
                 bodies = self._run_handshake(bytes(data), events)
@@ -328,6 +341,36 @@ class Connection:
         except ProtocolError as exc:
             self._fail(events, exc, self._peer_refusal)
         return events
+
+    def dispatch(self, data: bytes | bytearray | memoryview, handlers: Handlers, target: Any,
+                 failed: Callable[[Exception], object]) -> tuple[int, list[Event]]:
+        """Take bytes read from the peer, passing the messages of the types
+        in ``handlers`` to them as they are decoded (rule 8).
+
+        Args:
+            data: the next chunk, of any size.
+            handlers: message type → ``handler(target, msg)``; only the
+                kinds :data:`~shoal.wire.PLAIN_TYPES` holds are passed.
+            target: the first argument of every handler.
+            failed: called with an ``Exception`` a handler raised; the next
+                message follows.
+
+        Returns:
+            How many messages were passed to handlers, and the events of
+            the rest of the chunk, in order after them (as
+            :meth:`receive_data` returns them).
+        """
+        if self.state != "open" or self._frames.tail:
+            return 0, self.receive_data(data)
+        pos, count = deliver(data, self._max_frame, handlers, target, failed)
+        if pos == len(data):
+            return count, []
+        rest = memoryview(data)[pos:]
+        if self.state == "open":
+            return count, self.receive_data(rest)
+        # Read while open: the rest is taken even though a handler closed this
+        # side meanwhile, as receive_data takes a chunk whole before anyone acts.
+        return count, self._receive(rest, [])
 
     def receive_eof(self) -> list[Event]:
         """Record that the peer closed its side of the stream.

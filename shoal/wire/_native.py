@@ -29,7 +29,7 @@ from shoal.errors import BadArgument
 __all__ = ["ABI", "ENV", "WIRE", "WIRE_REASON", "load", "speedups"]
 
 ENV: Final = "SHOAL_PURE_PYTHON"
-ABI: Final = 3
+ABI: Final = 4
 """The ``SPEEDUPS_ABI`` of ``_speedups.c`` this Python code calls."""
 
 

@@ -1,5 +1,6 @@
-/* The wire's hot loops in C: an optional build of what _frames.py and
- * _codec.py do in Python (docs/decisions.md, "The wire's hot loops in C").
+/* The wire's hot loops in C: an optional build of what _frames.py,
+ * _codec.py and _chunks.py do in Python (docs/decisions.md, "The wire's hot
+ * loops in C").
  *
  * Rules:
  *
@@ -21,7 +22,7 @@
 #include <Python.h>
 #include <string.h>
 
-#define SPEEDUPS_ABI 3
+#define SPEEDUPS_ABI 4
 #define HEADER_SIZE 4
 
 /* Set by setup(); strong references kept for the interpreter's life. */
@@ -262,9 +263,78 @@ decode_body(PyObject *module, PyObject *body)
     return msg;
 }
 
+/* The message of the frame at *pos (advanced past it) when it is whole and
+ * holds a plain message or an ignorable one (*msg: None): 1. 0 when the
+ * frame is not taken here (partial, bad length, undecodable, not plain: the
+ * reference's path decides), -1 with an error set. */
+static int
+next_plain(PyObject *module, const unsigned char *data, Py_ssize_t *pos, Py_ssize_t end,
+           unsigned long long limit, int takes_none, PyObject **msg)
+{
+    unsigned long long size;
+    if (frame_at(data, *pos, end, limit, takes_none, &size) != FRAME_WHOLE)
+        return 0;
+    PyObject *body = PyBytes_FromStringAndSize(
+        (const char *)(data + *pos + HEADER_SIZE), (Py_ssize_t)size);
+    if (body == NULL)
+        return -1;
+    PyObject *decoded = decode_body(module, body);
+    Py_DECREF(body);
+    if (decoded == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_Exception))
+            return -1;
+        PyErr_Clear();  /* rule 1: the reference decodes it again and raises */
+        return 0;
+    }
+    if (decoded != Py_None) {
+        PyTypeObject *type = Py_TYPE(decoded);
+        if (type != call_type && type != reply_type) {
+            int found = PySet_Contains(plain, (PyObject *)type);
+            if (found <= 0) {
+                Py_DECREF(decoded);
+                return found;  /* 0: not taken as it comes, the reference's path */
+            }
+        }
+    }
+    *pos += HEADER_SIZE + (Py_ssize_t)size;
+    *msg = decoded;
+    return 1;
+}
+
+/* (first, second), both references stolen (either may be NULL: an error
+ * is set, and NULL returned). */
+static PyObject *
+pair(PyObject *first, PyObject *second)
+{
+    PyObject *result = first != NULL && second != NULL ? PyTuple_New(2) : NULL;
+    if (result == NULL) {
+        Py_XDECREF(first);
+        Py_XDECREF(second);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(result, 0, first);
+    PyTuple_SET_ITEM(result, 1, second);
+    return result;
+}
+
+/* The start of messages() and deliver(): the setup done, the limit read and
+ * data's buffer held (released by the caller). 0, or -1 with an error set. */
+static int
+open_chunk(const char *who, PyObject *data, PyObject *limit_arg, Py_buffer *view,
+           unsigned long long *limit, int *takes_none)
+{
+    if (plain == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "shoal.wire._speedups.setup() not called");
+        return -1;
+    }
+    if (frame_limit(who, limit_arg, limit, takes_none) < 0)
+        return -1;
+    return PyObject_GetBuffer(data, view, PyBUF_SIMPLE);
+}
+
 PyDoc_STRVAR(messages_doc,
 "messages(data, limit) -> (msgs, pos)\n\n"
-"Connection.receive_data's common case once open (_codec.py_messages is the\n"
+"Connection.receive_data's common case once open (_chunks.py_messages is the\n"
 "reference): the messages of data's complete frames from its start, each\n"
 "decoded as decode_body does (an ignorable one skipped), up to the first\n"
 "frame that is incomplete, has a length zero or above limit, fails to\n"
@@ -278,70 +348,107 @@ messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "messages() takes 2 arguments");
         return NULL;
     }
-    if (plain == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "shoal.wire._speedups.setup() not called");
+    int takes_none;
+    unsigned long long limit;
+    Py_buffer view;
+    if (open_chunk("messages", args[0], args[1], &view, &limit, &takes_none) < 0)
+        return NULL;
+    const unsigned char *data = (const unsigned char *)view.buf;
+    Py_ssize_t end = view.len, pos = 0;
+    PyObject *msgs = PyList_New(0), *msg;
+    if (msgs == NULL)
+        goto fail;
+    int got;
+    while ((got = next_plain(module, data, &pos, end, limit, takes_none, &msg)) > 0) {
+        int appended = msg == Py_None ? 0 : PyList_Append(msgs, msg);
+        Py_DECREF(msg);
+        if (appended < 0)
+            goto fail;
+    }
+    if (got < 0)
+        goto fail;
+    PyBuffer_Release(&view);
+    return pair(msgs, PyLong_FromSsize_t(pos));
+fail:
+    PyBuffer_Release(&view);
+    Py_XDECREF(msgs);
+    return NULL;
+}
+
+PyDoc_STRVAR(deliver_doc,
+"deliver(data, limit, handlers, target, failed) -> (pos, count)\n\n"
+"Connection.dispatch's common case (_chunks.py_deliver is the reference): the\n"
+"messages of data's frames taken as messages() takes them, each passed as it\n"
+"is decoded to handlers[type(msg)](target, msg), up to the first frame\n"
+"messages() would not take or whose message has no handler; an Exception\n"
+"a handler raises is passed to failed(exc) and the next message follows.\n"
+"pos is where the frame not taken starts (len(data) when every frame was\n"
+"taken), count the messages passed to handlers.");
+
+static PyObject *
+deliver(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "deliver() takes 5 arguments");
+        return NULL;
+    }
+    PyObject *handlers = args[2], *failed = args[4];
+    if (!PyDict_CheckExact(handlers)) {
+        PyErr_SetString(PyExc_TypeError, "deliver() handlers must be a dict");
         return NULL;
     }
     int takes_none;
     unsigned long long limit;
-    if (frame_limit("messages", args[1], &limit, &takes_none) < 0)
-        return NULL;
     Py_buffer view;
-    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
+    if (open_chunk("deliver", args[0], args[1], &view, &limit, &takes_none) < 0)
         return NULL;
     const unsigned char *data = (const unsigned char *)view.buf;
-    Py_ssize_t end = view.len, pos = 0;
-    PyObject *msgs = PyList_New(0);
-    if (msgs == NULL)
-        goto fail;
-    unsigned long long size;
-    /* A bad length or a partial frame: the reference's path decides. */
-    while (frame_at(data, pos, end, limit, takes_none, &size) == FRAME_WHOLE) {
-        PyObject *body = PyBytes_FromStringAndSize(
-            (const char *)(data + pos + HEADER_SIZE), (Py_ssize_t)size);
-        if (body == NULL)
-            goto fail;
-        PyObject *msg = decode_body(module, body);
-        Py_DECREF(body);
-        if (msg == NULL) {
+    Py_ssize_t end = view.len, pos = 0, count = 0, at = 0;
+    PyObject *msg, *call[2] = {args[3], NULL};
+    int got;
+    while ((got = next_plain(module, data, &at, end, limit, takes_none, &msg)) > 0) {
+        if (msg == Py_None) {  /* an ignorable message: skipped */
+            Py_DECREF(msg);
+            pos = at;
+            continue;
+        }
+        PyObject *handler = PyDict_GetItemWithError(handlers, (PyObject *)Py_TYPE(msg));
+        if (handler == NULL) {
+            Py_DECREF(msg);
+            if (PyErr_Occurred())
+                goto fail;
+            break;  /* no handler: this frame takes the connection's path */
+        }
+        pos = at;
+        count++;
+        call[1] = msg;
+        Py_INCREF(handler);  /* a handler may change the dict */
+        PyObject *result = PyObject_Vectorcall(handler, call, 2, NULL);
+        Py_DECREF(handler);
+        Py_DECREF(msg);
+        if (result == NULL) {
             if (!PyErr_ExceptionMatches(PyExc_Exception))
                 goto fail;
-            PyErr_Clear();  /* rule 1: the reference decodes it again and raises */
-            break;
-        }
-        if (msg != Py_None) {
-            PyTypeObject *type = Py_TYPE(msg);
-            if (type != call_type && type != reply_type) {
-                int found = PySet_Contains(plain, (PyObject *)type);
-                if (found <= 0) {
-                    Py_DECREF(msg);
-                    if (found < 0)
-                        goto fail;
-                    break;  /* not taken as it comes: the reference's path */
-                }
-            }
-            if (PyList_Append(msgs, msg) < 0) {
-                Py_DECREF(msg);
+            PyObject *type, *value, *traceback;
+            PyErr_Fetch(&type, &value, &traceback);
+            PyErr_NormalizeException(&type, &value, &traceback);
+            if (traceback != NULL)
+                PyException_SetTraceback(value, traceback);
+            Py_XDECREF(type);
+            Py_XDECREF(traceback);
+            result = PyObject_CallOneArg(failed, value);
+            Py_DECREF(value);
+            if (result == NULL)
                 goto fail;
-            }
         }
-        Py_DECREF(msg);
-        pos += HEADER_SIZE + (Py_ssize_t)size;
+        Py_DECREF(result);
     }
+    if (got < 0)
+        goto fail;
     PyBuffer_Release(&view);
-    PyObject *at = PyLong_FromSsize_t(pos);
-    PyObject *result = at != NULL ? PyTuple_New(2) : NULL;
-    if (result == NULL) {
-        Py_XDECREF(at);
-        Py_DECREF(msgs);
-        return NULL;
-    }
-    PyTuple_SET_ITEM(result, 0, msgs);
-    PyTuple_SET_ITEM(result, 1, at);
-    return result;
+    return pair(PyLong_FromSsize_t(pos), PyLong_FromSsize_t(count));
 fail:
     PyBuffer_Release(&view);
-    Py_XDECREF(msgs);
     return NULL;
 }
 
@@ -558,6 +665,7 @@ static PyMethodDef methods[] = {
     {"ext_hook", (PyCFunction)(void (*)(void))ext_hook, METH_FASTCALL, ext_hook_doc},
     {"decode_body", (PyCFunction)decode_body, METH_O, decode_body_doc},
     {"messages", (PyCFunction)(void (*)(void))messages, METH_FASTCALL, messages_doc},
+    {"deliver", (PyCFunction)(void (*)(void))deliver, METH_FASTCALL, deliver_doc},
     {"encode_call", (PyCFunction)(void (*)(void))encode_call, METH_FASTCALL, encode_call_doc},
     {"encode_reply", (PyCFunction)(void (*)(void))encode_reply, METH_FASTCALL,
      encode_reply_doc},
@@ -568,8 +676,8 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     "shoal.wire._speedups",
-    "The wire's hot loops in C (optional; shoal/wire/_frames.py and _codec.py\n"
-    "are the reference). See the rules at the top of _speedups.c.",
+    "The wire's hot loops in C (optional; shoal/wire/_frames.py, _codec.py and\n"
+    "_chunks.py are the reference). See the rules at the top of _speedups.c.",
     -1,
     methods,
 };

@@ -155,6 +155,39 @@ async def test_a_sinks_message_handlers_take_their_types_in_stream_order() -> No
         await b.close()
 
 
+class FailingRecorder(TypedRecorder):
+    """CALL ref 2 makes its handler raise."""
+
+    def on_call(self, peer: PeerConnection, msg: Call) -> None:
+        super().on_call(peer, msg)
+        if msg.ref == 2:
+            raise RuntimeError("handler bug on ref 2")
+
+
+async def test_a_handler_that_raises_is_logged_and_the_messages_after_it_still_arrive(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger="shoal.transport")
+    a, _ = await start("alpha")
+    failing = FailingRecorder()
+    b = ConnectionManager(config("beta"), failing)
+    await b.start()
+    try:
+        conn = await a.connect("beta", b.address)
+        pid_a, pid_b = Pid.of("alpha", 1, 1), Pid.of("beta", 1, 1)
+        for ref in range(1, 5):  # one loop turn: read together, most likely in one chunk
+            conn.send(Call(ref=ref, sender=pid_a, to=pid_b, request="x", timeout_ms=1000))
+        conn.send(Send(to=pid_b, message="after"))
+        await failing.wait_for(lambda: len(failing.order) == 5)
+        assert failing.order == ["call 1", "call 2", "call 3", "call 4", "Send"]
+        [record] = [r for r in caplog.records if "callback on_message failed" in r.getMessage()]
+        assert record.exc_info is not None and "handler bug on ref 2" in str(record.exc_info[1])
+        assert "on_call" in caplog.text  # the traceback names where it was raised
+        assert conn.is_open and b.get("alpha") is not None
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def test_listener_reports_bound_address_on_loopback() -> None:
     manager, _ = await start("solo")
     host, port = manager.address

@@ -18,12 +18,16 @@ from hypothesis import strategies as st
 from shoal.errors import ProtocolError
 from shoal.pid import Crash, Pid
 from shoal.wire import (
+    Call,
     Closed,
     Connection,
     ConnectionPair,
     FrameDecoder,
     HandshakeConfig,
     Message,
+    Ping,
+    Pong,
+    Reply,
     Send,
     decode_body,
     pack_term,
@@ -207,3 +211,51 @@ def test_an_open_connection_yields_the_same_events_with_or_without_its_common_ca
             connection.messages = saved
         seen.append([_seen(e) for e in events])
     assert seen[0] == seen[1]
+
+
+@FUZZ
+@given(st.lists(valid_bodies | plausible_bodies | st.binary(max_size=12), max_size=8),
+       st.lists(st.integers(0, 400), max_size=6), st.booleans(),
+       st.sets(st.sampled_from([Call, Reply, Ping, Pong])))  # fmt: skip
+def test_dispatch_hands_on_the_events_receive_data_yields(
+    bodies: list[bytes], cuts: list[int], end: bool, handled: set[type[Message]]
+) -> None:
+    """Rule 8 of the connection: the messages passed to handlers as they
+    are decoded, followed by the events dispatch returns, are, chunk by
+    chunk, the events receive_data yields for the same chunks."""
+    data = framed(bodies)
+    expected: list[Any] = []
+    conn = _open_acceptor()
+    for chunk in split(data, cuts):
+        expected += conn.receive_data(chunk)
+    if end:
+        expected += conn.receive_eof()
+
+    got: list[Any] = []
+    conn = _open_acceptor()
+    handlers = {kind: lambda target, msg: got.append(msg) for kind in handled}
+    for chunk in split(data, cuts):
+        _, events = conn.dispatch(chunk, handlers, None, lambda exc: None)
+        got += events
+    if end:
+        got += conn.receive_eof()
+    assert [_seen(e) for e in got] == [_seen(e) for e in expected]
+
+
+def test_dispatch_takes_a_chunk_read_while_open_whole_even_if_a_handler_closes() -> None:
+    """A handler that closes the connection does not lose what the same
+    read holds after its message: receive_data would have returned it all."""
+    conn = _open_acceptor()
+    call = msgpack.packb([16, 1, None, _pid, "hi", 1000], use_bin_type=True)
+    ping = msgpack.packb([27, 3], use_bin_type=True)
+    closed: list[Any] = []
+
+    def close(target: Any, msg: Any) -> None:
+        closed.append(msg)
+        conn.close("handler closed it")
+
+    taken, events = conn.dispatch(framed([call, ping, call]), {Call: close}, None, print)
+    assert taken == 1 and len(closed) == 1
+    assert [type(e) for e in events] == [Ping, Call]
+    assert conn.state == "closed"
+    assert conn.dispatch(framed([call]), {Call: close}, None, print) == (0, [])

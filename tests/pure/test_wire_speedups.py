@@ -1,7 +1,8 @@
 """The C build of the wire's hot loops does exactly what the Python reference does.
 
 ``shoal/wire/_speedups.c`` stands in for ``_frames.py_split``,
-``_codec.py_decode_body``, ``_codec.py_messages`` and ``Encoder.encode_call``/``encode_reply``
+``_codec.py_decode_body``, ``_chunks.py_messages``, ``_chunks.py_deliver`` and
+``Encoder.encode_call``/``encode_reply``
 when it is built. These tests feed both the same inputs (the published
 vectors, generated streams and messages, garbage) and require the same
 results, or the same exception with the same message. They import the
@@ -32,7 +33,7 @@ from hypothesis import strategies as st
 import shoal
 from shoal.errors import BadArgument, ProtocolError
 from shoal.pid import Crash, Pid
-from shoal.wire import _codec, _frames, _native
+from shoal.wire import _chunks, _codec, _frames, _native
 from shoal.wire._codec import Encoder, py_decode_body
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "wire_vectors.json").read_text())
@@ -250,13 +251,13 @@ def test_messages_equals_the_reference(parts: list[str | bytes], tail: bytes, li
                                        kind: type) -> None:
     assert C is not None
     data = kind(_stream(parts, tail))
-    c, reference = outcome(C.messages, data, limit), outcome(_codec.py_messages, data, limit)
+    c, reference = outcome(C.messages, data, limit), outcome(_chunks.py_messages, data, limit)
     assert c == reference
     assert c[0] == "ok" and [type(m) for m in c[1][0]] == [type(m) for m in reference[1][0]]
 
 
 def _builds() -> list[Any]:
-    return [pytest.param(_codec.py_messages, id="python"),
+    return [pytest.param(_chunks.py_messages, id="python"),
             pytest.param(C.messages if C is not None else None, id="c", marks=needs_c)]
 
 
@@ -289,6 +290,109 @@ def test_messages_refuses_what_is_not_a_buffer_or_a_limit() -> None:
         C.messages(b"", 2.5)
     with pytest.raises(TypeError):
         C.messages(b"")
+
+
+# --- deliver: messages passed to handlers as they are decoded ------------------
+
+class Recorder:
+    """Handlers that record what they are passed, one raising for FAIL, and
+    the ``failed`` callback recording what it is given."""
+
+    def __init__(self, types: tuple[type, ...]) -> None:
+        self.seen: list[tuple[str, Any]] = []
+        self.handlers = {t: self.handle for t in types}
+
+    def handle(self, target: Any, msg: Any) -> None:
+        self.seen.append((target, msg))
+        if type(msg).__name__ == "Fail":
+            raise ValueError(f"handler refused {msg.ref}")
+
+    def failed(self, exc: Exception) -> None:
+        assert exc.__traceback__ is not None  # logged with where it was raised
+        self.seen.append(("failed", repr(exc)))
+
+
+HANDLED = st.sets(st.sampled_from(["Call", "Reply", "Fail", "Ping"]))
+
+
+def _deliver_outcome(deliver: Any, data: Any, limit: int, names: set[str]) -> tuple[Any, Any]:
+    from shoal import wire
+    recorder = Recorder(tuple(getattr(wire, n) for n in sorted(names)))
+    return outcome(deliver, data, limit, recorder.handlers, "target", recorder.failed), \
+        recorder.seen
+
+
+@needs_c
+@given(parts=STREAM, tail=st.binary(max_size=7), limit=st.integers(1, 64) | st.just(2**20),
+       kind=st.sampled_from([bytes, bytearray, memoryview]), names=HANDLED)
+def test_deliver_equals_the_reference(parts: list[str | bytes], tail: bytes, limit: int,
+                                      kind: type, names: set[str]) -> None:
+    assert C is not None
+    data = kind(_stream(parts, tail))
+    assert _deliver_outcome(C.deliver, data, limit, names) == \
+        _deliver_outcome(_chunks.py_deliver, data, limit, names)
+
+
+def _deliverers() -> list[Any]:
+    return [pytest.param(_chunks.py_deliver, id="python"),
+            pytest.param(C.deliver if C is not None else None, id="c", marks=needs_c)]
+
+
+@pytest.mark.parametrize("deliver", _deliverers())
+def test_deliver_passes_messages_in_order_up_to_the_first_frame_without_a_handler(
+        deliver: Any) -> None:
+    from shoal.wire import Call, Fail, Reply
+
+    recorder = Recorder((Call, Reply, Fail))
+    every = ["call", "ignorable", "fail", "reply", "ping", "call"]
+    pos, count = deliver(_stream(every), 2**20, recorder.handlers, "t", recorder.failed)
+    # A PING has no handler here: it and what follows are the connection's.
+    assert (pos, count) == (len(_stream(every[:4])), 3)
+    assert [type(m).__name__ if t == "t" else t for t, m in recorder.seen] == [
+        "Call", "Fail", "failed", "Reply"]  # the handler's error did not stop the rest
+    assert recorder.seen[2][1] == "ValueError('handler refused 2')"
+    for stop in ("bye", "hello", "garbage", "bad-field", b""):
+        recorder.seen.clear()
+        assert deliver(_stream(["call", stop, "call"]), 2**20, recorder.handlers, "t",
+                       recorder.failed) == (len(_stream(["call"])), 1)
+    # Even with a handler for every kind, BYE and a handshake step are not plain.
+    from shoal.wire import Bye, Hello
+    greedy = Recorder((Call, Bye, Hello))
+    assert deliver(_stream(["bye", "hello"]), 2**20, greedy.handlers, "t", greedy.failed) == (0, 0)
+    assert deliver(b"\0\0", 10, recorder.handlers, "t", recorder.failed) == (0, 0)
+
+
+@pytest.mark.parametrize("deliver", _deliverers())
+def test_deliver_lets_what_is_not_an_exception_through(deliver: Any) -> None:
+    from shoal.wire import Call, Fail
+
+    class Stop(BaseException):
+        pass
+
+    def handler(target: Any, msg: Any) -> None:
+        raise Stop
+
+    with pytest.raises(Stop):
+        deliver(_stream(["call", "call"]), 2**20, {Call: handler}, None, lambda exc: None)
+
+    def failing(exc: Exception) -> None:
+        raise RuntimeError("the failure callback failed")
+
+    with pytest.raises(RuntimeError, match="the failure callback failed"):
+        deliver(_stream(["fail"]), 2**20, Recorder((Fail,)).handlers, None, failing)
+
+
+@needs_c
+def test_deliver_refuses_what_is_not_a_buffer_a_limit_or_a_dict() -> None:
+    assert C is not None
+    with pytest.raises(TypeError):
+        C.deliver("not bytes", 10, {}, None, print)
+    with pytest.raises(TypeError):
+        C.deliver(b"", 2.5, {}, None, print)
+    with pytest.raises(TypeError, match="handlers must be a dict"):
+        C.deliver(b"", 10, [], None, print)
+    with pytest.raises(TypeError):
+        C.deliver(b"", 10, {})
 
 
 # --- encoding --------------------------------------------------------------
