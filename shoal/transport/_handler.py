@@ -38,8 +38,9 @@ class PeerHandler(Protocol):
     this module). Subclass it to inherit no-op defaults, or implement the
     methods on any object. An optional ``message_handlers`` attribute, a
     mapping from message types to functions of ``(peer, msg)``, takes the
-    messages of those types instead of ``on_message`` (both are read once
-    per connection; the runtime's hot path).
+    messages of those types, as soon as each is decoded, instead of
+    ``on_message`` (both are read once per connection, the mapping copied;
+    PING and PONG never reach either; the runtime's hot path).
     """
 
     def on_message(self, peer: PeerConnection, msg: Message) -> None:

@@ -34,9 +34,11 @@ class MessageSink(Protocol[_Conn]):
 
     A sink may also have ``message_handlers``: a mapping from message types
     to functions of ``(peer, msg)``. A message of one of those types goes
-    to its function instead of ``on_message`` (the hot path: calls and
-    their answers skip a dispatch frame); every other one to ``on_message``.
-    The mapping and ``on_message`` are read once per connection.
+    to its function as soon as it is decoded, instead of ``on_message``
+    (the hot path: no list of events, no dispatch frame); every other one
+    to ``on_message``. The mapping (copied; PING and PONG are the
+    transport's and never passed on) and ``on_message`` are read once per
+    connection.
     """
 
     def on_message(self, peer: _Conn, msg: Message) -> None:

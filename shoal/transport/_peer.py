@@ -93,7 +93,9 @@ class PeerConnection(asyncio.Protocol):
         self._max_unsent = self._config.max_unsent  # the config is frozen
         sink = manager.handler  # read once per connection, as MessageSink says
         self._on_message = sink.on_message
-        self._by_type = getattr(sink, "message_handlers", None) or {}
+        self._by_type = {kind: handler for kind, handler in
+                         (getattr(sink, "message_handlers", None) or {}).items()
+                         if kind is not Ping and kind is not Pong}  # answered here (rule 3)
         # Bound once (the hot path); send_call and send_reply check the state.
         self._encode_call, self._encode_reply = wire.encoder.framers()
         # Invariant: unpaused, the transport buffers at most _high_water bytes

@@ -12,6 +12,7 @@ import socket
 import struct
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from shoal.wire import (
     Call,
     HandshakeConfig,
     Message,
+    Ping,
     Pong,
     Reply,
     Send,
@@ -183,6 +185,36 @@ async def test_a_handler_that_raises_is_logged_and_the_messages_after_it_still_a
         assert record.exc_info is not None and "handler bug on ref 2" in str(record.exc_info[1])
         assert "on_call" in caplog.text  # the traceback names where it was raised
         assert conn.is_open and b.get("alpha") is not None
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_sinks_handlers_for_ping_and_pong_are_ignored_and_pings_still_answered(
+        ) -> None:
+    a, ra = await start("alpha")
+    typed = TypedRecorder()
+    taken: list[Message] = []
+    typed.message_handlers = MappingProxyType(  # any mapping; copied per connection
+        {Call: typed.on_call, Ping: lambda peer, msg: taken.append(msg),
+         Pong: lambda peer, msg: taken.append(msg)})
+    b = ConnectionManager(config("beta"), typed)
+    await b.start()
+    try:
+        conn = await a.connect("beta", b.address)
+        before = conn.statistics().heartbeats
+        conn.send(Ping(seq=7))
+        conn.send(Call(ref=1, sender=Pid.of("alpha", 1, 1), to=Pid.of("beta", 1, 1),
+                       request="x", timeout_ms=1000))
+        await typed.wait_for(lambda: typed.order == ["call 1"])
+        # beta answered the PING with a PONG before it took the CALL: a SEND
+        # from beta now reaches alpha after it (one TCP stream, in order).
+        back = b.get("alpha")
+        assert back is not None
+        back.send(Send(to=Pid.of("alpha", 1, 1), message="after the pong"))
+        await ra.wait_for(lambda: ra.count("message", "beta") == 1)
+        assert conn.statistics().heartbeats == before + 1  # the PONG it read
+        assert taken == []
     finally:
         await a.close()
         await b.close()
