@@ -674,12 +674,12 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT,
-    "shoal.wire._speedups",
-    "The wire's hot loops in C (optional; shoal/wire/_frames.py, _codec.py and\n"
-    "_chunks.py are the reference). See the rules at the top of _speedups.c.",
-    -1,
-    methods,
+    .m_base = PyModuleDef_HEAD_INIT,
+    .m_name = "shoal.wire._speedups",
+    .m_doc = "The wire's hot loops in C (optional; shoal/wire/_frames.py, _codec.py and\n"
+             "_chunks.py are the reference). See the rules at the top of _speedups.c.",
+    .m_size = -1,
+    .m_methods = methods,
 };
 
 PyMODINIT_FUNC
