@@ -11,6 +11,7 @@ import logging
 import socket
 import struct
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
@@ -136,13 +137,24 @@ class TypedRecorder(Recorder):
         super().on_message(peer, msg)
 
 
-async def test_a_sinks_message_handlers_take_their_types_in_stream_order() -> None:
-    a, _ = await start("alpha")
-    typed = TypedRecorder()
-    b = ConnectionManager(config("beta"), typed)
+@asynccontextmanager
+async def towards(sink: Recorder) -> AsyncIterator[tuple[Recorder, ConnectionManager,
+                                                          PeerConnection]]:
+    """alpha (a plain recorder) connected to beta, whose sink is ``sink``:
+    alpha's recorder, beta's manager and alpha's connection to beta."""
+    a, ra = await start("alpha")
+    b = ConnectionManager(config("beta"), sink)
     await b.start()
     try:
-        conn = await a.connect("beta", b.address)
+        yield ra, b, await a.connect("beta", b.address)
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_sinks_message_handlers_take_their_types_in_stream_order() -> None:
+    typed = TypedRecorder()
+    async with towards(typed) as (_, _, conn):
         pid_a, pid_b = Pid.of("alpha", 1, 1), Pid.of("beta", 1, 1)
         conn.send(Send(to=pid_b, message="first"))
         conn.send(Call(ref=1, sender=pid_a, to=pid_b, request="x", timeout_ms=1000))
@@ -152,9 +164,6 @@ async def test_a_sinks_message_handlers_take_their_types_in_stream_order() -> No
         # REPLY); the SENDs around it to on_message, all in the order sent.
         assert typed.order == ["Send", "call 1", "Send"]
         assert typed.count("call", "alpha") == 1 and typed.count("message", "alpha") == 2
-    finally:
-        await a.close()
-        await b.close()
 
 
 class FailingRecorder(TypedRecorder):
@@ -169,12 +178,8 @@ class FailingRecorder(TypedRecorder):
 async def test_a_handler_that_raises_is_logged_and_the_messages_after_it_still_arrive(
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="shoal.transport")
-    a, _ = await start("alpha")
     failing = FailingRecorder()
-    b = ConnectionManager(config("beta"), failing)
-    await b.start()
-    try:
-        conn = await a.connect("beta", b.address)
+    async with towards(failing) as (_, b, conn):
         pid_a, pid_b = Pid.of("alpha", 1, 1), Pid.of("beta", 1, 1)
         for ref in range(1, 5):  # one loop turn: read together, most likely in one chunk
             conn.send(Call(ref=ref, sender=pid_a, to=pid_b, request="x", timeout_ms=1000))
@@ -185,23 +190,16 @@ async def test_a_handler_that_raises_is_logged_and_the_messages_after_it_still_a
         assert record.exc_info is not None and "handler bug on ref 2" in str(record.exc_info[1])
         assert "on_call" in caplog.text  # the traceback names where it was raised
         assert conn.is_open and b.get("alpha") is not None
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def test_a_sinks_handlers_for_ping_and_pong_are_ignored_and_pings_still_answered(
         ) -> None:
-    a, ra = await start("alpha")
     typed = TypedRecorder()
     taken: list[Message] = []
     typed.message_handlers = MappingProxyType(  # any mapping; copied per connection
         {Call: typed.on_call, Ping: lambda peer, msg: taken.append(msg),
          Pong: lambda peer, msg: taken.append(msg)})
-    b = ConnectionManager(config("beta"), typed)
-    await b.start()
-    try:
-        conn = await a.connect("beta", b.address)
+    async with towards(typed) as (ra, b, conn):
         before = conn.statistics().heartbeats
         conn.send(Ping(seq=7))
         conn.send(Call(ref=1, sender=Pid.of("alpha", 1, 1), to=Pid.of("beta", 1, 1),
@@ -215,9 +213,6 @@ async def test_a_sinks_handlers_for_ping_and_pong_are_ignored_and_pings_still_an
         await ra.wait_for(lambda: ra.count("message", "beta") == 1)
         assert conn.statistics().heartbeats == before + 1  # the PONG it read
         assert taken == []
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def test_listener_reports_bound_address_on_loopback() -> None:
