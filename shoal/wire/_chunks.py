@@ -19,7 +19,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from shoal.errors import ProtocolError
@@ -34,62 +34,25 @@ Chunk = bytes | bytearray | memoryview
 """Bytes read from a peer, as :func:`messages` and :func:`deliver` take them."""
 
 
-def _plain(data: Chunk, limit: int) -> Iterator[tuple[Message | None, int]]:
-    """For each of ``data``'s complete frames from its start: its message,
-    decoded by :func:`py_decode_body` (None: an ignorable one), and the
-    position after it; up to the first frame that is incomplete, has a
-    length zero or above ``limit``, fails to decode, or holds a message not
-    in :data:`PLAIN_TYPES`."""
-    pos, end = 0, len(data)
-    while end - pos >= HEADER_SIZE:
-        (size,) = unpack_header(data, pos)
-        stop = pos + HEADER_SIZE + size
-        if size == 0 or size > limit or stop > end:
-            return
-        try:
-            msg = py_decode_body(bytes(data[pos + HEADER_SIZE : stop]))
-        except ProtocolError:
-            return
-        if msg is not None and type(msg) not in PLAIN_TYPES:
-            return
-        yield msg, stop
-        pos = stop
-
-
-def py_messages(data: Chunk, limit: int) -> tuple[list[Message], int]:
-    """The messages of ``data``'s complete frames from its start, each
-    decoded by :func:`py_decode_body` (an ignorable one skipped), up to the
-    first frame that is incomplete, has a length zero or above ``limit``,
-    fails to decode, or holds a message not in :data:`PLAIN_TYPES`; and
-    the position where that frame starts (``len(data)`` when every frame was
-    taken). The common case of ``Connection.receive_data`` once open, which
-    hands whatever is left to the frame decoder and its own checks. The
-    reference of ``_speedups.messages``."""
-    msgs: list[Message] = []
-    pos = 0
-    for msg, pos in _plain(data, limit):  # noqa: B007 - pos is read after the loop
-        if msg is not None:
-            msgs.append(msg)
-    return msgs, pos
-
-
 Handlers = dict[type[Message], Callable[[Any, Any], object]]
 """Message type → ``handler(target, msg)``, for :func:`deliver`."""
 
 
 def py_deliver(data: Chunk, limit: int, handlers: Handlers,
                target: Any, failed: Callable[[Exception], object]) -> tuple[int, int]:
-    """Pass the messages of ``data``'s frames, taken as :func:`py_messages`
-    takes them, each as it is decoded to ``handlers[type(msg)](target,
-    msg)``, up to the first frame ``py_messages`` would not take or whose
-    message has no handler. An ``Exception`` a handler raises is passed to
+    """Pass the messages of ``data``'s complete frames from its start, each
+    decoded by :func:`py_decode_body` (an ignorable one skipped), to
+    ``handlers[type(msg)](target, msg)`` as it is decoded, up to the first
+    frame that is incomplete, has a length zero or above ``limit``, fails to
+    decode, or holds a message not in :data:`PLAIN_TYPES` or without a
+    handler. An ``Exception`` a handler raises is passed to
     ``failed(exc)`` and the next message follows (anything else propagates).
     Returns the position where the frame not taken starts (``len(data)``
     when every frame was taken) and how many messages were passed. The
     common case of ``Connection.dispatch``; the reference of
     ``_speedups.deliver``."""
     pos, end, count = 0, len(data), 0
-    while end - pos >= HEADER_SIZE:  # _plain's loop, inlined: the pure build's hot path
+    while end - pos >= HEADER_SIZE:
         (size,) = unpack_header(data, pos)
         stop = pos + HEADER_SIZE + size
         if size == 0 or size > limit or stop > end:
@@ -109,6 +72,28 @@ def py_deliver(data: Chunk, limit: int, handlers: Handlers,
                 failed(exc)
         pos = stop
     return pos, count
+
+
+_EVERY_PLAIN: Handlers = dict.fromkeys(PLAIN_TYPES, list.append)
+
+
+def _reraise(exc: Exception) -> None:
+    raise exc
+
+
+def py_messages(data: Chunk, limit: int) -> tuple[list[Message], int]:
+    """The messages of ``data``'s complete frames from its start, each
+    decoded by :func:`py_decode_body` (an ignorable one skipped), up to the
+    first frame that is incomplete, has a length zero or above ``limit``,
+    fails to decode, or holds a message not in :data:`PLAIN_TYPES`; and
+    the position where that frame starts (``len(data)`` when every frame was
+    taken). The common case of ``Connection.receive_data`` once open, which
+    hands whatever is left to the frame decoder and its own checks. The
+    reference of ``_speedups.messages``: :func:`py_deliver` with a handler
+    for every plain kind, appending to the list."""
+    msgs: list[Message] = []
+    pos, _ = py_deliver(data, limit, _EVERY_PLAIN, msgs, _reraise)
+    return msgs, pos
 
 
 messages: Callable[[Chunk, int], tuple[list[Message], int]] = py_messages
