@@ -349,8 +349,8 @@ class Connection:
 
         Args:
             data: the next chunk, of any size.
-            handlers: message type → ``handler(target, msg)``; only the
-                kinds :data:`~shoal.wire.PLAIN_TYPES` holds are passed.
+            handlers: a dict, message type → ``handler(target, msg)``; a
+                BYE or a handshake step is never passed (rule 7's kinds only).
             target: the first argument of every handler.
             failed: called with an ``Exception`` a handler raised; the next
                 message follows.
