@@ -317,19 +317,24 @@ pair(PyObject *first, PyObject *second)
     return result;
 }
 
-/* The start of messages() and deliver(): the setup done, the limit read and
- * data's buffer held (released by the caller). 0, or -1 with an error set. */
+/* The start of messages() and deliver(): nargs checked, the setup done, the
+ * limit (args[1]) read and the buffer of data (args[0]) held (released by
+ * the caller). 0, or -1 with an error set. */
 static int
-open_chunk(const char *who, PyObject *data, PyObject *limit_arg, Py_buffer *view,
-           unsigned long long *limit, int *takes_none)
+open_chunk(const char *who, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t expected,
+           Py_buffer *view, unsigned long long *limit, int *takes_none)
 {
+    if (nargs != expected) {
+        PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments", who, expected);
+        return -1;
+    }
     if (plain == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "shoal.wire._speedups.setup() not called");
         return -1;
     }
-    if (frame_limit(who, limit_arg, limit, takes_none) < 0)
+    if (frame_limit(who, args[1], limit, takes_none) < 0)
         return -1;
-    return PyObject_GetBuffer(data, view, PyBUF_SIMPLE);
+    return PyObject_GetBuffer(args[0], view, PyBUF_SIMPLE);
 }
 
 PyDoc_STRVAR(messages_doc,
@@ -344,14 +349,10 @@ PyDoc_STRVAR(messages_doc,
 static PyObject *
 messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "messages() takes 2 arguments");
-        return NULL;
-    }
     int takes_none;
     unsigned long long limit;
     Py_buffer view;
-    if (open_chunk("messages", args[0], args[1], &view, &limit, &takes_none) < 0)
+    if (open_chunk("messages", args, nargs, 2, &view, &limit, &takes_none) < 0)
         return NULL;
     const unsigned char *data = (const unsigned char *)view.buf;
     Py_ssize_t end = view.len, pos = 0;
@@ -388,20 +389,17 @@ PyDoc_STRVAR(deliver_doc,
 static PyObject *
 deliver(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "deliver() takes 5 arguments");
-        return NULL;
-    }
-    PyObject *handlers = args[2], *failed = args[4];
-    if (!PyDict_CheckExact(handlers)) {
-        PyErr_SetString(PyExc_TypeError, "deliver() handlers must be a dict");
-        return NULL;
-    }
     int takes_none;
     unsigned long long limit;
     Py_buffer view;
-    if (open_chunk("deliver", args[0], args[1], &view, &limit, &takes_none) < 0)
+    if (open_chunk("deliver", args, nargs, 5, &view, &limit, &takes_none) < 0)
         return NULL;
+    PyObject *handlers = args[2], *failed = args[4];
+    if (!PyDict_CheckExact(handlers)) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_TypeError, "deliver() handlers must be a dict");
+        return NULL;
+    }
     const unsigned char *data = (const unsigned char *)view.buf;
     Py_ssize_t end = view.len, pos = 0, count = 0, at = 0;
     PyObject *msg, *call[2] = {args[3], NULL};
