@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from shoal.errors import BadArgument, NodeDown, NoSuchProcess, Overloaded
 from shoal.pid import Global, Pid
 from shoal.runtime.checks import MAX_TIMEOUT, check_pid, check_timeout
-from shoal.runtime.counters import LOCAL, NOPROC, OK, REMOTE, Counters, outcome_of
+from shoal.runtime.counters import FOLD_AT, LOCAL, NOPROC, OK, REMOTE, Counters, outcome_of
 from shoal.runtime.idle import crossed_idle_close
 from shoal.runtime.process import (
     CALL,
@@ -106,6 +106,8 @@ class Messaging:
         self.counters = counters if counters is not None else Counters()
         # The local row of the counters, bound once: the hot path indexes it.
         self._local = self.counters.calls[LOCAL]
+        # Remote calls that succeeded: their durations, folded later (counters.py Rule 3).
+        self._remote_succeeded = self.counters.succeeded[REMOTE]
         self.name = processes.name
         self._processes = processes
         self.remote = remote
@@ -162,10 +164,10 @@ class Messaging:
         except TypeError:  # unhashable: certainly not a Pid
             proc = None
         if proc is None or type(pid) is not Pid:  # a plain tuple equal to a pid is no pid
-            if type(pid) is str or type(pid) is Global:
-                return await self.call(self._resolve(pid, "pid"), request, timeout,
-                                       fail_if_silent=fail_if_silent)
-            if type(pid) is not Pid:
+            if type(pid) is not Pid:  # a name, or a wrong argument
+                if type(pid) is str or type(pid) is Global:
+                    return await self.call(self._resolve(pid, "pid"), request, timeout,
+                                           fail_if_silent=fail_if_silent)
                 pid = check_pid("pid", pid)
             if type(timeout) is float and 0 < timeout <= MAX_TIMEOUT:
                 seconds = timeout  # check_timeout's answer, without the call
@@ -208,7 +210,10 @@ class Messaging:
                     self.table.mark_dead(pid)  # Rule 4
                 self.counters.observe(REMOTE, outcome_of(exc), perf_counter() - started)
                 raise
-            self.counters.observe(REMOTE, OK, perf_counter() - started)
+            succeeded = self._remote_succeeded
+            succeeded.append(perf_counter() - started)
+            if len(succeeded) >= FOLD_AT:
+                self.counters.fold()
             return value
         # A timeout with an armed bucket was checked when the bucket was made
         # (Deadlines.by_timeout holds checked timeouts only): the common case.

@@ -104,12 +104,10 @@ class ReplySlot:
 
     def set_result(self, value: Any) -> None:
         """Send the reply (or a FAIL when the reply cannot be encoded)."""
-        if not self._done:  # _finish, inlined: the hot path
-            self._done = True
-            self.peer.serving -= 1
         callee = self.callee
         try:
             try:
+                # The reply first (the caller waits for it), then the bookkeeping.
                 # callee.queue_len(), inlined (the hot path)
                 self.peer.send_reply(self.ref, value, len(callee.mailbox) + callee.backlog)
                 self._poke()
@@ -120,6 +118,10 @@ class ReplySlot:
                                             f"reply not encodable: {bad}", ""]))
         except NodeDown:
             pass  # the caller's node is gone: nobody is listening
+        finally:
+            if not self._done:  # _finish, inlined: the hot path
+                self._done = True
+                self.peer.serving -= 1
 
     def set_exception(self, exc: BaseException) -> None:
         """Send the failure, unless it is the caller's own timeout."""

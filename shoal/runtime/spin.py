@@ -38,10 +38,14 @@ Rules:
 5. Polling yields to contention: a thread that polls while another one
    wants its CPU only delays that one, and on a busy host wake-ups are
    cheap anyway (the CPUs do not halt). A window was preempted when this
-   thread spent more than ``PREEMPTED_GAP`` off its CPU between two polls
-   (the wall time between them minus the CPU time it used: a long callback
-   is not preemption; ``time.thread_time`` read at every poll, ~0.35 µs)
-   and the OS took the CPU from it since the window opened or the last
+   thread spent more than ``PREEMPTED_GAP`` off its CPU since the CPU clock
+   was last read (the wall time since minus the CPU time it used: a long
+   callback is not preemption). That clock (``time.thread_time``, a system
+   call: ~0.4 µs, a third of a poll) is read at the first poll more than
+   ``PREEMPTED_GAP`` after the last reading, not at every poll: a shorter
+   stretch cannot hold that much time off the CPU, and polls come every
+   few µs, so each reading covers little more than the gap before it. And
+   the OS took the CPU from it since the window opened or the last
    preemption (involuntary context switches: one system call per window,
    one more per long time off the CPU). An occasional preemption (a kernel
    thread's turn, the other node of a pair on 2 CPUs) changes nothing: at
@@ -206,7 +210,7 @@ class BusyPoll:
         self._preempted_at: deque[float] = deque(maxlen=PREEMPTIONS_TO_PAUSE)
         self._pauses = backoff_delays(initial=MIN_BACKOFF, maximum=MAX_BACKOFF)
         self._switches = 0
-        self._last = 0.0  # when the window last polled
+        self._last = 0.0  # when the CPU clock was last read (Rule 5)
         self._cpu_clock = cpu_clock
         self._cpu = 0.0  # this thread's CPU time then
         self._poked = False  # a poke came since the last poll (it extends the window)
@@ -259,14 +263,18 @@ class BusyPoll:
         if self._poked:
             self._poked = False
             self._until = now + self.window
-        # Off the CPU since the last poll: the wall time that passed minus
-        # the CPU time this thread used (a long callback is not preemption).
-        cpu = self._cpu_clock()
-        away = (now - self._last) - (cpu - self._cpu)
-        self._last, self._cpu = now, cpu
-        if away > PREEMPTED_GAP and self._preempted(now):
-            pass  # Rule 5: the window ends, and a pause begins
-        elif now < self._until and call_soon is not None:
+        if now - self._last > PREEMPTED_GAP:
+            # Off the CPU since the last reading (Rule 5): the wall time that
+            # passed minus the CPU time this thread used (a long callback is
+            # not preemption).
+            cpu = self._cpu_clock()
+            away = (now - self._last) - (cpu - self._cpu)
+            self._last, self._cpu = now, cpu
+            if away > PREEMPTED_GAP and self._preempted(now):
+                self._running = False  # Rule 5: the window ends, and a pause begins
+                self.polled_seconds += now - self._started
+                return
+        if now < self._until and call_soon is not None:
             call_soon(self._poll)
             return
         self._running = False

@@ -191,22 +191,24 @@ class PeerConnection(asyncio.Protocol):
     def _queue(self, data: bytes) -> None:
         if self._paused or self._out_bytes >= self._max_unsent:
             self._check_room()
-        self._counts[2] += 1
         if self._flush_scheduled:
+            self._counts[2] += 1
             self._out.append(data)
             self._out_bytes += len(data)
             if len(self._out) >= FLUSH_FRAMES or self._out_bytes >= FLUSH_BYTES:
                 self._flush(scheduled=True)  # a part now (Rule 1)
         else:
-            # The first frame of a loop turn goes out at once (latency); later
-            # ones of the same turn are joined (Rule 1: throughput).
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+            # The first frame of a loop turn goes out at once (latency), before
+            # the bookkeeping: the peer starts on it meanwhile. Later ones of
+            # the same turn are joined (Rule 1: throughput).
             transport = self._transport  # _write_now, inlined (the hot path)
             if transport is not None and not transport.is_closing():
-                self._counts[0] += len(data)
                 transport.write(data)
+                self._counts[0] += len(data)
                 self._last_send = self._loop.time()
+            self._counts[2] += 1
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
 
     async def wait_writable(self) -> None:
         """Wait until the socket buffer drains below its low-water mark.

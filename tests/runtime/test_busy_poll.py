@@ -253,6 +253,46 @@ async def test_a_long_callback_is_not_preemption_even_with_a_switch_in_the_windo
     assert poll.backoffs == 1
 
 
+class CountingClock(Clock):
+    """A settable clock that counts its readings."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return self.now
+
+
+async def test_the_cpu_clock_is_read_once_per_preempted_gap_not_at_every_poll() -> None:
+    cpu = CountingClock()
+    poll, clock, _ = poller(5_000, cpu=cpu)
+    poll.poke()
+    opened = cpu.reads  # read once as the window opens
+    for _ in range(40):  # 40 polls 10 µs apart: 0.4 ms in all, under the gap
+        clock.now += 0.000_01
+        cpu.now += 0.000_01
+        await turns(1)
+    assert poll.polling and cpu.reads == opened
+    clock.now += PREEMPTED_GAP  # past the gap since the last reading: read again
+    cpu.now += PREEMPTED_GAP
+    await turns(1)
+    assert poll.polling and cpu.reads == opened + 1 and poll.backoffs == 0
+
+
+async def test_short_stretches_off_the_cpu_add_up_between_two_readings() -> None:
+    poll, clock, switches = poller(5_000)  # this thread's CPU time stands still
+    poll.poke()
+    for _ in range(PREEMPTIONS_TO_PAUSE):
+        switches.count += 1
+        for _ in range(3):  # three stretches of 0.2 ms, each shorter than the gap
+            clock.now += 0.000_2
+            await turns(1)
+    await turns_until(lambda: not poll.polling)
+    assert poll.backoffs == 1
+
+
 async def test_a_long_gap_without_preemption_pauses_nothing() -> None:
     poll, clock, _ = poller(5_000)
     poll.poke()
