@@ -51,7 +51,6 @@ def stats(node: tuple[str, int, float], processes: ProcessTable, table: GroupTab
     """The ``stats`` answer of node ``(name, creation, started)`` (see the
     module header)."""
     top = _top(args)
-    counters.fold()  # the durations still waiting (counters.py Rule 3)
     name, creation, started = node
     procs = processes.all()
     sizes = [len(proc.mailbox) for proc in procs]

@@ -16,26 +16,16 @@ Rules:
 - Rule 2: an outcome comes from the exception the caller saw
   (:func:`outcome_of`); a cancelled call is not counted (nobody saw an
   outcome).
-- Rule 3: the duration of a remote call that succeeded is appended to
-  ``succeeded[REMOTE]`` (a list append in the caller's frame, ~1/3 of what
-  :meth:`Counters.observe` costs on the hot path) and folded into
-  ``calls``, ``durations`` and ``sums`` by :meth:`Counters.fold`, whose
-  loop runs in C: when :data:`FOLD_AT` durations wait, and by every
-  reader before it reads (``metrics.py``, ``admin_stats.py``). A reader
-  that does not fold sees the tables as of the last fold.
 - Bounds: every table here is fixed-size (kinds x outcomes, buckets) except
   ``admin_actions``, keyed by admin op names: unknown names count under
-  ``"other"``, so it holds at most the known ops plus one; ``succeeded``
-  holds fewer than :data:`FOLD_AT` durations per kind between folds.
+  ``"other"``, so it holds at most the known ops plus one.
 """
 
 from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections import Counter
 from collections.abc import Awaitable
-from functools import partial
 from typing import Any, TypeVar
 
 from shoal.errors import (
@@ -46,7 +36,7 @@ from shoal.errors import (
     Overloaded,
 )
 
-__all__ = ["ADMIN_OPS", "BUCKETS", "FOLD_AT", "GROUP", "KINDS", "LOCAL", "OUTCOMES", "REMOTE",
+__all__ = ["ADMIN_OPS", "BUCKETS", "GROUP", "KINDS", "LOCAL", "OUTCOMES", "REMOTE",
            "Counters", "outcome_of"]
 
 T = TypeVar("T")
@@ -59,11 +49,6 @@ LOCAL, REMOTE, GROUP = range(len(KINDS))
 BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
            0.5, 1.0, 2.5, 5.0, 10.0)
 """Upper bounds (seconds) of ``shoal_call_duration_seconds``; +Inf follows."""
-
-FOLD_AT = 1024
-"""Durations waiting in ``Counters.succeeded`` that make the caller fold them (Rule 3)."""
-
-_bucket_of = partial(bisect_left, BUCKETS)
 
 ADMIN_OPS = frozenset({"ping", "alive", "members", "evict", "forget", "drain", "reload", "stats"})
 
@@ -84,7 +69,7 @@ def outcome_of(exc: BaseException) -> int:
 class Counters:
     """A node's counters (see the module header); read, never reset."""
 
-    __slots__ = ("admin_actions", "calls", "durations", "restarts", "served", "succeeded", "sums")
+    __slots__ = ("admin_actions", "calls", "durations", "restarts", "served", "sums")
 
     def __init__(self) -> None:
         # Invariant: calls[kind][outcome] counts finished calls of that kind.
@@ -93,9 +78,6 @@ class Counters:
         # (non-cumulative; the last one is +Inf); sums[kind] their seconds.
         self.durations: list[list[int]] = [[0] * (len(BUCKETS) + 1) for _ in KINDS]
         self.sums: list[float] = [0.0] * len(KINDS)
-        # Rule 3: seconds of timed calls that succeeded, not yet folded into
-        # the three tables above (fewer than FOLD_AT per kind).
-        self.succeeded: list[list[float]] = [[] for _ in KINDS]
         self.restarts = 0
         # Remote calls (CALLs from peers) delivered to a process of this node.
         self.served = 0
@@ -115,18 +97,6 @@ class Counters:
         self.calls[kind][outcome] += 1
         self.durations[kind][bisect_left(BUCKETS, seconds)] += 1
         self.sums[kind] += seconds
-
-    def fold(self) -> None:
-        """Count the durations waiting in ``succeeded`` (Rule 3): call it
-        before reading ``calls``, ``durations`` or ``sums``."""
-        for kind, waiting in enumerate(self.succeeded):
-            if waiting:
-                self.calls[kind][OK] += len(waiting)
-                self.sums[kind] += sum(waiting)
-                row = self.durations[kind]
-                for bucket, count in Counter(map(_bucket_of, waiting)).items():
-                    row[bucket] += count
-                waiting.clear()
 
     async def timed(self, kind: int, call: Awaitable[T]) -> T:
         """Await ``call``, counting and timing it as a call of ``kind``."""

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from shoal.errors import BadArgument, NodeDown, NoSuchProcess, Overloaded
 from shoal.pid import Global, Pid
 from shoal.runtime.checks import MAX_TIMEOUT, check_pid, check_timeout
-from shoal.runtime.counters import FOLD_AT, LOCAL, NOPROC, OK, REMOTE, Counters, outcome_of
+from shoal.runtime.counters import LOCAL, NOPROC, OK, REMOTE, Counters, outcome_of
 from shoal.runtime.idle import crossed_idle_close
 from shoal.runtime.process import (
     CALL,
@@ -106,8 +106,6 @@ class Messaging:
         self.counters = counters if counters is not None else Counters()
         # The local row of the counters, bound once: the hot path indexes it.
         self._local = self.counters.calls[LOCAL]
-        # Remote calls that succeeded: their durations, folded later (counters.py Rule 3).
-        self._remote_succeeded = self.counters.succeeded[REMOTE]
         self.name = processes.name
         self._processes = processes
         self.remote = remote
@@ -210,10 +208,7 @@ class Messaging:
                     self.table.mark_dead(pid)  # Rule 4
                 self.counters.observe(REMOTE, outcome_of(exc), perf_counter() - started)
                 raise
-            succeeded = self._remote_succeeded
-            succeeded.append(perf_counter() - started)
-            if len(succeeded) >= FOLD_AT:
-                self.counters.fold()
+            self.counters.observe(REMOTE, OK, perf_counter() - started)
             return value
         # A timeout with an armed bucket was checked when the bucket was made
         # (Deadlines.by_timeout holds checked timeouts only): the common case.

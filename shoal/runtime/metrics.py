@@ -113,7 +113,6 @@ class NodeCollector(Collector):
 
     def _calls(self) -> Iterator[Metric]:
         counters = self._parts.counters
-        counters.fold()  # the durations still waiting (counters.py Rule 3)
         calls = CounterMetricFamily("shoal_calls", "Calls made by this node, by kind and "
                                     "outcome.", labels=["kind", "outcome"])
         for k, kind in enumerate(KINDS):

@@ -192,23 +192,21 @@ class PeerConnection(asyncio.Protocol):
         if self._paused or self._out_bytes >= self._max_unsent:
             self._check_room()
         if self._flush_scheduled:
-            self._counts[2] += 1
             self._out.append(data)
             self._out_bytes += len(data)
             if len(self._out) >= FLUSH_FRAMES or self._out_bytes >= FLUSH_BYTES:
                 self._flush(scheduled=True)  # a part now (Rule 1)
         else:
-            # The first frame of a loop turn goes out at once (latency), before
-            # the bookkeeping: the peer starts on it meanwhile. Later ones of
-            # the same turn are joined (Rule 1: throughput).
+            # The first frame of a loop turn goes out at once, before any
+            # bookkeeping (latency); later ones of the turn are joined (Rule 1).
             transport = self._transport  # _write_now, inlined (the hot path)
             if transport is not None and not transport.is_closing():
                 transport.write(data)
                 self._counts[0] += len(data)
                 self._last_send = self._loop.time()
-            self._counts[2] += 1
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
+        self._counts[2] += 1
 
     async def wait_writable(self) -> None:
         """Wait until the socket buffer drains below its low-water mark.

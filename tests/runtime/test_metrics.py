@@ -14,7 +14,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import shoal
 from shoal.cli.operate import ask
-from shoal.runtime.counters import FOLD_AT, REMOTE
 from shoal.store import MemoryStore
 from shoal.testing.cluster import wait_until
 
@@ -151,29 +150,6 @@ async def test_remote_call_outcomes_are_counted_and_timed_by_kind() -> None:
         assert calls(samples, "remote", "timeout") == 1
         assert samples[("shoal_call_duration_seconds_count", (("kind", "remote"),))] == 6
         assert b._remote.pending == {}  # every call left its table
-
-
-async def test_remote_call_durations_waiting_to_be_folded_stay_bounded() -> None:
-    """Durations of remote calls that succeeded wait in a list the caller
-    folds at FOLD_AT (counters.py Rule 3): never more wait, and a scrape
-    counts every call, folded or not."""
-    store = MemoryStore()
-    async with shoal.Node("a", store=store, secret=SECRET) as a, \
-            shoal.Node("b", store=store, secret=SECRET, http="127.0.0.1:0") as b:
-        pid = await a.spawn(Worker)
-        await wait_until(lambda: "a" in b.cluster_view.names())
-        waiting = b.counters.succeeded[REMOTE]
-        most = 0
-        for i in range(FOLD_AT + 10):
-            assert await b.call(pid, i) == i
-            most = max(most, len(waiting))
-        assert most == FOLD_AT - 1  # it filled up to the bound, then folded
-        assert len(waiting) == 10  # the FOLD_AT-th folded them all
-        samples = await scrape(b)
-        assert calls(samples, "remote", "ok") == FOLD_AT + 10
-        assert samples[("shoal_call_duration_seconds_count", (("kind", "remote"),))] \
-            == FOLD_AT + 10
-        assert waiting == []  # the scrape folded the rest
 
 
 async def test_busy_polling_is_exported_as_time_polled_and_pauses() -> None:
