@@ -263,18 +263,16 @@ class BusyPoll:
         if self._poked:
             self._poked = False
             self._until = now + self.window
+        preempted = False
         if now - self._last > PREEMPTED_GAP:
             # Off the CPU since the last reading (Rule 5): the wall time that
             # passed minus the CPU time this thread used (a long callback is
-            # not preemption).
+            # not preemption). Preempted: the window ends, and a pause begins.
             cpu = self._cpu_clock()
             away = (now - self._last) - (cpu - self._cpu)
             self._last, self._cpu = now, cpu
-            if away > PREEMPTED_GAP and self._preempted(now):
-                self._running = False  # Rule 5: the window ends, and a pause begins
-                self.polled_seconds += now - self._started
-                return
-        if now < self._until and call_soon is not None:
+            preempted = away > PREEMPTED_GAP and self._preempted(now)
+        if not preempted and now < self._until and call_soon is not None:
             call_soon(self._poll)
             return
         self._running = False
