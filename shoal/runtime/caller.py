@@ -24,7 +24,8 @@ class Answer(Protocol):
         """Whether an answer was given, or nobody listens any more."""
 
     def set_result(self, value: Any, /) -> None:
-        """Answer with ``value``."""
+        """Answer with ``value``. Once done, a future raises
+        ``asyncio.InvalidStateError`` and a reply slot sends nothing."""
 
     def set_exception(self, exception: BaseException, /) -> None:
         """Answer with an error the caller raises."""

@@ -37,7 +37,9 @@ Rules:
   out (removed at zero, and when a local process dies). ``_queue_lengths``
   keeps remote pids that are members of some group only: entries go when
   the pid leaves its last group (``members_changed``) or its node is lost
-  (``node_lost``).
+  (``node_lost``). ``_not_members`` holds at most ``NOT_MEMBERS_KEPT`` pids
+  and is emptied by every join the table publishes (the table changes
+  first, so no pid that joined stays in it).
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ if TYPE_CHECKING:
     from shoal.runtime.peers import PeerInfo
 
 __all__ = ["ClusterView"]
+
+NOT_MEMBERS_KEPT = 4096
+"""Remote pids remembered as in no group, at most (``note_queue_length``)."""
 
 
 class ClusterView:
@@ -70,6 +75,10 @@ class ClusterView:
         self._inflight: dict[Pid, int] = {}
         # Invariant: keys are members of some group (Bounds).
         self._queue_lengths: dict[Pid, int] = {}
+        # Remote pids found in no group since the last join anywhere (cleared
+        # by every join, and when full): a direct call's answer then costs a
+        # set lookup, not a search of its node's groups. Invariant: no member.
+        self._not_members: set[Pid] = set()
         # Invariant: nodes set unroutable and not routable again since -> when
         # (monotonic seconds); dropped with the node (Bounds).
         self._suspect_since: dict[str, float] = {}
@@ -188,11 +197,20 @@ class ClusterView:
         """Remember what a remote callee reported, if it is a member (only
         members are selected by ``least_loaded``; others would pile up)."""
         lengths = self._queue_lengths
-        if pid in lengths or self._table.is_member(pid):  # pruned when it leaves
+        if pid in lengths:
             lengths[pid] = queue_len
+        elif pid not in self._not_members:
+            if self._table.is_member(pid):  # pruned when it leaves
+                lengths[pid] = queue_len
+            else:
+                if len(self._not_members) >= NOT_MEMBERS_KEPT:
+                    self._not_members.clear()
+                self._not_members.add(pid)
 
     def members_changed(self, events: list[MembershipEvent]) -> None:
         """Forget the queue length of remote pids no longer in any group."""
+        if self._not_members and any(event.kind == "join" for event in events):
+            self._not_members.clear()  # its invariant: any of them may be a member now
         lengths = self._queue_lengths
         if not lengths:
             return

@@ -77,6 +77,13 @@ class Deadlines:
         # check_timeout, a float in (0, MAX_TIMEOUT]). Invariant: every value
         # is in _buckets, and armed.
         self.by_timeout: dict[float, _Bucket] = {}
+        # The timeout object of the last call add() took, and its bucket: the
+        # hot paths compare the caller's timeout by identity (a constant or
+        # the default is the same float call after call), which skips the
+        # float's hash and the cache lookup. Invariant: last_timeout is None
+        # or a key of by_timeout whose value is last_bucket.
+        self.last_timeout: float | None = None
+        self.last_bucket: _Bucket | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Run the timers on ``loop`` (the node's, when it starts)."""
@@ -92,6 +99,9 @@ class Deadlines:
         bucket = self.by_timeout.get(timeout)
         if bucket is None:
             bucket = self._bucket(timeout)
+        elif type(timeout) is float:  # a key: checked (an equal int must not pass for it)
+            self.last_timeout = timeout
+            self.last_bucket = bucket
         calls = bucket.current
         calls[future] = target
         if bucket.timer is None:
@@ -105,8 +115,11 @@ class Deadlines:
             bucket = self._buckets[key] = _Bucket(key)
         if len(self.by_timeout) > 1024:
             self.by_timeout.clear()  # computed timeouts (retries) must not pile up
+            self.last_timeout = self.last_bucket = None
         if type(timeout) is float and 0 < timeout <= MAX_TIMEOUT:  # the cache's invariant
             self.by_timeout[timeout] = bucket
+            self.last_timeout = timeout
+            self.last_bucket = bucket
         return bucket
 
     def _tick(self, bucket: _Bucket) -> None:
@@ -134,6 +147,8 @@ class Deadlines:
             # one-off timeouts do not accumulate.
             del self._buckets[bucket.key]
             self.by_timeout = {t: b for t, b in self.by_timeout.items() if b is not bucket}
+            if self.last_bucket is bucket:
+                self.last_timeout = self.last_bucket = None
 
     def pending(self) -> int:
         """Calls held now, answered or not (for leak checks and statistics)."""
@@ -147,3 +162,4 @@ class Deadlines:
                 bucket.timer.cancel()
         self._buckets.clear()
         self.by_timeout.clear()
+        self.last_timeout = self.last_bucket = None

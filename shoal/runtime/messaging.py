@@ -211,8 +211,13 @@ class Messaging:
             self.counters.observe(REMOTE, OK, perf_counter() - started)
             return value
         # A timeout with an armed bucket was checked when the bucket was made
-        # (Deadlines.by_timeout holds checked timeouts only): the common case.
-        bucket = self._deadlines.by_timeout.get(timeout) if type(timeout) is float else None
+        # (Deadlines.by_timeout holds checked timeouts only): the common case,
+        # and commoner still the very float object of the last call.
+        deadlines = self._deadlines
+        if timeout is deadlines.last_timeout:
+            bucket = deadlines.last_bucket
+        else:
+            bucket = deadlines.by_timeout.get(timeout) if type(timeout) is float else None
         if bucket is None or bucket.timer is None:
             bucket = None
             if type(timeout) is not float:
@@ -247,7 +252,7 @@ class Messaging:
                 calls = bucket.current
                 calls[future] = pid
             else:
-                calls = self._deadlines.add(future, timeout, pid)
+                calls = deadlines.add(future, timeout, pid)
             try:
                 result = await future
             finally:

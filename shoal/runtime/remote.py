@@ -222,7 +222,13 @@ class Remote:
                        int(timeout * 1000))
         self.pending[ref] = (future, pid, conn)
         self.busy_poll.poke()  # its answer is read without a wake-up (spin.py)
-        calls = self._deadlines.add(future, timeout, pid)
+        deadlines = self._deadlines
+        bucket = deadlines.last_bucket if timeout is deadlines.last_timeout else None
+        if bucket is not None and bucket.timer is not None:
+            calls = bucket.current  # Deadlines.add, inlined (the hot path; keep in step)
+            calls[future] = pid
+        else:
+            calls = deadlines.add(future, timeout, pid)
         if fail_if_silent:
             self._fail_if_silent.add(ref)
         return ref, future, calls

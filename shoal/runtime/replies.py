@@ -103,7 +103,14 @@ class ReplySlot:
             self.peer.serving -= 1  # counted by Inbound when it read the CALL (idle.py)
 
     def set_result(self, value: Any) -> None:
-        """Send the reply (or a FAIL when the reply cannot be encoded)."""
+        """Send the reply (or a FAIL when the reply cannot be encoded); once
+        done (answered, or past the caller's deadline) it sends nothing."""
+        if self._done:
+            return
+        deadline = self.deadline
+        if deadline and self._time() > deadline:  # done(), inlined (the hot path)
+            self._finish()  # the caller gave up: nobody is listening
+            return
         callee = self.callee
         try:
             try:

@@ -12,6 +12,7 @@ import pytest
 import shoal
 from shoal.runtime.checks import MAX_TIMEOUT
 from shoal.runtime.deadlines import Deadlines
+from shoal.testing.cluster import wait_until
 
 
 class Timer:
@@ -110,3 +111,45 @@ async def test_only_checked_float_timeouts_are_cached_for_the_hot_path(timeout: 
     deadlines.add(future, timeout, "target")
     for key in deadlines.by_timeout:
         assert type(key) is float and 0 < key <= MAX_TIMEOUT
+
+
+async def test_the_last_timeout_object_is_remembered_until_its_bucket_goes_idle() -> None:
+    clock = FakeClock()
+    deadlines = started(clock)
+    loop = asyncio.get_running_loop()
+    timeout = 0.5
+    first: asyncio.Future[Any] = loop.create_future()
+    calls = deadlines.add(first, timeout, "target")
+    assert deadlines.last_timeout is timeout
+    assert deadlines.last_bucket is deadlines.by_timeout[timeout]
+    assert deadlines.last_bucket is not None and deadlines.last_bucket.current is calls
+    # An int equal to a cached float joins the same bucket but is not taken
+    # for the checked float (the hot paths compare by identity).
+    deadlines.add(loop.create_future(), 1, "target")
+    deadlines.add(loop.create_future(), True, "target")
+    assert deadlines.last_timeout is not None and type(deadlines.last_timeout) is float
+    clock.advance(5.0)  # every call failed, every bucket idle and forgotten
+    assert deadlines.pending() == 0
+    assert deadlines.last_timeout is None and deadlines.last_bucket is None
+    assert isinstance(first.exception(), shoal.CallTimeout)
+
+
+async def test_a_call_with_the_timeout_of_a_bucket_gone_idle_still_times_out(
+        node: shoal.Node) -> None:
+    # The hot path takes the last timeout's bucket by identity: once that
+    # bucket went idle it must arm a new one, not join the idle one.
+    pid = await node.spawn(Holder)
+    timeout = 0.05
+    assert await node.call(pid, "echo", timeout) == "echo"
+    bucket = node._deadlines.last_bucket
+    assert bucket is not None
+    await wait_until(lambda: bucket.timer is None, what="the bucket going idle")
+    with pytest.raises(shoal.CallTimeout):
+        await node.call(pid, "hold", timeout)
+
+
+class Holder(shoal.GenServer):
+    """Echoes, except "hold": never answered."""
+
+    async def handle_call(self, request: Any, caller: shoal.Caller) -> Any:
+        return shoal.NOREPLY if request == "hold" else request
