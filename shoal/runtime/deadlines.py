@@ -43,6 +43,8 @@ from shoal.runtime.checks import MAX_TIMEOUT
 
 __all__ = ["Deadlines"]
 
+# No timeout: a float no caller can pass (it is this module's own object).
+_NONE = float("nan")
 _MIN_TICK = 0.001
 _MAX_TICK = 0.025
 
@@ -80,9 +82,10 @@ class Deadlines:
         # The timeout object of the last call add() took, and its bucket: the
         # hot paths compare the caller's timeout by identity (a constant or
         # the default is the same float call after call), which skips the
-        # float's hash and the cache lookup. Invariant: last_timeout is None
-        # or a key of by_timeout whose value is last_bucket.
-        self.last_timeout: float | None = None
+        # check, the float's hash and the cache lookup. Invariant:
+        # last_timeout is _NONE (no caller holds that object) or a key of
+        # by_timeout whose value is last_bucket.
+        self.last_timeout: float = _NONE
         self.last_bucket: _Bucket | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -115,7 +118,7 @@ class Deadlines:
             bucket = self._buckets[key] = _Bucket(key)
         if len(self.by_timeout) > 1024:
             self.by_timeout.clear()  # computed timeouts (retries) must not pile up
-            self.last_timeout = self.last_bucket = None
+            self.last_timeout, self.last_bucket = _NONE, None
         if type(timeout) is float and 0 < timeout <= MAX_TIMEOUT:  # the cache's invariant
             self.by_timeout[timeout] = bucket
             self.last_timeout = timeout
@@ -148,7 +151,7 @@ class Deadlines:
             del self._buckets[bucket.key]
             self.by_timeout = {t: b for t, b in self.by_timeout.items() if b is not bucket}
             if self.last_bucket is bucket:
-                self.last_timeout = self.last_bucket = None
+                self.last_timeout, self.last_bucket = _NONE, None
 
     def pending(self) -> int:
         """Calls held now, answered or not (for leak checks and statistics)."""
@@ -162,4 +165,4 @@ class Deadlines:
                 bucket.timer.cancel()
         self._buckets.clear()
         self.by_timeout.clear()
-        self.last_timeout = self.last_bucket = None
+        self.last_timeout, self.last_bucket = _NONE, None

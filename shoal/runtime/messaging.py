@@ -38,6 +38,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_left
 from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -45,7 +46,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from shoal.errors import BadArgument, NodeDown, NoSuchProcess, Overloaded
 from shoal.pid import Global, Pid
 from shoal.runtime.checks import MAX_TIMEOUT, check_pid, check_timeout
-from shoal.runtime.counters import LOCAL, NOPROC, OK, REMOTE, Counters, outcome_of
+from shoal.runtime.counters import BUCKETS, LOCAL, NOPROC, OK, REMOTE, Counters, outcome_of
 from shoal.runtime.idle import crossed_idle_close
 from shoal.runtime.process import (
     CALL,
@@ -104,8 +105,12 @@ class Messaging:
                  deadlines: Deadlines, resolve: Callable[[Any, str], Pid],
                  counters: Counters | None = None) -> None:
         self.counters = counters if counters is not None else Counters()
-        # The local row of the counters, bound once: the hot path indexes it.
+        # The rows of the counters the hot paths bump in place (counters.py),
+        # bound once: local calls are counted, remote ones counted and timed.
         self._local = self.counters.calls[LOCAL]
+        self._remote = self.counters.calls[REMOTE]
+        self._remote_durations = self.counters.durations[REMOTE]
+        self._sums = self.counters.sums
         self.name = processes.name
         self._processes = processes
         self.remote = remote
@@ -167,7 +172,9 @@ class Messaging:
                     return await self.call(self._resolve(pid, "pid"), request, timeout,
                                            fail_if_silent=fail_if_silent)
                 pid = check_pid("pid", pid)
-            if type(timeout) is float and 0 < timeout <= MAX_TIMEOUT:
+            if timeout is self._deadlines.last_timeout:
+                seconds = timeout  # checked when Deadlines took it (the common case)
+            elif type(timeout) is float and 0 < timeout <= MAX_TIMEOUT:
                 seconds = timeout  # check_timeout's answer, without the call
             else:
                 seconds = check_timeout(timeout)
@@ -208,7 +215,11 @@ class Messaging:
                     self.table.mark_dead(pid)  # Rule 4
                 self.counters.observe(REMOTE, outcome_of(exc), perf_counter() - started)
                 raise
-            self.counters.observe(REMOTE, OK, perf_counter() - started)
+            # Counters.observe(REMOTE, OK, ...), inlined (the hot path; keep in step).
+            elapsed = perf_counter() - started
+            self._remote[OK] += 1
+            self._remote_durations[bisect_left(BUCKETS, elapsed)] += 1
+            self._sums[REMOTE] += elapsed
             return value
         # A timeout with an armed bucket was checked when the bucket was made
         # (Deadlines.by_timeout holds checked timeouts only): the common case,

@@ -46,7 +46,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from asyncio import InvalidStateError
 from collections import deque
 from collections.abc import Awaitable
 from typing import Any, ClassVar, Protocol
@@ -349,15 +348,13 @@ class Process:
                         self._idle = None
                         if not idle.done():
                             idle.set_result(None)
-                    # Drop the last message before waiting: an idle process must
-                    # not keep its last request, Caller, future and reply alive
-                    # until the next message arrives.
+                    # Drop the last message before waiting: an idle process keeps
+                    # no request, Caller, future or reply alive until the next.
                     payload = caller = future = result = None
                     self.waiter = waiter = loop.create_future()
                     await waiter
                     continue
-                # A method call, not a bound popleft: CPython 3.11 specializes it.
-                kind, payload, caller = mailbox.popleft()
+                kind, payload, caller = mailbox.popleft()  # specialized; a bound one is not
                 if kind == CALL:
                     assert caller is not None  # a CALL always carries its caller
                     future = caller.answer
@@ -368,13 +365,12 @@ class Process:
                         result = await server.handle_call(payload, caller)
                     except BadRequest as exc:
                         caller.fail(exc)
-                        self.current = None
-                        continue
+                        result = NOREPLY  # answered
                     self.current = None
                     if result is not NOREPLY:
                         try:  # noqa: SIM105 - suppress() costs two calls per message
                             future.set_result(result)
-                        except InvalidStateError:
+                        except asyncio.InvalidStateError:
                             pass  # answered (caller.reply), or its caller gave up
                 elif kind == CAST:
                     await server.handle_cast(payload)

@@ -79,6 +79,15 @@ class PeerConnection(asyncio.Protocol):
         initiator: True when this node dialled.
     """
 
+    # Slots: 30+ attributes overflow 3.11's shared keys (its method calls go unspecialized).
+    __slots__ = ("__weakref__", "_by_type", "_closed", "_config", "_congested_since", "_counts",
+                 "_encode_call", "_encode_reply", "_established", "_flush_scheduled",
+                 "_high_water", "_last_recv", "_last_send", "_loop", "_manager", "_max_unsent",
+                 "_on_message", "_out", "_out_bytes", "_paused", "_ping_seq", "_refusal_logged",
+                 "_timer", "_transport", "_wire", "_writable", "calls_until", "close_reason",
+                 "initiator", "peer_address", "peer_creation", "peer_node", "refusal",
+                 "registered", "serving", "silent")
+
     def __init__(self, manager: PeerOwner[PeerConnection], wire: Connection, *,
                  initiator: bool) -> None:
         self._manager = manager
@@ -160,15 +169,10 @@ class PeerConnection(asyncio.Protocol):
         return self.unsent >= limit
 
     def send(self, msg: Message) -> None:
-        """Send a message: the first of a loop turn is written at once, the
-        rest are written together at the end of the turn.
-
-        Args:
-            msg: any post-handshake message.
+        """Send any post-handshake message (Rule 1 says when it is written).
 
         Raises:
-            NodeDown: the connection is not open (closed, or still in the
-                handshake); nothing was sent (``not_started=True``).
+            NodeDown: not open (closed, or in the handshake): nothing sent (``not_started``).
             BadArgument: the message holds an unencodable term or is too large.
         """
         if not self.is_open:
@@ -209,11 +213,8 @@ class PeerConnection(asyncio.Protocol):
         self._counts[2] += 1
 
     async def wait_writable(self) -> None:
-        """Wait until the socket buffer drains below its low-water mark.
-
-        Raises:
-            NodeDown: the connection closed while waiting.
-        """
+        """Wait until the socket buffer drains below its low-water mark;
+        raises ``NodeDown`` if the connection closed meanwhile."""
         if self._writable.is_set():
             return
         waiter = asyncio.ensure_future(self._writable.wait())

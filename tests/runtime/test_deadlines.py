@@ -117,20 +117,21 @@ async def test_the_last_timeout_object_is_remembered_until_its_bucket_goes_idle(
     clock = FakeClock()
     deadlines = started(clock)
     loop = asyncio.get_running_loop()
-    timeout = 0.5
+    timeout = 1.0
     first: asyncio.Future[Any] = loop.create_future()
     calls = deadlines.add(first, timeout, "target")
     assert deadlines.last_timeout is timeout
     assert deadlines.last_bucket is deadlines.by_timeout[timeout]
     assert deadlines.last_bucket is not None and deadlines.last_bucket.current is calls
-    # An int equal to a cached float joins the same bucket but is not taken
-    # for the checked float (the hot paths compare by identity).
+    # An int or a bool equal to the cached float finds its bucket, but is not
+    # taken for the checked float (the hot paths compare by identity).
     deadlines.add(loop.create_future(), 1, "target")
     deadlines.add(loop.create_future(), True, "target")
-    assert deadlines.last_timeout is not None and type(deadlines.last_timeout) is float
+    assert deadlines.last_timeout is timeout
     clock.advance(5.0)  # every call failed, every bucket idle and forgotten
     assert deadlines.pending() == 0
-    assert deadlines.last_timeout is None and deadlines.last_bucket is None
+    assert deadlines.last_bucket is None
+    assert deadlines.last_timeout != deadlines.last_timeout  # a NaN of its own: no caller's
     assert isinstance(first.exception(), shoal.CallTimeout)
 
 
