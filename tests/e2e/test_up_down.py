@@ -40,7 +40,7 @@ async def test_up_restarts_a_killed_node_and_down_stops_every_node_gracefully(
                                      for line in up.lines), what="a1's ready line, prefixed")
         killed = up.os_pid("a1")
         os.kill(killed, signal.SIGKILL)
-        await wait_until(lambda: up.node_state("a1") == "running" and up.os_pid("a1") != killed,
+        await wait_until(lambda: up.running_as_another_process("a1", killed),
                          timeout=20, what=f"a1 restarted: {up.text()}")
         await wait_until(lambda: any("node a1 exited by signal SIGKILL; restarting it in"
                                      in line for line in up.lines), what="the restart logged")

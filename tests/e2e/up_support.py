@@ -93,6 +93,16 @@ class UpProcess:
         info = self.state().get("nodes", {}).get(name)
         return info.get("state") if isinstance(info, dict) else None
 
+    def running_as_another_process(self, name: str, old_pid: int) -> bool:
+        """Whether ``name`` runs, as an OS process other than ``old_pid``: one
+        read of the state file (it changes between two reads while a node
+        restarts)."""
+        info = self.state().get("nodes", {}).get(name)
+        if not isinstance(info, dict):
+            return False
+        pid = info.get("os_pid")
+        return info.get("state") == "running" and isinstance(pid, int) and pid != old_pid
+
     def os_pid(self, name: str) -> int:
         pid = self.state()["nodes"][name]["os_pid"]
         assert isinstance(pid, int)
