@@ -11,9 +11,9 @@ Rules:
 - Rule 1: only processes this helper started are ever signalled, by the PID
   it got when starting them; ``stop`` always ends them (SIGTERM, then
   SIGKILL after a bounded wait), even after a failed test. On Linux each
-  node also gets SIGTERM from the kernel when the thread that started it
-  dies (a test runner killed mid-test): nodes run under
-  ``shoal.testing.launch``, so none is left behind.
+  node also gets SIGKILL from the kernel when the thread that started it
+  dies (a test runner killed mid-test, even while a test holds the node
+  stopped): nodes run under ``shoal.testing.launch``, so none is left behind.
 - Rule 2: every wait is bounded in time and raises ``TimeoutError`` naming
   what it waited for; nothing sleeps to synchronise.
 """

@@ -14,14 +14,9 @@ Rules:
 - Rule 3: a missing ``etcd`` binary raises :class:`EtcdNotInstalled` that says
   how to install it (``scripts/ensure-etcd.sh``, Debian's ``etcd-server``).
 - Rule 4: a member dies with the process that started it, even one killed
-  with SIGKILL (a test runner cut short leaves no etcd behind). On Linux
-  each member is started through a few lines of Python that ask the kernel
-  for SIGKILL when its parent dies (``PR_SET_PDEATHSIG``) and then exec
-  ``etcd`` in place, so the member's PID is etcd's own (Rule 1; fault tests
-  SIGSTOP and kill it). The kernel sends that signal when the *thread* that
-  forked ends, so every member is forked from one thread of this module that
-  lives as long as the process, not from the caller's (``asyncio.to_thread``
-  workers come and go).
+  with SIGKILL (a test runner cut short leaves no etcd behind): it is
+  started by ``shoal.testing.launch.spawn_tied``, and its PID is still
+  etcd's own (Rule 1; fault tests SIGSTOP and kill it).
 
 Typical use::
 
@@ -39,18 +34,16 @@ import shutil
 import signal
 import ssl
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from shoal.testing.launch import spawn_tied
 from shoal.testing.ports import free_port
 
 __all__ = [
@@ -77,43 +70,6 @@ class EtcdServerError(RuntimeError):
 
 class EtcdNotInstalled(EtcdServerError):
     """No ``etcd`` binary is available; the message says how to install one."""
-
-
-# Rule 4: run as ``python -I -S -c _TIED PARENT_PID etcd args...``; stdlib only
-# (~20 ms), and the parent's PID checked after the request, in case the
-# parent died before it took effect.
-_TIED = """\
-import ctypes, os, signal, sys
-parent, command = int(sys.argv[1]), sys.argv[2:]
-if sys.platform.startswith("linux"):
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(1, signal.SIGKILL) != 0:  # PR_SET_PDEATHSIG
-        sys.exit("prctl(PR_SET_PDEATHSIG) failed: " + os.strerror(ctypes.get_errno()))
-    if os.getppid() != parent:
-        sys.exit(f"the process that started this etcd member ({parent}) is gone")
-os.execv(command[0], command)
-"""
-
-_spawner: tuple[int, ThreadPoolExecutor] | None = None
-_spawner_lock = threading.Lock()
-
-
-def _spawn(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
-    """Start ``command`` tied to this process (Rule 4), from the spawner thread."""
-    global _spawner
-    with _spawner_lock:
-        if _spawner is None or _spawner[0] != os.getpid():  # none yet, or a forked child's
-            _spawner = (os.getpid(), ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="shoal-etcd-spawner"))
-        executor = _spawner[1]
-
-    def start() -> subprocess.Popen[bytes]:
-        with open(log_path, "ab") as log:
-            return subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", _TIED, str(os.getpid()), *command],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    return executor.submit(start).result()
 
 
 def etcd_binary() -> str:
@@ -321,7 +277,8 @@ class EtcdCluster:
         if member.process is not None and member.process.poll() is None:
             raise EtcdServerError(f"member {member.name} is already running (pid {member.pid})")
         member.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        member.process = _spawn(self._command(member), member.log_path)
+        with open(member.log_path, "ab") as log:
+            member.process = spawn_tied(self._command(member), log)
         if wait:
             self.wait_healthy(index, ready_timeout)
 

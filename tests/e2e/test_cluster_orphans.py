@@ -1,4 +1,5 @@
-"""A LocalCluster whose test runner is killed mid-test leaves no node behind."""
+"""A LocalCluster whose test runner is killed mid-test leaves no node behind,
+not even one a hang test holds stopped (SIGSTOP)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 async def test_nodes_stop_when_the_process_that_started_them_is_killed(tmp_path: Path) -> None:
+    # n2 is stopped as a hang test stops a node: a SIGTERM would wait for a
+    # SIGCONT that never comes; the kernel's SIGKILL does not.
     (tmp_path / "runner.py").write_text(SCRIPT, encoding="utf-8")
     runner = await asyncio.create_subprocess_exec(
         sys.executable, str(tmp_path / "runner.py"), stdout=asyncio.subprocess.PIPE,
@@ -44,6 +47,7 @@ async def test_nodes_stop_when_the_process_that_started_them_is_killed(tmp_path:
     nodes = [int(pid) for pid in line.split()]
     assert len(nodes) == 2 and all(alive(pid) for pid in nodes)
     try:
+        os.kill(nodes[1], signal.SIGSTOP)
         os.kill(runner.pid, signal.SIGKILL)  # the runner dies without stopping anything
         await runner.wait()
         await wait_until(lambda: not any(alive(pid) for pid in nodes), timeout=30,
