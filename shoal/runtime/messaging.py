@@ -113,6 +113,9 @@ class Messaging:
         self._sums = self.counters.sums
         self.name = processes.name
         self._processes = processes
+        # ProcessTable.get, bound once: called through a local, 3.11
+        # specializes the call (a method call of an instance attribute it does not).
+        self._process_of = processes.get
         self.remote = remote
         self.table = table
         self._deadlines = deadlines
@@ -163,7 +166,8 @@ class Messaging:
             CallTimeout: no reply within ``timeout``; a late reply is dropped.
         """
         try:
-            proc = self._processes.get(pid)  # type: ignore[arg-type]  # a name finds None
+            process_of = self._process_of
+            proc = process_of(pid)  # type: ignore[arg-type]  # a name finds None
         except TypeError:  # unhashable: certainly not a Pid
             proc = None
         if proc is None or type(pid) is not Pid:  # a plain tuple equal to a pid is no pid
@@ -235,7 +239,8 @@ class Messaging:
                 timeout = check_timeout(timeout)
             elif not 0 < timeout <= MAX_TIMEOUT:
                 check_timeout(timeout)
-        future: asyncio.Future[Any] = self._new_future()
+        new_future = self._new_future  # a local: the call is specialized (as _process_of)
+        future: asyncio.Future[Any] = new_future()
         me = _current_process()
         try:
             # Process.deliver, inlined (the hot path; keep the two in step).

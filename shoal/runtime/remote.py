@@ -95,6 +95,7 @@ __all__ = ["PeerInfo", "Remote"]
 log = logging.getLogger("shoal")
 
 MAX_BACKLOG = 10_000  # messages waiting for the dial to one node (Rule 5)
+_current_process = current_process.get  # bound once (the hot path)
 
 
 class Remote:
@@ -216,10 +217,10 @@ class Remote:
             raise self._overloaded(pid, conn)
         ref = self._next_ref
         self._next_ref = ref + 1
-        me = current_process.get()
+        me = _current_process()
         future: asyncio.Future[Any] = self._loop.create_future()
         conn.send_call(ref, me.pid if me is not None else None, pid, request,
-                       int(timeout * 1000))
+                       int(timeout * 1000.0))  # float * float: specialized
         self.pending[ref] = (future, pid, conn)
         self.busy_poll.poke()  # its answer is read without a wake-up (spin.py)
         deadlines = self._deadlines
