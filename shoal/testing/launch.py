@@ -77,6 +77,8 @@ def spawn_tied(command: list[str], output: IO[bytes]) -> subprocess.Popen[bytes]
     Returns:
         The process; its PID is ``command``'s own once the launcher exec'd it.
     """
+    # Imported here, not at the top: the --exec path (this file as a script)
+    # needs neither, and starts faster without them.
     import subprocess
     from concurrent.futures import ThreadPoolExecutor
 
