@@ -106,6 +106,14 @@ class Attempts:
     def in_flight(self, name: str) -> int:
         return sum(1 for a in self.to_node(name) if not a.end)
 
+    def unanswerable(self, name: str, service_time: float) -> int:
+        """Attempts to ``name`` still unanswered and started less than
+        ``service_time`` ago: a node whose handler takes that long cannot
+        have sent their replies yet, so a kill now surely breaks them (an
+        attempt merely in flight may have its reply already on the way)."""
+        now = time.monotonic()
+        return sum(1 for a in self.to_node(name) if not a.end and now - a.start < service_time)
+
     def of_call(self, call_id: int) -> list[Attempt]:
         return [a for a in self.items if a.call_id == call_id]
 

@@ -29,6 +29,8 @@ pytestmark = pytest.mark.timeout(90)
 # its connection breaks at once and the store ends the session the moment a
 # probe finds the session's lock free (G2); generous for a loaded machine.
 REMOVAL_BOUND = 2.0
+# How long the echo workers take per request in the kill tests.
+SERVICE_TIME = 0.02
 
 
 async def test_kill9_under_steady_group_calls_loses_no_idempotent_call() -> None:
@@ -39,10 +41,15 @@ async def test_kill9_under_steady_group_calls_loses_no_idempotent_call() -> None
         watcher = await client.spawn(Inbox, box)
         refs = {client.monitor(pid, watcher=watcher): pid for pid in pids["n2"]}
         attempts = Attempts(client)
-        stream = Stream(client, "g", callers=8, idempotent=True).start()
+        # Each request takes 20 ms, so the kill below can be timed to break
+        # calls that n2 holds: their attempts must fail and be retried.
+        stream = Stream(client, "g", callers=8, idempotent=True,
+                        request=["sleep", SERVICE_TIME]).start()
         await stream.wait_calls(300)
         assert stream.served_by("n2"), "the dead node must have served before the kill"
 
+        await wait_until(lambda: attempts.unanswerable("n2", SERVICE_TIME) > 0,
+                         what="a call n2 cannot have answered yet")
         killed_at = time.monotonic()
         cluster.kill9("n2")
         await wait_until(lambda: not client.cluster_view.is_routable("n2"), timeout=REMOVAL_BOUND,
@@ -89,7 +96,8 @@ async def test_kill9_fails_only_calls_in_flight_with_unknown_delivery_never_retr
         stream = Stream(client, "g", callers=8, idempotent=False,
                         request=["sleep", 0.05]).start()
         await stream.wait_calls(40)
-        await wait_until(lambda: attempts.in_flight("n2") > 0, what="a call in flight on n2")
+        await wait_until(lambda: attempts.unanswerable("n2", 0.05) > 0,
+                         what="a call n2 cannot have answered yet")
         cluster.kill9("n2")
         await wait_until(lambda: not client.cluster_view.is_routable("n2"), timeout=REMOVAL_BOUND,
                          what="n2 to be unroutable at the client")
@@ -238,7 +246,8 @@ async def test_an_idempotent_call_caught_on_a_hung_node_moves_on_once_it_is_sile
 
         def on_n2() -> list[Attempt]:  # group call attempts in flight on n2
             return [a for a in attempts.to_node("n2") if a.call_id is not None and not a.end]
-        await wait_until(lambda: len(on_n2()) >= 2, what="group calls in flight on n2")
+        await wait_until(lambda: len(on_n2()) >= 2 and attempts.unanswerable("n2", 0.05) > 0,
+                         what="group calls in flight on n2, one it cannot have answered yet")
         cluster.sigstop("n2")
         stopped_at = time.monotonic()
         plain = asyncio.create_task(client.call(n2_pid, "ping", 20.0))
