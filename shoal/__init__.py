@@ -54,10 +54,11 @@ from shoal.runtime.caller import Caller
 from shoal.runtime.childspec import ChildCounts, ChildInfo, ChildSpec, SupervisorLog, SupervisorSpec
 from shoal.runtime.crashlog import CrashLog
 from shoal.runtime.genserver import GenServer
-from shoal.runtime.groups import Groups, Subscription, SubscriptionOverflow
+from shoal.runtime.groups import Groups
 from shoal.runtime.node import Node, NodeStatistics
 from shoal.runtime.notices import NOREPLY, Down, Exit, GroupEvent, Ref, Stop
 from shoal.runtime.reload import ReloadResult
+from shoal.runtime.subscriptions import Subscription, SubscriptionOverflow
 from shoal.runtime.supervisor import Supervisor
 
 __all__ = [

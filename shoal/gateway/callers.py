@@ -48,7 +48,7 @@ from shoal.gateway.errors import GatewayError
 from shoal.gateway.jsonmap import to_json
 from shoal.membership.strategies import STRATEGIES
 from shoal.pid import Pid
-from shoal.runtime.groups import SubscriptionOverflow
+from shoal.runtime.subscriptions import SubscriptionOverflow
 
 __all__ = ["DEFAULT_TIMEOUT", "HEARTBEAT", "HOT_ROUTES", "Core", "add_routes"]
 

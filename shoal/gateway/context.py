@@ -59,9 +59,10 @@ if TYPE_CHECKING:
     from shoal.gateway.bodies import RequestLike
     from shoal.pid import Pid, Reason
     from shoal.runtime.cluster import ClusterView
-    from shoal.runtime.groups import Groups, Subscription
+    from shoal.runtime.groups import Groups
     from shoal.runtime.process import Behaviour
     from shoal.runtime.spin import BusyPoll
+    from shoal.runtime.subscriptions import Subscription
 
 __all__ = ["DEFAULT_MAX_BODY", "MAX_TIMEOUT", "GatewayContext", "GatewayMetrics",
            "GatewayNode", "derive_token", "is_loopback", "read_body", "resolve_token"]

@@ -3,7 +3,7 @@
 Owns nothing but the wiring: each change the table reports (a list of
 ``MembershipEvent``) is handed, in one synchronous step, to
 
-- the subscribers (``groups.SubscriptionHub``: processes and iterators
+- the subscribers (``subscriptions.SubscriptionHub``: processes and iterators
   watching a group or a scope);
 - the store writer (``writer.Writer``), for this node's own changes only
   (``local=True``: joins, leaves and exits of local processes), never for

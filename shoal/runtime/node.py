@@ -38,7 +38,7 @@ from shoal.runtime.config import store_and_addresses
 from shoal.runtime.counters import Counters
 from shoal.runtime.deadlines import Deadlines
 from shoal.runtime.feed import MembershipFeed
-from shoal.runtime.groups import GroupParts, Groups, SubscriptionHub
+from shoal.runtime.groups import GroupParts, Groups
 from shoal.runtime.health import Readiness
 from shoal.runtime.idle import DEFAULT_IDLE_TIMEOUT
 from shoal.runtime.join_times import JoinTimes
@@ -56,6 +56,7 @@ from shoal.runtime.replication import Replication
 from shoal.runtime.signals import Signals
 from shoal.runtime.spin import BusyPoll, busy_poll_window
 from shoal.runtime.startup import Attachment, StoreProber, Wiring, attach, detach
+from shoal.runtime.subscriptions import SubscriptionHub
 from shoal.store import Store
 from shoal.transport import (
     DEFAULT_MAX_HANDSHAKES,

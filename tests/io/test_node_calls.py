@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,31 @@ async def test_a_group_call_that_learns_no_such_process_does_not_try_it_next_tim
     with pytest.raises(shoal.NoMembers) as second:
         b.groups.select("lonely")
     assert second.value.tried == 0
+
+
+# -- selection over local and remote members ---------------------------------------
+
+
+async def test_selection_prefers_local_members_and_counts_every_join(
+        pair: tuple[shoal.Node, shoal.Node]) -> None:
+    a, b = pair
+    here = await a.spawn(Echo)
+    there = [await b.spawn(Echo) for _ in range(2)]
+    await a.groups.join("g", here)
+    await b.groups.join("g", [there[0], there[0], there[1]])
+    await wait_members(a, "g", 4)
+    # local_first (the default): a's own member whenever it has one.
+    assert {a.groups.select("g") for _ in range(300)} == {here}
+    # random: uniform over the joins, wherever they are. Bounds are six
+    # standard deviations of 4,000 draws (27 for p = 1/4, 32 for p = 1/2).
+    picks = Counter(a.groups.select("g", strategy="random") for _ in range(4_000))
+    assert 835 <= picks[here] <= 1_165 and 835 <= picks[there[1]] <= 1_165
+    assert 1_810 <= picks[there[0]] <= 2_190
+    # Without a local member, local_first draws from every member, per join.
+    await a.groups.leave("g", here)
+    fallback = Counter(a.groups.select("g") for _ in range(3_000))
+    assert set(fallback) == set(there)
+    assert 1_850 <= fallback[there[0]] <= 2_150  # p = 2/3: sd 26
 
 
 # -- is a remote process alive: asked of its owner, never guessed --------------------
