@@ -41,12 +41,7 @@ from shoal.runtime.checks import check_group, check_pids, check_timeout
 from shoal.runtime.counters import GROUP
 from shoal.runtime.group_retry import no_members, retryable, wait_replaced
 from shoal.runtime.notices import Ref
-from shoal.runtime.subscriptions import (
-    MAX_PENDING,
-    Subscription,
-    SubscriptionHub,
-    SubscriptionOverflow,
-)
+from shoal.runtime.subscriptions import MAX_PENDING, Subscription, SubscriptionHub
 
 if TYPE_CHECKING:
     from shoal.membership.table import GroupTable
@@ -59,10 +54,7 @@ if TYPE_CHECKING:
 Observer = Callable[[Pid, float, float, "ShoalError | None"], None]
 """What ``Groups.call(observe=...)`` calls after each attempt."""
 
-__all__ = [
-    "DEFAULT_STRATEGY", "MAX_PENDING", "Groups", "Observer", "Subscription", "SubscriptionHub",
-    "SubscriptionOverflow",
-]
+__all__ = ["Groups", "Observer"]
 
 DEFAULT_STRATEGY = "local_first"
 
@@ -217,7 +209,7 @@ class Groups:
         """Subscribe code outside processes to ``group``'s events, or to the
         whole scope's when ``group`` is None. At most ``limit`` unread events
         are kept; past that the subscription closes and raises
-        :class:`SubscriptionOverflow`.
+        :class:`~shoal.runtime.subscriptions.SubscriptionOverflow`.
 
         Raises:
             BadArgument: bad ``group`` or ``limit``.
